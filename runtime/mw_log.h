@@ -1,0 +1,30 @@
+/* Logging: human-readable lines by default, JSON lines with log.format: json.
+ * Thread-safe; each record is written with one write(2). */
+#ifndef MW_LOG_H
+#define MW_LOG_H
+
+#include <stdarg.h>
+
+typedef enum mw_log_level {
+  MW_LOG_DEBUG = 0,
+  MW_LOG_INFO = 1,
+  MW_LOG_WARN = 2,
+  MW_LOG_ERROR = 3,
+} mw_log_level;
+
+/* fd defaults to 2 (stderr), level to info, format to text. */
+void mw_log_configure(mw_log_level level, int json, int fd);
+int mw_log_enabled(mw_log_level level);
+/* Parses "debug"/"info"/"warn"/"error"; returns -1 when unknown. */
+int mw_log_level_parse(const char *s);
+const char *mw_log_level_name(mw_log_level level);
+
+void mw_log(mw_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* A record with extra fields: keys[i] = vals[i], for i < n. In text format
+ * they follow the message as key=value; in JSON they are string members. */
+void mw_log_fields(mw_log_level level, const char *msg, int n,
+                   const char *const *keys, const char *const *vals);
+
+#endif
