@@ -1,4 +1,13 @@
-#include <lua.h>
+/* moonwire.core as a loadable Lua module (build/lua/moonwire/core.so), so the
+ * Lua library's specs run under a plain lua5.4 + busted. Functions that need
+ * a running call (mw.sleep, streams) raise when used outside a handler. */
 #include <lauxlib.h>
+#include <lua.h>
+
+#include "mw_host.h"
+
 int luaopen_moonwire_core(lua_State *L);
-int luaopen_moonwire_core(lua_State *L) { lua_newtable(L); return 1; }
+
+int luaopen_moonwire_core(lua_State *L) {
+  return mw_host_open_core(L);
+}

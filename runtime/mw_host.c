@@ -1,0 +1,976 @@
+#include "mw_host.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "mw_call.h"
+#include "mw_codec.h"
+#include "mw_log.h"
+#include "mw_server.h"
+#include "upb/arena.h"
+
+#define MT_CTX "moonwire.ctx"
+#define MT_STREAM "moonwire.stream"
+#define MT_STATUS "moonwire.status"
+#define REG_SERVICES "moonwire.services"
+#define REG_SERVICE_FILES "moonwire.service_files"
+
+/* Registry keys by address. */
+static const char key_gen = 'g';
+
+typedef enum wait_kind {
+  WAIT_NONE = 0,
+  WAIT_RECV,
+  WAIT_WRITABLE,
+  WAIT_TIMER,
+} wait_kind;
+
+/* The host's state of one call. Owned by the call (mw_call_set_host) from
+ * mw_host_on_call until mw_host_on_done frees it. */
+typedef struct mw_hcall {
+  mw_call *call;
+  lua_State *L;  /* the generation's state for this worker */
+  lua_State *co; /* the handler's coroutine, anchored by co_ref */
+  int co_ref;
+  int ctx_ref;    /* ctx userdata, anchored until the call ends */
+  int stream_ref; /* stream userdata (streaming kinds), or LUA_NOREF */
+  int cancel_ref; /* table of on_cancel functions, LUA_NOREF when none */
+  const mw_method *m;
+  upb_Arena *arena; /* the call's arena, over arena_mem first */
+  wait_kind wait;
+  uint64_t timer;
+  int woke_cancelled; /* the current wait ended by cancellation */
+  int finished;       /* the handler ended and the call was finished */
+  /* A first message delivered with the call to a streaming handler. */
+  char *first;
+  size_t first_len;
+  int has_first;
+  int half_closed;    /* the client half-closed its side */
+  char arena_mem[1024];
+} mw_hcall;
+
+/* Userdata for ctx and stream: a handle that outlives the call safely. */
+typedef struct handle {
+  mw_hcall *h; /* NULL once the call has ended */
+} handle;
+
+static unsigned long internal_error_seq;
+
+/* --- small helpers -------------------------------------------------------- */
+
+/* The call whose coroutine L is. Only states the host made carry call
+ * pointers in their extra space (moonwire.core loaded into a plain lua5.4
+ * has none), so check that first. */
+static mw_hcall *current(lua_State *L) {
+  int ours = lua_rawgetp(L, LUA_REGISTRYINDEX, &key_gen) == LUA_TLIGHTUSERDATA;
+  lua_pop(L, 1);
+  return ours ? *(mw_hcall **)lua_getextraspace(L) : NULL;
+}
+
+static void set_current(lua_State *co, mw_hcall *h) {
+  *(mw_hcall **)lua_getextraspace(co) = h;
+}
+
+/* Pushes a status error object {code=, message=}. */
+static void push_status(lua_State *L, int code, const char *msg) {
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, code);
+  lua_setfield(L, -2, "code");
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "message");
+  luaL_setmetatable(L, MT_STATUS);
+}
+
+static int is_status(lua_State *L, int idx) {
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
+  luaL_getmetatable(L, MT_STATUS);
+  int eq = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return eq;
+}
+
+static int check_code(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    int code = mw_status_parse(lua_tostring(L, idx));
+    if (code < 0) luaL_argerror(L, idx, "unknown status code name");
+    return code;
+  }
+  lua_Integer code = luaL_checkinteger(L, idx);
+  if (code < 0 || code >= MW_STATUS_COUNT)
+    luaL_argerror(L, idx, "status code out of range 0..16");
+  return (int)code;
+}
+
+static mw_hcall *check_live(lua_State *L, int idx, const char *mt) {
+  handle *hd = luaL_checkudata(L, idx, mt);
+  if (!hd->h) luaL_error(L, "the call has ended");
+  return hd->h;
+}
+
+/* --- moonwire.core ---------------------------------------------------------- */
+
+/* core.status(code, message) -> status object */
+static int l_status(lua_State *L) {
+  int code = check_code(L, 1);
+  const char *msg = luaL_optstring(L, 2, "");
+  push_status(L, code, msg);
+  return 1;
+}
+
+/* core.fail(code, message): raises a status object */
+static int l_fail(lua_State *L) {
+  int code = check_code(L, 1);
+  const char *msg = luaL_optstring(L, 2, "");
+  if (code == 0) luaL_argerror(L, 1, "mw.fail needs an error code, not OK");
+  push_status(L, code, msg);
+  return lua_error(L);
+}
+
+static int l_is_status(lua_State *L) {
+  lua_pushboolean(L, is_status(L, 1));
+  return 1;
+}
+
+static int status_tostring(lua_State *L) {
+  lua_getfield(L, 1, "code");
+  int code = (int)lua_tointeger(L, -1);
+  lua_getfield(L, 1, "message");
+  lua_pushfstring(L, "%s: %s", mw_status_name(code), luaL_optstring(L, -1, ""));
+  return 1;
+}
+
+/* core.service(name) -> the handler table of a service (created once). */
+static int l_service(lua_State *L) {
+  size_t len;
+  const char *name = luaL_checklstring(L, 1, &len);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_gen);
+  mw_gen *g = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (g && !mw_gen_has_service(g, name, len)) {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    lua_pushfstring(L, "no service '%s' in the loaded .proto files", name);
+    luaL_addvalue(&b);
+    size_t n = mw_schema_service_count(g->schema);
+    for (size_t i = 0; i < n; i++) {
+      luaL_addstring(&b, i == 0 ? " (services: " : ", ");
+      luaL_addstring(&b, upb_ServiceDef_FullName(mw_schema_service(g->schema, i)));
+    }
+    if (n) luaL_addstring(&b, ")");
+    luaL_pushresult(&b);
+    luaL_where(L, 2);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, REG_SERVICES);
+  if (lua_getfield(L, -1, name) == LUA_TTABLE) return 1;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, name);
+  /* Remember where the service was declared, for messages. */
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, REG_SERVICE_FILES);
+  lua_Debug ar;
+  if (lua_getstack(L, 2, &ar) && lua_getinfo(L, "S", &ar)) {
+    lua_pushstring(L, ar.short_src);
+  } else {
+    lua_pushstring(L, "?");
+  }
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+  return 1;
+}
+
+static int l_log(lua_State *L) {
+  const char *lvl = luaL_checkstring(L, 1);
+  int level = mw_log_level_parse(lvl);
+  if (level < 0) luaL_argerror(L, 1, "level must be debug, info, warn or error");
+  const char *msg = luaL_checkstring(L, 2);
+  if (!mw_log_enabled(level)) return 0;
+  const char *keys[32], *vals[32];
+  int n = 0;
+  if (lua_istable(L, 3)) {
+    lua_settop(L, 3);
+    lua_pushnil(L);
+    while (n < 32 && lua_next(L, 3)) {
+      if (lua_type(L, -2) == LUA_TSTRING) {
+        keys[n] = lua_tostring(L, -2);
+        vals[n] = luaL_tolstring(L, -1, NULL); /* anchored on the stack */
+        lua_insert(L, 4);                      /* keep it below the key */
+        n++;
+      }
+      lua_pop(L, 1);
+    }
+  }
+  mw_log_fields(level, msg, n, keys, vals);
+  return 0;
+}
+
+static void wait_for(mw_hcall *h, wait_kind w);
+static int sleep_k(lua_State *L, int status, lua_KContext kctx);
+static void on_timer(void *arg);
+
+/* mw.sleep(seconds): suspends only the calling handler. */
+static int l_sleep(lua_State *L) {
+  lua_Number secs = luaL_checknumber(L, 1);
+  mw_hcall *h = current(L);
+  if (!h || h->co != L) return luaL_error(L, "mw.sleep must be called from a handler");
+  if (mw_call_cancelled(h->call)) return sleep_k(L, LUA_YIELD, 0);
+  if (!(secs > 0)) secs = 0;
+  mw_timers *t = &mw_call_worker(h->call)->timers;
+  h->timer = mw_timer_add(t, mw_now() + secs, on_timer, h);
+  if (!h->timer) return luaL_error(L, "out of memory");
+  wait_for(h, WAIT_TIMER);
+  return lua_yieldk(L, 0, 0, sleep_k);
+}
+
+static const luaL_Reg core_funcs[] = {
+    {"status", l_status},   {"fail", l_fail},   {"is_status", l_is_status},
+    {"service", l_service}, {"log", l_log},     {"sleep", l_sleep},
+    {NULL, NULL},
+};
+
+static void push_codes(lua_State *L) {
+  lua_createtable(L, 0, MW_STATUS_COUNT);
+  for (int i = 0; i < MW_STATUS_COUNT; i++) {
+    lua_pushinteger(L, i);
+    lua_setfield(L, -2, mw_status_name(i));
+  }
+}
+
+static void make_metatables(lua_State *L);
+
+int mw_host_open_core(lua_State *L) {
+  make_metatables(L);
+  luaL_newlib(L, core_funcs);
+  push_codes(L);
+  lua_setfield(L, -2, "codes");
+  lua_pushstring(L, MW_VERSION);
+  lua_setfield(L, -2, "version");
+  return 1;
+}
+
+/* --- ctx ------------------------------------------------------------------ */
+
+static int ctx_remaining(lua_State *L) {
+  mw_hcall *h = check_live(L, 1, MT_CTX);
+  double d = mw_call_deadline(h->call);
+  if (d == 0) {
+    lua_pushnumber(L, HUGE_VAL);
+  } else {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    double left = d - ((double)tv.tv_sec + (double)tv.tv_usec * 1e-6);
+    lua_pushnumber(L, left > 0 ? left : 0);
+  }
+  return 1;
+}
+
+static int ctx_cancelled(lua_State *L) {
+  handle *hd = luaL_checkudata(L, 1, MT_CTX);
+  lua_pushboolean(L, !hd->h || mw_call_cancelled(hd->h->call));
+  return 1;
+}
+
+static int set_md(lua_State *L, int trailer) {
+  mw_hcall *h = check_live(L, 1, MT_CTX);
+  size_t kl, vl;
+  const char *k = luaL_checklstring(L, 2, &kl);
+  const char *v = luaL_checklstring(L, 3, &vl);
+  char err[256];
+  int rc = trailer ? mw_call_add_trailer(h->call, k, kl, v, vl, err, sizeof err)
+                   : mw_call_add_header(h->call, k, kl, v, vl, err, sizeof err);
+  if (rc != 0) return luaL_error(L, "%s", err);
+  return 0;
+}
+static int ctx_set_header(lua_State *L) { return set_md(L, 0); }
+static int ctx_set_trailer(lua_State *L) { return set_md(L, 1); }
+
+static int ctx_on_cancel(lua_State *L) {
+  mw_hcall *h = check_live(L, 1, MT_CTX);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (h->cancel_ref == LUA_NOREF) {
+    lua_newtable(L);
+    h->cancel_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->cancel_ref);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+/* ctx:metadata_values(key) -> every value of a repeated key, in order. */
+static int ctx_metadata_values(lua_State *L) {
+  mw_hcall *h = check_live(L, 1, MT_CTX);
+  size_t kl;
+  const char *key = luaL_checklstring(L, 2, &kl);
+  lua_newtable(L);
+  size_t n = mw_call_metadata_count(h->call);
+  lua_Integer k = 1;
+  for (size_t i = 0; i < n; i++) {
+    const char *mk, *mv;
+    size_t mkl, mvl;
+    mw_call_metadata_at(h->call, i, &mk, &mkl, &mv, &mvl);
+    if (mkl == kl && memcmp(mk, key, kl) == 0) {
+      lua_pushlstring(L, mv, mvl);
+      lua_rawseti(L, -2, k++);
+    }
+  }
+  return 1;
+}
+
+static void push_metadata(lua_State *L, mw_hcall *h) {
+  size_t n = mw_call_metadata_count(h->call);
+  lua_createtable(L, 0, (int)n);
+  for (size_t i = 0; i < n; i++) {
+    const char *k, *v;
+    size_t kl, vl;
+    mw_call_metadata_at(h->call, i, &k, &kl, &v, &vl);
+    lua_pushlstring(L, k, kl);
+    if (lua_rawget(L, -2) == LUA_TNIL) { /* the first value wins */
+      lua_pop(L, 1);
+      lua_pushlstring(L, k, kl);
+      lua_pushlstring(L, v, vl);
+      lua_rawset(L, -3);
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+}
+
+static const luaL_Reg ctx_methods[] = {
+    {"remaining", ctx_remaining},       {"cancelled", ctx_cancelled},
+    {"set_header", ctx_set_header},     {"set_trailer", ctx_set_trailer},
+    {"on_cancel", ctx_on_cancel},       {"metadata_values", ctx_metadata_values},
+    {NULL, NULL},
+};
+
+/* ctx fields are made on first use and cached in the userdata's user value,
+ * so a handler that reads none of them pays for none. */
+static int ctx_index(lua_State *L) {
+  handle *hd = luaL_checkudata(L, 1, MT_CTX);
+  const char *key = luaL_checkstring(L, 2);
+  /* methods first */
+  luaL_getmetatable(L, MT_CTX);
+  lua_getfield(L, -1, "__methods");
+  if (lua_getfield(L, -1, key) != LUA_TNIL) return 1;
+  lua_pop(L, 3);
+  lua_getiuservalue(L, 1, 1);
+  if (lua_getfield(L, -1, key) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
+  if (!hd->h) return luaL_error(L, "the call has ended");
+  mw_hcall *h = hd->h;
+  if (strcmp(key, "method") == 0) {
+    lua_pushstring(L, h->m->path);
+  } else if (strcmp(key, "peer") == 0) {
+    lua_pushstring(L, mw_call_peer(h->call));
+  } else if (strcmp(key, "metadata") == 0) {
+    push_metadata(L, h);
+  } else if (strcmp(key, "deadline") == 0) {
+    double d = mw_call_deadline(h->call);
+    if (d == 0) return 1; /* nil: no deadline, and not cached */
+    lua_pushnumber(L, d);
+  } else if (strcmp(key, "values") == 0) {
+    lua_newtable(L);
+  } else {
+    return 1; /* nil */
+  }
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, key);
+  return 1;
+}
+
+static void push_handle(lua_State *L, mw_hcall *h, const char *mt) {
+  handle *hd = lua_newuserdatauv(L, sizeof *hd, 1);
+  hd->h = h;
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, 1);
+  luaL_setmetatable(L, mt);
+}
+
+/* --- stream ------------------------------------------------------------------ */
+
+static int recv_k(lua_State *L, int status, lua_KContext kctx);
+static int send_k(lua_State *L, int status, lua_KContext kctx);
+
+static mw_hcall *check_stream_call(lua_State *L) {
+  mw_hcall *h = check_live(L, 1, MT_STREAM);
+  if (h->co != L)
+    luaL_error(L, "stream functions must be called from the handler itself, "
+                  "not from another coroutine");
+  return h;
+}
+
+static int raise_cancelled(lua_State *L, mw_hcall *h) {
+  double d = mw_call_deadline(h->call);
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  int expired = d != 0 && (double)tv.tv_sec + (double)tv.tv_usec * 1e-6 >= d;
+  push_status(L, expired ? 4 : 1,
+              expired ? "deadline exceeded" : "the call was cancelled");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "cancelled");
+  return lua_error(L);
+}
+
+/* stream:recv() -> the next request message, or nil at the client's
+ * half-close. Raises when the call is cancelled. */
+static int stream_recv(lua_State *L) {
+  mw_hcall *h = check_stream_call(L);
+  if (h->m->kind != MW_CLIENT_STREAMING && h->m->kind != MW_BIDI_STREAMING)
+    return luaL_error(L, "%s is not a client- or bidi-streaming method", h->m->path);
+  if (mw_call_cancelled(h->call)) return raise_cancelled(L, h);
+  if (h->has_first) {
+    h->has_first = 0;
+    char err[MW_CODEC_ERRLEN];
+    int rc = mw_codec_decode_push(L, h->first, h->first_len, h->m->input,
+                                  h->arena, err, sizeof err);
+    free(h->first);
+    h->first = NULL;
+    if (rc != 0) {
+      push_status(L, 3, err);
+      return lua_error(L);
+    }
+    return 1;
+  }
+  if (h->half_closed) {
+    lua_pushnil(L);
+    return 1;
+  }
+  mw_call_recv(h->call);
+  wait_for(h, WAIT_RECV);
+  return lua_yieldk(L, 0, 0, recv_k);
+}
+
+static int recv_k(lua_State *L, int status, lua_KContext kctx) {
+  mw_hcall *h = current(L);
+  if (h->woke_cancelled) return raise_cancelled(L, h);
+  /* on_message pushed either the decoded message or nil, or a status error
+   * (a message that did not decode) with `true` above it. */
+  if (lua_gettop(L) >= 2 && lua_toboolean(L, -1) && is_status(L, -2)) {
+    lua_pop(L, 1);
+    return lua_error(L);
+  }
+  return 1;
+}
+
+/* stream:send(msg): queues one response; suspends while the queue is full. */
+static int stream_send(lua_State *L) {
+  mw_hcall *h = check_stream_call(L);
+  if (h->m->kind != MW_SERVER_STREAMING && h->m->kind != MW_BIDI_STREAMING)
+    return luaL_error(L, "%s is not a server- or bidi-streaming method", h->m->path);
+  if (mw_call_cancelled(h->call)) return raise_cancelled(L, h);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  char err[MW_CODEC_ERRLEN];
+  size_t len;
+  /* A scratch arena per message keeps a long stream's memory flat. */
+  char mem[1024];
+  upb_Arena *a = upb_Arena_Init(mem, sizeof mem, &upb_alloc_global);
+  char *bytes = mw_codec_encode(L, 2, h->m->output, a, &len, err, sizeof err);
+  if (!bytes) {
+    upb_Arena_Free(a);
+    return luaL_error(L, "stream:send: %s", err);
+  }
+  int room = mw_call_send(h->call, bytes, len);
+  upb_Arena_Free(a);
+  if (room < 0) return luaL_error(L, "stream:send: out of memory");
+  if (room) return 0;
+  mw_call_watch_cancel(h->call);
+  wait_for(h, WAIT_WRITABLE);
+  return lua_yieldk(L, 0, 0, send_k);
+}
+
+static int send_k(lua_State *L, int status, lua_KContext kctx) {
+  mw_hcall *h = current(L);
+  if (h->woke_cancelled) return raise_cancelled(L, h);
+  return 0;
+}
+
+static int iter_next(lua_State *L) {
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  return stream_recv(L);
+}
+
+/* for msg in stream:iter() do ... end */
+static int stream_iter(lua_State *L) {
+  luaL_checkudata(L, 1, MT_STREAM);
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, iter_next, 1);
+  return 1;
+}
+
+static const luaL_Reg stream_methods[] = {
+    {"recv", stream_recv}, {"send", stream_send}, {"iter", stream_iter},
+    {NULL, NULL},
+};
+
+static void make_metatables(lua_State *L) {
+  if (luaL_newmetatable(L, MT_STATUS)) {
+    lua_pushcfunction(L, status_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, MT_CTX)) {
+    luaL_newlib(L, ctx_methods);
+    lua_setfield(L, -2, "__methods");
+    lua_pushcfunction(L, ctx_index);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, MT_STREAM)) {
+    luaL_newlib(L, stream_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+}
+
+/* --- states and scripts ----------------------------------------------------- */
+
+static char lua_dir[PATH_MAX];
+
+const char *mw_host_lua_dir(void) {
+  if (lua_dir[0]) return lua_dir;
+  const char *env = getenv("MOONWIRE_LUA_DIR");
+  if (env && *env) {
+    snprintf(lua_dir, sizeof lua_dir, "%s", env);
+    return lua_dir;
+  }
+  snprintf(lua_dir, sizeof lua_dir, "%s", MW_SOURCE_LUA_DIR);
+  return lua_dir;
+}
+
+static int open_core(lua_State *L) { return mw_host_open_core(L); }
+
+lua_State *mw_host_new_state(mw_gen *g, int worker, mw_lua_mem *mem,
+                             const char *const *dirs, size_t n_dirs) {
+  lua_State *L = lua_newstate(mw_lua_alloc, mem);
+  if (!L) return NULL;
+  set_current(L, NULL);
+  luaL_openlibs(L);
+  lua_pushlightuserdata(L, g);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_gen);
+  /* package.path: the Lua library, then each service directory. */
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  const char *lib = mw_host_lua_dir();
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", lib, lib);
+  luaL_addvalue(&b);
+  for (size_t i = 0; i < n_dirs; i++) {
+    lua_pushfstring(L, ";%s/?.lua;%s/?/init.lua", dirs[i], dirs[i]);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  lua_getglobal(L, "package");
+  lua_insert(L, -2);
+  lua_setfield(L, -2, "path");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, open_core);
+  lua_setfield(L, -2, "moonwire.core");
+  lua_pop(L, 2);
+  lua_pushinteger(L, worker);
+  lua_setfield(L, LUA_REGISTRYINDEX, "moonwire.worker");
+  return L;
+}
+
+static int has_suffix(const char *s, const char *suf) {
+  size_t n = strlen(s), k = strlen(suf);
+  return n >= k && strcmp(s + n - k, suf) == 0;
+}
+
+static int lua_file_filter(const struct dirent *e) {
+  return e->d_name[0] != '.' && has_suffix(e->d_name, ".lua");
+}
+
+static int msgh(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (!msg) {
+    if (is_status(L, 1)) {
+      luaL_tolstring(L, 1, NULL);
+      msg = lua_tostring(L, -1);
+    } else {
+      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* The first line of a traceback: the message itself. */
+static void add_first_line(mw_diag *diag, const char *msg) {
+  const char *nl = strchr(msg, '\n');
+  mw_diag_add(diag, "%.*s", nl ? (int)(nl - msg) : (int)strlen(msg), msg);
+}
+
+static int run_script(lua_State *L, const char *path, mw_diag *diag) {
+  lua_pushcfunction(L, msgh);
+  if (luaL_loadfilex(L, path, "t") != LUA_OK) {
+    mw_diag_add(diag, "%s", lua_tostring(L, -1));
+    lua_pop(L, 2);
+    return -1;
+  }
+  if (lua_pcall(L, 0, 0, -2) != LUA_OK) {
+    add_first_line(diag, lua_tostring(L, -1));
+    lua_pop(L, 2);
+    return -1;
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+static void method_list(lua_State *L, const upb_ServiceDef *sd) {
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 0; i < upb_ServiceDef_MethodCount(sd); i++) {
+    if (i) luaL_addstring(&b, ", ");
+    luaL_addstring(&b, upb_MethodDef_Name(upb_ServiceDef_Method(sd, i)));
+  }
+  luaL_pushresult(&b);
+}
+
+/* Checks the handler tables the scripts declared; fills handlers[]. */
+static int resolve_handlers(lua_State *L, mw_gen *g, int *handlers, mw_diag *diag) {
+  int bad = 0;
+  const upb_DefPool *pool = mw_schema_pool(g->schema);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, REG_SERVICES);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, REG_SERVICE_FILES);
+  lua_pushnil(L);
+  while (lua_next(L, -3)) {
+    const char *svc = lua_tostring(L, -2);
+    const upb_ServiceDef *sd = upb_DefPool_FindServiceByName(pool, svc);
+    lua_getfield(L, -3, svc);
+    const char *file = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lua_Debug ar;
+      int line = 0;
+      if (lua_isfunction(L, -1)) {
+        lua_pushvalue(L, -1);
+        if (lua_getinfo(L, ">S", &ar)) line = ar.linedefined;
+      }
+      if (lua_type(L, -2) != LUA_TSTRING) {
+        mw_diag_add(diag, "%s: the handler table of %s has a key that is not a method name",
+                    file, svc);
+        bad = 1;
+      } else {
+        const char *name = lua_tostring(L, -2);
+        const upb_MethodDef *md = upb_ServiceDef_FindMethodByName(sd, name);
+        if (!md) {
+          method_list(L, sd);
+          mw_diag_add(diag, "%s:%d: %s has no method '%s' (methods: %s)", file,
+                      line, svc, name, lua_tostring(L, -1));
+          lua_pop(L, 1);
+          bad = 1;
+        } else if (!lua_isfunction(L, -1)) {
+          mw_diag_add(diag, "%s: handler %s.%s must be a function, not a %s",
+                      file, svc, name, luaL_typename(L, -1));
+          bad = 1;
+        } else {
+          char path[1024];
+          snprintf(path, sizeof path, "/%s/%s", svc, name);
+          const mw_method *m = mw_gen_find(g, path, strlen(path));
+          if (m) {
+            lua_pushvalue(L, -1);
+            handlers[mw_gen_method_index(g, m)] = luaL_ref(L, LUA_REGISTRYINDEX);
+          }
+        }
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  return bad ? -1 : 0;
+}
+
+int mw_host_load_scripts(lua_State *L, mw_gen *g, const char *const *dirs,
+                         size_t n_dirs, int *handlers, mw_diag *diag) {
+  int bad = 0;
+  for (size_t i = 0; i < n_dirs; i++) {
+    struct dirent **list = NULL;
+    int n = scandir(dirs[i], &list, lua_file_filter, alphasort);
+    if (n < 0) {
+      mw_diag_add(diag, "%s: cannot read the directory", dirs[i]);
+      bad = 1;
+      continue;
+    }
+    for (int k = 0; k < n; k++) {
+      char path[PATH_MAX];
+      snprintf(path, sizeof path, "%s/%s", dirs[i], list[k]->d_name);
+      struct stat st;
+      if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && run_script(L, path, diag) != 0)
+        bad = 1;
+      free(list[k]);
+    }
+    free(list);
+  }
+  if (resolve_handlers(L, g, handlers, diag) != 0) bad = 1;
+  lua_gc(L, LUA_GCCOLLECT);
+  return bad ? -1 : 0;
+}
+
+/* --- the resume loop ---------------------------------------------------------- */
+
+static void wait_for(mw_hcall *h, wait_kind w) {
+  h->wait = w;
+  h->woke_cancelled = 0;
+  /* Once a handler waits, cancellation must be able to reach it. */
+  mw_call_watch_cancel(h->call);
+}
+
+static void run_cancel_fns(mw_hcall *h) {
+  if (h->cancel_ref == LUA_NOREF) return;
+  lua_State *L = h->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->cancel_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, h->cancel_ref);
+  h->cancel_ref = LUA_NOREF;
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_pushcfunction(L, msgh);
+    lua_rawgeti(L, -2, i);
+    if (lua_pcall(L, 0, 0, -2) != LUA_OK) {
+      mw_log(MW_LOG_ERROR, "%s: on_cancel function failed: %s", h->m->path,
+             lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* Ends the call with the status a finished or failed handler produced. */
+static void finish_with_error(mw_hcall *h, int status) {
+  lua_State *co = h->co;
+  if (status == LUA_ERRMEM) {
+    mw_log(MW_LOG_ERROR, "%s: handler ran out of memory", h->m->path);
+    mw_call_finish(h->call, 8, "handler ran out of memory", NULL, 0);
+    return;
+  }
+  if (is_status(co, -1)) {
+    lua_getfield(co, -1, "code");
+    int code = (int)lua_tointeger(co, -1);
+    lua_getfield(co, -2, "message");
+    const char *msg = lua_tostring(co, -1);
+    if (code == 0) code = 2; /* an error must not read as success */
+    mw_call_finish(h->call, code, msg ? msg : "", NULL, 0);
+    lua_pop(co, 2);
+    return;
+  }
+  unsigned long id = __atomic_add_fetch(&internal_error_seq, 1, __ATOMIC_RELAXED);
+  const char *msg = lua_tostring(co, -1);
+  luaL_traceback(h->L, co, msg ? msg : luaL_typename(co, -1), 0);
+  char idbuf[32];
+  snprintf(idbuf, sizeof idbuf, "%lu", id);
+  const char *keys[] = {"method", "error_id", "error"};
+  const char *vals[] = {h->m->path, idbuf, lua_tostring(h->L, -1)};
+  mw_log_fields(MW_LOG_ERROR, "handler error", 3, keys, vals);
+  lua_pop(h->L, 1);
+  char client[96];
+  snprintf(client, sizeof client, "internal error in the handler (error id %lu)", id);
+  mw_call_finish(h->call, 13, client, NULL, 0);
+}
+
+static void finish_ok(mw_hcall *h, int nres) {
+  lua_State *co = h->co;
+  if (h->m->kind == MW_SERVER_STREAMING || h->m->kind == MW_BIDI_STREAMING) {
+    mw_call_finish(h->call, 0, NULL, NULL, 0);
+    return;
+  }
+  if (nres < 1 || !lua_istable(co, -nres)) {
+    mw_log(MW_LOG_ERROR, "%s: the handler returned %s instead of a response table",
+           h->m->path, nres < 1 ? "nothing" : luaL_typename(co, -nres));
+    mw_call_finish(h->call, 13, "the handler returned no response", NULL, 0);
+    return;
+  }
+  char err[MW_CODEC_ERRLEN];
+  size_t len;
+  char *bytes = mw_codec_encode(co, -nres, h->m->output, h->arena, &len, err, sizeof err);
+  if (!bytes) {
+    mw_log(MW_LOG_ERROR, "%s: invalid response: %s", h->m->path, err);
+    char msg[MW_CODEC_ERRLEN + 32];
+    snprintf(msg, sizeof msg, "invalid response: %s", err);
+    mw_call_finish(h->call, 13, msg, NULL, 0);
+    return;
+  }
+  if (mw_call_send(h->call, bytes, len) < 0) {
+    mw_call_finish(h->call, 8, "out of memory", NULL, 0);
+    return;
+  }
+  mw_call_finish(h->call, 0, NULL, NULL, 0);
+}
+
+static void resume(mw_hcall *h, int nargs) {
+  int nres = 0;
+  h->wait = WAIT_NONE;
+  int st = lua_resume(h->co, h->L, nargs, &nres);
+  if (st == LUA_YIELD) {
+    if (h->wait != WAIT_NONE) return; /* a moonwire wait: resumed later */
+    lua_pop(h->co, nres);
+    lua_pushstring(h->co, "the handler yielded outside a moonwire wait "
+                          "(coroutine.yield at the top level of a handler)");
+    st = LUA_ERRRUN;
+  }
+  h->finished = 1;
+  if (st == LUA_OK) {
+    finish_ok(h, nres);
+  } else {
+    finish_with_error(h, st);
+  }
+  lua_settop(h->co, 0);
+}
+
+static void on_timer(void *arg) {
+  mw_hcall *h = arg;
+  h->timer = 0;
+  if (h->wait != WAIT_TIMER) return;
+  resume(h, 0);
+  mw_call_flush(h->call);
+}
+
+static int sleep_k(lua_State *L, int status, lua_KContext kctx) {
+  mw_hcall *h = current(L);
+  if (h->woke_cancelled || mw_call_cancelled(h->call)) return raise_cancelled(L, h);
+  return 0;
+}
+
+/* --- hooks from the call layer ---------------------------------------------- */
+
+void mw_host_on_call(mw_call *c, int handler_ref, const char *first,
+                     size_t first_len, int has_first) {
+  mw_gen *g = mw_call_gen(c);
+  lua_State *L = g->states[mw_call_worker_id(c)];
+  const mw_method *m = mw_call_method(c);
+  mw_hcall *h = malloc(sizeof *h);
+  if (!h) {
+    mw_call_finish(c, 8, "out of memory", NULL, 0);
+    return;
+  }
+  memset(h, 0, offsetof(mw_hcall, arena_mem));
+  h->call = c;
+  h->L = L;
+  h->m = m;
+  h->ctx_ref = LUA_NOREF;
+  h->stream_ref = LUA_NOREF;
+  h->cancel_ref = LUA_NOREF;
+  h->arena = upb_Arena_Init(h->arena_mem, sizeof h->arena_mem, &upb_alloc_global);
+  mw_call_set_host(c, h);
+
+  h->co = lua_newthread(L);
+  h->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  set_current(h->co, h);
+  lua_State *co = h->co;
+  lua_rawgeti(co, LUA_REGISTRYINDEX, handler_ref);
+  int nargs = 0; /* arguments above the function: [req], [stream], ctx */
+  if (m->kind == MW_UNARY || m->kind == MW_SERVER_STREAMING) {
+    char err[MW_CODEC_ERRLEN];
+    if (mw_codec_decode_push(co, first, first_len, m->input, h->arena, err, sizeof err) != 0) {
+      h->finished = 1;
+      lua_settop(co, 0);
+      mw_call_finish(c, 3, err, NULL, 0);
+      return;
+    }
+    nargs++;
+  } else if (has_first) {
+    h->first = malloc(first_len ? first_len : 1);
+    if (h->first) memcpy(h->first, first, first_len);
+    h->first_len = first_len;
+    h->has_first = 1;
+  }
+  if (m->kind != MW_UNARY) {
+    push_handle(co, h, MT_STREAM);
+    lua_pushvalue(co, -1);
+    h->stream_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+    nargs++;
+  }
+  push_handle(co, h, MT_CTX);
+  lua_pushvalue(co, -1);
+  h->ctx_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+  resume(h, nargs + 1);
+}
+
+void mw_host_on_message(mw_call *c, int ok, const char *data, size_t len, int has_msg) {
+  mw_hcall *h = mw_call_host(c);
+  if (!h || h->finished || h->wait != WAIT_RECV) return;
+  lua_State *co = h->co;
+  if (!ok) {
+    h->woke_cancelled = 1;
+    resume(h, 0);
+    return;
+  }
+  if (!has_msg) {
+    h->half_closed = 1;
+    lua_pushnil(co);
+    resume(h, 1);
+    return;
+  }
+  char err[MW_CODEC_ERRLEN];
+  char mem[1024];
+  upb_Arena *a = upb_Arena_Init(mem, sizeof mem, &upb_alloc_global);
+  if (mw_codec_decode_push(co, data, len, h->m->input, a, err, sizeof err) != 0) {
+    push_status(co, 3, err);
+    lua_pushboolean(co, 1);
+    upb_Arena_Free(a);
+    resume(h, 2);
+    return;
+  }
+  upb_Arena_Free(a);
+  resume(h, 1);
+}
+
+void mw_host_on_writable(mw_call *c) {
+  mw_hcall *h = mw_call_host(c);
+  if (!h || h->finished || h->wait != WAIT_WRITABLE) return;
+  resume(h, 0);
+}
+
+void mw_host_on_cancel(mw_call *c) {
+  mw_hcall *h = mw_call_host(c);
+  if (!h || h->finished) return;
+  run_cancel_fns(h);
+  if (h->wait == WAIT_TIMER) {
+    mw_timer_cancel(&mw_call_worker(c)->timers, h->timer);
+    h->timer = 0;
+  }
+  /* A pending read is failed by the transport and wakes the handler itself;
+   * every other wait is woken here. */
+  if (h->wait == WAIT_TIMER || h->wait == WAIT_WRITABLE) {
+    h->woke_cancelled = 1;
+    resume(h, 0);
+  }
+}
+
+void mw_host_on_done(mw_call *c) {
+  mw_hcall *h = mw_call_host(c);
+  if (!h) return;
+  if (h->timer) mw_timer_cancel(&mw_call_worker(c)->timers, h->timer);
+  lua_State *L = h->L;
+  int refs[2] = {h->ctx_ref, h->stream_ref};
+  for (int i = 0; i < 2; i++) {
+    if (refs[i] == LUA_NOREF) continue;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, refs[i]);
+    handle *hd = lua_touserdata(L, -1);
+    if (hd) hd->h = NULL; /* the handle may outlive the call: detach it */
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
+  }
+  if (h->cancel_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, h->cancel_ref);
+  set_current(h->co, NULL);
+  luaL_unref(L, LUA_REGISTRYINDEX, h->co_ref);
+  upb_Arena_Free(h->arena);
+  free(h->first);
+  free(h);
+  mw_call_set_host(c, NULL);
+}
