@@ -151,6 +151,7 @@ mw_gen *mw_gen_build(const mw_gen_options *opt, mw_diag *diag) {
   atomic_init(&g->refs, 1);
   g->id = opt->id;
   g->schema = schema;
+  g->handler_cpu_s = (double)cfg->limits.handler_cpu_ms / 1000.0;
   if (add_methods(g) != 0) goto oom;
   g->states = calloc((size_t)opt->n_states, sizeof *g->states);
   g->handlers = calloc((size_t)opt->n_states, sizeof *g->handlers);

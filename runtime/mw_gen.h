@@ -52,6 +52,7 @@ typedef struct mw_gen {
   int n_states;
   lua_State **states; /* owned; one per worker */
   int **handlers;     /* owned; handlers[w][m] = registry ref or LUA_NOREF */
+  double handler_cpu_s; /* limits.handler_cpu_ms, in seconds; 0 = none */
 } mw_gen;
 
 typedef struct mw_gen_options {

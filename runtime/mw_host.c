@@ -57,6 +57,7 @@ typedef struct mw_hcall {
   size_t first_len;
   int has_first;
   int half_closed;    /* the client half-closed its side */
+  int kill_code;      /* non-zero once the budget hook stopped the handler */
   char arena_mem[1024];
 } mw_hcall;
 
@@ -66,6 +67,14 @@ typedef struct handle {
 } handle;
 
 static unsigned long internal_error_seq;
+
+/* The call whose handler this worker thread is running, for the budget
+ * hook (which may fire in a coroutine the handler created itself). */
+static _Thread_local mw_hcall *tl_running;
+static _Thread_local double tl_run_start;
+
+/* Instructions between two looks at the clock. */
+#define MW_HOOK_COUNT 10000
 
 /* --- small helpers -------------------------------------------------------- */
 
@@ -812,10 +821,60 @@ static void finish_ok(mw_hcall *h, int nres) {
   mw_call_finish(h->call, 0, NULL, NULL, 0);
 }
 
+static double wall_now(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (double)tv.tv_sec + (double)tv.tv_usec * 1e-6;
+}
+
+/* Stops a handler that runs past its deadline or its CPU budget without
+ * waiting. Once it has fired it fires on every instruction, in every
+ * coroutine of the handler, so that pcall cannot swallow the stop. */
+static void budget_hook(lua_State *L, lua_Debug *ar) {
+  mw_hcall *h = tl_running;
+  if (!h) return;
+  if (!h->kill_code) {
+    double deadline = mw_call_deadline(h->call);
+    double budget = mw_call_gen(h->call)->handler_cpu_s;
+    if (deadline != 0 && wall_now() >= deadline) {
+      h->kill_code = 4;
+    } else if (budget > 0 && mw_now() - tl_run_start > budget) {
+      h->kill_code = 8;
+    } else {
+      return;
+    }
+  }
+  lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+  if (L != h->co) lua_sethook(h->co, budget_hook, LUA_MASKCOUNT, 1);
+  push_status(L, h->kill_code,
+              h->kill_code == 4 ? "deadline exceeded while the handler was running"
+                                : "the handler ran past its CPU budget");
+  lua_error(L);
+}
+
 static void resume(mw_hcall *h, int nargs) {
   int nres = 0;
   h->wait = WAIT_NONE;
+  mw_hcall *outer = tl_running;
+  double outer_start = tl_run_start;
+  tl_running = h;
+  tl_run_start = mw_now();
   int st = lua_resume(h->co, h->L, nargs, &nres);
+  tl_running = outer;
+  tl_run_start = outer_start;
+  if (h->kill_code) {
+    /* Whatever the coroutine did with the stop, the call ends with it. */
+    lua_settop(h->co, 0);
+    h->finished = 1;
+    mw_log(MW_LOG_WARN, "%s: handler stopped: %s", h->m->path,
+           h->kill_code == 4 ? "deadline exceeded while running"
+                             : "ran past limits.handler_cpu_ms without waiting");
+    mw_call_finish(h->call, h->kill_code,
+                   h->kill_code == 4 ? "deadline exceeded"
+                                     : "the handler ran past its CPU budget",
+                   NULL, 0);
+    return;
+  }
   if (st == LUA_YIELD) {
     if (h->wait != WAIT_NONE) return; /* a moonwire wait: resumed later */
     lua_pop(h->co, nres);
@@ -871,6 +930,7 @@ void mw_host_on_call(mw_call *c, int handler_ref, const char *first,
   h->co = lua_newthread(L);
   h->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   set_current(h->co, h);
+  lua_sethook(h->co, budget_hook, LUA_MASKCOUNT, MW_HOOK_COUNT);
   lua_State *co = h->co;
   lua_rawgeti(co, LUA_REGISTRYINDEX, handler_ref);
   int nargs = 0; /* arguments above the function: [req], [stream], ctx */
