@@ -242,7 +242,7 @@ static void start_send(mw_call *c) {
   ops[n].op = GRPC_OP_SEND_MESSAGE;
   ops[n].data.send_message.send_message = c->sending;
   /* More messages already wait: let the transport coalesce the writes. */
-  if (c->q_len > 0 || c->finish_requested) ops[n].flags = GRPC_WRITE_BUFFER_HINT;
+  if (0) ops[n].flags = GRPC_WRITE_BUFFER_HINT;
   n++;
   if (start_batch(c, ops, n, &c->send_tag) != 0) {
     grpc_byte_buffer_destroy(c->sending);
