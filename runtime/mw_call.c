@@ -241,8 +241,8 @@ static void start_send(mw_call *c) {
   memset(&ops[n], 0, sizeof ops[n]);
   ops[n].op = GRPC_OP_SEND_MESSAGE;
   ops[n].data.send_message.send_message = c->sending;
-  /* More messages already wait: let the transport coalesce the writes. */
-  if (0) ops[n].flags = GRPC_WRITE_BUFFER_HINT;
+  /* No GRPC_WRITE_BUFFER_HINT: a hinted write completes only when a later
+   * write flushes it, and we wait for each completion before the next. */
   n++;
   if (start_batch(c, ops, n, &c->send_tag) != 0) {
     grpc_byte_buffer_destroy(c->sending);
