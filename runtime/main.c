@@ -22,7 +22,8 @@ static const char usage[] =
     "       moonwire --version | --help\n"
     "\n"
     "  serve   serve the .proto and .lua files of DIR (default: the config's\n"
-    "          services, else the current directory)\n"
+    "          services, else the current directory); DIR/moonwire.yaml is\n"
+    "          read as the config when -c is not given\n"
     "  check   load the config, protos and scripts, report every problem;\n"
     "          exit status 1 when there is any\n"
     "\n"
@@ -94,22 +95,28 @@ static void print_diag(const mw_diag *d) {
     if (d->msgs[i]) fprintf(stderr, "%s\n", d->msgs[i]);
 }
 
-/* Config file, then the command line on top. */
+/* The config: -c FILE, else DIR/moonwire.yaml when there is one; then the
+ * command line on top. A DIR given with -c replaces the config's services;
+ * a config without services serves DIR (default: the current directory). */
 static int load_config(const options *o, mw_config *cfg, mw_diag *diag) {
   mw_config_init(cfg);
-  if (o->config) mw_config_load_file(cfg, o->config, diag);
-  if (o->dir) {
+  const char *dir = o->dir ? o->dir : (o->config ? NULL : ".");
+  char real[PATH_MAX];
+  if (dir) {
     struct stat st;
-    char real[PATH_MAX];
-    if (stat(o->dir, &st) != 0 || !S_ISDIR(st.st_mode) || !realpath(o->dir, real)) {
-      mw_diag_add(diag, "%s: not a directory", o->dir);
-    } else {
-      mw_strlist_set1(&cfg->services, real);
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || !realpath(dir, real)) {
+      mw_diag_add(diag, "%s: not a directory", dir);
+      return -1;
     }
-  } else if (!o->config) {
-    char cwd[PATH_MAX];
-    if (getcwd(cwd, sizeof cwd)) mw_strlist_set1(&cfg->services, cwd);
   }
+  if (o->config) {
+    mw_config_load_file(cfg, o->config, diag);
+  } else {
+    char implicit[PATH_MAX + 16];
+    snprintf(implicit, sizeof implicit, "%s/moonwire.yaml", real);
+    if (access(implicit, F_OK) == 0) mw_config_load_file(cfg, implicit, diag);
+  }
+  if (dir && (o->config || cfg->services.n == 0)) mw_strlist_set1(&cfg->services, real);
   if (o->listen) mw_strlist_set1(&cfg->listen, o->listen);
   return mw_diag_count(diag) ? -1 : 0;
 }

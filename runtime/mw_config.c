@@ -112,6 +112,8 @@ void mw_config_init(mw_config *c) {
   c->workers = auto_workers();
   c->services.v = NULL;
   c->proto_path.v = NULL;
+  c->protos.v = NULL;
+  c->protos.n = 0;
   c->limits.max_receive_bytes = 4 << 20;
   c->limits.max_send_bytes = 4 << 20;
   c->limits.send_queue_bytes = 1 << 20;
@@ -140,6 +142,7 @@ void mw_config_free(mw_config *c) {
   mw_strlist_free(&c->listen);
   mw_strlist_free(&c->services);
   mw_strlist_free(&c->proto_path);
+  mw_strlist_free(&c->protos);
   mw_config_init(c);
 }
 
@@ -795,7 +798,7 @@ static int number_value(ctx *x, const node *v, const char *key, int kind,
 
 static const char *const top_keys[] = {
     "listen", "workers",   "services", "proto_path",        "limits",
-    "keepalive", "reload", "log",      "shutdown_grace_ms", NULL};
+    "keepalive", "reload", "log",      "shutdown_grace_ms", "protos", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -1106,6 +1109,25 @@ static int listen_elem(ctx *x, const node *e, const char *key, void *arg) {
   return 0;
 }
 
+/* A .proto name relative to proto_path, as protoc takes it. */
+static int proto_elem(ctx *x, const node *e, const char *key, void *arg) {
+  mw_strlist *l = arg;
+  size_t n = e->len;
+  if (n < 7 || strcmp(e->s + n - 6, ".proto") != 0 || e->s[0] == '/' ||
+      strstr(e->s, "..")) {
+    ERR(x, e,
+        "%s: '%s' is not a .proto name relative to proto_path (like "
+        "grpc/testing/test.proto)",
+        key, EX(e));
+    return -1;
+  }
+  if (mw_strlist_push(l, e->s) != 0) {
+    ERR(x, e, "%s: out of memory", key);
+    return -1;
+  }
+  return 0;
+}
+
 static int dir_elem(ctx *x, const node *e, const char *key, void *arg) {
   mw_strlist *l = arg;
   if (e->len == 0) {
@@ -1215,6 +1237,16 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     int64_t val;
     if (number_value(x, v, key, K_DURATION, 0, INT32_MAX, &val) == 0)
       c->shutdown_grace_ms = val;
+    return;
+  }
+  case 9: { /* protos */
+    mw_strlist l = {NULL, 0};
+    if (string_or_list(x, v, key, "a .proto name", proto_elem, &l) == 0) {
+      mw_strlist_free(&c->protos);
+      c->protos = l;
+      return;
+    }
+    mw_strlist_free(&l);
     return;
   }
   default:

@@ -20,6 +20,8 @@ typedef struct mw_config {
   mw_strlist services;   /* directories of .proto + .lua; paths are resolved
                             against the config file's directory */
   mw_strlist proto_path; /* extra protoc include directories, resolved too */
+  mw_strlist protos;     /* .proto names found through proto_path, served
+                            like the service directories' own */
   struct {
     int64_t max_receive_bytes;   /* default 4 MiB */
     int64_t max_send_bytes;      /* default 4 MiB */

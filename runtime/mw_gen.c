@@ -139,6 +139,8 @@ mw_gen *mw_gen_build(const mw_gen_options *opt, mw_diag *diag) {
       .n_dirs = cfg->services.n,
       .proto_path = (const char *const *)cfg->proto_path.v,
       .n_proto_path = cfg->proto_path.n,
+      .protos = (const char *const *)cfg->protos.v,
+      .n_protos = cfg->protos.n,
   };
   mw_schema *schema = mw_schema_load(&in, diag);
   if (!schema) return NULL;

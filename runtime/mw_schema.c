@@ -964,7 +964,7 @@ static int walk_dir(const char *root, const char *rel, int depth,
 }
 
 mw_schema *mw_schema_load(const mw_schema_input *in, mw_diag *diag) {
-  static const mw_schema_input none = {NULL, 0, NULL, 0};
+  static const mw_schema_input none = {NULL, 0, NULL, 0, NULL, 0};
   if (!in) in = &none;
   size_t before = mw_diag_count(diag);
   mw_schema *s = mw_schema_new();
@@ -1021,6 +1021,38 @@ mw_schema *mw_schema_load(const mw_schema_input *in, mw_diag *diag) {
       free(data);
       inc_list_free(&incs);
     }
+    strvec_free(&protos);
+  }
+
+  /* Pass 1b: the named protos, from the proto_path alone. */
+  if (in->n_protos) {
+    strvec protos = {0};
+    inc_list incs = {0};
+    int ok = 1;
+    for (size_t k = 0; ok && k < in->n_protos; k++)
+      ok = strvec_push(&protos, in->protos[k]) == 0;
+    strvec_sort(&protos);
+    if (!ok || inc_list_build(&incs, incs_in + 1, in->n_proto_path, protoc) != 0) {
+      mw_diag_add(diag, "protos: out of memory");
+    } else {
+      for (size_t k = 0; k < protos.n; k++) {
+        long at = inc_find(&incs, protos.v[k]);
+        if (at < 0 || (size_t)at >= incs.n_user) continue; /* protoc reports it */
+        char *p = join_path(incs.abs.v[at], protos.v[k]);
+        if (!p || record_file(s, canonical_path(p)) != 0)
+          mw_diag_add(diag, "protos: out of memory");
+        free(p);
+      }
+      size_t len = 0;
+      char *data = protoc_run(protoc, (const char *const *)protos.v, protos.n,
+                              &incs, &len, diag); /* freed below */
+      if (data) {
+        set_src src = {"protos", (long)in->n_dirs, &protos, &incs};
+        add_set(s, data, len, &src, diag);
+      }
+      free(data);
+    }
+    inc_list_free(&incs);
     strvec_free(&protos);
   }
 

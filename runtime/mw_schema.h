@@ -20,6 +20,10 @@ typedef struct mw_schema_input {
    * well-known types and the project's proto/ are always included. */
   const char *const *proto_path;
   size_t n_proto_path;
+  /* .proto names to compile from the proto_path (config `protos`), served
+   * like a service directory's own files. */
+  const char *const *protos;
+  size_t n_protos;
 } mw_schema_input;
 
 /* Compiles and loads everything. On any problem (protoc's messages keep

@@ -525,7 +525,7 @@ static void test_unknown_keys(void) {
   expect_one("zzz: 1\n",
              "t.yaml:1:1: unknown key 'zzz' (valid keys: listen, workers, "
              "services, proto_path, limits, keepalive, reload, log, "
-             "shutdown_grace_ms)");
+             "shutdown_grace_ms, protos)");
 }
 
 static void test_duplicates(void) {
@@ -785,6 +785,26 @@ static void test_strlist(void) {
   MW_CHECK(l.v == NULL && l.n == 0);
 }
 
+static void test_protos(void) {
+  mw_config c;
+  mw_diag d = {0};
+  mw_config_init(&c);
+  MW_CHECK_INT(load(&c, &d, "protos: [grpc/testing/test.proto, a.proto]\n"), 0);
+  MW_CHECK_INT(c.protos.n, 2);
+  MW_CHECK_STR(c.protos.v[0], "grpc/testing/test.proto");
+  MW_CHECK_INT(load(&c, &d, "protos: b.proto\n"), 0);
+  MW_CHECK_INT(c.protos.n, 1);
+  MW_CHECK_STR(c.protos.v[0], "b.proto");
+  mw_config_free(&c);
+  mw_diag_free(&d);
+  expect_one("protos: [ok.proto, /abs/x.proto]\n",
+             "t.yaml:1:20: protos: '/abs/x.proto' is not a .proto name relative "
+             "to proto_path (like grpc/testing/test.proto)");
+  expect_one("protos: notproto.txt\n",
+             "t.yaml:1:9: protos: 'notproto.txt' is not a .proto name relative "
+             "to proto_path (like grpc/testing/test.proto)");
+}
+
 static void test_load_twice(void) {
   /* a second load layers over the first; lists are replaced, not merged */
   mw_config c;
@@ -825,6 +845,7 @@ int main(void) {
   MW_RUN(test_paths);
   MW_RUN(test_file_errors);
   MW_RUN(test_strlist);
+  MW_RUN(test_protos);
   MW_RUN(test_load_twice);
   return mw_test_done();
 }

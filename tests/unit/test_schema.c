@@ -53,7 +53,7 @@ static const char *diag_text(const mw_diag *d) {
 
 static mw_schema *load(const char *const *dirs, size_t n_dirs,
                        const char *const *pp, size_t n_pp, mw_diag *d) {
-  mw_schema_input in = {dirs, n_dirs, pp, n_pp};
+  mw_schema_input in = {dirs, n_dirs, pp, n_pp, NULL, 0};
   return mw_schema_load(&in, d);
 }
 
