@@ -18,7 +18,37 @@
  *   does not have is an error naming the field and the message.
  *
  * Default-valued proto3 scalars (0, "", false, first enum) are present in the
- * table on the way out, so handlers can read them without nil checks.
+ * table on the way out, so handlers can read them without nil checks; empty
+ * repeated and map fields come out as empty tables.
+ *
+ * Details:
+ *   - Lua -> message is strict: integers only from integers, integral floats
+ *     or (64-bit fields and map keys only) decimal strings without sign
+ *     prefixes or spaces; float/double from numbers (a finite value beyond
+ *     the float range is an error); bool only from booleans; string/bytes only
+ *     from strings (no number coercion); enums by name or int32 number, and
+ *     proto2 (closed) enums only by numbers they define.
+ *   - Tables are read raw (no metamethods). A repeated field takes a sequence
+ *     1..n; holes and other keys are errors. Two members of one oneof in the
+ *     same table are an error. Keys of a message table must be field names
+ *     (not oneof names, not JSON names).
+ *   - Any in: {["@type"] = url, <fields>} packs the fields as the named type
+ *     (a url without '/' gets "type.googleapis.com/" in front); with
+ *     ["@value"] = bytes the bytes are used as they are, whatever the type.
+ *     An Any packed in an Any sits under "value" both ways, as in JSON. A
+ *     table without "@type" is read as the plain Any message (type_url,
+ *     value). Other well-known types are plain messages.
+ *   - proto2 fields with presence are nil when absent, like proto3 optional.
+ *   - Nesting is limited to 100 levels both ways (a table that contains
+ *     itself is an error, not a crash).
+ *   - Errors are written to err (never raised as Lua errors), with the path
+ *     of the value: "field 'items[2].name': invalid UTF-8 in string",
+ *     "unknown field 'inner.x' in message pkg.Inner" (the message named is
+ *     the one that lacks the field). Array indexes are 1-based as in Lua; map
+ *     keys appear as [1], ["key"], [true]. err may be NULL (or errlen 0).
+ *   - On failure the Lua stack is as it was; on success exactly one value is
+ *     pushed by the push/decode functions and none by the others. Only a Lua
+ *     out-of-memory error can still unwind through these functions.
  */
 #ifndef MW_CODEC_H
 #define MW_CODEC_H
@@ -34,24 +64,28 @@
 #define MW_CODEC_ERRLEN 256
 
 /* Pushes the Lua table for msg. Returns 0, or -1 with err filled (e.g.
- * invalid UTF-8 in a string field) and nothing pushed. */
+ * invalid UTF-8 in a string field) and nothing pushed. Unpacking an Any
+ * uses a temporary arena of its own. */
 int mw_codec_push_message(lua_State *L, const upb_Message *msg,
                           const upb_MessageDef *m, char *err, size_t errlen);
 
 /* Builds a new message of type m in arena a from the Lua table at index idx.
- * Returns NULL with err filled on any mismatch. */
+ * Returns NULL with err filled on any mismatch. Strings are copied into a,
+ * so the message does not depend on the table staying alive. */
 upb_Message *mw_codec_to_message(lua_State *L, int idx,
                                  const upb_MessageDef *m, upb_Arena *a,
                                  char *err, size_t errlen);
 
 /* bytes -> table pushed on L. Returns 0, or -1 with err ("cannot decode
- * helloworld.HelloRequest: ...") and nothing pushed. */
+ * helloworld.HelloRequest: ...") and nothing pushed. The message is built in
+ * a with its strings aliasing buf, which only needs to live for the call. */
 int mw_codec_decode_push(lua_State *L, const char *buf, size_t len,
                          const upb_MessageDef *m, upb_Arena *a, char *err,
                          size_t errlen);
 
-/* table at idx -> serialized bytes allocated in arena a (*len set).
- * Returns NULL with err filled on failure. */
+/* table at idx -> serialized bytes allocated in arena a (*len set; an empty
+ * message gives a non-NULL buffer and *len 0). Returns NULL with err filled
+ * on failure. */
 char *mw_codec_encode(lua_State *L, int idx, const upb_MessageDef *m,
                       upb_Arena *a, size_t *len, char *err, size_t errlen);
 
