@@ -245,10 +245,33 @@ static int l_sleep(lua_State *L) {
   return lua_yieldk(L, 0, 0, sleep_k);
 }
 
+/* mw.stats() -> {live_calls=, generation=, reloads=, reload_failures=,
+ * lua_memory=} as the server sees them now. Handlers only. */
+static int l_stats(lua_State *L) {
+  mw_hcall *h = current(L);
+  if (!h) return luaL_error(L, "mw.stats must be called from a handler");
+  mw_worker *w = mw_call_worker(h->call);
+  mw_server_stats st;
+  mw_server_get_stats(w->server, &st);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, (lua_Integer)st.live_calls);
+  lua_setfield(L, -2, "live_calls");
+  lua_pushinteger(L, (lua_Integer)st.generation);
+  lua_setfield(L, -2, "generation");
+  lua_pushinteger(L, (lua_Integer)st.reloads);
+  lua_setfield(L, -2, "reloads");
+  lua_pushinteger(L, (lua_Integer)st.reload_failures);
+  lua_setfield(L, -2, "reload_failures");
+  lua_pushinteger(L, (lua_Integer)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
+                         lua_gc(L, LUA_GCCOUNTB, 0));
+  lua_setfield(L, -2, "lua_memory");
+  return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
     {"status", l_status},   {"fail", l_fail},   {"is_status", l_is_status},
     {"service", l_service}, {"log", l_log},     {"sleep", l_sleep},
-    {NULL, NULL},
+    {"stats", l_stats},     {NULL, NULL},
 };
 
 static void push_codes(lua_State *L) {

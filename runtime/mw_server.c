@@ -52,6 +52,7 @@ struct mw_server {
   pthread_mutex_t gen_lock;
   mw_gen *current;             /* one reference */
   _Atomic unsigned gen_counter;
+  _Atomic unsigned long reloads, reload_failures;
 };
 
 /* --- generations ------------------------------------------------------------ */
@@ -77,7 +78,21 @@ void mw_server_swap_gen(mw_server *s, mw_gen *gen) {
   s->current = gen;
   atomic_fetch_add_explicit(&s->gen_counter, 1, memory_order_release);
   pthread_mutex_unlock(&s->gen_lock);
+  atomic_fetch_add(&s->reloads, 1);
   mw_gen_unref(old);
+}
+
+void mw_server_note_reload_failure(mw_server *s) {
+  atomic_fetch_add(&s->reload_failures, 1);
+}
+
+void mw_server_get_stats(mw_server *s, mw_server_stats *out) {
+  out->live_calls = mw_server_live_calls(s);
+  pthread_mutex_lock(&s->gen_lock);
+  out->generation = s->current ? s->current->id : 0;
+  pthread_mutex_unlock(&s->gen_lock);
+  out->reloads = atomic_load(&s->reloads);
+  out->reload_failures = atomic_load(&s->reload_failures);
 }
 
 /* --- request slots ---------------------------------------------------------- */
@@ -298,7 +313,8 @@ const char *mw_server_listener(const mw_server *s, size_t i) {
 
 size_t mw_server_live_calls(const mw_server *s) {
   size_t n = 0;
-  for (int i = 0; i < s->n_workers; i++) n += s->workers[i].live_calls;
+  for (int i = 0; i < s->n_workers; i++)
+    n += atomic_load_explicit(&s->workers[i].live_calls, memory_order_relaxed);
   return n;
 }
 

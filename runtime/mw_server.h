@@ -37,7 +37,7 @@ struct mw_worker {
   mw_timers timers;
   mw_gen *gen;       /* this worker's reference to the current generation */
   unsigned gen_seen; /* server generation counter when gen was taken */
-  size_t live_calls;
+  _Atomic size_t live_calls; /* written by the worker, read by anyone */
   size_t live_slots;
   size_t send_queue_messages; /* limits.send_queue_messages */
   size_t send_queue_bytes;    /* limits.send_queue_bytes */
@@ -61,6 +61,16 @@ void mw_server_swap_gen(mw_server *s, mw_gen *gen);
 void mw_server_stop(mw_server *s, long grace_ms);
 /* Live calls over every worker (approximate while running). */
 size_t mw_server_live_calls(const mw_server *s);
+
+/* Counters for reloads, readable from any thread. */
+typedef struct mw_server_stats {
+  size_t live_calls;
+  unsigned generation;    /* id of the current generation */
+  unsigned long reloads;  /* successful reloads */
+  unsigned long reload_failures;
+} mw_server_stats;
+void mw_server_note_reload_failure(mw_server *s);
+void mw_server_get_stats(mw_server *s, mw_server_stats *out);
 /* Frees the server; safe after mw_server_stop, and with NULL. */
 void mw_server_free(mw_server *s);
 

@@ -40,6 +40,10 @@ end
 --- Suspends the calling handler for `seconds`; other calls go on meanwhile.
 M.sleep = core.sleep
 
+--- The server's counters: {live_calls=, generation=, reloads=,
+-- reload_failures=, lua_memory= (bytes in this worker's current state)}.
+M.stats = core.stats
+
 --- Logging through the server's log: mw.log.info("message", {key = value}).
 M.log = {}
 for _, level in ipairs {"debug", "info", "warn", "error"} do
