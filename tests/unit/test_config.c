@@ -792,6 +792,7 @@ static void test_protos(void) {
   MW_CHECK_INT(load(&c, &d, "protos: [grpc/testing/test.proto, a.proto]\n"), 0);
   MW_CHECK_INT(c.protos.n, 2);
   MW_CHECK_STR(c.protos.v[0], "grpc/testing/test.proto");
+  mw_config_free(&c);
   MW_CHECK_INT(load(&c, &d, "protos: b.proto\n"), 0);
   MW_CHECK_INT(c.protos.n, 1);
   MW_CHECK_STR(c.protos.v[0], "b.proto");
