@@ -178,7 +178,7 @@ static int l_service(lua_State *L) {
     }
     if (n) luaL_addstring(&b, ")");
     luaL_pushresult(&b);
-    luaL_where(L, 2);
+    luaL_where(L, 1); /* the script calling mw.service */
     lua_insert(L, -2);
     lua_concat(L, 2);
     return lua_error(L);
@@ -192,7 +192,7 @@ static int l_service(lua_State *L) {
   /* Remember where the service was declared, for messages. */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, REG_SERVICE_FILES);
   lua_Debug ar;
-  if (lua_getstack(L, 2, &ar) && lua_getinfo(L, "S", &ar)) {
+  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "S", &ar)) {
     lua_pushstring(L, ar.short_src);
   } else {
     lua_pushstring(L, "?");
@@ -206,9 +206,11 @@ static int l_log(lua_State *L) {
   const char *lvl = luaL_checkstring(L, 1);
   int level = mw_log_level_parse(lvl);
   if (level < 0) luaL_argerror(L, 1, "level must be debug, info, warn or error");
-  const char *msg = luaL_checkstring(L, 2);
+  size_t msg_len;
+  const char *msg = luaL_checklstring(L, 2, &msg_len);
   if (!mw_log_enabled(level)) return 0;
   const char *keys[32], *vals[32];
+  size_t lens[32];
   int n = 0;
   if (lua_istable(L, 3)) {
     lua_settop(L, 3);
@@ -216,14 +218,14 @@ static int l_log(lua_State *L) {
     while (n < 32 && lua_next(L, 3)) {
       if (lua_type(L, -2) == LUA_TSTRING) {
         keys[n] = lua_tostring(L, -2);
-        vals[n] = luaL_tolstring(L, -1, NULL); /* anchored on the stack */
-        lua_insert(L, 4);                      /* keep it below the key */
+        vals[n] = luaL_tolstring(L, -1, &lens[n]); /* anchored on the stack */
+        lua_insert(L, 4);                          /* below the key */
         n++;
       }
       lua_pop(L, 1);
     }
   }
-  mw_log_fields(level, msg, n, keys, vals);
+  mw_log_record(level, msg, msg_len, n, keys, vals, lens);
   return 0;
 }
 
@@ -412,12 +414,16 @@ static int ctx_index(lua_State *L) {
     push_metadata(L, h);
   } else if (strcmp(key, "deadline") == 0) {
     double d = mw_call_deadline(h->call);
-    if (d == 0) return 1; /* nil: no deadline, and not cached */
+    if (d == 0) {
+      lua_pushnil(L); /* no deadline; not cached */
+      return 1;
+    }
     lua_pushnumber(L, d);
   } else if (strcmp(key, "values") == 0) {
     lua_newtable(L);
   } else {
-    return 1; /* nil */
+    lua_pushnil(L);
+    return 1;
   }
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, key);

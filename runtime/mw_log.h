@@ -4,6 +4,7 @@
 #define MW_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 typedef enum mw_log_level {
   MW_LOG_DEBUG = 0,
@@ -26,5 +27,12 @@ void mw_log(mw_log_level level, const char *fmt, ...)
  * they follow the message as key=value; in JSON they are string members. */
 void mw_log_fields(mw_log_level level, const char *msg, int n,
                    const char *const *keys, const char *const *vals);
+
+/* The same with explicit lengths for the message and the values (which may
+ * hold any bytes: JSON output escapes them and replaces invalid UTF-8 with
+ * U+FFFD). vlens may be NULL for NUL-terminated values. */
+void mw_log_record(mw_log_level level, const char *msg, size_t msg_len, int n,
+                   const char *const *keys, const char *const *vals,
+                   const size_t *vlens);
 
 #endif
