@@ -123,6 +123,11 @@ def run_cli(*args, timeout=30, env=None, cwd=None):
 # --------------------------------------------------------------------------
 # the server
 
+# What the sanitizers print when they find something.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:")
+
+
 class ServerError(AssertionError):
     pass
 
@@ -278,8 +283,22 @@ class Server:
     def __enter__(self):
         return self.start()
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.close()
+            return
+        # A clean end: the server must stop gracefully, exit 0 and report
+        # nothing from the sanitizers (under the ASan+UBSan build).
+        self._close_channels()
+        try:
+            rc = self.stop(signal.SIGTERM, timeout=30)
+        finally:
+            self.close()
+        problems = [m for m in SANITIZER_MARKS if m in self.logs()]
+        if rc not in (0, None) or problems:
+            raise ServerError("moonwire did not stop cleanly (exit %s%s)\nstderr:\n%s"
+                              % (rc, ", " + ", ".join(problems) if problems else "",
+                                 self.logs()))
 
     # -- use --
 
