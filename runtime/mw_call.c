@@ -509,12 +509,21 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
   maybe_free(c);
 }
 
+/* The call is over for the client (cancelled, deadline passed, transport
+ * gone): tell the host once, whichever completion noticed it first. */
+static void mark_cancelled(mw_call *c) {
+  if (c->cancelled) return;
+  c->cancelled = 1;
+  if (c->host && !c->host_done) HOOK(c, mw_host_on_cancel(c));
+}
+
 static void on_recv(mw_call *c, int ok) {
   c->recv_started = 0;
   grpc_byte_buffer *bb = c->recv_buf;
   c->recv_buf = NULL;
   if (!ok) {
     if (bb) grpc_byte_buffer_destroy(bb);
+    mark_cancelled(c);
     HOOK(c, mw_host_on_message(c, 0, NULL, 0, 0));
     return;
   }
@@ -540,8 +549,9 @@ static void on_send(mw_call *c, int ok) {
   c->q_bytes -= c->sending_bytes;
   c->sending_bytes = 0;
   if (!ok) {
-    /* The stream is gone; cancellation reaches the host via RECV_CLOSE. */
+    /* The stream is gone. */
     start_close_watch(c);
+    mark_cancelled(c);
   }
   if (c->want_writable && queue_has_room(c)) {
     c->want_writable = 0;
@@ -553,10 +563,7 @@ static void on_send(mw_call *c, int ok) {
 
 static void on_close(mw_call *c) {
   c->close_done = 1;
-  if (c->close_cancelled && !c->cancelled) {
-    c->cancelled = 1;
-    if (c->host && !c->host_done) HOOK(c, mw_host_on_cancel(c));
-  }
+  if (c->close_cancelled) mark_cancelled(c);
 }
 
 void mw_call_on_batch(mw_tag *tag, int ok) {

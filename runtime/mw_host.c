@@ -28,6 +28,19 @@
 
 /* Registry keys by address. */
 static const char key_gen = 'g';
+static const char key_pool = 'p';
+
+/* A state's pool of handler coroutines. Every coroutine lives in the pool
+ * table (registry[key_pool].table) at a fixed slot, in use or not; free
+ * slots are kept on a stack here. Coroutines that ended normally are reused,
+ * others are dropped and their slot refilled on demand. */
+#define MW_POOL_FREE_MAX 1024
+typedef struct co_pool {
+  int table_ref;
+  int top_slot;  /* highest slot used so far */
+  int n_free;
+  int free_slots[MW_POOL_FREE_MAX];
+} co_pool;
 
 typedef enum wait_kind {
   WAIT_NONE = 0,
@@ -41,10 +54,9 @@ typedef enum wait_kind {
 typedef struct mw_hcall {
   mw_call *call;
   lua_State *L;  /* the generation's state for this worker */
-  lua_State *co; /* the handler's coroutine, anchored by co_ref */
-  int co_ref;
-  int ctx_ref;    /* ctx userdata, anchored until the call ends */
-  int stream_ref; /* stream userdata (streaming kinds), or LUA_NOREF */
+  lua_State *co; /* the handler's coroutine, from the state's pool */
+  int co_slot;    /* its index in the pool table */
+  int anchors;    /* stack slots below the handler: ctx [, stream] */
   int cancel_ref; /* table of on_cancel functions, LUA_NOREF when none */
   const mw_method *m;
   upb_Arena *arena; /* the call's arena, over arena_mem first */
@@ -58,6 +70,7 @@ typedef struct mw_hcall {
   int has_first;
   int half_closed;    /* the client half-closed its side */
   int kill_code;      /* non-zero once the budget hook stopped the handler */
+  int oom;            /* the handler failed for want of memory */
   char arena_mem[1024];
 } mw_hcall;
 
@@ -230,6 +243,7 @@ static int l_log(lua_State *L) {
 }
 
 static void wait_for(mw_hcall *h, wait_kind w);
+static void pool_init(lua_State *L);
 static int sleep_k(lua_State *L, int status, lua_KContext kctx);
 static void on_timer(void *arg);
 
@@ -401,7 +415,12 @@ static int ctx_index(lua_State *L) {
   lua_getfield(L, -1, "__methods");
   if (lua_getfield(L, -1, key) != LUA_TNIL) return 1;
   lua_pop(L, 3);
-  lua_getiuservalue(L, 1, 1);
+  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, 1);
+  }
   if (lua_getfield(L, -1, key) != LUA_TNIL) return 1;
   lua_pop(L, 1);
   if (!hd->h) return luaL_error(L, "the call has ended");
@@ -431,10 +450,8 @@ static int ctx_index(lua_State *L) {
 }
 
 static void push_handle(lua_State *L, mw_hcall *h, const char *mt) {
-  handle *hd = lua_newuserdatauv(L, sizeof *hd, 1);
+  handle *hd = lua_newuserdatauv(L, sizeof *hd, 1); /* cache table: lazily */
   hd->h = h;
-  lua_newtable(L);
-  lua_setiuservalue(L, -2, 1);
   luaL_setmetatable(L, mt);
 }
 
@@ -620,6 +637,7 @@ lua_State *mw_host_new_state(mw_gen *g, int worker, mw_lua_mem *mem,
   lua_pop(L, 2);
   lua_pushinteger(L, worker);
   lua_setfield(L, LUA_REGISTRYINDEX, "moonwire.worker");
+  pool_init(L);
   return L;
 }
 
@@ -793,6 +811,7 @@ static void run_cancel_fns(mw_hcall *h) {
 static void finish_with_error(mw_hcall *h, int status) {
   lua_State *co = h->co;
   if (status == LUA_ERRMEM) {
+    h->oom = 1;
     mw_log(MW_LOG_ERROR, "%s: handler ran out of memory", h->m->path);
     mw_call_finish(h->call, 8, "handler ran out of memory", NULL, 0);
     return;
@@ -893,7 +912,6 @@ static void resume(mw_hcall *h, int nargs) {
   tl_run_start = outer_start;
   if (h->kill_code) {
     /* Whatever the coroutine did with the stop, the call ends with it. */
-    lua_settop(h->co, 0);
     h->finished = 1;
     mw_log(MW_LOG_WARN, "%s: handler stopped: %s", h->m->path,
            h->kill_code == 4 ? "deadline exceeded while running"
@@ -913,11 +931,15 @@ static void resume(mw_hcall *h, int nargs) {
   }
   h->finished = 1;
   if (st == LUA_OK) {
-    finish_ok(h, nres);
+    /* A finished coroutine reports its whole stack as results: the anchors
+     * below the handler are not among them. */
+    finish_ok(h, nres - h->anchors);
   } else {
     finish_with_error(h, st);
   }
-  lua_settop(h->co, 0);
+  /* Drop the results, keep the anchors. A coroutine that failed keeps its
+   * stack as it is: settop could run its pending __close handlers. */
+  if (st == LUA_OK) lua_settop(h->co, h->anchors);
 }
 
 static void on_timer(void *arg) {
@@ -932,6 +954,66 @@ static int sleep_k(lua_State *L, int status, lua_KContext kctx) {
   mw_hcall *h = current(L);
   if (h->woke_cancelled || mw_call_cancelled(h->call)) return raise_cancelled(L, h);
   return 0;
+}
+
+/* --- coroutine pool ------------------------------------------------------------ */
+
+static co_pool *pool_of(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &key_pool);
+  co_pool *p = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return p;
+}
+
+static void pool_init(lua_State *L) {
+  co_pool *p = lua_newuserdatauv(L, sizeof *p, 0);
+  p->top_slot = 0;
+  p->n_free = 0;
+  lua_newtable(L);
+  p->table_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_pool);
+}
+
+/* A coroutine ready to run a handler; *slot receives its pool slot. */
+static lua_State *co_acquire(lua_State *L, co_pool *p, int *slot) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, p->table_ref);
+  lua_State *co = NULL;
+  if (p->n_free > 0) {
+    *slot = p->free_slots[--p->n_free];
+    if (lua_rawgeti(L, -1, *slot) == LUA_TTHREAD) co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+  } else {
+    *slot = ++p->top_slot;
+  }
+  if (!co) {
+    co = lua_newthread(L);
+    lua_sethook(co, budget_hook, LUA_MASKCOUNT, MW_HOOK_COUNT);
+    lua_rawseti(L, -2, *slot);
+  }
+  lua_pop(L, 1);
+  return co;
+}
+
+/* Gives a coroutine back: kept when it ended normally, dropped otherwise. */
+static void co_release(lua_State *L, co_pool *p, lua_State *co, int slot,
+                       int reusable) {
+  set_current(co, NULL);
+  if (!reusable) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->table_ref);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, slot);
+    lua_pop(L, 1);
+  }
+  if (p->n_free < MW_POOL_FREE_MAX) {
+    p->free_slots[p->n_free++] = slot;
+  } else if (slot == p->top_slot) {
+    p->top_slot--; /* keep slots dense after a burst */
+  } else if (reusable) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->table_ref);
+    lua_pushnil(L);
+    lua_rawseti(L, -2, slot); /* slot stays empty; the burst's peak is past */
+    lua_pop(L, 1);
+  }
 }
 
 /* --- hooks from the call layer ---------------------------------------------- */
@@ -950,24 +1032,27 @@ void mw_host_on_call(mw_call *c, int handler_ref, const char *first,
   h->call = c;
   h->L = L;
   h->m = m;
-  h->ctx_ref = LUA_NOREF;
-  h->stream_ref = LUA_NOREF;
   h->cancel_ref = LUA_NOREF;
   h->arena = upb_Arena_Init(h->arena_mem, sizeof h->arena_mem, &upb_alloc_global);
   mw_call_set_host(c, h);
 
-  h->co = lua_newthread(L);
-  h->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  set_current(h->co, h);
-  lua_sethook(h->co, budget_hook, LUA_MASKCOUNT, MW_HOOK_COUNT);
-  lua_State *co = h->co;
+  lua_State *co = h->co = co_acquire(L, pool_of(L), &h->co_slot);
+  set_current(co, h);
+  /* Below the handler the stack anchors ctx (and stream) for the call's
+   * whole life, whatever the handler does with them. */
+  push_handle(co, h, MT_CTX);
+  h->anchors = 1;
+  if (m->kind != MW_UNARY) {
+    push_handle(co, h, MT_STREAM);
+    h->anchors = 2;
+  }
   lua_rawgeti(co, LUA_REGISTRYINDEX, handler_ref);
-  int nargs = 0; /* arguments above the function: [req], [stream], ctx */
+  int nargs = 0;
   if (m->kind == MW_UNARY || m->kind == MW_SERVER_STREAMING) {
     char err[MW_CODEC_ERRLEN];
     if (mw_codec_decode_push(co, first, first_len, m->input, h->arena, err, sizeof err) != 0) {
       h->finished = 1;
-      lua_settop(co, 0);
+      lua_settop(co, h->anchors);
       mw_call_finish(c, 3, err, NULL, 0);
       return;
     }
@@ -979,14 +1064,10 @@ void mw_host_on_call(mw_call *c, int handler_ref, const char *first,
     h->has_first = 1;
   }
   if (m->kind != MW_UNARY) {
-    push_handle(co, h, MT_STREAM);
-    lua_pushvalue(co, -1);
-    h->stream_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+    lua_pushvalue(co, 2); /* stream */
     nargs++;
   }
-  push_handle(co, h, MT_CTX);
-  lua_pushvalue(co, -1);
-  h->ctx_ref = luaL_ref(co, LUA_REGISTRYINDEX);
+  lua_pushvalue(co, 1); /* ctx */
   resume(h, nargs + 1);
 }
 
@@ -1027,8 +1108,9 @@ void mw_host_on_writable(mw_call *c) {
 
 void mw_host_on_cancel(mw_call *c) {
   mw_hcall *h = mw_call_host(c);
-  if (!h || h->finished) return;
-  run_cancel_fns(h);
+  if (!h) return;
+  run_cancel_fns(h); /* once, even when the handler already ended */
+  if (h->finished) return;
   if (h->wait == WAIT_TIMER) {
     mw_timer_cancel(&mw_call_worker(c)->timers, h->timer);
     h->timer = 0;
@@ -1045,19 +1127,18 @@ void mw_host_on_done(mw_call *c) {
   mw_hcall *h = mw_call_host(c);
   if (!h) return;
   if (h->timer) mw_timer_cancel(&mw_call_worker(c)->timers, h->timer);
-  lua_State *L = h->L;
-  int refs[2] = {h->ctx_ref, h->stream_ref};
-  for (int i = 0; i < 2; i++) {
-    if (refs[i] == LUA_NOREF) continue;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, refs[i]);
-    handle *hd = lua_touserdata(L, -1);
+  lua_State *L = h->L, *co = h->co;
+  for (int i = 1; i <= h->anchors; i++) {
+    handle *hd = lua_touserdata(co, i);
     if (hd) hd->h = NULL; /* the handle may outlive the call: detach it */
-    lua_pop(L, 1);
-    luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
   }
+  int reusable = lua_status(co) == LUA_OK && !h->kill_code;
+  if (reusable) lua_settop(co, 0);
   if (h->cancel_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, h->cancel_ref);
-  set_current(h->co, NULL);
-  luaL_unref(L, LUA_REGISTRYINDEX, h->co_ref);
+  co_release(L, pool_of(L), co, h->co_slot, reusable);
+  /* What a handler that ran out of memory held is garbage now: give it back
+   * before the next call needs it. */
+  if (h->oom) lua_gc(L, LUA_GCCOLLECT);
   upb_Arena_Free(h->arena);
   free(h->first);
   free(h);
