@@ -26,7 +26,8 @@ struct mw_call {
   mw_gen *gen;     /* one reference */
   const mw_method *method;
   struct mw_hcall *host;
-  char *path;              /* owned */
+  const char *path;        /* the method's path, or path_buf */
+  char *path_buf;          /* owned copy of an unknown path, else NULL */
   grpc_metadata_array md;  /* request metadata, owned */
   double deadline;         /* epoch seconds, 0 = none */
   char *peer;              /* gpr_malloc'd, lazily */
@@ -146,7 +147,7 @@ static void call_free(mw_call *c) {
   grpc_call_unref(c->call);
   c->w->live_calls--;
   mw_gen_unref(c->gen);
-  free(c->path);
+  free(c->path_buf);
   free(c);
 }
 
@@ -431,10 +432,7 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
                      grpc_metadata_array *md, grpc_byte_buffer *payload,
                      int has_payload) {
   mw_call *c = calloc(1, sizeof *c);
-  char *p = malloc(path_len + 1);
-  if (!c || !p) {
-    free(c);
-    free(p);
+  if (!c) {
     if (payload) grpc_byte_buffer_destroy(payload);
     grpc_metadata_array_destroy(md);
     grpc_call_cancel_with_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
@@ -442,11 +440,8 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
     grpc_call_unref(call);
     return;
   }
-  memcpy(p, path, path_len);
-  p[path_len] = 0;
   c->w = w;
   c->call = call;
-  c->path = p;
   c->md = *md;
   grpc_metadata_array_init(md);
   c->deadline = deadline_seconds(deadline);
@@ -460,6 +455,12 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
   c->gen = w->gen;
 
   const mw_method *m = mw_gen_find(c->gen, path, path_len);
+  if (m) {
+    c->path = m->path; /* the call holds the generation that owns it */
+  } else {
+    c->path = c->path_buf = strndup(path, path_len);
+    if (!c->path_buf) c->path = "?";
+  }
   if (!m) {
     if (payload) grpc_byte_buffer_destroy(payload);
     char msg[512];

@@ -75,6 +75,8 @@ void mw_host_on_writable(mw_call *c);
 void mw_host_on_cancel(mw_call *c);
 /* The call is over; release everything the host holds for it. */
 void mw_host_on_done(mw_call *c);
+/* A worker thread ends: the host frees what it cached for the thread. */
+void mw_host_thread_exit(void);
 
 
 /* --- used by the server ------------------------------------------------ */

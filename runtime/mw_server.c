@@ -178,7 +178,10 @@ static void *worker_main(void *arg) {
                                    gpr_time_from_micros((int64_t)(wait * 1e6),
                                                         GPR_TIMESPAN));
     grpc_event ev = grpc_completion_queue_next(w->cq, dl, NULL);
-    if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+    if (ev.type == GRPC_QUEUE_SHUTDOWN) {
+      mw_host_thread_exit();
+      break;
+    }
     if (ev.type == GRPC_OP_COMPLETE) {
       mw_tag *tag = ev.tag;
       switch (tag->kind) {
