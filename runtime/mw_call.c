@@ -51,6 +51,9 @@ struct mw_call {
   int headers_sent;
 
   int finish_requested, final_started, final_done, host_done;
+  int await_first;  /* reading the request of a unary or server-streaming
+                       call that arrived without it; handler_ref waits */
+  int handler_ref;
   grpc_status_code code;
   grpc_slice status_msg;
   grpc_byte_buffer *final_msg; /* the last message, sent with the status */
@@ -504,10 +507,41 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
     /* The client half-closed without sending the request. */
     reject(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
     return;
+  } else if (m->kind == MW_UNARY || m->kind == MW_SERVER_STREAMING) {
+    /* Arrived on the generic path (a method a reload added, or one whose
+     * kind changed): read the request before the handler runs. */
+    c->await_first = 1;
+    c->handler_ref = ref;
+    mw_call_recv(c);
   } else {
     HOOK(c, mw_host_on_call(c, ref, NULL, 0, 0));
   }
   maybe_free(c);
+}
+
+/* The request of a call that arrived without it. */
+static void on_first(mw_call *c, int ok, grpc_byte_buffer *bb) {
+  c->await_first = 0;
+  if (!ok) {
+    if (bb) grpc_byte_buffer_destroy(bb);
+    c->cancelled = 1;
+    reject(c, GRPC_STATUS_CANCELLED, "the call was cancelled");
+    return;
+  }
+  if (!bb) {
+    reject(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
+    return;
+  }
+  grpc_byte_buffer_reader r;
+  grpc_slice s = grpc_empty_slice();
+  if (grpc_byte_buffer_reader_init(&r, bb)) {
+    s = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+  }
+  grpc_byte_buffer_destroy(bb);
+  HOOK(c, mw_host_on_call(c, c->handler_ref, (const char *)GRPC_SLICE_START_PTR(s),
+                          GRPC_SLICE_LENGTH(s), 1));
+  grpc_slice_unref(s);
 }
 
 /* The call is over for the client (cancelled, deadline passed, transport
@@ -522,6 +556,10 @@ static void on_recv(mw_call *c, int ok) {
   c->recv_started = 0;
   grpc_byte_buffer *bb = c->recv_buf;
   c->recv_buf = NULL;
+  if (c->await_first) {
+    on_first(c, ok, bb);
+    return;
+  }
   if (!ok) {
     if (bb) grpc_byte_buffer_destroy(bb);
     mark_cancelled(c);

@@ -191,6 +191,8 @@ static void *worker_main(void *arg) {
       }
     }
     if (w->timers.n) mw_timers_run(&w->timers, mw_now());
+    /* Let go of a replaced generation even when no call comes. */
+    refresh_gen(w);
     if (!w->cq_shut && atomic_load(&s->stopping) &&
         atomic_load(&s->shutdown_done) && w->live_calls == 0 &&
         w->live_slots == 0) {
