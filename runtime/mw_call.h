@@ -75,6 +75,9 @@ void mw_host_on_writable(mw_call *c);
 void mw_host_on_cancel(mw_call *c);
 /* The call is over; release everything the host holds for it. */
 void mw_host_on_done(mw_call *c);
+/* Worker `worker` moves from generation old to next (on its own thread):
+ * the host hands module state over (mw.on_reload / mw.on_restore). */
+void mw_host_on_generation(mw_gen *old, mw_gen *next, int worker);
 /* A worker thread ends: the host frees what it cached for the thread. */
 void mw_host_thread_exit(void);
 

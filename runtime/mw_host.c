@@ -29,6 +29,8 @@
 /* Registry keys by address. */
 static const char key_gen = 'g';
 static const char key_pool = 'p';
+static const char key_on_reload = 'r';
+static const char key_on_restore = 's';
 
 /* A state's pool of handler coroutines. Every coroutine lives in the pool
  * table (registry[key_pool].table) at a fixed slot, in use or not; free
@@ -290,7 +292,27 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
+/* mw.on_reload(fn): fn() runs in this generation when a worker moves to the
+ * next one; what it returns (plain data) goes to the next generation's
+ * mw.on_restore function. */
+static int l_on_reload(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_on_reload);
+  return 0;
+}
+
+/* mw.on_restore(fn): fn(data) runs once per worker, before the worker's
+ * first call in this generation, with what the previous one handed over. */
+static int l_on_restore(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_on_restore);
+  return 0;
+}
+
 static const luaL_Reg core_funcs[] = {
+    {"on_reload", l_on_reload}, {"on_restore", l_on_restore},
     {"status", l_status},   {"fail", l_fail},   {"is_status", l_is_status},
     {"service", l_service}, {"log", l_log},     {"sleep", l_sleep},
     {"stats", l_stats},     {NULL, NULL},
@@ -963,6 +985,83 @@ static int sleep_k(lua_State *L, int status, lua_KContext kctx) {
   mw_hcall *h = current(L);
   if (h->woke_cancelled || mw_call_cancelled(h->call)) return raise_cancelled(L, h);
   return 0;
+}
+
+/* --- handing state to the next generation ---------------------------------------- */
+
+#define MW_HANDOFF_DEPTH 32
+
+/* Copies the plain value at index idx of `from` onto `to`: nil, booleans,
+ * numbers, strings and tables of those (no cycles). Returns NULL, or what
+ * could not be copied. */
+static const char *copy_value(lua_State *from, int idx, lua_State *to, int depth) {
+  idx = lua_absindex(from, idx);
+  switch (lua_type(from, idx)) {
+  case LUA_TNIL: lua_pushnil(to); return NULL;
+  case LUA_TBOOLEAN: lua_pushboolean(to, lua_toboolean(from, idx)); return NULL;
+  case LUA_TNUMBER:
+    if (lua_isinteger(from, idx)) {
+      lua_pushinteger(to, lua_tointeger(from, idx));
+    } else {
+      lua_pushnumber(to, lua_tonumber(from, idx));
+    }
+    return NULL;
+  case LUA_TSTRING: {
+    size_t len;
+    const char *str = lua_tolstring(from, idx, &len);
+    lua_pushlstring(to, str, len);
+    return NULL;
+  }
+  case LUA_TTABLE: {
+    if (depth >= MW_HANDOFF_DEPTH) return "a table nested too deep (or a cycle)";
+    if (!lua_checkstack(from, 3) || !lua_checkstack(to, 3)) return "too deep";
+    lua_newtable(to);
+    lua_pushnil(from);
+    while (lua_next(from, idx)) {
+      const char *bad = copy_value(from, -2, to, depth + 1);
+      if (!bad) bad = copy_value(from, -1, to, depth + 1);
+      if (bad) {
+        lua_pop(from, 2);
+        return bad;
+      }
+      lua_rawset(to, -3);
+      lua_pop(from, 1);
+    }
+    return NULL;
+  }
+  default: return luaL_typename(from, idx);
+  }
+}
+
+void mw_host_on_generation(mw_gen *old, mw_gen *next, int worker) {
+  if (worker >= old->n_states || worker >= next->n_states) return;
+  lua_State *from = old->states[worker], *to = next->states[worker];
+  int top_from = lua_gettop(from), top_to = lua_gettop(to);
+  if (lua_rawgetp(to, LUA_REGISTRYINDEX, &key_on_restore) != LUA_TFUNCTION) goto out;
+  if (lua_rawgetp(from, LUA_REGISTRYINDEX, &key_on_reload) == LUA_TFUNCTION) {
+    lua_pushcfunction(from, msgh);
+    lua_insert(from, -2);
+    if (lua_pcall(from, 0, 1, -2) != LUA_OK) {
+      mw_log(MW_LOG_ERROR, "mw.on_reload function failed: %s", lua_tostring(from, -1));
+      goto out;
+    }
+    const char *bad = copy_value(from, -1, to, 0);
+    if (bad) {
+      mw_log(MW_LOG_ERROR, "mw.on_reload returned what cannot be handed over (%s): "
+                           "only nil, booleans, numbers, strings and tables of them", bad);
+      lua_settop(to, top_to + 1);
+      goto out;
+    }
+  } else {
+    lua_pushnil(to);
+  }
+  lua_pushcfunction(to, msgh);
+  lua_insert(to, -3);
+  if (lua_pcall(to, 1, 0, -3) != LUA_OK)
+    mw_log(MW_LOG_ERROR, "mw.on_restore function failed: %s", lua_tostring(to, -1));
+out:
+  lua_settop(from, top_from);
+  lua_settop(to, top_to);
 }
 
 /* --- coroutine pool ------------------------------------------------------------ */

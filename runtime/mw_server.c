@@ -68,6 +68,7 @@ static void refresh_gen(mw_worker *w) {
   pthread_mutex_unlock(&s->gen_lock);
   mw_gen *old = w->gen;
   w->gen = g;
+  if (old && old != g) mw_host_on_generation(old, g, w->id);
   mw_gen_unref(old);
 }
 

@@ -44,6 +44,15 @@ M.sleep = core.sleep
 -- reload_failures=, lua_memory= (bytes in this worker's current state)}.
 M.stats = core.stats
 
+--- Keeping module state across reloads. Every reload runs the scripts in
+-- fresh Lua states. mw.on_reload(fn) registers fn() to run in the old
+-- generation when each worker moves to the new one; its return value (nil,
+-- booleans, numbers, strings and tables of them) is given to the function
+-- the new generation registered with mw.on_restore(fn), before that worker's
+-- first call in the new generation.
+M.on_reload = core.on_reload
+M.on_restore = core.on_restore
+
 --- Logging through the server's log: mw.log.info("message", {key = value}).
 M.log = {}
 for _, level in ipairs {"debug", "info", "warn", "error"} do

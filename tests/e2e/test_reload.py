@@ -477,6 +477,37 @@ end
         self.assertEqual(self.hello().n, 2)
         self.assertEqual(self.stats().generation, 3)
 
+    def test_state_handed_over_with_on_reload(self):
+        keep = """
+mw.on_reload(function() return {count = count, tags = {"a", "b"}, ok = true} end)
+mw.on_restore(function(saved)
+  if saved and saved.ok then count = saved.count + 1000 * #saved.tags end
+end)
+"""
+        self.start(workers=1)
+        self.write_greeter("v2", extra=keep)
+        self.assertEqual(self.wait_text("v2:").n, 1)  # v1 had no on_reload
+        self.assertEqual(self.hello().n, 2)
+        self.write_greeter("v3", extra=keep)
+        # v2 handed {count = c, tags = {a, b}, ok = true} over, c being the
+        # calls v2 served (2 and the polls while v3 loaded): 2000 + c + 1
+        n = self.wait_text("v3:").n
+        self.assertGreater(n, 2002)
+        self.assertLess(n, 2500)
+
+    def test_on_reload_returning_a_function_is_logged_not_fatal(self):
+        bad = """
+mw.on_reload(function() return {f = print} end)
+mw.on_restore(function(saved) count = 50 end)
+"""
+        self.start(workers=1, version="v1")
+        self.write_greeter("v2", extra=bad)
+        self.wait_text("v2:")
+        self.write_greeter("v3", extra=bad)
+        # restore does not run when the hand-over fails; the count restarts
+        self.assertEqual(self.wait_text("v3:").n, 1)
+        self.wait_count("cannot be handed over (function)", 1)
+
     def test_many_reloads_no_failed_call_no_leak(self):
         self.start(workers=2, config="reload: {watch: false}\n")
         failures = []
