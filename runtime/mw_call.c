@@ -37,6 +37,8 @@ struct mw_call {
 
   grpc_byte_buffer *recv_buf;
   int recv_started;
+  int eos_wait;   /* an end of stream waits a moment to be told from a
+                     cancellation (see on_recv) */
   int close_started, close_done, close_cancelled;
   int cancelled;
 
@@ -552,6 +554,20 @@ static void mark_cancelled(mw_call *c) {
   if (c->host && !c->host_done) HOOK(c, mw_host_on_cancel(c));
 }
 
+/* How long an end of stream waits for a cancellation to show (seconds). */
+#define MW_EOS_WAIT 0.001
+
+static void eos_timer(void *arg) {
+  mw_call *c = arg;
+  c->eos_wait = 0;
+  c->inflight--;
+  c->busy++;
+  mw_host_on_message(c, !c->cancelled, NULL, 0, 0);
+  c->busy--;
+  pump(c);
+  maybe_free(c);
+}
+
 static void on_recv(mw_call *c, int ok) {
   c->recv_started = 0;
   grpc_byte_buffer *bb = c->recv_buf;
@@ -567,7 +583,19 @@ static void on_recv(mw_call *c, int ok) {
     return;
   }
   if (!bb) {
-    HOOK(c, mw_host_on_message(c, 1, NULL, 0, 0));
+    /* gRPC core ends a pending read the same way when the client
+     * half-closes and when the stream is reset (cancel, deadline): only the
+     * RECV_CLOSE_ON_SERVER completion that follows tells them apart. It is
+     * queued by the same transport event, so the end of stream is handed
+     * over a moment later, when that completion has had its turn. */
+    if (!c->cancelled && c->close_started && !c->close_done) {
+      if (mw_timer_add(&c->w->timers, mw_now() + MW_EOS_WAIT, eos_timer, c)) {
+        c->eos_wait = 1;
+        c->inflight++; /* the timer holds the call */
+        return;
+      }
+    }
+    HOOK(c, mw_host_on_message(c, !c->cancelled, NULL, 0, 0));
     return;
   }
   grpc_byte_buffer_reader r;
