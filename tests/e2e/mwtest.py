@@ -123,6 +123,10 @@ def run_cli(*args, timeout=30, env=None, cwd=None):
 # --------------------------------------------------------------------------
 # the server
 
+# The binary under test was built with ASan+UBSan: its RSS says little
+# (shadow memory, quarantine), and LeakSanitizer checks leaks at exit instead.
+SANITIZED = os.environ.get("MOONWIRE_SANITIZE") == "1"
+
 # What the sanitizers print when they find something.
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:")
