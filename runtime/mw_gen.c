@@ -143,7 +143,12 @@ mw_gen *mw_gen_build(const mw_gen_options *opt, mw_diag *diag) {
       .n_protos = cfg->protos.n,
   };
   mw_schema *schema = mw_schema_load(&in, diag);
-  if (!schema) return NULL;
+  if (!schema) {
+    /* Without a schema the scripts cannot run, but their syntax can still
+     * be checked, so that one pass reports both kinds of problem. */
+    mw_host_check_syntax(in.dirs, in.n_dirs, diag);
+    return NULL;
+  }
   mw_gen *g = calloc(1, sizeof *g);
   if (!g) {
     mw_schema_free(schema);

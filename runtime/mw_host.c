@@ -783,6 +783,29 @@ static int resolve_handlers(lua_State *L, mw_gen *g, int *handlers, mw_diag *dia
   return bad ? -1 : 0;
 }
 
+int mw_host_check_syntax(const char *const *dirs, size_t n_dirs, mw_diag *diag) {
+  lua_State *L = luaL_newstate();
+  if (!L) return 0;
+  int bad = 0;
+  for (size_t i = 0; i < n_dirs; i++) {
+    struct dirent **list = NULL;
+    int n = scandir(dirs[i], &list, lua_file_filter, alphasort);
+    for (int k = 0; k < n; k++) {
+      char path[PATH_MAX];
+      snprintf(path, sizeof path, "%s/%s", dirs[i], list[k]->d_name);
+      if (luaL_loadfilex(L, path, "t") != LUA_OK) {
+        mw_diag_add(diag, "%s", lua_tostring(L, -1));
+        bad++;
+      }
+      lua_settop(L, 0);
+      free(list[k]);
+    }
+    free(list);
+  }
+  lua_close(L);
+  return bad;
+}
+
 int mw_host_load_scripts(lua_State *L, mw_gen *g, const char *const *dirs,
                          size_t n_dirs, int *handlers, mw_diag *diag) {
   int bad = 0;

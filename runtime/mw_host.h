@@ -21,6 +21,11 @@ lua_State *mw_host_new_state(mw_gen *g, int worker, mw_lua_mem *mem,
 int mw_host_load_scripts(lua_State *L, mw_gen *g, const char *const *dirs,
                          size_t n_dirs, int *handlers, mw_diag *diag);
 
+/* Compiles (without running) every top-level *.lua of the dirs and reports
+ * syntax errors: used when the protos failed, so one `check` still shows
+ * both kinds of problem. Returns the number of files that failed. */
+int mw_host_check_syntax(const char *const *dirs, size_t n_dirs, mw_diag *diag);
+
 /* Opens moonwire.core on L (pushes the module table). */
 int mw_host_open_core(lua_State *L);
 

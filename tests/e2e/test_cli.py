@@ -182,6 +182,17 @@ class Check(mwtest.TestCase):
         self.assertIn("formt", out)
         self.assertIn("Missing", out)
 
+    def test_broken_proto_lua_syntax_and_config_in_one_pass(self):
+        d = self.service_dir({"broken.proto": BROKEN_PROTO, "x.lua": BAD_SYNTAX_LUA,
+                              "cfg.yaml": BAD_CONFIG})
+        r = run_cli("check", "-c", d.file("cfg.yaml"), d.path)
+        out = r.stdout + r.stderr
+        self.assertEqual(r.returncode, 1, out)
+        self.assertIn("cfg.yaml:4:3", out)
+        self.assertIn("broken.proto:%d:" % line_of(BROKEN_PROTO, "x = ;"), out)
+        self.assertIn("x.lua:%d:" % line_of(BAD_SYNTAX_LUA, "{x = }"), out)
+        self.assertIn("3 problems found", out)
+
     def test_missing_dir(self):
         r = run_cli("check", "/nonexistent/moonwire/dir")
         self.assertEqual(r.returncode, 1)

@@ -1,0 +1,400 @@
+#!/usr/bin/env python3
+"""Moonwire against the servers users would pick instead, side by side.
+
+Every server implements bench.Echo (tests/bench/proto/bench.proto) and is
+pinned to core 0; the load generators run on core 1. Unary load comes from
+h2load POSTing a prebuilt gRPC frame (each server is first checked to answer
+it with grpc-status 0); streaming load from mwload (tests/bench/client), a C
+client on gRPC core. Every figure is the median of --runs runs, and the
+report gives Moonwire's ratio to each peer measured in the same run.
+
+usage: run.py [--build-dir build] [--runs 3] [--seconds 5] [--servers a,b]
+              [--out docs/benchmarks.md] [--smoke]
+
+--smoke runs Moonwire alone, briefly, once: it checks the harness works
+(ctest runs it) and writes no report unless --out is given.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+PYTHON = "/usr/bin/python3"
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+
+UNARY_CASES = [  # (name, connections, streams per connection, payload bytes)
+    ("1x100, 16 B", 1, 100, 16),
+    ("10x10, 16 B", 10, 10, 16),
+    ("1x100, 4 KiB", 1, 100, 4096),
+    ("10x10, 4 KiB", 10, 10, 4096),
+]
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def servers(build):
+    bench = os.path.join(build, "bench")
+    mw_dir = os.path.join(HERE, "moonwire")
+
+    def moonwire(workers):
+        cfg = os.path.join(tempfile.mkdtemp(prefix="mw-bench-"), "moonwire.yaml")
+        with open(cfg, "w") as f:
+            f.write("workers: %d\nproto_path: [%s]\nprotos: [bench.proto]\n"
+                    "log: {level: warn}\nreload: {watch: false}\n"
+                    % (workers, os.path.join(HERE, "proto")))
+        return lambda port: [os.path.join(build, "moonwire"), "serve", "-c", cfg,
+                             "--listen", "127.0.0.1:%d" % port, mw_dir]
+
+    return {
+        "moonwire": (moonwire(1), {}),
+        "moonwire-2w": (moonwire(2), {}),
+        "cecho": (lambda p: [os.path.join(bench, "bench-cecho"), str(p)], {}),
+        "cpp": (lambda p: [os.path.join(bench, "bench-cpp"), str(p)], {}),
+        "go": (lambda p: [os.path.join(bench, "bench-go"), str(p)], {"GOMAXPROCS": "1"}),
+        "node": (lambda p: ["node", "--v8-pool-size=1",
+                            os.path.join(HERE, "peers", "node", "server.js"), str(p)], {}),
+        "python": (lambda p: [PYTHON, os.path.join(HERE, "peers", "python", "server.py"),
+                              str(p)], {}),
+    }
+
+
+LABELS = {"moonwire": "Moonwire (Lua)", "cecho": "C echo on gRPC core (ceiling)",
+          "cpp": "C++ gRPC callback", "go": "grpc-go", "node": "Node grpc-js",
+          "python": "Python grpc.aio", "moonwire-2w": "Moonwire, 2 workers"}
+
+
+class Server:
+    def __init__(self, name, build, cpus=SERVER_CPU):
+        make, env = servers(build)[name]
+        self.name = name
+        self.port = free_port()
+        cmd = make(self.port)
+        if cpus:
+            cmd = ["taskset", "-c", cpus] + cmd
+        e = dict(os.environ)
+        e.update(env)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, env=e, text=True)
+        deadline = time.monotonic() + 30
+        line = ""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line or line.startswith("listening on"):
+                break
+        if not line.startswith("listening on"):
+            self.stop()
+            raise RuntimeError("%s did not start: %s" % (name, " ".join(cmd)))
+        self.target = "127.0.0.1:%d" % self.port
+
+    def rss_kib(self, field="VmRSS"):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def frame(payload):
+    """A gRPC request frame for bench.Msg{payload, text = "bench", n = 1}."""
+    def varint(v):
+        out = b""
+        while True:
+            b = v & 0x7F
+            v >>= 7
+            out += bytes([b | (0x80 if v else 0)])
+            if not v:
+                return out
+    body = (b"\x0a" + varint(payload) + b"x" * payload + b"\x12\x05bench" + b"\x18\x01")
+    return b"\x00" + struct.pack(">I", len(body)) + body
+
+
+def check_grpc_status(target, frame_path):
+    """One request through nghttp, to see grpc-status: 0 in the trailers."""
+    out = subprocess.run(
+        ["nghttp", "-v", "-H", ":method: POST", "-H", "content-type: application/grpc",
+         "-H", "te: trailers", "-d", frame_path, "http://%s/bench.Echo/Unary" % target],
+        capture_output=True, text=True, timeout=20).stdout
+    m = re.search(r"grpc-status: (\d+)", out)
+    if not m or m.group(1) != "0":
+        raise RuntimeError("unary frame against %s did not end with grpc-status 0:\n%s"
+                           % (target, out[-2000:]))
+
+
+def h2load(target, frame_path, conns, streams, seconds, logdir):
+    logf = os.path.join(logdir, "h2load-%d.log" % time.monotonic_ns())
+    cmd = ["taskset", "-c", LOAD_CPU, "h2load", "-c", str(conns), "-m", str(streams),
+           "-D", str(seconds), "--warm-up-time", "1", "--log-file", logf,
+           "-H", "content-type: application/grpc", "-H", "te: trailers",
+           "-d", frame_path, "http://%s/bench.Echo/Unary" % target]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed",
+                     out)
+    if not m or not done or int(done.group(3)) != 0:
+        raise RuntimeError("h2load failed:\n" + out)
+    lat = []
+    with open(logf) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[1] == "200":
+                lat.append(int(parts[2]))
+    os.unlink(logf)
+    lat.sort()
+    pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000.0 if lat else 0.0
+    return {"rps": float(m.group(1)), "p50_ms": pick(0.50), "p99_ms": pick(0.99)}
+
+
+def mwload(build, mode, target, seconds, extra=()):
+    cmd = ["taskset", "-c", LOAD_CPU, os.path.join(build, "bench", "mwload"), mode,
+           "--target", target, "--duration", str(seconds)] + list(extra)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    if p.returncode != 0:
+        raise RuntimeError("mwload %s failed: %s %s" % (mode, p.stdout, p.stderr))
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+STREAM_CASES = [  # (key, mode, mwload options, result field)
+    ("server_stream", "server-stream", ["--payload", "64", "--streams", "10",
+                                        "--per-call", "10000"], "messages_per_s"),
+    ("client_stream", "client-stream", ["--payload", "64", "--streams", "10",
+                                        "--per-call", "10000"], "messages_per_s"),
+    ("bidi", "bidi", ["--payload", "64", "--streams", "10"], "round_trips_per_s"),
+]
+
+
+def measure(name, args, logdir):
+    """One run of every measurement against one server."""
+    res = {}
+    srv = Server(name, args.build_dir)
+    try:
+        time.sleep(0.5)
+        res["rss_idle_kib"] = srv.rss_kib()
+        for case, conns, streams, payload in UNARY_CASES:
+            path = os.path.join(logdir, "frame-%d.bin" % payload)
+            r = h2load(srv.target, path, conns, streams, args.seconds, logdir)
+            res["unary " + case] = r
+            log("  %-12s unary %-14s %9.0f calls/s  p50 %.2f ms  p99 %.2f ms"
+                % (name, case, r["rps"], r["p50_ms"], r["p99_ms"]))
+        if not args.unary_only:
+            for key, mode, opts, field in STREAM_CASES:
+                r = mwload(args.build_dir, mode, srv.target, args.seconds, opts)
+                res[key] = r
+                log("  %-12s %-14s %9.0f %s (client CPU %.2f s)"
+                    % (name, key, r[field], field, r.get("client_cpu_s", 0)))
+        res["rss_peak_kib"] = srv.rss_kib("VmHWM")
+    finally:
+        srv.stop()
+    return res
+
+
+def idle_streams(name, args, count):
+    """RSS per idle open bidi stream, from `count` streams held open."""
+    srv = Server(name, args.build_dir)
+    try:
+        time.sleep(0.5)
+        before = srv.rss_kib()
+        cmd = [os.path.join(args.build_dir, "bench", "mwload"), "idle-streams",
+               "--target", srv.target, "--count", str(count), "--hold", "3"]
+        p = subprocess.Popen(["taskset", "-c", LOAD_CPU] + cmd, stdout=subprocess.PIPE,
+                             text=True)
+        line = p.stdout.readline()
+        if '"opened"' not in line:
+            p.kill()
+            raise RuntimeError("idle-streams against %s: %s" % (name, line))
+        time.sleep(1)
+        held = srv.rss_kib()
+        p.wait(60)
+        opened = json.loads(line)["opened"]
+        return {"opened": opened, "rss_before_kib": before, "rss_held_kib": held,
+                "bytes_per_stream": (held - before) * 1024.0 / max(opened, 1)}
+    finally:
+        srv.stop()
+
+
+def median_of(runs, path):
+    vals = []
+    for r in runs:
+        v = r
+        for k in path:
+            v = v.get(k) if isinstance(v, dict) else None
+        if isinstance(v, (int, float)):
+            vals.append(v)
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "n/a"
+    if v >= 100:
+        return "{:,.0f}{}".format(v, unit)
+    return "{:.2f}{}".format(v, unit)
+
+
+def ratio(a, b, higher_better=True):
+    if not a or not b:
+        return "n/a"
+    return "%.2f" % (a / b if higher_better else b / a)
+
+
+def report(results, scaling, idle, args):
+    names = [n for n in ["moonwire", "cecho", "go", "cpp", "node", "python"] if n in results]
+    peers = [n for n in names if n != "moonwire"]
+    rows = []
+    metrics = []
+    for case, _, _, _ in UNARY_CASES:
+        metrics.append(("Unary %s, calls/s" % case, ("unary " + case, "rps"), True))
+    for case, _, _, _ in UNARY_CASES:
+        metrics.append(("Unary %s, p50 ms" % case, ("unary " + case, "p50_ms"), False))
+        metrics.append(("Unary %s, p99 ms" % case, ("unary " + case, "p99_ms"), False))
+    if not args.unary_only:
+        metrics += [("Server-streaming, messages/s", ("server_stream", "messages_per_s"), True),
+                    ("Client-streaming, messages/s", ("client_stream", "messages_per_s"), True),
+                    ("Bidi ping-pong, round trips/s", ("bidi", "round_trips_per_s"), True)]
+    metrics += [("RSS idle, MiB", ("rss_idle_kib",), False),
+                ("RSS peak, MiB", ("rss_peak_kib",), False)]
+    head = "| metric | " + " | ".join(LABELS[n] for n in names) + " | " + \
+        " | ".join("Moonwire / " + LABELS[n] for n in peers) + " |"
+    rows.append(head)
+    rows.append("|" + "---|" * (1 + len(names) + len(peers)))
+    for label, path, higher in metrics:
+        scale = (1 / 1024.0) if path[0].startswith("rss") else 1
+        vals = {n: median_of(results[n], path) for n in names}
+        vals = {n: (v * scale if v is not None else None) for n, v in vals.items()}
+        cells = [fmt(vals[n]) for n in names]
+        ratios = [ratio(vals.get("moonwire"), vals[n], higher) for n in peers]
+        rows.append("| %s | %s | %s |" % (label, " | ".join(cells), " | ".join(ratios)))
+    out = ["# Benchmarks", "",
+           "Generated by `make bench` (tests/bench/run.py) on %s; %d run(s) per figure, "
+           "each figure the median. Each server is pinned to core 0 (taskset), the load "
+           "generators to core 1. Unary load: h2load, %d s per case after 1 s of warm-up; "
+           "streaming load: mwload (C on gRPC core), 10 concurrent streams, 64-byte "
+           "payloads. Ratios are Moonwire's figure over the peer's, measured in the same "
+           "run; for latency and memory a ratio above 1 means Moonwire is lower (better)."
+           % (time.strftime("%Y-%m-%d"), args.runs, args.seconds), "",
+           "Servers: %s." % ", ".join("%s (%s)" % (LABELS[n], n) for n in names), ""]
+    out += rows
+    if scaling:
+        out += ["", "## Scaling: Moonwire with 1 and 2 workers on 2 cores", "",
+                "Unpinned, with h2load sharing the two cores (1 connection x 100 streams, "
+                "16 B).", "", "| workers | calls/s |", "|---|---|"]
+        for w, v in scaling:
+            out.append("| %d | %s |" % (w, fmt(v)))
+    if idle:
+        out += ["", "## Memory per idle open bidi stream", "",
+                "| server | streams | RSS before, MiB | RSS holding them, MiB | bytes per stream |",
+                "|---|---|---|---|---|"]
+        for n, r in idle.items():
+            out.append("| %s | %d | %.1f | %.1f | %s |" % (
+                LABELS[n], r["opened"], r["rss_before_kib"] / 1024.0,
+                r["rss_held_kib"] / 1024.0, fmt(r["bytes_per_stream"])))
+    return "\n".join(out) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--servers", default="moonwire,cecho,go,cpp,node,python")
+    ap.add_argument("--idle-streams", type=int, default=10000)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--json", default=None, help="write the raw results here too")
+    ap.add_argument("--unary-only", action="store_true")
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args()
+    args.build_dir = os.path.abspath(args.build_dir)
+    if args.smoke:
+        args.runs, args.seconds, args.servers = 1, 1, "moonwire"
+        args.idle_streams = 200
+    names = [n for n in args.servers.split(",") if n]
+    for tool in ("h2load", "nghttp", "taskset"):
+        if not shutil.which(tool):
+            sys.exit("run.py: %s is missing (tests/bench/setup.sh installs it)" % tool)
+
+    logdir = tempfile.mkdtemp(prefix="mw-bench-")
+    for payload in (16, 4096):
+        with open(os.path.join(logdir, "frame-%d.bin" % payload), "wb") as f:
+            f.write(frame(payload))
+    results = {n: [] for n in names}
+    for n in names:  # every server answers the frame with grpc-status 0
+        srv = Server(n, args.build_dir)
+        try:
+            check_grpc_status(srv.target, os.path.join(logdir, "frame-16.bin"))
+            rc = subprocess.run([PYTHON, os.path.join(HERE, "peers", "check_peer.py"),
+                                 str(srv.port)], capture_output=True, text=True)
+            if rc.returncode != 0:
+                raise RuntimeError("%s answers wrongly:\n%s%s" % (n, rc.stdout, rc.stderr))
+        finally:
+            srv.stop()
+    for run in range(args.runs):
+        log("run %d of %d" % (run + 1, args.runs))
+        for n in names:  # interleaved, so drift hits every server alike
+            results[n].append(measure(n, args, logdir))
+    scaling = []
+    if "moonwire" in names and not args.smoke:
+        for w, name in ((1, "moonwire"), (2, "moonwire-2w")):
+            vals = []
+            for _ in range(args.runs):
+                srv = Server(name, args.build_dir, cpus=None)
+                try:
+                    cmd = ["h2load", "-c", "1", "-m", "100", "-D", str(args.seconds),
+                           "--warm-up-time", "1", "-H", "content-type: application/grpc",
+                           "-H", "te: trailers", "-d", os.path.join(logdir, "frame-16.bin"),
+                           "http://%s/bench.Echo/Unary" % srv.target]
+                    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+                    vals.append(float(re.search(r"([\d.]+) req/s", out).group(1)))
+                finally:
+                    srv.stop()
+            scaling.append((w, statistics.median(vals)))
+            log("  moonwire %d worker(s), unpinned: %.0f calls/s" % (w, scaling[-1][1]))
+    idle = {}
+    for n in [x for x in names if x in ("moonwire", "go", "cpp", "cecho")]:
+        idle[n] = idle_streams(n, args, args.idle_streams)
+        log("  %-12s %d idle streams: %.0f bytes each"
+            % (n, idle[n]["opened"], idle[n]["bytes_per_stream"]))
+    shutil.rmtree(logdir, ignore_errors=True)
+    text = report(results, scaling, idle, args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"results": results, "scaling": scaling, "idle": idle}, f, indent=1)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+        log("wrote " + args.out)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
