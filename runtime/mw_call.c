@@ -247,8 +247,13 @@ static void start_send(mw_call *c) {
   memset(&ops[n], 0, sizeof ops[n]);
   ops[n].op = GRPC_OP_SEND_MESSAGE;
   ops[n].data.send_message.send_message = c->sending;
-  /* No GRPC_WRITE_BUFFER_HINT: a hinted write completes only when a later
-   * write flushes it, and we wait for each completion before the next. */
+  /* More messages already wait: let the transport buffer this one instead
+   * of writing it out alone (it completes once buffered; the server's
+   * grpc.http2.write_buffer_size bounds what a stream may buffer). The last
+   * queued message goes without the hint, so the stream is always flushed.
+   * The batch that carries the initial metadata is never hinted: core then
+   * holds the message until a later flush. */
+  if (c->q_len > 0 && n == 0) ops[n].flags = GRPC_WRITE_BUFFER_HINT;
   n++;
   if (start_batch(c, ops, n, &c->send_tag) != 0) {
     grpc_byte_buffer_destroy(c->sending);

@@ -17,6 +17,8 @@
  * the generic path (methods a reload added, unknown methods). */
 #define MW_SLOTS_PER_METHOD 8
 #define MW_SLOTS_GENERIC 16
+/* Bytes of hinted writes a stream may buffer before gRPC core flushes. */
+#define MW_WRITE_BUFFER_SIZE (64 * 1024)
 
 typedef struct mw_regmethod {
   char *path; /* owned */
@@ -252,6 +254,8 @@ mw_server *mw_server_new(const mw_config *cfg, mw_gen *gen, mw_diag *diag) {
   if (cfg->keepalive.max_connection_age_grace_ms > 0)
     add_arg(args, &n, GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
             cfg->keepalive.max_connection_age_grace_ms);
+  /* What a stream may buffer for writes marked GRPC_WRITE_BUFFER_HINT. */
+  add_arg(args, &n, GRPC_ARG_HTTP2_WRITE_BUFFER_SIZE, MW_WRITE_BUFFER_SIZE);
   grpc_channel_args cargs = {n, args};
   s->server = grpc_server_create(&cargs, NULL);
 

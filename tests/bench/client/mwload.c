@@ -3,22 +3,39 @@
  * (tests/bench/proto/bench.proto), written directly on gRPC core's
  * completion-queue API so that the client is not the bottleneck.
  *
+ *   mwload MODE --target HOST:PORT [options]     (mwload --help lists them)
+ *
  * Modes:
- *   server-stream  S concurrent ServerStream calls asking for N messages each,
- *                  re-issued as they finish; counts messages received.
+ *   server-stream  S concurrent ServerStream calls asking for N messages each
+ *                  (request n = N), re-issued as they finish; counts
+ *                  messages received.
  *   client-stream  S concurrent ClientStream calls sending N messages each
- *                  (one SEND_MESSAGE in flight per call); counts messages sent.
- *   bidi           S concurrent Bidi ping-pong streams; counts round trips and
- *                  records round-trip latency (p50/p99).
- *   idle-streams   opens COUNT Bidi streams (one message + its echo each),
- *                  prints {"opened": n} when all are open, holds them open,
- *                  then cancels them and exits.
+ *                  (one SEND_MESSAGE in flight per call), then half-close and
+ *                  read the response; counts messages sent.
+ *   bidi           S concurrent Bidi ping-pong streams (send one message, wait
+ *                  for its echo, repeat); counts round trips, p50/p99 RTT.
+ *   idle-streams   opens COUNT Bidi streams (one message + its echo each, so
+ *                  the server has started every handler), prints
+ *                  {"opened": n, ...} (flushed) once all are open, holds them
+ *                  H seconds, then cancels them and exits.
+ *
+ * Each measuring mode prints one JSON object: rate, count, the measured
+ * seconds (after --warmup) and the client's CPU seconds (getrusage, whole
+ * process) over the same window. Any call ending with a non-OK status (other
+ * than our own cancellation at the end) exits 1 with the status and details.
+ *
+ * Streams run on --threads T threads (default 1), each with its own
+ * completion queue, over --channels C connections (GRPC_ARG_USE_LOCAL_
+ * SUBCHANNEL_POOL, so one TCP connection per channel): stream g uses thread
+ * g % T and connection g % C.
  *
  * Messages are encoded by hand (bench.Msg: payload = 1 bytes, text = 2
- * string, n = 3 int64); responses are only counted, except the single
- * ClientStream response per call whose n field is checked.
+ * string, n = 3 int64) once; every send reuses the stream's byte buffer over
+ * that static encoding. Responses are only counted, except the single
+ * ClientStream response per call whose n is checked against N.
  *
- * Build: see build.sh (cc -O2 -std=c11 -Wall -Wextra -Werror + grpc).
+ * Build: tests/bench/client/build.sh OUT_DIR
+ *        (cc -O2 -std=c11 -Wall -Wextra -Werror ... $(pkg-config grpc)).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -80,7 +97,7 @@ static struct config {
     .per_call = -1,
     .duration = 10,
     .warmup = 1,
-    .channels = 1,
+    .channels = 0, /* 0: not given; becomes max(1, threads) */
     .threads = 1,
     .count = 10000,
     .hold = 10,
@@ -754,8 +771,10 @@ static void usage(FILE *f) {
       "  --duration SECONDS   measured time (default 10)\n"
       "  --warmup SECONDS     unmeasured time first (default 1)\n"
       "  --channels C         connections, streams spread across them\n"
-      "                       (default 1; idle-streams: at least count/100)\n"
-      "  --threads T          threads, one completion queue each (default 1)\n"
+      "                       (default: --threads; idle-streams: at least\n"
+      "                       count/100)\n"
+      "  --threads T          threads, one completion queue each (default 1);\n"
+      "                       stream g runs on thread g%T and connection g%C\n"
       "  --count N            idle-streams: streams to open (default 10000)\n"
       "  --hold SECONDS       idle-streams: hold time (default 10)\n"
       "  --open-timeout SECONDS  idle-streams: limit for opening (default 60)\n"
@@ -876,15 +895,21 @@ int main(int argc, char **argv) {
     long need = (cfg.count + STREAMS_PER_CHANNEL_HINT - 1) / STREAMS_PER_CHANNEL_HINT;
     if (cfg.channels < need) cfg.channels = need;
     cfg.threads = 1;
-  } else if ((cfg.streams + cfg.channels - 1) / cfg.channels >
-             STREAMS_PER_CHANNEL_HINT) {
-    fprintf(stderr,
-            "mwload: warning: %ld streams per connection; servers that limit "
-            "concurrent streams to %d will queue the rest (use --channels)\n",
-            (cfg.streams + cfg.channels - 1) / cfg.channels,
-            STREAMS_PER_CHANNEL_HINT);
+  } else {
+    if (cfg.threads > nstreams) cfg.threads = nstreams;
+    if (cfg.channels == 0) cfg.channels = cfg.threads;
+    if (cfg.channels % cfg.threads != 0)
+      fprintf(stderr,
+              "mwload: warning: %ld connection(s) for %ld threads: threads "
+              "share connections and contend (use a multiple of --threads)\n",
+              cfg.channels, cfg.threads);
+    if ((cfg.streams + cfg.channels - 1) / cfg.channels > STREAMS_PER_CHANNEL_HINT)
+      fprintf(stderr,
+              "mwload: warning: %ld streams per connection; servers that "
+              "limit concurrent streams to %d queue the rest (use --channels)\n",
+              (cfg.streams + cfg.channels - 1) / cfg.channels,
+              STREAMS_PER_CHANNEL_HINT);
   }
-  if (cfg.threads > nstreams) cfg.threads = nstreams;
   raise_nofile(2 * cfg.channels + 256);
 
   grpc_init();
@@ -904,15 +929,9 @@ int main(int argc, char **argv) {
   if (!channels || !streams || !workers) die("out of memory");
   for (long i = 0; i < cfg.channels; i++) channels[i] = make_channel(i);
 
-  /* streams: channel i % C; thread: contiguous blocks of the stream array */
-  for (long i = 0; i < nstreams; i++) {
-    streams[i].id = i;
-    streams[i].ch = channels[i % cfg.channels];
-    streams[i].t_io.s = streams[i].t_status.s = &streams[i];
-    streams[i].t_io.kind = TAG_IO;
-    streams[i].t_status.kind = TAG_STATUS;
-    streams[i].req_bb = grpc_raw_byte_buffer_create(NULL, 0);
-  }
+  /* Stream g (0 <= g < nstreams) runs on thread g % T and connection
+     g % C, so with C a multiple of T no connection is shared by threads.
+     Each thread's streams lie contiguous in the array. */
   for (long t = 0, first = 0; t < cfg.threads; t++) {
     struct worker *w = &workers[t];
     long cnt = nstreams / cfg.threads + (t < nstreams % cfg.threads);
@@ -922,7 +941,16 @@ int main(int argc, char **argv) {
     w->nstreams = cnt;
     w->hist = cfg.mode == MODE_BIDI ? calloc(HIST_N, sizeof *w->hist) : NULL;
     if (cfg.mode == MODE_BIDI && !w->hist) die("out of memory");
-    for (long i = first; i < first + cnt; i++) streams[i].w = w;
+    for (long j = 0; j < cnt; j++) {
+      struct stream *s = &streams[first + j];
+      s->w = w;
+      s->id = j * cfg.threads + t;
+      s->ch = channels[s->id % cfg.channels];
+      s->t_io.s = s->t_status.s = s;
+      s->t_io.kind = TAG_IO;
+      s->t_status.kind = TAG_STATUS;
+      s->req_bb = grpc_raw_byte_buffer_create(NULL, 0);
+    }
     first += cnt;
   }
 
