@@ -13,7 +13,7 @@
 #include "mw_log.h"
 #include "mw_server.h"
 
-enum { OP_RECV = 1, OP_SEND, OP_CLOSE, OP_FINAL };
+enum { OP_RECV = 1, OP_SEND, OP_CLOSE, OP_FINAL, OP_SENDRECV };
 
 typedef struct mw_md_list {
   grpc_metadata *v; /* owned; keys and values are owned slices */
@@ -33,10 +33,12 @@ struct mw_call {
   char *peer;              /* gpr_malloc'd, lazily */
   int inflight;            /* batches started, not completed */
   int busy;                /* inside a hook: freeing waits */
-  mw_tag recv_tag, send_tag, close_tag, final_tag;
+  mw_tag recv_tag, send_tag, close_tag, final_tag, sendrecv_tag;
 
   grpc_byte_buffer *recv_buf;
   int recv_started;
+  int want_recv;   /* the host asked for a message inside a hook: the read
+                      starts at the pump, with the send when there is one */
   int eos_wait;   /* an end of stream waits a moment to be told from a
                      cancellation (see on_recv) */
   int close_started, close_done, close_cancelled;
@@ -105,6 +107,9 @@ int mw_call_cancelled(const mw_call *c) { return c->cancelled; }
 struct mw_hcall *mw_call_host(const mw_call *c) { return c->host; }
 void mw_call_set_host(mw_call *c, struct mw_hcall *h) { c->host = h; }
 int mw_call_headers_sent(const mw_call *c) { return c->headers_sent; }
+int mw_call_reading(const mw_call *c) {
+  return c->recv_started || c->want_recv || c->eos_wait;
+}
 
 const char *mw_call_peer(mw_call *c) {
   if (!c->peer) c->peer = grpc_call_get_peer(c->call);
@@ -236,8 +241,27 @@ static void start_final(mw_call *c) {
   }
 }
 
-static void start_send(mw_call *c) {
-  grpc_op ops[2];
+static void add_recv(mw_call *c, grpc_op *op) {
+  memset(op, 0, sizeof *op);
+  op->op = GRPC_OP_RECV_MESSAGE;
+  op->data.recv_message.recv_message = &c->recv_buf;
+}
+
+static void start_recv(mw_call *c) {
+  grpc_op op;
+  add_recv(c, &op);
+  if (start_batch(c, &op, 1, &c->recv_tag) == 0) {
+    c->recv_started = 1;
+  } else {
+    /* Report the failure as a failed read, from the next loop turn on. */
+    grpc_call_cancel(c->call, NULL);
+  }
+}
+
+/* Sends the next queued message; with_recv adds the read the handler waits
+ * for to the same batch (a bidi echo costs one batch a message). */
+static void start_send(mw_call *c, int with_recv) {
+  grpc_op ops[3];
   size_t n = 0;
   if (!c->headers_sent) add_initial_md(c, &ops[n++]);
   c->sending = c->q[c->q_head];
@@ -255,7 +279,10 @@ static void start_send(mw_call *c) {
    * holds the message until a later flush. */
   if (c->q_len > 0 && n == 0) ops[n].flags = GRPC_WRITE_BUFFER_HINT;
   n++;
-  if (start_batch(c, ops, n, &c->send_tag) != 0) {
+  if (with_recv) add_recv(c, &ops[n++]);
+  if (start_batch(c, ops, n, with_recv ? &c->sendrecv_tag : &c->send_tag) == 0) {
+    if (with_recv) c->recv_started = 1;
+  } else {
     grpc_byte_buffer_destroy(c->sending);
     c->sending = NULL;
     c->q_bytes -= c->sending_bytes;
@@ -264,11 +291,21 @@ static void start_send(mw_call *c) {
 }
 
 static void pump(mw_call *c) {
-  if (c->final_started || c->sending) return;
-  if (c->finish_requested && c->q_len <= 1) {
-    start_final(c);
-  } else if (c->q_len > 0) {
-    start_send(c);
+  if (c->final_started) return;
+  if (!c->sending) {
+    if (c->finish_requested && c->q_len <= 1) {
+      start_final(c);
+      return;
+    }
+    if (c->q_len > 0) {
+      int with_recv = c->want_recv && c->q_len == 1 && !c->recv_started;
+      if (with_recv) c->want_recv = 0;
+      start_send(c, with_recv);
+    }
+  }
+  if (c->want_recv) {
+    c->want_recv = 0;
+    if (!c->recv_started) start_recv(c);
   }
 }
 
@@ -291,15 +328,10 @@ void mw_call_flush(mw_call *c) {
 
 void mw_call_recv(mw_call *c) {
   if (c->recv_started || c->final_started) return;
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_RECV_MESSAGE;
-  op.data.recv_message.recv_message = &c->recv_buf;
-  if (start_batch(c, &op, 1, &c->recv_tag) == 0) {
-    c->recv_started = 1;
+  if (c->busy) {
+    c->want_recv = 1; /* the pump after the hook starts it */
   } else {
-    /* Report the failure as a failed read, from the next loop turn on. */
-    grpc_call_cancel(c->call, NULL);
+    start_recv(c);
   }
 }
 
@@ -460,6 +492,7 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
   c->send_tag = (mw_tag){MW_TAG_CALL, OP_SEND, c};
   c->close_tag = (mw_tag){MW_TAG_CALL, OP_CLOSE, c};
   c->final_tag = (mw_tag){MW_TAG_CALL, OP_FINAL, c};
+  c->sendrecv_tag = (mw_tag){MW_TAG_CALL, OP_SENDRECV, c};
   w->live_calls++;
   mw_gen_ref(w->gen);
   c->gen = w->gen;
@@ -644,6 +677,10 @@ void mw_call_on_batch(mw_tag *tag, int ok) {
   switch (tag->op) {
   case OP_RECV: on_recv(c, ok); break;
   case OP_SEND: on_send(c, ok); break;
+  case OP_SENDRECV:
+    on_send(c, ok);
+    on_recv(c, ok);
+    break;
   case OP_CLOSE: on_close(c); break;
   case OP_FINAL:
     c->final_done = 1;

@@ -51,6 +51,8 @@ int mw_call_add_header(mw_call *c, const char *k, size_t kl, const char *v,
 int mw_call_add_trailer(mw_call *c, const char *k, size_t kl, const char *v,
                         size_t vl, char *err, size_t errlen);
 int mw_call_headers_sent(const mw_call *c);
+/* Whether a read is pending (its completion will reach mw_host_on_message). */
+int mw_call_reading(const mw_call *c);
 /* Ends the call with a status once the send queue has drained. details, when
  * not NULL, is a serialized google.rpc.Status for grpc-status-details-bin.
  * The host must not touch the call after mw_host_on_done. */

@@ -1247,8 +1247,9 @@ void mw_host_on_cancel(mw_call *c) {
     h->timer = 0;
   }
   /* A pending read is failed by the transport and wakes the handler itself;
-   * every other wait is woken here. */
-  if (h->wait == WAIT_TIMER || h->wait == WAIT_WRITABLE) {
+   * every other wait (and a read that could not even start) is woken here. */
+  if (h->wait == WAIT_TIMER || h->wait == WAIT_WRITABLE ||
+      (h->wait == WAIT_RECV && !mw_call_reading(c))) {
     h->woke_cancelled = 1;
     resume(h, 0);
   }

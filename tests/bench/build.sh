@@ -142,4 +142,7 @@ source_checks
 cecho_build
 go_build
 cpp_build
-say "ok: $out/bench-go $out/bench-cpp $out/bench-cecho"
+if stale "$out/mwload" "$here/client/mwload.c"; then
+  "$here/client/build.sh" "$out" >/dev/null || die "building mwload failed"
+fi
+say "ok: $out/bench-go $out/bench-cpp $out/bench-cecho $out/mwload"
