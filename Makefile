@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 LISTEN     ?= 127.0.0.1:50051
 
-.PHONY: all setup build run test test-unit test-asan check bench clean
+.PHONY: all setup build run test test-asan bench clean
 
 all: build
 
@@ -30,6 +30,15 @@ test-asan:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMW_SANITIZE=ON
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# Moonwire against grpc-go, C++, grpc-js, Python and a C echo on gRPC core,
+# side by side; writes docs/benchmarks.md. Slow (about 20 minutes), and not
+# part of `make test` (which runs a smoke test of the harness).
+bench: build
+	tests/bench/setup.sh
+	tests/bench/build.sh $(BUILD)
+	/usr/bin/python3 tests/bench/run.py --build-dir $(BUILD) --out docs/benchmarks.md \
+	  --json $(BUILD)/bench/results.json
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

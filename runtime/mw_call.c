@@ -457,6 +457,21 @@ void mw_call_finish(mw_call *c, int code, const char *msg, const char *details,
 
 /* --- arrival and completions ----------------------------------------------- */
 
+/* The bytes of a received message as one slice (a reference, owned by the
+ * caller): the common single-slice, uncompressed case is not copied. */
+static grpc_slice bb_slice(grpc_byte_buffer *bb) {
+  if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+      bb->data.raw.slice_buffer.count == 1)
+    return grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
+  grpc_byte_buffer_reader r;
+  grpc_slice s = grpc_empty_slice();
+  if (grpc_byte_buffer_reader_init(&r, bb)) {
+    s = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+  }
+  return s;
+}
+
 static double deadline_seconds(gpr_timespec d) {
   if (gpr_time_cmp(d, gpr_inf_future(d.clock_type)) == 0) return 0;
   gpr_timespec r = gpr_convert_clock_type(d, GPR_CLOCK_REALTIME);
@@ -533,12 +548,7 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
     start_close_watch(c);
   }
   if (has_payload && payload) {
-    grpc_byte_buffer_reader r;
-    grpc_slice s = grpc_empty_slice();
-    if (grpc_byte_buffer_reader_init(&r, payload)) {
-      s = grpc_byte_buffer_reader_readall(&r);
-      grpc_byte_buffer_reader_destroy(&r);
-    }
+    grpc_slice s = bb_slice(payload);
     grpc_byte_buffer_destroy(payload);
     HOOK(c, mw_host_on_call(c, ref, (const char *)GRPC_SLICE_START_PTR(s),
                             GRPC_SLICE_LENGTH(s), 1));
@@ -572,12 +582,7 @@ static void on_first(mw_call *c, int ok, grpc_byte_buffer *bb) {
     reject(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
     return;
   }
-  grpc_byte_buffer_reader r;
-  grpc_slice s = grpc_empty_slice();
-  if (grpc_byte_buffer_reader_init(&r, bb)) {
-    s = grpc_byte_buffer_reader_readall(&r);
-    grpc_byte_buffer_reader_destroy(&r);
-  }
+  grpc_slice s = bb_slice(bb);
   grpc_byte_buffer_destroy(bb);
   HOOK(c, mw_host_on_call(c, c->handler_ref, (const char *)GRPC_SLICE_START_PTR(s),
                           GRPC_SLICE_LENGTH(s), 1));
@@ -636,12 +641,7 @@ static void on_recv(mw_call *c, int ok) {
     HOOK(c, mw_host_on_message(c, !c->cancelled, NULL, 0, 0));
     return;
   }
-  grpc_byte_buffer_reader r;
-  grpc_slice s = grpc_empty_slice();
-  if (grpc_byte_buffer_reader_init(&r, bb)) {
-    s = grpc_byte_buffer_reader_readall(&r);
-    grpc_byte_buffer_reader_destroy(&r);
-  }
+  grpc_slice s = bb_slice(bb);
   grpc_byte_buffer_destroy(bb);
   HOOK(c, mw_host_on_message(c, 1, (const char *)GRPC_SLICE_START_PTR(s),
                              GRPC_SLICE_LENGTH(s), 1));
