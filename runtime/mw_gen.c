@@ -8,6 +8,7 @@
 
 #include "mw_host.h"
 #include "mw_log.h"
+#include "mw_util.h"
 
 const char *mw_kind_name(mw_kind k) {
   switch (k) {
@@ -42,15 +43,7 @@ void *mw_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return p;
 }
 
-/* FNV-1a over the path. */
-static size_t hash_path(const char *s, size_t len) {
-  size_t h = 1469598103934665603u;
-  for (size_t i = 0; i < len; i++) {
-    h ^= (unsigned char)s[i];
-    h *= 1099511628211u;
-  }
-  return h;
-}
+static size_t hash_path(const char *s, size_t len) { return (size_t)mw_fnv1a(s, len); }
 
 static int build_index(mw_gen *g) {
   size_t cap = 16;

@@ -17,6 +17,7 @@
 #include "mw_call.h"
 #include "mw_codec.h"
 #include "mw_log.h"
+#include "mw_util.h"
 #include "mw_server.h"
 #include "upb/arena.h"
 
@@ -683,13 +684,9 @@ lua_State *mw_host_new_state(mw_gen *g, int worker, mw_lua_mem *mem,
   return L;
 }
 
-static int has_suffix(const char *s, const char *suf) {
-  size_t n = strlen(s), k = strlen(suf);
-  return n >= k && strcmp(s + n - k, suf) == 0;
-}
 
 static int lua_file_filter(const struct dirent *e) {
-  return e->d_name[0] != '.' && has_suffix(e->d_name, ".lua");
+  return e->d_name[0] != '.' && mw_has_suffix(e->d_name, ".lua");
 }
 
 static int msgh(lua_State *L) {
@@ -794,50 +791,53 @@ static int resolve_handlers(lua_State *L, mw_gen *g, int *handlers, mw_diag *dia
   return bad ? -1 : 0;
 }
 
-int mw_host_check_syntax(const char *const *dirs, size_t n_dirs, mw_diag *diag) {
-  lua_State *L = luaL_newstate();
-  if (!L) return 0;
-  int bad = 0;
-  for (size_t i = 0; i < n_dirs; i++) {
-    struct dirent **list = NULL;
-    int n = scandir(dirs[i], &list, lua_file_filter, alphasort);
-    for (int k = 0; k < n; k++) {
-      char path[PATH_MAX];
-      snprintf(path, sizeof path, "%s/%s", dirs[i], list[k]->d_name);
-      if (luaL_loadfilex(L, path, "t") != LUA_OK) {
-        mw_diag_add(diag, "%s", lua_tostring(L, -1));
-        bad++;
-      }
-      lua_settop(L, 0);
-      free(list[k]);
-    }
-    free(list);
-  }
-  lua_close(L);
-  return bad;
-}
+/* Runs fn on every service script: the top-level regular *.lua files of
+ * each dir, in alphabetical order. Returns how many failed; an unreadable
+ * dir counts, and is reported unless quiet_dirs. */
+typedef int (*script_fn)(lua_State *L, const char *path, mw_diag *diag);
 
-int mw_host_load_scripts(lua_State *L, mw_gen *g, const char *const *dirs,
-                         size_t n_dirs, int *handlers, mw_diag *diag) {
+static int for_each_script(lua_State *L, const char *const *dirs, size_t n_dirs,
+                           script_fn fn, int quiet_dirs, mw_diag *diag) {
   int bad = 0;
   for (size_t i = 0; i < n_dirs; i++) {
     struct dirent **list = NULL;
     int n = scandir(dirs[i], &list, lua_file_filter, alphasort);
     if (n < 0) {
-      mw_diag_add(diag, "%s: cannot read the directory", dirs[i]);
-      bad = 1;
+      if (!quiet_dirs) mw_diag_add(diag, "%s: cannot read the directory", dirs[i]);
+      bad++;
       continue;
     }
     for (int k = 0; k < n; k++) {
       char path[PATH_MAX];
       snprintf(path, sizeof path, "%s/%s", dirs[i], list[k]->d_name);
       struct stat st;
-      if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && run_script(L, path, diag) != 0)
-        bad = 1;
+      if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && fn(L, path, diag) != 0) bad++;
       free(list[k]);
     }
     free(list);
   }
+  return bad;
+}
+
+static int compile_only(lua_State *L, const char *path, mw_diag *diag) {
+  int rc = luaL_loadfilex(L, path, "t");
+  if (rc != LUA_OK) mw_diag_add(diag, "%s", lua_tostring(L, -1));
+  lua_settop(L, 0);
+  return rc != LUA_OK;
+}
+
+int mw_host_check_syntax(const char *const *dirs, size_t n_dirs, mw_diag *diag) {
+  lua_State *L = luaL_newstate();
+  if (!L) return 0;
+  /* an unreadable dir was reported with the protos already */
+  int bad = for_each_script(L, dirs, n_dirs, compile_only, 1, diag);
+  lua_close(L);
+  return bad;
+}
+
+int mw_host_load_scripts(lua_State *L, mw_gen *g, const char *const *dirs,
+                         size_t n_dirs, int *handlers, mw_diag *diag) {
+  int bad = for_each_script(L, dirs, n_dirs, run_script, 0, diag) != 0;
   if (resolve_handlers(L, g, handlers, diag) != 0) bad = 1;
   lua_gc(L, LUA_GCCOLLECT);
   return bad ? -1 : 0;

@@ -3,6 +3,7 @@
  * *.pb / *.protoset files are read as they are, and every file descriptor
  * goes into one upb_DefPool owned by the schema. */
 #include "mw_schema.h"
+#include "mw_util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -131,10 +132,6 @@ static int is_file(const char *p) {
   return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-static int has_suffix(const char *s, const char *suffix) {
-  size_t n = strlen(s), k = strlen(suffix);
-  return n > k && memcmp(s + n - k, suffix, k) == 0;
-}
 
 /* Reads a whole file into a malloc'd buffer (caller owns; at least one byte
  * allocated so that an empty file is not NULL). NULL with *err = errno. */
@@ -177,16 +174,6 @@ static char *read_whole(const char *path, size_t *len, int *err) {
   close(fd);
   *len = n;
   return buf;
-}
-
-/* 64-bit FNV-1a, to tell two descriptors with one file name apart. */
-static uint64_t fnv1a(const char *p, size_t n) {
-  uint64_t h = 14695981039346656037ULL;
-  for (size_t i = 0; i < n; i++) {
-    h ^= (unsigned char)p[i];
-    h *= 1099511628211ULL;
-  }
-  return h;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -796,8 +783,8 @@ static int load_file(mw_schema *s, const google_protobuf_FileDescriptorProto *fd
     }
     size_t n = 0;
     char *bytes = google_protobuf_FileDescriptorProto_serialize(fd, arena, &n);
-    if (bytes) hash = fnv1a(bytes, n);
-  } else if (has_suffix(src->origin, name) || strcmp(src->origin, name) == 0) {
+    if (bytes) hash = mw_fnv1a(bytes, n);
+  } else if (mw_has_suffix(src->origin, name) || strcmp(src->origin, name) == 0) {
     origin = strdup(src->origin);
   } else {
     origin = str_printf("%s (%s)", src->origin, name);
@@ -946,11 +933,11 @@ static int walk_dir(const char *root, const char *rel, int depth,
         rc = -1;
       }
     } else if (S_ISREG(st.st_mode)) {
-      if (has_suffix(e->d_name, ".proto")) {
+      if (mw_has_suffix(e->d_name, ".proto")) {
         rc |= strvec_take(protos, crel);
         crel = NULL;
-      } else if (has_suffix(e->d_name, ".pb") ||
-                 has_suffix(e->d_name, ".protoset")) {
+      } else if (mw_has_suffix(e->d_name, ".pb") ||
+                 mw_has_suffix(e->d_name, ".protoset")) {
         rc |= strvec_take(sets, cpath);
         cpath = NULL;
       }

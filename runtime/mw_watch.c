@@ -1,4 +1,5 @@
 #include "mw_watch.h"
+#include "mw_util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -116,10 +117,6 @@ int mw_watch_set(mw_watch *w, const char *const *dirs, size_t n_dirs,
   return (int)w->n;
 }
 
-static int has_suffix(const char *s, const char *suf) {
-  size_t n = strlen(s), k = strlen(suf);
-  return n >= k && strcmp(s + n - k, suf) == 0;
-}
 
 static int relevant(const mw_watch *w, const struct inotify_event *ev) {
   if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_Q_OVERFLOW)) return 1;
@@ -127,8 +124,8 @@ static int relevant(const mw_watch *w, const struct inotify_event *ev) {
   if (ev->mask & IN_ISDIR) return 1; /* a new or removed subdirectory */
   const char *n = ev->name;
   if (w->config_name && strcmp(n, w->config_name) == 0) return 1;
-  return has_suffix(n, ".lua") || has_suffix(n, ".proto") || has_suffix(n, ".pb") ||
-         has_suffix(n, ".protoset") || strcmp(n, "moonwire.yaml") == 0;
+  return mw_has_suffix(n, ".lua") || mw_has_suffix(n, ".proto") || mw_has_suffix(n, ".pb") ||
+         mw_has_suffix(n, ".protoset") || strcmp(n, "moonwire.yaml") == 0;
 }
 
 int mw_watch_drain(mw_watch *w, char *what, size_t what_len) {
