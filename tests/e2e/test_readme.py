@@ -1,0 +1,61 @@
+"""The README's five-minute tour runs as written: its shop/ files are
+examples/shop, served and called the way the README shows."""
+import os
+import re
+import time
+import unittest
+
+import grpc
+
+import mwtest
+from mwtest import Protos, Server, example
+
+SHOP = example("shop")
+README = os.path.join(os.environ.get("MOONWIRE_SOURCE_DIR",
+                                     os.path.join(os.path.dirname(__file__), "..", "..")),
+                      "README.md")
+
+
+def readme_files():
+    """{name: text} of the README code blocks that start with a shop/ path."""
+    with open(README) as f:
+        text = f.read()
+    files = {}
+    for body in re.findall(r"```\w*\n(.*?)```", text, re.S):
+        m = re.match(r"(?://|--) shop/(\S+)", body)
+        if m:
+            files[m.group(1)] = body
+    return files
+
+
+class Readme(unittest.TestCase):
+    def test_snippets_are_the_example(self):
+        files = readme_files()
+        self.assertEqual(sorted(files), ["cart.lua", "shop.proto"])
+        for name, body in files.items():
+            with open(os.path.join(SHOP, name)) as f:
+                self.assertEqual(f.read(), body, name)
+
+    def test_tour(self):
+        protos = Protos(SHOP)
+        Item = protos.msg("shop.Item")
+        with Server(SHOP) as s:
+            price = protos.unary(s.channel(), "/shop.Cart/Price")
+            self.assertEqual(price(Item(sku="tea", quantity=2), timeout=10).cents, 900)
+            for bad, code, msg in [
+                (Item(sku="tea", quantity=0), grpc.StatusCode.INVALID_ARGUMENT,
+                 "quantity must be positive"),
+                (Item(sku="milk", quantity=1), grpc.StatusCode.NOT_FOUND,
+                 "no such item: milk")]:
+                with self.assertRaises(grpc.RpcError) as e:
+                    price(bad, timeout=10)
+                self.assertEqual((e.exception.code(), e.exception.details()), (code, msg))
+            countdown = protos.server_stream(s.channel(), "/shop.Cart/Countdown")
+            t0 = time.monotonic()
+            left = [q.left for q in countdown(Item(sku="tea", quantity=3), timeout=20)]
+            self.assertEqual(left, [3, 2, 1])
+            self.assertGreater(time.monotonic() - t0, 1.2)  # it sleeps between sends
+
+
+if __name__ == "__main__":
+    mwtest.main()
