@@ -1,5 +1,7 @@
-/* Codec: protobuf bytes <-> upb message <-> Lua table, driven by the
- * descriptors in a upb_DefPool.
+/* Codec: protobuf bytes <-> Lua table (decode_push, encode: straight on the
+ * wire format) and upb message <-> Lua table (push_message, to_message),
+ * driven by the descriptors in a upb_DefPool. Both pairs follow the same
+ * mapping; encode and to_message give the same errors.
  *
  * Mapping (proto3):
  *   int32/sint32/sfixed32/uint32/fixed32, int64/..., enum numbers -> Lua
@@ -49,6 +51,35 @@
  *   - On failure the Lua stack is as it was; on success exactly one value is
  *     pushed by the push/decode functions and none by the others. Only a Lua
  *     out-of-memory error can still unwind through these functions.
+ *
+ * The wire format (decode_push, encode): as upb 1.51's decoder and encoder
+ * had it, unless said otherwise.
+ *   - Unknown fields (groups too) are skipped, and so is a known field
+ *     number whose wire type its field cannot have (as protobuf's parsers
+ *     do: a peer's schema changed the type). A bad varint or tag, a length
+ *     past the end, a group that does not end, a wrong wire type inside a
+ *     map entry or an Any: "cannot decode pkg.Msg: malformed wire data".
+ *     100 levels of messages both ways (upb: 64).
+ *   - Repeated scalars are read packed and unpacked alike; on the way out
+ *     they are packed when the field is (proto3's default).
+ *   - A scalar seen twice: the last value. A message seen twice is merged
+ *     (its scalars replaced, repeated fields appended, maps joined); an Any
+ *     seen twice merges its type_url and value (but a later type_url alone,
+ *     naming another type than an earlier unpacked value, gets an empty
+ *     value: the earlier bytes are not kept). The last oneof member on the
+ *     wire wins, the others are gone from the table.
+ *   - Map entries: the last of a key wins, a missing key or value is the
+ *     default; an entry with another field in it is dropped.
+ *   - Closed (proto2) enums: a number the enum lacks leaves a singular field
+ *     as it was and drops a repeated element; a map value keeps the number.
+ *   - Invalid UTF-8 in a proto3 string (or Any type_url) is "invalid UTF-8 in
+ *     a string field" without a path (wrapped by the Any being unpacked, if
+ *     any); in a proto2 string it is "field 'path': invalid UTF-8 in string".
+ *   - Fields go out in field-number order; proto3 fields without presence
+ *     equal to their default (0, "", false, the zero enum, float bits all
+ *     zero: -0.0 is written) are left out; map entries carry key and value.
+ *     The bytes are upb_Encode's for the same message, but for the order of
+ *     map entries (the order lua_next gives).
  */
 #ifndef MW_CODEC_H
 #define MW_CODEC_H
@@ -77,15 +108,17 @@ upb_Message *mw_codec_to_message(lua_State *L, int idx,
                                  char *err, size_t errlen);
 
 /* bytes -> table pushed on L. Returns 0, or -1 with err ("cannot decode
- * helloworld.HelloRequest: ...") and nothing pushed. The message is built in
- * a with its strings aliasing buf, which only needs to live for the call. */
+ * helloworld.HelloRequest: ...") and nothing pushed. buf only needs to live
+ * for the call (the strings are copied into Lua); a is scratch space for the
+ * call (bitmaps of messages with more than 256 fields). */
 int mw_codec_decode_push(lua_State *L, const char *buf, size_t len,
                          const upb_MessageDef *m, upb_Arena *a, char *err,
                          size_t errlen);
 
 /* table at idx -> serialized bytes allocated in arena a (*len set; an empty
  * message gives a non-NULL buffer and *len 0). Returns NULL with err filled
- * on failure. */
+ * on failure. Small messages are written on the C stack and copied into a
+ * once; bigger ones grow in a. */
 char *mw_codec_encode(lua_State *L, int idx, const upb_MessageDef *m,
                       upb_Arena *a, size_t *len, char *err, size_t errlen);
 
