@@ -161,7 +161,8 @@ def h2load(target, frame_path, conns, streams, seconds, logdir):
     m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed",
                      out)
-    if not m or not done or int(done.group(3)) != 0:
+    if (not m or not done or int(done.group(3)) != 0 or int(done.group(2)) == 0
+            or int(done.group(2)) != int(done.group(1))):
         raise RuntimeError("h2load failed:\n" + out)
     lat = []
     with open(logf) as f:
@@ -212,6 +213,9 @@ def measure(name, args, logdir):
                 res[key] = r
                 log("  %-12s %-14s %9.0f %s (client CPU %.2f s)"
                     % (name, key, r[field], field, r.get("client_cpu_s", 0)))
+        if srv.proc.poll() is not None:
+            raise RuntimeError("%s exited during the run (status %s)"
+                               % (name, srv.proc.returncode))
         res["rss_peak_kib"] = srv.rss_kib("VmHWM")
     finally:
         srv.stop()

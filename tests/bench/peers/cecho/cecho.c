@@ -276,8 +276,9 @@ static void abandon(struct ecall *c) {
 static void unary_start(struct ecall *c) {
   grpc_op ops[4];
   size_t n = 0;
+  /* Referenced by ops until grpc_call_start_batch: same scope as ops. */
+  grpc_slice details = grpc_slice_from_static_string("missing request");
   if (c->in == NULL) {
-    grpc_slice details = grpc_slice_from_static_string("missing request");
     op_send_md(&ops[n++], c);
     op_status(&ops[n++], c, GRPC_STATUS_INTERNAL, &details);
     op_recv_close(&ops[n++], c);
