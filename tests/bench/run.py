@@ -306,7 +306,9 @@ def report(results, scaling, idle, args):
            "payloads. Ratios are Moonwire's figure over the peer's, measured in the same "
            "run; for latency and memory a ratio above 1 means Moonwire is lower (better)."
            % (time.strftime("%Y-%m-%d"), args.runs, args.seconds), "",
-           "Servers: %s." % ", ".join("%s (%s)" % (LABELS[n], n) for n in names), ""]
+           "Servers: %s." % ", ".join("%s (%s)" % (LABELS[n], n) for n in names), "",
+           "The targets these figures are held to, and the profiles of the ones not "
+           "met, are in [performance.md](performance.md).", ""]
     out += rows
     if scaling:
         out += ["", "## Scaling: Moonwire with 1 and 2 workers on 2 cores", "",
