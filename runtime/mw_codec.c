@@ -781,11 +781,11 @@ static int to_value(mw_ctx *c, const upb_FieldDef *f, int vi,
   return fail(c, "unsupported field type");
 }
 
-/* A repeated field from a sequence 1..n: one pass to check the keys (a
- * border from lua_rawlen alone does not rule out holes or extra keys), then
- * the elements in order. */
-static int fill_array(mw_ctx *c, upb_Message *msg, const upb_FieldDef *f,
-                      int t) {
+/* Checks that the table at t is a sequence 1..n for repeated field f (a
+ * border from lua_rawlen alone does not rule out holes or extra keys) and
+ * sets *len. Returns 0, or -1 with the error set. */
+static int check_sequence(mw_ctx *c, const upb_FieldDef *f, int t,
+                          lua_Unsigned *len) {
   lua_State *L = c->L;
   if (lua_type(L, t) != LUA_TTABLE)
     return fail(c, "expected table (array) for repeated %s, got %s",
@@ -808,6 +808,16 @@ static int fill_array(mw_ctx *c, upb_Message *msg, const upb_FieldDef *f,
   if (count != n)
     return fail(c, "array has holes (%llu elements for length %llu)",
                 (unsigned long long)count, (unsigned long long)n);
+  *len = n;
+  return 0;
+}
+
+/* A repeated field from a sequence 1..n, the elements in order. */
+static int fill_array(mw_ctx *c, upb_Message *msg, const upb_FieldDef *f,
+                      int t) {
+  lua_State *L = c->L;
+  lua_Unsigned n;
+  if (check_sequence(c, f, t, &n) < 0) return -1;
   if (n == 0) return 0;
   upb_Array *arr = upb_Message_Mutable(msg, f, c->arena).array;
   if (!arr || !upb_Array_Resize(arr, n, c->arena)) return fail_oom(c);
@@ -2093,31 +2103,12 @@ static int enc_value(mw_ctx *c, const upb_FieldDef *f, upb_FieldType ft, int vi,
   return wr_scalar(c, ft, num, &v);
 }
 
-/* A repeated field from a sequence 1..n, checked as fill_array does;
- * packable types are packed when the field is. */
+/* A repeated field from a sequence 1..n; packable types are packed when
+ * the field is. */
 static int enc_array(mw_ctx *c, const upb_FieldDef *f, int t) {
   lua_State *L = c->L;
-  if (lua_type(L, t) != LUA_TTABLE)
-    return fail(c, "expected table (array) for repeated %s, got %s",
-                type_name(f), luaL_typename(L, t));
-  lua_Unsigned n = lua_rawlen(L, t), count = 0;
-  lua_pushnil(L);
-  while (lua_next(L, t)) {
-    lua_pop(L, 1);
-    if (!lua_isinteger(L, -1)) {
-      seg_lua_key(c, -1);
-      return fail(c, "array has a key that is not an integer");
-    }
-    lua_Integer k = lua_tointeger(L, -1);
-    if (k < 1 || (lua_Unsigned)k > n) {
-      seg_index(c, k);
-      return fail(c, "array is not a sequence 1..%llu", (unsigned long long)n);
-    }
-    count++;
-  }
-  if (count != n)
-    return fail(c, "array has holes (%llu elements for length %llu)",
-                (unsigned long long)count, (unsigned long long)n);
+  lua_Unsigned n;
+  if (check_sequence(c, f, t, &n) < 0) return -1;
   if (n == 0) return 0;
   upb_FieldType ft = upb_FieldDef_Type(f);
   uint32_t num = upb_FieldDef_Number(f);

@@ -582,7 +582,6 @@ static int stream_send(lua_State *L) {
   upb_Arena_Free(a);
   if (room < 0) return luaL_error(L, "stream:send: out of memory");
   if (room) return 0;
-  mw_call_watch_cancel(h->call);
   wait_for(h, WAIT_WRITABLE);
   return lua_yieldk(L, 0, 0, send_k);
 }
