@@ -151,6 +151,9 @@ static int cmd_check(const options *o) {
            mw_schema_service_count(g->schema),
            mw_schema_service_count(g->schema) == 1 ? "" : "s", g->n_methods,
            g->n_methods == 1 ? "" : "s", count_handlers(g));
+    for (size_t i = 0; i < g->n_methods; i++)
+      printf("  %-48s %-16s %s\n", g->methods[i].path, mw_kind_name(g->methods[i].kind),
+             g->handlers[0][i] >= 0 ? "handler" : "no handler (UNIMPLEMENTED)");
   }
   mw_gen_unref(g);
   mw_diag_free(&diag);

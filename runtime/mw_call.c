@@ -106,7 +106,6 @@ double mw_call_deadline(const mw_call *c) { return c->deadline; }
 int mw_call_cancelled(const mw_call *c) { return c->cancelled; }
 struct mw_hcall *mw_call_host(const mw_call *c) { return c->host; }
 void mw_call_set_host(mw_call *c, struct mw_hcall *h) { c->host = h; }
-int mw_call_headers_sent(const mw_call *c) { return c->headers_sent; }
 int mw_call_reading(const mw_call *c) {
   return c->recv_started || c->want_recv || c->eos_wait;
 }

@@ -50,7 +50,6 @@ int mw_call_add_header(mw_call *c, const char *k, size_t kl, const char *v,
                        size_t vl, char *err, size_t errlen);
 int mw_call_add_trailer(mw_call *c, const char *k, size_t kl, const char *v,
                         size_t vl, char *err, size_t errlen);
-int mw_call_headers_sent(const mw_call *c);
 /* Whether a read is pending (its completion will reach mw_host_on_message). */
 int mw_call_reading(const mw_call *c);
 /* Ends the call with a status once the send queue has drained. details, when

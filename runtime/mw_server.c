@@ -315,7 +315,6 @@ oom:
   return NULL;
 }
 
-int mw_server_workers(const mw_server *s) { return s->n_workers; }
 size_t mw_server_listener_count(const mw_server *s) { return s->n_listeners; }
 const char *mw_server_listener(const mw_server *s, size_t i) {
   return s->listeners[i];

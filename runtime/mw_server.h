@@ -48,7 +48,6 @@ struct mw_worker {
 /* Creates the server and binds every listen address (port 0 picks one).
  * Takes a reference to gen. Returns NULL with diag filled. */
 mw_server *mw_server_new(const mw_config *cfg, mw_gen *gen, mw_diag *diag);
-int mw_server_workers(const mw_server *s);
 /* "host:port" of listener i, with the port actually bound. */
 size_t mw_server_listener_count(const mw_server *s);
 const char *mw_server_listener(const mw_server *s, size_t i);

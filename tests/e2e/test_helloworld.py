@@ -25,7 +25,8 @@ class HelloWorld(unittest.TestCase):
     def test_check(self):
         r = run_cli("check", HELLO)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("ok:", r.stdout)
+        self.assertIn("ok: 1 service, 1 method, 1 with handlers", r.stdout)
+        self.assertRegex(r.stdout, r"/helloworld\.Greeter/SayHello +unary +handler")
 
     def test_version(self):
         r = run_cli("--version")
