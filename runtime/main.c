@@ -121,7 +121,14 @@ static int load_config(const options *o, mw_config *cfg, mw_diag *diag) {
     if (access(implicit, F_OK) == 0) mw_config_load_file(cfg, implicit, diag);
   }
   if (dir && (o->config || cfg->services.n == 0)) mw_strlist_set1(&cfg->services, real);
-  if (o->listen) mw_strlist_set1(&cfg->listen, o->listen);
+  if (o->listen) {
+    const char *problem = mw_config_check_address(o->listen);
+    if (problem) {
+      mw_diag_add(diag, "--listen %s: %s", o->listen, problem);
+    } else {
+      mw_strlist_set1(&cfg->listen, o->listen);
+    }
+  }
   return mw_diag_count(diag) ? -1 : 0;
 }
 
@@ -309,6 +316,9 @@ static int cmd_serve(const options *o) {
   }
   mw_log(MW_LOG_INFO, "serving %zu method(s) with %zu handler(s) on %d worker(s)",
          g->n_methods, count_handlers(g), sv.workers);
+  if (g->n_methods == 0)
+    mw_log(MW_LOG_WARN, "no service to serve: the service directories hold no "
+                        ".proto defining one (every call will be UNIMPLEMENTED)");
   if (sv.cfg.reload.watch) {
     sv.watch = mw_watch_new();
     if (!sv.watch) mw_log(MW_LOG_WARN, "cannot watch files (inotify): reload with SIGHUP");

@@ -1011,7 +1011,7 @@ static void log_pair(ctx *x, mw_config *c, int idx, const node *k,
 }
 
 /* "host:port", "[v6]:port"; returns NULL when valid, else the problem. */
-static const char *check_address(const char *s) {
+const char *mw_config_check_address(const char *s) {
   const char *colon;
   if (s[0] == '[') {
     const char *close = strchr(s, ']');
@@ -1093,7 +1093,7 @@ static int string_or_list(ctx *x, const node *v, const char *key,
 
 static int listen_elem(ctx *x, const node *e, const char *key, void *arg) {
   mw_strlist *l = arg;
-  const char *problem = check_address(e->s);
+  const char *problem = mw_config_check_address(e->s);
   if (problem) {
     ERR(x, e, "%s: invalid address '%s': %s", key, EX(e), problem);
     return -1;

@@ -66,6 +66,10 @@ int mw_config_load_string(mw_config *c, const char *yaml, size_t len,
                           const char *name, const char *base_dir,
                           mw_diag *diag);
 
+/* What is wrong with a listen address ("HOST:PORT", "[IPv6]:PORT"), or NULL
+ * when it is valid. */
+const char *mw_config_check_address(const char *addr);
+
 /* Replaces a list with one element (used by `--listen` and `serve DIR`). */
 int mw_strlist_set1(mw_strlist *l, const char *s);
 int mw_strlist_push(mw_strlist *l, const char *s);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <grpc/grpc_security.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include "mw_call.h"
@@ -224,12 +225,27 @@ static char *listener_name(const char *addr, int port) {
   return out;
 }
 
+/* gRPC core's own log lines go through ours, so that JSON logs stay JSON;
+ * its errors are details of what Moonwire reports itself: warn level. */
+static void grpc_log_to_mw(gpr_log_func_args *a) {
+  mw_log_level level = a->severity == GPR_LOG_SEVERITY_ERROR  ? MW_LOG_WARN
+                       : a->severity == GPR_LOG_SEVERITY_INFO ? MW_LOG_INFO
+                                                              : MW_LOG_DEBUG;
+  if (!mw_log_enabled(level)) return;
+  const char *keys[] = {"source"};
+  char where[256];
+  snprintf(where, sizeof where, "grpc %s:%d", a->file ? a->file : "?", a->line);
+  const char *vals[] = {where};
+  mw_log_fields(level, a->message ? a->message : "", 1, keys, vals);
+}
+
 mw_server *mw_server_new(const mw_config *cfg, mw_gen *gen, mw_diag *diag) {
   mw_server *s = calloc(1, sizeof *s);
   if (!s) {
     mw_diag_add(diag, "out of memory");
     return NULL;
   }
+  gpr_set_log_function(grpc_log_to_mw);
   grpc_init();
   pthread_mutex_init(&s->gen_lock, NULL);
   mw_gen_ref(gen);
@@ -254,6 +270,8 @@ mw_server *mw_server_new(const mw_config *cfg, mw_gen *gen, mw_diag *diag) {
   if (cfg->keepalive.max_connection_age_grace_ms > 0)
     add_arg(args, &n, GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
             cfg->keepalive.max_connection_age_grace_ms);
+  /* A second server on a port in use is an error, not a silent share. */
+  add_arg(args, &n, GRPC_ARG_ALLOW_REUSEPORT, 0);
   /* What a stream may buffer for writes marked GRPC_WRITE_BUFFER_HINT. */
   add_arg(args, &n, GRPC_ARG_HTTP2_WRITE_BUFFER_SIZE, MW_WRITE_BUFFER_SIZE);
   grpc_channel_args cargs = {n, args};

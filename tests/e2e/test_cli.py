@@ -7,7 +7,9 @@ import time
 import grpc
 
 import mwtest
-from mwtest import Protos, Server, run_cli
+from mwtest import Protos, Server, example, run_cli
+
+HELLO_DIR = example("helloworld")
 
 GOOD_PROTO = """
 syntax = "proto3";
@@ -192,6 +194,20 @@ class Check(mwtest.TestCase):
         self.assertIn("broken.proto:%d:" % line_of(BROKEN_PROTO, "x = ;"), out)
         self.assertIn("x.lua:%d:" % line_of(BAD_SYNTAX_LUA, "{x = }"), out)
         self.assertIn("3 problems found", out)
+
+    def test_listen_address_checked(self):
+        for addr, why in (("127.0.0.1:99999", "port must be a number from 0 to 65535"),
+                          ("nohost", "missing port")):
+            r = run_cli("serve", "--listen", addr, HELLO_DIR)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn(why, r.stderr)
+            self.assertNotIn("listening on", r.stdout)
+
+    def test_port_in_use_is_an_error(self):
+        with Server(HELLO_DIR) as s:
+            r = run_cli("serve", "--listen", s.addr, HELLO_DIR)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("cannot listen on %s" % s.addr, r.stderr)
 
     def test_missing_dir(self):
         r = run_cli("check", "/nonexistent/moonwire/dir")
