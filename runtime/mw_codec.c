@@ -912,6 +912,27 @@ static int fill_fields(mw_ctx *c, upb_Message *msg, const upb_MessageDef *m,
 
 /* An Any given as {["@type"] = url, <fields of that type>} or
  * {["@type"] = url, ["@value"] = bytes}; the "@type" value is on top. */
+
+/* A table packing an Any in an Any has "@type" and "value" (the inner Any,
+ * as in JSON) and nothing else. Returns 0, or -1 with the error set. */
+static int check_any_in_any_keys(mw_ctx *c, int t, const upb_MessageDef *m) {
+  lua_State *L = c->L;
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    lua_pop(L, 1);
+    if (!key_is(L, -1, "@type", 5) && !key_is(L, -1, "value", 5)) {
+      if (lua_type(L, -1) != LUA_TSTRING) {
+        seg_lua_key(c, -1);
+        return fail(c, "message google.protobuf.Any has only string keys");
+      }
+      size_t kl;
+      const char *k = lua_tolstring(L, -1, &kl);
+      return fail_unknown(c, k, kl, m);
+    }
+  }
+  return 0;
+}
+
 static int fill_any(mw_ctx *c, upb_Message *msg, const upb_MessageDef *m,
                     int t) {
   lua_State *L = c->L;
@@ -958,19 +979,7 @@ static int fill_any(mw_ctx *c, upb_Message *msg, const upb_MessageDef *m,
     if (!inner) return fail_oom(c);
     if (upb_MessageDef_WellKnownType(packed) == kUpb_WellKnown_Any) {
       /* An Any in an Any: the inner one is under "value", as in JSON. */
-      lua_pushnil(L);
-      while (lua_next(L, t)) {
-        lua_pop(L, 1);
-        if (!key_is(L, -1, "@type", 5) && !key_is(L, -1, "value", 5)) {
-          if (lua_type(L, -1) != LUA_TSTRING) {
-            seg_lua_key(c, -1);
-            return fail(c, "message google.protobuf.Any has only string keys");
-          }
-          size_t kl;
-          const char *k = lua_tolstring(L, -1, &kl);
-          return fail_unknown(c, k, kl, m);
-        }
-      }
+      if (check_any_in_any_keys(c, t, m) < 0) return -1;
       lua_pushliteral(L, "value");
       if (lua_rawget(L, t) != LUA_TNIL) {
         seg_name(c, "value", 5);
@@ -2332,19 +2341,7 @@ static int enc_any(mw_ctx *c, const upb_MessageDef *m, int t) {
   if (wr_open(c, kUpb_Any_ValueFieldNumber, &slot) < 0) return -1;
   if (upb_MessageDef_WellKnownType(packed) == kUpb_WellKnown_Any) {
     /* An Any in an Any: the inner one is under "value", as in JSON. */
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-      lua_pop(L, 1);
-      if (!key_is(L, -1, "@type", 5) && !key_is(L, -1, "value", 5)) {
-        if (lua_type(L, -1) != LUA_TSTRING) {
-          seg_lua_key(c, -1);
-          return fail(c, "message google.protobuf.Any has only string keys");
-        }
-        size_t kl;
-        const char *k = lua_tolstring(L, -1, &kl);
-        return fail_unknown(c, k, kl, m);
-      }
-    }
+    if (check_any_in_any_keys(c, t, m) < 0) return -1;
     lua_pushliteral(L, "value");
     if (lua_rawget(L, t) != LUA_TNIL) {
       seg_name(c, "value", 5);
