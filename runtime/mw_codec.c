@@ -933,48 +933,71 @@ static int check_any_in_any_keys(mw_ctx *c, int t, const upb_MessageDef *m) {
   return 0;
 }
 
-static int fill_any(mw_ctx *c, upb_Message *msg, const upb_MessageDef *m,
-                    int t) {
+/* The Lua side of a google.protobuf.Any: "@type" (on top of the stack,
+ * popped) and either "@value" (raw bytes, alone) or the packed message's
+ * fields, whose type must then be in the pool. */
+typedef struct any_table {
+  const char *url;  /* anchored in the table */
+  size_t ulen, nlen; /* nlen: the message name's length within url */
+  const upb_MessageDef *packed; /* NULL when not in the pool */
+  const char *value; /* "@value", anchored in the table, or NULL */
+  size_t vlen;
+} any_table;
+
+static int read_any_table(mw_ctx *c, const upb_MessageDef *m, int t,
+                          any_table *a) {
   lua_State *L = c->L;
   if (lua_type(L, -1) != LUA_TSTRING)
     return fail(c, "google.protobuf.Any '@type' must be a string, got %s",
                 luaL_typename(L, -1));
-  size_t ulen, nlen;
-  const char *url = lua_tolstring(L, -1, &ulen); /* still anchored in t */
+  a->url = lua_tolstring(L, -1, &a->ulen);
   lua_pop(L, 1);
-  if (!utf8_valid(url, ulen))
+  if (!utf8_valid(a->url, a->ulen))
     return fail(c, "invalid UTF-8 in google.protobuf.Any '@type'");
-  const char *name = any_type_name(url, ulen, &nlen);
-  const upb_DefPool *pool = pool_of(m);
-  const upb_MessageDef *packed =
-      nlen ? upb_DefPool_FindMessageByNameWithSize(pool, name, nlen) : NULL;
-  upb_StringView value;
-
+  const char *name = any_type_name(a->url, a->ulen, &a->nlen);
+  a->packed = a->nlen ? upb_DefPool_FindMessageByNameWithSize(pool_of(m), name, a->nlen)
+                      : NULL;
+  a->value = NULL;
+  a->vlen = 0;
   lua_pushliteral(L, "@value");
   int vt = lua_rawget(L, t);
-  if (vt != LUA_TNIL) {
-    if (vt != LUA_TSTRING)
-      return fail(c, "google.protobuf.Any '@value' must be a string, got %s",
-                  luaL_typename(L, -1));
-    size_t n;
-    const char *s = lua_tolstring(L, -1, &n);
-    if (take_string(c, s, n, &value) < 0) return -1;
+  if (vt == LUA_TNIL) {
     lua_pop(L, 1);
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-      lua_pop(L, 1);
-      if (!key_is(L, -1, "@type", 5) && !key_is(L, -1, "@value", 6)) {
-        seg_lua_key(c, -1);
-        return fail(c, "google.protobuf.Any with '@value' takes no other keys");
-      }
-    }
-  } else {
-    lua_pop(L, 1);
-    if (!packed)
+    if (!a->packed)
       return fail(c,
                   "google.protobuf.Any type '%.*s' is not in the schema "
                   "(give '@value' to pass raw bytes)",
-                  ulen > 120 ? 120 : (int)ulen, url);
+                  a->ulen > 120 ? 120 : (int)a->ulen, a->url);
+    return 0;
+  }
+  if (vt != LUA_TSTRING)
+    return fail(c, "google.protobuf.Any '@value' must be a string, got %s",
+                luaL_typename(L, -1));
+  a->value = lua_tolstring(L, -1, &a->vlen);
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    lua_pop(L, 1);
+    if (!key_is(L, -1, "@type", 5) && !key_is(L, -1, "@value", 6)) {
+      seg_lua_key(c, -1);
+      return fail(c, "google.protobuf.Any with '@value' takes no other keys");
+    }
+  }
+  return 0;
+}
+
+static int fill_any(mw_ctx *c, upb_Message *msg, const upb_MessageDef *m,
+                    int t) {
+  lua_State *L = c->L;
+  any_table a;
+  if (read_any_table(c, m, t, &a) < 0) return -1;
+  const char *url = a.url;
+  size_t ulen = a.ulen, nlen = a.nlen;
+  const upb_MessageDef *packed = a.packed;
+  upb_StringView value;
+  if (a.value) {
+    if (take_string(c, a.value, a.vlen, &value) < 0) return -1;
+  } else {
     upb_Message *inner = upb_Message_New(packed, c->arena);
     if (!inner) return fail_oom(c);
     if (upb_MessageDef_WellKnownType(packed) == kUpb_WellKnown_Any) {
@@ -2288,18 +2311,11 @@ static int enc_fields(mw_ctx *c, const upb_MessageDef *m, int t,
  * as fill_any does; the packed message is written in place as the value. */
 static int enc_any(mw_ctx *c, const upb_MessageDef *m, int t) {
   lua_State *L = c->L;
-  if (lua_type(L, -1) != LUA_TSTRING)
-    return fail(c, "google.protobuf.Any '@type' must be a string, got %s",
-                luaL_typename(L, -1));
-  size_t ulen, nlen;
-  const char *url = lua_tolstring(L, -1, &ulen); /* still anchored in t */
-  lua_pop(L, 1);
-  if (!utf8_valid(url, ulen))
-    return fail(c, "invalid UTF-8 in google.protobuf.Any '@type'");
-  const char *name = any_type_name(url, ulen, &nlen);
-  const upb_MessageDef *packed =
-      nlen ? upb_DefPool_FindMessageByNameWithSize(pool_of(m), name, nlen)
-           : NULL;
+  any_table a;
+  if (read_any_table(c, m, t, &a) < 0) return -1;
+  const char *url = a.url;
+  size_t ulen = a.ulen, nlen = a.nlen;
+  const upb_MessageDef *packed = a.packed;
   if (ulen > 0 && nlen == ulen) { /* no '/': add the usual prefix */
     size_t plen = sizeof kAnyPrefix - 1;
     if (!wb_reserve(c, 15 + plen + ulen)) return fail_oom(c);
@@ -2311,32 +2327,7 @@ static int enc_any(mw_ctx *c, const upb_MessageDef *m, int t) {
   } else if (ulen > 0 && wr_bytes(c, kUpb_Any_TypeFieldNumber, url, ulen) < 0) {
     return -1;
   }
-
-  lua_pushliteral(L, "@value");
-  int vt = lua_rawget(L, t);
-  if (vt != LUA_TNIL) {
-    if (vt != LUA_TSTRING)
-      return fail(c, "google.protobuf.Any '@value' must be a string, got %s",
-                  luaL_typename(L, -1));
-    size_t n;
-    const char *s = lua_tolstring(L, -1, &n); /* anchored in t */
-    lua_pop(L, 1);
-    lua_pushnil(L);
-    while (lua_next(L, t)) {
-      lua_pop(L, 1);
-      if (!key_is(L, -1, "@type", 5) && !key_is(L, -1, "@value", 6)) {
-        seg_lua_key(c, -1);
-        return fail(c, "google.protobuf.Any with '@value' takes no other keys");
-      }
-    }
-    return n ? wr_bytes(c, kUpb_Any_ValueFieldNumber, s, n) : 0;
-  }
-  lua_pop(L, 1);
-  if (!packed)
-    return fail(c,
-                "google.protobuf.Any type '%.*s' is not in the schema "
-                "(give '@value' to pass raw bytes)",
-                ulen > 120 ? 120 : (int)ulen, url);
+  if (a.value) return a.vlen ? wr_bytes(c, kUpb_Any_ValueFieldNumber, a.value, a.vlen) : 0;
   size_t mark = c->out.len, slot;
   if (wr_open(c, kUpb_Any_ValueFieldNumber, &slot) < 0) return -1;
   if (upb_MessageDef_WellKnownType(packed) == kUpb_WellKnown_Any) {
