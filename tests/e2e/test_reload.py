@@ -225,6 +225,9 @@ class Reload(mwtest.TestCase):
         tmp = self.dir.write(".greeter.lua.tmp", greeter("v2", self.marks))
         os.replace(tmp, self.dir.file("greeter.lua"))
         self.assertEqual(self.wait_text("v2:").text, "v2:x")
+        # the log line follows the swap, so a reply can arrive before it
+        self.wait_count("reloaded (", 1)
+        time.sleep(DEBOUNCE * 2)  # a second reload would be logged by now
         self.assertEqual(self.count_log("reloaded ("), 1, self.server.logs())
 
     def test_syntax_error_keeps_old_then_fix_is_picked_up(self):
@@ -250,6 +253,7 @@ class Reload(mwtest.TestCase):
         self.wait_text("v3:")
         st = self.stats()
         self.assertEqual((st.generation, st.reload_failures), (2, 1))
+        self.wait_count("reloaded (", 1)
         self.assertEqual(self.count_log("reloaded ("), 1)
 
     def test_handler_for_unknown_method_fails_reload(self):
@@ -261,6 +265,8 @@ end
 """)
         self.assertTrue(self.server.wait_log("failed; still serving generation 1:"),
                         self.server.logs())
+        # the file's problems follow the "failed" line, as lines of their own
+        self.assertTrue(self.server.wait_log("rl.R has no method 'Nope'"), self.server.logs())
         self.assertRegex(self.server.logs(), r"greeter\.lua:\d+: rl\.R has no method 'Nope'")
         self.assertEqual(self.hello().text, "v1:x")
         self.assertEqual(self.call("Old", name="o").text, "v1:Old:o")
@@ -314,7 +320,7 @@ end
         line = mwtest.dedent(proto()).count("\n") + 3
         self.assertTrue(self.server.wait_log("failed; still serving generation 1:"),
                         self.server.logs())
-        self.assertIn("rl.proto:%d:" % line, self.server.logs())
+        self.assertTrue(self.server.wait_log("rl.proto:%d:" % line), self.server.logs())
         self.assertEqual(self.hello().text, "v1:x")
         self.assertEqual(self.stats().reload_failures, 1)
         # fixed again: picked up
