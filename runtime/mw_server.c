@@ -170,10 +170,28 @@ static void on_slot(mw_slot *sl, int ok) {
 
 /* --- workers ------------------------------------------------------------------ */
 
+/* Hands one event to its owner; 0 once the queue is shut down. */
+static int dispatch(mw_worker *w, grpc_event ev) {
+  if (ev.type == GRPC_QUEUE_SHUTDOWN) return 0;
+  if (ev.type == GRPC_OP_COMPLETE) {
+    mw_tag *tag = ev.tag;
+    switch (tag->kind) {
+    case MW_TAG_SLOT: on_slot(tag->owner, ev.success); break;
+    case MW_TAG_CALL: mw_call_on_batch(tag, ev.success); break;
+    case MW_TAG_SHUTDOWN: atomic_store(&w->server->shutdown_done, 1); break;
+    }
+  }
+  return 1;
+}
+
+/* Most events a worker takes from its queue before due timers run. */
+#define MW_DRAIN_MAX 256
+
 static void *worker_main(void *arg) {
   mw_worker *w = arg;
   mw_server *s = w->server;
-  for (;;) {
+  int open = 1;
+  while (open) {
     double now = mw_now();
     double wait = 0.1; /* bounded: shutdown and reload are noticed by polling */
     double next = mw_timers_next(&w->timers);
@@ -181,20 +199,22 @@ static void *worker_main(void *arg) {
     gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                                    gpr_time_from_micros((int64_t)(wait * 1e6),
                                                         GPR_TIMESPAN));
-    grpc_event ev = grpc_completion_queue_next(w->cq, dl, NULL);
-    if (ev.type == GRPC_QUEUE_SHUTDOWN) {
-      mw_host_thread_exit();
-      break;
-    }
-    if (ev.type == GRPC_OP_COMPLETE) {
-      mw_tag *tag = ev.tag;
-      switch (tag->kind) {
-      case MW_TAG_SLOT: on_slot(tag->owner, ev.success); break;
-      case MW_TAG_CALL: mw_call_on_batch(tag, ev.success); break;
-      case MW_TAG_SHUTDOWN: atomic_store(&s->shutdown_done, 1); break;
+    open = dispatch(w, grpc_completion_queue_next(w->cq, dl, NULL));
+    if (open && w->timers.n) {
+      next = mw_timers_next(&w->timers);
+      if (next >= 0 && next <= mw_now()) {
+        /* Events already queued go first: a timer that fell due while this
+         * thread was busy or descheduled must not overtake what happened
+         * before it (an end of stream waits for a cancellation this way). */
+        for (int i = 0; open && i < MW_DRAIN_MAX; i++) {
+          grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
+          if (ev.type == GRPC_QUEUE_TIMEOUT) break;
+          open = dispatch(w, ev);
+        }
+        if (open) mw_timers_run(&w->timers, mw_now());
       }
     }
-    if (w->timers.n) mw_timers_run(&w->timers, mw_now());
+    if (!open) break;
     /* Let go of a replaced generation even when no call comes. */
     refresh_gen(w);
     if (!w->cq_shut && atomic_load(&s->stopping) &&
@@ -204,6 +224,7 @@ static void *worker_main(void *arg) {
       w->cq_shut = 1;
     }
   }
+  mw_host_thread_exit();
   return NULL;
 }
 

@@ -127,6 +127,10 @@ def run_cli(*args, timeout=30, env=None, cwd=None):
 # (shadow memory, quarantine), and LeakSanitizer checks leaks at exit instead.
 SANITIZED = os.environ.get("MOONWIRE_SANITIZE") == "1"
 
+# Waits for something the server does (a log line, a reload, a closed call)
+# are this many times longer under the sanitizers, which slow it down.
+SLOW = 3 if SANITIZED else 1
+
 # What the sanitizers print when they find something.
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:")
@@ -331,8 +335,9 @@ class Server:
             return "".join(self._out)
 
     def wait_log(self, text, timeout=5.0):
-        """Waits until text appears in the logs; returns whether it did."""
-        deadline = time.monotonic() + timeout
+        """Waits until text appears in the logs (timeout scaled by SLOW);
+        returns whether it did."""
+        deadline = time.monotonic() + timeout * SLOW
         while time.monotonic() < deadline:
             if text in self.logs():
                 return True

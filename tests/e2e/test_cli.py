@@ -247,13 +247,22 @@ class Shutdown(mwtest.TestCase):
         with Server(self.dir, config="shutdown_grace_ms: 3s\n") as s:
             ch = s.channel()
             get = self.protos.unary(ch, "/s.S/Get")
-            fut = get.future(self.M(x="slow", sleep=1.0), timeout=20)
+            fut = get.future(self.M(x="slow", sleep=2.0), timeout=20)
             self.assertTrue(s.wait_log("handler started", timeout=10), s.logs())
             s.proc.send_signal(signal.SIGTERM)
-            time.sleep(0.2)
-            with self.assertRaises(grpc.RpcError) as cm:
-                get(self.M(x="late"), timeout=5)
-            self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            self.assertTrue(s.wait_log("SIGTERM: stopping"), s.logs())
+            # the server stops taking calls right after that line: a call
+            # that still slipped in is served, the next ones are refused
+            deadline = time.monotonic() + 1.0
+            while True:
+                try:
+                    self.assertEqual(get(self.M(x="late"), timeout=5).x, "late done")
+                except grpc.RpcError as e:
+                    self.assertEqual(e.code(), grpc.StatusCode.UNAVAILABLE, e.details())
+                    break
+                self.assertLess(time.monotonic(), deadline, "calls still served while draining")
+                time.sleep(0.02)
+            self.assertFalse(fut.done(), "the slow call should still be running")
             self.assertEqual(fut.result().x, "slow done")
             self.assertEqual(s.stop(timeout=15), 0, s.logs())
 

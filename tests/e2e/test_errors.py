@@ -198,6 +198,9 @@ class Errors(mwtest.TestCase):
         # the server's log has the whole story
         script = self.dir.file("errs.lua")
         self.assertTrue(self.server.wait_log("secret failure xyzzy"), self.server.logs())
+        # the traceback's lines follow the first one
+        self.assertTrue(self.server.wait_log("/errs.Errs/Raise"), self.server.logs())
+        self.assertTrue(self.server.wait_log(script), self.server.logs())
         logs = self.server.logs()
         self.assertIn("stack traceback", logs)
         self.assertIn(script, logs)
@@ -207,7 +210,7 @@ class Errors(mwtest.TestCase):
         details = self.assertFails(grpc.StatusCode.INTERNAL, "RaiseDeep", name="deep")
         self.assertNoLeak(details)
         self.assertTrue(self.server.wait_log("attempt to index a nil value"), self.server.logs())
-        self.assertIn(self.dir.file("errs_helper.lua"), self.server.logs())
+        self.assertTrue(self.server.wait_log(self.dir.file("errs_helper.lua")), self.server.logs())
 
     def test_error_with_table_value(self):
         details = self.assertFails(grpc.StatusCode.INTERNAL, "RaiseTable")
@@ -217,8 +220,9 @@ class Errors(mwtest.TestCase):
         details = self.assertFails(grpc.StatusCode.INTERNAL, "Raise", name="id-check")
         import re
         m = re.search(r"error id (\d+)", details)
-        if m:  # when the message names an id, the log must carry it
-            self.assertTrue(self.server.wait_log(m.group(1)), self.server.logs())
+        self.assertTrue(m, "the client's message names no error id: %r" % details)
+        # the log line carries the same id
+        self.assertTrue(self.server.wait_log("error_id=%s " % m.group(1)), self.server.logs())
 
     # -- bad responses --
 

@@ -121,7 +121,9 @@ class Metadata(mwtest.TestCase):
         cls.dir = mwtest.ServiceDir({"md.proto": PROTO, "md.lua": LUA})
         cls.protos = Protos(cls.dir)
         cls.Req = cls.protos.msg("md.Req")
-        cls.server = Server(cls.dir).start()
+        # one worker: test_ctx_after_the_call keeps a ctx in one Lua state
+        # and uses it from a later call, which must run in the same state
+        cls.server = Server(cls.dir, config="workers: 1\n").start()
         cls.ch = cls.server.channel()
 
     @classmethod

@@ -227,6 +227,9 @@ return S
 
 MiB = 1024 * 1024
 TIMEOUT = 10
+# A deadline that passes mid-stream: long enough for the first message to
+# arrive first on a loaded machine, short enough to keep the tests quick.
+MID_DEADLINE = 0.5 * mwtest.SLOW
 
 
 def ticks_per_second():
@@ -326,7 +329,7 @@ class Base(mwtest.TestCase):
 
     def wait_probe(self, id, pred, timeout=3.0):
         """Polls the report of call `id` until pred(report) holds."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * mwtest.SLOW
         while True:
             info = self.probe(id)
             if pred(info) or time.monotonic() > deadline:
@@ -337,7 +340,7 @@ class Base(mwtest.TestCase):
         return self.unary("Stats").n
 
     def wait_live_calls(self, want=1, timeout=5.0):
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * mwtest.SLOW
         while True:
             n = self.live_calls()
             if n == want or time.monotonic() > deadline:
@@ -351,13 +354,13 @@ class DeadlinesAndCancels(Base):
     def test_deadline_mid_stream(self):
         start = time.monotonic()
         call = self.stub("server_stream", "SendThenSleep")(
-            self.Req(id="deadline-1", sleep=30), timeout=0.3)
+            self.Req(id="deadline-1", sleep=30), timeout=MID_DEADLINE)
         first = next(call)
         self.assertEqual((first.id, first.n), ("deadline-1", 1))
         with self.assertRaises(grpc.RpcError) as cm:
             next(call)
         self.assertStatus(cm, grpc.StatusCode.DEADLINE_EXCEEDED)
-        self.assertLess(time.monotonic() - start, 3.0)
+        self.assertLess(time.monotonic() - start, MID_DEADLINE + 2.5 * mwtest.SLOW)
         # the handler saw it: on_cancel ran once, its sleep raised a
         # cancellation error, ctx:cancelled() turned true
         info = self.wait_probe("deadline-1", lambda i: "err" in i and i["on_cancel"] != "0")
@@ -371,7 +374,7 @@ class DeadlinesAndCancels(Base):
         self.assertIn(info.get("code"), ("4", "1"), info)
         self.assertNotIn("finished", info)
         # the sleep of 30 s ended at once, not when it ran out
-        self.assertLess(time.monotonic() - start, 6.0)
+        self.assertLess(time.monotonic() - start, MID_DEADLINE + 5.5 * mwtest.SLOW)
         self.assertTrue(self.server.wait_log("call=deadline-1"), self.server.logs())
         line = [l for l in self.server.logs().splitlines() if "call=deadline-1" in l][0]
         self.assertIn("is_cancelled=true", line)
@@ -415,7 +418,7 @@ class DeadlinesAndCancels(Base):
         # the handler waits in stream:iter() when the deadline passes
         reqs = Requests(self.Req(text="one"))
         call = self.stub("bidi", "Chat")(reqs, metadata=(("x-id", "deadline-2"),),
-                                         timeout=0.3)
+                                         timeout=MID_DEADLINE)
         try:
             self.assertEqual(next(call).text, "one")
             with self.assertRaises(grpc.RpcError) as cm:
@@ -478,7 +481,8 @@ class DeadlinesAndCancels(Base):
         took = time.monotonic() - start
         self.assertEqual(texts, [str(i) for i in range(100)])
         self.assertGreaterEqual(took, 0.95)
-        self.assertLess(took, 2.5, "100 sleeps of 1 s took %.2f s" % took)
+        limit = 1.0 + 1.5 * mwtest.SLOW
+        self.assertLess(took, limit, "100 sleeps of 1 s took %.2f s" % took)
         print("\n  100 x mw.sleep(1) on one worker: %.2f s" % took)
 
     def test_storm_of_cancelled_and_expired_calls(self):
@@ -617,7 +621,17 @@ class Backpressure(Base):
             self.Req(id="flood", n=16384, size=64 * 1024), timeout=30)
         try:
             info = self.wait_probe("flood", lambda i: int(i.get("sent", "0")) > 0)
-            time.sleep(0.3)  # let the queue and the windows fill
+            # let the queue and the windows fill: wait until the count has
+            # stayed the same for half a second
+            last, since = -1, time.monotonic()
+            deadline = since + 10 * mwtest.SLOW
+            while time.monotonic() < deadline:
+                n = int(self.probe("flood")["sent"])
+                if n != last:
+                    last, since = n, time.monotonic()
+                elif time.monotonic() - since >= 0.5:
+                    break
+                time.sleep(0.05)
             cpu0, t0 = cpu_seconds(pid), time.monotonic()
             sent0 = int(self.probe("flood")["sent"])
             peak = rss_bytes(pid)
@@ -631,7 +645,8 @@ class Backpressure(Base):
             print("\n  backpressure: idle RSS %.1f MiB, peak %.1f MiB (+%.1f MiB); "
                   "server CPU over 3 s: %.2f s; messages queued or sent: %d -> %d"
                   % (idle_rss / MiB, peak / MiB, growth / MiB, cpu, sent0, sent1))
-            self.assertLess(growth, 100 * MiB)
+            if not mwtest.SANITIZED:  # shadow memory and quarantine blur RSS
+                self.assertLess(growth, 100 * MiB)
             self.assertLess(cpu, 0.5, "the suspended handler is not spinning")
             # the handler is held back: a small part of 1 GiB left it, and
             # nothing more while the client read nothing
