@@ -45,8 +45,9 @@ struct mw_call {
   int cancelled;
 
   /* The send queue: messages wait here while one is in flight. */
-  grpc_byte_buffer **q; /* owned ring of owned buffers */
+  grpc_byte_buffer **q; /* ring of owned buffers: q_inline, or owned */
   size_t q_head, q_len, q_cap, q_bytes;
+  grpc_byte_buffer *q_inline[2]; /* a unary reply needs no allocation */
   grpc_byte_buffer *sending; /* in flight, owned */
   size_t sending_bytes;
   int want_writable;
@@ -144,7 +145,8 @@ static void call_free(mw_call *c) {
     c->q_head = (c->q_head + 1) % c->q_cap;
     c->q_len--;
   }
-  free(c->q);
+  if (c->q != c->q_inline) free(c->q);
+  c->q = NULL;
   if (c->sending) grpc_byte_buffer_destroy(c->sending);
   if (c->final_msg) grpc_byte_buffer_destroy(c->final_msg);
   if (c->recv_buf) grpc_byte_buffer_destroy(c->recv_buf);
@@ -341,12 +343,16 @@ static int queue_has_room(const mw_call *c) {
 }
 
 int mw_call_send(mw_call *c, const char *data, size_t len) {
+  if (!c->q) {
+    c->q = c->q_inline;
+    c->q_cap = sizeof c->q_inline / sizeof c->q_inline[0];
+  }
   if (c->q_len == c->q_cap) {
-    size_t cap = c->q_cap ? c->q_cap * 2 : 4;
+    size_t cap = c->q_cap * 2;
     grpc_byte_buffer **q = malloc(cap * sizeof *q);
     if (!q) return -1;
     for (size_t i = 0; i < c->q_len; i++) q[i] = c->q[(c->q_head + i) % c->q_cap];
-    free(c->q);
+    if (c->q != c->q_inline) free(c->q);
     c->q = q;
     c->q_cap = cap;
     c->q_head = 0;

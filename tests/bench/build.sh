@@ -115,13 +115,17 @@ cpp_build() {
 
 # ---- C: gRPC core, the ceiling ---------------------------------------------
 cecho_build() {
-  local bin=$out/bench-cecho
-  if stale "$bin" "$peers/cecho/cecho.c"; then
+  local bin=$out/bench-cecho rt=$here/../../runtime
+  if stale "$bin" "$peers/cecho/cecho.c" "$rt/mw_absl.cc" "$rt/mw_absl.h"; then
     say "cecho: building bench-cecho"
+    # Abseil tuned as Moonwire tunes it (runtime/mw_absl.cc), so that the
+    # ceiling runs gRPC core exactly as Moonwire does.
+    "$CXX" -std=c++14 -O2 -Wall -Wextra -Werror -I"$rt" -c "$rt/mw_absl.cc" \
+      -o "$out/cecho-absl.o" || die "building bench-cecho failed"
     # shellcheck disable=SC2046
-    "$CC" -std=c11 -O2 -Wall -Wextra -Wpedantic -Wshadow -Werror \
-      $(pkg-config --cflags grpc) "$peers/cecho/cecho.c" -o "$bin.tmp" \
-      $(pkg-config --libs grpc) ||
+    "$CC" -std=c11 -O2 -Wall -Wextra -Wpedantic -Wshadow -Werror -I"$rt" \
+      $(pkg-config --cflags grpc) "$peers/cecho/cecho.c" "$out/cecho-absl.o" \
+      -o "$bin.tmp" $(pkg-config --libs grpc absl_synchronization) -lstdc++ ||
       die "building bench-cecho failed"
     mv -f "$bin.tmp" "$bin"
   fi

@@ -60,6 +60,8 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include "mw_absl.h"
+
 /* ------------------------------------------------------------------------ */
 /* configuration                                                             */
 
@@ -912,6 +914,7 @@ int main(int argc, char **argv) {
   }
   raise_nofile(2 * cfg.channels + 256);
 
+  mw_absl_fast_mutexes(); /* as Moonwire does: see runtime/mw_absl.h */
   grpc_init();
   gpr_base = gpr_now(GPR_CLOCK_MONOTONIC);
   gpr_base_ns = mono_ns();
