@@ -16,8 +16,15 @@
 #include "mw_log.h"
 
 /* Request slots each worker keeps posted: per registered method, and for
- * the generic path (methods a reload added, unknown methods). */
-#define MW_SLOTS_PER_METHOD 8
+ * the generic path (methods a reload added, unknown methods). A call that
+ * arrives while its method has no slot posted waits in gRPC core's pending
+ * list, which costs more than a slot: about MW_SLOTS_BUDGET slots are
+ * spread over the methods, MW_SLOTS_MIN to MW_SLOTS_MAX each (64 instead of
+ * 8 for a few methods measured 6 % more unary calls/s at 100 concurrent
+ * calls; a slot is about 160 bytes). */
+#define MW_SLOTS_BUDGET 512
+#define MW_SLOTS_MIN 8
+#define MW_SLOTS_MAX 64
 #define MW_SLOTS_GENERIC 16
 /* Bytes of hinted writes a stream may buffer before gRPC core flushes. */
 #define MW_WRITE_BUFFER_SIZE (64 * 1024)
@@ -373,7 +380,10 @@ size_t mw_server_live_calls(const mw_server *s) {
 int mw_server_start(mw_server *s) {
   grpc_server_start(s->server);
   atomic_store(&s->started, 1);
-  size_t per_worker = s->n_reg * MW_SLOTS_PER_METHOD + MW_SLOTS_GENERIC;
+  size_t per_method = s->n_reg ? MW_SLOTS_BUDGET / s->n_reg : MW_SLOTS_MAX;
+  if (per_method < MW_SLOTS_MIN) per_method = MW_SLOTS_MIN;
+  if (per_method > MW_SLOTS_MAX) per_method = MW_SLOTS_MAX;
+  size_t per_worker = s->n_reg * per_method + MW_SLOTS_GENERIC;
   s->slots = calloc(per_worker * (size_t)s->n_workers, sizeof *s->slots);
   if (!s->slots) return -1;
   for (int i = 0; i < s->n_workers; i++) {
@@ -383,7 +393,7 @@ int mw_server_start(mw_server *s) {
       mw_slot *sl = &s->slots[s->n_slots++];
       sl->tag = (mw_tag){MW_TAG_SLOT, 0, sl};
       sl->w = w;
-      sl->reg = k < s->n_reg * MW_SLOTS_PER_METHOD ? (int)(k / MW_SLOTS_PER_METHOD) : -1;
+      sl->reg = k < s->n_reg * per_method ? (int)(k / per_method) : -1;
       if (post_slot(s, sl) != 0) return -1;
     }
   }
