@@ -342,7 +342,8 @@ static int queue_has_room(const mw_call *c) {
          c->q_bytes < w->send_queue_bytes;
 }
 
-int mw_call_send(mw_call *c, const char *data, size_t len) {
+/* Queues bb (owned), which holds len bytes. */
+static int queue_push(mw_call *c, grpc_byte_buffer *bb, size_t len) {
   if (!c->q) {
     c->q = c->q_inline;
     c->q_cap = sizeof c->q_inline / sizeof c->q_inline[0];
@@ -350,22 +351,36 @@ int mw_call_send(mw_call *c, const char *data, size_t len) {
   if (c->q_len == c->q_cap) {
     size_t cap = c->q_cap * 2;
     grpc_byte_buffer **q = malloc(cap * sizeof *q);
-    if (!q) return -1;
+    if (!q) {
+      grpc_byte_buffer_destroy(bb);
+      return -1;
+    }
     for (size_t i = 0; i < c->q_len; i++) q[i] = c->q[(c->q_head + i) % c->q_cap];
     if (c->q != c->q_inline) free(c->q);
     c->q = q;
     c->q_cap = cap;
     c->q_head = 0;
   }
-  grpc_slice s = grpc_slice_from_copied_buffer(data, len);
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-  grpc_slice_unref(s);
   c->q[(c->q_head + c->q_len) % c->q_cap] = bb;
   c->q_len++;
   c->q_bytes += len;
   if (queue_has_room(c)) return 1;
   c->want_writable = 1;
   return 0;
+}
+
+int mw_call_send(mw_call *c, const char *data, size_t len) {
+  grpc_slice s = grpc_slice_from_copied_buffer(data, len);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  return queue_push(c, bb, len);
+}
+
+int mw_call_send_block(mw_call *c, char *block, size_t len) {
+  grpc_slice s = grpc_slice_new(block, len, free);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  return queue_push(c, bb, len);
 }
 
 static int valid_key(const char *k, size_t kl, char *err, size_t errlen) {

@@ -44,6 +44,10 @@ void mw_call_recv(mw_call *c);
  * queue still has room for more, 0 when the host must wait for
  * mw_host_on_writable before sending again. */
 int mw_call_send(mw_call *c, const char *data, size_t len);
+/* The same for bytes in a block from malloc(), which the call takes over in
+ * every case (no copy: gRPC frees it when it is written). -1: out of memory,
+ * the block already freed. */
+int mw_call_send_block(mw_call *c, char *block, size_t len);
 /* Response metadata; headers must precede the first message. Returns 0, or
  * -1 with a message in err when the key or value is not valid. */
 int mw_call_add_header(mw_call *c, const char *k, size_t kl, const char *v,

@@ -59,11 +59,13 @@ typedef struct {
 } mw_seg;
 
 /* The encoder's output: a buffer on the caller's stack until it grows into
- * the arena. */
+ * the arena, or, with block set, into a block from malloc() whose address
+ * *block always holds. */
 typedef struct {
   char *p;
   size_t len, cap;
-  bool heap; /* p is in the arena */
+  bool heap;    /* p is in the arena (or is *block) */
+  char **block; /* mw_codec_encode_buf: where the malloc'd block is kept */
 } mw_wbuf;
 
 /* A field of a table being encoded: where its bytes start in the output,
@@ -1897,8 +1899,23 @@ static bool wb_grow(mw_ctx *c, size_t need) {
   if (need > SIZE_MAX / 4 - b->len) return false;
   size_t cap = b->cap * 2;
   if (cap < b->len + need) cap = b->len + need;
-  upb_Arena *a = ctx_arena(c);
   char *p = NULL;
+  if (b->block) {
+    /* *block owns the bytes at every step: an error raised through the
+     * encoder leaves them with the caller's owner, not with nobody. */
+    if (b->heap) {
+      if (!(p = realloc(*b->block, cap))) return false;
+    } else {
+      if (!(p = malloc(cap))) return false;
+      memcpy(p, b->p, b->len);
+    }
+    *b->block = p;
+    b->p = p;
+    b->cap = cap;
+    b->heap = true;
+    return true;
+  }
+  upb_Arena *a = ctx_arena(c);
   if (a && b->heap)
     p = upb_Arena_Realloc(a, b->p, b->cap, cap);
   else if (a && (p = upb_Arena_Malloc(a, cap)))
@@ -2416,6 +2433,24 @@ int mw_codec_decode_push(lua_State *L, const char *buf, size_t len,
   return -1;
 }
 
+/* The table at idx into c->out (set up by the caller); 0 or -1. */
+static int encode_top(mw_ctx *c, int idx, const upb_MessageDef *m) {
+  lua_State *L = c->L;
+  c->ents = c->ent0;
+  c->nent = 0;
+  c->ent_cap = MW_CODEC_ENTS;
+  int top = lua_gettop(L);
+  idx = lua_absindex(L, idx);
+  int rc;
+  if (lua_type(L, idx) != LUA_TTABLE)
+    rc = fail(c, "expected table for message %s, got %s",
+              upb_MessageDef_FullName(m), luaL_typename(L, idx));
+  else
+    rc = enc_msg(c, m, idx);
+  lua_settop(L, top);
+  return rc;
+}
+
 char *mw_codec_encode(lua_State *L, int idx, const upb_MessageDef *m,
                       upb_Arena *a, size_t *len, char *err, size_t errlen) {
   char stackbuf[512];
@@ -2425,21 +2460,12 @@ char *mw_codec_encode(lua_State *L, int idx, const upb_MessageDef *m,
   c.out.len = 0;
   c.out.cap = sizeof stackbuf;
   c.out.heap = false;
-  c.ents = c.ent0;
-  c.nent = 0;
-  c.ent_cap = MW_CODEC_ENTS;
-  int top = lua_gettop(L);
-  idx = lua_absindex(L, idx);
-  int rc;
-  if (!a)
-    rc = fail(&c, "no arena for the bytes");
-  else if (lua_type(L, idx) != LUA_TTABLE)
-    rc = fail(&c, "expected table for message %s, got %s",
-              upb_MessageDef_FullName(m), luaL_typename(L, idx));
-  else
-    rc = enc_msg(&c, m, idx);
-  lua_settop(L, top);
-  if (rc < 0) return NULL;
+  c.out.block = NULL;
+  if (!a) {
+    fail(&c, "no arena for the bytes");
+    return NULL;
+  }
+  if (encode_top(&c, idx, m) < 0) return NULL;
   char *out = c.out.p;
   if (!c.out.heap) { /* still in stackbuf */
     out = upb_Arena_Malloc(a, c.out.len ? c.out.len : 1);
@@ -2449,6 +2475,28 @@ char *mw_codec_encode(lua_State *L, int idx, const upb_MessageDef *m,
     }
     memcpy(out, c.out.p, c.out.len);
   }
-  if (out) *len = c.out.len;
+  *len = c.out.len;
   return out;
+}
+
+const char *mw_codec_encode_buf(lua_State *L, int idx, const upb_MessageDef *m,
+                                upb_Arena *a, char *stack, size_t cap, char **block,
+                                size_t *len, char *err, size_t errlen) {
+  mw_ctx c;
+  ctx_init(&c, L, a, err, errlen);
+  *block = NULL;
+  c.out.p = stack;
+  c.out.len = 0;
+  c.out.cap = cap;
+  c.out.heap = false;
+  c.out.block = block;
+  int rc = encode_top(&c, idx, m);
+  if (c.own_arena) upb_Arena_Free(c.own_arena);
+  if (rc < 0) {
+    free(*block);
+    *block = NULL;
+    return NULL;
+  }
+  *len = c.out.len;
+  return c.out.p;
 }

@@ -122,4 +122,15 @@ int mw_codec_decode_push(lua_State *L, const char *buf, size_t len,
 char *mw_codec_encode(lua_State *L, int idx, const upb_MessageDef *m,
                       upb_Arena *a, size_t *len, char *err, size_t errlen);
 
+/* table at idx -> serialized bytes in stack (cap bytes) while they fit, else
+ * in a block from malloc() that the caller owns: its address is in *block
+ * from the moment it exists, so an error raised through the encoder (out of
+ * memory in Lua) leaves it with the caller's owner. a is scratch space (the
+ * fields of very wide messages). Returns the bytes (stack or *block, *len
+ * set), or NULL with err filled and *block NULL. Big messages are then
+ * handed on without a copy. */
+const char *mw_codec_encode_buf(lua_State *L, int idx, const upb_MessageDef *m,
+                                upb_Arena *a, char *stack, size_t cap, char **block,
+                                size_t *len, char *err, size_t errlen);
+
 #endif

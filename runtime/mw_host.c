@@ -77,6 +77,7 @@ typedef struct mw_hcall {
   int oom;            /* the handler failed for want of memory */
   int small;          /* allocated without arena_mem (client- and bidi-
                          streaming calls, whose messages use scratch arenas) */
+  char *out_block;    /* a big response while it is encoded (owned) */
   char arena_mem[1024];
 } mw_hcall;
 
@@ -107,6 +108,31 @@ static _Thread_local double tl_run_start;
 static upb_Arena *call_arena(mw_hcall *h) {
   if (!h->arena) h->arena = upb_Arena_New();
   return h->arena;
+}
+
+/* Encodes the response table at idx and queues it: 1 or 0 as
+ * mw_call_send, -1 with err filled. A big response goes to gRPC in the
+ * block it was encoded into; h owns that block until then, even when Lua
+ * raises an error through the encoder. */
+static int send_table(mw_hcall *h, lua_State *L, int idx, upb_Arena *a, char *err,
+                      size_t errlen) {
+  char stack[512];
+  size_t len;
+  free(h->out_block); /* left by an error raised through an earlier encode */
+  h->out_block = NULL;
+  const char *bytes = mw_codec_encode_buf(L, idx, h->m->output, a, stack, sizeof stack,
+                                          &h->out_block, &len, err, errlen);
+  if (!bytes) return -1;
+  int room;
+  if (h->out_block) {
+    char *block = h->out_block;
+    h->out_block = NULL;
+    room = mw_call_send_block(h->call, block, len);
+  } else {
+    room = mw_call_send(h->call, bytes, len);
+  }
+  if (room < 0) snprintf(err, errlen, "out of memory");
+  return room;
 }
 
 /* The call whose coroutine L is. Only states the host made carry call
@@ -569,18 +595,12 @@ static int stream_send(lua_State *L) {
   if (mw_call_cancelled(h->call)) return raise_cancelled(L, h);
   luaL_checktype(L, 2, LUA_TTABLE);
   char err[MW_CODEC_ERRLEN];
-  size_t len;
   /* A scratch arena per message keeps a long stream's memory flat. */
-  char mem[1024];
+  char mem[256];
   upb_Arena *a = upb_Arena_Init(mem, sizeof mem, &upb_alloc_global);
-  char *bytes = mw_codec_encode(L, 2, h->m->output, a, &len, err, sizeof err);
-  if (!bytes) {
-    upb_Arena_Free(a);
-    return luaL_error(L, "stream:send: %s", err);
-  }
-  int room = mw_call_send(h->call, bytes, len);
+  int room = send_table(h, L, 2, a, err, sizeof err);
   upb_Arena_Free(a);
-  if (room < 0) return luaL_error(L, "stream:send: out of memory");
+  if (room < 0) return luaL_error(L, "stream:send: %s", err);
   if (room) return 0;
   wait_for(h, WAIT_WRITABLE);
   return lua_yieldk(L, 0, 0, send_k);
@@ -655,8 +675,11 @@ lua_State *mw_host_new_state(mw_gen *g, int worker, mw_lua_mem *mem,
   set_current(L, NULL);
   luaL_openlibs(L);
   /* Calls leave short-lived garbage: the generational collector keeps its
-   * cost per call low. */
-  lua_gc(L, LUA_GCGEN, 0, 0);
+   * cost per call low. A minor collection walks every coroutine of the pool
+   * whatever the garbage, so it runs when the heap has grown by 100 % rather
+   * than Lua's default 20 %: with 4 KiB requests that cut the collector's
+   * share of a call by about 2,400 instructions. */
+  lua_gc(L, LUA_GCGEN, 100, 0);
   lua_pushlightuserdata(L, g);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_gen);
   /* package.path: the Lua library, then each service directory. */
@@ -917,22 +940,20 @@ static void finish_ok(mw_hcall *h, int nres) {
     return;
   }
   char err[MW_CODEC_ERRLEN];
-  size_t len;
   upb_Arena *arena = call_arena(h);
   if (!arena) {
     mw_call_finish(h->call, 8, "out of memory", NULL, 0);
     return;
   }
-  char *bytes = mw_codec_encode(co, -nres, h->m->output, arena, &len, err, sizeof err);
-  if (!bytes) {
+  if (send_table(h, co, lua_absindex(co, -nres), arena, err, sizeof err) < 0) {
+    if (!strcmp(err, "out of memory")) {
+      mw_call_finish(h->call, 8, "out of memory", NULL, 0);
+      return;
+    }
     mw_log(MW_LOG_ERROR, "%s: invalid response: %s", h->m->path, err);
     char msg[MW_CODEC_ERRLEN + 32];
     snprintf(msg, sizeof msg, "invalid response: %s", err);
     mw_call_finish(h->call, 13, msg, NULL, 0);
-    return;
-  }
-  if (mw_call_send(h->call, bytes, len) < 0) {
-    mw_call_finish(h->call, 8, "out of memory", NULL, 0);
     return;
   }
   mw_call_finish(h->call, 0, NULL, NULL, 0);
@@ -1294,6 +1315,8 @@ void mw_host_on_done(mw_call *c) {
   if (h->oom) lua_gc(L, LUA_GCCOLLECT);
   if (h->arena) upb_Arena_Free(h->arena);
   free(h->first);
+  free(h->out_block);
+  h->out_block = NULL;
   if (h->small) {
     free(h);
   } else if (tl_hcall_cached < MW_HCALL_CACHE) {

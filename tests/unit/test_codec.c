@@ -124,6 +124,34 @@ static int lua_true(const char *expr) {
 }
 #define LCHECK(expr) MW_CHECK(lua_true(expr))
 
+/* mw_codec_encode_buf gives the table on top the bytes buf (len) too: in
+ * the stack buffer when they fit, else in a block of its own, here forced
+ * early by a stack buffer of 8 bytes, or of none. (The 1 in block checks
+ * that the encoder sets it.) */
+static void same_as_encode_buf(const upb_MessageDef *m, const char *buf, size_t len) {
+  static const size_t caps[] = {0, 8, 4096};
+  for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+    char stack[4096], err[MW_CODEC_ERRLEN], *block = (char *)1;
+    size_t n = 0;
+    int top = lua_gettop(L);
+    const char *out = mw_codec_encode_buf(L, -1, m, NULL, stack, caps[i], &block, &n,
+                                          err, sizeof err);
+    MW_CHECK_INT(lua_gettop(L), top);
+    MW_CHECK(out != NULL);
+    if (!out) {
+      fprintf(stderr, "[%s] encode_buf failed: %s\n", mw_test_current, err);
+      continue;
+    }
+    MW_CHECK_INT(n, len);
+    MW_CHECK(n == len && memcmp(out, buf, len) == 0);
+    /* bytes that do not fit are in the block (which the encoder may also
+     * need for scratch space while the bytes would fit) */
+    if (len > caps[i]) MW_CHECK(block != NULL);
+    MW_CHECK(block ? out == block : out == stack);
+    free(block);
+  }
+}
+
 /* Round trip: the table src is encoded as type and decoded back into global
  * t; it also goes through to_message/push_message into t2, which must equal
  * t. Returns 0, or -1 with g_err set by the first failing step. */
@@ -138,6 +166,7 @@ static int rt(const char *type, const char *src) {
   size_t len = 0;
   char *buf = mw_codec_encode(L, -1, m, a, &len, g_err, sizeof g_err);
   MW_CHECK_INT(lua_gettop(L), top + 1);
+  if (buf) same_as_encode_buf(m, buf, len);
   if (buf) {
     rc = mw_codec_decode_push(L, buf, len, m, a, g_err, sizeof g_err);
     MW_CHECK_INT(lua_gettop(L), top + 1 + (rc == 0));
@@ -176,6 +205,14 @@ static int enc_fails(const char *type, const char *src) {
   char err2[MW_CODEC_ERRLEN] = "";
   char *buf = mw_codec_encode(L, -1, m, a, &len, err2, sizeof err2);
   MW_CHECK_INT(lua_gettop(L), top + 1);
+  {
+    char stack[8], err3[MW_CODEC_ERRLEN] = "", *block = (char *)1;
+    const char *out = mw_codec_encode_buf(L, -1, m, a, stack, sizeof stack, &block, &len,
+                                          err3, sizeof err3);
+    MW_CHECK(out == NULL && block == NULL);
+    MW_CHECK_STR(err3, err2);
+    MW_CHECK_INT(lua_gettop(L), top + 1);
+  }
   upb_Message *msg = mw_codec_to_message(L, -1, m, a, g_err, sizeof g_err);
   MW_CHECK_INT(lua_gettop(L), top + 1);
   MW_CHECK_STR(g_err, err2);
