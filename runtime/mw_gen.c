@@ -20,29 +20,6 @@ const char *mw_kind_name(mw_kind k) {
   return "?";
 }
 
-void *mw_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  mw_lua_mem *mem = ud;
-  if (nsize == 0) {
-    if (ptr && mem) atomic_fetch_sub(&mem->used, osize);
-    free(ptr);
-    return NULL;
-  }
-  size_t old = ptr ? osize : 0;
-  if (mem && mem->limit && nsize > old &&
-      atomic_load(&mem->used) + (nsize - old) > mem->limit) {
-    return NULL; /* Lua raises "not enough memory" in the allocating state */
-  }
-  void *p = realloc(ptr, nsize);
-  if (p && mem) {
-    if (nsize > old) {
-      atomic_fetch_add(&mem->used, nsize - old);
-    } else {
-      atomic_fetch_sub(&mem->used, old - nsize);
-    }
-  }
-  return p;
-}
-
 static size_t hash_path(const char *s, size_t len) { return (size_t)mw_fnv1a(s, len); }
 
 static int build_index(mw_gen *g) {
@@ -113,7 +90,7 @@ static int add_methods(mw_gen *g) {
 
 static void gen_free(mw_gen *g) {
   for (int i = 0; i < g->n_states; i++) {
-    if (g->states && g->states[i]) lua_close(g->states[i]);
+    if (g->states && g->states[i]) mw_host_close_state(g->states[i]);
     if (g->handlers) free(g->handlers[i]);
   }
   free(g->states);

@@ -16,6 +16,7 @@
 
 #include "mw_config.h"
 #include "mw_diag.h"
+#include "mw_lalloc.h"
 #include "mw_schema.h"
 
 typedef enum mw_kind {
@@ -34,12 +35,6 @@ typedef struct mw_method {
   mw_kind kind;
 } mw_method;
 
-/* A per-worker Lua memory account: every lua_State a worker runs, of any
- * generation, allocates through it, so the cap holds across reloads. */
-typedef struct mw_lua_mem {
-  _Atomic size_t used;
-  size_t limit; /* 0 = no cap */
-} mw_lua_mem;
 
 typedef struct mw_gen {
   _Atomic int refs;
@@ -76,8 +71,5 @@ int mw_gen_has_service(const mw_gen *g, const char *name, size_t len);
 void mw_gen_ref(mw_gen *g);
 /* Drops a reference; frees the generation at zero. NULL is ignored. */
 void mw_gen_unref(mw_gen *g);
-
-/* The Lua allocator bound to an account (exposed for tests). */
-void *mw_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
 #endif

@@ -668,10 +668,22 @@ const char *mw_host_lua_dir(void) {
 
 static int open_core(lua_State *L) { return mw_host_open_core(L); }
 
+void mw_host_close_state(lua_State *L) {
+  if (!L) return;
+  void *a = NULL;
+  lua_getallocf(L, &a);
+  lua_close(L);
+  mw_lalloc_free(a);
+}
+
 lua_State *mw_host_new_state(mw_gen *g, int worker, mw_lua_mem *mem,
                              const char *const *dirs, size_t n_dirs) {
-  lua_State *L = lua_newstate(mw_lua_alloc, mem);
-  if (!L) return NULL;
+  mw_lalloc *a = mw_lalloc_new(mem);
+  lua_State *L = a ? lua_newstate(mw_lalloc_fn, a) : NULL;
+  if (!L) {
+    mw_lalloc_free(a);
+    return NULL;
+  }
   set_current(L, NULL);
   luaL_openlibs(L);
   /* Calls leave short-lived garbage: the generational collector keeps its

@@ -15,6 +15,9 @@
 lua_State *mw_host_new_state(mw_gen *g, int worker, mw_lua_mem *mem,
                              const char *const *dirs, size_t n_dirs);
 
+/* Closes a state made by mw_host_new_state, and its allocator. */
+void mw_host_close_state(lua_State *L);
+
 /* Runs every top-level *.lua of the service dirs in L, then resolves the
  * handlers they registered into handlers[] (one registry ref per method of g,
  * LUA_NOREF when none). Problems go to diag with file and line. */
