@@ -2250,13 +2250,18 @@ static int sort_fields(mw_ctx *c, size_t e0) {
       es[j] = x;
     }
   }
-  if (!wb_reserve(c, body)) return fail_oom(c);
-  char *scratch = c->out.p + c->out.len, *q = scratch;
+  /* The fields in order go through scratch space of their own: growing the
+   * output for it would copy a big message once more, and leave its buffer
+   * twice the size it needs. */
+  char small[1024];
+  char *scratch = body <= sizeof small ? small : malloc(body), *q = scratch;
+  if (!scratch) return fail_oom(c);
   for (i = 0; i < n; i++) {
     memcpy(q, c->out.p + es[i].start, es[i].len);
     q += es[i].len;
   }
   memcpy(c->out.p + base, scratch, body);
+  if (scratch != small) free(scratch);
   return 0;
 }
 
@@ -2498,5 +2503,11 @@ const char *mw_codec_encode_buf(lua_State *L, int idx, const upb_MessageDef *m,
     return NULL;
   }
   *len = c.out.len;
+  if (*block && c.out.cap - c.out.len > c.out.len / 4 + 64) {
+    /* growth doubled it, and sorting wanted scratch room: the block goes on
+     * to a send queue that counts only len, so give the rest back */
+    char *p = realloc(*block, c.out.len ? c.out.len : 1);
+    if (p) *block = c.out.p = p;
+  }
   return c.out.p;
 }

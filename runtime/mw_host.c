@@ -111,9 +111,10 @@ static upb_Arena *call_arena(mw_hcall *h) {
 }
 
 /* Encodes the response table at idx and queues it: 1 or 0 as
- * mw_call_send, -1 with err filled. A big response goes to gRPC in the
- * block it was encoded into; h owns that block until then, even when Lua
- * raises an error through the encoder. */
+ * mw_call_send; -1 with err filled (the table is not a valid response), -2
+ * when memory ran out. A big response goes to gRPC in the block it was
+ * encoded into; h owns that block until then, even when Lua raises an error
+ * through the encoder. */
 static int send_table(mw_hcall *h, lua_State *L, int idx, upb_Arena *a, char *err,
                       size_t errlen) {
   char stack[512];
@@ -122,7 +123,10 @@ static int send_table(mw_hcall *h, lua_State *L, int idx, upb_Arena *a, char *er
   h->out_block = NULL;
   const char *bytes = mw_codec_encode_buf(L, idx, h->m->output, a, stack, sizeof stack,
                                           &h->out_block, &len, err, errlen);
-  if (!bytes) return -1;
+  if (!bytes) {
+    size_t n = strlen(err), k = sizeof "out of memory" - 1;
+    return n >= k && !strcmp(err + n - k, "out of memory") ? -2 : -1;
+  }
   int room;
   if (h->out_block) {
     char *block = h->out_block;
@@ -131,7 +135,10 @@ static int send_table(mw_hcall *h, lua_State *L, int idx, upb_Arena *a, char *er
   } else {
     room = mw_call_send(h->call, bytes, len);
   }
-  if (room < 0) snprintf(err, errlen, "out of memory");
+  if (room < 0) {
+    snprintf(err, errlen, "out of memory");
+    return -2;
+  }
   return room;
 }
 
@@ -957,8 +964,9 @@ static void finish_ok(mw_hcall *h, int nres) {
     mw_call_finish(h->call, 8, "out of memory", NULL, 0);
     return;
   }
-  if (send_table(h, co, lua_absindex(co, -nres), arena, err, sizeof err) < 0) {
-    if (!strcmp(err, "out of memory")) {
+  int rc = send_table(h, co, lua_absindex(co, -nres), arena, err, sizeof err);
+  if (rc < 0) {
+    if (rc == -2) {
       mw_call_finish(h->call, 8, "out of memory", NULL, 0);
       return;
     }

@@ -42,10 +42,14 @@ static void *take(mw_lalloc *a, size_t n) {
   if (n > SMALL) return malloc(n);
   size_t k = class_of(n), sz = class_size(k);
   void *p = a->list[k];
-  if (!p) return malloc(sz); /* every block of a class has the class's size */
-  UNPOISON(p, sz);
-  memcpy(&a->list[k], p, sizeof(void *));
-  a->cached -= sz;
+  if (p) {
+    UNPOISON(p, sz);
+    memcpy(&a->list[k], p, sizeof(void *));
+    a->cached -= sz;
+  } else if (!(p = malloc(sz))) { /* every block of a class has its size */
+    return NULL;
+  }
+  POISON((char *)p + n, sz - n); /* the rounding tail is not Lua's */
   return p;
 }
 
@@ -53,12 +57,14 @@ static void give(mw_lalloc *a, void *p, size_t n) {
   if (n <= SMALL) {
     size_t k = class_of(n), sz = class_size(k);
     if (a->cached + sz <= CACHE_MAX) {
+      UNPOISON(p, sizeof(void *));
       memcpy(p, &a->list[k], sizeof(void *));
       a->list[k] = p;
       a->cached += sz;
       POISON(p, sz);
       return;
     }
+    UNPOISON(p, sz);
   }
   free(p);
 }
@@ -82,6 +88,9 @@ void *mw_lalloc_fn(void *ud, void *ptr, size_t osize, size_t nsize) {
     p = take(a, nsize);
   } else if (old <= SMALL && nsize <= SMALL && class_of(old) == class_of(nsize)) {
     p = ptr; /* the block already has room */
+    size_t sz = class_size(class_of(old));
+    UNPOISON(p, nsize);
+    POISON((char *)p + nsize, sz - nsize);
   } else if (old > SMALL && nsize > SMALL) {
     p = realloc(ptr, nsize);
   } else {
@@ -91,6 +100,9 @@ void *mw_lalloc_fn(void *ud, void *ptr, size_t osize, size_t nsize) {
       give(a, ptr, old);
     }
   }
+  /* A shrink never fails: the old block is big enough (a bigger block on
+   * a smaller class's list later is harmless). */
+  if (!p && nsize < old) p = ptr;
   if (p && mem) {
     if (nsize > old)
       atomic_fetch_add(&mem->used, nsize - old);
