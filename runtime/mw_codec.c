@@ -1898,7 +1898,8 @@ static bool wb_grow(mw_ctx *c, size_t need) {
   mw_wbuf *b = &c->out;
   if (need > SIZE_MAX / 4 - b->len) return false;
   size_t cap = b->cap * 2;
-  if (cap < b->len + need) cap = b->len + need;
+  /* room for what follows a big field too, not just for the field */
+  if (cap < b->len + need) cap = b->len + need + (b->len + need) / 8 + 64;
   char *p = NULL;
   if (b->block) {
     /* *block owns the bytes at every step: an error raised through the
@@ -2250,7 +2251,20 @@ static int sort_fields(mw_ctx *c, size_t e0) {
       es[j] = x;
     }
   }
-  /* The fields in order go through scratch space of their own: growing the
+  if (base == 0 && c->out.block && c->out.heap) {
+    /* The whole output is a block of its own: the fields in order go to a
+     * new block, which replaces it (one copy instead of two). */
+    char *nb = malloc(c->out.cap), *q = nb;
+    if (!nb) return fail_oom(c);
+    for (i = 0; i < n; i++) {
+      memcpy(q, c->out.p + es[i].start, es[i].len);
+      q += es[i].len;
+    }
+    free(*c->out.block);
+    *c->out.block = c->out.p = nb;
+    return 0;
+  }
+  /* Otherwise they go through scratch space of their own: growing the
    * output for it would copy a big message once more, and leave its buffer
    * twice the size it needs. */
   char small[1024];
