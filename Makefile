@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 LISTEN     ?= 127.0.0.1:50051
 
-.PHONY: all setup build run test test-asan bench clean
+.PHONY: all setup build run test test-asan bench profile clean
 
 all: build
 
@@ -39,6 +39,13 @@ bench: build
 	tests/bench/build.sh $(BUILD)
 	/usr/bin/python3 tests/bench/run.py --build-dir $(BUILD) --out docs/benchmarks.md \
 	  --json $(BUILD)/bench/results.json
+
+# Instructions per unary call and where they go (callgrind, one worker):
+# make profile [PAYLOAD=4096]
+PAYLOAD ?= 16
+profile: build
+	tests/bench/setup.sh
+	tests/bench/profile.sh $(BUILD) $(PAYLOAD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -24,6 +24,8 @@ packages=(
   python3 python3-grpcio python3-protobuf
   # load
   nghttp2-client
+  # profile.sh
+  valgrind
 )
 
 say() { printf 'bench-setup: %s\n' "$*"; }

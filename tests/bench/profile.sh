@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Instructions per unary call, where they go: Moonwire (one worker) under
+# valgrind's callgrind while h2load sends bench.Echo/Unary calls. Instruction
+# counts move by a few percent between runs (how many calls share a read or
+# a write depends on timing), far less than wall-clock rates here.
+#
+# usage: tests/bench/profile.sh BUILD_DIR [PAYLOAD_BYTES] [CALLS]
+#   PAYLOAD_BYTES  16 (default) or any size; CALLS  20000 (default)
+# Writes BUILD_DIR/bench/profile/: the callgrind files, and prints the
+# worker thread's instructions per call and the runtime's share of them.
+set -euo pipefail
+
+[ $# -ge 1 ] || { echo "usage: $0 BUILD_DIR [PAYLOAD_BYTES] [CALLS]" >&2; exit 2; }
+build=$(cd "$1" && pwd)
+payload=${2:-16}
+calls=${3:-20000}
+here=$(cd "$(dirname "$0")" && pwd)
+out=$build/bench/profile
+mkdir -p "$out"
+for tool in valgrind callgrind_annotate callgrind_control h2load; do
+  command -v "$tool" >/dev/null || { echo "profile: $tool not found (tests/bench/setup.sh installs it)" >&2; exit 1; }
+done
+
+port=$((20000 + RANDOM % 20000))
+frame=$out/frame-$payload.bin
+/usr/bin/python3 - "$payload" "$frame" <<'PY'
+import struct, sys
+n, path = int(sys.argv[1]), sys.argv[2]
+def varint(v):
+    out = b""
+    while True:
+        b, v = v & 0x7F, v >> 7
+        out += bytes([b | (0x80 if v else 0)])
+        if not v:
+            return out
+body = b"\x0a" + varint(n) + b"x" * n + b"\x12\x05bench" + b"\x18\x01"
+open(path, "wb").write(b"\x00" + struct.pack(">I", len(body)) + body)
+PY
+cat > "$out/moonwire.yaml" <<YAML
+workers: 1
+services: [$here/moonwire]
+proto_path: [$here/proto]
+protos: [bench.proto]
+log: {level: warn}
+YAML
+
+rm -f "$out"/callgrind.out*
+valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out/callgrind.out" \
+  "$build/moonwire" serve -c "$out/moonwire.yaml" --listen "127.0.0.1:$port" \
+  >"$out/server.log" 2>&1 &
+vg=$!
+trap 'kill -INT $vg 2>/dev/null || true' EXIT
+for _ in $(seq 150); do
+  grep -q "serving" "$out/server.log" 2>/dev/null && break
+  sleep 0.2
+done
+load() {
+  h2load -n "$1" -c 1 -m 100 -H "content-type: application/grpc" -H "te: trailers" \
+    -d "$frame" "http://127.0.0.1:$port/bench.Echo/Unary"
+}
+load 2000 >/dev/null # warm-up, not counted
+callgrind_control -z "$vg" >/dev/null 2>&1
+res=$(load "$calls")
+grep -q "$calls succeeded, 0 failed" <<<"$res" || { echo "profile: h2load failed:" >&2; echo "$res" >&2; exit 1; }
+callgrind_control -d "$vg" >/dev/null 2>&1
+kill -INT "$vg"
+wait "$vg" || true
+trap - EXIT
+
+# The worker is the thread that ran the most instructions after the reset.
+best= bestn=0
+for f in "$out"/callgrind.out.1-*; do
+  n=$(awk '/^summary:/ {print $2; exit}' "$f")
+  if [ "${n:-0}" -gt "$bestn" ]; then best=$f bestn=$n; fi
+done
+[ -n "$best" ] || { echo "profile: no profile written" >&2; exit 1; }
+echo "payload $payload B, $calls calls, worker thread: $((bestn / calls)) instructions per call"
+echo "inclusive instructions per call of the runtime's entry points:"
+callgrind_annotate --threshold=100 --inclusive=yes "$best" 2>/dev/null |
+  awk -v calls="$calls" '
+    /^ *[0-9,]+ \( *[0-9.]+%\)  / {
+      n = $1; gsub(",", "", n)
+      if (!match($0, /\)  [^ ]+/)) next
+      fn = substr($0, RSTART + 3, RLENGTH - 3); sub(/^.*:/, "", fn); sub(/\..*$/, "", fn)
+      if (fn ~ /^(mw_call_arrived|mw_host_on_call|mw_codec_decode_push|finish_ok|mw_codec_encode_buf|mw_call_send|mw_call_send_block|mw_host_on_done|mw_call_on_batch|mw_lalloc_fn|grpc_completion_queue_next)$/ && !(fn in seen)) {
+        seen[fn] = 1; printf "  %-28s %7d\n", fn, n / calls
+      }
+    }'
+echo "files: $best"
