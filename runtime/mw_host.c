@@ -43,6 +43,8 @@ typedef struct co_pool {
   int top_slot;  /* highest slot used so far */
   int n_free;
   int free_slots[MW_POOL_FREE_MAX];
+  int mt_ref[2]; /* registry refs of the ctx and stream metatables, made on
+                    first use (0: not yet) */
 } co_pool;
 
 typedef enum wait_kind {
@@ -77,6 +79,7 @@ typedef struct mw_hcall {
   int oom;            /* the handler failed for want of memory */
   int small;          /* allocated without arena_mem (client- and bidi-
                          streaming calls, whose messages use scratch arenas) */
+  struct co_pool *pool; /* the state's coroutine pool */
   char *out_block;    /* a big response while it is encoded (owned) */
   char arena_mem[1024];
 } mw_hcall;
@@ -520,10 +523,20 @@ static int ctx_index(lua_State *L) {
   return 1;
 }
 
-static void push_handle(lua_State *L, mw_hcall *h, const char *mt) {
+enum { HANDLE_CTX, HANDLE_STREAM };
+
+static void push_handle(lua_State *L, mw_hcall *h, int which) {
   handle *hd = lua_newuserdatauv(L, sizeof *hd, 1); /* cache table: lazily */
   hd->h = h;
-  luaL_setmetatable(L, mt);
+  /* The metatable by a registry ref the pool keeps: an integer index, not a
+   * lookup by name on every call. */
+  int *ref = &h->pool->mt_ref[which];
+  if (*ref <= 0) {
+    luaL_getmetatable(L, which == HANDLE_CTX ? MT_CTX : MT_STREAM);
+    *ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, *ref);
+  lua_setmetatable(L, -2);
 }
 
 /* --- stream ------------------------------------------------------------------ */
@@ -1156,6 +1169,7 @@ static void pool_init(lua_State *L) {
   co_pool *p = lua_newuserdatauv(L, sizeof *p, 0);
   p->top_slot = 0;
   p->n_free = 0;
+  p->mt_ref[0] = p->mt_ref[1] = 0;
   lua_newtable(L);
   p->table_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &key_pool);
@@ -1229,14 +1243,15 @@ void mw_host_on_call(mw_call *c, int handler_ref, const char *first,
   h->arena = small ? NULL : upb_Arena_Init(h->arena_mem, sizeof h->arena_mem, &upb_alloc_global);
   mw_call_set_host(c, h);
 
-  lua_State *co = h->co = co_acquire(L, pool_of(L), &h->co_slot);
+  h->pool = pool_of(L);
+  lua_State *co = h->co = co_acquire(L, h->pool, &h->co_slot);
   set_current(co, h);
   /* Below the handler the stack anchors ctx (and stream) for the call's
    * whole life, whatever the handler does with them. */
-  push_handle(co, h, MT_CTX);
+  push_handle(co, h, HANDLE_CTX);
   h->anchors = 1;
   if (m->kind != MW_UNARY) {
-    push_handle(co, h, MT_STREAM);
+    push_handle(co, h, HANDLE_STREAM);
     h->anchors = 2;
   }
   lua_rawgeti(co, LUA_REGISTRYINDEX, handler_ref);
@@ -1329,7 +1344,7 @@ void mw_host_on_done(mw_call *c) {
   int reusable = lua_status(co) == LUA_OK && !h->kill_code;
   if (reusable) lua_settop(co, 0);
   if (h->cancel_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, h->cancel_ref);
-  co_release(L, pool_of(L), co, h->co_slot, reusable);
+  co_release(L, h->pool, co, h->co_slot, reusable);
   /* What a handler that ran out of memory held is garbage now: give it back
    * before the next call needs it. */
   if (h->oom) lua_gc(L, LUA_GCCOLLECT);
