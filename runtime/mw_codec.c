@@ -84,6 +84,7 @@ typedef struct {
   upb_Arena *arena;     /* messages built, Any payloads unpacked */
   upb_Arena *own_arena; /* created lazily when the caller gave none */
   bool copy_strings;    /* Lua strings must be copied into the arena */
+  bool oom;             /* the failure was for want of memory */
   int depth;
   int nseg;
   char *err;
@@ -103,6 +104,7 @@ static void ctx_init(mw_ctx *c, lua_State *L, upb_Arena *a, char *err,
   c->arena = a;
   c->own_arena = NULL;
   c->copy_strings = false;
+  c->oom = false;
   c->depth = 0;
   c->nseg = 0;
   c->err = err;
@@ -320,7 +322,10 @@ static int fail_unknown(mw_ctx *c, const char *key, size_t len,
   return -1;
 }
 
-static int fail_oom(mw_ctx *c) { return fail(c, "out of memory"); }
+static int fail_oom(mw_ctx *c) {
+  c->oom = true;
+  return fail(c, "out of memory");
+}
 
 static const char *type_name(const upb_FieldDef *f) {
   switch (upb_FieldDef_Type(f)) {
@@ -2254,7 +2259,7 @@ static int sort_fields(mw_ctx *c, size_t e0) {
   if (base == 0 && c->out.block && c->out.heap) {
     /* The whole output is a block of its own: the fields in order go to a
      * new block, which replaces it (one copy instead of two). */
-    char *nb = malloc(c->out.cap), *q = nb;
+    char *nb = malloc(c->out.len), *q = nb;
     if (!nb) return fail_oom(c);
     for (i = 0; i < n; i++) {
       memcpy(q, c->out.p + es[i].start, es[i].len);
@@ -2262,6 +2267,7 @@ static int sort_fields(mw_ctx *c, size_t e0) {
     }
     free(*c->out.block);
     *c->out.block = c->out.p = nb;
+    c->out.cap = c->out.len;
     return 0;
   }
   /* Otherwise they go through scratch space of their own: growing the
@@ -2500,7 +2506,7 @@ char *mw_codec_encode(lua_State *L, int idx, const upb_MessageDef *m,
 
 const char *mw_codec_encode_buf(lua_State *L, int idx, const upb_MessageDef *m,
                                 upb_Arena *a, char *stack, size_t cap, char **block,
-                                size_t *len, char *err, size_t errlen) {
+                                size_t *len, bool *oom, char *err, size_t errlen) {
   mw_ctx c;
   ctx_init(&c, L, a, err, errlen);
   *block = NULL;
@@ -2511,6 +2517,7 @@ const char *mw_codec_encode_buf(lua_State *L, int idx, const upb_MessageDef *m,
   c.out.block = block;
   int rc = encode_top(&c, idx, m);
   if (c.own_arena) upb_Arena_Free(c.own_arena);
+  if (oom) *oom = c.oom;
   if (rc < 0) {
     free(*block);
     *block = NULL;

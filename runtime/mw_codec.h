@@ -84,6 +84,7 @@
 #ifndef MW_CODEC_H
 #define MW_CODEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <lua.h>
@@ -127,10 +128,11 @@ char *mw_codec_encode(lua_State *L, int idx, const upb_MessageDef *m,
  * from the moment it exists, so an error raised through the encoder (out of
  * memory in Lua) leaves it with the caller's owner. a is scratch space (the
  * fields of very wide messages). Returns the bytes (stack or *block, *len
- * set), or NULL with err filled and *block NULL. Big messages are then
- * handed on without a copy. */
+ * set), or NULL with err filled, *block NULL and *oom (when oom is not NULL)
+ * telling a failure for want of memory from an invalid table. Big messages
+ * are then handed on without a copy. */
 const char *mw_codec_encode_buf(lua_State *L, int idx, const upb_MessageDef *m,
                                 upb_Arena *a, char *stack, size_t cap, char **block,
-                                size_t *len, char *err, size_t errlen);
+                                size_t *len, bool *oom, char *err, size_t errlen);
 
 #endif

@@ -35,7 +35,6 @@ typedef struct mw_method {
   mw_kind kind;
 } mw_method;
 
-
 typedef struct mw_gen {
   _Atomic int refs;
   unsigned id;

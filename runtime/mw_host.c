@@ -124,12 +124,10 @@ static int send_table(mw_hcall *h, lua_State *L, int idx, upb_Arena *a, char *er
   size_t len;
   free(h->out_block); /* left by an error raised through an earlier encode */
   h->out_block = NULL;
+  bool oom = false;
   const char *bytes = mw_codec_encode_buf(L, idx, h->m->output, a, stack, sizeof stack,
-                                          &h->out_block, &len, err, errlen);
-  if (!bytes) {
-    size_t n = strlen(err), k = sizeof "out of memory" - 1;
-    return n >= k && !strcmp(err + n - k, "out of memory") ? -2 : -1;
-  }
+                                          &h->out_block, &len, &oom, err, errlen);
+  if (!bytes) return oom ? -2 : -1;
   int room;
   if (h->out_block) {
     char *block = h->out_block;

@@ -135,7 +135,7 @@ static void same_as_encode_buf(const upb_MessageDef *m, const char *buf, size_t 
     size_t n = 0;
     int top = lua_gettop(L);
     const char *out = mw_codec_encode_buf(L, -1, m, NULL, stack, caps[i], &block, &n,
-                                          err, sizeof err);
+                                          NULL, err, sizeof err);
     MW_CHECK_INT(lua_gettop(L), top);
     MW_CHECK(out != NULL);
     if (!out) {
@@ -208,7 +208,7 @@ static int enc_fails(const char *type, const char *src) {
   {
     char stack[8], err3[MW_CODEC_ERRLEN] = "", *block = (char *)1;
     const char *out = mw_codec_encode_buf(L, -1, m, a, stack, sizeof stack, &block, &len,
-                                          err3, sizeof err3);
+                                          NULL, err3, sizeof err3);
     MW_CHECK(out == NULL && block == NULL);
     MW_CHECK_STR(err3, err2);
     MW_CHECK_INT(lua_gettop(L), top + 1);
