@@ -11,14 +11,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "mw_call.h"
-#include "mw_config.h"
-#include "mw_diag.h"
-#include "mw_gen.h"
-#include "mw_log.h"
-#include "mw_server.h"
-#include "mw_timer.h"
-#include "mw_watch.h"
+#include "core/mw_call.h"
+#include "config/mw_config.h"
+#include "base/mw_diag.h"
+#include "gen/mw_gen.h"
+#include "base/mw_log.h"
+#include "core/mw_server.h"
+#include "base/mw_timer.h"
+#include "gen/mw_watch.h"
 
 static const char usage[] =
     "usage: moonwire serve [-c FILE] [--listen HOST:PORT] [DIR]\n"

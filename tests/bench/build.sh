@@ -116,11 +116,11 @@ cpp_build() {
 # ---- C: gRPC core, the ceiling ---------------------------------------------
 cecho_build() {
   local bin=$out/bench-cecho rt=$here/../../runtime
-  if stale "$bin" "$peers/cecho/cecho.c" "$rt/mw_absl.cc" "$rt/mw_absl.h"; then
+  if stale "$bin" "$peers/cecho/cecho.c" "$rt/base/mw_absl.cc" "$rt/base/mw_absl.h"; then
     say "cecho: building bench-cecho"
-    # Abseil tuned as Moonwire tunes it (runtime/mw_absl.cc), so that the
+    # Abseil tuned as Moonwire tunes it (runtime/base/mw_absl.cc), so that the
     # ceiling runs gRPC core exactly as Moonwire does.
-    "$CXX" -std=c++14 -O2 -Wall -Wextra -Werror -I"$rt" -c "$rt/mw_absl.cc" \
+    "$CXX" -std=c++14 -O2 -Wall -Wextra -Werror -I"$rt" -c "$rt/base/mw_absl.cc" \
       -o "$out/cecho-absl.o" || die "building bench-cecho failed"
     # shellcheck disable=SC2046
     "$CC" -std=c11 -O2 -Wall -Wextra -Wpedantic -Wshadow -Werror -I"$rt" \

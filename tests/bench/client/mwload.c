@@ -60,7 +60,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
-#include "mw_absl.h"
+#include "base/mw_absl.h"
 
 /* ------------------------------------------------------------------------ */
 /* configuration                                                             */

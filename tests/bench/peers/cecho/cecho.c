@@ -37,7 +37,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 
-#include "mw_absl.h"
+#include "base/mw_absl.h"
 #include <grpc/support/time.h>
 
 enum method { M_UNARY, M_SSTREAM, M_CSTREAM, M_BIDI, M_COUNT };
@@ -469,7 +469,7 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
 
-  mw_absl_fast_mutexes(); /* as Moonwire does: see runtime/mw_absl.h */
+  mw_absl_fast_mutexes(); /* as Moonwire does: see runtime/base/mw_absl.h */
   grpc_init();
   cq = grpc_completion_queue_create_for_next(NULL);
 

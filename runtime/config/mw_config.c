@@ -1,0 +1,1363 @@
+/* Configuration: one YAML file read with libyaml's event API into a small
+ * tree (each node keeps its 1-based line:column), then validated key by key.
+ *
+ * Every problem becomes "NAME:LINE:COLUMN: message"; the messages of one load
+ * are sorted by position before they go to the mw_diag, so a YAML syntax
+ * error found late and the key errors found before it read in file order.
+ *
+ * A key whose value is valid is applied to the config; a key whose value is
+ * not keeps what the config held (the defaults after mw_config_init). Lists
+ * (listen, services, proto_path) are replaced as a whole, never merged. */
+#include "config/mw_config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "base/mw_log.h"
+
+#define WORKERS_MAX 256
+#define MAX_DEPTH 64
+#define MAX_FILE_BYTES (16u << 20)
+
+/* ------------------------------------------------------------------------ */
+/* String lists                                                              */
+
+/* The default listen list lives in static storage so that mw_config_init and
+ * mw_config_free allocate nothing: a config reset to its defaults owns no
+ * memory. mw_strlist_free and mw_strlist_push know this one array. */
+static char default_listen_addr[] = "127.0.0.1:50051";
+static char *default_listen_v[1] = {default_listen_addr};
+
+static int is_static_list(const mw_strlist *l) {
+  return l->v == default_listen_v;
+}
+
+void mw_strlist_free(mw_strlist *l) {
+  if (!l) return;
+  if (!is_static_list(l)) {
+    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+  }
+  l->v = NULL;
+  l->n = 0;
+}
+
+int mw_strlist_push(mw_strlist *l, const char *s) {
+  if (!s) return -1;
+  char *copy = strdup(s);
+  if (!copy) return -1;
+  char **v;
+  if (is_static_list(l)) { /* copy on write */
+    v = malloc((l->n + 1) * sizeof *v);
+    if (!v) goto fail;
+    for (size_t i = 0; i < l->n; i++) {
+      v[i] = strdup(l->v[i]);
+      if (!v[i]) {
+        while (i--) free(v[i]);
+        free(v);
+        goto fail;
+      }
+    }
+  } else {
+    v = realloc(l->v, (l->n + 1) * sizeof *v);
+    if (!v) goto fail;
+  }
+  v[l->n] = copy;
+  l->v = v;
+  l->n++;
+  return 0;
+fail:
+  free(copy);
+  return -1;
+}
+
+int mw_strlist_set1(mw_strlist *l, const char *s) {
+  mw_strlist nl = {NULL, 0};
+  if (mw_strlist_push(&nl, s) != 0) return -1;
+  mw_strlist_free(l);
+  *l = nl;
+  return 0;
+}
+
+static int strlist_has(const mw_strlist *l, const char *s) {
+  for (size_t i = 0; i < l->n; i++)
+    if (strcmp(l->v[i], s) == 0) return 1;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Defaults                                                                  */
+
+static int auto_workers(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  if (n < 1) n = 1;
+  if (n > WORKERS_MAX) n = WORKERS_MAX;
+  return (int)n;
+}
+
+void mw_config_init(mw_config *c) {
+  memset(c, 0, sizeof *c);
+  c->file = NULL;
+  c->listen.v = default_listen_v;
+  c->listen.n = 1;
+  c->workers = auto_workers();
+  c->services.v = NULL;
+  c->proto_path.v = NULL;
+  c->protos.v = NULL;
+  c->protos.n = 0;
+  c->limits.max_receive_bytes = 4 << 20;
+  c->limits.max_send_bytes = 4 << 20;
+  c->limits.send_queue_bytes = 1 << 20;
+  c->limits.send_queue_messages = 64;
+  c->limits.handler_cpu_ms = 10000;
+  c->limits.lua_memory_mb = 256;
+  c->limits.max_concurrent_streams = 1000;
+  c->limits.max_header_list_size = 16384;
+  c->keepalive.time_ms = 7200000;
+  c->keepalive.timeout_ms = 20000;
+  c->keepalive.min_client_ping_ms = 300000;
+  c->keepalive.max_ping_strikes = 2;
+  c->keepalive.max_connection_idle_ms = 0;
+  c->keepalive.max_connection_age_ms = 0;
+  c->keepalive.max_connection_age_grace_ms = 0;
+  c->reload.watch = 1;
+  c->reload.debounce_ms = 200;
+  c->log.level = MW_LOG_INFO;
+  c->log.json = 0;
+  c->shutdown_grace_ms = 5000;
+}
+
+void mw_config_free(mw_config *c) {
+  if (!c) return;
+  free(c->file);
+  mw_strlist_free(&c->listen);
+  mw_strlist_free(&c->services);
+  mw_strlist_free(&c->proto_path);
+  mw_strlist_free(&c->protos);
+  mw_config_init(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Paths                                                                     */
+
+/* The current directory, malloc'd; NULL on failure. */
+static char *cwd_dup(void) {
+  size_t cap = 256;
+  for (;;) {
+    char *buf = malloc(cap);
+    if (!buf) return NULL;
+    if (getcwd(buf, cap)) return buf;
+    free(buf);
+    if (errno != ERANGE || cap > (1u << 20)) return NULL;
+    cap *= 2;
+  }
+}
+
+/* base + "/" + rel (rel alone when absolute), with "", "." and ".."
+ * components folded lexically. base must be absolute. malloc'd. */
+static char *path_join_norm(const char *base, const char *rel) {
+  size_t bl = rel[0] == '/' ? 0 : strlen(base);
+  size_t rl = strlen(rel);
+  char *tmp = malloc(bl + rl + 2);
+  char *out = malloc(bl + rl + 2);
+  if (!tmp || !out) {
+    free(tmp);
+    free(out);
+    return NULL;
+  }
+  memcpy(tmp, base, bl);
+  tmp[bl] = '/';
+  memcpy(tmp + bl + 1, rel, rl + 1);
+
+  size_t o = 0; /* out holds "/a/b" (no trailing slash) */
+  const char *p = tmp;
+  while (*p) {
+    while (*p == '/') p++;
+    const char *s = p;
+    while (*p && *p != '/') p++;
+    size_t n = (size_t)(p - s);
+    if (n == 0 || (n == 1 && s[0] == '.')) continue;
+    if (n == 2 && s[0] == '.' && s[1] == '.') {
+      while (o > 0 && out[o - 1] != '/') o--;
+      if (o > 0) o--; /* drop the slash too */
+      continue;
+    }
+    out[o++] = '/';
+    memcpy(out + o, s, n);
+    o += n;
+  }
+  if (o == 0) out[o++] = '/';
+  out[o] = '\0';
+  free(tmp);
+  return out;
+}
+
+/* The absolute, lexically normalized form of p against the current
+ * directory. malloc'd; NULL on failure. */
+static char *path_absolute(const char *p) {
+  if (p[0] == '/') return path_join_norm("/", p);
+  char *cwd = cwd_dup();
+  if (!cwd) return NULL;
+  char *r = path_join_norm(cwd, p);
+  free(cwd);
+  return r;
+}
+
+/* The directory part of an absolute normalized path. malloc'd. */
+static char *path_dirname(const char *abs) {
+  const char *slash = strrchr(abs, '/');
+  size_t n = slash && slash != abs ? (size_t)(slash - abs) : 1;
+  char *r = malloc(n + 1);
+  if (!r) return NULL;
+  memcpy(r, abs, n);
+  r[n] = '\0';
+  return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The YAML tree                                                             */
+
+enum { N_SCALAR, N_SEQ, N_MAP, N_BAD };
+
+typedef struct node {
+  int type;
+  int complete; /* a collection saw its end event (scalars always do) */
+  int plain;    /* scalar: written without quotes or block indicators */
+  size_t line, col; /* 1-based */
+  char *s;          /* scalar text, NUL-terminated */
+  size_t len;
+  struct node **kid; /* mapping: key, value, key, value, ... */
+  size_t n, cap;
+} node;
+
+static void node_free(node *n) {
+  if (!n) return;
+  for (size_t i = 0; i < n->n; i++) node_free(n->kid[i]);
+  free(n->kid);
+  free(n->s);
+  free(n);
+}
+
+static int node_append(node *parent, node *child) {
+  if (parent->n == parent->cap) {
+    size_t cap = parent->cap ? parent->cap * 2 : 8;
+    node **k = realloc(parent->kid, cap * sizeof *k);
+    if (!k) return -1;
+    parent->kid = k;
+    parent->cap = cap;
+  }
+  parent->kid[parent->n++] = child;
+  return 0;
+}
+
+static int is_null(const node *n) {
+  if (n->type != N_SCALAR || !n->plain) return 0;
+  return n->len == 0 || strcmp(n->s, "~") == 0 || strcmp(n->s, "null") == 0 ||
+         strcmp(n->s, "Null") == 0 || strcmp(n->s, "NULL") == 0;
+}
+
+static const char *kind_name(const node *n) {
+  switch (n->type) {
+  case N_SEQ: return "a list";
+  case N_MAP: return "a mapping";
+  default: return is_null(n) ? "nothing (an empty value)" : "a scalar";
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Errors of one load, sorted by position before they reach the diag         */
+
+typedef struct perr {
+  size_t line, col, seq;
+  char *msg;
+} perr;
+
+typedef struct ctx {
+  const char *name;
+  const char *base_dir; /* absolute */
+  perr *errs;
+  size_t nerr, caperr;
+  size_t lost; /* messages dropped for lack of memory */
+} ctx;
+
+__attribute__((format(printf, 4, 5))) static void err_at_pos(
+    ctx *x, size_t line, size_t col, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int len = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  char *msg = len >= 0 ? malloc((size_t)len + 1) : NULL;
+  if (!msg) {
+    x->lost++;
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(msg, (size_t)len + 1, fmt, ap);
+  va_end(ap);
+  if (x->nerr == x->caperr) {
+    size_t cap = x->caperr ? x->caperr * 2 : 8;
+    perr *e = realloc(x->errs, cap * sizeof *e);
+    if (!e) {
+      free(msg);
+      x->lost++;
+      return;
+    }
+    x->errs = e;
+    x->caperr = cap;
+  }
+  x->errs[x->nerr] = (perr){line, col, x->nerr, msg};
+  x->nerr++;
+}
+
+#define ERR(x, n, ...) err_at_pos((x), (n)->line, (n)->col, __VA_ARGS__)
+
+static int perr_cmp(const void *a, const void *b) {
+  const perr *p = a, *q = b;
+  if (p->line != q->line) return p->line < q->line ? -1 : 1;
+  if (p->col != q->col) return p->col < q->col ? -1 : 1;
+  return p->seq < q->seq ? -1 : p->seq > q->seq;
+}
+
+/* Moves the errors to diag; returns how many there were. */
+static size_t flush_errors(ctx *x, mw_diag *diag) {
+  if (x->nerr > 1) qsort(x->errs, x->nerr, sizeof *x->errs, perr_cmp);
+  for (size_t i = 0; i < x->nerr; i++) {
+    mw_diag_add(diag, "%s:%zu:%zu: %s", x->name, x->errs[i].line,
+                x->errs[i].col, x->errs[i].msg);
+    free(x->errs[i].msg);
+  }
+  for (size_t i = 0; i < x->lost; i++)
+    mw_diag_add(diag, "%s: out of memory while reading the config", x->name);
+  size_t total = x->nerr + x->lost;
+  free(x->errs);
+  x->errs = NULL;
+  x->nerr = x->caperr = x->lost = 0;
+  return total;
+}
+
+/* A printable excerpt of a scalar for messages: at most 60 bytes, control
+ * characters and quotes replaced. */
+typedef struct {
+  char s[72];
+} excerpt;
+
+static excerpt ex(const char *s, size_t len) {
+  excerpt e;
+  size_t o = 0, i = 0;
+  for (; i < len && o < 60; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    e.s[o++] = (ch < 0x20 || ch == 0x7f || ch == '\'') ? '?' : (char)ch;
+  }
+  if (i < len) {
+    memcpy(e.s + o, "...", 3);
+    o += 3;
+  }
+  e.s[o] = '\0';
+  return e;
+}
+
+#define EX(n) (ex((n)->s, (n)->len).s)
+
+/* ------------------------------------------------------------------------ */
+/* Parsing                                                                   */
+
+/* 1-based line and column of a byte offset, for reader errors. */
+static void offset_pos(const unsigned char *buf, size_t len, size_t off,
+                       size_t *line, size_t *col) {
+  size_t l = 1, c = 1;
+  if (off > len) off = len;
+  for (size_t i = 0; i < off; i++) {
+    if (buf[i] == '\n') {
+      l++;
+      c = 1;
+    } else if ((buf[i] & 0xC0) != 0x80) {
+      c++;
+    }
+  }
+  *line = l;
+  *col = c;
+}
+
+/* The byte at a 1-based line and column (columns count characters), or -1
+ * when there is none. */
+static int byte_at(const unsigned char *buf, size_t len, size_t line,
+                   size_t col) {
+  size_t i = 0;
+  for (size_t l = 1; l < line; l++) {
+    const unsigned char *nl = memchr(buf + i, '\n', len - i);
+    if (!nl) return -1;
+    i = (size_t)(nl - buf) + 1;
+  }
+  for (size_t c = 1; i < len; i++) {
+    if ((buf[i] & 0xC0) == 0x80) continue;
+    if (c++ == col) return buf[i];
+    if (buf[i] == '\n') break;
+  }
+  return -1;
+}
+
+static void syntax_error(ctx *x, yaml_parser_t *p, const unsigned char *buf,
+                         size_t len) {
+  const char *problem = p->problem ? p->problem : "unknown error";
+  switch (p->error) {
+  case YAML_MEMORY_ERROR:
+    err_at_pos(x, 1, 1, "out of memory while parsing YAML");
+    return;
+  case YAML_READER_ERROR: {
+    size_t line, col;
+    offset_pos(buf, len, p->problem_offset, &line, &col);
+    err_at_pos(x, line, col, "invalid input: %s", problem);
+    return;
+  }
+  default:
+    break;
+  }
+  size_t line = p->problem_mark.line + 1, col = p->problem_mark.column + 1;
+  const char *hint = byte_at(buf, len, line, col) == '\t'
+                         ? "; tabs cannot indent YAML, use spaces"
+                         : "";
+  if (p->context)
+    err_at_pos(x, line, col,
+               "YAML syntax error: %s (%s at line %zu, column %zu)%s", problem,
+               p->context, p->context_mark.line + 1,
+               p->context_mark.column + 1, hint);
+  else
+    err_at_pos(x, line, col, "YAML syntax error: %s%s", problem, hint);
+}
+
+/* Builds the tree of the (single) document. Returns the root, or NULL when
+ * the stream holds no document or nothing could be read. When the parse
+ * stops on an error the tree holds what came before it; collections that
+ * never saw their end event are marked incomplete. */
+static node *parse_tree(ctx *x, const unsigned char *buf, size_t len) {
+  yaml_parser_t p;
+  if (!yaml_parser_initialize(&p)) {
+    err_at_pos(x, 1, 1, "out of memory while parsing YAML");
+    return NULL;
+  }
+  yaml_parser_set_input_string(&p, buf, len);
+
+  node *root = NULL;
+  node *stack[MAX_DEPTH];
+  int depth = 0, docs = 0, done = 0;
+
+  while (!done) {
+    yaml_event_t ev;
+    if (!yaml_parser_parse(&p, &ev)) {
+      syntax_error(x, &p, buf, len);
+      break;
+    }
+    size_t line = ev.start_mark.line + 1, col = ev.start_mark.column + 1;
+    const yaml_char_t *anchor = NULL, *tag = NULL;
+    int type = -1;
+    switch (ev.type) {
+    case YAML_STREAM_END_EVENT:
+      done = 1;
+      break;
+    case YAML_DOCUMENT_START_EVENT:
+      if (docs++ > 0) {
+        err_at_pos(x, line, col,
+                   "only one YAML document is allowed in a config file");
+        done = 1;
+      }
+      break;
+    case YAML_ALIAS_EVENT:
+      err_at_pos(x, line, col,
+                 "aliases (*%s) are not supported in config files; write "
+                 "the value out",
+                 (const char *)ev.data.alias.anchor);
+      type = N_BAD;
+      break;
+    case YAML_SCALAR_EVENT:
+      anchor = ev.data.scalar.anchor;
+      tag = ev.data.scalar.tag;
+      type = N_SCALAR;
+      break;
+    case YAML_SEQUENCE_START_EVENT:
+      anchor = ev.data.sequence_start.anchor;
+      tag = ev.data.sequence_start.tag;
+      type = N_SEQ;
+      break;
+    case YAML_MAPPING_START_EVENT:
+      anchor = ev.data.mapping_start.anchor;
+      tag = ev.data.mapping_start.tag;
+      type = N_MAP;
+      break;
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+      if (depth > 0) stack[--depth]->complete = 1;
+      break;
+    default:
+      break;
+    }
+    if (type >= 0) {
+      if (anchor)
+        err_at_pos(x, line, col,
+                   "anchors (&%s) are not supported in config files",
+                   (const char *)anchor);
+      if (tag)
+        err_at_pos(x, line, col,
+                   "YAML tags (%s) are not supported in config files",
+                   (const char *)tag);
+      node *nd = calloc(1, sizeof *nd);
+      if (nd) {
+        nd->type = type;
+        nd->line = line;
+        nd->col = col;
+        nd->complete = type == N_SCALAR || type == N_BAD;
+        if (type == N_SCALAR) {
+          nd->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+          nd->len = ev.data.scalar.length;
+          nd->s = malloc(nd->len + 1);
+          if (nd->s) {
+            memcpy(nd->s, ev.data.scalar.value, nd->len);
+            nd->s[nd->len] = '\0';
+          }
+        }
+      }
+      if (!nd || (type == N_SCALAR && !nd->s) ||
+          (depth > 0 && node_append(stack[depth - 1], nd) != 0)) {
+        node_free(nd);
+        err_at_pos(x, line, col, "out of memory while parsing YAML");
+        done = 1;
+      } else {
+        if (depth == 0) {
+          node_free(root); /* cannot happen: one root per document */
+          root = nd;
+        }
+        if (type == N_SEQ || type == N_MAP) {
+          if (depth == MAX_DEPTH) {
+            err_at_pos(x, line, col, "the YAML is nested too deeply");
+            done = 1;
+          } else {
+            stack[depth++] = nd;
+          }
+        }
+      }
+    }
+    yaml_event_delete(&ev);
+  }
+  yaml_parser_delete(&p);
+  return root;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Key suggestions                                                           */
+
+static int lower(int ch) {
+  return ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch;
+}
+
+/* Optimal string alignment distance, case-insensitive; capped inputs. */
+static size_t edit_distance(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 63 || lb > 63) return (size_t)-1;
+  size_t d[64][64];
+  for (size_t i = 0; i <= la; i++) d[i][0] = i;
+  for (size_t j = 0; j <= lb; j++) d[0][j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    for (size_t j = 1; j <= lb; j++) {
+      size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
+      size_t v = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+      if (d[i - 1][j - 1] + cost < v) v = d[i - 1][j - 1] + cost;
+      if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) &&
+          lower(a[i - 2]) == lower(b[j - 1]) && d[i - 2][j - 2] + 1 < v)
+        v = d[i - 2][j - 2] + 1;
+      d[i][j] = v;
+    }
+  }
+  return d[la][lb];
+}
+
+/* The closest candidate when it is a near miss, else NULL. */
+static const char *suggest(const char *key, const char *const *cands) {
+  size_t kl = strlen(key);
+  size_t limit = kl >= 5 ? 2 : 1;
+  const char *best = NULL;
+  size_t bestd = (size_t)-1;
+  for (size_t i = 0; cands[i]; i++) {
+    size_t d = edit_distance(key, cands[i]);
+    /* "timeout" for "timeout_ms", "debounce" for "debounce_ms" */
+    size_t cl = strlen(cands[i]);
+    if (d > limit && kl >= 4 && cl > kl && strncmp(cands[i], key, kl) == 0)
+      d = limit;
+    if (d <= limit && d < bestd) {
+      best = cands[i];
+      bestd = d;
+    }
+  }
+  return best;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scalars                                                                   */
+
+enum { NUM_OK = 0, NUM_BAD = -1, NUM_NEG = -2, NUM_BIG = -3 };
+
+/* Decimal digits s[*i..] into *out; advances *i. */
+static int digits(const char *s, size_t len, size_t *i, uint64_t *out) {
+  size_t start = *i;
+  uint64_t v = 0;
+  int big = 0;
+  while (*i < len && s[*i] >= '0' && s[*i] <= '9') {
+    unsigned dgt = (unsigned)(s[*i] - '0');
+    if (v > (UINT64_MAX - dgt) / 10) big = 1;
+    else v = v * 10 + dgt;
+    (*i)++;
+  }
+  if (*i == start) return NUM_BAD;
+  *out = v;
+  return big ? NUM_BIG : NUM_OK;
+}
+
+/* A negative number ("-5", "-5s", "-1MiB") gets its own message. */
+static int looks_negative(const char *s, size_t len) {
+  return len >= 2 && s[0] == '-' && s[1] >= '0' && s[1] <= '9';
+}
+
+/* A plain non-negative decimal integer ("+" allowed). */
+static int parse_int(const char *s, size_t len, uint64_t *out) {
+  size_t i = 0;
+  if (looks_negative(s, len)) return NUM_NEG;
+  if (len > 0 && s[0] == '+') i++;
+  int r = digits(s, len, &i, out);
+  if (r == NUM_BAD || i != len) return NUM_BAD;
+  return r;
+}
+
+static int mul_ok(uint64_t a, uint64_t b, uint64_t *out) {
+  if (b != 0 && a > UINT64_MAX / b) return 0;
+  *out = a * b;
+  return 1;
+}
+
+/* An integer with an optional unit: B, KB, MB, GB (powers of 1000),
+ * KiB, MiB, GiB (powers of 1024); case-insensitive; spaces allowed before
+ * the unit. */
+static int parse_size(const char *s, size_t len, uint64_t *out) {
+  if (looks_negative(s, len)) return NUM_NEG;
+  size_t i = 0;
+  uint64_t v;
+  if (len > 0 && s[0] == '+') i++;
+  int r = digits(s, len, &i, &v);
+  if (r == NUM_BAD) return r;
+  while (i < len && s[i] == ' ') i++;
+  static const struct {
+    const char *unit;
+    uint64_t mult;
+  } units[] = {{"", 1},
+               {"b", 1},
+               {"kb", 1000},
+               {"mb", 1000000},
+               {"gb", 1000000000},
+               {"kib", 1024},
+               {"mib", 1024 * 1024},
+               {"gib", 1024 * 1024 * 1024}};
+  size_t ul = len - i;
+  for (size_t u = 0; u < sizeof units / sizeof units[0]; u++) {
+    if (strlen(units[u].unit) != ul) continue;
+    size_t k = 0;
+    while (k < ul && lower(s[i + k]) == units[u].unit[k]) k++;
+    if (k != ul) continue;
+    if (ul == 0 && i != len) continue;
+    if (r == NUM_BIG || !mul_ok(v, units[u].mult, out)) return NUM_BIG;
+    return NUM_OK;
+  }
+  return NUM_BAD;
+}
+
+/* Milliseconds: an integer, or one or more NUMBER UNIT parts with the units
+ * h, m, s, ms, in any order ("1h30m", "1m30s", "1s500ms"). */
+static int parse_duration(const char *s, size_t len, uint64_t *out) {
+  if (looks_negative(s, len)) return NUM_NEG;
+  size_t i = 0;
+  if (len > 0 && s[0] == '+') i++;
+  uint64_t v;
+  int r = digits(s, len, &i, &v);
+  if (r == NUM_BAD) return r;
+  if (i == len) {
+    *out = v;
+    return r;
+  }
+  uint64_t total = 0;
+  int big = 0;
+  for (;;) {
+    uint64_t mult;
+    if (i + 1 < len && s[i] == 'm' && s[i + 1] == 's') {
+      mult = 1;
+      i += 2;
+    } else if (i < len && s[i] == 's') {
+      mult = 1000;
+      i++;
+    } else if (i < len && s[i] == 'm') {
+      mult = 60000;
+      i++;
+    } else if (i < len && s[i] == 'h') {
+      mult = 3600000;
+      i++;
+    } else {
+      return NUM_BAD;
+    }
+    uint64_t part;
+    if (r == NUM_BIG || !mul_ok(v, mult, &part) || total + part < total)
+      big = 1;
+    else
+      total += part;
+    if (i == len) break;
+    r = digits(s, len, &i, &v);
+    if (r == NUM_BAD) return r;
+  }
+  if (big) return NUM_BIG;
+  *out = total;
+  return NUM_OK;
+}
+
+/* Booleans as YAML 1.1 spells them, in any case. */
+static int parse_bool(const char *s, int *out) {
+  static const char *const t[] = {"true", "yes", "on"};
+  static const char *const f[] = {"false", "no", "off"};
+  for (int i = 0; i < 3; i++) {
+    if (strcasecmp(s, t[i]) == 0) {
+      *out = 1;
+      return 0;
+    }
+    if (strcasecmp(s, f[i]) == 0) {
+      *out = 0;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* A scalar that is not null and holds no NUL byte; otherwise reports. */
+static int want_scalar(ctx *x, const node *v, const char *key,
+                       const char *what) {
+  if (v->type == N_BAD) return -1; /* reported already */
+  if (v->type != N_SCALAR || is_null(v)) {
+    ERR(x, v, "%s: expected %s, got %s", key, what, kind_name(v));
+    return -1;
+  }
+  if (strlen(v->s) != v->len) {
+    ERR(x, v, "%s: the value contains a NUL character", key);
+    return -1;
+  }
+  return 0;
+}
+
+enum { K_INT, K_SIZE, K_DURATION };
+
+static const char *const kind_what[] = {
+    "a non-negative integer",
+    "a size in bytes (an integer, or with a unit: 512KiB, 4MiB, 1GiB, 4MB)",
+    ("a duration in milliseconds (an integer, or with a unit: 250ms, 20s, "
+     "5m, 1h)"),
+};
+
+static int number_value(ctx *x, const node *v, const char *key, int kind,
+                        int64_t min, int64_t max, int64_t *out) {
+  if (want_scalar(x, v, key, kind_what[kind]) != 0) return -1;
+  uint64_t u = 0;
+  int r = kind == K_SIZE       ? parse_size(v->s, v->len, &u)
+          : kind == K_DURATION ? parse_duration(v->s, v->len, &u)
+                               : parse_int(v->s, v->len, &u);
+  if (r == NUM_BAD) {
+    ERR(x, v, "%s: expected %s, got '%s'", key, kind_what[kind], EX(v));
+    return -1;
+  }
+  if (r == NUM_NEG) {
+    ERR(x, v, "%s: must not be negative, got '%s'", key, EX(v));
+    return -1;
+  }
+  if (r == NUM_BIG || u > (uint64_t)max) {
+    ERR(x, v, "%s: '%s' is too large (at most %lld%s)", key, EX(v),
+        (long long)max,
+        kind == K_SIZE ? " bytes" : kind == K_DURATION ? " ms" : "");
+    return -1;
+  }
+  if ((int64_t)u < min) {
+    ERR(x, v, "%s: must be at least %lld, got '%s'", key, (long long)min,
+        EX(v));
+    return -1;
+  }
+  *out = (int64_t)u;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Keys                                                                      */
+
+static const char *const top_keys[] = {
+    "listen", "workers",   "services", "proto_path",        "limits",
+    "keepalive", "reload", "log",      "shutdown_grace_ms", "protos", NULL};
+
+typedef struct numfield {
+  const char *key;
+  int kind;
+  int64_t min, max;
+  size_t off;
+} numfield;
+
+#define LIM(f) offsetof(mw_config, limits.f)
+#define KA(f) offsetof(mw_config, keepalive.f)
+
+static const numfield limit_fields[] = {
+    {"max_receive_bytes", K_SIZE, 1, INT32_MAX, LIM(max_receive_bytes)},
+    {"max_send_bytes", K_SIZE, 1, INT32_MAX, LIM(max_send_bytes)},
+    {"send_queue_bytes", K_SIZE, 1, INT32_MAX, LIM(send_queue_bytes)},
+    {"send_queue_messages", K_INT, 1, INT32_MAX, LIM(send_queue_messages)},
+    {"handler_cpu_ms", K_DURATION, 0, INT32_MAX, LIM(handler_cpu_ms)},
+    {"lua_memory_mb", K_INT, 0, 1048576, LIM(lua_memory_mb)},
+    {"max_concurrent_streams", K_INT, 1, INT32_MAX,
+     LIM(max_concurrent_streams)},
+    {"max_header_list_size", K_SIZE, 1, INT32_MAX, LIM(max_header_list_size)},
+    {NULL, 0, 0, 0, 0},
+};
+
+static const numfield keepalive_fields[] = {
+    {"time_ms", K_DURATION, 1, INT32_MAX, KA(time_ms)},
+    {"timeout_ms", K_DURATION, 1, INT32_MAX, KA(timeout_ms)},
+    {"min_client_ping_ms", K_DURATION, 0, INT32_MAX, KA(min_client_ping_ms)},
+    {"max_ping_strikes", K_INT, 0, INT32_MAX, KA(max_ping_strikes)},
+    {"max_connection_idle_ms", K_DURATION, 0, INT32_MAX,
+     KA(max_connection_idle_ms)},
+    {"max_connection_age_ms", K_DURATION, 0, INT32_MAX,
+     KA(max_connection_age_ms)},
+    {"max_connection_age_grace_ms", K_DURATION, 0, INT32_MAX,
+     KA(max_connection_age_grace_ms)},
+    {NULL, 0, 0, 0, 0},
+};
+
+static const char *const limit_keys[] = {
+    "max_receive_bytes", "max_send_bytes", "send_queue_bytes",
+    "send_queue_messages", "handler_cpu_ms", "lua_memory_mb",
+    "max_concurrent_streams", "max_header_list_size", NULL};
+static const char *const keepalive_keys[] = {
+    "time_ms", "timeout_ms", "min_client_ping_ms", "max_ping_strikes",
+    "max_connection_idle_ms", "max_connection_age_ms",
+    "max_connection_age_grace_ms", NULL};
+static const char *const reload_keys[] = {"watch", "debounce_ms", NULL};
+static const char *const log_keys[] = {"level", "format", NULL};
+
+static const struct {
+  const char *name;
+  const char *const *keys;
+} sections[] = {{"limits", limit_keys},
+                {"keepalive", keepalive_keys},
+                {"reload", reload_keys},
+                {"log", log_keys}};
+
+static void key_list(char *buf, size_t cap, const char *const *keys) {
+  size_t o = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; keys[i] && o < cap; i++) {
+    int w = snprintf(buf + o, cap - o, "%s%s", i ? ", " : "", keys[i]);
+    if (w < 0) break;
+    o += (size_t)w;
+  }
+}
+
+static void unknown_key(ctx *x, const node *k, const char *section,
+                        const char *const *keys) {
+  const char *near = suggest(k->s, keys);
+  char where[64] = "";
+  if (section) snprintf(where, sizeof where, " in '%s'", section);
+  if (near) {
+    ERR(x, k, "unknown key '%s'%s (did you mean '%s'?)", EX(k), where, near);
+    return;
+  }
+  if (!section) { /* a section's key written at the top level? */
+    for (size_t s = 0; s < sizeof sections / sizeof sections[0]; s++) {
+      for (size_t i = 0; sections[s].keys[i]; i++) {
+        if (strcmp(sections[s].keys[i], k->s) == 0) {
+          ERR(x, k, "unknown key '%s' (did you mean '%s.%s'? it belongs "
+                    "under '%s:')",
+              EX(k), sections[s].name, k->s, sections[s].name);
+          return;
+        }
+      }
+    }
+  } else {
+    for (size_t i = 0; top_keys[i]; i++) {
+      if (strcmp(top_keys[i], k->s) == 0) {
+        ERR(x, k, "unknown key '%s'%s ('%s' is a top-level key)", EX(k),
+            where, k->s);
+        return;
+      }
+    }
+  }
+  char list[512];
+  key_list(list, sizeof list, keys);
+  ERR(x, k, "unknown key '%s'%s (valid keys: %s)", EX(k), where, list);
+}
+
+/* Walks the pairs of a mapping: checks that each key is a known string that
+ * appears once, then calls fn with its index in keys (at most 16 keys). A key
+ * whose value a syntax error cut off is skipped. */
+typedef void (*pair_fn)(ctx *x, mw_config *c, int idx, const node *k,
+                        const node *v);
+
+static void walk_map(ctx *x, mw_config *c, const node *m, const char *section,
+                     const char *const *keys, pair_fn fn) {
+  const node *seen[16] = {NULL}; /* the first key node of each known key */
+  for (size_t i = 0; i + 1 < m->n; i += 2) {
+    const node *k = m->kid[i], *v = m->kid[i + 1];
+    if (k->type == N_BAD) continue;
+    if (k->type != N_SCALAR) {
+      ERR(x, k, "keys must be plain strings, not %s", kind_name(k));
+      continue;
+    }
+    int idx = -1;
+    for (int j = 0; keys[j] && j < 16; j++)
+      if (strlen(keys[j]) == k->len && strcmp(keys[j], k->s) == 0) idx = j;
+    if (idx < 0) {
+      unknown_key(x, k, section, keys);
+      continue;
+    }
+    if (seen[idx]) {
+      ERR(x, k, "duplicate key '%s'%s%s%s (first set at line %zu, column %zu)",
+          EX(k), section ? " in '" : "", section ? section : "",
+          section ? "'" : "", seen[idx]->line, seen[idx]->col);
+      continue;
+    }
+    seen[idx] = k;
+    /* A list cut short by a syntax error is not used; a mapping cut short
+     * still has its complete pairs checked. */
+    if (!v->complete && v->type != N_MAP) continue;
+    fn(x, c, idx, k, v);
+  }
+}
+
+/* A section's value: a mapping, or nothing at all (an empty section). */
+static int want_section(ctx *x, const node *v, const char *name) {
+  if (v->type == N_BAD || is_null(v)) return -1;
+  if (v->type != N_MAP) {
+    ERR(x, v, "%s: expected a mapping (indented 'key: value' lines), got %s",
+        name, kind_name(v));
+    return -1;
+  }
+  return 0;
+}
+
+static void numeric_pair(ctx *x, mw_config *c, const numfield *f,
+                         const char *section, const node *v) {
+  char key[96];
+  snprintf(key, sizeof key, "%s.%s", section, f->key);
+  int64_t val;
+  if (number_value(x, v, key, f->kind, f->min, f->max, &val) == 0)
+    *(int64_t *)(void *)((char *)c + f->off) = val;
+}
+
+static void limits_pair(ctx *x, mw_config *c, int idx, const node *k,
+                        const node *v) {
+  numeric_pair(x, c, &limit_fields[idx], "limits", v);
+}
+
+static void keepalive_pair(ctx *x, mw_config *c, int idx, const node *k,
+                           const node *v) {
+  numeric_pair(x, c, &keepalive_fields[idx], "keepalive", v);
+}
+
+static void reload_pair(ctx *x, mw_config *c, int idx, const node *k,
+                        const node *v) {
+  if (idx == 0) {
+    const char *what = "a boolean (true/false, yes/no, on/off)";
+    if (want_scalar(x, v, "reload.watch", what) != 0) return;
+    int b;
+    if (parse_bool(v->s, &b) != 0) {
+      ERR(x, v, "reload.watch: expected %s, got '%s'", what, EX(v));
+      return;
+    }
+    c->reload.watch = b;
+  } else {
+    int64_t val;
+    if (number_value(x, v, "reload.debounce_ms", K_DURATION, 0, INT32_MAX,
+                     &val) == 0)
+      c->reload.debounce_ms = val;
+  }
+}
+
+static void log_pair(ctx *x, mw_config *c, int idx, const node *k,
+                     const node *v) {
+  if (idx == 0) {
+    const char *what = "one of debug, info, warn, error";
+    if (want_scalar(x, v, "log.level", what) != 0) return;
+    int lvl = mw_log_level_parse(v->s);
+    if (lvl < 0) {
+      ERR(x, v, "log.level: expected %s, got '%s'", what, EX(v));
+      return;
+    }
+    c->log.level = lvl;
+  } else {
+    const char *what = "text or json";
+    if (want_scalar(x, v, "log.format", what) != 0) return;
+    if (strcmp(v->s, "text") == 0) {
+      c->log.json = 0;
+    } else if (strcmp(v->s, "json") == 0) {
+      c->log.json = 1;
+    } else {
+      ERR(x, v, "log.format: expected %s, got '%s'", what, EX(v));
+    }
+  }
+}
+
+/* "host:port", "[v6]:port"; returns NULL when valid, else the problem. */
+const char *mw_config_check_address(const char *s) {
+  const char *colon;
+  if (s[0] == '[') {
+    const char *close = strchr(s, ']');
+    if (!close) return "missing ']' after the IPv6 address";
+    if (close == s + 1) return "empty IPv6 address in brackets";
+    const char *zone = memchr(s, '%', (size_t)(close - s));
+    const char *end = zone ? zone : close;
+    if (!memchr(s + 1, ':', (size_t)(end - s - 1)))
+      return "not an IPv6 address in brackets";
+    for (const char *p = s + 1; p < end; p++)
+      if (!strchr("0123456789abcdefABCDEF:.", *p))
+        return "invalid character in the IPv6 address";
+    if (zone) {
+      if (zone + 1 == close) return "empty IPv6 zone after '%'";
+      for (const char *p = zone + 1; p < close; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+              (*p >= 'A' && *p <= 'Z') || *p == '.' || *p == '-' ||
+              *p == '_'))
+          return "invalid character in the IPv6 zone";
+    }
+    if (close[1] != ':')
+      return close[1] ? "expected ':PORT' after ']'"
+                      : "missing port (expected [ADDRESS]:PORT)";
+    colon = close + 1;
+  } else {
+    colon = strrchr(s, ':');
+    if (!colon) return "missing port (expected HOST:PORT)";
+    if (colon == s)
+      return "missing host (use 0.0.0.0:PORT or [::]:PORT for every "
+             "interface)";
+    if (memchr(s, ':', (size_t)(colon - s)))
+      return "IPv6 addresses must be written in brackets, like [::1]:50051";
+    for (const char *p = s; p < colon; p++) {
+      char ch = *p;
+      if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+            (ch >= 'A' && ch <= 'Z') || ch == '.' || ch == '-' || ch == '_'))
+        return "invalid character in the host name";
+    }
+  }
+  const char *port = colon + 1;
+  if (!*port) return "missing port number after ':'";
+  size_t n = strlen(port);
+  if (n > 5 || strspn(port, "0123456789") != n)
+    return "the port must be a number from 0 to 65535";
+  if (atol(port) > 65535) return "the port must be a number from 0 to 65535";
+  return NULL;
+}
+
+/* A string or a list of strings: calls each(elem) for every element; returns
+ * -1 when the value's shape is wrong or an element fails. */
+typedef int (*elem_fn)(ctx *x, const node *elem, const char *key, void *arg);
+
+static int string_or_list(ctx *x, const node *v, const char *key,
+                          const char *what, elem_fn each, void *arg) {
+  if (v->type == N_BAD) return -1;
+  if (v->type == N_SCALAR) {
+    if (want_scalar(x, v, key, what) != 0) return -1;
+    return each(x, v, key, arg);
+  }
+  if (v->type != N_SEQ) {
+    ERR(x, v, "%s: expected %s or a list of them, got %s", key, what,
+        kind_name(v));
+    return -1;
+  }
+  int rc = 0;
+  for (size_t i = 0; i < v->n; i++) {
+    const node *e = v->kid[i];
+    if (e->type != N_BAD && (e->type != N_SCALAR || is_null(e))) {
+      ERR(x, e, "%s: each list item must be %s, got %s", key, what,
+          kind_name(e));
+      rc = -1;
+      continue;
+    }
+    if (want_scalar(x, e, key, what) != 0 || each(x, e, key, arg) != 0)
+      rc = -1;
+  }
+  return rc;
+}
+
+static int listen_elem(ctx *x, const node *e, const char *key, void *arg) {
+  mw_strlist *l = arg;
+  const char *problem = mw_config_check_address(e->s);
+  if (problem) {
+    ERR(x, e, "%s: invalid address '%s': %s", key, EX(e), problem);
+    return -1;
+  }
+  if (strlist_has(l, e->s)) {
+    ERR(x, e, "%s: address '%s' is listed twice", key, EX(e));
+    return -1;
+  }
+  if (mw_strlist_push(l, e->s) != 0) {
+    ERR(x, e, "%s: out of memory", key);
+    return -1;
+  }
+  return 0;
+}
+
+/* A .proto name relative to proto_path, as protoc takes it. */
+static int proto_elem(ctx *x, const node *e, const char *key, void *arg) {
+  mw_strlist *l = arg;
+  size_t n = e->len;
+  if (n < 7 || strcmp(e->s + n - 6, ".proto") != 0 || e->s[0] == '/' ||
+      strstr(e->s, "..")) {
+    ERR(x, e,
+        "%s: '%s' is not a .proto name relative to proto_path (like "
+        "grpc/testing/test.proto)",
+        key, EX(e));
+    return -1;
+  }
+  if (mw_strlist_push(l, e->s) != 0) {
+    ERR(x, e, "%s: out of memory", key);
+    return -1;
+  }
+  return 0;
+}
+
+static int dir_elem(ctx *x, const node *e, const char *key, void *arg) {
+  mw_strlist *l = arg;
+  if (e->len == 0) {
+    ERR(x, e, "%s: empty path", key);
+    return -1;
+  }
+  char *joined = path_join_norm(x->base_dir, e->s);
+  if (!joined) {
+    ERR(x, e, "%s: out of memory", key);
+    return -1;
+  }
+  int rc = -1;
+  char *real = realpath(joined, NULL);
+  struct stat st;
+  if (!real) {
+    int err = errno;
+    if (err == ENOENT || err == ENOTDIR)
+      ERR(x, e, "%s: directory '%s' does not exist (resolved to '%s')", key,
+          EX(e), joined);
+    else
+      ERR(x, e, "%s: cannot use directory '%s' (resolved to '%s'): %s", key,
+          EX(e), joined, strerror(err));
+  } else if (stat(real, &st) != 0) {
+    ERR(x, e, "%s: cannot use directory '%s' (resolved to '%s'): %s", key,
+        EX(e), real, strerror(errno));
+  } else if (!S_ISDIR(st.st_mode)) {
+    ERR(x, e, "%s: '%s' is not a directory (resolved to '%s')", key, EX(e),
+        real);
+  } else if (strlist_has(l, real)) {
+    rc = 0; /* the same directory twice: kept once */
+  } else if (mw_strlist_push(l, real) != 0) {
+    ERR(x, e, "%s: out of memory", key);
+  } else {
+    rc = 0;
+  }
+  free(real);
+  free(joined);
+  return rc;
+}
+
+static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
+                     const node *v) {
+  const char *key = top_keys[idx];
+  switch (idx) {
+  case 0: { /* listen */
+    mw_strlist l = {NULL, 0};
+    if (string_or_list(x, v, key, "a HOST:PORT address", listen_elem, &l) ==
+        0) {
+      if (l.n == 0) {
+        ERR(x, v, "listen: at least one address is required");
+      } else {
+        mw_strlist_free(&c->listen);
+        c->listen = l;
+        return;
+      }
+    }
+    mw_strlist_free(&l);
+    return;
+  }
+  case 1: { /* workers */
+    const char *what = "'auto' or an integer from 1 to 256";
+    if (want_scalar(x, v, key, what) != 0) return;
+    if (strcmp(v->s, "auto") == 0) {
+      c->workers = auto_workers();
+      return;
+    }
+    uint64_t u;
+    int r = parse_int(v->s, v->len, &u);
+    if (r == NUM_BAD)
+      ERR(x, v, "workers: expected %s, got '%s'", what, EX(v));
+    else if (r != NUM_OK || u < 1 || u > WORKERS_MAX)
+      ERR(x, v, "workers: '%s' is out of range (1 to %d)", EX(v),
+          WORKERS_MAX);
+    else
+      c->workers = (int)u;
+    return;
+  }
+  case 2:   /* services */
+  case 3: { /* proto_path */
+    mw_strlist l = {NULL, 0};
+    if (string_or_list(x, v, key, "a directory", dir_elem, &l) == 0) {
+      mw_strlist *dst = idx == 2 ? &c->services : &c->proto_path;
+      mw_strlist_free(dst);
+      *dst = l;
+      return;
+    }
+    mw_strlist_free(&l);
+    return;
+  }
+  case 4:
+    if (want_section(x, v, key) == 0)
+      walk_map(x, c, v, key, limit_keys, limits_pair);
+    return;
+  case 5:
+    if (want_section(x, v, key) == 0)
+      walk_map(x, c, v, key, keepalive_keys, keepalive_pair);
+    return;
+  case 6:
+    if (want_section(x, v, key) == 0)
+      walk_map(x, c, v, key, reload_keys, reload_pair);
+    return;
+  case 7:
+    if (want_section(x, v, key) == 0)
+      walk_map(x, c, v, key, log_keys, log_pair);
+    return;
+  case 8: {
+    int64_t val;
+    if (number_value(x, v, key, K_DURATION, 0, INT32_MAX, &val) == 0)
+      c->shutdown_grace_ms = val;
+    return;
+  }
+  case 9: { /* protos */
+    mw_strlist l = {NULL, 0};
+    if (string_or_list(x, v, key, "a .proto name", proto_elem, &l) == 0) {
+      mw_strlist_free(&c->protos);
+      c->protos = l;
+      return;
+    }
+    mw_strlist_free(&l);
+    return;
+  }
+  default:
+    return;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loading                                                                   */
+
+static int load(mw_config *c, const unsigned char *buf, size_t len,
+                const char *name, const char *base_abs, mw_diag *diag) {
+  ctx x = {0};
+  x.name = name;
+  x.base_dir = base_abs;
+  node *root = parse_tree(&x, buf, len);
+  if (root && root->type != N_BAD && !is_null(root)) {
+    if (root->type != N_MAP)
+      ERR(&x, root,
+          "the top level of a config file must be a mapping ('key: value' "
+          "lines), got %s",
+          kind_name(root));
+    else
+      walk_map(&x, c, root, NULL, top_keys, top_pair);
+  }
+  node_free(root);
+  return flush_errors(&x, diag) == 0 ? 0 : -1;
+}
+
+int mw_config_load_string(mw_config *c, const char *yaml, size_t len,
+                          const char *name, const char *base_dir,
+                          mw_diag *diag) {
+  if (!name) name = "<string>";
+  char *base = base_dir ? path_absolute(base_dir) : cwd_dup();
+  if (!base) {
+    mw_diag_add(diag, "%s: cannot determine the base directory: %s", name,
+                strerror(errno));
+    return -1;
+  }
+  int rc = load(c, (const unsigned char *)(yaml ? yaml : ""), yaml ? len : 0,
+                name, base, diag);
+  free(base);
+  return rc;
+}
+
+int mw_config_load_file(mw_config *c, const char *path, mw_diag *diag) {
+  char *abs = path_absolute(path);
+  char *dir = abs ? path_dirname(abs) : NULL;
+  if (!abs || !dir) {
+    mw_diag_add(diag, "%s: cannot resolve the path: %s", path,
+                strerror(errno ? errno : ENOMEM));
+    free(abs);
+    free(dir);
+    return -1;
+  }
+  free(c->file);
+  c->file = abs;
+
+  int rc = -1;
+  unsigned char *buf = NULL;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0) {
+    mw_diag_add(diag, "%s: cannot open the config file: %s", path,
+                strerror(errno));
+    goto out;
+  }
+  if (fstat(fd, &st) != 0) {
+    mw_diag_add(diag, "%s: cannot read the config file: %s", path,
+                strerror(errno));
+    goto out;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    mw_diag_add(diag, "%s: is a directory, not a config file", path);
+    goto out;
+  }
+  size_t cap = 4096, len = 0;
+  buf = malloc(cap);
+  if (!buf) {
+    mw_diag_add(diag, "%s: out of memory", path);
+    goto out;
+  }
+  for (;;) {
+    if (len == cap) {
+      if (cap >= MAX_FILE_BYTES) {
+        mw_diag_add(diag, "%s: the config file is too large (over %u bytes)",
+                    path, MAX_FILE_BYTES);
+        goto out;
+      }
+      unsigned char *nb = realloc(buf, cap * 2);
+      if (!nb) {
+        mw_diag_add(diag, "%s: out of memory", path);
+        goto out;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+    ssize_t r = read(fd, buf + len, cap - len);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      mw_diag_add(diag, "%s: cannot read the config file: %s", path,
+                  strerror(errno));
+      goto out;
+    }
+    if (r == 0) break;
+    len += (size_t)r;
+  }
+  rc = load(c, buf, len, path, dir, diag);
+out:
+  if (fd >= 0) close(fd);
+  free(buf);
+  free(dir);
+  return rc;
+}

@@ -1,0 +1,81 @@
+/* Configuration: one YAML file (libyaml), every key optional and validated.
+ * Errors name file:line:column. */
+#ifndef MW_CONFIG_H
+#define MW_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/mw_diag.h"
+
+typedef struct mw_strlist {
+  char **v; /* owned */
+  size_t n;
+} mw_strlist;
+
+typedef struct mw_config {
+  char *file;     /* the config file's path, NULL when none (owned) */
+  mw_strlist listen;     /* "host:port"; default ["127.0.0.1:50051"] */
+  int workers;           /* >= 1; "auto" (the default) = number of cores */
+  mw_strlist services;   /* directories of .proto + .lua; paths are resolved
+                            against the config file's directory */
+  mw_strlist proto_path; /* extra protoc include directories, resolved too */
+  mw_strlist protos;     /* .proto names found through proto_path, served
+                            like the service directories' own */
+  struct {
+    int64_t max_receive_bytes;   /* default 4 MiB */
+    int64_t max_send_bytes;      /* default 4 MiB */
+    int64_t send_queue_bytes;    /* default 1 MiB */
+    int64_t send_queue_messages; /* default 64 */
+    int64_t handler_cpu_ms;      /* default 10000; 0 = no budget */
+    int64_t lua_memory_mb;       /* per worker; default 256; 0 = no cap */
+    int64_t max_concurrent_streams; /* default 1000 */
+    int64_t max_header_list_size;   /* bytes; default 16384 */
+  } limits;
+  struct {
+    int64_t time_ms;                /* default 7200000 */
+    int64_t timeout_ms;             /* default 20000 */
+    int64_t min_client_ping_ms;     /* default 300000 */
+    int64_t max_ping_strikes;       /* default 2 */
+    int64_t max_connection_idle_ms; /* default 0 = unlimited */
+    int64_t max_connection_age_ms;  /* default 0 = unlimited */
+    int64_t max_connection_age_grace_ms; /* default 0 = unlimited */
+  } keepalive;
+  struct {
+    int watch;          /* default 1 */
+    int64_t debounce_ms; /* default 200 */
+  } reload;
+  struct {
+    int level;  /* mw_log_level; default info */
+    int json;   /* format: text (0, default) or json (1) */
+  } log;
+  int64_t shutdown_grace_ms; /* default 5000 */
+} mw_config;
+
+/* Fills c with the defaults. c owns nothing yet afterwards except defaults. */
+void mw_config_init(mw_config *c);
+
+/* Loads and validates a YAML file on top of the defaults in c. Every problem
+ * goes to diag as "file:line:column: message"; returns 0 when there was none,
+ * -1 otherwise (c then holds defaults for the keys that failed). */
+int mw_config_load_file(mw_config *c, const char *path, mw_diag *diag);
+
+/* The same, from a string; name is used in messages in place of a path and
+ * relative paths resolve against base_dir (NULL: the current directory). */
+int mw_config_load_string(mw_config *c, const char *yaml, size_t len,
+                          const char *name, const char *base_dir,
+                          mw_diag *diag);
+
+/* What is wrong with a listen address ("HOST:PORT", "[IPv6]:PORT"), or NULL
+ * when it is valid. */
+const char *mw_config_check_address(const char *addr);
+
+/* Replaces a list with one element (used by `--listen` and `serve DIR`). */
+int mw_strlist_set1(mw_strlist *l, const char *s);
+int mw_strlist_push(mw_strlist *l, const char *s);
+void mw_strlist_free(mw_strlist *l);
+
+/* Frees everything c owns and resets it to defaults; safe to call twice. */
+void mw_config_free(mw_config *c);
+
+#endif

@@ -1,0 +1,711 @@
+#include "core/mw_call.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "base/mw_log.h"
+#include "core/mw_server.h"
+
+enum { OP_RECV = 1, OP_SEND, OP_CLOSE, OP_FINAL, OP_SENDRECV };
+
+typedef struct mw_md_list {
+  grpc_metadata *v; /* owned; keys and values are owned slices */
+  size_t n, cap;
+} mw_md_list;
+
+struct mw_call {
+  mw_worker *w;
+  grpc_call *call; /* one reference, dropped in call_free */
+  mw_gen *gen;     /* one reference */
+  const mw_method *method;
+  struct mw_hcall *host;
+  const char *path;        /* the method's path, or path_buf */
+  char *path_buf;          /* owned copy of an unknown path, else NULL */
+  grpc_metadata_array md;  /* request metadata, owned */
+  double deadline;         /* epoch seconds, 0 = none */
+  char *peer;              /* gpr_malloc'd, lazily */
+  int inflight;            /* batches started, not completed */
+  int busy;                /* inside a hook: freeing waits */
+  mw_tag recv_tag, send_tag, close_tag, final_tag, sendrecv_tag;
+
+  grpc_byte_buffer *recv_buf;
+  int recv_started;
+  int want_recv;   /* the host asked for a message inside a hook: the read
+                      starts at the pump, with the send when there is one */
+  int eos_wait;   /* an end of stream waits a moment to be told from a
+                     cancellation (see on_recv) */
+  int close_started, close_done, close_cancelled;
+  int cancelled;
+
+  /* The send queue: messages wait here while one is in flight. */
+  grpc_byte_buffer **q; /* ring of owned buffers: q_inline, or owned */
+  size_t q_head, q_len, q_cap, q_bytes;
+  grpc_byte_buffer *q_inline[2]; /* a unary reply needs no allocation */
+  grpc_byte_buffer *sending; /* in flight, owned */
+  size_t sending_bytes;
+  int want_writable;
+
+  mw_md_list headers, trailers;
+  int headers_sent;
+
+  int finish_requested, final_started, final_done, host_done;
+  int await_first;  /* reading the request of a unary or server-streaming
+                       call that arrived without it; handler_ref waits */
+  int handler_ref;
+  grpc_status_code code;
+  grpc_slice status_msg;
+  grpc_byte_buffer *final_msg; /* the last message, sent with the status */
+};
+
+static const char *const status_names[MW_STATUS_COUNT] = {
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+};
+
+const char *mw_status_name(int code) {
+  return (code >= 0 && code < MW_STATUS_COUNT) ? status_names[code] : "UNKNOWN";
+}
+
+int mw_status_parse(const char *name) {
+  for (int i = 0; i < MW_STATUS_COUNT; i++) {
+    const char *a = status_names[i], *b = name;
+    while (*a && *b && (*a == *b || *a == (*b & ~0x20))) a++, b++;
+    if (!*a && !*b) return i;
+  }
+  return -1;
+}
+
+/* --- accessors ------------------------------------------------------------ */
+
+const mw_method *mw_call_method(const mw_call *c) { return c->method; }
+mw_gen *mw_call_gen(const mw_call *c) { return c->gen; }
+int mw_call_worker_id(const mw_call *c) { return c->w->id; }
+mw_worker *mw_call_worker(const mw_call *c) { return c->w; }
+double mw_call_deadline(const mw_call *c) { return c->deadline; }
+int mw_call_cancelled(const mw_call *c) { return c->cancelled; }
+struct mw_hcall *mw_call_host(const mw_call *c) { return c->host; }
+void mw_call_set_host(mw_call *c, struct mw_hcall *h) { c->host = h; }
+int mw_call_reading(const mw_call *c) {
+  return c->recv_started || c->want_recv || c->eos_wait;
+}
+
+const char *mw_call_peer(mw_call *c) {
+  if (!c->peer) c->peer = grpc_call_get_peer(c->call);
+  return c->peer ? c->peer : "";
+}
+
+size_t mw_call_metadata_count(const mw_call *c) { return c->md.count; }
+
+void mw_call_metadata_at(const mw_call *c, size_t i, const char **key,
+                         size_t *klen, const char **val, size_t *vlen) {
+  const grpc_metadata *m = &c->md.metadata[i];
+  *key = (const char *)GRPC_SLICE_START_PTR(m->key);
+  *klen = GRPC_SLICE_LENGTH(m->key);
+  *val = (const char *)GRPC_SLICE_START_PTR(m->value);
+  *vlen = GRPC_SLICE_LENGTH(m->value);
+}
+
+/* --- lifetime -------------------------------------------------------------- */
+
+static void md_list_free(mw_md_list *l) {
+  for (size_t i = 0; i < l->n; i++) {
+    grpc_slice_unref(l->v[i].key);
+    grpc_slice_unref(l->v[i].value);
+  }
+  free(l->v);
+  l->v = NULL;
+  l->n = l->cap = 0;
+}
+
+static void call_free(mw_call *c) {
+  while (c->q_len) {
+    grpc_byte_buffer_destroy(c->q[c->q_head]);
+    c->q_head = (c->q_head + 1) % c->q_cap;
+    c->q_len--;
+  }
+  if (c->q != c->q_inline) free(c->q);
+  c->q = NULL;
+  if (c->sending) grpc_byte_buffer_destroy(c->sending);
+  if (c->final_msg) grpc_byte_buffer_destroy(c->final_msg);
+  if (c->recv_buf) grpc_byte_buffer_destroy(c->recv_buf);
+  md_list_free(&c->headers);
+  md_list_free(&c->trailers);
+  grpc_slice_unref(c->status_msg);
+  grpc_metadata_array_destroy(&c->md);
+  if (c->peer) gpr_free(c->peer);
+  grpc_call_unref(c->call);
+  c->w->live_calls--;
+  mw_gen_unref(c->gen);
+  free(c->path_buf);
+  free(c);
+}
+
+/* Frees the call once nothing refers to it any more. */
+static void maybe_free(mw_call *c) {
+  if (c->busy || c->inflight || !c->final_done) return;
+  if (c->host && !c->host_done) {
+    c->host_done = 1;
+    c->busy++;
+    mw_host_on_done(c);
+    c->busy--;
+  }
+  if (c->host) return; /* the host detaches itself in on_done */
+  call_free(c);
+}
+
+static int start_batch(mw_call *c, const grpc_op *ops, size_t n, mw_tag *tag) {
+  grpc_call_error e = grpc_call_start_batch(c->call, ops, n, tag, NULL);
+  if (e != GRPC_CALL_OK) {
+    mw_log(MW_LOG_ERROR, "%s: grpc_call_start_batch failed (%d)", c->path,
+           (int)e);
+    return -1;
+  }
+  c->inflight++;
+  return 0;
+}
+
+static void start_close_watch(mw_call *c) {
+  if (c->close_started || c->final_started) return;
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+  if (start_batch(c, &op, 1, &c->close_tag) == 0) c->close_started = 1;
+}
+
+void mw_call_watch_cancel(mw_call *c) { start_close_watch(c); }
+
+static void add_initial_md(mw_call *c, grpc_op *op) {
+  memset(op, 0, sizeof *op);
+  op->op = GRPC_OP_SEND_INITIAL_METADATA;
+  op->data.send_initial_metadata.count = c->headers.n;
+  op->data.send_initial_metadata.metadata = c->headers.v;
+  c->headers_sent = 1;
+}
+
+static void start_final(mw_call *c) {
+  grpc_op ops[4];
+  size_t n = 0;
+  if (!c->headers_sent) add_initial_md(c, &ops[n++]);
+  if (c->q_len == 1) {
+    c->final_msg = c->q[c->q_head];
+    c->q_head = (c->q_head + 1) % c->q_cap;
+    c->q_len = 0;
+    c->q_bytes = 0;
+    memset(&ops[n], 0, sizeof ops[n]);
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].data.send_message.send_message = c->final_msg;
+    n++;
+  }
+  memset(&ops[n], 0, sizeof ops[n]);
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = c->code;
+  ops[n].data.send_status_from_server.status_details =
+      GRPC_SLICE_LENGTH(c->status_msg) ? &c->status_msg : NULL;
+  ops[n].data.send_status_from_server.trailing_metadata_count = c->trailers.n;
+  ops[n].data.send_status_from_server.trailing_metadata = c->trailers.v;
+  n++;
+  if (!c->close_started) {
+    memset(&ops[n], 0, sizeof ops[n]);
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n].data.recv_close_on_server.cancelled = &c->close_cancelled;
+    n++;
+    c->close_started = 1;
+  }
+  c->final_started = 1;
+  if (start_batch(c, ops, n, &c->final_tag) != 0) {
+    /* The call is beyond saving: make sure the peer hears of it. */
+    grpc_call_cancel(c->call, NULL);
+    c->final_done = 1;
+  }
+}
+
+static void add_recv(mw_call *c, grpc_op *op) {
+  memset(op, 0, sizeof *op);
+  op->op = GRPC_OP_RECV_MESSAGE;
+  op->data.recv_message.recv_message = &c->recv_buf;
+}
+
+static void start_recv(mw_call *c) {
+  grpc_op op;
+  add_recv(c, &op);
+  if (start_batch(c, &op, 1, &c->recv_tag) == 0) {
+    c->recv_started = 1;
+  } else {
+    /* Report the failure as a failed read, from the next loop turn on. */
+    grpc_call_cancel(c->call, NULL);
+  }
+}
+
+/* Sends the next queued message; with_recv adds the read the handler waits
+ * for to the same batch (a bidi echo costs one batch a message). */
+static void start_send(mw_call *c, int with_recv) {
+  grpc_op ops[3];
+  size_t n = 0;
+  if (!c->headers_sent) add_initial_md(c, &ops[n++]);
+  c->sending = c->q[c->q_head];
+  c->sending_bytes = grpc_byte_buffer_length(c->sending);
+  c->q_head = (c->q_head + 1) % c->q_cap;
+  c->q_len--;
+  memset(&ops[n], 0, sizeof ops[n]);
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n].data.send_message.send_message = c->sending;
+  /* More messages already wait: let the transport buffer this one instead
+   * of writing it out alone (it completes once buffered; the server's
+   * grpc.http2.write_buffer_size bounds what a stream may buffer). The last
+   * queued message goes without the hint, so the stream is always flushed.
+   * The batch that carries the initial metadata is never hinted: core then
+   * holds the message until a later flush. */
+  if (c->q_len > 0 && n == 0) ops[n].flags = GRPC_WRITE_BUFFER_HINT;
+  n++;
+  if (with_recv) add_recv(c, &ops[n++]);
+  if (start_batch(c, ops, n, with_recv ? &c->sendrecv_tag : &c->send_tag) == 0) {
+    if (with_recv) c->recv_started = 1;
+  } else {
+    grpc_byte_buffer_destroy(c->sending);
+    c->sending = NULL;
+    c->q_bytes -= c->sending_bytes;
+    grpc_call_cancel(c->call, NULL);
+  }
+}
+
+static void pump(mw_call *c) {
+  if (c->final_started) return;
+  if (!c->sending) {
+    if (c->finish_requested && c->q_len <= 1) {
+      start_final(c);
+      return;
+    }
+    if (c->q_len > 0) {
+      int with_recv = c->want_recv && c->q_len == 1 && !c->recv_started;
+      if (with_recv) c->want_recv = 0;
+      start_send(c, with_recv);
+    }
+  }
+  if (c->want_recv) {
+    c->want_recv = 0;
+    if (!c->recv_started) start_recv(c);
+  }
+}
+
+void mw_call_flush(mw_call *c) {
+  if (c->busy) return; /* the hook's caller flushes on the way out */
+  pump(c);
+  maybe_free(c);
+}
+
+/* Runs a host hook with the call pinned, then flushes what it queued. */
+#define HOOK(c, expr)       \
+  do {                      \
+    (c)->busy++;            \
+    expr;                   \
+    (c)->busy--;            \
+    pump(c);                \
+  } while (0)
+
+/* --- host-facing operations ------------------------------------------------ */
+
+void mw_call_recv(mw_call *c) {
+  if (c->recv_started || c->final_started) return;
+  if (c->busy) {
+    c->want_recv = 1; /* the pump after the hook starts it */
+  } else {
+    start_recv(c);
+  }
+}
+
+static int queue_has_room(const mw_call *c) {
+  const mw_worker *w = c->w;
+  return c->q_len + (c->sending ? 1 : 0) < w->send_queue_messages &&
+         c->q_bytes < w->send_queue_bytes;
+}
+
+/* Queues bb (owned), which holds len bytes. */
+static int queue_push(mw_call *c, grpc_byte_buffer *bb, size_t len) {
+  if (!c->q) {
+    c->q = c->q_inline;
+    c->q_cap = sizeof c->q_inline / sizeof c->q_inline[0];
+  }
+  if (c->q_len == c->q_cap) {
+    size_t cap = c->q_cap * 2;
+    grpc_byte_buffer **q = malloc(cap * sizeof *q);
+    if (!q) {
+      grpc_byte_buffer_destroy(bb);
+      return -1;
+    }
+    for (size_t i = 0; i < c->q_len; i++) q[i] = c->q[(c->q_head + i) % c->q_cap];
+    if (c->q != c->q_inline) free(c->q);
+    c->q = q;
+    c->q_cap = cap;
+    c->q_head = 0;
+  }
+  c->q[(c->q_head + c->q_len) % c->q_cap] = bb;
+  c->q_len++;
+  c->q_bytes += len;
+  if (queue_has_room(c)) return 1;
+  c->want_writable = 1;
+  return 0;
+}
+
+int mw_call_send(mw_call *c, const char *data, size_t len) {
+  grpc_slice s = grpc_slice_from_copied_buffer(data, len);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  return queue_push(c, bb, len);
+}
+
+int mw_call_send_block(mw_call *c, char *block, size_t len) {
+  grpc_slice s = grpc_slice_new(block, len, free);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  return queue_push(c, bb, len);
+}
+
+static int valid_key(const char *k, size_t kl, char *err, size_t errlen) {
+  if (kl == 0) {
+    snprintf(err, errlen, "metadata key is empty");
+    return 0;
+  }
+  for (size_t i = 0; i < kl; i++) {
+    char ch = k[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+          ch == '_' || ch == '.')) {
+      snprintf(err, errlen,
+               "metadata key '%.*s' is not valid: use lowercase letters, "
+               "digits, '-', '_' and '.'",
+               (int)kl, k);
+      return 0;
+    }
+  }
+  if (kl >= 5 && memcmp(k, "grpc-", 5) == 0) {
+    snprintf(err, errlen, "metadata key '%.*s' is reserved for gRPC", (int)kl,
+             k);
+    return 0;
+  }
+  return 1;
+}
+
+static int valid_value(const char *k, size_t kl, const char *v, size_t vl,
+                       char *err, size_t errlen) {
+  if (kl > 4 && memcmp(k + kl - 4, "-bin", 4) == 0) return 1;
+  for (size_t i = 0; i < vl; i++) {
+    unsigned char ch = (unsigned char)v[i];
+    if (ch < 0x20 || ch > 0x7e) {
+      snprintf(err, errlen,
+               "metadata value of '%.*s' must be printable ASCII (use a key "
+               "ending in -bin for binary values)",
+               (int)kl, k);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static int md_add(mw_md_list *l, const char *k, size_t kl, const char *v,
+                  size_t vl, char *err, size_t errlen) {
+  if (!valid_key(k, kl, err, errlen) || !valid_value(k, kl, v, vl, err, errlen))
+    return -1;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 4;
+    grpc_metadata *nv = realloc(l->v, cap * sizeof *nv);
+    if (!nv) {
+      snprintf(err, errlen, "out of memory");
+      return -1;
+    }
+    l->v = nv;
+    l->cap = cap;
+  }
+  grpc_metadata *m = &l->v[l->n++];
+  memset(m, 0, sizeof *m);
+  m->key = grpc_slice_from_copied_buffer(k, kl);
+  m->value = grpc_slice_from_copied_buffer(v, vl);
+  return 0;
+}
+
+int mw_call_add_header(mw_call *c, const char *k, size_t kl, const char *v,
+                       size_t vl, char *err, size_t errlen) {
+  if (c->headers_sent) {
+    snprintf(err, errlen, "headers were already sent with the first message");
+    return -1;
+  }
+  return md_add(&c->headers, k, kl, v, vl, err, errlen);
+}
+
+int mw_call_add_trailer(mw_call *c, const char *k, size_t kl, const char *v,
+                        size_t vl, char *err, size_t errlen) {
+  if (c->finish_requested) {
+    snprintf(err, errlen, "the call has already finished");
+    return -1;
+  }
+  return md_add(&c->trailers, k, kl, v, vl, err, errlen);
+}
+
+void mw_call_finish(mw_call *c, int code, const char *msg, const char *details,
+                    size_t details_len) {
+  if (c->finish_requested) return;
+  c->finish_requested = 1;
+  c->code = (grpc_status_code)code;
+  c->status_msg = grpc_slice_from_copied_string(msg ? msg : "");
+  if (details && details_len) {
+    char err[64];
+    md_add(&c->trailers, "grpc-status-details-bin", 23, details, details_len,
+           err, sizeof err);
+  }
+}
+
+/* --- arrival and completions ----------------------------------------------- */
+
+/* The bytes of a received message as one slice (a reference, owned by the
+ * caller): the common single-slice, uncompressed case is not copied. */
+static grpc_slice bb_slice(grpc_byte_buffer *bb) {
+  if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+      bb->data.raw.slice_buffer.count == 1)
+    return grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
+  grpc_byte_buffer_reader r;
+  grpc_slice s = grpc_empty_slice();
+  if (grpc_byte_buffer_reader_init(&r, bb)) {
+    s = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+  }
+  return s;
+}
+
+static double deadline_seconds(gpr_timespec d) {
+  if (gpr_time_cmp(d, gpr_inf_future(d.clock_type)) == 0) return 0;
+  gpr_timespec r = gpr_convert_clock_type(d, GPR_CLOCK_REALTIME);
+  return (double)r.tv_sec + (double)r.tv_nsec * 1e-9;
+}
+
+static void reject(mw_call *c, grpc_status_code code, const char *msg) {
+  mw_call_finish(c, code, msg, NULL, 0);
+  pump(c);
+  maybe_free(c);
+}
+
+void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
+                     size_t path_len, gpr_timespec deadline,
+                     grpc_metadata_array *md, grpc_byte_buffer *payload,
+                     int has_payload) {
+  mw_call *c = calloc(1, sizeof *c);
+  if (!c) {
+    if (payload) grpc_byte_buffer_destroy(payload);
+    grpc_metadata_array_destroy(md);
+    grpc_call_cancel_with_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                 "out of memory", NULL);
+    grpc_call_unref(call);
+    return;
+  }
+  c->w = w;
+  c->call = call;
+  c->md = *md;
+  grpc_metadata_array_init(md);
+  c->deadline = deadline_seconds(deadline);
+  c->status_msg = grpc_empty_slice();
+  c->recv_tag = (mw_tag){MW_TAG_CALL, OP_RECV, c};
+  c->send_tag = (mw_tag){MW_TAG_CALL, OP_SEND, c};
+  c->close_tag = (mw_tag){MW_TAG_CALL, OP_CLOSE, c};
+  c->final_tag = (mw_tag){MW_TAG_CALL, OP_FINAL, c};
+  c->sendrecv_tag = (mw_tag){MW_TAG_CALL, OP_SENDRECV, c};
+  w->live_calls++;
+  mw_gen_ref(w->gen);
+  c->gen = w->gen;
+
+  const mw_method *m = mw_gen_find(c->gen, path, path_len);
+  if (m) {
+    c->path = m->path; /* the call holds the generation that owns it */
+  } else {
+    c->path = c->path_buf = strndup(path, path_len);
+    if (!c->path_buf) c->path = "?";
+  }
+  if (!m) {
+    if (payload) grpc_byte_buffer_destroy(payload);
+    char msg[512];
+    const char *slash = memchr(path + 1, '/', path_len ? path_len - 1 : 0);
+    size_t svc_len = slash ? (size_t)(slash - path - 1) : 0;
+    if (slash && !mw_gen_has_service(c->gen, path + 1, svc_len)) {
+      snprintf(msg, sizeof msg, "unknown service %.*s", (int)svc_len, path + 1);
+    } else {
+      snprintf(msg, sizeof msg, "unknown method %s", c->path);
+    }
+    reject(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+    return;
+  }
+  c->method = m;
+  int ref = c->gen->handlers[w->id][mw_gen_method_index(c->gen, m)];
+  if (ref < 0) {
+    if (payload) grpc_byte_buffer_destroy(payload);
+    char msg[512];
+    snprintf(msg, sizeof msg, "method %s has no handler", c->path);
+    reject(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+    return;
+  }
+
+  if (m->kind == MW_CLIENT_STREAMING || m->kind == MW_BIDI_STREAMING) {
+    /* Streaming requests are read on demand; a payload the transport
+     * already read (a registration from an older generation) comes first. */
+    start_close_watch(c);
+  }
+  if (has_payload && payload) {
+    grpc_slice s = bb_slice(payload);
+    grpc_byte_buffer_destroy(payload);
+    HOOK(c, mw_host_on_call(c, ref, (const char *)GRPC_SLICE_START_PTR(s),
+                            GRPC_SLICE_LENGTH(s), 1));
+    grpc_slice_unref(s);
+  } else if (has_payload) {
+    /* The client half-closed without sending the request. */
+    reject(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
+    return;
+  } else if (m->kind == MW_UNARY || m->kind == MW_SERVER_STREAMING) {
+    /* Arrived on the generic path (a method a reload added, or one whose
+     * kind changed): read the request before the handler runs. */
+    c->await_first = 1;
+    c->handler_ref = ref;
+    mw_call_recv(c);
+  } else {
+    HOOK(c, mw_host_on_call(c, ref, NULL, 0, 0));
+  }
+  maybe_free(c);
+}
+
+/* The request of a call that arrived without it. */
+static void on_first(mw_call *c, int ok, grpc_byte_buffer *bb) {
+  c->await_first = 0;
+  if (!ok) {
+    if (bb) grpc_byte_buffer_destroy(bb);
+    c->cancelled = 1;
+    reject(c, GRPC_STATUS_CANCELLED, "the call was cancelled");
+    return;
+  }
+  if (!bb) {
+    reject(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
+    return;
+  }
+  grpc_slice s = bb_slice(bb);
+  grpc_byte_buffer_destroy(bb);
+  HOOK(c, mw_host_on_call(c, c->handler_ref, (const char *)GRPC_SLICE_START_PTR(s),
+                          GRPC_SLICE_LENGTH(s), 1));
+  grpc_slice_unref(s);
+}
+
+/* The call is over for the client (cancelled, deadline passed, transport
+ * gone): tell the host once, whichever completion noticed it first. */
+static void mark_cancelled(mw_call *c) {
+  if (c->cancelled) return;
+  c->cancelled = 1;
+  if (c->host && !c->host_done) HOOK(c, mw_host_on_cancel(c));
+}
+
+/* How long an end of stream waits for a cancellation to show (seconds). */
+#define MW_EOS_WAIT 0.001
+
+static void eos_timer(void *arg) {
+  mw_call *c = arg;
+  c->eos_wait = 0;
+  c->inflight--;
+  c->busy++;
+  mw_host_on_message(c, !c->cancelled, NULL, 0, 0);
+  c->busy--;
+  pump(c);
+  maybe_free(c);
+}
+
+static void on_recv(mw_call *c, int ok) {
+  c->recv_started = 0;
+  grpc_byte_buffer *bb = c->recv_buf;
+  c->recv_buf = NULL;
+  if (c->await_first) {
+    on_first(c, ok, bb);
+    return;
+  }
+  if (!ok) {
+    if (bb) grpc_byte_buffer_destroy(bb);
+    mark_cancelled(c);
+    HOOK(c, mw_host_on_message(c, 0, NULL, 0, 0));
+    return;
+  }
+  if (!bb) {
+    /* gRPC core ends a pending read the same way when the client
+     * half-closes and when the stream is reset (cancel, deadline): only the
+     * RECV_CLOSE_ON_SERVER completion that follows tells them apart. It is
+     * queued by the same transport event, so the end of stream is handed
+     * over a moment later, when that completion has had its turn. */
+    if (!c->cancelled && c->close_started && !c->close_done) {
+      if (mw_timer_add(&c->w->timers, mw_now() + MW_EOS_WAIT, eos_timer, c)) {
+        c->eos_wait = 1;
+        c->inflight++; /* the timer holds the call */
+        return;
+      }
+    }
+    HOOK(c, mw_host_on_message(c, !c->cancelled, NULL, 0, 0));
+    return;
+  }
+  grpc_slice s = bb_slice(bb);
+  grpc_byte_buffer_destroy(bb);
+  HOOK(c, mw_host_on_message(c, 1, (const char *)GRPC_SLICE_START_PTR(s),
+                             GRPC_SLICE_LENGTH(s), 1));
+  grpc_slice_unref(s);
+}
+
+static void on_send(mw_call *c, int ok) {
+  grpc_byte_buffer_destroy(c->sending);
+  c->sending = NULL;
+  c->q_bytes -= c->sending_bytes;
+  c->sending_bytes = 0;
+  if (!ok) {
+    /* The stream is gone. */
+    start_close_watch(c);
+    mark_cancelled(c);
+  }
+  if (c->want_writable && queue_has_room(c)) {
+    c->want_writable = 0;
+    HOOK(c, mw_host_on_writable(c));
+  } else {
+    pump(c);
+  }
+}
+
+static void on_close(mw_call *c) {
+  c->close_done = 1;
+  if (c->close_cancelled) mark_cancelled(c);
+}
+
+void mw_call_on_batch(mw_tag *tag, int ok) {
+  mw_call *c = tag->owner;
+  c->inflight--;
+  switch (tag->op) {
+  case OP_RECV: on_recv(c, ok); break;
+  case OP_SEND: on_send(c, ok); break;
+  case OP_SENDRECV:
+    on_send(c, ok);
+    on_recv(c, ok);
+    break;
+  case OP_CLOSE: on_close(c); break;
+  case OP_FINAL:
+    c->final_done = 1;
+    if (c->close_cancelled) c->cancelled = 1;
+    break;
+  }
+  maybe_free(c);
+}

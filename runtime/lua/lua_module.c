@@ -1,0 +1,13 @@
+/* moonwire.core as a loadable Lua module (build/lua/moonwire/core.so), so the
+ * Lua library's specs run under a plain lua5.4 + busted. Functions that need
+ * a running call (mw.sleep, streams) raise when used outside a handler. */
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "lua/mw_host.h"
+
+int luaopen_moonwire_core(lua_State *L);
+
+int luaopen_moonwire_core(lua_State *L) {
+  return mw_host_open_core(L);
+}

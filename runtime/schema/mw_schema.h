@@ -1,0 +1,63 @@
+/* Schema: .proto files compiled by protoc into descriptor sets at start-up
+ * (and at each reload), plus precompiled sets, loaded into one upb_DefPool. */
+#ifndef MW_SCHEMA_H
+#define MW_SCHEMA_H
+
+#include <stddef.h>
+
+#include "base/mw_diag.h"
+#include "upb/def.h"
+
+typedef struct mw_schema mw_schema;
+
+typedef struct mw_schema_input {
+  /* Service directories: every *.proto below each (recursively; names are
+   * relative to the directory, which is also an include path) and every
+   * *.pb / *.protoset file (serialized FileDescriptorSet) below it. */
+  const char *const *dirs;
+  size_t n_dirs;
+  /* Extra include paths for imports (config proto_path). protoc's own
+   * well-known types and the project's proto/ are always included. */
+  const char *const *proto_path;
+  size_t n_proto_path;
+  /* .proto names to compile from the proto_path (config `protos`), served
+   * like a service directory's own files. */
+  const char *const *protos;
+  size_t n_protos;
+} mw_schema_input;
+
+/* Compiles and loads everything. On any problem (protoc's messages keep
+ * their file:line:column) returns NULL and fills diag. */
+mw_schema *mw_schema_load(const mw_schema_input *in, mw_diag *diag);
+
+/* Adds a serialized google.protobuf.FileDescriptorSet; files already in the
+ * pool with the same name are skipped. Returns 0 or -1 with diag filled;
+ * origin names the source in messages. */
+int mw_schema_add_set(mw_schema *s, const char *data, size_t len,
+                      const char *origin, mw_diag *diag);
+
+/* An empty schema (for tests and for mw_schema_add_set). */
+mw_schema *mw_schema_new(void);
+
+const upb_DefPool *mw_schema_pool(const mw_schema *s);
+
+/* The services defined by the files loaded from the inputs (not by their
+ * imports from include paths), in load order. */
+size_t mw_schema_service_count(const mw_schema *s);
+const upb_ServiceDef *mw_schema_service(const mw_schema *s, size_t i);
+
+/* Files that went into the schema (.proto and descriptor sets), for the
+ * reload watcher. */
+size_t mw_schema_file_count(const mw_schema *s);
+const char *mw_schema_file(const mw_schema *s, size_t i);
+
+/* Runs protoc over the given .proto files (names relative to one of the
+ * include paths) and returns the serialized descriptor set (malloc'd, *len
+ * set) or NULL with protoc's messages in diag. */
+char *mw_protoc_compile(const char *const *files, size_t n_files,
+                        const char *const *includes, size_t n_includes,
+                        size_t *len, mw_diag *diag);
+
+void mw_schema_free(mw_schema *s);
+
+#endif

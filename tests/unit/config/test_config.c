@@ -1,0 +1,852 @@
+/* Unit tests for mw_config: defaults, every key, each kind of error with its
+ * exact line:column, path resolution, size and duration units. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config/mw_config.h"
+#include "base/mw_log.h"
+#include "mw_test.h"
+
+static char tmp_root[1024]; /* realpath of MW_TEST_TMP/config */
+
+static void mkdir_p(const char *path) {
+  char buf[PATH_MAX];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p == '/') {
+      *p = '\0';
+      mkdir(buf, 0755);
+      *p = '/';
+    }
+  }
+  mkdir(buf, 0755);
+}
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  MW_CHECK(f != NULL);
+  if (!f) return;
+  fputs(text, f);
+  fclose(f);
+}
+
+/* Paths under tmp_root. */
+static const char *tmp_path(char *buf, const char *rel) {
+  snprintf(buf, PATH_MAX, "%s/%s", tmp_root, rel);
+  return buf;
+}
+
+/* Loads yaml from a string named "t.yaml" with base_dir tmp_root. */
+static int load(mw_config *c, mw_diag *d, const char *yaml) {
+  mw_config_init(c);
+  memset(d, 0, sizeof *d);
+  return mw_config_load_string(c, yaml, strlen(yaml), "t.yaml", tmp_root, d);
+}
+
+static const char *msg(const mw_diag *d, size_t i) {
+  return i < d->n ? d->msgs[i] : "(no such message)";
+}
+
+/* The only error of yaml is expected. */
+static void expect_one(const char *yaml, const char *expected) {
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d, yaml), -1);
+  MW_CHECK_INT(mw_diag_count(&d), 1);
+  MW_CHECK_STR(msg(&d, 0), expected);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+}
+
+static void expect_ok(const char *yaml) {
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d, yaml), 0);
+  MW_CHECK_INT(mw_diag_count(&d), 0);
+  for (size_t i = 0; i < d.n; i++) fprintf(stderr, "  %s\n", msg(&d, i));
+  mw_diag_free(&d);
+  mw_config_free(&c);
+}
+
+static void check_defaults(const mw_config *c) {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  if (cores < 1) cores = 1;
+  if (cores > 256) cores = 256;
+  MW_CHECK(c->file == NULL);
+  MW_CHECK_INT(c->listen.n, 1);
+  if (c->listen.n == 1) MW_CHECK_STR(c->listen.v[0], "127.0.0.1:50051");
+  MW_CHECK_INT(c->workers, cores);
+  MW_CHECK_INT(c->services.n, 0);
+  MW_CHECK_INT(c->proto_path.n, 0);
+  MW_CHECK_INT(c->limits.max_receive_bytes, 4 * 1024 * 1024);
+  MW_CHECK_INT(c->limits.max_send_bytes, 4 * 1024 * 1024);
+  MW_CHECK_INT(c->limits.send_queue_bytes, 1024 * 1024);
+  MW_CHECK_INT(c->limits.send_queue_messages, 64);
+  MW_CHECK_INT(c->limits.handler_cpu_ms, 10000);
+  MW_CHECK_INT(c->limits.lua_memory_mb, 256);
+  MW_CHECK_INT(c->limits.max_concurrent_streams, 1000);
+  MW_CHECK_INT(c->limits.max_header_list_size, 16384);
+  MW_CHECK_INT(c->keepalive.time_ms, 7200000);
+  MW_CHECK_INT(c->keepalive.timeout_ms, 20000);
+  MW_CHECK_INT(c->keepalive.min_client_ping_ms, 300000);
+  MW_CHECK_INT(c->keepalive.max_ping_strikes, 2);
+  MW_CHECK_INT(c->keepalive.max_connection_idle_ms, 0);
+  MW_CHECK_INT(c->keepalive.max_connection_age_ms, 0);
+  MW_CHECK_INT(c->keepalive.max_connection_age_grace_ms, 0);
+  MW_CHECK_INT(c->reload.watch, 1);
+  MW_CHECK_INT(c->reload.debounce_ms, 200);
+  MW_CHECK_INT(c->log.level, MW_LOG_INFO);
+  MW_CHECK_INT(c->log.json, 0);
+  MW_CHECK_INT(c->shutdown_grace_ms, 5000);
+}
+
+static void test_defaults(void) {
+  mw_config c;
+  mw_config_init(&c);
+  check_defaults(&c);
+  mw_config_free(&c);
+  check_defaults(&c);
+}
+
+static void test_empty_files(void) {
+  const char *empties[] = {"", "# only a comment\n\n   # another\n", "---\n",
+                           "--- ~\n", "---\n...\n", "\n\n"};
+  for (size_t i = 0; i < sizeof empties / sizeof empties[0]; i++) {
+    mw_config c;
+    mw_diag d;
+    MW_CHECK_INT(load(&c, &d, empties[i]), 0);
+    MW_CHECK_INT(mw_diag_count(&d), 0);
+    check_defaults(&c);
+    mw_diag_free(&d);
+    mw_config_free(&c);
+  }
+  /* NULL with length 0 is an empty string too */
+  mw_config c;
+  mw_diag d = {0};
+  mw_config_init(&c);
+  MW_CHECK_INT(mw_config_load_string(&c, NULL, 0, NULL, NULL, &d), 0);
+  mw_config_free(&c);
+  mw_diag_free(&d);
+}
+
+static void test_every_key_from_file(void) {
+  char p[PATH_MAX], q[PATH_MAX];
+  mkdir_p(tmp_path(p, "app/conf"));
+  mkdir_p(tmp_path(p, "app/services"));
+  mkdir_p(tmp_path(p, "app/conf/more"));
+  mkdir_p(tmp_path(p, "protos"));
+  write_file(tmp_path(p, "app/conf/moonwire.yaml"),
+             "# every key\n"
+             "listen:\n"
+             "  - 0.0.0.0:9000\n"
+             "  - \"[::1]:9001\"\n"
+             "  - localhost:0\n"
+             "workers: 3\n"
+             "services:\n"
+             "  - ../services\n"
+             "  - more/\n"
+             "  - ./more/../more\n" /* the same directory: kept once */
+             "proto_path: ../../protos\n"
+             "limits:\n"
+             "  max_receive_bytes: 8MiB\n"
+             "  max_send_bytes: 2MB\n"
+             "  send_queue_bytes: 512KiB\n"
+             "  send_queue_messages: 16\n"
+             "  handler_cpu_ms: 2s\n"
+             "  lua_memory_mb: 0\n"
+             "  max_concurrent_streams: 100\n"
+             "  max_header_list_size: 8192\n"
+             "keepalive:\n"
+             "  time_ms: 1h\n"
+             "  timeout_ms: 20s\n"
+             "  min_client_ping_ms: 5m\n"
+             "  max_ping_strikes: 0\n"
+             "  max_connection_idle_ms: 250ms\n"
+             "  max_connection_age_ms: 1h30m\n"
+             "  max_connection_age_grace_ms: 1500\n"
+             "reload:\n"
+             "  watch: off\n"
+             "  debounce_ms: 1s\n"
+             "log:\n"
+             "  level: debug\n"
+             "  format: json\n"
+             "shutdown_grace_ms: 30s\n");
+  mw_config c;
+  mw_diag d = {0};
+  mw_config_init(&c);
+  int rc = mw_config_load_file(&c, tmp_path(p, "app/conf/moonwire.yaml"), &d);
+  MW_CHECK_INT(rc, 0);
+  MW_CHECK_INT(mw_diag_count(&d), 0);
+  for (size_t i = 0; i < d.n; i++) fprintf(stderr, "  %s\n", msg(&d, i));
+  MW_CHECK_STR(c.file, tmp_path(q, "app/conf/moonwire.yaml"));
+  MW_CHECK_INT(c.listen.n, 3);
+  if (c.listen.n == 3) {
+    MW_CHECK_STR(c.listen.v[0], "0.0.0.0:9000");
+    MW_CHECK_STR(c.listen.v[1], "[::1]:9001");
+    MW_CHECK_STR(c.listen.v[2], "localhost:0");
+  }
+  MW_CHECK_INT(c.workers, 3);
+  MW_CHECK_INT(c.services.n, 2);
+  if (c.services.n == 2) {
+    MW_CHECK_STR(c.services.v[0], tmp_path(q, "app/services"));
+    MW_CHECK_STR(c.services.v[1], tmp_path(q, "app/conf/more"));
+  }
+  MW_CHECK_INT(c.proto_path.n, 1);
+  if (c.proto_path.n == 1) MW_CHECK_STR(c.proto_path.v[0], tmp_path(q, "protos"));
+  MW_CHECK_INT(c.limits.max_receive_bytes, 8 * 1024 * 1024);
+  MW_CHECK_INT(c.limits.max_send_bytes, 2000000);
+  MW_CHECK_INT(c.limits.send_queue_bytes, 512 * 1024);
+  MW_CHECK_INT(c.limits.send_queue_messages, 16);
+  MW_CHECK_INT(c.limits.handler_cpu_ms, 2000);
+  MW_CHECK_INT(c.limits.lua_memory_mb, 0);
+  MW_CHECK_INT(c.limits.max_concurrent_streams, 100);
+  MW_CHECK_INT(c.limits.max_header_list_size, 8192);
+  MW_CHECK_INT(c.keepalive.time_ms, 3600000);
+  MW_CHECK_INT(c.keepalive.timeout_ms, 20000);
+  MW_CHECK_INT(c.keepalive.min_client_ping_ms, 300000);
+  MW_CHECK_INT(c.keepalive.max_ping_strikes, 0);
+  MW_CHECK_INT(c.keepalive.max_connection_idle_ms, 250);
+  MW_CHECK_INT(c.keepalive.max_connection_age_ms, 5400000);
+  MW_CHECK_INT(c.keepalive.max_connection_age_grace_ms, 1500);
+  MW_CHECK_INT(c.reload.watch, 0);
+  MW_CHECK_INT(c.reload.debounce_ms, 1000);
+  MW_CHECK_INT(c.log.level, MW_LOG_DEBUG);
+  MW_CHECK_INT(c.log.json, 1);
+  MW_CHECK_INT(c.shutdown_grace_ms, 30000);
+  mw_diag_free(&d);
+
+  /* free twice: safe, and back to the defaults */
+  mw_config_free(&c);
+  check_defaults(&c);
+  mw_config_free(&c);
+  check_defaults(&c);
+}
+
+static void test_scalar_forms(void) {
+  mw_config c;
+  mw_diag d;
+  /* a single listen string, workers auto, flow mappings, quoted numbers */
+  MW_CHECK_INT(load(&c, &d,
+                    "listen: 10.0.0.1:443\n"
+                    "workers: auto\n"
+                    "limits: {max_receive_bytes: \"1024\", lua_memory_mb: "
+                    "'64'}\n"
+                    "reload: {watch: yes}\n"
+                    "log: {level: warning, format: text}\n"
+                    "shutdown_grace_ms: \"0\"\n"),
+               0);
+  MW_CHECK_INT(c.listen.n, 1);
+  if (c.listen.n) MW_CHECK_STR(c.listen.v[0], "10.0.0.1:443");
+  MW_CHECK(c.workers >= 1 && c.workers <= 256);
+  MW_CHECK_INT(c.limits.max_receive_bytes, 1024);
+  MW_CHECK_INT(c.limits.lua_memory_mb, 64);
+  MW_CHECK_INT(c.reload.watch, 1);
+  MW_CHECK_INT(c.log.level, MW_LOG_WARN);
+  MW_CHECK_INT(c.log.json, 0);
+  MW_CHECK_INT(c.shutdown_grace_ms, 0);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+
+  /* every YAML 1.1 spelling of a boolean */
+  const char *yes[] = {"true", "True", "TRUE", "yes", "Yes", "on", "ON"};
+  const char *no[] = {"false", "False", "no", "NO", "off", "Off"};
+  char buf[128];
+  for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+    snprintf(buf, sizeof buf, "reload:\n  watch: %s\n", yes[i]);
+    MW_CHECK_INT(load(&c, &d, buf), 0);
+    MW_CHECK_INT(c.reload.watch, 1);
+    mw_diag_free(&d);
+    mw_config_free(&c);
+  }
+  for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+    snprintf(buf, sizeof buf, "reload:\n  watch: %s\n", no[i]);
+    MW_CHECK_INT(load(&c, &d, buf), 0);
+    MW_CHECK_INT(c.reload.watch, 0);
+    mw_diag_free(&d);
+    mw_config_free(&c);
+  }
+
+  /* an empty section is an empty mapping */
+  expect_ok("limits:\nkeepalive: ~\nreload: {}\nlog:\n");
+  /* quoted keys are keys like any other */
+  expect_ok("\"workers\": 2\n");
+  /* each log level */
+  const char *levels[] = {"debug", "info", "warn", "error"};
+  for (int i = 0; i < 4; i++) {
+    snprintf(buf, sizeof buf, "log:\n  level: %s\n", levels[i]);
+    MW_CHECK_INT(load(&c, &d, buf), 0);
+    MW_CHECK_INT(c.log.level, i);
+    mw_diag_free(&d);
+    mw_config_free(&c);
+  }
+}
+
+static int64_t size_of(const char *text, int *ok) {
+  char buf[128];
+  mw_config c;
+  mw_diag d;
+  snprintf(buf, sizeof buf, "limits:\n  max_receive_bytes: %s\n", text);
+  *ok = load(&c, &d, buf) == 0;
+  int64_t v = c.limits.max_receive_bytes;
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  return v;
+}
+
+static int64_t duration_of(const char *text, int *ok) {
+  char buf[128];
+  mw_config c;
+  mw_diag d;
+  snprintf(buf, sizeof buf, "shutdown_grace_ms: %s\n", text);
+  *ok = load(&c, &d, buf) == 0;
+  int64_t v = c.shutdown_grace_ms;
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  return v;
+}
+
+static void test_sizes(void) {
+  static const struct {
+    const char *text;
+    int64_t bytes;
+  } good[] = {
+      {"1", 1},           {"100B", 100},          {"4KB", 4000},
+      {"4MB", 4000000},   {"1GB", 1000000000},    {"512KiB", 524288},
+      {"4MiB", 4194304},  {"1GiB", 1073741824},   {"4 MiB", 4194304},
+      {"4mib", 4194304},  {"\"8MiB\"", 8388608},  {"2147483647", 2147483647},
+      {"+7", 7},
+  };
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    int ok;
+    int64_t v = size_of(good[i].text, &ok);
+    MW_CHECK(ok);
+    MW_CHECK_INT(v, good[i].bytes);
+    if (!ok || v != good[i].bytes) fprintf(stderr, "  size '%s'\n", good[i].text);
+  }
+  const char *bad[] = {"0",    "4M",  "4 M iB", "1.5MiB", "MiB", "-1",
+                       "2GiB", "4TB", "0x10",   "abc",    "99999999999999999999"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    int ok;
+    int64_t v = size_of(bad[i], &ok);
+    MW_CHECK(!ok);
+    MW_CHECK_INT(v, 4 * 1024 * 1024); /* the default is kept */
+    if (ok) fprintf(stderr, "  size '%s' accepted\n", bad[i]);
+  }
+  expect_one("limits:\n  max_send_bytes: 4M\n",
+             "t.yaml:2:19: limits.max_send_bytes: expected a size in bytes (an "
+             "integer, or with a unit: 512KiB, 4MiB, 1GiB, 4MB), got '4M'");
+  expect_one("limits:\n  max_receive_bytes: 0\n",
+             "t.yaml:2:22: limits.max_receive_bytes: must be at least 1, got "
+             "'0'");
+  expect_one("limits:\n  send_queue_bytes: 2GiB\n",
+             "t.yaml:2:21: limits.send_queue_bytes: '2GiB' is too large (at "
+             "most 2147483647 bytes)");
+  expect_one("limits:\n  max_header_list_size: -5\n",
+             "t.yaml:2:25: limits.max_header_list_size: must not be negative, "
+             "got '-5'");
+}
+
+static void test_durations(void) {
+  static const struct {
+    const char *text;
+    int64_t ms;
+  } good[] = {
+      {"0", 0},           {"1500", 1500},       {"250ms", 250},
+      {"20s", 20000},     {"5m", 300000},       {"1h", 3600000},
+      {"1m30s", 90000},   {"1s500ms", 1500},    {"1h30m", 5400000},
+      {"'2s'", 2000},     {"2147483647", 2147483647},
+  };
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    int ok;
+    int64_t v = duration_of(good[i].text, &ok);
+    MW_CHECK(ok);
+    MW_CHECK_INT(v, good[i].ms);
+    if (!ok || v != good[i].ms)
+      fprintf(stderr, "  duration '%s'\n", good[i].text);
+  }
+  const char *bad[] = {"1.5s", "5 s", "5x", "s",  "1m30", "-1s",
+                       "25d",  "600h", "1H", "ms", "true"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    int ok;
+    int64_t v = duration_of(bad[i], &ok);
+    MW_CHECK(!ok);
+    MW_CHECK_INT(v, 5000);
+    if (ok) fprintf(stderr, "  duration '%s' accepted\n", bad[i]);
+  }
+  expect_one("keepalive:\n  time_ms: 20 s\n",
+             "t.yaml:2:12: keepalive.time_ms: expected a duration in "
+             "milliseconds (an integer, or with a unit: 250ms, 20s, 5m, 1h), "
+             "got '20 s'");
+  expect_one("keepalive:\n  timeout_ms: 0\n",
+             "t.yaml:2:15: keepalive.timeout_ms: must be at least 1, got '0'");
+  expect_one("reload:\n  debounce_ms: 999h\n",
+             "t.yaml:2:16: reload.debounce_ms: '999h' is too large (at most "
+             "2147483647 ms)");
+}
+
+static void test_listen(void) {
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d,
+                    "listen: [\"[::]:50051\", \"[fe80::1%eth0]:1\", "
+                    "my-host.example.com:65535, 127.0.0.1:0]\n"),
+               0);
+  MW_CHECK_INT(c.listen.n, 4);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+
+  expect_one("listen: 50051\n",
+             "t.yaml:1:9: listen: invalid address '50051': missing port "
+             "(expected HOST:PORT)");
+  expect_one("listen: \":50051\"\n",
+             "t.yaml:1:9: listen: invalid address ':50051': missing host (use "
+             "0.0.0.0:PORT or [::]:PORT for every interface)");
+  expect_one("listen: localhost:65536\n",
+             "t.yaml:1:9: listen: invalid address 'localhost:65536': the port "
+             "must be a number from 0 to 65535");
+  expect_one("listen: \"::1:80\"\n",
+             "t.yaml:1:9: listen: invalid address '::1:80': IPv6 addresses "
+             "must be written in brackets, like [::1]:50051");
+  expect_one("listen: \"[::1]\"\n",
+             "t.yaml:1:9: listen: invalid address '[::1]': missing port "
+             "(expected [ADDRESS]:PORT)");
+  expect_one("listen: \"[nothex]:1\"\n",
+             "t.yaml:1:9: listen: invalid address '[nothex]:1': not an IPv6 "
+             "address in brackets");
+  expect_one("listen: []\n", "t.yaml:1:9: listen: at least one address is "
+                             "required");
+  expect_one("listen:\n  - a:1\n  - a:1\n",
+             "t.yaml:3:5: listen: address 'a:1' is listed twice");
+  expect_one("listen:\n  - a:1\n  -\n",
+             "t.yaml:3:4: listen: each list item must be a HOST:PORT address, "
+             "got nothing (an empty value)");
+  expect_one("listen:\n  host: a\n",
+             "t.yaml:2:3: listen: expected a HOST:PORT address or a list of "
+             "them, got a mapping");
+
+  /* a failed list leaves the previous value whole */
+  MW_CHECK_INT(load(&c, &d, "listen: [a:1, bad]\n"), -1);
+  MW_CHECK_INT(c.listen.n, 1);
+  if (c.listen.n) MW_CHECK_STR(c.listen.v[0], "127.0.0.1:50051");
+  mw_diag_free(&d);
+  mw_config_free(&c);
+}
+
+static void test_wrong_types(void) {
+  expect_one("workers: [1, 2]\n",
+             "t.yaml:1:10: workers: expected 'auto' or an integer from 1 to "
+             "256, got a list");
+  expect_one("workers: abc\n",
+             "t.yaml:1:10: workers: expected 'auto' or an integer from 1 to "
+             "256, got 'abc'");
+  expect_one("workers: 0\n",
+             "t.yaml:1:10: workers: '0' is out of range (1 to 256)");
+  expect_one("workers: 257\n",
+             "t.yaml:1:10: workers: '257' is out of range (1 to 256)");
+  expect_one("workers:\n",
+             "t.yaml:1:9: workers: expected 'auto' or an integer from 1 to "
+             "256, got nothing (an empty value)");
+  expect_one("limits: 5\n",
+             "t.yaml:1:9: limits: expected a mapping (indented 'key: value' "
+             "lines), got a scalar");
+  expect_one("log:\n  - level\n",
+             "t.yaml:2:3: log: expected a mapping (indented 'key: value' "
+             "lines), got a list");
+  expect_one("limits:\n  send_queue_messages: 0\n",
+             "t.yaml:2:24: limits.send_queue_messages: must be at least 1, "
+             "got '0'");
+  expect_one("limits:\n  max_concurrent_streams: {a: 1}\n",
+             "t.yaml:2:27: limits.max_concurrent_streams: expected a "
+             "non-negative integer, got a mapping");
+  expect_one("limits:\n  lua_memory_mb: 12MiB\n",
+             "t.yaml:2:18: limits.lua_memory_mb: expected a non-negative "
+             "integer, got '12MiB'");
+  expect_one("keepalive:\n  max_ping_strikes: 2.5\n",
+             "t.yaml:2:21: keepalive.max_ping_strikes: expected a "
+             "non-negative integer, got '2.5'");
+  expect_one("reload:\n  watch: maybe\n",
+             "t.yaml:2:10: reload.watch: expected a boolean (true/false, "
+             "yes/no, on/off), got 'maybe'");
+  expect_one("log:\n  level: verbose\n",
+             "t.yaml:2:10: log.level: expected one of debug, info, warn, "
+             "error, got 'verbose'");
+  expect_one("log:\n  format: xml\n",
+             "t.yaml:2:11: log.format: expected text or json, got 'xml'");
+  expect_one("shutdown_grace_ms: [1]\n",
+             "t.yaml:1:20: shutdown_grace_ms: expected a duration in "
+             "milliseconds (an integer, or with a unit: 250ms, 20s, 5m, 1h), "
+             "got a list");
+  expect_one("services: {a: 1}\n",
+             "t.yaml:1:11: services: expected a directory or a list of them, "
+             "got a mapping");
+  expect_one("proto_path: [[a]]\n",
+             "t.yaml:1:14: proto_path: each list item must be a directory, got "
+             "a list");
+  expect_one("? [a, b]\n: 1\n",
+             "t.yaml:1:3: keys must be plain strings, not a list");
+}
+
+static void test_top_level(void) {
+  expect_one("- a\n- b\n",
+             "t.yaml:1:1: the top level of a config file must be a mapping "
+             "('key: value' lines), got a list");
+  expect_one("just text\n",
+             "t.yaml:1:1: the top level of a config file must be a mapping "
+             "('key: value' lines), got a scalar");
+  expect_one("workers: 1\n---\nworkers: 2\n",
+             "t.yaml:2:1: only one YAML document is allowed in a config file");
+}
+
+static void test_unknown_keys(void) {
+  expect_one("workrs: 4\n",
+             "t.yaml:1:1: unknown key 'workrs' (did you mean 'workers'?)");
+  expect_one("limits:\n  max_recieve_bytes: 1\n",
+             "t.yaml:2:3: unknown key 'max_recieve_bytes' in 'limits' (did you "
+             "mean 'max_receive_bytes'?)");
+  expect_one("reload:\n  debounce: 10\n",
+             "t.yaml:2:3: unknown key 'debounce' in 'reload' (did you mean "
+             "'debounce_ms'?)");
+  expect_one("Workers: 4\n",
+             "t.yaml:1:1: unknown key 'Workers' (did you mean 'workers'?)");
+  expect_one("log:\n  colour: true\n",
+             "t.yaml:2:3: unknown key 'colour' in 'log' (valid keys: level, "
+             "format)");
+  expect_one("time_ms: 5\n",
+             "t.yaml:1:1: unknown key 'time_ms' (did you mean "
+             "'keepalive.time_ms'? it belongs under 'keepalive:')");
+  expect_one("keepalive:\n  workers: 5\n",
+             "t.yaml:2:3: unknown key 'workers' in 'keepalive' ('workers' is a "
+             "top-level key)");
+  expect_one("zzz: 1\n",
+             "t.yaml:1:1: unknown key 'zzz' (valid keys: listen, workers, "
+             "services, proto_path, limits, keepalive, reload, log, "
+             "shutdown_grace_ms, protos)");
+}
+
+static void test_duplicates(void) {
+  expect_one("workers: 1\nlisten: a:1\nworkers: 2\n",
+             "t.yaml:3:1: duplicate key 'workers' (first set at line 1, column "
+             "1)");
+  expect_one("limits:\n  lua_memory_mb: 1\n  lua_memory_mb: 2\n",
+             "t.yaml:3:3: duplicate key 'lua_memory_mb' in 'limits' (first set "
+             "at line 2, column 3)");
+  /* the first value stays */
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d, "workers: 7\nworkers: 8\n"), -1);
+  MW_CHECK_INT(c.workers, 7);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+}
+
+static void test_yaml_features(void) {
+  expect_one("workers: 1\nlisten: [a:1\n",
+             "t.yaml:3:1: YAML syntax error: did not find expected ',' or ']' "
+             "(while parsing a flow sequence at line 2, column 9)");
+  expect_one("workers: 4: 5\n",
+             "t.yaml:1:11: YAML syntax error: mapping values are not allowed in "
+             "this context");
+  expect_one("limits:\n\tlua_memory_mb: 1\n",
+             "t.yaml:2:1: YAML syntax error: found character that cannot start "
+             "any token (while scanning for the next token at line 2, column "
+             "1); tabs cannot indent YAML, use spaces");
+  expect_one("log:\n  level: \"info\n",
+             "t.yaml:3:1: YAML syntax error: found unexpected end of stream "
+             "(while scanning a quoted scalar at line 2, column 10)");
+  expect_one("workers: 1\n\xff\n",
+             "t.yaml:2:1: invalid input: invalid leading UTF-8 octet");
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d, "workers: &w 4\nshutdown_grace_ms: *w\n"), -1);
+  MW_CHECK_INT(mw_diag_count(&d), 2);
+  MW_CHECK_STR(msg(&d, 0),
+               "t.yaml:1:10: anchors (&w) are not supported in config files");
+  MW_CHECK_STR(msg(&d, 1), "t.yaml:2:20: aliases (*w) are not supported in "
+                           "config files; write the value out");
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  expect_one("workers: !!int 4\n",
+             "t.yaml:1:10: YAML tags (tag:yaml.org,2002:int) are not supported "
+             "in config files");
+}
+
+static void test_many_errors_one_pass(void) {
+  mw_config c;
+  mw_diag d;
+  int rc = load(&c, &d,
+                "workrs: 4\n"               /* 1: unknown key */
+                "workers: many\n"           /* 2: bad value */
+                "limits:\n"                 /* 3 */
+                "  max_receive_bytes: 0\n"  /* 4: out of range */
+                "  max_send_bytes: 1KiB\n"  /* 5: fine, applied */
+                "  foo: 1\n"                /* 6: unknown */
+                "log:\n"                    /* 7 */
+                "  level: loud\n"           /* 8: bad value */
+                "  format: json\n"          /* 9: fine */
+                "log: {}\n"                 /* 10: duplicate */
+                "services: does-not-exist\n" /* 11: missing dir */
+                "reload: {watch: [x]\n");   /* 12: bad value, then a */
+  MW_CHECK_INT(rc, -1);                     /* syntax error at the end */
+  MW_CHECK_INT(mw_diag_count(&d), 9);
+  MW_CHECK_CONTAINS(msg(&d, 0), "t.yaml:1:1: unknown key 'workrs'");
+  MW_CHECK_CONTAINS(msg(&d, 1), "t.yaml:2:10: workers:");
+  MW_CHECK_CONTAINS(msg(&d, 2), "t.yaml:4:22: limits.max_receive_bytes:");
+  MW_CHECK_CONTAINS(msg(&d, 3), "t.yaml:6:3: unknown key 'foo' in 'limits'");
+  MW_CHECK_CONTAINS(msg(&d, 4), "t.yaml:8:10: log.level:");
+  MW_CHECK_CONTAINS(msg(&d, 5), "t.yaml:10:1: duplicate key 'log'");
+  MW_CHECK_CONTAINS(msg(&d, 6), "t.yaml:11:11: services: directory "
+                                "'does-not-exist' does not exist");
+  MW_CHECK_CONTAINS(msg(&d, 7), "t.yaml:12:17: reload.watch: expected a "
+                                "boolean");
+  MW_CHECK_CONTAINS(msg(&d, 8), "t.yaml:13:1: YAML syntax error: did not "
+                                "find expected ',' or '}'");
+  /* what was valid was applied; what failed kept its default */
+  MW_CHECK_INT(c.limits.max_send_bytes, 1024);
+  MW_CHECK_INT(c.limits.max_receive_bytes, 4 * 1024 * 1024);
+  MW_CHECK_INT(c.log.json, 1);
+  MW_CHECK_INT(c.log.level, MW_LOG_INFO);
+  MW_CHECK_INT(c.services.n, 0);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+}
+
+static void test_paths(void) {
+  char p[PATH_MAX], q[PATH_MAX], yaml[PATH_MAX + 64];
+  mkdir_p(tmp_path(p, "paths/conf/svc"));
+  mkdir_p(tmp_path(p, "paths/shared"));
+  write_file(tmp_path(p, "paths/conf/file.txt"), "not a dir\n");
+
+  mw_config c;
+  mw_diag d = {0};
+
+  /* load_string resolves against base_dir */
+  mw_config_init(&c);
+  const char *y1 = "services: svc\nproto_path: [../shared, svc/.., /]\n";
+  MW_CHECK_INT(mw_config_load_string(&c, y1, strlen(y1), "x.yaml",
+                                     tmp_path(q, "paths/conf"), &d),
+               0);
+  MW_CHECK_INT(c.services.n, 1);
+  if (c.services.n) MW_CHECK_STR(c.services.v[0], tmp_path(q, "paths/conf/svc"));
+  MW_CHECK_INT(c.proto_path.n, 3);
+  if (c.proto_path.n == 3) {
+    MW_CHECK_STR(c.proto_path.v[0], tmp_path(q, "paths/shared"));
+    MW_CHECK_STR(c.proto_path.v[1], tmp_path(q, "paths/conf"));
+    MW_CHECK_STR(c.proto_path.v[2], "/");
+  }
+  mw_config_free(&c);
+  mw_diag_free(&d);
+
+  /* an absolute path is used as it is */
+  mw_config_init(&c);
+  snprintf(yaml, sizeof yaml, "services: '%s/paths/shared'\n", tmp_root);
+  MW_CHECK_INT(mw_config_load_string(&c, yaml, strlen(yaml), "x.yaml", "/",
+                                     &d),
+               0);
+  if (c.services.n) MW_CHECK_STR(c.services.v[0], tmp_path(q, "paths/shared"));
+  mw_config_free(&c);
+  mw_diag_free(&d);
+
+  /* NULL base_dir: the current directory */
+  char cwd[PATH_MAX];
+  MW_CHECK(getcwd(cwd, sizeof cwd) != NULL);
+  char cwd_real[PATH_MAX];
+  MW_CHECK(realpath(cwd, cwd_real) != NULL);
+  mw_config_init(&c);
+  MW_CHECK_INT(mw_config_load_string(&c, "services: .\n", 12, NULL, NULL, &d),
+               0);
+  if (c.services.n) MW_CHECK_STR(c.services.v[0], cwd_real);
+  mw_config_free(&c);
+  mw_diag_free(&d);
+
+  /* a config file resolves against its own directory, wherever we are */
+  write_file(tmp_path(p, "paths/conf/moonwire.yaml"),
+             "services:\n"
+             "  - svc\n"
+             "  - missing\n"
+             "  - file.txt\n"
+             "proto_path: ../shared\n");
+  mw_config_init(&c);
+  MW_CHECK_INT(mw_config_load_file(&c, tmp_path(p, "paths/conf/moonwire.yaml"),
+                                   &d),
+               -1);
+  MW_CHECK_INT(mw_diag_count(&d), 2);
+  char want[PATH_MAX * 3];
+  snprintf(want, sizeof want,
+           "%s/paths/conf/moonwire.yaml:3:5: services: directory 'missing' "
+           "does not exist (resolved to '%s/paths/conf/missing')",
+           tmp_root, tmp_root);
+  MW_CHECK_STR(msg(&d, 0), want);
+  snprintf(want, sizeof want,
+           "%s/paths/conf/moonwire.yaml:4:5: services: 'file.txt' is not a "
+           "directory (resolved to '%s/paths/conf/file.txt')",
+           tmp_root, tmp_root);
+  MW_CHECK_STR(msg(&d, 1), want);
+  MW_CHECK_INT(c.services.n, 0); /* the list failed as a whole */
+  MW_CHECK_INT(c.proto_path.n, 1);
+  if (c.proto_path.n) MW_CHECK_STR(c.proto_path.v[0], tmp_path(q, "paths/shared"));
+  mw_config_free(&c);
+  mw_diag_free(&d);
+
+  /* a relative config path: from the directory of the file */
+  char old[PATH_MAX];
+  MW_CHECK(getcwd(old, sizeof old) != NULL);
+  if (chdir(tmp_path(p, "paths")) == 0) {
+    write_file("conf/rel.yaml", "services: svc\n");
+    mw_config_init(&c);
+    MW_CHECK_INT(mw_config_load_file(&c, "conf/rel.yaml", &d), 0);
+    MW_CHECK_STR(c.file, tmp_path(q, "paths/conf/rel.yaml"));
+    if (c.services.n) MW_CHECK_STR(c.services.v[0], tmp_path(q, "paths/conf/svc"));
+    mw_config_free(&c);
+    mw_diag_free(&d);
+    MW_CHECK_INT(chdir(old), 0);
+  } else {
+    MW_CHECK(0);
+  }
+
+  expect_one("services: ''\n", "t.yaml:1:11: services: empty path");
+}
+
+static void test_file_errors(void) {
+  char p[PATH_MAX], want[PATH_MAX + 64];
+  mw_config c;
+  mw_diag d = {0};
+  mw_config_init(&c);
+  MW_CHECK_INT(mw_config_load_file(&c, tmp_path(p, "no/such.yaml"), &d), -1);
+  MW_CHECK_INT(mw_diag_count(&d), 1);
+  snprintf(want, sizeof want,
+           "%s: cannot open the config file: No such file or directory", p);
+  MW_CHECK_STR(msg(&d, 0), want);
+  mw_diag_free(&d);
+  MW_CHECK_STR(c.file, p); /* the file it tried, even when it failed */
+  free(c.file);
+  c.file = NULL;
+  check_defaults(&c);
+  mw_config_free(&c);
+
+  mw_config_init(&c);
+  MW_CHECK_INT(mw_config_load_file(&c, tmp_root, &d), -1);
+  MW_CHECK_INT(mw_diag_count(&d), 1);
+  MW_CHECK_CONTAINS(msg(&d, 0), "is a directory");
+  mw_diag_free(&d);
+  mw_config_free(&c);
+
+  /* an empty file is a valid, empty config */
+  write_file(tmp_path(p, "empty.yaml"), "");
+  mw_config_init(&c);
+  MW_CHECK_INT(mw_config_load_file(&c, p, &d), 0);
+  MW_CHECK_INT(mw_diag_count(&d), 0);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+
+  /* errors in a file carry its path */
+  write_file(tmp_path(p, "bad.yaml"), "\n\nworkers: nope\n");
+  mw_config_init(&c);
+  MW_CHECK_INT(mw_config_load_file(&c, p, &d), -1);
+  snprintf(want, sizeof want, "%s:3:10: workers:", p);
+  MW_CHECK_CONTAINS(msg(&d, 0), want);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+}
+
+static void test_strlist(void) {
+  mw_config c;
+  mw_config_init(&c);
+  /* push onto the default list copies it first */
+  MW_CHECK_INT(mw_strlist_push(&c.listen, "[::]:1"), 0);
+  MW_CHECK_INT(c.listen.n, 2);
+  if (c.listen.n == 2) {
+    MW_CHECK_STR(c.listen.v[0], "127.0.0.1:50051");
+    MW_CHECK_STR(c.listen.v[1], "[::]:1");
+  }
+  MW_CHECK_INT(mw_strlist_set1(&c.listen, "0.0.0.0:9"), 0);
+  MW_CHECK_INT(c.listen.n, 1);
+  if (c.listen.n) MW_CHECK_STR(c.listen.v[0], "0.0.0.0:9");
+  MW_CHECK_INT(mw_strlist_set1(&c.services, "/srv"), 0);
+  MW_CHECK_INT(mw_strlist_push(&c.services, "/srv2"), 0);
+  MW_CHECK_INT(c.services.n, 2);
+  MW_CHECK_INT(mw_strlist_push(&c.services, NULL), -1);
+  mw_config_free(&c);
+  check_defaults(&c);
+  mw_config_free(&c);
+
+  mw_strlist l = {NULL, 0};
+  mw_strlist_free(&l);
+  MW_CHECK_INT(mw_strlist_set1(&l, "a"), 0);
+  MW_CHECK_INT(mw_strlist_set1(&l, "b"), 0);
+  MW_CHECK_INT(l.n, 1);
+  if (l.n) MW_CHECK_STR(l.v[0], "b");
+  mw_strlist_free(&l);
+  mw_strlist_free(&l);
+  MW_CHECK(l.v == NULL && l.n == 0);
+}
+
+static void test_protos(void) {
+  mw_config c;
+  mw_diag d = {0};
+  mw_config_init(&c);
+  MW_CHECK_INT(load(&c, &d, "protos: [grpc/testing/test.proto, a.proto]\n"), 0);
+  MW_CHECK_INT(c.protos.n, 2);
+  MW_CHECK_STR(c.protos.v[0], "grpc/testing/test.proto");
+  mw_config_free(&c);
+  MW_CHECK_INT(load(&c, &d, "protos: b.proto\n"), 0);
+  MW_CHECK_INT(c.protos.n, 1);
+  MW_CHECK_STR(c.protos.v[0], "b.proto");
+  mw_config_free(&c);
+  mw_diag_free(&d);
+  expect_one("protos: [ok.proto, /abs/x.proto]\n",
+             "t.yaml:1:20: protos: '/abs/x.proto' is not a .proto name relative "
+             "to proto_path (like grpc/testing/test.proto)");
+  expect_one("protos: notproto.txt\n",
+             "t.yaml:1:9: protos: 'notproto.txt' is not a .proto name relative "
+             "to proto_path (like grpc/testing/test.proto)");
+}
+
+static void test_load_twice(void) {
+  /* a second load layers over the first; lists are replaced, not merged */
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d, "listen: [a:1, b:2]\nworkers: 2\n"), 0);
+  const char *y = "listen: c:3\n";
+  MW_CHECK_INT(mw_config_load_string(&c, y, strlen(y), "u.yaml", NULL, &d), 0);
+  MW_CHECK_INT(c.listen.n, 1);
+  if (c.listen.n) MW_CHECK_STR(c.listen.v[0], "c:3");
+  MW_CHECK_INT(c.workers, 2);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+}
+
+int main(void) {
+  char p[PATH_MAX];
+  snprintf(p, sizeof p, "%s/config", MW_TEST_TMP);
+  mkdir_p(p);
+  char real[PATH_MAX];
+  if (!realpath(p, real) || strlen(real) >= sizeof tmp_root) {
+    fprintf(stderr, "cannot use %s: %s\n", p, strerror(errno));
+    return 1;
+  }
+  memcpy(tmp_root, real, strlen(real) + 1);
+  MW_RUN(test_defaults);
+  MW_RUN(test_empty_files);
+  MW_RUN(test_every_key_from_file);
+  MW_RUN(test_scalar_forms);
+  MW_RUN(test_sizes);
+  MW_RUN(test_durations);
+  MW_RUN(test_listen);
+  MW_RUN(test_wrong_types);
+  MW_RUN(test_top_level);
+  MW_RUN(test_unknown_keys);
+  MW_RUN(test_duplicates);
+  MW_RUN(test_yaml_features);
+  MW_RUN(test_many_errors_one_pass);
+  MW_RUN(test_paths);
+  MW_RUN(test_file_errors);
+  MW_RUN(test_strlist);
+  MW_RUN(test_protos);
+  MW_RUN(test_load_twice);
+  return mw_test_done();
+}
