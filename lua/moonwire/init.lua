@@ -4,8 +4,12 @@
 --   local Greeter = mw.service "helloworld.Greeter"
 --   function Greeter.SayHello(req, ctx) return {message = "Hello " .. req.name} end
 --
--- See docs/lua-api.md for the whole reference.
+-- See docs/lua-api.md for the whole reference. This module is the facade:
+-- each part lives in its own module (moonwire.service, moonwire.status)
+-- over the C primitives of moonwire.core.
 local core = require "moonwire.core"
+local service = require "moonwire.service"
+local status = require "moonwire.status"
 
 local M = {}
 
@@ -13,29 +17,17 @@ M.version = core.version
 
 --- Status codes: mw.OK, mw.CANCELLED, ..., mw.UNAUTHENTICATED, and the
 -- same table as mw.codes (name -> number).
-M.codes = core.codes
-for name, code in pairs(core.codes) do M[name] = code end
+M.codes = status.codes
+for name, code in pairs(status.codes) do M[name] = code end
 
 --- The handler table of a service defined in the loaded .proto files.
 -- Assign functions named after the service's methods to it.
-M.service = core.service
+M.service = service.declare
 
---- Ends the call with a status: mw.fail(mw.NOT_FOUND, "no such user").
--- code is a number or a name ("NOT_FOUND"). Never returns.
-M.fail = core.fail
-
---- A status error object, to raise later with error(): {code=, message=}.
-M.status = core.status
-
---- True when err is a status error object (from mw.fail, mw.status or a
--- cancelled wait).
-M.is_status = core.is_status
-
---- True when err is the error a wait raises because the call was cancelled
--- or its deadline passed.
-function M.is_cancelled(err)
-  return core.is_status(err) and err.cancelled == true
-end
+M.fail = status.fail
+M.status = status.status
+M.is_status = status.is_status
+M.is_cancelled = status.is_cancelled
 
 --- Suspends the calling handler for `seconds`; other calls go on meanwhile.
 M.sleep = core.sleep

@@ -1,3 +1,5 @@
+/* Timers: a binary min-heap per worker, ordered by deadline, then by id so
+ * that timers due at the same moment run in the order they were added. */
 #include "base/mw_timer.h"
 
 #include <stdlib.h>
@@ -6,6 +8,12 @@
 double mw_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double mw_wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -68,8 +76,9 @@ static void remove_at(mw_timers *t, size_t i) {
 }
 
 int mw_timer_cancel(mw_timers *t, uint64_t id) {
-  /* Linear: cancellations are rare next to expiries (a sleep that a
-   * cancellation interrupts) and heaps stay small per worker. */
+  /* Linear in the worker's pending timers: every call that ends during a
+   * mw.sleep cancels one, which is cheap while heaps stay small; index the
+   * entries before anything arms many long timers per worker. */
   for (size_t i = 0; i < t->n; i++) {
     if (t->heap[i].id == id) {
       remove_at(t, i);

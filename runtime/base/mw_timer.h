@@ -23,6 +23,8 @@ typedef struct mw_timers {
 
 /* Monotonic clock in seconds. */
 double mw_now(void);
+/* Wall clock in seconds since the epoch (deadlines are in it). */
+double mw_wall_now(void);
 
 void mw_timers_init(mw_timers *t);
 /* Schedules fn(arg) at `when`; returns a non-zero id, or 0 on OOM. */

@@ -1,3 +1,9 @@
+/* The server-side call state machine. A call is created when a requested
+ * call arrives (mw_call_arrived), routed, handed to its handler's start,
+ * and then driven by the backend's commands; batches complete through
+ * mw_call_on_batch. It is freed once no batch is in flight, the final
+ * status is sent and no event is running ("busy"): the backend hears
+ * on_done just before, unconditionally. */
 #include "core/mw_call.h"
 
 #include <stdio.h>
@@ -11,7 +17,8 @@
 #include <grpc/support/time.h>
 
 #include "base/mw_log.h"
-#include "core/mw_server.h"
+#include "base/mw_status.h"
+#include "core/mw_core_internal.h"
 
 enum { OP_RECV = 1, OP_SEND, OP_CLOSE, OP_FINAL, OP_SENDRECV };
 
@@ -22,10 +29,11 @@ typedef struct mw_md_list {
 
 struct mw_call {
   mw_worker *w;
-  grpc_call *call; /* one reference, dropped in call_free */
-  mw_gen *gen;     /* one reference */
+  grpc_call *call;    /* one reference, dropped in call_free */
+  mw_router *router;  /* one reference */
   const mw_method *method;
-  struct mw_hcall *host;
+  const mw_call_ops *ops; /* the backend's events, once attached */
+  void *self;             /* the backend's record, passed to every event */
   const char *path;        /* the method's path, or path_buf */
   char *path_buf;          /* owned copy of an unknown path, else NULL */
   grpc_metadata_array md;  /* request metadata, owned */
@@ -37,7 +45,7 @@ struct mw_call {
 
   grpc_byte_buffer *recv_buf;
   int recv_started;
-  int want_recv;   /* the host asked for a message inside a hook: the read
+  int want_recv;   /* the backend asked for a message inside an event: the read
                       starts at the pump, with the send when there is one */
   int eos_wait;   /* an end of stream waits a moment to be told from a
                      cancellation (see on_recv) */
@@ -55,58 +63,28 @@ struct mw_call {
   mw_md_list headers, trailers;
   int headers_sent;
 
-  int finish_requested, final_started, final_done, host_done;
+  int finish_requested, final_started, final_done, done_told;
   int await_first;  /* reading the request of a unary or server-streaming
-                       call that arrived without it; handler_ref waits */
-  int handler_ref;
+                       call that arrived without it; handler waits */
+  mw_handler *handler;
   grpc_status_code code;
   grpc_slice status_msg;
   grpc_byte_buffer *final_msg; /* the last message, sent with the status */
 };
 
-static const char *const status_names[MW_STATUS_COUNT] = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-};
-
-const char *mw_status_name(int code) {
-  return (code >= 0 && code < MW_STATUS_COUNT) ? status_names[code] : "UNKNOWN";
-}
-
-int mw_status_parse(const char *name) {
-  for (int i = 0; i < MW_STATUS_COUNT; i++) {
-    const char *a = status_names[i], *b = name;
-    while (*a && *b && (*a == *b || *a == (*b & ~0x20))) a++, b++;
-    if (!*a && !*b) return i;
-  }
-  return -1;
-}
-
 /* --- accessors ------------------------------------------------------------ */
 
 const mw_method *mw_call_method(const mw_call *c) { return c->method; }
-mw_gen *mw_call_gen(const mw_call *c) { return c->gen; }
 int mw_call_worker_id(const mw_call *c) { return c->w->id; }
-mw_worker *mw_call_worker(const mw_call *c) { return c->w; }
 double mw_call_deadline(const mw_call *c) { return c->deadline; }
 int mw_call_cancelled(const mw_call *c) { return c->cancelled; }
-struct mw_hcall *mw_call_host(const mw_call *c) { return c->host; }
-void mw_call_set_host(mw_call *c, struct mw_hcall *h) { c->host = h; }
+void mw_call_server_stats(const mw_call *c, mw_server_stats *out) {
+  mw_server_fill_stats(c->w->server, out);
+}
+void mw_call_attach(mw_call *c, const mw_call_ops *ops, void *self) {
+  c->ops = ops;
+  c->self = self;
+}
 int mw_call_reading(const mw_call *c) {
   return c->recv_started || c->want_recv || c->eos_wait;
 }
@@ -157,21 +135,21 @@ static void call_free(mw_call *c) {
   if (c->peer) gpr_free(c->peer);
   grpc_call_unref(c->call);
   c->w->live_calls--;
-  mw_gen_unref(c->gen);
+  mw_router_unref(c->router);
   free(c->path_buf);
   free(c);
 }
 
-/* Frees the call once nothing refers to it any more. */
+/* Frees the call once nothing refers to it any more, telling the backend
+ * first: whatever it does in on_done, the call is freed afterwards. */
 static void maybe_free(mw_call *c) {
   if (c->busy || c->inflight || !c->final_done) return;
-  if (c->host && !c->host_done) {
-    c->host_done = 1;
+  if (c->ops && !c->done_told) {
+    c->done_told = 1;
     c->busy++;
-    mw_host_on_done(c);
+    c->ops->on_done(c->self);
     c->busy--;
   }
-  if (c->host) return; /* the host detaches itself in on_done */
   call_free(c);
 }
 
@@ -310,14 +288,8 @@ static void pump(mw_call *c) {
   }
 }
 
-void mw_call_flush(mw_call *c) {
-  if (c->busy) return; /* the hook's caller flushes on the way out */
-  pump(c);
-  maybe_free(c);
-}
-
-/* Runs a host hook with the call pinned, then flushes what it queued. */
-#define HOOK(c, expr)       \
+/* Runs a backend event with the call pinned, then starts what it queued. */
+#define EVENT(c, expr)      \
   do {                      \
     (c)->busy++;            \
     expr;                   \
@@ -325,7 +297,31 @@ void mw_call_flush(mw_call *c) {
     pump(c);                \
   } while (0)
 
-/* --- host-facing operations ------------------------------------------------ */
+/* --- timers ------------------------------------------------------------------ */
+
+static void call_timer_fire(void *arg) {
+  mw_call_timer *t = arg;
+  mw_call *c = t->call;
+  t->id = 0;
+  EVENT(c, t->fn(t));
+  maybe_free(c);
+}
+
+int mw_call_timer_start(mw_call *c, mw_call_timer *t, double secs) {
+  mw_call_timer_cancel(t);
+  t->call = c;
+  t->id = mw_timer_add(&c->w->timers, mw_now() + (secs > 0 ? secs : 0),
+                       call_timer_fire, t);
+  return t->id ? 0 : -1;
+}
+
+void mw_call_timer_cancel(mw_call_timer *t) {
+  if (!t->id) return;
+  mw_timer_cancel(&t->call->w->timers, t->id);
+  t->id = 0;
+}
+
+/* --- commands ------------------------------------------------------------------ */
 
 void mw_call_recv(mw_call *c) {
   if (c->recv_started || c->final_started) return;
@@ -462,17 +458,11 @@ int mw_call_add_trailer(mw_call *c, const char *k, size_t kl, const char *v,
   return md_add(&c->trailers, k, kl, v, vl, err, errlen);
 }
 
-void mw_call_finish(mw_call *c, int code, const char *msg, const char *details,
-                    size_t details_len) {
+void mw_call_finish(mw_call *c, int code, const char *msg) {
   if (c->finish_requested) return;
   c->finish_requested = 1;
   c->code = (grpc_status_code)code;
   c->status_msg = grpc_slice_from_copied_string(msg ? msg : "");
-  if (details && details_len) {
-    char err[64];
-    md_add(&c->trailers, "grpc-status-details-bin", 23, details, details_len,
-           err, sizeof err);
-  }
 }
 
 /* --- arrival and completions ----------------------------------------------- */
@@ -498,8 +488,8 @@ static double deadline_seconds(gpr_timespec d) {
   return (double)r.tv_sec + (double)r.tv_nsec * 1e-9;
 }
 
-static void reject(mw_call *c, grpc_status_code code, const char *msg) {
-  mw_call_finish(c, code, msg, NULL, 0);
+static void reject(mw_call *c, mw_status code, const char *msg) {
+  mw_call_finish(c, code, msg);
   pump(c);
   maybe_free(c);
 }
@@ -529,40 +519,27 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
   c->final_tag = (mw_tag){MW_TAG_CALL, OP_FINAL, c};
   c->sendrecv_tag = (mw_tag){MW_TAG_CALL, OP_SENDRECV, c};
   w->live_calls++;
-  mw_gen_ref(w->gen);
-  c->gen = w->gen;
+  mw_router_ref(w->router);
+  c->router = w->router;
 
-  const mw_method *m = mw_gen_find(c->gen, path, path_len);
+  const mw_method *m;
+  mw_handler *h;
+  char msg[512];
+  int routed = mw_router_route(c->router, path, path_len, &m, &h, msg, sizeof msg);
+  c->method = m;
   if (m) {
-    c->path = m->path; /* the call holds the generation that owns it */
+    c->path = m->path; /* the call holds the router that holds the method */
   } else {
     c->path = c->path_buf = strndup(path, path_len);
     if (!c->path_buf) c->path = "?";
   }
-  if (!m) {
+  if (routed != 0) {
     if (payload) grpc_byte_buffer_destroy(payload);
-    char msg[512];
-    const char *slash = memchr(path + 1, '/', path_len ? path_len - 1 : 0);
-    size_t svc_len = slash ? (size_t)(slash - path - 1) : 0;
-    if (slash && !mw_gen_has_service(c->gen, path + 1, svc_len)) {
-      snprintf(msg, sizeof msg, "unknown service %.*s", (int)svc_len, path + 1);
-    } else {
-      snprintf(msg, sizeof msg, "unknown method %s", c->path);
-    }
-    reject(c, GRPC_STATUS_UNIMPLEMENTED, msg);
-    return;
-  }
-  c->method = m;
-  int ref = c->gen->handlers[w->id][mw_gen_method_index(c->gen, m)];
-  if (ref < 0) {
-    if (payload) grpc_byte_buffer_destroy(payload);
-    char msg[512];
-    snprintf(msg, sizeof msg, "method %s has no handler", c->path);
-    reject(c, GRPC_STATUS_UNIMPLEMENTED, msg);
+    reject(c, MW_STATUS_UNIMPLEMENTED, msg);
     return;
   }
 
-  if (m->kind == MW_CLIENT_STREAMING || m->kind == MW_BIDI_STREAMING) {
+  if (m->kind == MW_KIND_CLIENT_STREAMING || m->kind == MW_KIND_BIDI_STREAMING) {
     /* Streaming requests are read on demand; a payload the transport
      * already read (a registration from an older generation) comes first. */
     start_close_watch(c);
@@ -570,21 +547,21 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
   if (has_payload && payload) {
     grpc_slice s = bb_slice(payload);
     grpc_byte_buffer_destroy(payload);
-    HOOK(c, mw_host_on_call(c, ref, (const char *)GRPC_SLICE_START_PTR(s),
-                            GRPC_SLICE_LENGTH(s), 1));
+    EVENT(c, h->start(h, c, (const char *)GRPC_SLICE_START_PTR(s),
+                      GRPC_SLICE_LENGTH(s), 1));
     grpc_slice_unref(s);
   } else if (has_payload) {
     /* The client half-closed without sending the request. */
-    reject(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
+    reject(c, MW_STATUS_INVALID_ARGUMENT, "the request message is missing");
     return;
-  } else if (m->kind == MW_UNARY || m->kind == MW_SERVER_STREAMING) {
+  } else if (m->kind == MW_KIND_UNARY || m->kind == MW_KIND_SERVER_STREAMING) {
     /* Arrived on the generic path (a method a reload added, or one whose
      * kind changed): read the request before the handler runs. */
     c->await_first = 1;
-    c->handler_ref = ref;
+    c->handler = h;
     mw_call_recv(c);
   } else {
-    HOOK(c, mw_host_on_call(c, ref, NULL, 0, 0));
+    EVENT(c, h->start(h, c, NULL, 0, 0));
   }
   maybe_free(c);
 }
@@ -595,26 +572,33 @@ static void on_first(mw_call *c, int ok, grpc_byte_buffer *bb) {
   if (!ok) {
     if (bb) grpc_byte_buffer_destroy(bb);
     c->cancelled = 1;
-    reject(c, GRPC_STATUS_CANCELLED, "the call was cancelled");
+    reject(c, MW_STATUS_CANCELLED, "the call was cancelled");
     return;
   }
   if (!bb) {
-    reject(c, GRPC_STATUS_INVALID_ARGUMENT, "the request message is missing");
+    reject(c, MW_STATUS_INVALID_ARGUMENT, "the request message is missing");
     return;
   }
   grpc_slice s = bb_slice(bb);
   grpc_byte_buffer_destroy(bb);
-  HOOK(c, mw_host_on_call(c, c->handler_ref, (const char *)GRPC_SLICE_START_PTR(s),
-                          GRPC_SLICE_LENGTH(s), 1));
+  EVENT(c, c->handler->start(c->handler, c, (const char *)GRPC_SLICE_START_PTR(s),
+                             GRPC_SLICE_LENGTH(s), 1));
   grpc_slice_unref(s);
 }
 
 /* The call is over for the client (cancelled, deadline passed, transport
- * gone): tell the host once, whichever completion noticed it first. */
+ * gone): tell the backend once, whichever completion noticed it first. */
 static void mark_cancelled(mw_call *c) {
   if (c->cancelled) return;
   c->cancelled = 1;
-  if (c->host && !c->host_done) HOOK(c, mw_host_on_cancel(c));
+  if (c->ops && !c->done_told) EVENT(c, c->ops->on_cancel(c->self));
+}
+
+/* Hands a read's outcome to the backend (if one is attached: a call
+ * rejected before its handler started has none). */
+static void deliver(mw_call *c, int ok, const char *data, size_t len, int has_msg) {
+  if (c->ops && !c->done_told) EVENT(c, c->ops->on_message(c->self, ok, data, len, has_msg));
+  else pump(c);
 }
 
 /* How long an end of stream waits for a cancellation to show (seconds). */
@@ -624,10 +608,7 @@ static void eos_timer(void *arg) {
   mw_call *c = arg;
   c->eos_wait = 0;
   c->inflight--;
-  c->busy++;
-  mw_host_on_message(c, !c->cancelled, NULL, 0, 0);
-  c->busy--;
-  pump(c);
+  deliver(c, !c->cancelled, NULL, 0, 0);
   maybe_free(c);
 }
 
@@ -642,7 +623,7 @@ static void on_recv(mw_call *c, int ok) {
   if (!ok) {
     if (bb) grpc_byte_buffer_destroy(bb);
     mark_cancelled(c);
-    HOOK(c, mw_host_on_message(c, 0, NULL, 0, 0));
+    deliver(c, 0, NULL, 0, 0);
     return;
   }
   if (!bb) {
@@ -658,13 +639,12 @@ static void on_recv(mw_call *c, int ok) {
         return;
       }
     }
-    HOOK(c, mw_host_on_message(c, !c->cancelled, NULL, 0, 0));
+    deliver(c, !c->cancelled, NULL, 0, 0);
     return;
   }
   grpc_slice s = bb_slice(bb);
   grpc_byte_buffer_destroy(bb);
-  HOOK(c, mw_host_on_message(c, 1, (const char *)GRPC_SLICE_START_PTR(s),
-                             GRPC_SLICE_LENGTH(s), 1));
+  deliver(c, 1, (const char *)GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), 1);
   grpc_slice_unref(s);
 }
 
@@ -680,7 +660,8 @@ static void on_send(mw_call *c, int ok) {
   }
   if (c->want_writable && queue_has_room(c)) {
     c->want_writable = 0;
-    HOOK(c, mw_host_on_writable(c));
+    if (c->ops && !c->done_told) EVENT(c, c->ops->on_writable(c->self));
+    else pump(c);
   } else {
     pump(c);
   }

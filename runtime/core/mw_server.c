@@ -1,3 +1,7 @@
+/* The server: gRPC core's server, its listeners and channel arguments, the
+ * registered methods and the request slots each worker keeps posted, the
+ * current router (one per generation), and graceful shutdown. The worker
+ * loop itself is mw_worker.c. */
 #include "core/mw_server.h"
 
 #include <limits.h>
@@ -12,8 +16,9 @@
 #include <grpc/support/time.h>
 
 #include "base/mw_absl.h"
-#include "core/mw_call.h"
 #include "base/mw_log.h"
+#include "core/mw_call.h"
+#include "core/mw_core_internal.h"
 
 /* Request slots each worker keeps posted: per registered method, and for
  * the generic path (methods a reload added, unknown methods). A call that
@@ -57,51 +62,69 @@ struct mw_server {
   char **listeners;   /* owned */
   size_t n_listeners;
   mw_tag shutdown_tag;
+  mw_worker_hooks hooks;
   _Atomic int stopping;
   _Atomic int shutdown_done;
   _Atomic int started;
   pthread_mutex_t gen_lock;
-  mw_gen *current;             /* one reference */
+  mw_router *current;          /* one reference */
   _Atomic unsigned gen_counter;
   _Atomic unsigned long reloads, reload_failures;
+  pthread_mutex_t idle_lock;   /* with idle_cond: a worker ran out of calls */
+  pthread_cond_t idle_cond;    /* while the server stops */
 };
 
 /* --- generations ------------------------------------------------------------ */
 
-static void refresh_gen(mw_worker *w) {
+void mw_server_refresh(mw_worker *w) {
   mw_server *s = w->server;
   unsigned counter = atomic_load_explicit(&s->gen_counter, memory_order_acquire);
-  if (counter == w->gen_seen && w->gen) return;
+  if (counter == w->gen_seen && w->router) return;
   pthread_mutex_lock(&s->gen_lock);
-  mw_gen *g = s->current;
-  mw_gen_ref(g);
+  mw_router *r = s->current;
+  mw_router_ref(r);
   w->gen_seen = atomic_load(&s->gen_counter);
   pthread_mutex_unlock(&s->gen_lock);
-  mw_gen *old = w->gen;
-  w->gen = g;
-  if (old && old != g) mw_host_on_generation(old, g, w->id);
-  mw_gen_unref(old);
+  mw_router *old = w->router;
+  w->router = r;
+  if (old && old != r && s->hooks.switch_router)
+    s->hooks.switch_router(s->hooks.self, old, r, w->id);
+  mw_router_unref(old);
 }
 
-void mw_server_swap_gen(mw_server *s, mw_gen *gen) {
-  mw_gen_ref(gen);
+/* Mail to a worker: let go of the replaced generation now, not at the
+ * next call. */
+static void on_gen_mail(mw_mail *m) {
+  mw_worker *w = (mw_worker *)((char *)m - offsetof(mw_worker, gen_mail));
+  atomic_store(&w->gen_mail_queued, 0);
+  mw_server_refresh(w);
+}
+
+void mw_server_swap(mw_server *s, mw_router *r) {
+  mw_router_ref(r);
   pthread_mutex_lock(&s->gen_lock);
-  mw_gen *old = s->current;
-  s->current = gen;
+  mw_router *old = s->current;
+  s->current = r;
   atomic_fetch_add_explicit(&s->gen_counter, 1, memory_order_release);
   pthread_mutex_unlock(&s->gen_lock);
   atomic_fetch_add(&s->reloads, 1);
-  mw_gen_unref(old);
+  mw_router_unref(old);
+  if (!atomic_load(&s->started)) return;
+  for (int i = 0; i < s->n_workers; i++) {
+    mw_worker *w = &s->workers[i];
+    if (atomic_exchange(&w->gen_mail_queued, 1)) continue; /* already told */
+    if (mw_mailbox_post(w->mailbox, &w->gen_mail) != 0) atomic_store(&w->gen_mail_queued, 0);
+  }
 }
 
 void mw_server_note_reload_failure(mw_server *s) {
   atomic_fetch_add(&s->reload_failures, 1);
 }
 
-void mw_server_get_stats(mw_server *s, mw_server_stats *out) {
+void mw_server_fill_stats(mw_server *s, mw_server_stats *out) {
   out->live_calls = mw_server_live_calls(s);
   pthread_mutex_lock(&s->gen_lock);
-  out->generation = s->current ? s->current->id : 0;
+  out->generation = s->current ? mw_router_id(s->current) : 0;
   pthread_mutex_unlock(&s->gen_lock);
   out->reloads = atomic_load(&s->reloads);
   out->reload_failures = atomic_load(&s->reload_failures);
@@ -134,7 +157,8 @@ static int post_slot(mw_server *s, mw_slot *sl) {
   return 0;
 }
 
-static void on_slot(mw_slot *sl, int ok) {
+void mw_server_on_slot(void *slot, int ok) {
+  mw_slot *sl = slot;
   mw_worker *w = sl->w;
   mw_server *s = w->server;
   w->live_slots--;
@@ -170,7 +194,7 @@ static void on_slot(mw_slot *sl, int ok) {
     grpc_call_details_destroy(&sl->details);
   }
   if (!atomic_load(&s->stopping)) post_slot(s, sl);
-  refresh_gen(w);
+  mw_server_refresh(w);
   mw_call_arrived(w, call, path, path_len, deadline, &md, payload, has_payload);
   grpc_metadata_array_destroy(&md);
   grpc_slice_unref(method);
@@ -178,62 +202,30 @@ static void on_slot(mw_slot *sl, int ok) {
 
 /* --- workers ------------------------------------------------------------------ */
 
-/* Hands one event to its owner; 0 once the queue is shut down. */
-static int dispatch(mw_worker *w, grpc_event ev) {
-  if (ev.type == GRPC_QUEUE_SHUTDOWN) return 0;
-  if (ev.type == GRPC_OP_COMPLETE) {
-    mw_tag *tag = ev.tag;
-    switch (tag->kind) {
-    case MW_TAG_SLOT: on_slot(tag->owner, ev.success); break;
-    case MW_TAG_CALL: mw_call_on_batch(tag, ev.success); break;
-    case MW_TAG_SHUTDOWN: atomic_store(&w->server->shutdown_done, 1); break;
-    }
-  }
-  return 1;
+/* Mail to every worker when the server's shutdown completed: an idle
+ * worker wakes up to shut its queue down. */
+static void on_stop_mail(mw_mail *m) { (void)m; }
+
+void mw_server_note_shutdown_done(mw_server *s) {
+  atomic_store(&s->shutdown_done, 1);
+  for (int i = 0; i < s->n_workers; i++)
+    mw_mailbox_post(s->workers[i].mailbox, &s->workers[i].stop_mail);
 }
 
-/* Most events a worker takes from its queue before due timers run. */
-#define MW_DRAIN_MAX 256
-
-static void *worker_main(void *arg) {
-  mw_worker *w = arg;
+int mw_server_worker_may_close(const mw_worker *w) {
   mw_server *s = w->server;
-  int open = 1;
-  while (open) {
-    double now = mw_now();
-    double wait = 0.1; /* bounded: shutdown and reload are noticed by polling */
-    double next = mw_timers_next(&w->timers);
-    if (next >= 0 && next - now < wait) wait = next > now ? next - now : 0;
-    gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                   gpr_time_from_micros((int64_t)(wait * 1e6),
-                                                        GPR_TIMESPAN));
-    open = dispatch(w, grpc_completion_queue_next(w->cq, dl, NULL));
-    if (open && w->timers.n) {
-      next = mw_timers_next(&w->timers);
-      if (next >= 0 && next <= mw_now()) {
-        /* Events already queued go first: a timer that fell due while this
-         * thread was busy or descheduled must not overtake what happened
-         * before it (an end of stream waits for a cancellation this way). */
-        for (int i = 0; open && i < MW_DRAIN_MAX; i++) {
-          grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
-          if (ev.type == GRPC_QUEUE_TIMEOUT) break;
-          open = dispatch(w, ev);
-        }
-        if (open) mw_timers_run(&w->timers, mw_now());
-      }
-    }
-    if (!open) break;
-    /* Let go of a replaced generation even when no call comes. */
-    refresh_gen(w);
-    if (!w->cq_shut && atomic_load(&s->stopping) &&
-        atomic_load(&s->shutdown_done) && w->live_calls == 0 &&
-        w->live_slots == 0) {
-      grpc_completion_queue_shutdown(w->cq);
-      w->cq_shut = 1;
-    }
+  if (!atomic_load_explicit(&s->stopping, memory_order_relaxed)) return 0;
+  if (w->live_calls == 0) {
+    pthread_mutex_lock(&s->idle_lock);
+    pthread_cond_broadcast(&s->idle_cond);
+    pthread_mutex_unlock(&s->idle_lock);
   }
-  mw_host_thread_exit();
-  return NULL;
+  return atomic_load(&s->shutdown_done) && w->live_calls == 0 && w->live_slots == 0;
+}
+
+void mw_server_thread_exit(mw_worker *w) {
+  mw_server *s = w->server;
+  if (s->hooks.thread_exit) s->hooks.thread_exit(s->hooks.self, w->id);
 }
 
 /* --- construction ------------------------------------------------------------ */
@@ -268,7 +260,8 @@ static void grpc_log_to_mw(gpr_log_func_args *a) {
   mw_log_fields(level, a->message ? a->message : "", 1, keys, vals);
 }
 
-mw_server *mw_server_new(const mw_config *cfg, mw_gen *gen, mw_diag *diag) {
+mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
+                         const mw_worker_hooks *hooks, mw_diag *diag) {
   mw_server *s = calloc(1, sizeof *s);
   if (!s) {
     mw_diag_add(diag, "out of memory");
@@ -278,8 +271,11 @@ mw_server *mw_server_new(const mw_config *cfg, mw_gen *gen, mw_diag *diag) {
   mw_absl_fast_mutexes();
   grpc_init();
   pthread_mutex_init(&s->gen_lock, NULL);
-  mw_gen_ref(gen);
-  s->current = gen;
+  pthread_mutex_init(&s->idle_lock, NULL);
+  pthread_cond_init(&s->idle_cond, NULL);
+  if (hooks) s->hooks = *hooks;
+  mw_router_ref(router);
+  s->current = router;
   s->shutdown_tag = (mw_tag){MW_TAG_SHUTDOWN, 0, s};
 
   grpc_arg args[16];
@@ -321,15 +317,22 @@ mw_server *mw_server_new(const mw_config *cfg, mw_gen *gen, mw_diag *diag) {
     mw_timers_init(&w->timers);
     w->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, w->cq, NULL);
+    w->wake_tag = (mw_tag){MW_TAG_WAKE, 0, w};
+    w->gen_mail.fn = on_gen_mail;
+    w->stop_mail.fn = on_stop_mail;
+    w->mailbox = mw_mailbox_new(w->cq, &w->wake_tag);
+    if (!w->mailbox) goto oom;
   }
 
   /* Register the methods known now: their calls arrive on a fast path, with
    * the first request already read for unary and server-streaming calls. */
-  s->reg = calloc(gen->n_methods ? gen->n_methods : 1, sizeof *s->reg);
+  const mw_methods *methods = mw_router_methods(router);
+  size_t n_methods = mw_methods_count(methods);
+  s->reg = calloc(n_methods ? n_methods : 1, sizeof *s->reg);
   if (!s->reg) goto oom;
-  for (size_t i = 0; i < gen->n_methods; i++) {
-    const mw_method *m = &gen->methods[i];
-    int payload = m->kind == MW_UNARY || m->kind == MW_SERVER_STREAMING;
+  for (size_t i = 0; i < n_methods; i++) {
+    const mw_method *m = mw_methods_at(methods, i);
+    int payload = m->kind == MW_KIND_UNARY || m->kind == MW_KIND_SERVER_STREAMING;
     void *h = grpc_server_register_method(
         s->server, m->path, NULL,
         payload ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE,
@@ -388,7 +391,7 @@ int mw_server_start(mw_server *s) {
   if (!s->slots) return -1;
   for (int i = 0; i < s->n_workers; i++) {
     mw_worker *w = &s->workers[i];
-    refresh_gen(w);
+    mw_server_refresh(w);
     for (size_t k = 0; k < per_worker; k++) {
       mw_slot *sl = &s->slots[s->n_slots++];
       sl->tag = (mw_tag){MW_TAG_SLOT, 0, sl};
@@ -398,7 +401,7 @@ int mw_server_start(mw_server *s) {
     }
   }
   for (int i = 0; i < s->n_workers; i++) {
-    if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0)
+    if (pthread_create(&s->workers[i].thread, NULL, mw_worker_main, &s->workers[i]) != 0)
       return -1;
   }
   return 0;
@@ -407,8 +410,17 @@ int mw_server_start(mw_server *s) {
 void mw_server_stop(mw_server *s, long grace_ms) {
   if (!s || !atomic_load(&s->started) || atomic_exchange(&s->stopping, 1)) return;
   grpc_server_shutdown_and_notify(s->server, s->workers[0].cq, &s->shutdown_tag);
-  double until = mw_now() + (double)grace_ms / 1000.0;
-  while (mw_now() < until && mw_server_live_calls(s) > 0) usleep(10000);
+  /* Wait for the calls in flight, woken by workers running out of calls. */
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += grace_ms / 1000;
+  until.tv_nsec += (grace_ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+  pthread_mutex_lock(&s->idle_lock);
+  while (mw_server_live_calls(s) > 0 &&
+         pthread_cond_timedwait(&s->idle_cond, &s->idle_lock, &until) == 0) {
+  }
+  pthread_mutex_unlock(&s->idle_lock);
   if (mw_server_live_calls(s) > 0) {
     mw_log(MW_LOG_WARN, "grace period over: cancelling %zu call(s)",
            mw_server_live_calls(s));
@@ -436,7 +448,10 @@ void mw_server_free(mw_server *s) {
       grpc_completion_queue_destroy(w->cq);
     }
     mw_timers_free(&w->timers);
-    mw_gen_unref(w->gen);
+    mw_mailbox_free(w->mailbox);
+    w->mailbox = NULL;
+    mw_router_unref(w->router);
+    w->router = NULL;
   }
   free(s->workers);
   free(s->slots);
@@ -444,8 +459,10 @@ void mw_server_free(mw_server *s) {
   free(s->reg);
   for (size_t i = 0; i < s->n_listeners; i++) free(s->listeners[i]);
   free(s->listeners);
-  mw_gen_unref(s->current);
+  mw_router_unref(s->current);
   pthread_mutex_destroy(&s->gen_lock);
+  pthread_mutex_destroy(&s->idle_lock);
+  pthread_cond_destroy(&s->idle_cond);
   free(s);
   grpc_shutdown();
 }

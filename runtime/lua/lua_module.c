@@ -4,10 +4,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "lua/mw_host.h"
+#include "lua/l_api.h"
 
 int luaopen_moonwire_core(lua_State *L);
 
-int luaopen_moonwire_core(lua_State *L) {
-  return mw_host_open_core(L);
-}
+int luaopen_moonwire_core(lua_State *L) { return mw_lcore_open(L); }

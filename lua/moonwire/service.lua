@@ -1,0 +1,85 @@
+--- moonwire.service: services declared in Lua and bound to their methods.
+--
+-- mw.service(name) returns the handler table of a service the loaded .proto
+-- files define; scripts assign functions named after its methods to it.
+-- After every service script has run, the runtime calls bind once per
+-- worker state: each handler is checked against the schema and one
+-- function per method is handed to C. That function is the handler itself;
+-- anything that wraps handlers (interceptors) composes here, once, at bind
+-- time, so a service without any costs nothing per call.
+local core = require "moonwire.core"
+
+local getinfo = debug.getinfo
+local pairs, type, tostring = pairs, type, tostring
+local concat, sort = table.concat, table.sort
+
+local M = {}
+
+local declared = {} -- service name -> {handlers = table, file = short_src}
+local order = {}    -- service names in declaration order
+
+--- The handler table of a service (the same table on every call).
+function M.declare(name)
+  if type(name) ~= "string" then
+    error("bad argument #1 to 'service' (string expected, got " ..
+          (name == nil and "no value" or type(name)) .. ")", 2)
+  end
+  local d = declared[name]
+  if d then return d.handlers end
+  local problem = core.service_problem(name)
+  if problem then error(problem, 2) end
+  local info = getinfo(2, "S")
+  d = {handlers = {}, file = info and info.short_src or "?"}
+  declared[name] = d
+  order[#order + 1] = name
+  return d.handlers
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  sort(keys, function(a, b)
+    if type(a) == type(b) and (type(a) == "string" or type(a) == "number") then
+      return a < b
+    end
+    return type(a) < type(b)
+  end)
+  return keys
+end
+
+--- Called by the runtime: bind(method_index, fn) for every handler that
+-- names a method of its service. Returns the problems found, as messages
+-- with file and line.
+function M.bind(bind)
+  local problems = {}
+  for _, name in ipairs(order) do
+    local d = declared[name]
+    local names, index = core.methods(name)
+    for _, k in ipairs(sorted_keys(d.handlers)) do
+      local fn = d.handlers[k]
+      if type(k) ~= "string" then
+        problems[#problems + 1] = ("%s: the handler table of %s has a key that is not a method name")
+          :format(d.file, name)
+      elseif not index[k] then
+        local line = type(fn) == "function" and getinfo(fn, "S").linedefined or 0
+        problems[#problems + 1] = ("%s:%d: %s has no method '%s' (methods: %s)")
+          :format(d.file, line, name, k, concat(names, ", "))
+      elseif type(fn) ~= "function" then
+        problems[#problems + 1] = ("%s: handler %s.%s must be a function, not a %s")
+          :format(d.file, name, k, type(fn))
+      else
+        bind(index[k], fn)
+      end
+    end
+  end
+  return problems
+end
+
+--- The services declared so far, in order (for tools and tests).
+function M.declared()
+  local out = {}
+  for i, name in ipairs(order) do out[i] = name end
+  return out
+end
+
+return M

@@ -1,0 +1,28 @@
+/* The commands of the moonwire binary (serve, check) and what they share:
+ * the command line and the config it names. main.c only dispatches. */
+#ifndef MW_CMD_H
+#define MW_CMD_H
+
+#include "base/mw_diag.h"
+#include "config/mw_config.h"
+
+typedef struct options {
+  const char *cmd;
+  const char *config;
+  const char *listen;
+  const char *dir;
+} options;
+
+/* Parses argv; returns an exit status to stop with (after --help, --version
+ * or a usage error), or -1 to go on with o filled. */
+int mw_cmd_parse(int argc, char **argv, options *o);
+/* Prints diag's messages to stderr, one a line. */
+void mw_cmd_print_diag(const mw_diag *d);
+/* The config: -c FILE, else DIR/moonwire.yaml when there is one; then the
+ * command line on top. Returns 0, or -1 with diag filled. */
+int mw_cmd_load_config(const options *o, mw_config *cfg, mw_diag *diag);
+
+int mw_cmd_check(const options *o);
+int mw_cmd_serve(const options *o);
+
+#endif

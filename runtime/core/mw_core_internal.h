@@ -1,0 +1,84 @@
+/* What the files of core/ share and nothing above them sees: the worker
+ * record, completion tags and the call layer's entry points for the
+ * worker loop. Includes gRPC's headers. */
+#ifndef MW_CORE_INTERNAL_H
+#define MW_CORE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include <grpc/grpc.h>
+
+#include "base/mw_timer.h"
+#include "core/mw_call.h"
+#include "core/mw_mailbox.h"
+#include "core/mw_router.h"
+
+typedef struct mw_server mw_server;
+
+/* Tags handed to grpc_call_start_batch and request functions all start with
+ * this header; the worker turns a completed tag into the next step. */
+typedef enum mw_tag_kind {
+  MW_TAG_SLOT = 1,     /* a requested call arrived */
+  MW_TAG_CALL = 2,     /* a batch of a call completed */
+  MW_TAG_SHUTDOWN = 3, /* the server finished shutting down */
+  MW_TAG_WAKE = 4,     /* the worker's mailbox has mail */
+} mw_tag_kind;
+
+typedef struct mw_tag {
+  int kind;
+  int op; /* MW_TAG_CALL: which batch of the call (mw_call.c) */
+  void *owner;
+} mw_tag;
+
+/* One worker: a thread, its completion queue, its timers and mailbox, and
+ * its reference to the current router. Owned by the server. */
+typedef struct mw_worker {
+  int id;
+  mw_server *server;
+  grpc_completion_queue *cq;
+  mw_timers timers;
+  mw_mailbox *mailbox;
+  mw_tag wake_tag;
+  mw_mail gen_mail;           /* "a new generation is current" */
+  _Atomic int gen_mail_queued;
+  mw_mail stop_mail;          /* "the server is shutting down" */
+  mw_router *router;          /* this worker's reference to the current one */
+  unsigned gen_seen;          /* server generation counter when taken */
+  _Atomic size_t live_calls;  /* written by the worker, read by anyone */
+  size_t live_slots;
+  size_t send_queue_messages; /* limits.send_queue_messages */
+  size_t send_queue_bytes;    /* limits.send_queue_bytes */
+  int cq_shut;
+  pthread_t thread;
+} mw_worker;
+
+/* --- the call layer, for the worker (mw_call.c) --- */
+/* Takes over a call that arrived on worker w: md and payload are moved
+ * (payload may be NULL; has_payload says whether the transport read the
+ * first message for us). */
+void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
+                     size_t path_len, gpr_timespec deadline,
+                     grpc_metadata_array *md, grpc_byte_buffer *payload,
+                     int has_payload);
+/* A batch of a call completed. */
+void mw_call_on_batch(mw_tag *tag, int ok);
+
+/* --- the server, for its workers (mw_server.c) --- */
+/* Takes the current router if it changed since the worker last looked, and
+ * lets the backends hand state over; on the worker's thread. */
+void mw_server_refresh(mw_worker *w);
+void mw_server_fill_stats(mw_server *s, mw_server_stats *out);
+/* Whether the worker may shut its queue down (the server is stopping, its
+ * shutdown completed, and w has no calls or slots left). */
+int mw_server_worker_may_close(const mw_worker *w);
+void mw_server_note_shutdown_done(mw_server *s);
+/* A request slot (MW_TAG_SLOT) completed: a call arrived, or ok == 0. */
+void mw_server_on_slot(void *slot, int ok);
+void mw_server_thread_exit(mw_worker *w);
+
+/* --- the worker loop (mw_worker.c) --- */
+void *mw_worker_main(void *arg);
+
+#endif

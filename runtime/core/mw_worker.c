@@ -1,0 +1,68 @@
+/* The worker loop: one thread per worker blocks in its completion queue
+ * until the next event or timer, and turns each completed tag into the next
+ * step. Nothing polls: mail from other threads (a new generation, the
+ * server shutting down, later cross-worker messages) arrives as a wake tag
+ * on the same queue (core/mw_mailbox.h). */
+#include <stdatomic.h>
+
+#include <grpc/support/time.h>
+
+#include "core/mw_core_internal.h"
+
+/* Hands one event to its owner; 0 once the queue is shut down. */
+static int dispatch(mw_worker *w, grpc_event ev) {
+  if (ev.type == GRPC_QUEUE_SHUTDOWN) return 0;
+  if (ev.type == GRPC_OP_COMPLETE) {
+    mw_tag *tag = ev.tag;
+    switch (tag->kind) {
+    case MW_TAG_SLOT: mw_server_on_slot(tag->owner, ev.success); break;
+    case MW_TAG_CALL: mw_call_on_batch(tag, ev.success); break;
+    case MW_TAG_SHUTDOWN: mw_server_note_shutdown_done(w->server); break;
+    case MW_TAG_WAKE: mw_mailbox_run(w->mailbox); break;
+    }
+  }
+  return 1;
+}
+
+/* Most events a worker takes from its queue before due timers run. */
+#define MW_DRAIN_MAX 256
+
+static gpr_timespec until_next_timer(const mw_worker *w) {
+  double next = mw_timers_next(&w->timers);
+  if (next < 0) return gpr_inf_future(GPR_CLOCK_MONOTONIC);
+  double wait = next - mw_now();
+  if (wait < 0) wait = 0;
+  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                      gpr_time_from_micros((int64_t)(wait * 1e6), GPR_TIMESPAN));
+}
+
+void *mw_worker_main(void *arg) {
+  mw_worker *w = arg;
+  int open = 1;
+  while (open) {
+    open = dispatch(w, grpc_completion_queue_next(w->cq, until_next_timer(w), NULL));
+    if (open && w->timers.n) {
+      double next = mw_timers_next(&w->timers);
+      if (next >= 0 && next <= mw_now()) {
+        /* Events already queued go first: a timer that fell due while this
+         * thread was busy or descheduled must not overtake what happened
+         * before it (an end of stream waits for a cancellation this way). */
+        for (int i = 0; open && i < MW_DRAIN_MAX; i++) {
+          grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
+          if (ev.type == GRPC_QUEUE_TIMEOUT) break;
+          open = dispatch(w, ev);
+        }
+        if (open) mw_timers_run(&w->timers, mw_now());
+      }
+    }
+    if (open && !w->cq_shut && mw_server_worker_may_close(w)) {
+      /* Mail accepted until now still runs: its wake is delivered before
+       * the queue reports its shutdown. */
+      mw_mailbox_close(w->mailbox);
+      grpc_completion_queue_shutdown(w->cq);
+      w->cq_shut = 1;
+    }
+  }
+  mw_server_thread_exit(w);
+  return NULL;
+}

@@ -1,0 +1,49 @@
+/* What the l_*.c files (the functions Lua calls) share with each other and
+ * with the rest of lua/: each file's open function, filling its part of the
+ * moonwire.core table or a metatable, and the status object helpers every
+ * part raises with. Metatable names are dotted: "moonwire.ctx". */
+#ifndef MW_L_API_H
+#define MW_L_API_H
+
+#include <stddef.h>
+
+#include <lua.h>
+
+#define MW_MT_CTX "moonwire.ctx"
+#define MW_MT_STREAM "moonwire.stream"
+#define MW_MT_STATUS "moonwire.status"
+
+/* Pushes a status error object {code=, message=}. */
+void mw_lstatus_push(lua_State *L, int code, const char *msg);
+int mw_lstatus_is(lua_State *L, int idx);
+
+/* Each adds its functions to the table on top of the stack (moonwire.core). */
+void mw_lstatus_open(lua_State *L); /* l_status.c: status, fail, codes */
+void mw_lctx_open(lua_State *L);    /* l_ctx.c: the ctx metatable */
+void mw_lstream_open(lua_State *L); /* l_stream.c: the stream metatable */
+void mw_lsleep_open(lua_State *L);  /* l_sleep.c: sleep */
+void mw_llog_open(lua_State *L);    /* l_log.c: log, stats */
+void mw_lschema_open(lua_State *L); /* l_schema.c: services, methods */
+void mw_lhandoff_open(lua_State *L);/* mw_handoff.c: on_reload, on_restore */
+
+/* Pushes moonwire.core (every part above, plus version). */
+int mw_lcore_open(lua_State *L);
+
+/* The ctx and stream handles of a call: userdata whose pointer is cleared
+ * when the call ends, so late use raises "the call has ended". */
+struct mw_lcall;
+typedef struct mw_handle {
+  struct mw_lcall *h; /* NULL once the call has ended */
+} mw_handle;
+enum { MW_HANDLE_CTX = 0, MW_HANDLE_STREAM = 1 };
+void mw_handle_push(lua_State *L, struct mw_lcall *h, int which);
+/* The live call of the handle at idx, raising when it has ended. */
+struct mw_lcall *mw_handle_check(lua_State *L, int idx, const char *mt);
+
+/* l_stream.c: the call's read and writable events, for a handler that may
+ * be waiting in stream:recv or stream:send. */
+void mw_lstream_on_message(struct mw_lcall *h, int ok, const char *data,
+                           size_t len, int has_msg);
+void mw_lstream_on_writable(struct mw_lcall *h);
+
+#endif

@@ -1,0 +1,19 @@
+/* moonwire.core: the C primitives the Lua library (lua/moonwire/) is
+ * written over. Each part is opened by the file that implements it. */
+#include <lauxlib.h>
+
+#include "lua/l_api.h"
+
+int mw_lcore_open(lua_State *L) {
+  lua_newtable(L); /* [core] */
+  mw_lstatus_open(L);
+  mw_lctx_open(L);
+  mw_lstream_open(L);
+  mw_lsleep_open(L);
+  mw_llog_open(L);
+  mw_lschema_open(L);
+  mw_lhandoff_open(L);
+  lua_pushstring(L, MW_VERSION);
+  lua_setfield(L, -2, "version");
+  return 1;
+}

@@ -1,0 +1,148 @@
+/* The Lua backend: states per worker, handler refs per state and method,
+ * and the mw_handler of each bound method. */
+#include "lua/mw_backend.h"
+
+#include <stdlib.h>
+
+#include <lauxlib.h>
+
+#include "lua/mw_handoff.h"
+#include "lua/mw_lcall.h"
+#include "lua/mw_vm.h"
+
+typedef struct lua_method {
+  mw_handler base; /* first: the router hands this pointer back */
+  mw_lua_backend *b;
+  size_t index;
+} lua_method;
+
+struct mw_lua_backend {
+  int n_states;
+  lua_State **states; /* owned, one per worker */
+  mw_lstate **lstates; /* each state's record (owned by the state) */
+  int **refs;         /* owned: refs[w][m] = registry ref or LUA_NOREF */
+  lua_method *methods; /* owned, one per method */
+  size_t n_methods;
+};
+
+static void start(mw_handler *hd, mw_call *c, const char *first, size_t first_len,
+                  int has_first) {
+  lua_method *lm = (lua_method *)hd;
+  int w = mw_call_worker_id(c);
+  mw_lcall_start(lm->b->lstates[w], lm->b->refs[w][lm->index], c, first,
+                 first_len, has_first);
+}
+
+/* bind(index, fn), called by moonwire.service for each handler: upvalue 1
+ * is the state's refs array. */
+static int l_bind(lua_State *L) {
+  int *refs = lua_touserdata(L, lua_upvalueindex(1));
+  lua_Integer i = luaL_checkinteger(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  if (refs[i] != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
+  refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+/* Binds what the scripts declared in L through moonwire.service; problems
+ * go to diag. */
+static int bind_handlers(lua_State *L, int *refs, mw_diag *diag) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  int declared = lua_getfield(L, -1, "moonwire.service") == LUA_TTABLE;
+  lua_remove(L, -2); /* [service] */
+  if (!declared) { /* no script used mw.service */
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_getfield(L, -1, "bind");
+  lua_remove(L, -2); /* [bind] */
+  lua_pushlightuserdata(L, refs);
+  lua_pushcclosure(L, l_bind, 1); /* [bind, l_bind] */
+  if (mw_vm_pcall(L, 1, 1) != LUA_OK) {
+    mw_diag_add(diag, "binding handlers: %s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  int bad = 0; /* [problems] */
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    mw_diag_add(diag, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    bad = 1;
+  }
+  lua_pop(L, 1);
+  return bad ? -1 : 0;
+}
+
+mw_lua_backend *mw_lua_backend_new(const mw_lua_options *o, mw_diag *diag) {
+  mw_lua_backend *b = calloc(1, sizeof *b);
+  if (!b) goto oom;
+  b->n_methods = mw_methods_count(o->methods);
+  b->states = calloc((size_t)o->n_states, sizeof *b->states);
+  b->refs = calloc((size_t)o->n_states, sizeof *b->refs);
+  b->lstates = calloc((size_t)o->n_states, sizeof *b->lstates);
+  b->methods = calloc(b->n_methods ? b->n_methods : 1, sizeof *b->methods);
+  if (!b->states || !b->refs || !b->lstates || !b->methods) goto oom;
+  b->n_states = o->n_states;
+  for (size_t k = 0; k < b->n_methods; k++)
+    b->methods[k] = (lua_method){{start}, b, k};
+  for (int i = 0; i < o->n_states; i++) {
+    b->refs[i] = malloc((b->n_methods ? b->n_methods : 1) * sizeof(int));
+    if (!b->refs[i]) goto oom;
+    for (size_t k = 0; k < b->n_methods; k++) b->refs[i][k] = LUA_NOREF;
+    mw_vm_options vo = {.worker = i, .mem = o->mem ? &o->mem[i] : NULL,
+                        .methods = o->methods, .handler_cpu_s = o->handler_cpu_s,
+                        .dirs = o->dirs, .n_dirs = o->n_dirs};
+    lua_State *L = b->states[i] = mw_vm_new(&vo);
+    if (!L) goto oom;
+    b->lstates[i] = mw_lstate_of(L);
+    /* Every state loads the same scripts: the first reports the problems,
+     * the others can only fail where the first did. */
+    mw_diag scratch = {0};
+    mw_diag *d = i == 0 ? diag : &scratch;
+    int bad = mw_vm_run_scripts(L, o->dirs, o->n_dirs, d) != 0;
+    if (bind_handlers(L, b->refs[i], d) != 0) bad = 1;
+    lua_gc(L, LUA_GCCOLLECT);
+    if (i > 0 && bad) mw_diag_move(diag, &scratch);
+    mw_diag_free(&scratch);
+    if (bad) {
+      mw_lua_backend_free(b);
+      return NULL;
+    }
+  }
+  return b;
+oom:
+  mw_diag_add(diag, "out of memory while building the service generation");
+  mw_lua_backend_free(b);
+  return NULL;
+}
+
+mw_handler *mw_lua_backend_handler(mw_lua_backend *b, size_t i) {
+  return b->n_states > 0 && b->refs[0][i] != LUA_NOREF ? &b->methods[i].base : NULL;
+}
+
+void mw_lua_backend_switch(mw_lua_backend *from, mw_lua_backend *to, int worker) {
+  if (worker >= from->n_states || worker >= to->n_states) return;
+  mw_handoff_run(from->states[worker], to->states[worker]);
+}
+
+void mw_lua_backend_free(mw_lua_backend *b) {
+  if (!b) return;
+  for (int i = 0; i < b->n_states; i++) {
+    if (b->states) mw_vm_close(b->states[i]);
+    if (b->refs) free(b->refs[i]);
+  }
+  free(b->states);
+  free(b->refs);
+  free(b->lstates);
+  free(b->methods);
+  free(b);
+}
+
+int mw_lua_check_syntax(const char *const *dirs, size_t n_dirs, mw_diag *diag) {
+  return mw_vm_check_syntax(dirs, n_dirs, diag);
+}
+
+void mw_lua_thread_exit(void) { mw_lcall_thread_exit(); }

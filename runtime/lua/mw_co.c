@@ -1,0 +1,353 @@
+/* Handler coroutines and the resume loop.
+ *
+ *   mw_call (core) --ops/self--> mw_lcall --co--> coroutine (slot in the
+ *        ^                          |  ^           pool table of st)
+ *        |                          |  |             stack: [ctx] [stream]
+ *        +------ h->call -----------+  +-- mw_handle.h (cleared at on_done)
+ *
+ * The call owns the mw_lcall (freed at on_done, lua/mw_lcall.c); the pool
+ * table owns the coroutine; the coroutine's bottom slots anchor the ctx
+ * and stream handles for the call's whole life; the lcall owns its arena,
+ * its copy of a first streaming message and a big response block while it
+ * is being encoded. */
+#include "lua/mw_co.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "base/mw_log.h"
+#include "base/mw_status.h"
+#include "base/mw_timer.h"
+#include "codec/mw_codec.h"
+#include "lua/l_api.h"
+#include "lua/mw_vm.h"
+
+/* The call whose handler this worker thread is running, for the budget
+ * hook (which may fire in a coroutine the handler created itself). */
+static _Thread_local mw_lcall *tl_running;
+static _Thread_local double tl_run_start;
+
+/* Instructions between two looks at the clock. */
+#define MW_HOOK_COUNT 10000
+
+static unsigned long internal_error_seq;
+
+/* --- the current call ------------------------------------------------------- */
+
+mw_lcall *mw_co_current(lua_State *L) {
+  /* Only states the VM made carry call pointers in their extra space. */
+  return mw_lstate_of(L) ? *(mw_lcall **)lua_getextraspace(L) : NULL;
+}
+
+static void set_current(lua_State *co, mw_lcall *h) {
+  *(mw_lcall **)lua_getextraspace(co) = h;
+}
+
+mw_lcall *mw_co_check(lua_State *L, mw_lcall *h, const char *what) {
+  if (!h) h = mw_co_current(L);
+  if (!h || h->finished) luaL_error(L, "%s must be called from a handler", what);
+  if (h->co != L)
+    luaL_error(L, "%s must be called from the handler itself, not from "
+                  "another coroutine", what);
+  if (mw_call_cancelled(h->call)) mw_co_raise_cancelled(L, h);
+  return h;
+}
+
+upb_Arena *mw_co_arena(mw_lcall *h) {
+  if (!h->arena) h->arena = upb_Arena_New();
+  return h->arena;
+}
+
+int mw_co_raise_cancelled(lua_State *L, mw_lcall *h) {
+  double d = mw_call_deadline(h->call);
+  int expired = d != 0 && mw_wall_now() >= d;
+  mw_lstatus_push(L, expired ? MW_STATUS_DEADLINE_EXCEEDED : MW_STATUS_CANCELLED,
+                  expired ? "deadline exceeded" : "the call was cancelled");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "cancelled");
+  return lua_error(L);
+}
+
+/* --- the coroutine pool ------------------------------------------------------ */
+
+static void budget_hook(lua_State *L, lua_Debug *ar);
+
+lua_State *mw_co_acquire(mw_lstate *st, mw_lcall *h) {
+  lua_State *L = st->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->pool_ref);
+  lua_State *co = NULL;
+  if (st->n_free > 0) {
+    h->co_slot = st->free_slots[--st->n_free];
+    if (lua_rawgeti(L, -1, h->co_slot) == LUA_TTHREAD) co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+  } else {
+    h->co_slot = ++st->top_slot;
+  }
+  if (!co) {
+    co = lua_newthread(L);
+    lua_sethook(co, budget_hook, LUA_MASKCOUNT, MW_HOOK_COUNT);
+    lua_rawseti(L, -2, h->co_slot);
+  }
+  lua_pop(L, 1);
+  set_current(co, h);
+  h->co = co;
+  return co;
+}
+
+static void pool_clear_slot(mw_lstate *st, int slot) {
+  lua_State *L = st->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, st->pool_ref);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, slot);
+  lua_pop(L, 1);
+}
+
+void mw_co_release(mw_lcall *h) {
+  mw_lstate *st = h->st;
+  lua_State *co = h->co;
+  int reusable = lua_status(co) == LUA_OK && !h->kill_code;
+  if (reusable) lua_settop(co, 0);
+  set_current(co, NULL);
+  if (!reusable) pool_clear_slot(st, h->co_slot);
+  if (st->n_free < MW_POOL_FREE_MAX) {
+    st->free_slots[st->n_free++] = h->co_slot;
+  } else if (h->co_slot == st->top_slot) {
+    st->top_slot--; /* keep slots dense after a burst */
+  } else if (reusable) {
+    pool_clear_slot(st, h->co_slot); /* the burst's peak is past */
+  }
+  h->co = NULL;
+}
+
+/* --- responses ------------------------------------------------------------------ */
+
+int mw_co_send_table(mw_lcall *h, lua_State *L, int idx, upb_Arena *a, char *err,
+                     size_t errlen) {
+  char stack[512];
+  size_t len;
+  free(h->out_block); /* left by an error raised through an earlier encode */
+  h->out_block = NULL;
+  bool oom = false;
+  const char *bytes = mw_codec_encode_buf(L, idx, h->m->output, a, stack, sizeof stack,
+                                          &h->out_block, &len, &oom, err, errlen);
+  if (!bytes) return oom ? -2 : -1;
+  int room;
+  if (h->out_block) {
+    char *block = h->out_block;
+    h->out_block = NULL;
+    room = mw_call_send_block(h->call, block, len);
+  } else {
+    room = mw_call_send(h->call, bytes, len);
+  }
+  if (room < 0) {
+    snprintf(err, errlen, "out of memory");
+    return -2;
+  }
+  return room;
+}
+
+/* --- how a handler ends ------------------------------------------------------------ */
+
+/* Ends the call with the status a failed handler produced: the one place a
+ * Lua error value becomes a reply. Status objects keep their code; anything
+ * else is INTERNAL with an error id, the traceback going to the log only. */
+static void finish_with_error(mw_lcall *h, int status) {
+  lua_State *co = h->co, *L = h->st->L;
+  if (status == LUA_ERRMEM) {
+    h->oom = 1;
+    mw_log(MW_LOG_ERROR, "%s: handler ran out of memory", h->m->path);
+    mw_call_finish(h->call, MW_STATUS_RESOURCE_EXHAUSTED, "handler ran out of memory");
+    return;
+  }
+  if (mw_lstatus_is(co, -1)) {
+    lua_getfield(co, -1, "code");
+    int code = (int)lua_tointeger(co, -1);
+    lua_getfield(co, -2, "message");
+    const char *msg = lua_tostring(co, -1);
+    if (code == MW_STATUS_OK) code = MW_STATUS_UNKNOWN; /* an error must not read as success */
+    mw_call_finish(h->call, code, msg ? msg : "");
+    lua_pop(co, 2);
+    return;
+  }
+  unsigned long id = __atomic_add_fetch(&internal_error_seq, 1, __ATOMIC_RELAXED);
+  const char *msg = lua_tostring(co, -1);
+  luaL_traceback(L, co, msg ? msg : luaL_typename(co, -1), 0);
+  char idbuf[32];
+  snprintf(idbuf, sizeof idbuf, "%lu", id);
+  const char *keys[] = {"method", "error_id", "error"};
+  const char *vals[] = {h->m->path, idbuf, lua_tostring(L, -1)};
+  mw_log_fields(MW_LOG_ERROR, "handler error", 3, keys, vals);
+  lua_pop(L, 1);
+  char client[96];
+  snprintf(client, sizeof client, "internal error in the handler (error id %lu)", id);
+  mw_call_finish(h->call, MW_STATUS_INTERNAL, client);
+}
+
+/* A handler returned: unary and client-streaming handlers return the
+ * response table, streaming-response handlers have sent theirs. */
+static void finish_ok(mw_lcall *h, int nres) {
+  lua_State *co = h->co;
+  if (h->m->kind == MW_KIND_SERVER_STREAMING || h->m->kind == MW_KIND_BIDI_STREAMING) {
+    mw_call_finish(h->call, MW_STATUS_OK, NULL);
+    return;
+  }
+  if (nres < 1 || !lua_istable(co, -nres)) {
+    mw_log(MW_LOG_ERROR, "%s: the handler returned %s instead of a response table",
+           h->m->path, nres < 1 ? "nothing" : luaL_typename(co, -nres));
+    mw_call_finish(h->call, MW_STATUS_INTERNAL, "the handler returned no response");
+    return;
+  }
+  char err[MW_CODEC_ERRLEN];
+  upb_Arena *arena = mw_co_arena(h);
+  int rc = arena ? mw_co_send_table(h, co, lua_absindex(co, -nres), arena, err, sizeof err)
+                 : -2;
+  if (rc == -2) {
+    mw_call_finish(h->call, MW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+  } else if (rc == -1) {
+    mw_log(MW_LOG_ERROR, "%s: invalid response: %s", h->m->path, err);
+    char msg[MW_CODEC_ERRLEN + 32];
+    snprintf(msg, sizeof msg, "invalid response: %s", err);
+    mw_call_finish(h->call, MW_STATUS_INTERNAL, msg);
+  } else {
+    mw_call_finish(h->call, MW_STATUS_OK, NULL);
+  }
+}
+
+/* --- the budget ------------------------------------------------------------------- */
+
+static const char *kill_reason(int code) {
+  return code == MW_STATUS_DEADLINE_EXCEEDED ? "deadline exceeded while the handler was running"
+                                             : "the handler ran past its CPU budget";
+}
+
+/* Stops a handler that runs past its deadline or its CPU budget without
+ * waiting. Once it has fired it fires on every instruction, in every
+ * coroutine of the handler, so that pcall cannot swallow the stop. */
+static void budget_hook(lua_State *L, lua_Debug *ar) {
+  mw_lcall *h = tl_running;
+  if (!h) return;
+  if (!h->kill_code) {
+    double deadline = mw_call_deadline(h->call);
+    double budget = h->st->handler_cpu_s;
+    if (deadline != 0 && mw_wall_now() >= deadline) {
+      h->kill_code = MW_STATUS_DEADLINE_EXCEEDED;
+    } else if (budget > 0 && mw_now() - tl_run_start > budget) {
+      h->kill_code = MW_STATUS_RESOURCE_EXHAUSTED;
+    } else {
+      return;
+    }
+  }
+  lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+  if (L != h->co) lua_sethook(h->co, budget_hook, LUA_MASKCOUNT, 1);
+  mw_lstatus_push(L, h->kill_code, kill_reason(h->kill_code));
+  lua_error(L);
+}
+
+/* --- the resume loop -------------------------------------------------------------- */
+
+void mw_co_resume(mw_lcall *h, int nargs) {
+  int nres = 0;
+  h->wait = NULL;
+  mw_lcall *outer = tl_running;
+  double outer_start = tl_run_start;
+  tl_running = h;
+  tl_run_start = mw_now();
+  int st = lua_resume(h->co, h->st->L, nargs, &nres);
+  tl_running = outer;
+  tl_run_start = outer_start;
+  if (h->kill_code) {
+    /* Whatever the coroutine did with the stop, the call ends with it. */
+    h->finished = 1;
+    h->wait = NULL;
+    mw_log(MW_LOG_WARN, "%s: handler stopped: %s", h->m->path,
+           h->kill_code == MW_STATUS_DEADLINE_EXCEEDED
+               ? "deadline exceeded while running"
+               : "ran past limits.handler_cpu_ms without waiting");
+    mw_call_finish(h->call, h->kill_code,
+                   h->kill_code == MW_STATUS_DEADLINE_EXCEEDED ? "deadline exceeded"
+                                                               : kill_reason(h->kill_code));
+    return;
+  }
+  if (st == LUA_YIELD) {
+    if (h->wait) return; /* a moonwire wait: woken later by mw_co_wake */
+    lua_pop(h->co, nres);
+    lua_pushstring(h->co, "the handler yielded outside a moonwire wait "
+                          "(coroutine.yield at the top level of a handler)");
+    st = LUA_ERRRUN;
+  }
+  h->finished = 1;
+  if (st == LUA_OK) {
+    /* A finished coroutine reports its whole stack as results: the anchors
+     * below the handler are not among them. */
+    finish_ok(h, nres - h->anchors);
+    lua_settop(h->co, h->anchors);
+  } else {
+    /* A coroutine that failed keeps its stack as it is: settop could run
+     * its pending __close handlers. */
+    finish_with_error(h, st);
+  }
+}
+
+/* --- pending operations ----------------------------------------------------------- */
+
+/* The continuation of every wait: raises what the wake asked for, or
+ * returns the results its event pushed. */
+static int wait_k(lua_State *L, int status, lua_KContext kctx) {
+  mw_lcall *h = (mw_lcall *)kctx;
+  switch (h->wake) {
+  case MW_WAKE_CANCELLED: return mw_co_raise_cancelled(L, h);
+  case MW_WAKE_RAISE: return lua_error(L);
+  case MW_WAKE_OK: break;
+  }
+  return h->wake_nres;
+}
+
+int mw_co_wait(lua_State *L, mw_lcall *h, const mw_wait_ops *ops) {
+  h->wait = ops;
+  h->wake = MW_WAKE_OK;
+  h->wake_nres = 0;
+  /* Once a handler waits, cancellation must be able to reach it. */
+  mw_call_watch_cancel(h->call);
+  return lua_yieldk(L, 0, (lua_KContext)h, wait_k);
+}
+
+void mw_co_wake(mw_lcall *h, mw_wake how, int nres) {
+  h->wait = NULL;
+  h->wake = how;
+  h->wake_nres = nres;
+  mw_co_resume(h, nres);
+}
+
+static void run_cancel_fns(mw_lcall *h);
+
+void mw_co_cancel(mw_lcall *h) {
+  run_cancel_fns(h); /* once, even when the handler already ended */
+  if (h->finished || !h->wait) return;
+  if (h->wait->cancel(h, 0)) mw_co_wake(h, MW_WAKE_CANCELLED, 0);
+}
+
+void mw_co_abandon(mw_lcall *h) {
+  if (h->wait) h->wait->cancel(h, 1);
+  h->wait = NULL;
+}
+
+static void run_cancel_fns(mw_lcall *h) {
+  if (h->cancel_ref == LUA_NOREF) return;
+  lua_State *L = h->st->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->cancel_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, h->cancel_ref);
+  h->cancel_ref = LUA_NOREF;
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    if (mw_vm_pcall(L, 0, 0) != LUA_OK) {
+      mw_log(MW_LOG_ERROR, "%s: on_cancel function failed: %s", h->m->path,
+             lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+}

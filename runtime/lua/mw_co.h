@@ -1,0 +1,128 @@
+/* Handler coroutines: the per-call record, the coroutine pool, THE resume
+ * loop and pending operations. This is the only place lua_resume is called.
+ *
+ * A waiting API (mw.sleep, stream:recv, stream:send, later client calls,
+ * shared-state locks, session receives) follows one pattern, copied from
+ * OpenResty's ngx.sleep:
+ *   1. check the context (mw_co_check(L) gives the running call or raises);
+ *   2. raise at once if the call is already cancelled (mw_co_check does);
+ *   3. arm its event (a timer, a read) with the call record as the target;
+ *   4. yield with mw_co_wait(L, h, &ops), ops holding its cancel function.
+ * When the event happens, its handler pushes the results on h->co and calls
+ * mw_co_wake(h, MW_WAKE_OK, nres). On cancellation the resume loop calls
+ * ops->cancel and, when it says so, wakes the handler with
+ * MW_WAKE_CANCELLED, which raises the cancelled error in the handler. */
+#ifndef MW_CO_H
+#define MW_CO_H
+
+#include <lua.h>
+
+#include "core/mw_call.h"
+#include "lua/mw_lstate.h"
+#include "upb/arena.h"
+
+typedef struct mw_lcall mw_lcall;
+
+/* A kind of pending operation (one static instance per waiting API). */
+typedef struct mw_wait_ops {
+  const char *what; /* "mw.sleep", "stream:recv": for messages */
+  /** The call was cancelled (ending == 0) or is ending for good (ending ==
+   * 1: the handler will not run again) while its handler waits here: undo
+   * what the operation armed. Returns 1 when the handler must be woken as
+   * cancelled now, 0 when the operation still completes by itself (a
+   * pending read that the transport fails). */
+  int (*cancel)(mw_lcall *h, int ending);
+} mw_wait_ops;
+
+typedef enum mw_wake {
+  MW_WAKE_OK = 0,        /* nres results pushed on h->co are returned */
+  MW_WAKE_CANCELLED = 1, /* the cancelled error is raised in the handler */
+  MW_WAKE_RAISE = 2,     /* the value pushed on h->co is raised */
+} mw_wake;
+
+/* The Lua side of one call. Owned by the call from start until on_done
+ * (lua/mw_lcall.c frees it there); the ctx and stream handles point to it
+ * until then and are cleared at on_done. */
+struct mw_lcall {
+  mw_call *call;
+  mw_lstate *st;
+  lua_State *co;    /* the handler's coroutine, from st's pool */
+  int co_slot;      /* its slot in the pool table */
+  int anchors;      /* stack slots below the handler: ctx [, stream] */
+  int cancel_ref;   /* table of on_cancel functions, LUA_NOREF when none */
+  const mw_method *m;
+  upb_Arena *arena; /* the call's arena: over the embedded block of a big
+                       record, else made on first use (mw_co_arena) */
+  const mw_wait_ops *wait; /* the pending operation; NULL when none */
+  mw_wake wake;     /* how the last wait ended */
+  int wake_nres;
+  mw_call_timer timer; /* mw.sleep's */
+  int finished;     /* the handler ended and the call was finished */
+  int kill_code;    /* non-zero once the budget hook stopped the handler */
+  int oom;          /* the handler failed for want of memory */
+  int big;          /* allocated as mw_lcall_big */
+  int half_closed;  /* the client half-closed its side */
+  /* A first message delivered with the call to a streaming handler. */
+  char *first;
+  size_t first_len;
+  int has_first;
+  char *out_block;  /* a big response while it is encoded (owned) */
+};
+
+/* Unary and server-streaming calls decode their request into a first arena
+ * block held in the record itself; streaming requests use scratch arenas
+ * per message, so those calls take the plain record. */
+#define MW_LCALL_ARENA 1024
+typedef struct mw_lcall_big {
+  mw_lcall h;
+  char arena_mem[MW_LCALL_ARENA];
+} mw_lcall_big;
+
+/* The call whose handler coroutine L is (any coroutine the handler made
+ * counts too: it shares the extra space); NULL outside a handler. */
+mw_lcall *mw_co_current(lua_State *L);
+/* Checks that h (NULL: the current call) may wait now: raises "<what> must
+ * be called from a handler" when there is no running call, an error when L
+ * is not the handler's own coroutine, and the cancelled error when the call
+ * is cancelled. Returns h. */
+mw_lcall *mw_co_check(lua_State *L, mw_lcall *h, const char *what);
+upb_Arena *mw_co_arena(mw_lcall *h);
+
+/* Takes a coroutine from st's pool for h (h->co, h->co_slot). */
+lua_State *mw_co_acquire(mw_lstate *st, mw_lcall *h);
+/* Gives h's coroutine back: kept when it ended normally, dropped else. */
+void mw_co_release(mw_lcall *h);
+
+/* THE resume loop. Before: h->co holds, above its anchors, the function and
+ * nargs arguments (first run) or nargs results of the wait it yielded in.
+ * Runs the handler until it waits or ends. After: either the handler waits
+ * (h->wait set; nothing above its stack is ours) or it ended and the call
+ * was finished with its status (h->finished; the coroutine keeps only its
+ * anchors when it returned, its whole stack when it failed). The call still
+ * owns h either way; it is freed at on_done. */
+void mw_co_resume(mw_lcall *h, int nargs);
+
+/* Yields the running handler until mw_co_wake. Returns to the caller only
+ * through lua_yieldk (use as `return mw_co_wait(...)`). */
+int mw_co_wait(lua_State *L, mw_lcall *h, const mw_wait_ops *ops);
+/* Ends h's wait: nres values are already pushed on h->co (MW_WAKE_OK), or
+ * the value to raise (MW_WAKE_RAISE). */
+void mw_co_wake(mw_lcall *h, mw_wake how, int nres);
+/* The call was cancelled: runs ctx:on_cancel functions (once), and wakes a
+ * waiting handler when its operation says so. */
+void mw_co_cancel(mw_lcall *h);
+/* The call is over: disarms a pending operation without resuming. */
+void mw_co_abandon(mw_lcall *h);
+
+/* Raises the error a wait raises when the call is cancelled or its deadline
+ * passed: a status object with cancelled = true. */
+int mw_co_raise_cancelled(lua_State *L, mw_lcall *h);
+
+/* Encodes the response table at idx and queues it: 1 or 0 as mw_call_send;
+ * -1 with err filled (the table is not a valid response), -2 when memory
+ * ran out. A big response goes to gRPC in the block it was encoded into; h
+ * owns that block until then, even when Lua raises through the encoder. */
+int mw_co_send_table(mw_lcall *h, lua_State *L, int idx, upb_Arena *a,
+                     char *err, size_t errlen);
+
+#endif

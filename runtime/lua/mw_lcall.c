@@ -1,0 +1,124 @@
+/* The mw_call_ops of the Lua backend, and the start of a handler. Every
+ * event of the call comes in here and goes to the resume loop as a wake;
+ * on_done tears the record down (it always comes, last). */
+#include "lua/mw_lcall.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "base/mw_status.h"
+#include "codec/mw_codec.h"
+#include "lua/l_api.h"
+#include "lua/mw_co.h"
+
+/* Each worker thread keeps the big records of ended calls for the next ones
+ * (they are too big for malloc's fast path). */
+#define MW_LCALL_CACHE 256
+static _Thread_local mw_lcall_big *tl_cache[MW_LCALL_CACHE];
+static _Thread_local int tl_cached;
+
+static void on_message(void *self, int ok, const char *data, size_t len, int has_msg) {
+  mw_lstream_on_message(self, ok, data, len, has_msg);
+}
+
+static void on_writable(void *self) { mw_lstream_on_writable(self); }
+
+static void on_cancel(void *self) { mw_co_cancel(self); }
+
+static void on_done(void *self) {
+  mw_lcall *h = self;
+  mw_co_abandon(h);
+  lua_State *co = h->co;
+  for (int i = 1; i <= h->anchors; i++) {
+    mw_handle *hd = lua_touserdata(co, i);
+    if (hd) hd->h = NULL; /* the handle may outlive the call: detach it */
+  }
+  lua_State *L = h->st->L;
+  if (h->cancel_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, h->cancel_ref);
+  mw_co_release(h);
+  /* What a handler that ran out of memory held is garbage now: give it back
+   * before the next call needs it. */
+  if (h->oom) lua_gc(L, LUA_GCCOLLECT);
+  if (h->arena) upb_Arena_Free(h->arena);
+  free(h->first);
+  free(h->out_block);
+  if (h->big && tl_cached < MW_LCALL_CACHE) {
+    tl_cache[tl_cached++] = (mw_lcall_big *)h;
+  } else {
+    free(h);
+  }
+}
+
+static const mw_call_ops lua_call_ops = {on_message, on_writable, on_cancel, on_done};
+
+static mw_lcall *lcall_new(const mw_method *m) {
+  /* Streaming requests decode into scratch arenas, so those calls skip the
+   * embedded first block: an idle stream costs a kilobyte less. */
+  int big = m->kind == MW_KIND_UNARY || m->kind == MW_KIND_SERVER_STREAMING;
+  mw_lcall *h;
+  if (big) {
+    mw_lcall_big *b = tl_cached ? tl_cache[--tl_cached] : malloc(sizeof *b);
+    if (!b) return NULL;
+    h = &b->h;
+    memset(h, 0, sizeof *h);
+    h->big = 1;
+    h->arena = upb_Arena_Init(b->arena_mem, sizeof b->arena_mem, &upb_alloc_global);
+  } else {
+    h = calloc(1, sizeof *h);
+    if (!h) return NULL;
+  }
+  h->m = m;
+  h->cancel_ref = LUA_NOREF;
+  return h;
+}
+
+void mw_lcall_start(mw_lstate *st, int fn_ref, mw_call *c, const char *first,
+                    size_t first_len, int has_first) {
+  const mw_method *m = mw_call_method(c);
+  mw_lcall *h = lcall_new(m);
+  if (!h) {
+    mw_call_finish(c, MW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  h->call = c;
+  h->st = st;
+  mw_call_attach(c, &lua_call_ops, h);
+  lua_State *co = mw_co_acquire(st, h);
+  /* Below the handler the stack anchors ctx (and stream) for the call's
+   * whole life, whatever the handler does with them: [ctx] or [ctx, stream]. */
+  mw_handle_push(co, h, MW_HANDLE_CTX);
+  h->anchors = 1;
+  if (m->kind != MW_KIND_UNARY) {
+    mw_handle_push(co, h, MW_HANDLE_STREAM);
+    h->anchors = 2;
+  }
+  lua_rawgeti(co, LUA_REGISTRYINDEX, fn_ref); /* [anchors, fn] */
+  int nargs = 0;
+  if (m->kind == MW_KIND_UNARY || m->kind == MW_KIND_SERVER_STREAMING) {
+    char err[MW_CODEC_ERRLEN];
+    if (mw_codec_decode_push(co, first, first_len, m->input, h->arena, err, sizeof err) != 0) {
+      h->finished = 1;
+      lua_settop(co, h->anchors);
+      mw_call_finish(c, MW_STATUS_INVALID_ARGUMENT, err);
+      return;
+    }
+    nargs++; /* [anchors, fn, request] */
+  } else if (has_first) {
+    h->first = malloc(first_len ? first_len : 1);
+    if (h->first) memcpy(h->first, first, first_len);
+    h->first_len = first_len;
+    h->has_first = 1;
+  }
+  if (m->kind != MW_KIND_UNARY) {
+    lua_pushvalue(co, 2); /* stream */
+    nargs++;
+  }
+  lua_pushvalue(co, 1); /* ctx: [anchors, fn, request?, stream?, ctx] */
+  mw_co_resume(h, nargs + 1);
+}
+
+void mw_lcall_thread_exit(void) {
+  while (tl_cached) free(tl_cache[--tl_cached]);
+}

@@ -1,0 +1,44 @@
+/* Lua states: made with Moonwire's allocator and libraries, the embedded
+ * Lua library and moonwire.core preloaded; service scripts loaded and
+ * checked; protected calls with a traceback. */
+#ifndef MW_VM_H
+#define MW_VM_H
+
+#include <stddef.h>
+
+#include <lua.h>
+
+#include "base/mw_diag.h"
+#include "lua/mw_lalloc.h"
+#include "lua/mw_lstate.h"
+
+typedef struct mw_vm_options {
+  int worker;                /* the worker the state serves */
+  mw_lua_mem *mem;           /* the worker's memory account (NULL: no cap) */
+  const mw_methods *methods; /* the generation's methods (borrowed) */
+  double handler_cpu_s;      /* limits.handler_cpu_ms in seconds; 0: none */
+  const char *const *dirs;   /* service directories, for package.path */
+  size_t n_dirs;
+} mw_vm_options;
+
+/* A new state with its mw_lstate record; NULL when out of memory. */
+lua_State *mw_vm_new(const mw_vm_options *o);
+/* Closes a state made by mw_vm_new, and its allocator. NULL is ignored. */
+void mw_vm_close(lua_State *L);
+
+/* Runs every top-level *.lua of the dirs in L, in alphabetical order.
+ * Problems go to diag with file and line; returns how many files failed
+ * (an unreadable dir counts). */
+int mw_vm_run_scripts(lua_State *L, const char *const *dirs, size_t n_dirs,
+                      mw_diag *diag);
+/* Compiles (without running) the same files and reports syntax errors:
+ * used when the protos failed, so one `check` still shows both kinds of
+ * problem. Returns the number of files that failed. */
+int mw_vm_check_syntax(const char *const *dirs, size_t n_dirs, mw_diag *diag);
+
+/* lua_pcall with a message handler that adds a traceback: the function and
+ * its nargs arguments are on top. On error, the message is left on top
+ * (one value) and the status returned. */
+int mw_vm_pcall(lua_State *L, int nargs, int nres);
+
+#endif

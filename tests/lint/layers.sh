@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The layering rule of runtime/ (docs/architecture.md), checked on includes:
+# each folder may include only the folders below it, core/ never sees Lua,
+# lua/ never sees gRPC. Prints every violation as file:line and fails.
+set -u
+cd "$(dirname "$0")/../../runtime" || exit 2
+
+bad=0
+# forbid FOLDER PATTERN WHY: no file of FOLDER may include what matches.
+forbid() {
+  local folder=$1 pattern=$2 why=$3 hits
+  hits=$(grep -nE "^[[:space:]]*#[[:space:]]*include[[:space:]]*[<\"]($pattern)" \
+           "$folder"/*.[ch] "$folder"/*.cc 2>/dev/null)
+  if [ -n "$hits" ]; then
+    printf '%s\n' "$hits" | sed "s|^|runtime/|; s|\$|   <- $why|"
+    bad=1
+  fi
+}
+
+lower_than_core='core/|lua/|gen/|cmd/'
+forbid base   "config/|schema/|codec/|$lower_than_core|lua\.h|lauxlib\.h|grpc/" "base/ is the bottom layer"
+forbid config "schema/|codec/|$lower_than_core|lua\.h|grpc/" "config/ sits on base/ only"
+forbid schema "codec/|$lower_than_core|lua\.h|grpc/" "schema/ sits on base/ only"
+forbid codec  "$lower_than_core|grpc/" "codec/ is a leaf under lua/"
+forbid core   "lua\.h|lauxlib\.h|lualib\.h|lua/|codec/|gen/|cmd/" "core/ never includes Lua or the layers above it"
+forbid lua    "grpc/|core/mw_core_internal\.h|core/mw_server\.h|core/mw_mailbox\.h|gen/|cmd/" "lua/ never includes gRPC or the layers above it"
+forbid gen    "cmd/|grpc/|lua\.h" "gen/ joins core/ and lua/ by their headers only"
+
+if [ "$bad" = 0 ]; then
+  echo "layers: 1 passed, 0 failed"
+else
+  echo "layers: 0 passed, 1 failed"
+  exit 1
+fi
