@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 LISTEN     ?= 127.0.0.1:50051
 
-.PHONY: all setup build run test test-asan bench profile clean
+.PHONY: all setup build run install test test-asan bench profile clean
 
 all: build
 
@@ -19,6 +19,11 @@ build: setup $(BUILD)/CMakeCache.txt
 
 run: build
 	$(BUILD)/moonwire serve --listen $(LISTEN) examples/helloworld
+
+# The binary, with its Lua library compiled in: PREFIX/bin/moonwire.
+PREFIX ?= /usr/local
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 # The whole suite, then the same suite under ASan+UBSan.
 test: build

@@ -5,12 +5,17 @@
 
 #include <grpc/support/time.h>
 
-/* Why a lame channel: its connectivity watch is the one public C call that
- * completes a tag of ours on a queue of ours from any thread, at once. In
- * gRPC core 1.51 the watcher counts an operation on the cq
+/* Why a lame channel: its connectivity watch is the cheapest public C call
+ * that completes a tag of ours on a queue of ours, from any thread, at once.
+ * In gRPC core 1.51 the watcher counts an operation on the cq
  * (grpc_cq_begin_op), sees the channel is lame and starts a timer; a
  * deadline already past runs the timer's closure in the caller's ExecCtx,
  * and grpc_cq_end_op queues the tag and kicks the thread blocked in next.
+ * A call on a lame channel does the same with a call object to create and
+ * unref, several times the CPU per wake (tests/bench/wake). The rule
+ * close relies on needs only the first step, which happens inside the
+ * watch call: were a later gRPC to fire the timer on another thread, wakes
+ * would come later but shutdown would stay safe.
  *
  * One channel per mailbox rather than one shared: creating and destroying it
  * then follows the mailbox's life, inside the user's grpc_init/grpc_shutdown,
@@ -50,7 +55,8 @@ mw_mailbox *mw_mailbox_new(grpc_completion_queue *cq, void *wake_tag) {
 
 /* Puts wake_tag on the owner's cq. Never called once close has returned:
  * close waits for `starting` to fall to 0, and posts after it fail, so the
- * operation this begins always finds the cq open or still draining. */
+ * operation this begins always finds the cq not yet shut down (gRPC core
+ * aborts on an operation begun on a drained queue). */
 static void start_wake(mw_mailbox *mb) {
   grpc_channel_watch_connectivity_state(mb->lame, GRPC_CHANNEL_TRANSIENT_FAILURE,
                                         gpr_inf_past(GPR_CLOCK_MONOTONIC),

@@ -146,7 +146,9 @@ class Server:
     dir: the service directory (passed last on the command line).
     config: YAML text, written to a temp file and given with -c; relative
         paths in it resolve against that temp dir, so use absolute ones.
-    args: more command-line arguments; env: variables added to os.environ.
+    args: more command-line arguments; env: variables added to os.environ
+        (a value of None removes the variable).
+    bin: the binary (default MOONWIRE_BIN); cwd: its working directory.
 
     start() (or entering the with block) waits up to start_timeout seconds
     for `listening on HOST:PORT` on stdout and raises ServerError, with the
@@ -154,7 +156,10 @@ class Server:
     the block (or close()) kills the server if it still runs."""
 
     def __init__(self, dir=None, config=None, args=(), env=None,
-                 start_timeout=START_TIMEOUT, listen="127.0.0.1:0"):
+                 start_timeout=START_TIMEOUT, listen="127.0.0.1:0", bin=None,
+                 cwd=None):
+        self.bin = bin or MOONWIRE_BIN
+        self.cwd = cwd
         self.dir = os.fspath(dir) if dir is not None else None
         self.config = config
         self.args = [str(a) for a in args]
@@ -178,7 +183,7 @@ class Server:
     # -- lifetime --
 
     def start(self):
-        cmd = [MOONWIRE_BIN, "serve", "--listen", self.listen]
+        cmd = [self.bin, "serve", "--listen", self.listen]
         if self.config is not None:
             self._tmp = tempfile.mkdtemp(prefix="mw-e2e-cfg-")
             path = os.path.join(self._tmp, "moonwire.yaml")
@@ -190,12 +195,15 @@ class Server:
         if self.dir is not None:
             cmd.append(self.dir)
         e = dict(os.environ)
-        if self.env:
-            e.update(self.env)
+        for k, v in (self.env or {}).items():
+            if v is None:
+                e.pop(k, None)
+            else:
+                e[k] = v
         self.cmd = cmd
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=e)
+                                     stderr=subprocess.PIPE, env=e, cwd=self.cwd)
         self.pid = self.proc.pid
         for stream, sink, raw, watch in ((self.proc.stdout, self._out, None, True),
                                          (self.proc.stderr, self._err, self._err_raw, False)):
