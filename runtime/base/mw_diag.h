@@ -6,12 +6,15 @@
 #include <stddef.h>
 
 typedef struct mw_diag {
-  char **msgs; /* owned; each malloc'd */
-  size_t n, cap;
+  char **msgs;    /* msgs[0..n): owned, each malloc'd, or NULL when its text
+                     was lost for lack of memory */
+  size_t n, cap;  /* n <= cap always */
+  size_t dropped; /* messages that found no slot (out of memory) */
 } mw_diag;
 
-/* Appends one formatted message. Never fails loudly: on OOM the message is
- * dropped but the count still grows, so callers still see a failure. */
+/* Appends one formatted message. Never fails loudly: on OOM the text (or
+ * the whole message) is dropped but still counted, so callers still see a
+ * failure. */
 void mw_diag_add(mw_diag *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Number of problems recorded (including dropped ones). */
@@ -20,5 +23,9 @@ size_t mw_diag_count(const mw_diag *d);
 void mw_diag_move(mw_diag *dst, mw_diag *src);
 /* Frees the messages; the diag may be reused. Safe to call twice. */
 void mw_diag_free(mw_diag *d);
+
+/* The allocator behind mw_diag_add (realloc unless replaced), so that tests
+ * can make it fail. */
+extern void *(*mw_diag_realloc)(void *p, size_t size);
 
 #endif

@@ -31,7 +31,7 @@ int mw_log_level_parse(const char *s) {
   return -1;
 }
 
-const char *mw_log_level_name(mw_log_level level) {
+static const char *level_name(mw_log_level level) {
   return (level >= MW_LOG_DEBUG && level <= MW_LOG_ERROR) ? level_names[level]
                                                           : "?";
 }
@@ -173,7 +173,7 @@ static void emit(mw_log_level level, const char *msg, size_t msg_len, int n,
     puts_(&l, "{\"ts\":\"");
     puts_(&l, ts);
     puts_(&l, "\",\"level\":\"");
-    puts_(&l, mw_log_level_name(level));
+    puts_(&l, level_name(level));
     puts_(&l, "\"");
     mark_safe(&l);
     puts_(&l, ",\"msg\":");
@@ -190,7 +190,7 @@ static void emit(mw_log_level level, const char *msg, size_t msg_len, int n,
   } else {
     puts_(&l, ts);
     put(&l, " ", 1);
-    puts_(&l, mw_log_level_name(level));
+    puts_(&l, level_name(level));
     put(&l, " ", 1);
     put_text(&l, msg, msg_len);
     mark_safe(&l);

@@ -18,7 +18,6 @@ void mw_log_configure(mw_log_level level, int json, int fd);
 int mw_log_enabled(mw_log_level level);
 /* Parses "debug"/"info"/"warn"/"error"; returns -1 when unknown. */
 int mw_log_level_parse(const char *s);
-const char *mw_log_level_name(mw_log_level level);
 
 void mw_log(mw_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

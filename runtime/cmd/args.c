@@ -101,13 +101,13 @@ int mw_cmd_load_config(const options *o, mw_config *cfg, mw_diag *diag) {
     snprintf(implicit, sizeof implicit, "%s/moonwire.yaml", real);
     if (access(implicit, F_OK) == 0) mw_config_load_file(cfg, implicit, diag);
   }
-  if (dir && (o->config || cfg->services.n == 0)) mw_strlist_set1(&cfg->services, real);
+  if (dir && (o->config || cfg->services.n == 0)) mw_strvec_set1(&cfg->services, real);
   if (o->listen) {
     const char *problem = mw_config_check_address(o->listen);
     if (problem) {
       mw_diag_add(diag, "--listen %s: %s", o->listen, problem);
     } else {
-      mw_strlist_set1(&cfg->listen, o->listen);
+      mw_strvec_set1(&cfg->listen, o->listen);
     }
   }
   return mw_diag_count(diag) ? -1 : 0;

@@ -11,7 +11,6 @@
 #include "config/mw_config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,6 +21,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "base/mw_fs.h"
 #include "base/mw_log.h"
 
 #define WORKERS_MAX 256
@@ -29,70 +29,13 @@
 #define MAX_FILE_BYTES (16u << 20)
 
 /* ------------------------------------------------------------------------ */
-/* String lists                                                              */
+/* The default listen list                                                   */
 
-/* The default listen list lives in static storage so that mw_config_init and
- * mw_config_free allocate nothing: a config reset to its defaults owns no
- * memory. mw_strlist_free and mw_strlist_push know this one array. */
+/* It lives in static storage, borrowed by the config's vector, so that
+ * mw_config_init and mw_config_free allocate nothing: a config reset to its
+ * defaults owns no memory. The vector copies it on its first change. */
 static char default_listen_addr[] = "127.0.0.1:50051";
 static char *default_listen_v[1] = {default_listen_addr};
-
-static int is_static_list(const mw_strlist *l) {
-  return l->v == default_listen_v;
-}
-
-void mw_strlist_free(mw_strlist *l) {
-  if (!l) return;
-  if (!is_static_list(l)) {
-    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
-    free(l->v);
-  }
-  l->v = NULL;
-  l->n = 0;
-}
-
-int mw_strlist_push(mw_strlist *l, const char *s) {
-  if (!s) return -1;
-  char *copy = strdup(s);
-  if (!copy) return -1;
-  char **v;
-  if (is_static_list(l)) { /* copy on write */
-    v = malloc((l->n + 1) * sizeof *v);
-    if (!v) goto fail;
-    for (size_t i = 0; i < l->n; i++) {
-      v[i] = strdup(l->v[i]);
-      if (!v[i]) {
-        while (i--) free(v[i]);
-        free(v);
-        goto fail;
-      }
-    }
-  } else {
-    v = realloc(l->v, (l->n + 1) * sizeof *v);
-    if (!v) goto fail;
-  }
-  v[l->n] = copy;
-  l->v = v;
-  l->n++;
-  return 0;
-fail:
-  free(copy);
-  return -1;
-}
-
-int mw_strlist_set1(mw_strlist *l, const char *s) {
-  mw_strlist nl = {NULL, 0};
-  if (mw_strlist_push(&nl, s) != 0) return -1;
-  mw_strlist_free(l);
-  *l = nl;
-  return 0;
-}
-
-static int strlist_has(const mw_strlist *l, const char *s) {
-  for (size_t i = 0; i < l->n; i++)
-    if (strcmp(l->v[i], s) == 0) return 1;
-  return 0;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Defaults                                                                  */
@@ -107,8 +50,7 @@ static int auto_workers(void) {
 void mw_config_init(mw_config *c) {
   memset(c, 0, sizeof *c);
   c->file = NULL;
-  c->listen.v = default_listen_v;
-  c->listen.n = 1;
+  c->listen = mw_strvec_borrow(default_listen_v, 1);
   c->workers = auto_workers();
   c->services.v = NULL;
   c->proto_path.v = NULL;
@@ -139,10 +81,10 @@ void mw_config_init(mw_config *c) {
 void mw_config_free(mw_config *c) {
   if (!c) return;
   free(c->file);
-  mw_strlist_free(&c->listen);
-  mw_strlist_free(&c->services);
-  mw_strlist_free(&c->proto_path);
-  mw_strlist_free(&c->protos);
+  mw_strvec_free(&c->listen);
+  mw_strvec_free(&c->services);
+  mw_strvec_free(&c->proto_path);
+  mw_strvec_free(&c->protos);
   mw_config_init(c);
 }
 
@@ -162,52 +104,13 @@ static char *cwd_dup(void) {
   }
 }
 
-/* base + "/" + rel (rel alone when absolute), with "", "." and ".."
- * components folded lexically. base must be absolute. malloc'd. */
-static char *path_join_norm(const char *base, const char *rel) {
-  size_t bl = rel[0] == '/' ? 0 : strlen(base);
-  size_t rl = strlen(rel);
-  char *tmp = malloc(bl + rl + 2);
-  char *out = malloc(bl + rl + 2);
-  if (!tmp || !out) {
-    free(tmp);
-    free(out);
-    return NULL;
-  }
-  memcpy(tmp, base, bl);
-  tmp[bl] = '/';
-  memcpy(tmp + bl + 1, rel, rl + 1);
-
-  size_t o = 0; /* out holds "/a/b" (no trailing slash) */
-  const char *p = tmp;
-  while (*p) {
-    while (*p == '/') p++;
-    const char *s = p;
-    while (*p && *p != '/') p++;
-    size_t n = (size_t)(p - s);
-    if (n == 0 || (n == 1 && s[0] == '.')) continue;
-    if (n == 2 && s[0] == '.' && s[1] == '.') {
-      while (o > 0 && out[o - 1] != '/') o--;
-      if (o > 0) o--; /* drop the slash too */
-      continue;
-    }
-    out[o++] = '/';
-    memcpy(out + o, s, n);
-    o += n;
-  }
-  if (o == 0) out[o++] = '/';
-  out[o] = '\0';
-  free(tmp);
-  return out;
-}
-
 /* The absolute, lexically normalized form of p against the current
  * directory. malloc'd; NULL on failure. */
 static char *path_absolute(const char *p) {
-  if (p[0] == '/') return path_join_norm("/", p);
+  if (p[0] == '/') return mw_fs_join_norm("/", p);
   char *cwd = cwd_dup();
   if (!cwd) return NULL;
-  char *r = path_join_norm(cwd, p);
+  char *r = mw_fs_join_norm(cwd, p);
   free(cwd);
   return r;
 }
@@ -1092,17 +995,17 @@ static int string_or_list(ctx *x, const node *v, const char *key,
 }
 
 static int listen_elem(ctx *x, const node *e, const char *key, void *arg) {
-  mw_strlist *l = arg;
+  mw_strvec *l = arg;
   const char *problem = mw_config_check_address(e->s);
   if (problem) {
     ERR(x, e, "%s: invalid address '%s': %s", key, EX(e), problem);
     return -1;
   }
-  if (strlist_has(l, e->s)) {
+  if (mw_strvec_has(l, e->s)) {
     ERR(x, e, "%s: address '%s' is listed twice", key, EX(e));
     return -1;
   }
-  if (mw_strlist_push(l, e->s) != 0) {
+  if (mw_strvec_push(l, e->s) != 0) {
     ERR(x, e, "%s: out of memory", key);
     return -1;
   }
@@ -1111,7 +1014,7 @@ static int listen_elem(ctx *x, const node *e, const char *key, void *arg) {
 
 /* A .proto name relative to proto_path, as protoc takes it. */
 static int proto_elem(ctx *x, const node *e, const char *key, void *arg) {
-  mw_strlist *l = arg;
+  mw_strvec *l = arg;
   size_t n = e->len;
   if (n < 7 || strcmp(e->s + n - 6, ".proto") != 0 || e->s[0] == '/' ||
       strstr(e->s, "..")) {
@@ -1121,7 +1024,7 @@ static int proto_elem(ctx *x, const node *e, const char *key, void *arg) {
         key, EX(e));
     return -1;
   }
-  if (mw_strlist_push(l, e->s) != 0) {
+  if (mw_strvec_push(l, e->s) != 0) {
     ERR(x, e, "%s: out of memory", key);
     return -1;
   }
@@ -1129,12 +1032,12 @@ static int proto_elem(ctx *x, const node *e, const char *key, void *arg) {
 }
 
 static int dir_elem(ctx *x, const node *e, const char *key, void *arg) {
-  mw_strlist *l = arg;
+  mw_strvec *l = arg;
   if (e->len == 0) {
     ERR(x, e, "%s: empty path", key);
     return -1;
   }
-  char *joined = path_join_norm(x->base_dir, e->s);
+  char *joined = mw_fs_join_norm(x->base_dir, e->s);
   if (!joined) {
     ERR(x, e, "%s: out of memory", key);
     return -1;
@@ -1156,9 +1059,9 @@ static int dir_elem(ctx *x, const node *e, const char *key, void *arg) {
   } else if (!S_ISDIR(st.st_mode)) {
     ERR(x, e, "%s: '%s' is not a directory (resolved to '%s')", key, EX(e),
         real);
-  } else if (strlist_has(l, real)) {
+  } else if (mw_strvec_has(l, real)) {
     rc = 0; /* the same directory twice: kept once */
-  } else if (mw_strlist_push(l, real) != 0) {
+  } else if (mw_strvec_push(l, real) != 0) {
     ERR(x, e, "%s: out of memory", key);
   } else {
     rc = 0;
@@ -1173,18 +1076,18 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
   const char *key = top_keys[idx];
   switch (idx) {
   case 0: { /* listen */
-    mw_strlist l = {NULL, 0};
+    mw_strvec l = {0};
     if (string_or_list(x, v, key, "a HOST:PORT address", listen_elem, &l) ==
         0) {
       if (l.n == 0) {
         ERR(x, v, "listen: at least one address is required");
       } else {
-        mw_strlist_free(&c->listen);
+        mw_strvec_free(&c->listen);
         c->listen = l;
         return;
       }
     }
-    mw_strlist_free(&l);
+    mw_strvec_free(&l);
     return;
   }
   case 1: { /* workers */
@@ -1207,14 +1110,14 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
   }
   case 2:   /* services */
   case 3: { /* proto_path */
-    mw_strlist l = {NULL, 0};
+    mw_strvec l = {0};
     if (string_or_list(x, v, key, "a directory", dir_elem, &l) == 0) {
-      mw_strlist *dst = idx == 2 ? &c->services : &c->proto_path;
-      mw_strlist_free(dst);
+      mw_strvec *dst = idx == 2 ? &c->services : &c->proto_path;
+      mw_strvec_free(dst);
       *dst = l;
       return;
     }
-    mw_strlist_free(&l);
+    mw_strvec_free(&l);
     return;
   }
   case 4:
@@ -1240,13 +1143,13 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     return;
   }
   case 9: { /* protos */
-    mw_strlist l = {NULL, 0};
+    mw_strvec l = {0};
     if (string_or_list(x, v, key, "a .proto name", proto_elem, &l) == 0) {
-      mw_strlist_free(&c->protos);
+      mw_strvec_free(&c->protos);
       c->protos = l;
       return;
     }
-    mw_strlist_free(&l);
+    mw_strvec_free(&l);
     return;
   }
   default:
@@ -1305,58 +1208,33 @@ int mw_config_load_file(mw_config *c, const char *path, mw_diag *diag) {
   free(c->file);
   c->file = abs;
 
+  char *buf = NULL;
+  size_t len = 0;
+  int err = 0;
   int rc = -1;
-  unsigned char *buf = NULL;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  struct stat st;
-  if (fd < 0) {
+  switch (mw_fs_read(path, MAX_FILE_BYTES, &buf, &len, &err)) {
+  case MW_FS_OK:
+    rc = load(c, (const unsigned char *)buf, len, path, dir, diag);
+    break;
+  case MW_FS_EOPEN:
     mw_diag_add(diag, "%s: cannot open the config file: %s", path,
-                strerror(errno));
-    goto out;
-  }
-  if (fstat(fd, &st) != 0) {
+                strerror(err));
+    break;
+  case MW_FS_EREAD:
     mw_diag_add(diag, "%s: cannot read the config file: %s", path,
-                strerror(errno));
-    goto out;
-  }
-  if (S_ISDIR(st.st_mode)) {
+                strerror(err));
+    break;
+  case MW_FS_EISDIR:
     mw_diag_add(diag, "%s: is a directory, not a config file", path);
-    goto out;
-  }
-  size_t cap = 4096, len = 0;
-  buf = malloc(cap);
-  if (!buf) {
+    break;
+  case MW_FS_EBIG:
+    mw_diag_add(diag, "%s: the config file is too large (over %u bytes)",
+                path, MAX_FILE_BYTES);
+    break;
+  case MW_FS_ENOMEM:
     mw_diag_add(diag, "%s: out of memory", path);
-    goto out;
+    break;
   }
-  for (;;) {
-    if (len == cap) {
-      if (cap >= MAX_FILE_BYTES) {
-        mw_diag_add(diag, "%s: the config file is too large (over %u bytes)",
-                    path, MAX_FILE_BYTES);
-        goto out;
-      }
-      unsigned char *nb = realloc(buf, cap * 2);
-      if (!nb) {
-        mw_diag_add(diag, "%s: out of memory", path);
-        goto out;
-      }
-      buf = nb;
-      cap *= 2;
-    }
-    ssize_t r = read(fd, buf + len, cap - len);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      mw_diag_add(diag, "%s: cannot read the config file: %s", path,
-                  strerror(errno));
-      goto out;
-    }
-    if (r == 0) break;
-    len += (size_t)r;
-  }
-  rc = load(c, buf, len, path, dir, diag);
-out:
-  if (fd >= 0) close(fd);
   free(buf);
   free(dir);
   return rc;

@@ -7,20 +7,16 @@
 #include <stdint.h>
 
 #include "base/mw_diag.h"
-
-typedef struct mw_strlist {
-  char **v; /* owned */
-  size_t n;
-} mw_strlist;
+#include "base/mw_strvec.h"
 
 typedef struct mw_config {
   char *file;     /* the config file's path, NULL when none (owned) */
-  mw_strlist listen;     /* "host:port"; default ["127.0.0.1:50051"] */
+  mw_strvec listen;      /* "host:port"; default ["127.0.0.1:50051"] */
   int workers;           /* >= 1; "auto" (the default) = number of cores */
-  mw_strlist services;   /* directories of .proto + .lua; paths are resolved
+  mw_strvec services;    /* directories of .proto + .lua; paths are resolved
                             against the config file's directory */
-  mw_strlist proto_path; /* extra protoc include directories, resolved too */
-  mw_strlist protos;     /* .proto names found through proto_path, served
+  mw_strvec proto_path;  /* extra protoc include directories, resolved too */
+  mw_strvec protos;      /* .proto names found through proto_path, served
                             like the service directories' own */
   struct {
     int64_t max_receive_bytes;   /* default 4 MiB */
@@ -69,11 +65,6 @@ int mw_config_load_string(mw_config *c, const char *yaml, size_t len,
 /* What is wrong with a listen address ("HOST:PORT", "[IPv6]:PORT"), or NULL
  * when it is valid. */
 const char *mw_config_check_address(const char *addr);
-
-/* Replaces a list with one element (used by `--listen` and `serve DIR`). */
-int mw_strlist_set1(mw_strlist *l, const char *s);
-int mw_strlist_push(mw_strlist *l, const char *s);
-void mw_strlist_free(mw_strlist *l);
 
 /* Frees everything c owns and resets it to defaults; safe to call twice. */
 void mw_config_free(mw_config *c);

@@ -1,24 +1,35 @@
+/* File watching: one inotify descriptor, and the list of the directories it
+ * watches. Each directory remembers how deep it is below its service
+ * directory (new subdirectories are followed only there) and whether it has
+ * held an input, so that moving it away can be judged once it is gone. */
 #include "gen/mw_watch.h"
+#include "base/mw_fs.h"
 #include "base/mw_util.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define WATCH_MASK                                                             \
   (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |      \
    IN_DELETE_SELF | IN_MOVE_SELF)
+/* Deeper below a service directory than the schema reads (a symlink loop,
+ * or a tree nothing is built from). */
 #define MAX_DEPTH 32
+#define NONE ((size_t)-1)
 
 typedef struct wdir {
   int wd;
   char *path; /* owned */
+  int depth;  /* below its service directory (0: that directory itself);
+                 -1: watched for its own files only, not followed down.
+                 At 0 or -1 its parent may be unwatched: its own removal
+                 counts. Deeper, its parent's events judge it. */
+  int inputs; /* it has held an input file (see is_input) */
+  int keep;   /* mw_watch_set: still wanted */
 } wdir;
 
 struct mw_watch {
@@ -27,6 +38,19 @@ struct mw_watch {
   size_t n, cap;
   char *config_name; /* basename of the config file (owned), or NULL */
 };
+
+/* What a generation is built from, by file name. */
+static const char *const input_suffixes[] = {".lua", ".proto", ".pb",
+                                             ".protoset", NULL};
+
+static int is_input(const mw_watch *w, const char *name) {
+  if (name[0] == '.') return 0; /* editors' temp files, .git */
+  if (w->config_name && strcmp(name, w->config_name) == 0) return 1;
+  if (strcmp(name, "moonwire.yaml") == 0) return 1;
+  for (const char *const *s = input_suffixes; *s; s++)
+    if (mw_has_suffix(name, *s)) return 1;
+  return 0;
+}
 
 mw_watch *mw_watch_new(void) {
   int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -42,90 +66,192 @@ mw_watch *mw_watch_new(void) {
 
 int mw_watch_fd(const mw_watch *w) { return w->fd; }
 
-static void clear(mw_watch *w) {
-  for (size_t i = 0; i < w->n; i++) {
-    inotify_rm_watch(w->fd, w->dirs[i].wd);
-    free(w->dirs[i].path);
-  }
-  w->n = 0;
-  free(w->config_name);
-  w->config_name = NULL;
-}
-
-static int watched(const mw_watch *w, const char *path) {
+static size_t find_wd(const mw_watch *w, int wd) {
   for (size_t i = 0; i < w->n; i++)
-    if (strcmp(w->dirs[i].path, path) == 0) return 1;
-  return 0;
+    if (w->dirs[i].wd == wd) return i;
+  return NONE;
 }
 
-static void add_dir(mw_watch *w, const char *path) {
-  if (watched(w, path)) return;
+static size_t find_path(const mw_watch *w, const char *path) {
+  for (size_t i = 0; i < w->n; i++)
+    if (strcmp(w->dirs[i].path, path) == 0) return i;
+  return NONE;
+}
+
+/* Forgets dirs[i]; rm also removes the inotify watch (not when the kernel
+ * has dropped it already). */
+static void drop_at(mw_watch *w, size_t i, int rm) {
+  if (rm) inotify_rm_watch(w->fd, w->dirs[i].wd);
+  free(w->dirs[i].path);
+  w->dirs[i] = w->dirs[--w->n];
+}
+
+/* Watches path (again); returns its index, or NONE when it cannot be
+ * watched. */
+static size_t add_dir(mw_watch *w, const char *path, int depth) {
   int wd = inotify_add_watch(w->fd, path, WATCH_MASK | IN_ONLYDIR);
-  if (wd < 0) return;
-  if (w->n == w->cap) {
-    size_t cap = w->cap ? w->cap * 2 : 16;
-    wdir *d = realloc(w->dirs, cap * sizeof *d);
-    if (!d) return;
-    w->dirs = d;
-    w->cap = cap;
+  if (wd < 0) return NONE;
+  /* The same directory by another name (a link) has the same wd: it is
+   * listed once, under the first name. */
+  size_t i = find_wd(w, wd);
+  if (i == NONE) {
+    i = find_path(w, path);
+    if (i != NONE) { /* replaced by another directory since it was watched */
+      inotify_rm_watch(w->fd, w->dirs[i].wd);
+      w->dirs[i].wd = wd;
+    }
   }
-  char *p = strdup(path);
-  if (!p) return;
-  w->dirs[w->n++] = (wdir){wd, p};
+  if (i == NONE) {
+    if (w->n == w->cap) {
+      size_t cap = w->cap ? w->cap * 2 : 16;
+      wdir *d = realloc(w->dirs, cap * sizeof *d);
+      if (!d) return NONE;
+      w->dirs = d;
+      w->cap = cap;
+    }
+    char *p = strdup(path);
+    if (!p) return NONE;
+    i = w->n++;
+    w->dirs[i] = (wdir){wd, p, -1, 0, 0};
+  } else if (!w->dirs[i].keep && strcmp(w->dirs[i].path, path) != 0) {
+    /* a directory moved while its old watch was kept: the new name */
+    char *p = strdup(path);
+    if (p) {
+      free(w->dirs[i].path);
+      w->dirs[i].path = p;
+    }
+  }
+  wdir *d = &w->dirs[i];
+  d->keep = 1;
+  if (depth >= 0 && (d->depth < 0 || depth < d->depth)) d->depth = depth;
+  return i;
 }
 
-static void add_tree(mw_watch *w, const char *path, int depth) {
-  if (depth > MAX_DEPTH) return;
-  add_dir(w, path);
-  DIR *d = opendir(path);
-  if (!d) return;
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    if (e->d_name[0] == '.') continue;
-    char sub[PATH_MAX];
-    if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >= (int)sizeof sub) continue;
-    struct stat st;
-    if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode)) add_tree(w, sub, depth + 1);
+/* A walk adding a tree: parent[k] is the index of the directory whose
+ * entries are at walk depth k (NONE when it is not watched). */
+typedef struct tree_walk {
+  mw_watch *w;
+  int depth;      /* of the walk's root below its service directory */
+  size_t inputs;  /* input files found */
+  size_t parent[MAX_DEPTH + 2];
+} tree_walk;
+
+static int tree_visit(const mw_fs_entry *e, void *arg) {
+  tree_walk *t = arg;
+  if (e->kind == MW_FS_DIR) {
+    int depth = t->depth + 1 + e->depth;
+    /* watched before it is listed: what appears in it meanwhile is seen */
+    if (depth <= MAX_DEPTH)
+      t->parent[e->depth + 1] = add_dir(t->w, e->path, depth);
+    return MW_FS_WALK_NEXT;
   }
-  closedir(d);
+  if (is_input(t->w, e->name)) {
+    size_t i = t->parent[e->depth];
+    if (i != NONE) t->w->dirs[i].inputs = 1;
+    t->inputs++;
+  }
+  return MW_FS_WALK_NEXT;
+}
+
+/* Watches path, depth levels below its service directory, and what is
+ * below it, links not followed. Returns how many input files it holds. */
+static size_t add_tree(mw_watch *w, const char *path, int depth) {
+  if (depth > MAX_DEPTH) return 0;
+  tree_walk t = {w, depth, 0, {0}};
+  t.parent[0] = add_dir(w, path, depth);
+  /* the deepest entries listed are those of directories at MAX_DEPTH */
+  mw_fs_walk_opts o = {MAX_DEPTH - depth, 0, tree_visit, NULL, &t};
+  mw_fs_walk(path, &o);
+  return t.inputs;
+}
+
+/* Forgets path and every watched directory below it (gone, or moved out of
+ * sight); returns whether one of them held inputs or was a service
+ * directory or one watched for its files. */
+static int drop_tree(mw_watch *w, const char *path) {
+  size_t len = strlen(path);
+  int held = 0;
+  for (size_t i = w->n; i-- > 0;) {
+    const char *p = w->dirs[i].path;
+    if (strncmp(p, path, len) != 0 || (p[len] != '\0' && p[len] != '/'))
+      continue;
+    held |= w->dirs[i].inputs || w->dirs[i].depth <= 0;
+    drop_at(w, i, 1);
+  }
+  return held;
+}
+
+/* The directory part of path (malloc'd): "/" for "/x", NULL when path has
+ * no slash or memory runs out. */
+static char *dir_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) return NULL;
+  return slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
 }
 
 int mw_watch_set(mw_watch *w, const char *const *dirs, size_t n_dirs,
                  const char *const *files, size_t n_files, const char *config) {
-  clear(w);
+  /* Kept watches keep their wd: events queued for them still resolve. */
+  for (size_t i = 0; i < w->n; i++) {
+    w->dirs[i].keep = w->dirs[i].inputs = 0;
+    w->dirs[i].depth = -1;
+  }
+  free(w->config_name);
+  w->config_name = NULL;
+  if (config) {
+    const char *slash = strrchr(config, '/');
+    w->config_name = strdup(slash ? slash + 1 : config);
+  }
   for (size_t i = 0; i < n_dirs; i++) add_tree(w, dirs[i], 0);
   for (size_t i = 0; i < n_files; i++) {
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", files[i]);
-    char *slash = strrchr(dir, '/');
-    if (!slash) continue;
-    *slash = 0;
-    add_dir(w, dir[0] ? dir : "/");
+    char *dir = dir_of(files[i]);
+    if (dir) add_dir(w, dir, -1);
+    free(dir);
   }
   if (config) {
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", config);
-    char *slash = strrchr(dir, '/');
-    w->config_name = strdup(slash ? slash + 1 : dir);
-    if (slash) {
-      *slash = 0;
-      add_dir(w, dir[0] ? dir : "/");
-    } else {
-      add_dir(w, ".");
-    }
+    char *dir = strchr(config, '/') ? dir_of(config) : strdup(".");
+    if (dir) add_dir(w, dir, -1);
+    free(dir);
   }
+  for (size_t i = w->n; i-- > 0;)
+    if (!w->dirs[i].keep) drop_at(w, i, 1);
   return (int)w->n;
 }
 
-
-static int relevant(const mw_watch *w, const struct inotify_event *ev) {
-  if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_Q_OVERFLOW)) return 1;
+/* Whether one event is relevant; follows new and removed directories. */
+static int handle(mw_watch *w, const struct inotify_event *ev) {
+  if (ev->mask & IN_Q_OVERFLOW) return 1; /* events were lost */
+  size_t i = find_wd(w, ev->wd);
+  if (ev->mask & IN_IGNORED) { /* the kernel dropped the watch */
+    if (i != NONE) drop_at(w, i, 0);
+    return 0;
+  }
+  /* A subdirectory's removal is judged on its parent's event, which names
+   * it; an unknown wd is one already forgotten. */
+  if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF))
+    return i != NONE && w->dirs[i].depth <= 0;
   if (!ev->len || ev->name[0] == '.') return 0;
-  if (ev->mask & IN_ISDIR) return 1; /* a new or removed subdirectory */
-  const char *n = ev->name;
-  if (w->config_name && strcmp(n, w->config_name) == 0) return 1;
-  return mw_has_suffix(n, ".lua") || mw_has_suffix(n, ".proto") || mw_has_suffix(n, ".pb") ||
-         mw_has_suffix(n, ".protoset") || strcmp(n, "moonwire.yaml") == 0;
+  if (ev->mask & IN_ISDIR) {
+    if (i == NONE) return 0;
+    char *sub = mw_fs_join(w->dirs[i].path, ev->name);
+    if (!sub) return 1; /* cannot follow it: let a reload look */
+    int hit = 0;
+    if (ev->mask & (IN_CREATE | IN_MOVED_TO)) {
+      /* only below a service directory are new directories read */
+      int depth = w->dirs[i].depth;
+      if (depth >= 0) hit = add_tree(w, sub, depth + 1) > 0;
+    } else if (ev->mask & (IN_DELETE | IN_MOVED_FROM)) {
+      hit = drop_tree(w, sub);
+    }
+    free(sub);
+    return hit;
+  }
+  /* A file: judged by its name, even in a directory already forgotten (an
+   * event queued before its watch was dropped). */
+  if (!is_input(w, ev->name)) return 0;
+  if (i != NONE && (ev->mask & (IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE)))
+    w->dirs[i].inputs = 1;
+  return 1;
 }
 
 int mw_watch_drain(mw_watch *w, char *what, size_t what_len) {
@@ -136,7 +262,7 @@ int mw_watch_drain(mw_watch *w, char *what, size_t what_len) {
     if (len <= 0) break;
     for (char *p = buf; p < buf + len;) {
       const struct inotify_event *ev = (const struct inotify_event *)p;
-      if (relevant(w, ev)) {
+      if (handle(w, ev)) {
         hit = 1;
         if (what && what_len) snprintf(what, what_len, "%s", ev->len ? ev->name : "");
       }
@@ -148,8 +274,9 @@ int mw_watch_drain(mw_watch *w, char *what, size_t what_len) {
 
 void mw_watch_free(mw_watch *w) {
   if (!w) return;
-  clear(w);
+  while (w->n) drop_at(w, w->n - 1, 1);
   free(w->dirs);
+  free(w->config_name);
   close(w->fd);
   free(w);
 }

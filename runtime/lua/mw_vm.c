@@ -1,17 +1,12 @@
 /* Lua states and service scripts. */
 #include "lua/mw_vm.h"
 
-#include <dirent.h>
-#include <limits.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "base/mw_util.h"
+#include "base/mw_fs.h"
 #include "lua/l_api.h"
 #include "lua/mw_embed.h"
 
@@ -107,10 +102,6 @@ lua_State *mw_vm_new(const mw_vm_options *o) {
 
 /* --- service scripts ----------------------------------------------------------- */
 
-static int lua_file_filter(const struct dirent *e) {
-  return e->d_name[0] != '.' && mw_has_suffix(e->d_name, ".lua");
-}
-
 /* The first line of a traceback: the message itself. */
 static void add_first_line(mw_diag *diag, const char *msg) {
   const char *nl = strchr(msg, '\n');
@@ -147,21 +138,15 @@ static int for_each_script(lua_State *L, const char *const *dirs, size_t n_dirs,
                            script_fn fn, int quiet_dirs, mw_diag *diag) {
   int bad = 0;
   for (size_t i = 0; i < n_dirs; i++) {
-    struct dirent **list = NULL;
-    int n = scandir(dirs[i], &list, lua_file_filter, alphasort);
-    if (n < 0) {
+    mw_strvec paths = {0};
+    if (mw_fs_list(dirs[i], ".lua", &paths, NULL) != 0) {
       if (!quiet_dirs) mw_diag_add(diag, "%s: cannot read the directory", dirs[i]);
       bad++;
       continue;
     }
-    for (int k = 0; k < n; k++) {
-      char path[PATH_MAX];
-      snprintf(path, sizeof path, "%s/%s", dirs[i], list[k]->d_name);
-      struct stat st;
-      if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && fn(L, path, diag) != 0) bad++;
-      free(list[k]);
-    }
-    free(list);
+    for (size_t k = 0; k < paths.n; k++)
+      if (fn(L, paths.v[k], diag) != 0) bad++;
+    mw_strvec_free(&paths);
   }
   return bad;
 }

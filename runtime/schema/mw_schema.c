@@ -3,9 +3,10 @@
  * *.pb / *.protoset files are read as they are, and every file descriptor
  * goes into one upb_DefPool owned by the schema. */
 #include "schema/mw_schema.h"
+#include "base/mw_fs.h"
+#include "base/mw_strvec.h"
 #include "base/mw_util.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -33,55 +34,6 @@
 /* ---------------------------------------------------------------------- */
 /* Small helpers */
 
-/* A growable list of malloc'd strings; the list owns the array and each
- * string. */
-typedef struct strvec {
-  char **v;
-  size_t n, cap;
-} strvec;
-
-/* Appends str, taking ownership of it (freed here on failure). */
-static int strvec_take(strvec *l, char *str) {
-  if (!str) return -1;
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 8;
-    char **v = realloc(l->v, cap * sizeof *v);
-    if (!v) {
-      free(str);
-      return -1;
-    }
-    l->v = v;
-    l->cap = cap;
-  }
-  l->v[l->n++] = str;
-  return 0;
-}
-
-static int strvec_push(strvec *l, const char *str) {
-  return strvec_take(l, strdup(str));
-}
-
-static int strvec_has(const strvec *l, const char *str) {
-  for (size_t i = 0; i < l->n; i++)
-    if (strcmp(l->v[i], str) == 0) return 1;
-  return 0;
-}
-
-static void strvec_free(strvec *l) {
-  for (size_t i = 0; i < l->n; i++) free(l->v[i]);
-  free(l->v);
-  l->v = NULL;
-  l->n = l->cap = 0;
-}
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void strvec_sort(strvec *l) {
-  if (l->n > 1) qsort(l->v, l->n, sizeof *l->v, cmp_str);
-}
-
 /* A malloc'd formatted string (caller owns), or NULL on OOM. */
 static char *str_printf(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
@@ -99,20 +51,13 @@ static char *str_printf(const char *fmt, ...) {
   return s;
 }
 
-/* dir + "/" + name (caller owns); no doubled slash. */
-static char *join_path(const char *dir, const char *name) {
-  size_t dl = strlen(dir);
-  if (dl == 0) return strdup(name);
-  return str_printf("%s%s%s", dir, dir[dl - 1] == '/' ? "" : "/", name);
-}
-
 /* path made absolute against the current directory, symlinks kept (caller
  * owns). */
 static char *abs_path(const char *path) {
   if (path[0] == '/') return strdup(path);
   char cwd[PATH_MAX];
   if (!getcwd(cwd, sizeof cwd)) return strdup(path);
-  return join_path(cwd, path);
+  return mw_fs_join(cwd, path);
 }
 
 /* The canonical absolute path (caller owns): realpath, or abs_path when the
@@ -132,50 +77,6 @@ static int is_file(const char *p) {
   return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-
-/* Reads a whole file into a malloc'd buffer (caller owns; at least one byte
- * allocated so that an empty file is not NULL). NULL with *err = errno. */
-static char *read_whole(const char *path, size_t *len, int *err) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    *err = errno;
-    return NULL;
-  }
-  size_t cap = 4096, n = 0;
-  char *buf = malloc(cap);
-  if (!buf) {
-    close(fd);
-    *err = ENOMEM;
-    return NULL;
-  }
-  for (;;) {
-    if (n == cap) {
-      char *nb = realloc(buf, cap * 2);
-      if (!nb) {
-        free(buf);
-        close(fd);
-        *err = ENOMEM;
-        return NULL;
-      }
-      buf = nb;
-      cap *= 2;
-    }
-    ssize_t r = read(fd, buf + n, cap - n);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      *err = errno;
-      free(buf);
-      close(fd);
-      return NULL;
-    }
-    if (r == 0) break;
-    n += (size_t)r;
-  }
-  close(fd);
-  *len = n;
-  return buf;
-}
-
 /* ---------------------------------------------------------------------- */
 /* protoc and its include paths */
 
@@ -191,7 +92,7 @@ static char *protoc_path(void) {
     const char *end = strchr(path, ':');
     size_t n = end ? (size_t)(end - path) : strlen(path);
     char *dir = n ? strndup(path, n) : strdup(".");
-    char *cand = dir ? join_path(dir, p) : NULL;
+    char *cand = dir ? mw_fs_join(dir, p) : NULL;
     free(dir);
     if (cand && access(cand, X_OK) == 0 && is_file(cand)) return cand;
     free(cand);
@@ -213,7 +114,7 @@ static char *wkt_dir_next_to(const char *protoc) {
                  : strdup("include");
   free(bin);
   if (!inc) return NULL;
-  char *any = join_path(inc, "google/protobuf/any.proto");
+  char *any = mw_fs_join(inc, "google/protobuf/any.proto");
   int ok = any && is_file(any);
   free(any);
   if (ok) return inc;
@@ -258,14 +159,14 @@ static char *project_proto_dir(void) {
  * and the well-known types (each only when it exists and is not already
  * there). */
 typedef struct inc_list {
-  strvec disp;   /* as given, for messages the user can open */
-  strvec abs;    /* absolute, for protoc (run in a temp dir) and lookups */
-  size_t n_user; /* the caller's includes are the first n_user */
+  mw_strvec disp; /* as given, for messages the user can open */
+  mw_strvec abs;  /* absolute, for protoc (run in a temp dir) and lookups */
+  size_t n_user;  /* the caller's includes are the first n_user */
 } inc_list;
 
 static void inc_list_free(inc_list *l) {
-  strvec_free(&l->disp);
-  strvec_free(&l->abs);
+  mw_strvec_free(&l->disp);
+  mw_strvec_free(&l->abs);
   l->n_user = 0;
 }
 
@@ -277,23 +178,23 @@ static int inc_list_add_extra(inc_list *l, char *dir) {
     free(dir);
     return -1;
   }
-  if (strvec_has(&l->abs, a)) {
+  if (mw_strvec_has(&l->abs, a)) {
     free(a);
     free(dir);
     return 0;
   }
-  if (strvec_take(&l->disp, dir) != 0) {
+  if (mw_strvec_take(&l->disp, dir) != 0) {
     free(a);
     return -1;
   }
-  return strvec_take(&l->abs, a);
+  return mw_strvec_take(&l->abs, a);
 }
 
 static int inc_list_build(inc_list *l, const char *const *includes, size_t n,
                           const char *protoc) {
   for (size_t i = 0; i < n; i++) {
-    if (strvec_push(&l->disp, includes[i]) != 0 ||
-        strvec_take(&l->abs, abs_path(includes[i])) != 0)
+    if (mw_strvec_push(&l->disp, includes[i]) != 0 ||
+        mw_strvec_take(&l->abs, abs_path(includes[i])) != 0)
       return -1;
   }
   l->n_user = n;
@@ -311,7 +212,7 @@ static int inc_list_build(inc_list *l, const char *const *includes, size_t n,
 static long inc_find(const inc_list *l, const char *name) {
   if (!*name || name[0] == '/') return -1;
   for (size_t i = 0; i < l->abs.n; i++) {
-    char *p = join_path(l->abs.v[i], name);
+    char *p = mw_fs_join(l->abs.v[i], name);
     int ok = p && is_file(p);
     free(p);
     if (ok) return (long)i;
@@ -330,7 +231,7 @@ static void add_protoc_line(mw_diag *d, const char *line, size_t len,
     const char *rest = colon;
     int rest_len = (int)(len - (size_t)(colon - line));
     long k = name ? inc_find(incs, name) : -1;
-    char *shown = k >= 0 ? join_path(incs->disp.v[k], name) : NULL;
+    char *shown = k >= 0 ? mw_fs_join(incs->disp.v[k], name) : NULL;
     if (shown) {
       mw_diag_add(d, "%s%.*s", shown, rest_len, rest);
       free(shown);
@@ -377,7 +278,7 @@ static char *protoc_run(const char *protoc, const char *const *files,
                         size_t n_files, const inc_list *incs, size_t *len,
                         mw_diag *diag) {
   char *result = NULL;
-  strvec args = {0};   /* the malloc'd argv strings */
+  mw_strvec args = {0}; /* the malloc'd argv strings */
   char **argv = NULL;  /* pointers into args and files; array owned here */
   char *tmpdir = NULL, *out_path = NULL, *output = NULL;
   size_t out_len = 0, out_cap = 0;
@@ -386,7 +287,7 @@ static char *protoc_run(const char *protoc, const char *const *files,
 
   const char *tmp = getenv("TMPDIR");
   if (!tmp || !*tmp) tmp = "/tmp";
-  tmpdir = join_path(tmp, "moonwire-protoc-XXXXXX");
+  tmpdir = mw_fs_join(tmp, "moonwire-protoc-XXXXXX");
   if (!tmpdir) goto oom;
   if (!mkdtemp(tmpdir)) {
     mw_diag_add(diag, "cannot create a temporary directory in %s: %s", tmp,
@@ -395,15 +296,15 @@ static char *protoc_run(const char *protoc, const char *const *files,
     tmpdir = NULL;
     goto done;
   }
-  out_path = join_path(tmpdir, "set.pb");
+  out_path = mw_fs_join(tmpdir, "set.pb");
   if (!out_path) goto oom;
 
   /* protoc -I<abs>... --include_imports --descriptor_set_out=<tmp> files */
-  if (strvec_push(&args, protoc) != 0) goto oom;
+  if (mw_strvec_push(&args, protoc) != 0) goto oom;
   for (size_t i = 0; i < incs->abs.n; i++)
-    if (strvec_take(&args, str_printf("-I%s", incs->abs.v[i])) != 0) goto oom;
-  if (strvec_push(&args, "--include_imports") != 0 ||
-      strvec_take(&args, str_printf("--descriptor_set_out=%s", out_path)) != 0)
+    if (mw_strvec_take(&args, str_printf("-I%s", incs->abs.v[i])) != 0) goto oom;
+  if (mw_strvec_push(&args, "--include_imports") != 0 ||
+      mw_strvec_take(&args, str_printf("--descriptor_set_out=%s", out_path)) != 0)
     goto oom;
   argv = calloc(args.n + n_files + 1, sizeof *argv);
   if (!argv) goto oom;
@@ -513,11 +414,10 @@ static char *protoc_run(const char *protoc, const char *const *files,
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
     /* Success; what protoc said is warnings (e.g. an unused import). */
-    for (size_t i = 0; i < lines.n && i < lines.cap; i++)
+    for (size_t i = 0; i < lines.n; i++)
       if (lines.msgs[i]) mw_log(MW_LOG_WARN, "protoc: %s", lines.msgs[i]);
     int err = 0;
-    result = read_whole(out_path, len, &err);
-    if (!result)
+    if (mw_fs_read(out_path, 0, &result, len, &err) != MW_FS_OK)
       mw_diag_add(diag, "cannot read protoc's output %s: %s", out_path,
                   strerror(err));
     goto done;
@@ -548,7 +448,7 @@ done:
   free(tmpdir);
   free(output);
   free(argv);
-  strvec_free(&args);
+  mw_strvec_free(&args);
   return result;
 }
 
@@ -593,17 +493,17 @@ struct mw_schema {
   upb_DefPool *pool;               /* owned */
   const upb_ServiceDef **services; /* array owned; the defs belong to pool */
   size_t n_services, cap_services;
-  strvec files;   /* absolute paths of the inputs, for the watcher */
-  file_rec *recs; /* owned, with their strings; one per pool file */
+  mw_strvec files; /* absolute paths of the inputs, for the watcher */
+  file_rec *recs;  /* owned, with their strings; one per pool file */
   size_t n_recs, cap_recs;
 };
 
 /* Where a descriptor set comes from. */
 typedef struct set_src {
-  const char *origin;   /* the set, for messages */
-  long input;           /* the input claiming its files (dir index) */
-  const strvec *own;    /* sorted names of the input's own files; NULL: all */
-  const inc_list *incs; /* protoc output: the includes it was built with */
+  const char *origin;    /* the set, for messages */
+  long input;            /* the input claiming its files (dir index) */
+  const mw_strvec *own;  /* sorted names of the input's own files; NULL: all */
+  const inc_list *incs;  /* protoc output: the includes it was built with */
 } set_src;
 
 mw_schema *mw_schema_new(void) {
@@ -621,7 +521,7 @@ void mw_schema_free(mw_schema *s) {
   if (!s) return;
   if (s->pool) upb_DefPool_Free(s->pool);
   free(s->services);
-  strvec_free(&s->files);
+  mw_strvec_free(&s->files);
   for (size_t i = 0; i < s->n_recs; i++) {
     free(s->recs[i].name);
     free(s->recs[i].origin);
@@ -651,11 +551,11 @@ const char *mw_schema_file(const mw_schema *s, size_t i) {
 /* Adds a path (taking ownership) to the watcher's list, once. */
 static int record_file(mw_schema *s, char *path) {
   if (!path) return -1;
-  if (strvec_has(&s->files, path)) {
+  if (mw_strvec_has(&s->files, path)) {
     free(path);
     return 0;
   }
-  return strvec_take(&s->files, path);
+  return mw_strvec_take(&s->files, path);
 }
 
 static file_rec *find_rec(mw_schema *s, const char *name) {
@@ -762,18 +662,16 @@ static int load_file(mw_schema *s, const google_protobuf_FileDescriptorProto *fd
   char *name = strndup(nv.data, nv.size); /* owned; moves into a file_rec */
   char *origin = NULL;                    /* likewise */
   if (!name) goto oom;
-  int own = !src->own ||
-            bsearch(&name, src->own->v, src->own->n, sizeof *src->own->v,
-                    cmp_str) != NULL;
+  int own = !src->own || mw_strvec_has_sorted(src->own, name);
 
   uint64_t hash = 0;
   if (src->incs) {
     /* protoc output: the file is on disk below one of the includes. */
     long k = inc_find(src->incs, name);
     if (k >= 0) {
-      origin = join_path(src->incs->disp.v[k], name);
+      origin = mw_fs_join(src->incs->disp.v[k], name);
       if ((size_t)k < src->incs->n_user) {
-        char *p = join_path(src->incs->abs.v[k], name);
+        char *p = mw_fs_join(src->incs->abs.v[k], name);
         int rc = p ? record_file(s, canonical_path(p)) : -1;
         free(p);
         if (rc != 0) goto oom;
@@ -896,58 +794,59 @@ int mw_schema_add_set(mw_schema *s, const char *data, size_t len,
   return add_set(s, data, len, &src, diag);
 }
 
-/* Collects, below root, the .proto names relative to root and the paths of
- * descriptor sets. Hidden entries (editor and VCS files) are skipped. */
-static int walk_dir(const char *root, const char *rel, int depth,
-                    strvec *protos, strvec *sets, mw_diag *diag) {
-  char *path = rel ? join_path(root, rel) : strdup(root); /* freed below */
-  if (!path) {
-    mw_diag_add(diag, "%s: out of memory", root);
-    return -1;
-  }
-  DIR *d = opendir(path);
-  if (!d) {
-    mw_diag_add(diag, "%s: cannot read %sdirectory: %s", path,
-                rel ? "" : "service ", strerror(errno));
-    free(path);
-    return -1;
-  }
-  int rc = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.') continue;
-    char *crel = rel ? join_path(rel, e->d_name) : strdup(e->d_name);
-    char *cpath = crel ? join_path(root, crel) : NULL;
-    struct stat st;
-    if (!crel || !cpath) {
-      mw_diag_add(diag, "%s: out of memory", root);
-      rc = -1;
-    } else if (stat(cpath, &st) != 0) {
-      /* a dangling link (e.g. an editor's lock file): not an input */
-    } else if (S_ISDIR(st.st_mode)) {
-      if (depth >= MW_SCHEMA_MAX_DEPTH) {
-        mw_diag_add(diag, "%s: directories nested too deep (a symlink loop?)",
-                    cpath);
-        rc = -1;
-      } else if (walk_dir(root, crel, depth + 1, protos, sets, diag) != 0) {
-        rc = -1;
-      }
-    } else if (S_ISREG(st.st_mode)) {
-      if (mw_has_suffix(e->d_name, ".proto")) {
-        rc |= strvec_take(protos, crel);
-        crel = NULL;
-      } else if (mw_has_suffix(e->d_name, ".pb") ||
-                 mw_has_suffix(e->d_name, ".protoset")) {
-        rc |= strvec_take(sets, cpath);
-        cpath = NULL;
-      }
+/* What a walk of one service directory collects: the .proto names relative
+ * to it and the paths of descriptor sets. */
+typedef struct dir_scan {
+  const char *root;
+  mw_strvec *protos, *sets;
+  mw_diag *diag;
+  int failed;
+} dir_scan;
+
+static int scan_visit(const mw_fs_entry *e, void *arg) {
+  dir_scan *s = arg;
+  if (e->kind == MW_FS_DIR) {
+    /* the walk lists no deeper: say why the files below are missing */
+    if (e->depth >= MW_SCHEMA_MAX_DEPTH) {
+      mw_diag_add(s->diag, "%s: directories nested too deep (a symlink loop?)",
+                  e->path);
+      s->failed = 1;
     }
-    free(crel);
-    free(cpath);
+    return MW_FS_WALK_NEXT;
   }
-  closedir(d);
-  free(path);
-  return rc;
+  /* MW_FS_OTHER: e.g. a dangling link (an editor's lock file), not an input */
+  if (e->kind != MW_FS_FILE) return MW_FS_WALK_NEXT;
+  int rc = 0;
+  if (mw_has_suffix(e->name, ".proto"))
+    rc = mw_strvec_push(s->protos, e->rel);
+  else if (mw_has_suffix(e->name, ".pb") || mw_has_suffix(e->name, ".protoset"))
+    rc = mw_strvec_push(s->sets, e->path);
+  if (rc == 0) return MW_FS_WALK_NEXT;
+  mw_diag_add(s->diag, "%s: out of memory", s->root);
+  s->failed = 1;
+  return MW_FS_WALK_STOP;
+}
+
+static void scan_fail(const mw_fs_entry *dir, int err, void *arg) {
+  dir_scan *s = arg;
+  if (err == ENOMEM)
+    mw_diag_add(s->diag, "%s: out of memory", s->root);
+  else
+    mw_diag_add(s->diag, "%s: cannot read %sdirectory: %s", dir->path,
+                dir->depth < 0 ? "service " : "", strerror(err));
+}
+
+/* Collects, below root, the .proto names relative to root and the paths of
+ * descriptor sets, each sorted. Hidden entries (editor and VCS files) are
+ * skipped, links followed. Returns -1 with diag filled on any problem. */
+static int scan_dir(const char *root, mw_strvec *protos, mw_strvec *sets,
+                    mw_diag *diag) {
+  dir_scan s = {root, protos, sets, diag, 0};
+  mw_fs_walk_opts o = {MW_SCHEMA_MAX_DEPTH, 1, scan_visit, scan_fail, &s};
+  if (mw_fs_walk(root, &o) != 0 || s.failed) return -1;
+  mw_strvec_sort(protos);
+  mw_strvec_sort(sets);
+  return 0;
 }
 
 mw_schema *mw_schema_load(const mw_schema_input *in, mw_diag *diag) {
@@ -957,7 +856,7 @@ mw_schema *mw_schema_load(const mw_schema_input *in, mw_diag *diag) {
   mw_schema *s = mw_schema_new();
   char *protoc = protoc_path(); /* freed below */
   /* Per dir: the descriptor sets found, loaded in the second pass. */
-  strvec *sets = calloc(in->n_dirs ? in->n_dirs : 1, sizeof *sets);
+  mw_strvec *sets = calloc(in->n_dirs ? in->n_dirs : 1, sizeof *sets);
   const char **incs_in = calloc(1 + in->n_proto_path, sizeof *incs_in);
   if (!s || !protoc || !sets || !incs_in) {
     mw_diag_add(diag, "cannot load the schema: out of memory");
@@ -977,16 +876,14 @@ mw_schema *mw_schema_load(const mw_schema_input *in, mw_diag *diag) {
   /* Pass 1: each dir's .proto files, one protoc run per dir. */
   for (size_t i = 0; i < in->n_dirs; i++) {
     const char *dir = in->dirs[i];
-    strvec protos = {0};
-    if (walk_dir(dir, NULL, 0, &protos, &sets[i], diag) != 0) {
-      strvec_free(&protos);
-      strvec_free(&sets[i]); /* the load fails anyway: no follow-up noise */
+    mw_strvec protos = {0};
+    if (scan_dir(dir, &protos, &sets[i], diag) != 0) {
+      mw_strvec_free(&protos);
+      mw_strvec_free(&sets[i]); /* the load fails anyway: no follow-up noise */
       continue;
     }
-    strvec_sort(&protos);
-    strvec_sort(&sets[i]);
     for (size_t k = 0; k < protos.n; k++) {
-      char *p = join_path(dir, protos.v[k]);
+      char *p = mw_fs_join(dir, protos.v[k]);
       if (!p || record_file(s, canonical_path(p)) != 0)
         mw_diag_add(diag, "%s: out of memory", dir);
       free(p);
@@ -1008,24 +905,24 @@ mw_schema *mw_schema_load(const mw_schema_input *in, mw_diag *diag) {
       free(data);
       inc_list_free(&incs);
     }
-    strvec_free(&protos);
+    mw_strvec_free(&protos);
   }
 
   /* Pass 1b: the named protos, from the proto_path alone. */
   if (in->n_protos) {
-    strvec protos = {0};
+    mw_strvec protos = {0};
     inc_list incs = {0};
     int ok = 1;
     for (size_t k = 0; ok && k < in->n_protos; k++)
-      ok = strvec_push(&protos, in->protos[k]) == 0;
-    strvec_sort(&protos);
+      ok = mw_strvec_push(&protos, in->protos[k]) == 0;
+    mw_strvec_sort(&protos);
     if (!ok || inc_list_build(&incs, incs_in + 1, in->n_proto_path, protoc) != 0) {
       mw_diag_add(diag, "protos: out of memory");
     } else {
       for (size_t k = 0; k < protos.n; k++) {
         long at = inc_find(&incs, protos.v[k]);
         if (at < 0 || (size_t)at >= incs.n_user) continue; /* protoc reports it */
-        char *p = join_path(incs.abs.v[at], protos.v[k]);
+        char *p = mw_fs_join(incs.abs.v[at], protos.v[k]);
         if (!p || record_file(s, canonical_path(p)) != 0)
           mw_diag_add(diag, "protos: out of memory");
         free(p);
@@ -1040,7 +937,7 @@ mw_schema *mw_schema_load(const mw_schema_input *in, mw_diag *diag) {
       free(data);
     }
     inc_list_free(&incs);
-    strvec_free(&protos);
+    mw_strvec_free(&protos);
   }
 
   /* Pass 2: descriptor sets, after all .proto files, so that a set built
@@ -1052,8 +949,8 @@ mw_schema *mw_schema_load(const mw_schema_input *in, mw_diag *diag) {
         mw_diag_add(diag, "%s: out of memory", p);
       size_t len = 0;
       int err = 0;
-      char *data = read_whole(p, &len, &err); /* freed below */
-      if (!data) {
+      char *data = NULL; /* freed below */
+      if (mw_fs_read(p, 0, &data, &len, &err) != MW_FS_OK) {
         mw_diag_add(diag, "%s: %s", p, strerror(err));
         continue;
       }
@@ -1065,7 +962,7 @@ mw_schema *mw_schema_load(const mw_schema_input *in, mw_diag *diag) {
 
 out:
   if (sets) {
-    for (size_t i = 0; i < in->n_dirs; i++) strvec_free(&sets[i]);
+    for (size_t i = 0; i < in->n_dirs; i++) mw_strvec_free(&sets[i]);
     free(sets);
   }
   free(incs_in);

@@ -51,6 +51,15 @@ service R {
 """ % (req_extra, resp_extra, extra)
 
 
+# A .proto of messages only, for a subdirectory of the service directory.
+EXTRA_PROTO = """
+syntax = "proto3";
+package rl.extra;
+
+message Extra { string s = 1; }
+"""
+
+
 STATS_LUA = """
 local mw = require "moonwire"
 local R = mw.service "rl.R"
@@ -474,6 +483,45 @@ end
         self.assertEqual(self.count_log("reloaded ("), 1, self.server.logs())
         self.assertEqual(self.stats().generation, 2)
         self.assertEqual(self.hello().text, "b9:x")
+
+    def test_unrelated_changes_keep_module_state(self):
+        # What editors and tools leave next to the sources is not what a
+        # generation is built from: no reload, so no reset of module state.
+        self.start(workers=1)
+        self.assertEqual([self.hello().n for _ in range(3)], [1, 2, 3])
+        self.write("4913", "")  # vim's check that it may write here
+        os.unlink(self.dir.file("4913"))
+        self.write("greeter.lua.swp", "swap")
+        self.write("greeter.lua~", "backup")
+        os.symlink("user@host.4242:1", self.dir.file(".#greeter.lua"))  # emacs' lock
+        self.write("node_modules/left-pad/package.json", '{"name": "left-pad"}')
+        os.rename(self.dir.file("node_modules"), self.marks.file("node_modules"))
+        os.mkdir(self.dir.file("later"))
+        # a wrong reload would be due after the debounce; let it come due
+        time.sleep(DEBOUNCE * 2)
+        self.assertEqual(self.hello().n, 4)
+        # the new directory is watched: a .proto written into it reloads
+        self.write("later/extra.proto", EXTRA_PROTO)
+        self.wait_count("reloaded (extra.proto changed)", 1)
+        self.assertEqual([self.hello().n for _ in range(2)], [1, 2])
+        self.assertEqual(self.count_log("reloaded ("), 1, self.server.logs())
+        st = self.stats()
+        self.assertEqual((st.generation, st.reloads), (2, 1))
+
+    def test_directory_moved_in_or_away_with_protos_reloads(self):
+        self.start(workers=1)
+        outside = self.service_dir({"extra/extra.proto": EXTRA_PROTO})
+        self.assertEqual([self.hello().n for _ in range(2)], [1, 2])
+        os.rename(outside.file("extra"), self.dir.file("extra"))
+        self.wait_count("reloaded (extra changed)", 1)
+        self.assertEqual(self.hello().n, 1)
+        # moving it away takes its .proto out of the schema: a reload too
+        os.rename(self.dir.file("extra"), outside.file("extra"))
+        self.wait_count("reloaded (extra changed)", 2)
+        self.assertEqual(self.hello().n, 1)
+        self.assertEqual(self.count_log("reloaded ("), 2, self.server.logs())
+        self.assertEqual(self.stats().generation, 3)
+        self.assertProtoReloadsClean()
 
     def test_module_state_starts_fresh(self):
         self.start(workers=1)

@@ -731,9 +731,27 @@ static void test_file_errors(void) {
   mw_config_init(&c);
   MW_CHECK_INT(mw_config_load_file(&c, tmp_root, &d), -1);
   MW_CHECK_INT(mw_diag_count(&d), 1);
-  MW_CHECK_CONTAINS(msg(&d, 0), "is a directory");
+  snprintf(want, sizeof want, "%s: is a directory, not a config file", tmp_root);
+  MW_CHECK_STR(msg(&d, 0), want);
   mw_diag_free(&d);
   mw_config_free(&c);
+
+  /* over the 16 MiB a config file may have (a sparse file: quick) */
+  FILE *f = fopen(tmp_path(p, "huge.yaml"), "w");
+  MW_CHECK(f != NULL);
+  if (f) {
+    MW_CHECK_INT(ftruncate(fileno(f), (16 << 20) + 1), 0);
+    fclose(f);
+  }
+  mw_config_init(&c);
+  MW_CHECK_INT(mw_config_load_file(&c, p, &d), -1);
+  MW_CHECK_INT(mw_diag_count(&d), 1);
+  snprintf(want, sizeof want,
+           "%s: the config file is too large (over 16777216 bytes)", p);
+  MW_CHECK_STR(msg(&d, 0), want);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  unlink(p);
 
   /* an empty file is a valid, empty config */
   write_file(tmp_path(p, "empty.yaml"), "");
@@ -753,35 +771,35 @@ static void test_file_errors(void) {
   mw_config_free(&c);
 }
 
-static void test_strlist(void) {
+static void test_config_lists(void) {
   mw_config c;
   mw_config_init(&c);
   /* push onto the default list copies it first */
-  MW_CHECK_INT(mw_strlist_push(&c.listen, "[::]:1"), 0);
+  MW_CHECK_INT(mw_strvec_push(&c.listen, "[::]:1"), 0);
   MW_CHECK_INT(c.listen.n, 2);
   if (c.listen.n == 2) {
     MW_CHECK_STR(c.listen.v[0], "127.0.0.1:50051");
     MW_CHECK_STR(c.listen.v[1], "[::]:1");
   }
-  MW_CHECK_INT(mw_strlist_set1(&c.listen, "0.0.0.0:9"), 0);
+  MW_CHECK_INT(mw_strvec_set1(&c.listen, "0.0.0.0:9"), 0);
   MW_CHECK_INT(c.listen.n, 1);
   if (c.listen.n) MW_CHECK_STR(c.listen.v[0], "0.0.0.0:9");
-  MW_CHECK_INT(mw_strlist_set1(&c.services, "/srv"), 0);
-  MW_CHECK_INT(mw_strlist_push(&c.services, "/srv2"), 0);
+  MW_CHECK_INT(mw_strvec_set1(&c.services, "/srv"), 0);
+  MW_CHECK_INT(mw_strvec_push(&c.services, "/srv2"), 0);
   MW_CHECK_INT(c.services.n, 2);
-  MW_CHECK_INT(mw_strlist_push(&c.services, NULL), -1);
+  MW_CHECK_INT(mw_strvec_push(&c.services, NULL), -1);
   mw_config_free(&c);
   check_defaults(&c);
   mw_config_free(&c);
 
-  mw_strlist l = {NULL, 0};
-  mw_strlist_free(&l);
-  MW_CHECK_INT(mw_strlist_set1(&l, "a"), 0);
-  MW_CHECK_INT(mw_strlist_set1(&l, "b"), 0);
+  mw_strvec l = {0};
+  mw_strvec_free(&l);
+  MW_CHECK_INT(mw_strvec_set1(&l, "a"), 0);
+  MW_CHECK_INT(mw_strvec_set1(&l, "b"), 0);
   MW_CHECK_INT(l.n, 1);
   if (l.n) MW_CHECK_STR(l.v[0], "b");
-  mw_strlist_free(&l);
-  mw_strlist_free(&l);
+  mw_strvec_free(&l);
+  mw_strvec_free(&l);
   MW_CHECK(l.v == NULL && l.n == 0);
 }
 
@@ -845,7 +863,7 @@ int main(void) {
   MW_RUN(test_many_errors_one_pass);
   MW_RUN(test_paths);
   MW_RUN(test_file_errors);
-  MW_RUN(test_strlist);
+  MW_RUN(test_config_lists);
   MW_RUN(test_protos);
   MW_RUN(test_load_twice);
   return mw_test_done();

@@ -626,6 +626,60 @@ static void test_missing_dir(void) {
   mw_diag_free(&d);
 }
 
+/* The walk of a service directory: hidden entries and dangling links are
+ * not inputs, a symlink loop and an unreadable directory are reported. */
+static void test_dir_walk(void) {
+  char root[PATH_MAX - 64], p[PATH_MAX], want[2 * PATH_MAX];
+  snprintf(root, sizeof root, "%s/walk", TMP);
+  snprintf(want, sizeof want, "rm -rf '%s'", root);
+  MW_CHECK_INT(system(want), 0);
+  snprintf(p, sizeof p, "%s/sub", root);
+  mkdir_p(p);
+  static const char ok[] = "syntax = \"proto3\";\npackage walk;\nmessage M {}\n";
+  snprintf(p, sizeof p, "%s/sub/ok.proto", root);
+  write_file(p, ok, sizeof ok - 1);
+  snprintf(p, sizeof p, "%s/.hidden.proto", root);
+  write_file(p, "not a proto", 11);
+  snprintf(p, sizeof p, "%s/dangling.proto", root);
+  MW_CHECK_INT(symlink("nowhere.proto", p), 0);
+
+  const char *dirs[] = {root};
+  mw_diag d = {0};
+  mw_schema *s = load(dirs, 1, NULL, 0, &d);
+  MW_CHECK(s != NULL);
+  MW_CHECK_STR(diag_text(&d), "");
+  snprintf(p, sizeof p, "%s/sub/ok.proto", root);
+  if (s) {
+    MW_CHECK_INT(mw_schema_file_count(s), 1);
+    MW_CHECK_INT(file_listed(s, p), 1);
+  }
+  mw_schema_free(s);
+  mw_diag_free(&d);
+
+  snprintf(p, sizeof p, "%s/sub/loop", root);
+  MW_CHECK_INT(symlink(".", p), 0);
+  s = load(dirs, 1, NULL, 0, &d);
+  MW_CHECK(s == NULL);
+  MW_CHECK_CONTAINS(diag_text(&d), "/sub/loop/loop/loop/loop");
+  MW_CHECK_CONTAINS(diag_text(&d),
+                    ": directories nested too deep (a symlink loop?)");
+  mw_diag_free(&d);
+  unlink(p);
+
+  if (geteuid() != 0) { /* root reads any directory */
+    snprintf(p, sizeof p, "%s/locked", root);
+    mkdir_p(p);
+    chmod(p, 0);
+    s = load(dirs, 1, NULL, 0, &d);
+    MW_CHECK(s == NULL);
+    snprintf(want, sizeof want, "%s: cannot read directory: %s\n", p,
+             strerror(EACCES));
+    MW_CHECK_STR(diag_text(&d), want);
+    mw_diag_free(&d);
+    chmod(p, 0755);
+  }
+}
+
 static int count_fds(void) {
   DIR *dir = opendir("/proc/self/fd");
   int n = 0;
@@ -675,6 +729,7 @@ int main(void) {
   MW_RUN(test_protoc_missing);
   MW_RUN(test_compile_api);
   MW_RUN(test_missing_dir);
+  MW_RUN(test_dir_walk);
   MW_RUN(test_tmp_clean);
   return mw_test_done();
 }
