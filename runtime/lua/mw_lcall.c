@@ -19,15 +19,15 @@
 static _Thread_local mw_lcall_big *tl_cache[MW_LCALL_CACHE];
 static _Thread_local int tl_cached;
 
-static void on_message(void *self, int ok, const char *data, size_t len, int has_msg) {
+static void lcall_on_message(void *self, int ok, const char *data, size_t len, int has_msg) {
   mw_lstream_on_message(self, ok, data, len, has_msg);
 }
 
-static void on_writable(void *self) { mw_lstream_on_writable(self); }
+static void lcall_on_writable(void *self) { mw_lstream_on_writable(self); }
 
-static void on_cancel(void *self) { mw_co_cancel(self); }
+static void lcall_on_cancel(void *self) { mw_co_cancel(self); }
 
-static void on_done(void *self) {
+static void lcall_on_done(void *self) {
   mw_lcall *h = self;
   mw_co_abandon(h);
   lua_State *co = h->co;
@@ -51,7 +51,8 @@ static void on_done(void *self) {
   }
 }
 
-static const mw_call_ops lua_call_ops = {on_message, on_writable, on_cancel, on_done};
+static const mw_call_ops lua_call_ops = {lcall_on_message, lcall_on_writable,
+                                         lcall_on_cancel, lcall_on_done};
 
 static mw_lcall *lcall_new(const mw_method *m) {
   /* Streaming requests decode into scratch arenas, so those calls skip the
