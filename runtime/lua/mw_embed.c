@@ -10,10 +10,10 @@ const char *mw_embed_override(void) {
   return dir && *dir ? dir : NULL;
 }
 
-/* package.preload loader: upvalue 1 is the index in mw_embedded_files.
+/* package.preload loader: upvalue 1 is the index in mw_lua_library.
  * Called by require as loader(name, ":preload:"); returns the module. */
 static int load_embedded(lua_State *L) {
-  const mw_embedded *e = &mw_embedded_files[lua_tointeger(L, lua_upvalueindex(1))];
+  const mw_embedded *e = &mw_lua_library[lua_tointeger(L, lua_upvalueindex(1))];
   const char *dir = mw_embed_override();
   int rc;
   if (dir) {
@@ -33,10 +33,10 @@ static int load_embedded(lua_State *L) {
 
 void mw_embed_install(lua_State *L) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE); /* [preload] */
-  for (size_t i = 0; i < mw_embedded_count; i++) {
+  for (size_t i = 0; i < mw_lua_library_count; i++) {
     lua_pushinteger(L, (lua_Integer)i);
     lua_pushcclosure(L, load_embedded, 1);
-    lua_setfield(L, -2, mw_embedded_files[i].module);
+    lua_setfield(L, -2, mw_lua_library[i].module);
   }
   lua_pop(L, 1);
 }

@@ -5,19 +5,13 @@
 #ifndef MW_EMBED_H
 #define MW_EMBED_H
 
-#include <stddef.h>
-
 #include <lua.h>
 
-typedef struct mw_embedded {
-  const char *module; /* "moonwire.service" */
-  const char *path;   /* "moonwire/service.lua", relative to lua/ */
-  const char *data;
-  size_t len;
-} mw_embedded;
+#include "base/mw_embedded.h"
 
-extern const mw_embedded mw_embedded_files[];
-extern const size_t mw_embedded_count;
+/* The library's files, relative to lua/ (generated: build/gen/). */
+extern const mw_embedded mw_lua_library[];
+extern const size_t mw_lua_library_count;
 
 /* The directory that replaces the embedded copies: $MOONWIRE_LUA_DIR, for
  * working on the library without rebuilding; NULL when not set. */

@@ -3,6 +3,7 @@
  * *.pb / *.protoset files are read as they are, and every file descriptor
  * goes into one upb_DefPool owned by the schema. */
 #include "schema/mw_schema.h"
+#include "schema/mw_protos.h"
 #include "base/mw_fs.h"
 #include "base/mw_strvec.h"
 #include "base/mw_util.h"
@@ -137,24 +138,6 @@ static char *wkt_dir(const char *protoc) {
   return NULL;
 }
 
-/* The project's proto/ (google/rpc/...), caller owns: $MOONWIRE_PROTO_DIR,
- * else the sibling of MW_SOURCE_LUA_DIR. */
-static char *project_proto_dir(void) {
-  const char *env = getenv("MOONWIRE_PROTO_DIR");
-  if (env && *env) return strdup(env);
-#ifdef MW_SOURCE_LUA_DIR
-  const char *lua = MW_SOURCE_LUA_DIR;
-  size_t n = strlen(lua);
-  while (n > 1 && lua[n - 1] == '/') n--;
-  size_t k = n;
-  while (k > 0 && lua[k - 1] != '/') k--;
-  if (k == 0) return strdup("proto");
-  return str_printf("%.*sproto", (int)k, lua);
-#else
-  return NULL;
-#endif
-}
-
 /* protoc's include paths in order: the caller's, then the project's proto/
  * and the well-known types (each only when it exists and is not already
  * there). */
@@ -198,7 +181,8 @@ static int inc_list_build(inc_list *l, const char *const *includes, size_t n,
       return -1;
   }
   l->n_user = n;
-  char *proj = project_proto_dir();
+  const char *embedded = mw_protos_dir();
+  char *proj = embedded ? strdup(embedded) : NULL;
   if (proj && !is_dir(proj)) {
     free(proj);
     proj = NULL;

@@ -59,6 +59,31 @@ class Install(unittest.TestCase):
             self.assertEqual(reply.message, "Hello Ada")
             self.assertEqual(s.stop(), 0, s.logs())
 
+    def test_protos_of_the_project_are_compiled_in(self):
+        d = service_dir(self, {
+            "rich.proto": """
+                syntax = "proto3";
+                package rich;
+                import "google/rpc/status.proto";
+                service Echo { rpc Same (google.rpc.Status) returns (google.rpc.Status); }
+            """,
+            "rich.lua": """
+                local mw = require "moonwire"
+                local Echo = mw.service "rich.Echo"
+                function Echo.Same(st) return st end
+                return Echo
+            """})
+        tmp = tempfile.mkdtemp(prefix="mw-install-tmp-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        env = dict(os.environ, TMPDIR=tmp)
+        env.pop("MOONWIRE_PROTO_DIR", None)
+        r = subprocess.run([self.bin, "check", d.path], capture_output=True, text=True,
+                           timeout=60, env=env, cwd="/")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("/rich.Echo/Same", r.stdout)
+        # the private copy protoc read them from is gone with the process
+        self.assertEqual(os.listdir(tmp), [])
+
     def test_tracebacks_name_the_library_files(self):
         d = service_dir(self, {"inst.proto": PROTO, "probe.lua": SCRIPT})
         protos = Protos(d.path)
