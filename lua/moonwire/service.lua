@@ -49,12 +49,14 @@ end
 
 --- Called by the runtime: bind(method_index, fn) for every handler that
 -- names a method of its service. Returns the problems found, as messages
--- with file and line.
-function M.bind(bind)
+-- with file and line. methods(service) -> names, index is the schema's
+-- (core.methods; a spec passes its own).
+function M.bind(bind, methods)
+  methods = methods or core.methods
   local problems = {}
   for _, name in ipairs(order) do
     local d = declared[name]
-    local names, index = core.methods(name)
+    local names, index = methods(name)
     for _, k in ipairs(sorted_keys(d.handlers)) do
       local fn = d.handlers[k]
       if type(k) ~= "string" then
