@@ -19,13 +19,9 @@
 #include "base/mw_log.h"
 #include "base/mw_status.h"
 #include "core/mw_core_internal.h"
+#include "core/mw_metadata.h"
 
 enum { OP_RECV = 1, OP_SEND, OP_CLOSE, OP_FINAL, OP_SENDRECV };
-
-typedef struct mw_md_list {
-  grpc_metadata *v; /* owned; keys and values are owned slices */
-  size_t n, cap;
-} mw_md_list;
 
 struct mw_call {
   mw_worker *w;
@@ -107,16 +103,6 @@ void mw_call_metadata_at(const mw_call *c, size_t i, const char **key,
 
 /* --- lifetime -------------------------------------------------------------- */
 
-static void md_list_free(mw_md_list *l) {
-  for (size_t i = 0; i < l->n; i++) {
-    grpc_slice_unref(l->v[i].key);
-    grpc_slice_unref(l->v[i].value);
-  }
-  free(l->v);
-  l->v = NULL;
-  l->n = l->cap = 0;
-}
-
 static void call_free(mw_call *c) {
   while (c->q_len) {
     grpc_byte_buffer_destroy(c->q[c->q_head]);
@@ -128,8 +114,8 @@ static void call_free(mw_call *c) {
   if (c->sending) grpc_byte_buffer_destroy(c->sending);
   if (c->final_msg) grpc_byte_buffer_destroy(c->final_msg);
   if (c->recv_buf) grpc_byte_buffer_destroy(c->recv_buf);
-  md_list_free(&c->headers);
-  md_list_free(&c->trailers);
+  mw_md_list_free(&c->headers);
+  mw_md_list_free(&c->trailers);
   grpc_slice_unref(c->status_msg);
   grpc_metadata_array_destroy(&c->md);
   if (c->peer) gpr_free(c->peer);
@@ -164,16 +150,7 @@ static int start_batch(mw_call *c, const grpc_op *ops, size_t n, mw_tag *tag) {
   return 0;
 }
 
-static void start_close_watch(mw_call *c) {
-  if (c->close_started || c->final_started) return;
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  op.data.recv_close_on_server.cancelled = &c->close_cancelled;
-  if (start_batch(c, &op, 1, &c->close_tag) == 0) c->close_started = 1;
-}
-
-void mw_call_watch_cancel(mw_call *c) { start_close_watch(c); }
+/* --- the ops of a batch: each builder fills one grpc_op ------------------------ */
 
 static void add_initial_md(mw_call *c, grpc_op *op) {
   memset(op, 0, sizeof *op);
@@ -182,6 +159,46 @@ static void add_initial_md(mw_call *c, grpc_op *op) {
   op->data.send_initial_metadata.metadata = c->headers.v;
   c->headers_sent = 1;
 }
+
+static void add_send(grpc_op *op, grpc_byte_buffer *bb) {
+  memset(op, 0, sizeof *op);
+  op->op = GRPC_OP_SEND_MESSAGE;
+  op->data.send_message.send_message = bb;
+}
+
+static void add_status(mw_call *c, grpc_op *op) {
+  memset(op, 0, sizeof *op);
+  op->op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  op->data.send_status_from_server.status = c->code;
+  op->data.send_status_from_server.status_details =
+      GRPC_SLICE_LENGTH(c->status_msg) ? &c->status_msg : NULL;
+  op->data.send_status_from_server.trailing_metadata_count = c->trailers.n;
+  op->data.send_status_from_server.trailing_metadata = c->trailers.v;
+}
+
+static void add_close(mw_call *c, grpc_op *op) {
+  memset(op, 0, sizeof *op);
+  op->op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  op->data.recv_close_on_server.cancelled = &c->close_cancelled;
+  c->close_started = 1;
+}
+
+static void add_recv(mw_call *c, grpc_op *op) {
+  memset(op, 0, sizeof *op);
+  op->op = GRPC_OP_RECV_MESSAGE;
+  op->data.recv_message.recv_message = &c->recv_buf;
+}
+
+/* --- batches ----------------------------------------------------------------------- */
+
+static void start_close_watch(mw_call *c) {
+  if (c->close_started || c->final_started) return;
+  grpc_op op;
+  add_close(c, &op);
+  if (start_batch(c, &op, 1, &c->close_tag) != 0) c->close_started = 0;
+}
+
+void mw_call_watch_cancel(mw_call *c) { start_close_watch(c); }
 
 static void start_final(mw_call *c) {
   grpc_op ops[4];
@@ -192,38 +209,16 @@ static void start_final(mw_call *c) {
     c->q_head = (c->q_head + 1) % c->q_cap;
     c->q_len = 0;
     c->q_bytes = 0;
-    memset(&ops[n], 0, sizeof ops[n]);
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n].data.send_message.send_message = c->final_msg;
-    n++;
+    add_send(&ops[n++], c->final_msg);
   }
-  memset(&ops[n], 0, sizeof ops[n]);
-  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-  ops[n].data.send_status_from_server.status = c->code;
-  ops[n].data.send_status_from_server.status_details =
-      GRPC_SLICE_LENGTH(c->status_msg) ? &c->status_msg : NULL;
-  ops[n].data.send_status_from_server.trailing_metadata_count = c->trailers.n;
-  ops[n].data.send_status_from_server.trailing_metadata = c->trailers.v;
-  n++;
-  if (!c->close_started) {
-    memset(&ops[n], 0, sizeof ops[n]);
-    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    ops[n].data.recv_close_on_server.cancelled = &c->close_cancelled;
-    n++;
-    c->close_started = 1;
-  }
+  add_status(c, &ops[n++]);
+  if (!c->close_started) add_close(c, &ops[n++]);
   c->final_started = 1;
   if (start_batch(c, ops, n, &c->final_tag) != 0) {
     /* The call is beyond saving: make sure the peer hears of it. */
     grpc_call_cancel(c->call, NULL);
     c->final_done = 1;
   }
-}
-
-static void add_recv(mw_call *c, grpc_op *op) {
-  memset(op, 0, sizeof *op);
-  op->op = GRPC_OP_RECV_MESSAGE;
-  op->data.recv_message.recv_message = &c->recv_buf;
 }
 
 static void start_recv(mw_call *c) {
@@ -247,9 +242,7 @@ static void start_send(mw_call *c, int with_recv) {
   c->sending_bytes = grpc_byte_buffer_length(c->sending);
   c->q_head = (c->q_head + 1) % c->q_cap;
   c->q_len--;
-  memset(&ops[n], 0, sizeof ops[n]);
-  ops[n].op = GRPC_OP_SEND_MESSAGE;
-  ops[n].data.send_message.send_message = c->sending;
+  add_send(&ops[n], c->sending);
   /* More messages already wait: let the transport buffer this one instead
    * of writing it out alone (it completes once buffered; the server's
    * grpc.http2.write_buffer_size bounds what a stream may buffer). The last
@@ -379,74 +372,13 @@ int mw_call_send_block(mw_call *c, char *block, size_t len) {
   return queue_push(c, bb, len);
 }
 
-static int valid_key(const char *k, size_t kl, char *err, size_t errlen) {
-  if (kl == 0) {
-    snprintf(err, errlen, "metadata key is empty");
-    return 0;
-  }
-  for (size_t i = 0; i < kl; i++) {
-    char ch = k[i];
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-          ch == '_' || ch == '.')) {
-      snprintf(err, errlen,
-               "metadata key '%.*s' is not valid: use lowercase letters, "
-               "digits, '-', '_' and '.'",
-               (int)kl, k);
-      return 0;
-    }
-  }
-  if (kl >= 5 && memcmp(k, "grpc-", 5) == 0) {
-    snprintf(err, errlen, "metadata key '%.*s' is reserved for gRPC", (int)kl,
-             k);
-    return 0;
-  }
-  return 1;
-}
-
-static int valid_value(const char *k, size_t kl, const char *v, size_t vl,
-                       char *err, size_t errlen) {
-  if (kl > 4 && memcmp(k + kl - 4, "-bin", 4) == 0) return 1;
-  for (size_t i = 0; i < vl; i++) {
-    unsigned char ch = (unsigned char)v[i];
-    if (ch < 0x20 || ch > 0x7e) {
-      snprintf(err, errlen,
-               "metadata value of '%.*s' must be printable ASCII (use a key "
-               "ending in -bin for binary values)",
-               (int)kl, k);
-      return 0;
-    }
-  }
-  return 1;
-}
-
-static int md_add(mw_md_list *l, const char *k, size_t kl, const char *v,
-                  size_t vl, char *err, size_t errlen) {
-  if (!valid_key(k, kl, err, errlen) || !valid_value(k, kl, v, vl, err, errlen))
-    return -1;
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 4;
-    grpc_metadata *nv = realloc(l->v, cap * sizeof *nv);
-    if (!nv) {
-      snprintf(err, errlen, "out of memory");
-      return -1;
-    }
-    l->v = nv;
-    l->cap = cap;
-  }
-  grpc_metadata *m = &l->v[l->n++];
-  memset(m, 0, sizeof *m);
-  m->key = grpc_slice_from_copied_buffer(k, kl);
-  m->value = grpc_slice_from_copied_buffer(v, vl);
-  return 0;
-}
-
 int mw_call_add_header(mw_call *c, const char *k, size_t kl, const char *v,
                        size_t vl, char *err, size_t errlen) {
   if (c->headers_sent) {
     snprintf(err, errlen, "headers were already sent with the first message");
     return -1;
   }
-  return md_add(&c->headers, k, kl, v, vl, err, errlen);
+  return mw_md_list_add(&c->headers, k, kl, v, vl, err, errlen);
 }
 
 int mw_call_add_trailer(mw_call *c, const char *k, size_t kl, const char *v,
@@ -455,7 +387,7 @@ int mw_call_add_trailer(mw_call *c, const char *k, size_t kl, const char *v,
     snprintf(err, errlen, "the call has already finished");
     return -1;
   }
-  return md_add(&c->trailers, k, kl, v, vl, err, errlen);
+  return mw_md_list_add(&c->trailers, k, kl, v, vl, err, errlen);
 }
 
 void mw_call_finish(mw_call *c, int code, const char *msg) {

@@ -1,0 +1,24 @@
+/* Response metadata (headers, trailers) as gRPC core takes it, with the
+ * checks a key and a value must pass: lowercase keys of letters, digits,
+ * '-', '_' and '.', none reserved for gRPC ("grpc-..."), and printable ASCII
+ * values unless the key ends in -bin. */
+#ifndef MW_METADATA_H
+#define MW_METADATA_H
+
+#include <stddef.h>
+
+#include <grpc/grpc.h>
+
+typedef struct mw_md_list {
+  grpc_metadata *v; /* owned; keys and values are owned slices */
+  size_t n, cap;
+} mw_md_list;
+
+/* Appends a copy of k: v. Returns 0, or -1 with a message in err when the
+ * key or value is not valid or memory ran out. */
+int mw_md_list_add(mw_md_list *l, const char *k, size_t kl, const char *v,
+                   size_t vl, char *err, size_t errlen);
+/* Frees the entries; the list may be reused. Safe to call twice. */
+void mw_md_list_free(mw_md_list *l);
+
+#endif
