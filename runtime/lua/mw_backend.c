@@ -8,6 +8,7 @@
 
 #include "lua/mw_handoff.h"
 #include "lua/mw_lcall.h"
+#include "lua/mw_lutil.h"
 #include "lua/mw_vm.h"
 
 typedef struct lua_method {
@@ -59,7 +60,7 @@ static int bind_handlers(lua_State *L, int *refs, mw_diag *diag) {
   lua_remove(L, -2); /* [bind] */
   lua_pushlightuserdata(L, refs);
   lua_pushcclosure(L, l_bind, 1); /* [bind, l_bind] */
-  if (mw_vm_pcall(L, 1, 1) != LUA_OK) {
+  if (mw_lutil_pcall(L, 1, 1) != LUA_OK) {
     mw_diag_add(diag, "binding handlers: %s", lua_tostring(L, -1));
     lua_pop(L, 1);
     return -1;

@@ -23,7 +23,7 @@
 #include "base/mw_timer.h"
 #include "codec/mw_codec.h"
 #include "lua/l_api.h"
-#include "lua/mw_vm.h"
+#include "lua/mw_lutil.h"
 
 /* The call whose handler this worker thread is running, for the budget
  * hook (which may fire in a coroutine the handler created itself). */
@@ -343,7 +343,7 @@ static void run_cancel_fns(mw_lcall *h) {
   lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
-    if (mw_vm_pcall(L, 0, 0) != LUA_OK) {
+    if (mw_lutil_pcall(L, 0, 0) != LUA_OK) {
       mw_log(MW_LOG_ERROR, "%s: on_cancel function failed: %s", h->m->path,
              lua_tostring(L, -1));
       lua_pop(L, 1);

@@ -6,7 +6,7 @@
 
 #include "base/mw_log.h"
 #include "lua/l_api.h"
-#include "lua/mw_vm.h"
+#include "lua/mw_lutil.h"
 
 /* Registry keys by address. */
 static const char key_on_reload = 'r';
@@ -61,7 +61,7 @@ void mw_handoff_run(lua_State *from, lua_State *to) {
   if (lua_rawgetp(to, LUA_REGISTRYINDEX, &key_on_restore) != LUA_TFUNCTION) goto out;
   /* to: [on_restore] */
   if (lua_rawgetp(from, LUA_REGISTRYINDEX, &key_on_reload) == LUA_TFUNCTION) {
-    if (mw_vm_pcall(from, 0, 1) != LUA_OK) {
+    if (mw_lutil_pcall(from, 0, 1) != LUA_OK) {
       mw_log(MW_LOG_ERROR, "mw.on_reload function failed: %s", lua_tostring(from, -1));
       goto out;
     }
@@ -76,7 +76,7 @@ void mw_handoff_run(lua_State *from, lua_State *to) {
     lua_pushnil(to);
   }
   /* to: [on_restore, data] */
-  if (mw_vm_pcall(to, 1, 0) != LUA_OK)
+  if (mw_lutil_pcall(to, 1, 0) != LUA_OK)
     mw_log(MW_LOG_ERROR, "mw.on_restore function failed: %s", lua_tostring(to, -1));
 out:
   lua_settop(from, top_from);

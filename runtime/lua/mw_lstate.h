@@ -28,7 +28,7 @@ typedef struct mw_lstate {
 } mw_lstate;
 
 /* The record of a state the VM made; NULL for any other state (moonwire.core
- * loaded into a plain lua5.4). */
+ * loaded into a plain lua5.4). lua/mw_lutil.c. */
 mw_lstate *mw_lstate_of(lua_State *L);
 
 #endif

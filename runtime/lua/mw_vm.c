@@ -9,40 +9,7 @@
 #include "base/mw_fs.h"
 #include "lua/l_api.h"
 #include "lua/mw_embed.h"
-
-/* Registry key of the state's mw_lstate (a full userdata). */
-static const char key_lstate = 'l';
-
-mw_lstate *mw_lstate_of(lua_State *L) {
-  mw_lstate *st = lua_rawgetp(L, LUA_REGISTRYINDEX, &key_lstate) == LUA_TUSERDATA
-                      ? lua_touserdata(L, -1)
-                      : NULL;
-  lua_pop(L, 1);
-  return st;
-}
-
-static int msgh(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (!msg) {
-    if (mw_lstatus_is(L, 1)) {
-      luaL_tolstring(L, 1, NULL);
-      msg = lua_tostring(L, -1);
-    } else {
-      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    }
-  }
-  luaL_traceback(L, L, msg, 1);
-  return 1;
-}
-
-int mw_vm_pcall(lua_State *L, int nargs, int nres) {
-  int base = lua_gettop(L) - nargs; /* the function's index */
-  lua_pushcfunction(L, msgh);
-  lua_insert(L, base); /* [msgh, fn, args...] */
-  int rc = lua_pcall(L, nargs, nres, base);
-  lua_remove(L, base); /* [results...] or [message] */
-  return rc;
-}
+#include "lua/mw_lutil.h"
 
 static int open_core(lua_State *L) { return mw_lcore_open(L); }
 
@@ -71,15 +38,14 @@ lua_State *mw_vm_new(const mw_vm_options *o) {
    * than Lua's default 20 %: with 4 KiB requests that cut the collector's
    * share of a call by about 2,400 instructions. */
   lua_gc(L, LUA_GCGEN, 100, 0);
-  mw_lstate *st = lua_newuserdatauv(L, sizeof *st, 0);
-  memset(st, 0, sizeof *st);
-  st->L = L;
+  mw_lstate *st = mw_lstate_new(L);
+  if (!st) {
+    mw_vm_close(L);
+    return NULL;
+  }
   st->worker = o->worker;
   st->methods = o->methods;
   st->handler_cpu_s = o->handler_cpu_s;
-  lua_newtable(L);
-  st->pool_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &key_lstate);
   /* package.path: each service directory; the library is preloaded. */
   luaL_Buffer b;
   luaL_buffinit(L, &b);
@@ -114,7 +80,7 @@ static int run_script(lua_State *L, const char *path, mw_diag *diag) {
     lua_pop(L, 1);
     return -1;
   }
-  if (mw_vm_pcall(L, 0, 0) != LUA_OK) {
+  if (mw_lutil_pcall(L, 0, 0) != LUA_OK) {
     add_first_line(diag, lua_tostring(L, -1));
     lua_pop(L, 1);
     return -1;

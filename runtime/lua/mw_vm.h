@@ -36,9 +36,4 @@ int mw_vm_run_scripts(lua_State *L, const char *const *dirs, size_t n_dirs,
  * problem. Returns the number of files that failed. */
 int mw_vm_check_syntax(const char *const *dirs, size_t n_dirs, mw_diag *diag);
 
-/* lua_pcall with a message handler that adds a traceback: the function and
- * its nargs arguments are on top. On error, the message is left on top
- * (one value) and the status returned. */
-int mw_vm_pcall(lua_State *L, int nargs, int nres);
-
 #endif
