@@ -1,0 +1,371 @@
+/* The scripted call layer (fake_call.h): core/mw_call.h over plain records,
+ * with the ordering rules of core/mw_call.c kept and everything else left
+ * to the test. */
+#include "fake_call.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mw_status.h"
+
+static int g_violations;
+
+int fake_violations(void) { return g_violations; }
+
+/* A breach of the call layer's contract, by the backend or by the test's
+ * script: counted (the tests check the count) and printed with the path. */
+static void violate(mw_call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void violate(mw_call *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "fake call %s: contract violation: ",
+          c && c->method ? c->method->path : "?");
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  g_violations++;
+  if (c) c->violations++;
+}
+
+static void trace(mw_call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void trace(mw_call *c, const char *fmt, ...) {
+  size_t used = strlen(c->trace);
+  if (used + 2 >= sizeof c->trace) return;
+  if (used) c->trace[used++] = ' ';
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->trace + used, sizeof c->trace - used, fmt, ap);
+  va_end(ap);
+}
+
+/* Every entry point from the backend goes through here: in core a dead
+ * call is freed memory, so touching it is always a bug. */
+static int alive(const mw_call *cc, const char *what) {
+  mw_call *c = (mw_call *)cc;
+  if (!c->done) return 1;
+  violate(c, "%s after on_done", what);
+  return 0;
+}
+
+/* --- timers: one list for every call, like a worker's timer heap -------- */
+
+#define FAKE_MAX_TIMERS 64
+static mw_call_timer *g_timers[FAKE_MAX_TIMERS];
+static int g_n_timers;
+static uint64_t g_timer_seq;
+
+static int timer_find(const mw_call_timer *t, uint64_t id) {
+  for (int i = 0; i < g_n_timers; i++)
+    if (g_timers[i] == t && t->id == id) return i;
+  return -1;
+}
+
+static void timer_remove_at(int i) {
+  memmove(&g_timers[i], &g_timers[i + 1], (size_t)(g_n_timers - i - 1) * sizeof *g_timers);
+  g_n_timers--;
+}
+
+int fake_timers_pending(void) { return g_n_timers; }
+
+int mw_call_timer_start(mw_call *c, mw_call_timer *t, double secs) {
+  mw_call_timer_cancel(t);
+  if (!alive(c, "mw_call_timer_start")) return -1;
+  if (g_n_timers == FAKE_MAX_TIMERS) return -1; /* as core does out of memory */
+  t->call = c;
+  t->id = ++g_timer_seq;
+  g_timers[g_n_timers++] = t;
+  c->timer_starts++;
+  c->last_timer_secs = secs;
+  trace(c, "timer+");
+  return 0;
+}
+
+void mw_call_timer_cancel(mw_call_timer *t) {
+  if (!t->id) return;
+  int i = timer_find(t, t->id);
+  if (i >= 0) timer_remove_at(i);
+  t->id = 0;
+  mw_call *c = t->call;
+  if (!alive(c, "mw_call_timer_cancel")) return;
+  c->timer_cancels++;
+  trace(c, "timer-");
+}
+
+/* --- what a backend reads ------------------------------------------------ */
+
+const mw_method *mw_call_method(const mw_call *c) {
+  alive(c, "mw_call_method");
+  return c->method;
+}
+int mw_call_worker_id(const mw_call *c) {
+  alive(c, "mw_call_worker_id");
+  return c->worker_id;
+}
+const char *mw_call_peer(mw_call *c) {
+  alive(c, "mw_call_peer");
+  return c->peer;
+}
+double mw_call_deadline(const mw_call *c) {
+  alive(c, "mw_call_deadline");
+  return c->deadline;
+}
+int mw_call_cancelled(const mw_call *c) {
+  alive(c, "mw_call_cancelled");
+  return c->cancelled;
+}
+size_t mw_call_metadata_count(const mw_call *c) {
+  alive(c, "mw_call_metadata_count");
+  return c->n_md;
+}
+void mw_call_metadata_at(const mw_call *c, size_t i, const char **key, size_t *klen,
+                         const char **val, size_t *vlen) {
+  alive(c, "mw_call_metadata_at");
+  *key = c->md_key[i];
+  *klen = strlen(c->md_key[i]);
+  *val = c->md_val[i];
+  *vlen = strlen(c->md_val[i]);
+}
+void mw_call_server_stats(const mw_call *c, mw_server_stats *out) {
+  alive(c, "mw_call_server_stats");
+  *out = c->stats;
+}
+int mw_call_reading(const mw_call *c) {
+  alive(c, "mw_call_reading");
+  return c->reading;
+}
+
+/* --- commands -------------------------------------------------------------- */
+
+void mw_call_attach(mw_call *c, const mw_call_ops *ops, void *self) {
+  if (!alive(c, "mw_call_attach")) return;
+  if (c->attach_calls++) violate(c, "attached twice");
+  c->ops = ops;
+  c->self = self;
+  trace(c, "attach");
+}
+
+void mw_call_recv(mw_call *c) {
+  if (!alive(c, "mw_call_recv")) return;
+  c->recv_calls++;
+  trace(c, "recv");
+  /* One read at a time, as in core: asking again while one is pending is
+   * a no-op there too. */
+  if (!c->reads_fail_to_start && !c->finished) c->reading = 1;
+}
+
+static int next_room(mw_call *c) {
+  if (c->room_next < c->n_room_script) return c->room_script[c->room_next++];
+  return c->room_default;
+}
+
+static int record_send(mw_call *c, const char *data, size_t len) {
+  int room = next_room(c);
+  trace(c, room == 1 ? "send" : "send:%d", room);
+  if (room < 0) return -1;
+  if (c->finished) c->sends_after_finish++;
+  if (c->n_sent < FAKE_MAX_SENT) {
+    fake_msg *m = &c->sent[c->n_sent];
+    m->data = malloc(len ? len : 1);
+    if (m->data) memcpy(m->data, data, len);
+    m->len = len;
+  }
+  c->n_sent++;
+  if (room == 0) c->want_writable = 1;
+  return room;
+}
+
+int mw_call_send(mw_call *c, const char *data, size_t len) {
+  if (!alive(c, "mw_call_send")) return -1;
+  return record_send(c, data, len);
+}
+
+int mw_call_send_block(mw_call *c, char *block, size_t len) {
+  if (!alive(c, "mw_call_send_block")) {
+    free(block);
+    return -1;
+  }
+  int room = record_send(c, block, len);
+  free(block); /* the call owns the block in every case */
+  return room;
+}
+
+static int add_md(mw_call *c, char *buf, size_t cap, int *n, const char *k, size_t kl,
+                  const char *v, size_t vl) {
+  size_t used = strlen(buf);
+  snprintf(buf + used, cap - used, "%.*s=%.*s;", (int)kl, k, (int)vl, v);
+  (*n)++;
+  return 0;
+}
+
+int mw_call_add_header(mw_call *c, const char *k, size_t kl, const char *v, size_t vl,
+                       char *err, size_t errlen) {
+  if (!alive(c, "mw_call_add_header")) return -1;
+  trace(c, "hdr:%.*s", (int)kl, k);
+  if (c->headers_sent) { /* core's rule and message */
+    snprintf(err, errlen, "headers were already sent with the first message");
+    return -1;
+  }
+  return add_md(c, c->headers, sizeof c->headers, &c->n_headers, k, kl, v, vl);
+}
+
+int mw_call_add_trailer(mw_call *c, const char *k, size_t kl, const char *v, size_t vl,
+                        char *err, size_t errlen) {
+  if (!alive(c, "mw_call_add_trailer")) return -1;
+  trace(c, "trl:%.*s", (int)kl, k);
+  if (c->finished) { /* core's rule and message */
+    snprintf(err, errlen, "the call has already finished");
+    return -1;
+  }
+  return add_md(c, c->trailers, sizeof c->trailers, &c->n_trailers, k, kl, v, vl);
+}
+
+void mw_call_finish(mw_call *c, int code, const char *msg) {
+  if (!alive(c, "mw_call_finish")) return;
+  c->finish_calls++;
+  trace(c, "finish:%s", mw_status_name(code));
+  if (c->finished) return; /* the first call wins */
+  c->finished = 1;
+  c->finish_code = code;
+  snprintf(c->finish_msg, sizeof c->finish_msg, "%s", msg ? msg : "");
+}
+
+void mw_call_watch_cancel(mw_call *c) {
+  if (!alive(c, "mw_call_watch_cancel")) return;
+  c->watch_cancel_calls++;
+  trace(c, "watch");
+}
+
+/* --- events ---------------------------------------------------------------- */
+
+/* What core does when an event returns: whatever was queued starts; the
+ * first message or the status carries the headers. */
+static void event_end(mw_call *c) {
+  c->busy--;
+  if (c->n_sent > 0 || c->finished) c->headers_sent = 1;
+}
+
+#define EVENT(c, expr) \
+  do {                 \
+    (c)->busy++;       \
+    expr;              \
+    event_end(c);      \
+  } while (0)
+
+mw_call *fake_call_new(const mw_method *m) {
+  mw_call *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->method = m;
+  c->peer = "ipv4:127.0.0.1:5555";
+  c->room_default = 1;
+  return c;
+}
+
+void fake_call_free(mw_call *c) {
+  if (!c) return;
+  if (!c->done) fake_done(c);
+  for (int i = 0; i < c->n_sent && i < FAKE_MAX_SENT; i++) free(c->sent[i].data);
+  free(c);
+}
+
+void fake_call_add_metadata(mw_call *c, const char *key, const char *val) {
+  if (c->n_md == FAKE_MAX_MD) return;
+  c->md_key[c->n_md] = key;
+  c->md_val[c->n_md] = val;
+  c->n_md++;
+}
+
+void fake_call_script_room(mw_call *c, const int *rooms, int n) {
+  c->n_room_script = n < FAKE_MAX_ROOM ? n : FAKE_MAX_ROOM;
+  c->room_next = 0;
+  memcpy(c->room_script, rooms, (size_t)c->n_room_script * sizeof *rooms);
+}
+
+void fake_start(mw_call *c, mw_handler *h, const char *first, size_t len, int has_first) {
+  trace(c, "@start");
+  EVENT(c, h->start(h, c, first, len, has_first));
+  if (!c->attach_calls && !c->finished)
+    violate(c, "start returned without attaching or finishing");
+}
+
+static void mark_cancelled(mw_call *c) {
+  if (c->cancelled) return;
+  c->cancelled = 1;
+  if (c->ops) {
+    c->cancel_told = 1;
+    EVENT(c, c->ops->on_cancel(c->self));
+  }
+}
+
+void fake_message(mw_call *c, int ok, const char *data, size_t len, int has_msg) {
+  if (!alive(c, "fake_message")) return;
+  if (!c->reading) {
+    violate(c, "on_message without a pending read");
+    return;
+  }
+  c->reading = 0; /* as core: the read is over before anyone hears of it */
+  trace(c, !ok ? "@fail" : has_msg ? "@msg" : "@eos");
+  if (!ok) mark_cancelled(c);
+  if (c->ops) EVENT(c, c->ops->on_message(c->self, ok, data, len, ok && has_msg));
+}
+
+void fake_writable(mw_call *c) {
+  if (!alive(c, "fake_writable")) return;
+  if (!c->want_writable) {
+    violate(c, "on_writable without a send that returned 0");
+    return;
+  }
+  c->want_writable = 0;
+  trace(c, "@writable");
+  if (c->ops) EVENT(c, c->ops->on_writable(c->self));
+}
+
+void fake_cancel(mw_call *c) {
+  if (!alive(c, "fake_cancel")) return;
+  if (c->cancelled) return;
+  trace(c, "@cancel");
+  mark_cancelled(c);
+}
+
+void fake_done(mw_call *c) {
+  if (c->done) {
+    violate(c, "on_done twice");
+    return;
+  }
+  trace(c, "@done");
+  if (c->ops) EVENT(c, c->ops->on_done(c->self));
+  c->done = 1;
+  c->reading = 0;
+  /* A timer left armed would fire into a freed record: drop it without
+   * touching it (it may live in that record). */
+  for (int i = g_n_timers - 1; i >= 0; i--) {
+    if (g_timers[i]->call != c) continue;
+    violate(c, "a timer is still armed after on_done");
+    timer_remove_at(i);
+  }
+}
+
+int fake_fire_timers(void) {
+  mw_call_timer *due[FAKE_MAX_TIMERS];
+  uint64_t ids[FAKE_MAX_TIMERS];
+  int n = g_n_timers, fired = 0;
+  for (int i = 0; i < n; i++) {
+    due[i] = g_timers[i];
+    ids[i] = g_timers[i]->id;
+  }
+  for (int i = 0; i < n; i++) {
+    /* An earlier timer's event may have disarmed or re-armed this one. */
+    int at = timer_find(due[i], ids[i]);
+    if (at < 0) continue;
+    timer_remove_at(at);
+    mw_call_timer *t = due[i];
+    mw_call *c = t->call;
+    t->id = 0;
+    c->timer_fires++;
+    trace(c, "@timer");
+    EVENT(c, t->fn(t));
+    fired++;
+  }
+  return fired;
+}
