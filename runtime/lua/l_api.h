@@ -36,6 +36,8 @@ typedef struct mw_handle {
   struct mw_lcall *h; /* NULL once the call has ended */
 } mw_handle;
 enum { MW_HANDLE_CTX = 0, MW_HANDLE_STREAM = 1 };
+/* Pushes a new handle of h; h->handles[which] keeps it, so the call can
+ * detach it at its end wherever the coroutine's stack stands. */
 void mw_handle_push(lua_State *L, struct mw_lcall *h, int which);
 /* The live call of the handle at idx, raising when it has ended. */
 struct mw_lcall *mw_handle_check(lua_State *L, int idx, const char *mt);

@@ -6,10 +6,12 @@
 
 #include <lauxlib.h>
 
+#include "base/mw_log.h"
 #include "base/mw_timer.h"
 #include "core/mw_call.h"
 #include "lua/l_api.h"
 #include "lua/mw_co.h"
+#include "lua/mw_lutil.h"
 
 mw_lcall *mw_handle_check(lua_State *L, int idx, const char *mt) {
   mw_handle *hd = luaL_checkudata(L, idx, mt);
@@ -20,6 +22,7 @@ mw_lcall *mw_handle_check(lua_State *L, int idx, const char *mt) {
 void mw_handle_push(lua_State *L, mw_lcall *h, int which) {
   mw_handle *hd = lua_newuserdatauv(L, sizeof *hd, 1); /* cache table: lazily */
   hd->h = h;
+  h->handles[which] = hd;
   /* The metatable by a registry ref the state keeps: an integer index, not
    * a lookup by name on every call. */
   int *ref = &h->st->mt_ref[which];
@@ -62,6 +65,15 @@ static int ctx_set_trailer(lua_State *L) { return set_md(L, 1); }
 static int ctx_on_cancel(lua_State *L) {
   mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
   luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (mw_call_cancelled(h->call)) {
+    /* Already cancelled: the functions registered before have run; this
+     * one runs now, as they did (an error is logged, not raised). */
+    lua_settop(L, 2);
+    if (mw_lutil_pcall(L, 0, 0) != LUA_OK)
+      mw_log(MW_LOG_ERROR, "%s: on_cancel function failed: %s", h->m->path,
+             lua_tostring(L, -1));
+    return 0;
+  }
   if (h->cancel_ref == LUA_NOREF) {
     lua_newtable(L);
     h->cancel_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -47,7 +47,7 @@ static int l_methods(lua_State *L) {
   size_t n = mw_methods_count(st->methods);
   for (size_t i = 0; i < n; i++) {
     const mw_method *m = mw_methods_at(st->methods, i);
-    if (strncmp(m->service, name, len) != 0 || m->service[len]) continue;
+    if (strlen(m->service) != len || memcmp(m->service, name, len) != 0) continue;
     lua_pushstring(L, m->name);
     lua_rawseti(L, -3, k++);
     lua_pushinteger(L, (lua_Integer)i);

@@ -75,6 +75,10 @@ int mw_co_raise_cancelled(lua_State *L, mw_lcall *h) {
 
 static void budget_hook(lua_State *L, lua_Debug *ar);
 
+void mw_co_install_hook(lua_State *L) {
+  lua_sethook(L, budget_hook, LUA_MASKCOUNT, MW_HOOK_COUNT);
+}
+
 lua_State *mw_co_acquire(mw_lstate *st, mw_lcall *h) {
   lua_State *L = st->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, st->pool_ref);
@@ -230,6 +234,9 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
   mw_lcall *h = tl_running;
   if (!h) return;
   if (!h->kill_code) {
+    /* A coroutine a stopped handler left behind (one made at load time
+     * outlives it) still fires on every instruction: back to the usual. */
+    if (lua_gethookcount(L) == 1) lua_sethook(L, budget_hook, LUA_MASKCOUNT, MW_HOOK_COUNT);
     double deadline = mw_call_deadline(h->call);
     double budget = h->st->handler_cpu_s;
     if (deadline != 0 && mw_wall_now() >= deadline) {

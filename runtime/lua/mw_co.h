@@ -49,6 +49,8 @@ struct mw_lcall {
   lua_State *co;    /* the handler's coroutine, from st's pool */
   int co_slot;      /* its slot in the pool table */
   int anchors;      /* stack slots below the handler: ctx [, stream] */
+  struct mw_handle *handles[2]; /* ctx and stream (NULL: none), which the
+                                   anchors keep alive until on_done */
   int cancel_ref;   /* table of on_cancel functions, LUA_NOREF when none */
   const mw_method *m;
   upb_Arena *arena; /* the call's arena: over the embedded block of a big
@@ -87,6 +89,11 @@ mw_lcall *mw_co_current(lua_State *L);
  * is cancelled. Returns h. */
 mw_lcall *mw_co_check(lua_State *L, mw_lcall *h, const char *what);
 upb_Arena *mw_co_arena(mw_lcall *h);
+
+/* Installs the budget hook on a state's main thread, so that coroutines a
+ * script makes at load time are stopped like the handler's own when a
+ * handler resumes them (lua_newthread copies the hook). */
+void mw_co_install_hook(lua_State *L);
 
 /* Takes a coroutine from st's pool for h (h->co, h->co_slot). */
 lua_State *mw_co_acquire(mw_lstate *st, mw_lcall *h);

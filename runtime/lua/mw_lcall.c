@@ -30,11 +30,8 @@ static void lcall_on_cancel(void *self) { mw_co_cancel(self); }
 static void lcall_on_done(void *self) {
   mw_lcall *h = self;
   mw_co_abandon(h);
-  lua_State *co = h->co;
-  for (int i = 1; i <= h->anchors; i++) {
-    mw_handle *hd = lua_touserdata(co, i);
-    if (hd) hd->h = NULL; /* the handle may outlive the call: detach it */
-  }
+  for (int i = 0; i < 2; i++)
+    if (h->handles[i]) h->handles[i]->h = NULL; /* they may outlive the call */
   lua_State *L = h->st->L;
   if (h->cancel_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, h->cancel_ref);
   mw_co_release(h);

@@ -8,6 +8,7 @@
 
 #include "base/mw_fs.h"
 #include "lua/l_api.h"
+#include "lua/mw_co.h"
 #include "lua/mw_embed.h"
 #include "lua/mw_lutil.h"
 
@@ -59,6 +60,7 @@ lua_State *mw_vm_new(const mw_vm_options *o) {
   lua_setfield(L, -2, "path");
   lua_pop(L, 1);
   mw_embed_install(L);
+  mw_co_install_hook(L);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, open_core);
   lua_setfield(L, -2, "moonwire.core");

@@ -34,7 +34,7 @@ static int build_index(mw_methods *t) {
   t->index_cap = cap;
   for (size_t i = 0; i < t->n; i++) {
     const char *p = t->v[i].path;
-    size_t slot = hash_path(p, strlen(p)) & (cap - 1);
+    size_t slot = hash_path(p, t->v[i].path_len) & (cap - 1);
     while (t->index[slot]) slot = (slot + 1) & (cap - 1);
     t->index[slot] = i + 1;
   }
@@ -61,6 +61,7 @@ mw_methods *mw_methods_new(const mw_schema *s) {
       m->path = malloc(len);
       if (!m->path) goto oom;
       snprintf(m->path, len, "/%s/%s", svc, name);
+      m->path_len = len - 1;
       m->service = svc;
       m->name = name;
       m->def = md;
@@ -95,7 +96,9 @@ const mw_method *mw_methods_find(const mw_methods *t, const char *path, size_t l
   size_t slot = hash_path(path, len) & (t->index_cap - 1);
   while (t->index[slot]) {
     const mw_method *m = &t->v[t->index[slot] - 1];
-    if (strncmp(m->path, path, len) == 0 && m->path[len] == 0) return m;
+    /* by length first: a path may hold a NUL, and must not match a
+     * shorter method's path with it */
+    if (m->path_len == len && memcmp(m->path, path, len) == 0) return m;
     slot = (slot + 1) & (t->index_cap - 1);
   }
   return NULL;
@@ -104,7 +107,7 @@ const mw_method *mw_methods_find(const mw_methods *t, const char *path, size_t l
 int mw_methods_has_service(const mw_methods *t, const char *name, size_t len) {
   for (size_t i = 0; i < mw_schema_service_count(t->schema); i++) {
     const char *full = upb_ServiceDef_FullName(mw_schema_service(t->schema, i));
-    if (strncmp(full, name, len) == 0 && full[len] == 0) return 1;
+    if (strlen(full) == len && memcmp(full, name, len) == 0) return 1;
   }
   return 0;
 }

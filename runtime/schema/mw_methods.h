@@ -21,6 +21,7 @@ const char *mw_kind_name(mw_kind k);
 
 typedef struct mw_method {
   char *path; /* "/pkg.Service/Method" (owned by the table) */
+  size_t path_len;
   const char *service; /* full name of the service (the schema's) */
   const char *name;    /* the method's own name (the schema's) */
   const upb_MethodDef *def;
