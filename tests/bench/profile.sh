@@ -82,7 +82,7 @@ callgrind_annotate --threshold=100 --inclusive=yes "$best" 2>/dev/null |
       n = $1; gsub(",", "", n)
       if (!match($0, /\)  [^ ]+/)) next
       fn = substr($0, RSTART + 3, RLENGTH - 3); sub(/^.*:/, "", fn); sub(/\..*$/, "", fn)
-      if (fn ~ /^(mw_call_arrived|mw_host_on_call|mw_codec_decode_push|finish_ok|mw_codec_encode_buf|mw_call_send|mw_call_send_block|mw_host_on_done|mw_call_on_batch|mw_lalloc_fn|grpc_completion_queue_next)$/ && !(fn in seen)) {
+      if (fn ~ /^(mw_call_arrived|mw_lcall_start|mw_codec_decode_push|finish_ok|mw_codec_encode_buf|mw_call_send|mw_call_send_block|lcall_on_done|mw_call_on_batch|mw_lalloc_fn|grpc_completion_queue_next)$/ && !(fn in seen)) {
         seen[fn] = 1; printf "  %-28s %7d\n", fn, n / calls
       }
     }'
