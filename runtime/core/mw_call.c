@@ -75,7 +75,7 @@ int mw_call_worker_id(const mw_call *c) { return c->w->id; }
 double mw_call_deadline(const mw_call *c) { return c->deadline; }
 int mw_call_cancelled(const mw_call *c) { return c->cancelled; }
 void mw_call_server_stats(const mw_call *c, mw_server_stats *out) {
-  mw_server_fill_stats(c->w->server, out);
+  mw_counters_read(c->w->counters, out);
 }
 void mw_call_attach(mw_call *c, const mw_call_ops *ops, void *self) {
   c->ops = ops;

@@ -32,11 +32,23 @@ typedef struct mw_tag {
   void *owner;
 } mw_tag;
 
+struct mw_worker;
+
+/* The server's counters. The server writes them; each worker points to
+ * them, so that a call reads them (mw.stats) without calling the server. */
+typedef struct mw_counters {
+  struct mw_worker *workers; /* the server's array, n_workers long */
+  int n_workers;
+  _Atomic unsigned generation; /* id of the current generation */
+  _Atomic unsigned long reloads, reload_failures;
+} mw_counters;
+
 /* One worker: a thread, its completion queue, its timers and mailbox, and
  * its reference to the current router. Owned by the server. */
 typedef struct mw_worker {
   int id;
   mw_server *server;
+  const mw_counters *counters; /* the server's */
   grpc_completion_queue *cq;
   mw_timers timers;
   mw_mailbox *mailbox;
@@ -69,7 +81,6 @@ void mw_call_on_batch(mw_tag *tag, int ok);
 /* Takes the current router if it changed since the worker last looked, and
  * lets the backends hand state over; on the worker's thread. */
 void mw_server_refresh(mw_worker *w);
-void mw_server_fill_stats(mw_server *s, mw_server_stats *out);
 /* Whether the worker may shut its queue down (the server is stopping, its
  * shutdown completed, and w has no calls or slots left). */
 int mw_server_worker_may_close(const mw_worker *w);
@@ -77,6 +88,21 @@ void mw_server_note_shutdown_done(mw_server *s);
 /* A request slot (MW_TAG_SLOT) completed: a call arrived, or ok == 0. */
 void mw_server_on_slot(void *slot, int ok);
 void mw_server_thread_exit(mw_worker *w);
+
+/* Live calls over every worker (approximate while running) and the rest. */
+static inline size_t mw_counters_live_calls(const mw_counters *k) {
+  size_t n = 0;
+  for (int i = 0; i < k->n_workers; i++)
+    n += atomic_load_explicit(&k->workers[i].live_calls, memory_order_relaxed);
+  return n;
+}
+
+static inline void mw_counters_read(const mw_counters *k, mw_server_stats *out) {
+  out->live_calls = mw_counters_live_calls(k);
+  out->generation = atomic_load(&k->generation);
+  out->reloads = atomic_load(&k->reloads);
+  out->reload_failures = atomic_load(&k->reload_failures);
+}
 
 /* --- the worker loop (mw_worker.c) --- */
 void *mw_worker_main(void *arg);

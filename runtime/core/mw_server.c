@@ -69,7 +69,7 @@ struct mw_server {
   pthread_mutex_t gen_lock;
   mw_router *current;          /* one reference */
   _Atomic unsigned gen_counter;
-  _Atomic unsigned long reloads, reload_failures;
+  mw_counters counters;        /* read by the workers' calls */
   pthread_mutex_t idle_lock;   /* with idle_cond: a worker ran out of calls */
   pthread_cond_t idle_cond;    /* while the server stops */
 };
@@ -105,9 +105,10 @@ void mw_server_swap(mw_server *s, mw_router *r) {
   pthread_mutex_lock(&s->gen_lock);
   mw_router *old = s->current;
   s->current = r;
+  atomic_store(&s->counters.generation, mw_router_id(r));
   atomic_fetch_add_explicit(&s->gen_counter, 1, memory_order_release);
   pthread_mutex_unlock(&s->gen_lock);
-  atomic_fetch_add(&s->reloads, 1);
+  atomic_fetch_add(&s->counters.reloads, 1);
   mw_router_unref(old);
   if (!atomic_load(&s->started)) return;
   for (int i = 0; i < s->n_workers; i++) {
@@ -118,16 +119,7 @@ void mw_server_swap(mw_server *s, mw_router *r) {
 }
 
 void mw_server_note_reload_failure(mw_server *s) {
-  atomic_fetch_add(&s->reload_failures, 1);
-}
-
-void mw_server_fill_stats(mw_server *s, mw_server_stats *out) {
-  out->live_calls = mw_server_live_calls(s);
-  pthread_mutex_lock(&s->gen_lock);
-  out->generation = s->current ? mw_router_id(s->current) : 0;
-  pthread_mutex_unlock(&s->gen_lock);
-  out->reloads = atomic_load(&s->reloads);
-  out->reload_failures = atomic_load(&s->reload_failures);
+  atomic_fetch_add(&s->counters.reload_failures, 1);
 }
 
 /* --- request slots ---------------------------------------------------------- */
@@ -276,6 +268,7 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
   if (hooks) s->hooks = *hooks;
   mw_router_ref(router);
   s->current = router;
+  atomic_init(&s->counters.generation, mw_router_id(router));
   s->shutdown_tag = (mw_tag){MW_TAG_SHUTDOWN, 0, s};
 
   grpc_arg args[16];
@@ -308,10 +301,13 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
   s->n_workers = cfg->workers;
   s->workers = calloc((size_t)s->n_workers, sizeof *s->workers);
   if (!s->workers) goto oom;
+  s->counters.workers = s->workers;
+  s->counters.n_workers = s->n_workers;
   for (int i = 0; i < s->n_workers; i++) {
     mw_worker *w = &s->workers[i];
     w->id = i;
     w->server = s;
+    w->counters = &s->counters;
     w->send_queue_messages = (size_t)cfg->limits.send_queue_messages;
     w->send_queue_bytes = (size_t)cfg->limits.send_queue_bytes;
     mw_timers_init(&w->timers);
@@ -374,10 +370,7 @@ const char *mw_server_listener(const mw_server *s, size_t i) {
 }
 
 size_t mw_server_live_calls(const mw_server *s) {
-  size_t n = 0;
-  for (int i = 0; i < s->n_workers; i++)
-    n += atomic_load_explicit(&s->workers[i].live_calls, memory_order_relaxed);
-  return n;
+  return mw_counters_live_calls(&s->counters);
 }
 
 int mw_server_start(mw_server *s) {
