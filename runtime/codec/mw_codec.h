@@ -1,7 +1,8 @@
-/* Codec: protobuf bytes <-> Lua table (decode_push, encode: straight on the
- * wire format) and upb message <-> Lua table (push_message, to_message),
- * driven by the descriptors in a upb_DefPool. Both pairs follow the same
- * mapping; encode and to_message give the same errors.
+/* Codec: protobuf bytes <-> Lua table (decode_push, encode_buf, encode),
+ * straight on the wire format, driven by the descriptors in a upb_DefPool.
+ * This is what the runtime uses; codec/mw_codec_reflect.h has the same
+ * mapping between a upb_Message and a table (the tests' oracle), and both
+ * give the same errors.
  *
  * Mapping (proto3):
  *   int32/sint32/sfixed32/uint32/fixed32, int64/..., enum numbers -> Lua
@@ -52,8 +53,8 @@
  *     pushed by the push/decode functions and none by the others. Only a Lua
  *     out-of-memory error can still unwind through these functions.
  *
- * The wire format (decode_push, encode): as upb 1.51's decoder and encoder
- * had it, unless said otherwise.
+ * The wire format (decode_push, encode_buf, encode): as upb 1.51's decoder
+ * and encoder had it, unless said otherwise.
  *   - Unknown fields (groups too) are skipped, and so is a known field
  *     number whose wire type its field cannot have (as protobuf's parsers
  *     do: a peer's schema changed the type). A bad varint or tag, a length
@@ -91,22 +92,8 @@
 
 #include "upb/arena.h"
 #include "upb/def.h"
-#include "upb/msg.h"
 
 #define MW_CODEC_ERRLEN 256
-
-/* Pushes the Lua table for msg. Returns 0, or -1 with err filled (e.g.
- * invalid UTF-8 in a string field) and nothing pushed. Unpacking an Any
- * uses a temporary arena of its own. */
-int mw_codec_push_message(lua_State *L, const upb_Message *msg,
-                          const upb_MessageDef *m, char *err, size_t errlen);
-
-/* Builds a new message of type m in arena a from the Lua table at index idx.
- * Returns NULL with err filled on any mismatch. Strings are copied into a,
- * so the message does not depend on the table staying alive. */
-upb_Message *mw_codec_to_message(lua_State *L, int idx,
-                                 const upb_MessageDef *m, upb_Arena *a,
-                                 char *err, size_t errlen);
 
 /* bytes -> table pushed on L. Returns 0, or -1 with err ("cannot decode
  * helloworld.HelloRequest: ...") and nothing pushed. buf only needs to live
@@ -119,7 +106,9 @@ int mw_codec_decode_push(lua_State *L, const char *buf, size_t len,
 /* table at idx -> serialized bytes allocated in arena a (*len set; an empty
  * message gives a non-NULL buffer and *len 0). Returns NULL with err filled
  * on failure. Small messages are written on the C stack and copied into a
- * once; bigger ones grow in a. */
+ * once; bigger ones grow in a. The encoder of mw_codec_encode_buf, for
+ * callers whose bytes live in an arena (the tests compare them with
+ * upb_Encode's). */
 char *mw_codec_encode(lua_State *L, int idx, const upb_MessageDef *m,
                       upb_Arena *a, size_t *len, char *err, size_t errlen);
 

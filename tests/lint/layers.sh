@@ -25,6 +25,13 @@ forbid codec  "$lower_than_core|grpc/" "codec/ is a leaf under lua/"
 forbid core   "lua\.h|lauxlib\.h|lualib\.h|lua/|codec/|gen/|cmd/" "core/ never includes Lua or the layers above it"
 forbid lua    "grpc/|core/mw_core_internal\.h|core/mw_server\.h|core/mw_mailbox\.h|gen/|cmd/" "lua/ never includes gRPC or the layers above it"
 forbid gen    "cmd/|grpc/|lua\.h" "gen/ joins core/ and lua/ by their headers only"
+# What siblings share stays among them.
+for f in base config schema lua gen cmd; do
+  forbid "$f" "codec/mw_codec_internal\.h|codec/mw_codec_reflect\.h" "codec's internals are for codec/ (and its tests) only"
+done
+for f in base config schema codec lua gen cmd; do
+  forbid "$f" "core/mw_core_internal\.h" "core's internals are for core/ only"
+done
 
 if [ "$bad" = 0 ]; then
   echo "layers: 1 passed, 0 failed"

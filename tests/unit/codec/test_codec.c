@@ -1,4 +1,4 @@
-/* Unit tests for runtime/mw_codec.c against the protos in tests/data/codec.
+/* Unit tests for runtime/codec/ against the protos in tests/data/codec.
  *
  * Most tests write a Lua table literal, run it through both directions of
  * the codec and look at the result with a Lua expression over the global
@@ -19,6 +19,7 @@
 
 #include "google/protobuf/descriptor.upb.h"
 #include "codec/mw_codec.h"
+#include "codec/mw_codec_reflect.h"
 #include "mw_test.h"
 #include "upb/decode.h"
 #include "upb/encode.h"
