@@ -1,5 +1,6 @@
-/* Timers: a binary min-heap per worker, ordered by deadline, then by id so
- * that timers due at the same moment run in the order they were added. */
+/* Timers: a binary min-heap of pointers to the owners' entries, ordered by
+ * deadline, then by arming order, so that timers due at the same moment run
+ * in the order they were armed. Each entry keeps its heap index. */
 #include "base/mw_timer.h"
 
 #include <stdlib.h>
@@ -20,91 +21,92 @@ double mw_wall_now(void) {
 void mw_timers_init(mw_timers *t) {
   t->heap = NULL;
   t->n = t->cap = 0;
-  t->next_id = 1;
+  t->next_seq = 1;
 }
 
-static int earlier(const mw_timer_entry *a, const mw_timer_entry *b) {
-  return a->when < b->when || (a->when == b->when && a->id < b->id);
+static int earlier(const mw_timer *a, const mw_timer *b) {
+  return a->when < b->when || (a->when == b->when && a->seq < b->seq);
 }
 
-static void swap(mw_timer_entry *a, mw_timer_entry *b) {
-  mw_timer_entry tmp = *a;
-  *a = *b;
-  *b = tmp;
+static void place(mw_timers *t, size_t i, mw_timer *e) {
+  t->heap[i] = e;
+  e->slot = i;
 }
 
 static void sift_up(mw_timers *t, size_t i) {
+  mw_timer *e = t->heap[i];
   while (i > 0) {
     size_t parent = (i - 1) / 2;
-    if (!earlier(&t->heap[i], &t->heap[parent])) break;
-    swap(&t->heap[i], &t->heap[parent]);
+    if (!earlier(e, t->heap[parent])) break;
+    place(t, i, t->heap[parent]);
     i = parent;
   }
+  place(t, i, e);
 }
 
 static void sift_down(mw_timers *t, size_t i) {
+  mw_timer *e = t->heap[i];
   for (;;) {
     size_t l = 2 * i + 1, r = l + 1, m = i;
-    if (l < t->n && earlier(&t->heap[l], &t->heap[m])) m = l;
-    if (r < t->n && earlier(&t->heap[r], &t->heap[m])) m = r;
-    if (m == i) return;
-    swap(&t->heap[i], &t->heap[m]);
+    const mw_timer *best = e;
+    if (l < t->n && earlier(t->heap[l], best)) m = l, best = t->heap[l];
+    if (r < t->n && earlier(t->heap[r], best)) m = r;
+    if (m == i) break;
+    place(t, i, t->heap[m]);
     i = m;
   }
-}
-
-uint64_t mw_timer_add(mw_timers *t, double when, mw_timer_fn fn, void *arg) {
-  if (t->n == t->cap) {
-    size_t cap = t->cap ? t->cap * 2 : 64;
-    mw_timer_entry *h = realloc(t->heap, cap * sizeof *h);
-    if (!h) return 0;
-    t->heap = h;
-    t->cap = cap;
-  }
-  uint64_t id = t->next_id++;
-  t->heap[t->n] = (mw_timer_entry){when, id, fn, arg};
-  sift_up(t, t->n++);
-  return id;
+  place(t, i, e);
 }
 
 static void remove_at(mw_timers *t, size_t i) {
+  t->heap[i]->seq = 0;
   t->n--;
   if (i == t->n) return;
-  t->heap[i] = t->heap[t->n];
+  mw_timer *moved = t->heap[t->n];
+  place(t, i, moved);
   sift_down(t, i);
-  sift_up(t, i);
+  sift_up(t, moved->slot);
 }
 
-int mw_timer_cancel(mw_timers *t, uint64_t id) {
-  /* Linear in the worker's pending timers: every call that ends during a
-   * mw.sleep cancels one, which is cheap while heaps stay small; index the
-   * entries before anything arms many long timers per worker. */
-  for (size_t i = 0; i < t->n; i++) {
-    if (t->heap[i].id == id) {
-      remove_at(t, i);
-      return 1;
-    }
+void mw_timers_cancel(mw_timers *t, mw_timer *e) {
+  if (!mw_timer_armed(e)) return;
+  remove_at(t, e->slot);
+}
+
+int mw_timers_add(mw_timers *t, mw_timer *e, double when) {
+  mw_timers_cancel(t, e);
+  if (t->n == t->cap) {
+    size_t cap = t->cap ? t->cap * 2 : 64;
+    mw_timer **h = realloc(t->heap, cap * sizeof *h);
+    if (!h) return -1;
+    t->heap = h;
+    t->cap = cap;
   }
+  e->when = when;
+  e->seq = t->next_seq++;
+  place(t, t->n, e);
+  sift_up(t, t->n++);
   return 0;
 }
 
 double mw_timers_next(const mw_timers *t) {
-  return t->n ? t->heap[0].when : -1.0;
+  return t->n ? t->heap[0]->when : -1.0;
 }
 
 size_t mw_timers_run(mw_timers *t, double now) {
   size_t ran = 0;
-  uint64_t horizon = t->next_id; /* timers added by callbacks wait a turn */
-  while (t->n && t->heap[0].when <= now && t->heap[0].id < horizon) {
-    mw_timer_entry e = t->heap[0];
+  uint64_t horizon = t->next_seq; /* timers armed by callbacks wait a turn */
+  while (t->n && t->heap[0]->when <= now && t->heap[0]->seq < horizon) {
+    mw_timer *e = t->heap[0];
     remove_at(t, 0);
-    e.fn(e.arg);
+    e->fn(e);
     ran++;
   }
   return ran;
 }
 
 void mw_timers_free(mw_timers *t) {
+  for (size_t i = 0; i < t->n; i++) t->heap[i]->seq = 0;
   free(t->heap);
   t->heap = NULL;
   t->n = t->cap = 0;

@@ -6,6 +6,7 @@
  * on_done just before, unconditionally. */
 #include "core/mw_call.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ struct mw_call {
                       starts at the pump, with the send when there is one */
   int eos_wait;   /* an end of stream waits a moment to be told from a
                      cancellation (see on_recv) */
+  mw_timer eos;   /* that wait (it holds the call as a batch in flight) */
   int close_started, close_done, close_cancelled;
   int cancelled;
 
@@ -292,10 +294,9 @@ static void pump(mw_call *c) {
 
 /* --- timers ------------------------------------------------------------------ */
 
-static void call_timer_fire(void *arg) {
-  mw_call_timer *t = arg;
+static void call_timer_fire(mw_timer *e) {
+  mw_call_timer *t = (mw_call_timer *)((char *)e - offsetof(mw_call_timer, entry));
   mw_call *c = t->call;
-  t->id = 0;
   EVENT(c, t->fn(t));
   maybe_free(c);
 }
@@ -303,15 +304,12 @@ static void call_timer_fire(void *arg) {
 int mw_call_timer_start(mw_call *c, mw_call_timer *t, double secs) {
   mw_call_timer_cancel(t);
   t->call = c;
-  t->id = mw_timer_add(&c->w->timers, mw_now() + (secs > 0 ? secs : 0),
-                       call_timer_fire, t);
-  return t->id ? 0 : -1;
+  t->entry.fn = call_timer_fire;
+  return mw_timers_add(&c->w->timers, &t->entry, mw_now() + (secs > 0 ? secs : 0));
 }
 
 void mw_call_timer_cancel(mw_call_timer *t) {
-  if (!t->id) return;
-  mw_timer_cancel(&t->call->w->timers, t->id);
-  t->id = 0;
+  if (mw_timer_armed(&t->entry)) mw_timers_cancel(&t->call->w->timers, &t->entry);
 }
 
 /* --- commands ------------------------------------------------------------------ */
@@ -536,8 +534,8 @@ static void deliver(mw_call *c, int ok, const char *data, size_t len, int has_ms
 /* How long an end of stream waits for a cancellation to show (seconds). */
 #define MW_EOS_WAIT 0.001
 
-static void eos_timer(void *arg) {
-  mw_call *c = arg;
+static void eos_timer(mw_timer *e) {
+  mw_call *c = (mw_call *)((char *)e - offsetof(mw_call, eos));
   c->eos_wait = 0;
   c->inflight--;
   deliver(c, !c->cancelled, NULL, 0, 0);
@@ -565,7 +563,8 @@ static void on_recv(mw_call *c, int ok) {
      * queued by the same transport event, so the end of stream is handed
      * over a moment later, when that completion has had its turn. */
     if (!c->cancelled && c->close_started && !c->close_done) {
-      if (mw_timer_add(&c->w->timers, mw_now() + MW_EOS_WAIT, eos_timer, c)) {
+      c->eos.fn = eos_timer;
+      if (mw_timers_add(&c->w->timers, &c->eos, mw_now() + MW_EOS_WAIT) == 0) {
         c->eos_wait = 1;
         c->inflight++; /* the timer holds the call */
         return;

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/mw_timer.h"
 #include "core/mw_handler.h"
 #include "schema/mw_methods.h"
 
@@ -74,8 +75,8 @@ void mw_call_watch_cancel(mw_call *c);
  * cancels it at on_done at the latest. */
 typedef struct mw_call_timer {
   void (*fn)(struct mw_call_timer *t);
-  mw_call *call; /* set by mw_call_timer_start */
-  uint64_t id;   /* non-zero while pending */
+  mw_call *call;  /* set by mw_call_timer_start */
+  mw_timer entry; /* in the worker's heap while pending (mw_timer_armed) */
 } mw_call_timer;
 /* Arms t to fire in secs seconds (0 and less: at the next timer turn).
  * Returns 0, or -1 when out of memory. */

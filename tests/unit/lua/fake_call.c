@@ -58,7 +58,7 @@ static uint64_t g_timer_seq;
 
 static int timer_find(const mw_call_timer *t, uint64_t id) {
   for (int i = 0; i < g_n_timers; i++)
-    if (g_timers[i] == t && t->id == id) return i;
+    if (g_timers[i] == t && t->entry.seq == id) return i;
   return -1;
 }
 
@@ -74,7 +74,7 @@ int mw_call_timer_start(mw_call *c, mw_call_timer *t, double secs) {
   if (!alive(c, "mw_call_timer_start")) return -1;
   if (g_n_timers == FAKE_MAX_TIMERS) return -1; /* as core does out of memory */
   t->call = c;
-  t->id = ++g_timer_seq;
+  t->entry.seq = ++g_timer_seq;
   g_timers[g_n_timers++] = t;
   c->timer_starts++;
   c->last_timer_secs = secs;
@@ -83,10 +83,10 @@ int mw_call_timer_start(mw_call *c, mw_call_timer *t, double secs) {
 }
 
 void mw_call_timer_cancel(mw_call_timer *t) {
-  if (!t->id) return;
-  int i = timer_find(t, t->id);
+  if (!t->entry.seq) return;
+  int i = timer_find(t, t->entry.seq);
   if (i >= 0) timer_remove_at(i);
-  t->id = 0;
+  t->entry.seq = 0;
   mw_call *c = t->call;
   if (!alive(c, "mw_call_timer_cancel")) return;
   c->timer_cancels++;
@@ -352,7 +352,7 @@ int fake_fire_timers(void) {
   int n = g_n_timers, fired = 0;
   for (int i = 0; i < n; i++) {
     due[i] = g_timers[i];
-    ids[i] = g_timers[i]->id;
+    ids[i] = g_timers[i]->entry.seq;
   }
   for (int i = 0; i < n; i++) {
     /* An earlier timer's event may have disarmed or re-armed this one. */
@@ -361,7 +361,7 @@ int fake_fire_timers(void) {
     timer_remove_at(at);
     mw_call_timer *t = due[i];
     mw_call *c = t->call;
-    t->id = 0;
+    t->entry.seq = 0;
     c->timer_fires++;
     trace(c, "@timer");
     EVENT(c, t->fn(t));
