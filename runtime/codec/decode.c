@@ -396,11 +396,8 @@ static void seg_wire_key(mw_ctx *c, upb_FieldType kt, const mw_wval *k) {
 static int dec_map_entry(mw_ctx *c, mw_dframe *fr, const upb_FieldDef *f,
                          const char *s, size_t n) {
   lua_State *L = c->L;
-  const upb_MessageDef *entry = upb_FieldDef_MessageSubDef(f);
-  const upb_FieldDef *kf =
-      upb_MessageDef_FindFieldByNumber(entry, kUpb_MapEntry_KeyFieldNumber);
-  const upb_FieldDef *vf =
-      upb_MessageDef_FindFieldByNumber(entry, kUpb_MapEntry_ValueFieldNumber);
+  const upb_FieldDef *kf, *vf;
+  mw_codec_map_fields(f, &kf, &vf);
   upb_FieldType kt = upb_FieldDef_Type(kf), vt = upb_FieldDef_Type(vf);
   mw_wval k = {0, "", 0}, v = {0, "", 0};
   int nk = 0, nv = 0, rc = 0;

@@ -310,11 +310,8 @@ static int enc_map(mw_ctx *c, const upb_FieldDef *f, int t) {
   if (lua_type(L, t) != LUA_TTABLE)
     return mw_codec_fail(c, "expected table for map, got %s",
                          luaL_typename(L, t));
-  const upb_MessageDef *entry = upb_FieldDef_MessageSubDef(f);
-  const upb_FieldDef *kf =
-      upb_MessageDef_FindFieldByNumber(entry, kUpb_MapEntry_KeyFieldNumber);
-  const upb_FieldDef *vf =
-      upb_MessageDef_FindFieldByNumber(entry, kUpb_MapEntry_ValueFieldNumber);
+  const upb_FieldDef *kf, *vf;
+  mw_codec_map_fields(f, &kf, &vf);
   upb_FieldType kt = upb_FieldDef_Type(kf), vt = upb_FieldDef_Type(vf);
   uint32_t num = upb_FieldDef_Number(f);
   lua_pushnil(L);

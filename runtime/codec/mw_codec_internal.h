@@ -102,6 +102,14 @@ typedef struct {
   mw_seg seg[MW_CODEC_MAX_SEGS];
 } mw_ctx;
 
+/* The key and value fields of a map field's entry type. */
+static inline void mw_codec_map_fields(const upb_FieldDef *f, const upb_FieldDef **kf,
+                                       const upb_FieldDef **vf) {
+  const upb_MessageDef *entry = upb_FieldDef_MessageSubDef(f);
+  *kf = upb_MessageDef_FindFieldByNumber(entry, kUpb_MapEntry_KeyFieldNumber);
+  *vf = upb_MessageDef_FindFieldByNumber(entry, kUpb_MapEntry_ValueFieldNumber);
+}
+
 static inline void mw_ctx_init(mw_ctx *c, lua_State *L, upb_Arena *a, char *err,
                                size_t errlen) {
   c->L = L;

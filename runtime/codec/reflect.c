@@ -124,11 +124,8 @@ static int push_array(mw_ctx *c, const upb_FieldDef *f, const upb_Array *arr) {
 }
 
 static int push_map(mw_ctx *c, const upb_FieldDef *f, const upb_Map *map) {
-  const upb_MessageDef *entry = upb_FieldDef_MessageSubDef(f);
-  const upb_FieldDef *kf =
-      upb_MessageDef_FindFieldByNumber(entry, kUpb_MapEntry_KeyFieldNumber);
-  const upb_FieldDef *vf =
-      upb_MessageDef_FindFieldByNumber(entry, kUpb_MapEntry_ValueFieldNumber);
+  const upb_FieldDef *kf, *vf;
+  mw_codec_map_fields(f, &kf, &vf);
   size_t n = map ? upb_Map_Size(map) : 0;
   lua_createtable(c->L, 0, n > INT32_MAX ? INT32_MAX : (int)n);
   if (!map) return 0;
@@ -284,11 +281,8 @@ static int fill_map(mw_ctx *c, upb_Message *msg, const upb_FieldDef *f, int t) {
   if (lua_type(L, t) != LUA_TTABLE)
     return mw_codec_fail(c, "expected table for map, got %s",
                          luaL_typename(L, t));
-  const upb_MessageDef *entry = upb_FieldDef_MessageSubDef(f);
-  const upb_FieldDef *kf =
-      upb_MessageDef_FindFieldByNumber(entry, kUpb_MapEntry_KeyFieldNumber);
-  const upb_FieldDef *vf =
-      upb_MessageDef_FindFieldByNumber(entry, kUpb_MapEntry_ValueFieldNumber);
+  const upb_FieldDef *kf, *vf;
+  mw_codec_map_fields(f, &kf, &vf);
   upb_Map *map = NULL;
   lua_pushnil(L);
   while (lua_next(L, t)) {

@@ -56,9 +56,6 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
-void mw_llog_open(lua_State *L) {
-  lua_pushcfunction(L, l_log);
-  lua_setfield(L, -2, "log");
-  lua_pushcfunction(L, l_stats);
-  lua_setfield(L, -2, "stats");
-}
+static const luaL_Reg funcs[] = {{"log", l_log}, {"stats", l_stats}, {NULL, NULL}};
+
+void mw_llog_open(lua_State *L) { luaL_setfuncs(L, funcs, 0); }

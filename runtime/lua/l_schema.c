@@ -56,9 +56,8 @@ static int l_methods(lua_State *L) {
   return 2;
 }
 
-void mw_lschema_open(lua_State *L) {
-  lua_pushcfunction(L, l_service_problem);
-  lua_setfield(L, -2, "service_problem");
-  lua_pushcfunction(L, l_methods);
-  lua_setfield(L, -2, "methods");
-}
+static const luaL_Reg funcs[] = {
+    {"service_problem", l_service_problem}, {"methods", l_methods}, {NULL, NULL},
+};
+
+void mw_lschema_open(lua_State *L) { luaL_setfuncs(L, funcs, 0); }

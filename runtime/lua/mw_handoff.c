@@ -102,9 +102,8 @@ static int l_on_restore(lua_State *L) {
   return 0;
 }
 
-void mw_lhandoff_open(lua_State *L) {
-  lua_pushcfunction(L, l_on_reload);
-  lua_setfield(L, -2, "on_reload");
-  lua_pushcfunction(L, l_on_restore);
-  lua_setfield(L, -2, "on_restore");
-}
+static const luaL_Reg funcs[] = {
+    {"on_reload", l_on_reload}, {"on_restore", l_on_restore}, {NULL, NULL},
+};
+
+void mw_lhandoff_open(lua_State *L) { luaL_setfuncs(L, funcs, 0); }
