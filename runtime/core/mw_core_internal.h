@@ -56,6 +56,7 @@ typedef struct mw_worker {
   mw_mail gen_mail;           /* "a new generation is current" */
   _Atomic int gen_mail_queued;
   mw_mail stop_mail;          /* "the server is shutting down" */
+  mw_mail drain_mail;         /* "the drain began": hooks.drain */
   mw_router *router;          /* this worker's reference to the current one */
   unsigned gen_seen;          /* server generation counter when taken */
   _Atomic size_t live_calls;  /* written by the worker, read by anyone */

@@ -26,18 +26,7 @@
 
 #include <grpc/grpc.h>
 
-typedef struct mw_mail mw_mail;
-
-/* Runs on the receiving worker's thread; m belongs to fn from then on (it
- * usually frees or reuses it, and may post it again, to any mailbox). */
-typedef void (*mw_mail_fn)(mw_mail *m);
-
-/* Intrusive: embed it in your message (first member, or recover the
- * message with offsetof). The mailbox owns next while the mail is queued. */
-struct mw_mail {
-  mw_mail *next;
-  mw_mail_fn fn;
-};
+#include "core/mw_post.h"
 
 typedef struct mw_mailbox mw_mailbox;
 

@@ -192,7 +192,32 @@ void mw_server_on_slot(void *slot, int ok) {
   grpc_slice_unref(method);
 }
 
+/* --- mail to workers by number (core/mw_post.h) ----------------------------- */
+
+/* The running server, whose workers mw_post reaches. Set at start, cleared
+ * once the workers are joined; posts come from the workers themselves or
+ * from the thread that starts and stops the server, so none outlives it. */
+static _Atomic(mw_server *) posting;
+
+int mw_post_workers(void) {
+  mw_server *s = atomic_load(&posting);
+  return s ? s->n_workers : 0;
+}
+
+int mw_post(int worker, mw_mail *m) {
+  mw_server *s = atomic_load(&posting);
+  if (!s || worker < 0 || worker >= s->n_workers) return -1;
+  return mw_mailbox_post(s->workers[worker].mailbox, m);
+}
+
 /* --- workers ------------------------------------------------------------------ */
+
+/* Mail to every worker when the drain begins: the backends' drain hooks. */
+static void on_drain_mail(mw_mail *m) {
+  mw_worker *w = (mw_worker *)((char *)m - offsetof(mw_worker, drain_mail));
+  mw_server *s = w->server;
+  if (s->hooks.drain) s->hooks.drain(s->hooks.self, w->router, w->id);
+}
 
 /* Mail to every worker when the server's shutdown completed: an idle
  * worker wakes up to shut its queue down. */
@@ -316,6 +341,7 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
     w->wake_tag = (mw_tag){MW_TAG_WAKE, 0, w};
     w->gen_mail.fn = on_gen_mail;
     w->stop_mail.fn = on_stop_mail;
+    w->drain_mail.fn = on_drain_mail;
     w->mailbox = mw_mailbox_new(w->cq, &w->wake_tag);
     if (!w->mailbox) goto oom;
   }
@@ -397,30 +423,44 @@ int mw_server_start(mw_server *s) {
     if (pthread_create(&s->workers[i].thread, NULL, mw_worker_main, &s->workers[i]) != 0)
       return -1;
   }
+  atomic_store(&posting, s);
   return 0;
 }
 
-void mw_server_stop(mw_server *s, long grace_ms) {
+void mw_server_drain(mw_server *s) {
   if (!s || !atomic_load(&s->started) || atomic_exchange(&s->stopping, 1)) return;
   grpc_server_shutdown_and_notify(s->server, s->workers[0].cq, &s->shutdown_tag);
-  /* Wait for the calls in flight, woken by workers running out of calls. */
+  for (int i = 0; i < s->n_workers; i++)
+    mw_mailbox_post(s->workers[i].mailbox, &s->workers[i].drain_mail);
+}
+
+size_t mw_server_wait_idle(mw_server *s, long ms) {
   struct timespec until;
   clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += grace_ms / 1000;
-  until.tv_nsec += (grace_ms % 1000) * 1000000L;
+  until.tv_sec += ms / 1000;
+  until.tv_nsec += (ms % 1000) * 1000000L;
   if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+  /* Woken by workers running out of calls (mw_server_worker_may_close). */
   pthread_mutex_lock(&s->idle_lock);
   while (mw_server_live_calls(s) > 0 &&
          pthread_cond_timedwait(&s->idle_cond, &s->idle_lock, &until) == 0) {
   }
   pthread_mutex_unlock(&s->idle_lock);
-  if (mw_server_live_calls(s) > 0) {
-    mw_log(MW_LOG_WARN, "grace period over: cancelling %zu call(s)",
-           mw_server_live_calls(s));
-  }
+  return mw_server_live_calls(s);
+}
+
+void mw_server_stop(mw_server *s, long grace_ms) {
+  if (!s || !atomic_load(&s->started)) return;
+  mw_server_drain(s);
+  size_t left = grace_ms > 0 ? mw_server_wait_idle(s, grace_ms) : mw_server_live_calls(s);
+  if (left > 0) mw_log(MW_LOG_WARN, "grace period over: cancelling %zu call(s)", left);
+  /* Cancels every call and disconnects every connection, so the stop is
+   * bounded even by a client that never reads. */
   grpc_server_cancel_all_calls(s->server);
   for (int i = 0; i < s->n_workers; i++) pthread_join(s->workers[i].thread, NULL);
   atomic_store(&s->started, 0);
+  mw_server *self = s;
+  atomic_compare_exchange_strong(&posting, &self, NULL);
 }
 
 void mw_server_free(mw_server *s) {

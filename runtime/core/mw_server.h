@@ -23,6 +23,9 @@ typedef struct mw_worker_hooks {
   /** Worker `worker` moves from router `from` to router `to`, before its
    * first call on `to`: backends hand module state over. */
   void (*switch_router)(void *self, mw_router *from, mw_router *to, int worker);
+  /** The server began to drain (mw_server_drain): the worker runs the
+   * drain hooks of its current router's backends. */
+  void (*drain)(void *self, mw_router *current, int worker);
   /** The worker thread ends: backends free what they cached for it. */
   void (*thread_exit)(void *self, int worker);
 } mw_worker_hooks;
@@ -41,8 +44,15 @@ int mw_server_start(mw_server *s);
 /* Publishes a new current router (takes a reference to it); every worker is
  * told through its mailbox and lets go of the old one at once. */
 void mw_server_swap(mw_server *s, mw_router *r);
-/* Stops accepting calls, lets calls in flight finish for up to grace_ms,
- * cancels the rest, joins the workers. */
+/* Begins the stop: the listeners close (new connections are refused),
+ * every connection is sent GOAWAY, calls in flight go on, and each worker
+ * runs hooks.drain. Safe to call twice. */
+void mw_server_drain(mw_server *s);
+/* Waits up to ms for the calls in flight to end; returns how many remain. */
+size_t mw_server_wait_idle(mw_server *s, long ms);
+/* The whole stop: drains (if not yet), lets calls in flight finish for up
+ * to grace_ms, cancels the rest (their handlers see the cancellation),
+ * joins the workers. */
 void mw_server_stop(mw_server *s, long grace_ms);
 /* Live calls over every worker (approximate while running). */
 size_t mw_server_live_calls(const mw_server *s);
