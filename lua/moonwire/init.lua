@@ -10,6 +10,7 @@
 local core = require "moonwire.core"
 local service = require "moonwire.service"
 local status = require "moonwire.status"
+local health = require "moonwire.health"
 
 local M = {}
 
@@ -44,6 +45,17 @@ M.stats = core.stats
 -- first call in the new generation.
 M.on_reload = core.on_reload
 M.on_restore = core.on_restore
+
+--- Health statuses (moonwire.health): mw.health.set(service, status),
+-- mw.health.get(service).
+M.health = health
+
+--- Draining: mw.on_drain(fn) registers fn() to run on every worker when
+-- the server begins to drain (SIGTERM), before the grace period;
+-- mw.draining() says whether it has begun. A long stream checks
+-- mw.draining() to send a last message or a resume token and return.
+M.on_drain = core.on_drain
+M.draining = core.draining
 
 --- Logging through the server's log: mw.log.info("message", {key = value}).
 M.log = {}

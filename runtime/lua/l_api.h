@@ -25,6 +25,13 @@ void mw_lsleep_open(lua_State *L);  /* l_sleep.c: sleep */
 void mw_llog_open(lua_State *L);    /* l_log.c: log, stats */
 void mw_lschema_open(lua_State *L); /* l_schema.c: services, methods */
 void mw_lhandoff_open(lua_State *L);/* mw_handoff.c: on_reload, on_restore */
+void mw_lhealth_open(lua_State *L); /* l_health.c: health_*, draining */
+void mw_ldrain_open(lua_State *L);  /* l_drain.c: on_drain */
+void mw_lreflect_open(lua_State *L);/* l_reflect.c: the schema's files */
+
+/* l_drain.c: runs the state's mw.on_drain functions (errors are logged);
+ * returns how many ran. */
+int mw_ldrain_run(lua_State *L);
 
 /* Pushes moonwire.core (every part above, plus version). */
 int mw_lcore_open(lua_State *L);

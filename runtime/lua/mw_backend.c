@@ -6,6 +6,7 @@
 
 #include <lauxlib.h>
 
+#include "lua/l_api.h"
 #include "lua/mw_handoff.h"
 #include "lua/mw_lcall.h"
 #include "lua/mw_lutil.h"
@@ -103,7 +104,10 @@ mw_lua_backend *mw_lua_backend_new(const mw_lua_options *o, mw_diag *diag) {
      * the others can only fail where the first did. */
     mw_diag scratch = {0};
     mw_diag *d = i == 0 ? diag : &scratch;
-    int bad = mw_vm_run_scripts(L, o->dirs, o->n_dirs, d) != 0;
+    int bad = 0;
+    for (size_t k = 0; k < o->n_builtins; k++)
+      if (mw_vm_run_builtin(L, o->builtins[k], d) != 0) bad = 1;
+    if (mw_vm_run_scripts(L, o->dirs, o->n_dirs, d) != 0) bad = 1;
     if (bind_handlers(L, b->refs[i], d) != 0) bad = 1;
     lua_gc(L, LUA_GCCOLLECT);
     if (i > 0 && bad) mw_diag_move(diag, &scratch);
@@ -127,6 +131,10 @@ mw_handler *mw_lua_backend_handler(mw_lua_backend *b, size_t i) {
 void mw_lua_backend_switch(mw_lua_backend *from, mw_lua_backend *to, int worker) {
   if (worker >= from->n_states || worker >= to->n_states) return;
   mw_handoff_run(from->states[worker], to->states[worker]);
+}
+
+void mw_lua_backend_drain(mw_lua_backend *b, int worker) {
+  if (worker < b->n_states) mw_ldrain_run(b->states[worker]);
 }
 
 void mw_lua_backend_free(mw_lua_backend *b) {

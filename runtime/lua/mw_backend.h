@@ -16,6 +16,9 @@ typedef struct mw_lua_backend mw_lua_backend;
 
 typedef struct mw_lua_options {
   const mw_methods *methods; /* borrowed: must outlive the backend */
+  const char *const *builtins; /* built-in service scripts to run first
+                                  ("health.lua": mw_vm_run_builtin) */
+  size_t n_builtins;
   const char *const *dirs;   /* service directories */
   size_t n_dirs;
   int n_states;              /* one per worker (1 for a check) */
@@ -31,6 +34,9 @@ mw_handler *mw_lua_backend_handler(mw_lua_backend *b, size_t i);
 /* Worker `worker` moves from `from` to `to` (on its thread): module state
  * is handed over (mw.on_reload / mw.on_restore). */
 void mw_lua_backend_switch(mw_lua_backend *from, mw_lua_backend *to, int worker);
+/* The server began to drain: worker `worker`'s state runs its mw.on_drain
+ * functions (on the worker's thread). */
+void mw_lua_backend_drain(mw_lua_backend *b, int worker);
 /* Frees the states; safe with NULL. No call may still run on them. */
 void mw_lua_backend_free(mw_lua_backend *b);
 

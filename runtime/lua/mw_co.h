@@ -58,7 +58,12 @@ struct mw_lcall {
   const mw_wait_ops *wait; /* the pending operation; NULL when none */
   mw_wake wake;     /* how the last wait ended */
   int wake_nres;
-  mw_call_timer timer; /* mw.sleep's */
+  mw_call_timer timer; /* mw.sleep's, and a notice's wake */
+  /* While waiting on a notice (lua/mw_notice.h): its worker list, the
+   * links in it and the version seen. */
+  struct mw_notice_worker *notice_on;
+  mw_lcall *notice_next, *notice_prev;
+  unsigned long notice_seen;
   int finished;     /* the handler ended and the call was finished */
   int kill_code;    /* non-zero once the budget hook stopped the handler */
   int oom;          /* the handler failed for want of memory */

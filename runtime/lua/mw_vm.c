@@ -119,6 +119,29 @@ static int for_each_script(lua_State *L, const char *const *dirs, size_t n_dirs,
   return bad;
 }
 
+/* The built-in services (the .lua files of services/), generated at build
+ * time. */
+extern const mw_embedded mw_builtin_services[];
+extern const size_t mw_builtin_services_count;
+
+int mw_vm_run_builtin(lua_State *L, const char *name, mw_diag *diag) {
+  for (size_t i = 0; i < mw_builtin_services_count; i++) {
+    const mw_embedded *e = &mw_builtin_services[i];
+    if (strcmp(e->path, name) != 0) continue;
+    lua_pushfstring(L, "@services/%s", e->path);
+    int rc = luaL_loadbufferx(L, e->data, e->len, lua_tostring(L, -1), "t");
+    lua_remove(L, -2);
+    if (rc != LUA_OK || mw_lutil_pcall(L, 0, 0) != LUA_OK) {
+      add_first_line(diag, lua_tostring(L, -1));
+      lua_pop(L, 1);
+      return -1;
+    }
+    return 0;
+  }
+  mw_diag_add(diag, "no built-in service script %s", name);
+  return -1;
+}
+
 int mw_vm_run_scripts(lua_State *L, const char *const *dirs, size_t n_dirs,
                       mw_diag *diag) {
   return for_each_script(L, dirs, n_dirs, run_script, 0, diag);

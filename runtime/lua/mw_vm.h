@@ -31,6 +31,9 @@ void mw_vm_close(lua_State *L);
  * (an unreadable dir counts). */
 int mw_vm_run_scripts(lua_State *L, const char *const *dirs, size_t n_dirs,
                       mw_diag *diag);
+/* Runs the built-in service script `name` ("health.lua": services/, compiled
+ * into the binary) in L. Problems go to diag; returns 0 or -1. */
+int mw_vm_run_builtin(lua_State *L, const char *name, mw_diag *diag);
 /* Compiles (without running) the same files and reports syntax errors:
  * used when the protos failed, so one `check` still shows both kinds of
  * problem. Returns the number of files that failed. */

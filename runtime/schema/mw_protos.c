@@ -12,9 +12,12 @@
 #include "base/mw_fs.h"
 #include "base/mw_strvec.h"
 
-/* Generated from proto/ at build time (build/gen/). */
+/* Generated at build time (build/gen/): the project's proto/, and gRPC's
+ * own protos of the standard services. */
 extern const mw_embedded mw_project_protos[];
 extern const size_t mw_project_protos_count;
+extern const mw_embedded mw_grpc_protos[];
+extern const size_t mw_grpc_protos_count;
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static char *dir;        /* the private copy (owned), NULL when not written */
@@ -50,17 +53,21 @@ static void write_copy(void) {
   dir = d;
   mw_strvec_push(&made, d);
   atexit(remove_copy);
-  for (size_t i = 0; i < mw_project_protos_count; i++) {
-    const mw_embedded *e = &mw_project_protos[i];
-    char *path = mw_fs_join(d, e->path);
-    FILE *f = path && make_parents(d, e->path) == 0 ? fopen(path, "wb") : NULL;
-    int ok = f && fwrite(e->data, 1, e->len, f) == e->len;
-    if (f && fclose(f) != 0) ok = 0;
-    if (f) mw_strvec_push(&made, path);
-    free(path);
-    if (!ok) {
-      remove_copy();
-      return;
+  const mw_embedded *sets[] = {mw_project_protos, mw_grpc_protos};
+  size_t counts[] = {mw_project_protos_count, mw_grpc_protos_count};
+  for (size_t k = 0; k < 2; k++) {
+    for (size_t i = 0; i < counts[k]; i++) {
+      const mw_embedded *e = &sets[k][i];
+      char *path = mw_fs_join(d, e->path);
+      FILE *f = path && make_parents(d, e->path) == 0 ? fopen(path, "wb") : NULL;
+      int ok = f && fwrite(e->data, 1, e->len, f) == e->len;
+      if (f && fclose(f) != 0) ok = 0;
+      if (f) mw_strvec_push(&made, path);
+      free(path);
+      if (!ok) {
+        remove_copy();
+        return;
+      }
     }
   }
 }

@@ -468,6 +468,8 @@ char *mw_protoc_compile(const char *const *files, size_t n_files,
 typedef struct file_rec {
   char *name;      /* its name in the pool (owned) */
   char *origin;    /* where it came from, for messages (owned) */
+  char *proto;     /* its FileDescriptorProto, serialized (owned) */
+  size_t proto_len;
   uint64_t hash;   /* of its serialized descriptor, when from protoc */
   int from_protoc; /* compiled by us (so the hash compares) */
   long owner;      /* the input that lists it as its own, or NO_OWNER */
@@ -509,6 +511,7 @@ void mw_schema_free(mw_schema *s) {
   for (size_t i = 0; i < s->n_recs; i++) {
     free(s->recs[i].name);
     free(s->recs[i].origin);
+    free(s->recs[i].proto);
   }
   free(s->recs);
   free(s);
@@ -530,6 +533,22 @@ size_t mw_schema_file_count(const mw_schema *s) { return s ? s->files.n : 0; }
 
 const char *mw_schema_file(const mw_schema *s, size_t i) {
   return s && i < s->files.n ? s->files.v[i] : NULL;
+}
+
+const char *mw_schema_file_proto(const mw_schema *s, const char *name, size_t *len) {
+  for (size_t i = 0; s && i < s->n_recs; i++) {
+    if (strcmp(s->recs[i].name, name) == 0) {
+      *len = s->recs[i].proto_len;
+      return s->recs[i].proto;
+    }
+  }
+  return NULL;
+}
+
+size_t mw_schema_pool_file_count(const mw_schema *s) { return s ? s->n_recs : 0; }
+
+const char *mw_schema_pool_file(const mw_schema *s, size_t i) {
+  return s && i < s->n_recs ? s->recs[i].name : NULL;
 }
 
 /* Adds a path (taking ownership) to the watcher's list, once. */
@@ -565,6 +584,8 @@ static file_rec *push_rec(mw_schema *s, char *name, char *origin,
   file_rec *r = &s->recs[s->n_recs++];
   r->name = name;
   r->origin = origin;
+  r->proto = NULL;
+  r->proto_len = 0;
   r->hash = hash;
   r->from_protoc = from_protoc;
   r->owner = NO_OWNER;
@@ -719,6 +740,12 @@ static int load_file(mw_schema *s, const google_protobuf_FileDescriptorProto *fd
     rec = push_rec(s, name, origin, hash, src->incs != NULL);
     name = origin = NULL; /* owned by the record now (or freed) */
     if (!rec) goto oom;
+    /* Kept for reflection, which hands files out as they were loaded. */
+    size_t n = 0;
+    char *bytes = google_protobuf_FileDescriptorProto_serialize(fd, arena, &n);
+    if (!bytes || !(rec->proto = malloc(n ? n : 1))) goto oom;
+    memcpy(rec->proto, bytes, n);
+    rec->proto_len = n;
   }
   if (own && !rec) goto oom; /* a pool file without a record: OOM earlier */
   int rc = own ? claim_file(s, rec, f, src->input,

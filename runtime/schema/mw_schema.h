@@ -51,6 +51,13 @@ const upb_ServiceDef *mw_schema_service(const mw_schema *s, size_t i);
 size_t mw_schema_file_count(const mw_schema *s);
 const char *mw_schema_file(const mw_schema *s, size_t i);
 
+/* Every file in the pool (imports included), by the name others import it
+ * by, in load order; and its FileDescriptorProto as loaded (serialized;
+ * owned by the schema), or NULL for a name the pool lacks. For reflection. */
+size_t mw_schema_pool_file_count(const mw_schema *s);
+const char *mw_schema_pool_file(const mw_schema *s, size_t i);
+const char *mw_schema_file_proto(const mw_schema *s, const char *name, size_t *len);
+
 /* Runs protoc over the given .proto files (names relative to one of the
  * include paths) and returns the serialized descriptor set (malloc'd, *len
  * set) or NULL with protoc's messages in diag. */

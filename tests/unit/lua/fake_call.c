@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/mw_status.h"
+#include "core/mw_post.h"
 
 static int g_violations;
 
@@ -47,6 +48,32 @@ static int alive(const mw_call *cc, const char *what) {
   if (!c->done) return 1;
   violate(c, "%s after on_done", what);
   return 0;
+}
+
+/* --- mail to workers: one queue for every worker -------------------------- */
+
+#define FAKE_MAX_MAIL 64
+static mw_mail *g_mail[FAKE_MAX_MAIL];
+static int g_n_mail;
+static int g_workers = 2;
+
+void fake_set_workers(int n) { g_workers = n; }
+int fake_mail_pending(void) { return g_n_mail; }
+int mw_post_workers(void) { return g_workers; }
+
+int mw_post(int worker, mw_mail *m) {
+  if (worker < 0 || worker >= g_workers || g_n_mail == FAKE_MAX_MAIL) return -1;
+  g_mail[g_n_mail++] = m;
+  return 0;
+}
+
+int fake_run_mail(void) {
+  int n = g_n_mail;
+  mw_mail *batch[FAKE_MAX_MAIL];
+  memcpy(batch, g_mail, (size_t)n * sizeof *batch);
+  g_n_mail = 0;
+  for (int i = 0; i < n; i++) batch[i]->fn(batch[i]);
+  return n;
 }
 
 /* --- timers: one list for every call, like a worker's timer heap -------- */

@@ -117,6 +117,15 @@ int fake_fire_timers(void);
 /* Timers armed now, of every call. */
 int fake_timers_pending(void);
 
+/* Mail to workers (core/mw_post.h): mw_post queues it here, for
+ * fake_run_mail to run as a worker would. fake_set_workers(0) is "no
+ * server running" (posts refused); the default is 2 workers. */
+void fake_set_workers(int n);
+/* Runs the mail queued before this call; returns how many ran. */
+int fake_run_mail(void);
+/* Mail queued now. */
+int fake_mail_pending(void);
+
 /* Contract breaches seen so far, on every call (each is also printed). */
 int fake_violations(void);
 

@@ -19,6 +19,7 @@
 #include "base/mw_status.h"
 #include "fake_call.h"
 #include "lua/mw_backend.h"
+#include "lua/mw_health.h"
 #include "mw_test.h"
 #include "schema/mw_methods.h"
 #include "schema/mw_schema.h"
@@ -54,6 +55,8 @@ static const char proto_src[] =
     "  rpc CollectCatch(stream Msg) returns (Msg);\n"
     "  rpc KeepStream(stream Msg) returns (Msg);\n"
     "  rpc Chat(stream Msg) returns (stream Msg);\n"
+    "  rpc HealthWait(Msg) returns (Msg);\n"
+    "  rpc HealthSet(Msg) returns (Msg);\n"
     "}\n";
 
 static const char lua_src[] =
@@ -176,6 +179,20 @@ static const char lua_src[] =
     "function T.Poke(req, ctx)\n"
     "  victim_ctx:on_cancel(42)\n"
     "end\n"
+    "\n"
+    "-- Waits for the health board to change, then says what changed.\n"
+    "function T.HealthWait(req, ctx)\n"
+    "  local before, version = mw.health.get(req.text)\n"
+    "  mw.health.wait(version)\n"
+    "  return {text = tostring(before) .. '>' .. tostring((mw.health.get(req.text)))}\n"
+    "end\n"
+    "function T.HealthSet(req, ctx)\n"
+    "  mw.health.set(req.text, 'NOT_SERVING')\n"
+    "  return {text = 'set'}\n"
+    "end\n"
+    "mw.on_drain(function() counters.drained = (counters.drained or 0) + 1 end)\n"
+    "mw.on_drain(function() error('drain hook boom') end)\n"
+    "mw.on_drain(function() counters.drained_after = mw.draining() end)\n"
     "\n"
     "-- Reads a global by dotted path: the test's window on Lua state.\n"
     "function T.Probe(req, ctx)\n"
@@ -873,6 +890,100 @@ static void test_failed_handler_leaves_other_calls_alone(void) {
 
 /* ---- setup ------------------------------------------------------------------------------ */
 
+/* A handler waiting on the health board is woken on its worker: the set
+ * posts mail to the worker, the mail arms a zero-second timer, the timer
+ * resumes the handler. */
+static void test_health_wait_woken_by_a_set(void) {
+  mw_call *c = start("HealthWait", "co-db");
+  MW_CHECK_STR(c->trace, "@start attach watch");
+  MW_CHECK_INT(fake_mail_pending(), 0);
+  mw_call *s = start("HealthSet", "co-db");
+  MW_CHECK_INT(s->finish_code, MW_STATUS_OK);
+  fake_done(s);
+  fake_call_free(s);
+  MW_CHECK_INT(fake_mail_pending(), 1);
+  MW_CHECK_INT(c->finished, 0);
+  MW_CHECK_INT(fake_run_mail(), 1);
+  MW_CHECK_INT(fake_timers_pending(), 1);
+  MW_CHECK_INT(fake_fire_timers(), 1);
+  MW_CHECK_INT(c->finish_code, MW_STATUS_OK);
+  MW_CHECK_STR(sent(c, 0), "nil>NOT_SERVING");
+  fake_done(c);
+  fake_call_free(c);
+  /* The same status again changes nothing: no waiter would be woken. */
+  c = start("HealthWait", "co-db");
+  s = start("HealthSet", "co-db");
+  fake_done(s);
+  fake_call_free(s);
+  MW_CHECK_INT(fake_mail_pending(), 0);
+  MW_CHECK_INT(c->finished, 0);
+  fake_cancel(c);
+  MW_CHECK_INT(c->finish_code, MW_STATUS_CANCELLED);
+  fake_done(c);
+  fake_call_free(c);
+}
+
+/* A cancelled waiter leaves the board's list: a later change posts
+ * nothing and touches no dead record. */
+static void test_health_wait_cancelled(void) {
+  mw_call *c = start("HealthWait", "co-cache");
+  fake_cancel(c);
+  MW_CHECK_STR(c->trace, "@start attach watch @cancel finish:CANCELLED");
+  fake_done(c);
+  fake_call_free(c);
+  mw_call *s = start("HealthSet", "co-cache");
+  fake_done(s);
+  fake_call_free(s);
+  MW_CHECK_INT(fake_mail_pending(), 0);
+  MW_CHECK_INT(fake_run_mail(), 0);
+}
+
+/* A waiter that the mail finds still on an old version goes; one that
+ * joined after the change (it saw the new version) stays. */
+static void test_health_wait_two_waiters(void) {
+  mw_call *a = start("HealthWait", "co-two");
+  mw_call *s = start("HealthSet", "co-two");
+  fake_done(s);
+  fake_call_free(s);
+  mw_call *b = start("HealthWait", "co-two"); /* joins after the set */
+  MW_CHECK_INT(fake_run_mail(), 1);
+  MW_CHECK_INT(fake_fire_timers(), 1);
+  MW_CHECK_INT(a->finish_code, MW_STATUS_OK);
+  MW_CHECK_INT(b->finished, 0);
+  fake_cancel(b);
+  fake_done(a);
+  fake_done(b);
+  fake_call_free(a);
+  fake_call_free(b);
+}
+
+/* Without a running server there is no worker to wake a waiter. */
+static void test_health_wait_without_a_server(void) {
+  mw_health_free(); /* what a stopped server leaves */
+  fake_set_workers(0);
+  mw_call *c = start("HealthWait", "co-none");
+  MW_CHECK_INT(c->finish_code, MW_STATUS_INTERNAL);
+  MW_CHECK(strstr(read_log(), "mw.health.wait: no server is running") != NULL);
+  fake_done(c);
+  fake_call_free(c);
+  fake_set_workers(2);
+}
+
+/* The drain hooks run in order, each protected: one that fails is logged
+ * and the next still runs. */
+static void test_drain_hooks(void) {
+  MW_CHECK_INT(probe_int("counters.drained"), 0);
+  mw_health_drain(MW_HEALTH_DRAINING);
+  mw_lua_backend_drain(g_b, 0);
+  MW_CHECK_INT(probe_int("counters.drained"), 1);
+  MW_CHECK_STR(probe("counters.drained_after"), "true");
+  MW_CHECK(strstr(read_log(), "mw.on_drain function failed") != NULL);
+  MW_CHECK(strstr(read_log(), "drain hook boom") != NULL);
+  mw_lua_backend_drain(g_b, 7); /* no such state: nothing runs */
+  MW_CHECK_INT(probe_int("counters.drained"), 1);
+  mw_health_free();
+}
+
 static int setup(void) {
   mkdir(MW_TEST_TMP, 0777);
   mkdir(DIR, 0777);
@@ -945,6 +1056,11 @@ int main(void) {
   RUN(test_done_while_receiving);
   RUN(test_kept_ctx_after_an_error);
   RUN(test_failed_handler_leaves_other_calls_alone);
+  RUN(test_health_wait_woken_by_a_set);
+  RUN(test_health_wait_cancelled);
+  RUN(test_health_wait_two_waiters);
+  RUN(test_health_wait_without_a_server);
+  RUN(test_drain_hooks);
   mw_lua_backend_free(g_b);
   mw_methods_free(g_methods);
   mw_schema_free(g_schema);
