@@ -25,13 +25,16 @@ PREFIX ?= /usr/local
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)
 
-# The whole suite, then the same suite under ASan+UBSan.
+# The whole suite, then the same suite under ASan+UBSan. The clients only
+# the tests use are installed first (tests/tools/setup.sh: pinned, cached).
 test: build
+	@tests/tools/setup.sh
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	@$(MAKE) --no-print-directory test-asan
 
 test-asan:
 	@scripts/setup.sh $(ASAN_BUILD)
+	@tests/tools/setup.sh
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DMW_SANITIZE=ON
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS)

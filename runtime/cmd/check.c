@@ -1,6 +1,7 @@
 /* moonwire check: load everything as serve would, report every problem,
  * list every method. */
 #include <stdio.h>
+#include <string.h>
 
 #include "cmd/cmd.h"
 #include "gen/mw_gen.h"
@@ -21,15 +22,37 @@ int mw_cmd_check(const options *o) {
             mw_diag_count(&diag) == 1 ? "" : "s");
     rc = 1;
   } else {
+    /* The user's services first; the built-in ones on one line after. */
     const mw_methods *methods = mw_gen_methods(g);
-    size_t n_svc = mw_schema_service_count(mw_gen_schema(g)), n = mw_methods_count(methods);
+    const mw_schema *schema = mw_gen_schema(g);
+    size_t n = mw_methods_count(methods), n_user = 0, n_handlers = 0, n_svc = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (mw_gen_is_builtin(g, i)) continue;
+      n_user++;
+      n_handlers += mw_gen_has_handler(g, i);
+    }
+    for (size_t i = 0; i < mw_schema_service_count(schema); i++) {
+      const upb_ServiceDef *svc = mw_schema_service(schema, i);
+      n_svc += !mw_gen_is_builtin_service(g, svc);
+    }
     printf("ok: %zu service%s, %zu method%s, %zu with handlers\n", n_svc,
-           n_svc == 1 ? "" : "s", n, n == 1 ? "" : "s", mw_gen_handler_count(g));
+           n_svc == 1 ? "" : "s", n_user, n_user == 1 ? "" : "s", n_handlers);
+    const char *sep = "built in: ";
     for (size_t i = 0; i < n; i++) {
       const mw_method *m = mw_methods_at(methods, i);
+      if (mw_gen_is_builtin(g, i)) continue;
       printf("  %-48s %-16s %s\n", m->path, mw_kind_name(m->kind),
              mw_gen_has_handler(g, i) ? "handler" : "no handler (UNIMPLEMENTED)");
     }
+    const char *last = NULL;
+    for (size_t i = 0; i < n; i++) {
+      const mw_method *m = mw_methods_at(methods, i);
+      if (!mw_gen_is_builtin(g, i) || (last && strcmp(last, m->service) == 0)) continue;
+      printf("%s%s", sep, m->service);
+      sep = ", ";
+      last = m->service;
+    }
+    if (last) printf("\n");
   }
   mw_gen_unref(g);
   mw_diag_free(&diag);

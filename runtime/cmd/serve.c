@@ -1,5 +1,11 @@
-/* moonwire serve: the server, reloads on file changes and SIGHUP, graceful
- * stop on SIGINT and SIGTERM. */
+/* moonwire serve: the server, reloads on file changes and SIGHUP, a bounded
+ * graceful drain on SIGTERM and SIGINT:
+ *   1. health reports NOT_SERVING for everything (load balancers stop
+ *      sending new calls), for shutdown.drain_delay;
+ *   2. the listeners close and connections are sent GOAWAY; mw.on_drain
+ *      hooks run on every worker; calls in flight get shutdown.grace;
+ *   3. what remains is cancelled, and the process exits 0.
+ * A second SIGTERM or SIGINT skips to 3 at once. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -16,6 +22,7 @@
 #include "core/mw_server.h"
 #include "gen/mw_gen.h"
 #include "gen/mw_watch.h"
+#include "lua/mw_health.h"
 
 /* Everything a running server needs to reload. */
 typedef struct serving {
@@ -27,6 +34,22 @@ typedef struct serving {
   unsigned gen_id;
   mw_watch *watch;   /* NULL when watching is off or unavailable */
 } serving;
+
+/* Health reports SERVING for what generation g serves. */
+static void publish_served(mw_gen *g) {
+  const mw_schema *schema = mw_gen_schema(g);
+  size_t n = mw_schema_service_count(schema);
+  const char **names = calloc(n ? n : 1, sizeof *names);
+  if (names) {
+    for (size_t i = 0; i < n; i++) names[i] = upb_ServiceDef_FullName(mw_schema_service(schema, i));
+    if (mw_health_set_served(names, n) == 0) {
+      free(names);
+      return;
+    }
+  }
+  free(names);
+  mw_log(MW_LOG_ERROR, "out of memory: health still reports the previous generation's services");
+}
 
 static void watch_gen(serving *sv, mw_gen *g) {
   if (!sv->watch) return;
@@ -65,6 +88,7 @@ static void reload(serving *sv, const char *why) {
     mw_log(MW_LOG_WARN, "listen and workers changes take effect at the next start");
   sv->gen_id++;
   mw_server_swap(sv->s, mw_gen_router(g));
+  publish_served(g);
   mw_config_free(&sv->cfg);
   sv->cfg = ncfg;
   watch_gen(sv, g);
@@ -74,9 +98,9 @@ static void reload(serving *sv, const char *why) {
   mw_diag_free(&diag);
 }
 
-/* Waits for signals and file changes until SIGINT or SIGTERM. */
-static void serve_loop(serving *sv, const sigset_t *sigs) {
-  int sfd = signalfd(-1, sigs, SFD_CLOEXEC);
+/* Waits for signals and file changes until SIGINT or SIGTERM; returns
+ * that signal's name. */
+static const char *serve_loop(serving *sv, int sfd) {
   double due = -1; /* when a debounced reload runs */
   for (;;) {
     struct pollfd fds[2] = {{sfd, POLLIN, 0}, {sv->watch ? mw_watch_fd(sv->watch) : -1, POLLIN, 0}};
@@ -86,18 +110,12 @@ static void serve_loop(serving *sv, const sigset_t *sigs) {
       timeout = left > 0 ? (int)(left * 1000) + 1 : 0;
     }
     int n = poll(fds, 2, timeout);
-    if (n < 0 && errno != EINTR) break;
+    if (n < 0 && errno != EINTR) return "poll failed";
     if (n > 0 && (fds[0].revents & POLLIN)) {
       struct signalfd_siginfo si;
       if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
-        if (si.ssi_signo == SIGHUP) {
-          reload(sv, "SIGHUP");
-        } else {
-          mw_log(MW_LOG_INFO, "%s: stopping (grace %lld ms)",
-                 si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM",
-                 (long long)sv->cfg.shutdown_grace_ms);
-          break;
-        }
+        if (si.ssi_signo == SIGHUP) reload(sv, "SIGHUP");
+        else return si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM";
       }
     }
     static char changed[256];
@@ -113,7 +131,45 @@ static void serve_loop(serving *sv, const sigset_t *sigs) {
       reload(sv, why);
     }
   }
-  close(sfd);
+}
+
+/* Waits up to ms for SIGINT or SIGTERM (SIGHUP is read and ignored: no
+ * reload while draining). Returns 1 when one came. */
+static int stop_signal(int sfd, long ms) {
+  double until = mw_now() + (double)ms / 1000.0;
+  for (;;) {
+    double left = until - mw_now();
+    struct pollfd p = {sfd, POLLIN, 0};
+    int n = poll(&p, 1, left > 0 ? (int)(left * 1000) + 1 : 0);
+    if (n > 0) {
+      struct signalfd_siginfo si;
+      if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si && si.ssi_signo != SIGHUP) return 1;
+    }
+    if (n == 0 || left <= 0) return 0;
+  }
+}
+
+/* The bounded drain (see the top of this file). */
+static void drain(serving *sv, int sfd, const char *why) {
+  long delay = (long)sv->cfg.shutdown_drain_delay_ms, grace = (long)sv->cfg.shutdown_grace_ms;
+  mw_log(MW_LOG_INFO, "%s: draining (drain_delay %ld ms, grace %ld ms)", why, delay, grace);
+  mw_health_drain(MW_HEALTH_DRAINING);
+  int now = delay > 0 && stop_signal(sfd, delay);
+  if (!now) {
+    mw_health_drain(MW_HEALTH_CLOSING);
+    mw_server_drain(sv->s);
+    double until = mw_now() + (double)grace / 1000.0;
+    while (mw_server_live_calls(sv->s) > 0 && mw_now() < until) {
+      if (stop_signal(sfd, 0)) {
+        now = 1;
+        break;
+      }
+      double left = until - mw_now();
+      mw_server_wait_idle(sv->s, left < 0.05 ? (long)(left * 1000) + 1 : 50);
+    }
+  }
+  if (now) mw_log(MW_LOG_WARN, "second signal: stopping now");
+  mw_server_stop(sv->s, 0);
 }
 
 int mw_cmd_serve(const options *o) {
@@ -163,9 +219,22 @@ int mw_cmd_serve(const options *o) {
     free(sv.mem);
     return 1;
   }
-  mw_log(MW_LOG_INFO, "serving %zu method(s) with %zu handler(s) on %d worker(s)",
-         mw_methods_count(mw_gen_methods(g)), mw_gen_handler_count(g), sv.workers);
-  if (mw_methods_count(mw_gen_methods(g)) == 0)
+  size_t n_user = 0, n_handlers = 0, n_builtin = 0;
+  for (size_t i = 0; i < mw_methods_count(mw_gen_methods(g)); i++) {
+    if (mw_gen_is_builtin(g, i)) {
+      n_builtin++;
+      continue;
+    }
+    n_user++;
+    n_handlers += mw_gen_has_handler(g, i);
+  }
+  const char *builtin = !n_builtin                             ? ""
+                        : sv.cfg.health && sv.cfg.reflection ? "; built in: health, reflection"
+                        : sv.cfg.health                      ? "; built in: health"
+                                                             : "; built in: reflection";
+  mw_log(MW_LOG_INFO, "serving %zu method(s) with %zu handler(s) on %d worker(s)%s", n_user,
+         n_handlers, sv.workers, builtin);
+  if (n_user == 0)
     mw_log(MW_LOG_WARN, "no service to serve: the service directories hold no "
                         ".proto defining one (every call will be UNIMPLEMENTED)");
   if (sv.cfg.reload.watch) {
@@ -173,15 +242,17 @@ int mw_cmd_serve(const options *o) {
     if (!sv.watch) mw_log(MW_LOG_WARN, "cannot watch files (inotify): reload with SIGHUP");
     watch_gen(&sv, g);
   }
+  publish_served(g);
   mw_gen_unref(g); /* the server holds its own reference */
   for (size_t i = 0; i < mw_server_listener_count(sv.s); i++)
     printf("listening on %s\n", mw_server_listener(sv.s, i));
   fflush(stdout);
 
-  serve_loop(&sv, &sigs);
-
-  mw_server_stop(sv.s, (long)sv.cfg.shutdown_grace_ms);
+  int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+  drain(&sv, sfd, serve_loop(&sv, sfd));
+  close(sfd);
   mw_server_free(sv.s);
+  mw_health_free();
   mw_watch_free(sv.watch);
   mw_diag_free(&diag);
   mw_config_free(&sv.cfg);

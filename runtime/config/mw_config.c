@@ -75,7 +75,10 @@ void mw_config_init(mw_config *c) {
   c->reload.debounce_ms = 200;
   c->log.level = MW_LOG_INFO;
   c->log.json = 0;
-  c->shutdown_grace_ms = 5000;
+  c->shutdown_grace_ms = 10000;
+  c->shutdown_drain_delay_ms = 0;
+  c->health = 1;
+  c->reflection = 1;
 }
 
 void mw_config_free(mw_config *c) {
@@ -701,7 +704,8 @@ static int number_value(ctx *x, const node *v, const char *key, int kind,
 
 static const char *const top_keys[] = {
     "listen", "workers",   "services", "proto_path",        "limits",
-    "keepalive", "reload", "log",      "shutdown_grace_ms", "protos", NULL};
+    "keepalive", "reload", "log",      "shutdown_grace_ms", "protos",
+    "shutdown", "health", "reflection", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -750,6 +754,7 @@ static const char *const keepalive_keys[] = {
     "max_connection_age_grace_ms", NULL};
 static const char *const reload_keys[] = {"watch", "debounce_ms", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
+static const char *const shutdown_keys[] = {"grace", "drain_delay", NULL};
 
 static const struct {
   const char *name;
@@ -757,7 +762,8 @@ static const struct {
 } sections[] = {{"limits", limit_keys},
                 {"keepalive", keepalive_keys},
                 {"reload", reload_keys},
-                {"log", log_keys}};
+                {"log", log_keys},
+                {"shutdown", shutdown_keys}};
 
 static void key_list(char *buf, size_t cap, const char *const *keys) {
   size_t o = 0;
@@ -887,6 +893,27 @@ static void reload_pair(ctx *x, mw_config *c, int idx, const node *k,
                      &val) == 0)
       c->reload.debounce_ms = val;
   }
+}
+
+static void shutdown_pair(ctx *x, mw_config *c, int idx, const node *k,
+                          const node *v) {
+  int64_t val;
+  const char *name = idx == 0 ? "shutdown.grace" : "shutdown.drain_delay";
+  if (number_value(x, v, name, K_DURATION, 0, INT32_MAX, &val) != 0) return;
+  if (idx == 0) c->shutdown_grace_ms = val;
+  else c->shutdown_drain_delay_ms = val;
+}
+
+/* A top-level boolean. */
+static void bool_key(ctx *x, const node *v, const char *key, int *out) {
+  const char *what = "a boolean (true/false, yes/no, on/off)";
+  if (want_scalar(x, v, key, what) != 0) return;
+  int b;
+  if (parse_bool(v->s, &b) != 0) {
+    ERR(x, v, "%s: expected %s, got '%s'", key, what, EX(v));
+    return;
+  }
+  *out = b;
 }
 
 static void log_pair(ctx *x, mw_config *c, int idx, const node *k,
@@ -1152,6 +1179,16 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     mw_strvec_free(&l);
     return;
   }
+  case 10:
+    if (want_section(x, v, key) == 0)
+      walk_map(x, c, v, key, shutdown_keys, shutdown_pair);
+    return;
+  case 11:
+    bool_key(x, v, key, &c->health);
+    return;
+  case 12:
+    bool_key(x, v, key, &c->reflection);
+    return;
   default:
     return;
   }

@@ -45,7 +45,11 @@ typedef struct mw_config {
     int level;  /* mw_log_level; default info */
     int json;   /* format: text (0, default) or json (1) */
   } log;
-  int64_t shutdown_grace_ms; /* default 5000 */
+  int64_t shutdown_grace_ms;       /* shutdown.grace (or the older top-level
+                                      shutdown_grace_ms); default 10000 */
+  int64_t shutdown_drain_delay_ms; /* shutdown.drain_delay; default 0 */
+  int health;     /* serve grpc.health.v1.Health; default 1 */
+  int reflection; /* serve grpc.reflection v1 and v1alpha; default 1 */
 } mw_config;
 
 /* Fills c with the defaults. c owns nothing yet afterwards except defaults. */

@@ -2,7 +2,9 @@
  * goes. */
 #include "gen/mw_gen.h"
 
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "lua/mw_backend.h"
 
@@ -12,6 +14,7 @@ struct mw_gen {
   mw_methods *methods; /* owned; borrows schema */
   mw_lua_backend *lua; /* owned; borrows methods */
   mw_router *router;   /* the generation's lifetime: freed with its last ref */
+  int builtin_on[2];   /* which of `builtins` below it serves */
 };
 
 static void gen_free(mw_gen *g) {
@@ -23,17 +26,58 @@ static void gen_free(mw_gen *g) {
 
 static void on_router_released(void *self) { gen_free(self); }
 
+/* The built-in services (the scripts of services/ over gRPC's own protos), each on
+ * unless the config turns it off. Their protos join the config's `protos`,
+ * so they are served, listed and reflected like the user's. */
+typedef struct builtin {
+  const char *script;
+  const char *protos[2];
+  size_t offset; /* of the config's int that turns it on */
+} builtin;
+
+static const builtin builtins[] = {
+    {"health.lua", {"grpc/health/v1/health.proto", NULL}, offsetof(mw_config, health)},
+    {"reflection.lua",
+     {"grpc/reflection/v1/reflection.proto", "grpc/reflection/v1alpha/reflection.proto"},
+     offsetof(mw_config, reflection)},
+};
+#define N_BUILTINS (sizeof builtins / sizeof builtins[0])
+_Static_assert(N_BUILTINS == sizeof ((mw_gen *)0)->builtin_on / sizeof(int),
+               "one builtin_on flag per built-in service");
+
+static int builtin_on(const mw_config *cfg, const builtin *b) {
+  return *(const int *)((const char *)cfg + b->offset);
+}
+
 mw_gen *mw_gen_build(const mw_gen_options *opt, mw_diag *diag) {
   const mw_config *cfg = opt->config;
+  /* The config's names and the built-ins' (borrowed strings; the array is
+   * freed once the schema is loaded). */
+  const char **protos = malloc((cfg->protos.n + 2 * N_BUILTINS) * sizeof *protos);
+  const char *scripts[N_BUILTINS];
+  size_t n_protos = 0, n_scripts = 0;
+  if (!protos) {
+    mw_diag_add(diag, "out of memory");
+    return NULL;
+  }
+  for (size_t i = 0; i < cfg->protos.n; i++) protos[n_protos++] = cfg->protos.v[i];
+  for (size_t i = 0; i < N_BUILTINS; i++) {
+    if (!builtin_on(cfg, &builtins[i])) continue;
+    scripts[n_scripts++] = builtins[i].script;
+    for (size_t k = 0; k < 2 && builtins[i].protos[k]; k++) protos[n_protos++] = builtins[i].protos[k];
+  }
   mw_schema_input in = {
       .dirs = (const char *const *)cfg->services.v,
       .n_dirs = cfg->services.n,
       .proto_path = (const char *const *)cfg->proto_path.v,
       .n_proto_path = cfg->proto_path.n,
-      .protos = (const char *const *)cfg->protos.v,
-      .n_protos = cfg->protos.n,
+      .protos = protos,
+      .n_protos = n_protos,
   };
   mw_schema *schema = mw_schema_load(&in, diag);
+  free(protos);
+  in.protos = NULL;
+  in.n_protos = 0;
   if (!schema) {
     /* Without a schema the scripts cannot run, but their syntax can still
      * be checked, so that one pass reports both kinds of problem. */
@@ -48,10 +92,13 @@ mw_gen *mw_gen_build(const mw_gen_options *opt, mw_diag *diag) {
   }
   g->id = opt->id;
   g->schema = schema;
+  for (size_t i = 0; i < N_BUILTINS; i++) g->builtin_on[i] = builtin_on(cfg, &builtins[i]);
   g->methods = mw_methods_new(schema);
   if (!g->methods) goto oom;
   mw_lua_options lo = {
       .methods = g->methods,
+      .builtins = scripts,
+      .n_builtins = n_scripts,
       .dirs = in.dirs,
       .n_dirs = in.n_dirs,
       .n_states = opt->n_states,
@@ -78,6 +125,19 @@ const mw_schema *mw_gen_schema(const mw_gen *g) { return g->schema; }
 const mw_methods *mw_gen_methods(const mw_gen *g) { return g->methods; }
 mw_router *mw_gen_router(const mw_gen *g) { return g->router; }
 
+int mw_gen_is_builtin_service(const mw_gen *g, const upb_ServiceDef *svc) {
+  const char *file = upb_FileDef_Name(upb_ServiceDef_File(svc));
+  for (size_t b = 0; b < N_BUILTINS; b++) {
+    for (size_t k = 0; g->builtin_on[b] && k < 2 && builtins[b].protos[k]; k++)
+      if (strcmp(file, builtins[b].protos[k]) == 0) return 1;
+  }
+  return 0;
+}
+
+int mw_gen_is_builtin(const mw_gen *g, size_t i) {
+  return mw_gen_is_builtin_service(g, upb_MethodDef_Service(mw_methods_at(g->methods, i)->def));
+}
+
 int mw_gen_has_handler(const mw_gen *g, size_t i) {
   return mw_router_handler(g->router, i) != NULL;
 }
@@ -99,8 +159,13 @@ static void switch_router(void *self, mw_router *from, mw_router *to, int worker
   mw_lua_backend_switch(old->lua, next->lua, worker);
 }
 
+static void drain(void *self, mw_router *current, int worker) {
+  mw_gen *g = mw_router_owner_self(current);
+  mw_lua_backend_drain(g->lua, worker);
+}
+
 static void thread_exit(void *self, int worker) { mw_lua_thread_exit(); }
 
-static const mw_worker_hooks hooks = {NULL, switch_router, thread_exit};
+static const mw_worker_hooks hooks = {NULL, switch_router, drain, thread_exit};
 
 const mw_worker_hooks *mw_gen_worker_hooks(void) { return &hooks; }

@@ -38,6 +38,10 @@ const mw_schema *mw_gen_schema(const mw_gen *g);
 const mw_methods *mw_gen_methods(const mw_gen *g);
 /* Whether method i has a handler (else its calls are UNIMPLEMENTED). */
 int mw_gen_has_handler(const mw_gen *g, size_t i);
+/* Whether method i belongs to a built-in service (health, reflection) that
+ * the config left on, rather than to the user's protos. */
+int mw_gen_is_builtin(const mw_gen *g, size_t i);
+int mw_gen_is_builtin_service(const mw_gen *g, const upb_ServiceDef *svc);
 /* How many methods have a handler. */
 size_t mw_gen_handler_count(const mw_gen *g);
 /* The generation's router (the caller's reference is the generation's). */

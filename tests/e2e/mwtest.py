@@ -48,6 +48,35 @@ PROTOC = os.environ.get("MOONWIRE_PROTOC") or shutil.which("protoc") or "/usr/bi
 
 START_TIMEOUT = 20.0
 
+# gRPC's own protos (Debian's grpc-proto), for the standard services' clients.
+GRPC_PROTO_DIR = "/usr/share/grpc-proto"
+# Clients only the tests use, installed by tests/tools/setup.sh.
+TOOLS_BIN = os.path.join(SOURCE_DIR, "tests", "tools", "node_modules", ".bin")
+
+
+def tool(name):
+    """The path of a test tool (tests/tools/setup.sh installs them; make test
+    runs it first)."""
+    path = os.path.join(TOOLS_BIN, name)
+    if not os.access(path, os.X_OK):
+        raise RuntimeError("%s is not installed: run tests/tools/setup.sh" % path)
+    return path
+
+
+_standard = None
+
+
+def standard_protos():
+    """Protos of grpc.health.v1 and grpc.reflection v1 and v1alpha, built
+    from Debian's grpc-proto (the clients' side of the standard services)."""
+    global _standard
+    if _standard is None:
+        files = [os.path.join(GRPC_PROTO_DIR, f) for f in (
+            "grpc/health/v1/health.proto", "grpc/reflection/v1/reflection.proto",
+            "grpc/reflection/v1alpha/reflection.proto")]
+        _standard = Protos(files=files, includes=[GRPC_PROTO_DIR])
+    return _standard
+
 
 def example(name):
     """The absolute path of examples/<name>."""

@@ -250,7 +250,7 @@ class Shutdown(mwtest.TestCase):
             fut = get.future(self.M(x="slow", sleep=2.0), timeout=20)
             self.assertTrue(s.wait_log("handler started", timeout=10), s.logs())
             s.proc.send_signal(signal.SIGTERM)
-            self.assertTrue(s.wait_log("SIGTERM: stopping"), s.logs())
+            self.assertTrue(s.wait_log("SIGTERM: draining"), s.logs())
             # the server stops taking calls right after that line: a call
             # that still slipped in is served, the next ones are refused
             deadline = time.monotonic() + 1.0

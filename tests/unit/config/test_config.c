@@ -102,7 +102,10 @@ static void check_defaults(const mw_config *c) {
   MW_CHECK_INT(c->reload.debounce_ms, 200);
   MW_CHECK_INT(c->log.level, MW_LOG_INFO);
   MW_CHECK_INT(c->log.json, 0);
-  MW_CHECK_INT(c->shutdown_grace_ms, 5000);
+  MW_CHECK_INT(c->shutdown_grace_ms, 10000);
+  MW_CHECK_INT(c->shutdown_drain_delay_ms, 0);
+  MW_CHECK_INT(c->health, 1);
+  MW_CHECK_INT(c->reflection, 1);
 }
 
 static void test_defaults(void) {
@@ -310,6 +313,34 @@ static int64_t duration_of(const char *text, int *ok) {
   return v;
 }
 
+/* shutdown, health and reflection: the drain and the built-in services. */
+static void test_drain_and_builtins(void) {
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d, "shutdown:\n  grace: 30s\n  drain_delay: 1500ms\n"
+                            "health: false\nreflection: off\n"), 0);
+  MW_CHECK_INT(c.shutdown_grace_ms, 30000);
+  MW_CHECK_INT(c.shutdown_drain_delay_ms, 1500);
+  MW_CHECK_INT(c.health, 0);
+  MW_CHECK_INT(c.reflection, 0);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  /* the older top-level key still sets the grace */
+  MW_CHECK_INT(load(&c, &d, "shutdown_grace_ms: 2s\n"), 0);
+  MW_CHECK_INT(c.shutdown_grace_ms, 2000);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  expect_one("shutdown:\n  grace: soon\n",
+             "t.yaml:2:10: shutdown.grace: expected a duration in milliseconds (an "
+             "integer, or with a unit: 250ms, 20s, 5m, 1h), got 'soon'");
+  expect_one("shutdown:\n  drain: 1s\n",
+             "t.yaml:2:3: unknown key 'drain' in 'shutdown' (did you mean 'drain_delay'?)");
+  expect_one("health: maybe\n",
+             "t.yaml:1:9: health: expected a boolean (true/false, yes/no, on/off), got 'maybe'");
+  expect_one("reflection: [1]\n",
+             "t.yaml:1:13: reflection: expected a boolean (true/false, yes/no, on/off), got a list");
+}
+
 static void test_sizes(void) {
   static const struct {
     const char *text;
@@ -375,7 +406,7 @@ static void test_durations(void) {
     int ok;
     int64_t v = duration_of(bad[i], &ok);
     MW_CHECK(!ok);
-    MW_CHECK_INT(v, 5000);
+    MW_CHECK_INT(v, 10000);
     if (ok) fprintf(stderr, "  duration '%s' accepted\n", bad[i]);
   }
   expect_one("keepalive:\n  time_ms: 20 s\n",
@@ -525,7 +556,7 @@ static void test_unknown_keys(void) {
   expect_one("zzz: 1\n",
              "t.yaml:1:1: unknown key 'zzz' (valid keys: listen, workers, "
              "services, proto_path, limits, keepalive, reload, log, "
-             "shutdown_grace_ms, protos)");
+             "shutdown_grace_ms, protos, shutdown, health, reflection)");
 }
 
 static void test_duplicates(void) {
@@ -858,6 +889,7 @@ int main(void) {
   MW_RUN(test_wrong_types);
   MW_RUN(test_top_level);
   MW_RUN(test_unknown_keys);
+  MW_RUN(test_drain_and_builtins);
   MW_RUN(test_duplicates);
   MW_RUN(test_yaml_features);
   MW_RUN(test_many_errors_one_pass);
