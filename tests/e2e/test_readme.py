@@ -1,7 +1,10 @@
 """The README's five-minute tour runs as written: its shop/ files are
 examples/shop, served and called the way the README shows."""
+import json
 import os
 import re
+import shlex
+import subprocess
 import time
 import unittest
 
@@ -55,6 +58,18 @@ class Readme(unittest.TestCase):
             left = [q.left for q in countdown(Item(sku="tea", quantity=3), timeout=20)]
             self.assertEqual(left, [3, 2, 1])
             self.assertGreater(time.monotonic() - t0, 1.2)  # it sleeps between sends
+
+    def test_call_through_reflection(self):
+        # The README's buf curl line, as written but for the address.
+        with open(README) as f:
+            (line,) = [l.strip() for l in f if l.strip().startswith("buf curl ")]
+        args = shlex.split(line)
+        with Server(SHOP) as s:
+            args = [mwtest.tool("buf")] + args[1:-1] + [
+                args[-1].replace("127.0.0.1:50051", s.target())]
+            r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(json.loads(r.stdout), {"cents": "900"})
 
 
 if __name__ == "__main__":
