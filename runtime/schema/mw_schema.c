@@ -187,7 +187,17 @@ static int inc_list_build(inc_list *l, const char *const *includes, size_t n,
     free(proj);
     proj = NULL;
   }
+  size_t before = l->disp.n;
   if (inc_list_add_extra(l, proj) != 0) return -1;
+  /* The private copy's temp path means nothing to a user: messages name
+   * its files "(built in)/grpc/health/v1/health.proto". */
+  const char *env = getenv("MOONWIRE_PROTO_DIR");
+  if (l->disp.n > before && !(env && *env)) {
+    char *shown = strdup("(built in)");
+    if (!shown) return -1;
+    free(l->disp.v[before]);
+    l->disp.v[before] = shown;
+  }
   return inc_list_add_extra(l, wkt_dir(protoc));
 }
 

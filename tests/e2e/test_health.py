@@ -163,6 +163,19 @@ class Health(mwtest.TestCase):
                 self.check(s.channel(), "")
             self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
 
+    def test_own_health_proto_needs_health_off(self):
+        with open(mwtest.GRPC_PROTO_DIR + "/grpc/health/v1/health.proto") as f:
+            own = f.read()
+        d = self.service_dir({"grpc/health/v1/health.proto": own})
+        r = mwtest.run_cli("check", str(d))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("duplicate service 'grpc.health.v1.Health': defined in ", r.stderr)
+        self.assertIn("and in (built in)/grpc/health/v1/health.proto", r.stderr)
+        d.write("moonwire.yaml", "health: false\n")
+        r = mwtest.run_cli("check", str(d))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("/grpc.health.v1.Health/Check", r.stdout)
+
     def test_check_cli(self):
         r = mwtest.run_cli("check", str(self.dir))
         self.assertEqual(r.returncode, 0, r.stderr)
