@@ -12,7 +12,7 @@ upb_dir=$build_dir/deps/upb
 
 packages=(
   build-essential cmake pkg-config
-  libgrpc-dev liblua5.4-dev lua5.4 libyaml-dev libssl-dev
+  libgrpc-dev liblua5.4-dev lua5.4 libyaml-dev libssl-dev openssl
   protobuf-compiler libprotobuf-dev
   lua-busted python3-grpcio python3-protobuf
   nghttp2-client grpc-proto dpkg-dev

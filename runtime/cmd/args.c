@@ -1,16 +1,20 @@
 /* The command line and the config it names. */
 #include "cmd/cmd.h"
 
+#include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/mw_fs.h"
+
 static const char usage[] =
-    "usage: moonwire serve [-c FILE] [--listen HOST:PORT] [DIR]\n"
-    "       moonwire check [-c FILE] [DIR]\n"
+    "usage: moonwire serve [-c FILE] [--listen HOST:PORT] [TLS FILES] [DIR]\n"
+    "       moonwire check [-c FILE] [TLS FILES] [DIR]\n"
     "       moonwire --version | --help\n"
     "\n"
     "  serve   serve the .proto and .lua files of DIR (default: the config's\n"
@@ -23,7 +27,36 @@ static const char usage[] =
     "  -l, --listen ADDR     listen on ADDR instead of the config's listen;\n"
     "                        port 0 picks a free port\n"
     "  -h, --help            this text\n"
-    "  -V, --version         the version\n";
+    "  -V, --version         the version\n"
+    "\n"
+    "  TLS FILES (each replaces its key of the config's tls section; the\n"
+    "  files are checked at start and re-read when they are replaced):\n"
+    "      --tls-cert FILE       serve TLS on every listener with this PEM\n"
+    "                            certificate, then its chain (tls.cert)\n"
+    "      --tls-key FILE        the certificate's PEM private key (tls.key)\n"
+    "      --tls-client-ca FILE  verify client certificates against these PEM\n"
+    "                            CAs (tls.client_ca); with the config's\n"
+    "                            tls.require_client_cert, one is required\n";
+
+/* --tls-cert, --tls-key and --tls-client-ca, alone or as --NAME=FILE: the
+ * field of o the flag sets, with *val the text after '=' (else NULL); NULL
+ * when a is none of them. */
+static const char **tls_flag(options *o, const char *a, const char **val) {
+  static const struct {
+    const char *name;
+    size_t off;
+  } flags[] = {{"--tls-cert", offsetof(options, tls_cert)},
+               {"--tls-key", offsetof(options, tls_key)},
+               {"--tls-client-ca", offsetof(options, tls_client_ca)}};
+  for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+    size_t n = strlen(flags[i].name);
+    if (strncmp(a, flags[i].name, n) != 0 || (a[n] != '\0' && a[n] != '='))
+      continue;
+    *val = a[n] == '=' ? a + n + 1 : NULL;
+    return (const char **)(void *)((char *)o + flags[i].off);
+  }
+  return NULL;
+}
 
 int mw_cmd_parse(int argc, char **argv, options *o) {
   memset(o, 0, sizeof *o);
@@ -33,6 +66,7 @@ int mw_cmd_parse(int argc, char **argv, options *o) {
   }
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
+    const char **tls_field, *tls_val;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       fputs(usage, stdout);
       return 0;
@@ -56,6 +90,12 @@ int mw_cmd_parse(int argc, char **argv, options *o) {
       o->config = a + 9;
     } else if (!strncmp(a, "--listen=", 9)) {
       o->listen = a + 9;
+    } else if ((tls_field = tls_flag(o, a, &tls_val))) {
+      if (!tls_val && i + 1 >= argc) {
+        fprintf(stderr, "moonwire: %s needs a value\n", a);
+        return 2;
+      }
+      *tls_field = tls_val ? tls_val : argv[++i];
     } else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "moonwire: unknown option %s\n\n%s", a, usage);
       return 2;
@@ -78,6 +118,46 @@ int mw_cmd_parse(int argc, char **argv, options *o) {
 void mw_cmd_print_diag(const mw_diag *d) {
   for (size_t i = 0; i < d->n && i < d->cap; i++)
     if (d->msgs[i]) fprintf(stderr, "%s\n", d->msgs[i]);
+}
+
+/* One --tls-* flag over its key: the path made absolute against the current
+ * directory (lexically, like the config's: a symbolic link stays one). */
+static void tls_override(const char *flag, const char *val, char **dst,
+                         mw_diag *diag) {
+  if (!val) return;
+  if (!*val) {
+    mw_diag_add(diag, "%s: empty path", flag);
+    return;
+  }
+  char cwd[PATH_MAX] = "/";
+  if (val[0] != '/' && !getcwd(cwd, sizeof cwd)) {
+    mw_diag_add(diag, "%s: cannot determine the current directory: %s", flag,
+                strerror(errno));
+    return;
+  }
+  char *abs = mw_fs_join_norm(cwd, val);
+  if (!abs) {
+    mw_diag_add(diag, "%s: out of memory", flag);
+    return;
+  }
+  free(*dst);
+  *dst = abs;
+}
+
+/* The --tls-* flags on top of the config's tls section, and what the keys
+ * need of each other once both are merged. */
+static void apply_tls_flags(const options *o, mw_config *cfg, mw_diag *diag) {
+  if (!o->tls_cert && !o->tls_key && !o->tls_client_ca) return;
+  tls_override("--tls-cert", o->tls_cert, &cfg->tls.cert, diag);
+  tls_override("--tls-key", o->tls_key, &cfg->tls.key, diag);
+  tls_override("--tls-client-ca", o->tls_client_ca, &cfg->tls.client_ca, diag);
+  if (cfg->tls.cert && !cfg->tls.key)
+    mw_diag_add(diag, "--tls-cert needs --tls-key (or tls.key in the config)");
+  if (cfg->tls.key && !cfg->tls.cert)
+    mw_diag_add(diag, "--tls-key needs --tls-cert (or tls.cert in the config)");
+  if (cfg->tls.client_ca && !cfg->tls.cert)
+    mw_diag_add(diag, "--tls-client-ca needs --tls-cert and --tls-key: client "
+                      "certificates are only asked for over TLS");
 }
 
 /* The config: -c FILE, else DIR/moonwire.yaml when there is one; then the
@@ -110,6 +190,7 @@ int mw_cmd_load_config(const options *o, mw_config *cfg, mw_diag *diag) {
       mw_strvec_set1(&cfg->listen, o->listen);
     }
   }
+  apply_tls_flags(o, cfg, diag);
   return mw_diag_count(diag) ? -1 : 0;
 }
 

@@ -5,6 +5,7 @@
 
 #include "cmd/cmd.h"
 #include "gen/mw_gen.h"
+#include "tls/mw_tls.h"
 
 int mw_cmd_check(const options *o) {
   mw_config cfg;
@@ -14,6 +15,16 @@ int mw_cmd_check(const options *o) {
   if (cfg.services.n) {
     mw_gen_options go = {.config = &cfg, .n_states = 1, .mem = NULL, .id = 1};
     g = mw_gen_build(&go, &diag);
+  }
+  /* The TLS files, with the checks serve makes at start. */
+  mw_tls_set *tls = NULL;
+  if (cfg.tls.cert && cfg.tls.key) {
+    mw_tls_files files = {cfg.tls.cert, cfg.tls.key, cfg.tls.client_ca};
+    mw_diag warns = {0};
+    tls = mw_tls_load(&files, 0, &diag, &warns);
+    for (size_t i = 0; i < warns.n && i < warns.cap; i++)
+      if (warns.msgs[i]) fprintf(stderr, "warning: %s\n", warns.msgs[i]);
+    mw_diag_free(&warns);
   }
   int rc = 0;
   if (mw_diag_count(&diag)) {
@@ -53,7 +64,13 @@ int mw_cmd_check(const options *o) {
       last = m->service;
     }
     if (last) printf("\n");
+    if (tls)
+      printf("tls: %s (%s, expires %s)%s\n", cfg.tls.cert, tls->subject, tls->not_after,
+             !cfg.tls.client_ca           ? ""
+             : cfg.tls.require_client_cert ? "; client certificates required"
+                                           : "; client certificates optional");
   }
+  mw_tls_set_unref(tls);
   mw_gen_unref(g);
   mw_diag_free(&diag);
   mw_config_free(&cfg);

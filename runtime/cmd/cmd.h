@@ -11,6 +11,8 @@ typedef struct options {
   const char *config;
   const char *listen;
   const char *dir;
+  /* --tls-cert, --tls-key, --tls-client-ca: each replaces its tls key */
+  const char *tls_cert, *tls_key, *tls_client_ca;
 } options;
 
 /* Parses argv; returns an exit status to stop with (after --help, --version

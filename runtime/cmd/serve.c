@@ -62,6 +62,17 @@ static void watch_gen(serving *sv, mw_gen *g) {
   free(files);
 }
 
+/* Whether two configs name the same TLS files (the server's listeners keep
+ * the ones they started with; the files' contents are re-read anyway). */
+static int same_str(const char *a, const char *b) {
+  return a == b || (a && b && strcmp(a, b) == 0);
+}
+static int same_tls(const mw_config *a, const mw_config *b) {
+  return same_str(a->tls.cert, b->tls.cert) && same_str(a->tls.key, b->tls.key) &&
+         same_str(a->tls.client_ca, b->tls.client_ca) &&
+         a->tls.require_client_cert == b->tls.require_client_cert;
+}
+
 /* Builds and validates the next generation from the files as they are now;
  * publishes it only when everything loads. A failure changes nothing. */
 static void reload(serving *sv, const char *why) {
@@ -86,6 +97,9 @@ static void reload(serving *sv, const char *why) {
   }
   if (ncfg.listen.n != sv->cfg.listen.n || ncfg.workers != sv->cfg.workers)
     mw_log(MW_LOG_WARN, "listen and workers changes take effect at the next start");
+  if (!same_tls(&ncfg, &sv->cfg))
+    mw_log(MW_LOG_WARN, "tls changes take effect at the next start (replacing the "
+                        "files themselves needs no restart)");
   sv->gen_id++;
   mw_server_swap(sv->s, mw_gen_router(g));
   publish_served(g);

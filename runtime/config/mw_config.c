@@ -88,6 +88,9 @@ void mw_config_free(mw_config *c) {
   mw_strvec_free(&c->services);
   mw_strvec_free(&c->proto_path);
   mw_strvec_free(&c->protos);
+  free(c->tls.cert);
+  free(c->tls.key);
+  free(c->tls.client_ca);
   mw_config_init(c);
 }
 
@@ -705,7 +708,7 @@ static int number_value(ctx *x, const node *v, const char *key, int kind,
 static const char *const top_keys[] = {
     "listen", "workers",   "services", "proto_path",        "limits",
     "keepalive", "reload", "log",      "shutdown_grace_ms", "protos",
-    "shutdown", "health", "reflection", NULL};
+    "shutdown", "health", "reflection", "tls", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -755,6 +758,8 @@ static const char *const keepalive_keys[] = {
 static const char *const reload_keys[] = {"watch", "debounce_ms", NULL};
 static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const shutdown_keys[] = {"grace", "drain_delay", NULL};
+static const char *const tls_keys[] = {"cert", "key", "client_ca",
+                                       "require_client_cert", NULL};
 
 static const struct {
   const char *name;
@@ -763,7 +768,8 @@ static const struct {
                 {"keepalive", keepalive_keys},
                 {"reload", reload_keys},
                 {"log", log_keys},
-                {"shutdown", shutdown_keys}};
+                {"shutdown", shutdown_keys},
+                {"tls", tls_keys}};
 
 static void key_list(char *buf, size_t cap, const char *const *keys) {
   size_t o = 0;
@@ -1098,6 +1104,74 @@ static int dir_elem(ctx *x, const node *e, const char *key, void *arg) {
   return rc;
 }
 
+/* A file path of the tls section: resolved against the config file's
+ * directory, lexically only (see mw_config.h); whether the file exists and
+ * holds what it should is checked by tls/ when the server starts. */
+static void tls_path(ctx *x, const node *v, const char *key, char **dst) {
+  if (want_scalar(x, v, key, "a file path") != 0) return;
+  if (v->len == 0) {
+    ERR(x, v, "%s: empty path", key);
+    return;
+  }
+  char *joined = mw_fs_join_norm(x->base_dir, v->s);
+  if (!joined) {
+    ERR(x, v, "%s: out of memory", key);
+    return;
+  }
+  free(*dst);
+  *dst = joined;
+}
+
+static void tls_pair(ctx *x, mw_config *c, int idx, const node *k,
+                     const node *v) {
+  switch (idx) {
+  case 0: tls_path(x, v, "tls.cert", &c->tls.cert); return;
+  case 1: tls_path(x, v, "tls.key", &c->tls.key); return;
+  case 2: tls_path(x, v, "tls.client_ca", &c->tls.client_ca); return;
+  default: {
+    const char *what = "a boolean (true/false, yes/no, on/off)";
+    if (want_scalar(x, v, "tls.require_client_cert", what) != 0) return;
+    int b;
+    if (parse_bool(v->s, &b) != 0) {
+      ERR(x, v, "tls.require_client_cert: expected %s, got '%s'", what, EX(v));
+      return;
+    }
+    c->tls.require_client_cert = b;
+    return;
+  }
+  }
+}
+
+/* The key node named key in mapping m, else m itself (for positions). */
+static const node *key_node(const node *m, const char *key) {
+  for (size_t i = 0; i + 1 < m->n; i += 2)
+    if (m->kid[i]->type == N_SCALAR && strcmp(m->kid[i]->s, key) == 0)
+      return m->kid[i];
+  return m;
+}
+
+/* What the tls keys need of each other, once the section is read. */
+static void tls_section(ctx *x, mw_config *c, const node *m) {
+  size_t before = x->nerr + x->lost;
+  walk_map(x, c, m, "tls", tls_keys, tls_pair);
+  /* A key that failed has been reported; what it lacks would repeat it. */
+  if (x->nerr + x->lost != before) return;
+  if (c->tls.cert && !c->tls.key)
+    ERR(x, key_node(m, "cert"), "tls.cert needs tls.key (the certificate's "
+                                "private key) as well");
+  if (c->tls.key && !c->tls.cert)
+    ERR(x, key_node(m, "key"), "tls.key needs tls.cert (the certificate "
+                               "it belongs to) as well");
+  if (c->tls.client_ca && !c->tls.cert)
+    ERR(x, key_node(m, "client_ca"), "tls.client_ca needs tls.cert and "
+                                     "tls.key: client certificates are only "
+                                     "asked for over TLS");
+  if (c->tls.require_client_cert && !c->tls.client_ca)
+    ERR(x, key_node(m, "require_client_cert"),
+        "tls.require_client_cert needs tls.client_ca (the CAs client "
+        "certificates are checked against)");
+}
+
 static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
                      const node *v) {
   const char *key = top_keys[idx];
@@ -1188,6 +1262,9 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     return;
   case 12:
     bool_key(x, v, key, &c->reflection);
+    return;
+  case 13:
+    if (want_section(x, v, key) == 0) tls_section(x, c, v);
     return;
   default:
     return;

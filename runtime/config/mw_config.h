@@ -50,6 +50,16 @@ typedef struct mw_config {
   int64_t shutdown_drain_delay_ms; /* shutdown.drain_delay; default 0 */
   int health;     /* serve grpc.health.v1.Health; default 1 */
   int reflection; /* serve grpc.reflection v1 and v1alpha; default 1 */
+  /* TLS for every listener; off while cert is NULL. Paths are absolute
+   * (owned), resolved against the config file's directory like services,
+   * but symbolic links are kept: a rotation that swaps a link (Kubernetes'
+   * ..data) must be seen through the path as written. */
+  struct {
+    char *cert;      /* PEM: the server's certificate, then its chain */
+    char *key;       /* PEM: the private key of cert */
+    char *client_ca; /* PEM: the CAs client certificates must chain to */
+    int require_client_cert; /* default 0; needs client_ca */
+  } tls;
 } mw_config;
 
 /* Fills c with the defaults. c owns nothing yet afterwards except defaults. */

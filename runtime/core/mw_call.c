@@ -13,6 +13,7 @@
 
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
 #include <grpc/slice.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
@@ -90,6 +91,21 @@ int mw_call_reading(const mw_call *c) {
 const char *mw_call_peer(mw_call *c) {
   if (!c->peer) c->peer = grpc_call_get_peer(c->call);
   return c->peer ? c->peer : "";
+}
+
+void mw_call_auth_each(mw_call *c,
+                       void (*fn)(void *ud, const char *name,
+                                  const char *value, size_t len),
+                       void *ud) {
+  /* A reference of our own for the walk: the call keeps the context, but
+   * this does not depend on how. */
+  grpc_auth_context *ac = grpc_call_auth_context(c->call);
+  if (!ac) return;
+  grpc_auth_property_iterator it = grpc_auth_context_property_iterator(ac);
+  const grpc_auth_property *p;
+  while ((p = grpc_auth_property_iterator_next(&it)))
+    if (p->name) fn(ud, p->name, p->value ? p->value : "", p->value_length);
+  grpc_auth_context_release(ac);
 }
 
 size_t mw_call_metadata_count(const mw_call *c) { return c->md.count; }

@@ -30,6 +30,21 @@ size_t mw_call_metadata_count(const mw_call *c);
 void mw_call_metadata_at(const mw_call *c, size_t i, const char **key,
                          size_t *klen, const char **val, size_t *vlen);
 
+/* The call's transport security, property by property, as gRPC core's auth
+ * context has it: fn(ud, name, value, len) for each, in order, with names
+ * such as "transport_security_type" ("ssl", or "insecure" for plaintext),
+ * "security_level", "x509_common_name", "x509_subject",
+ * "x509_subject_alternative_name", "peer_dns", "peer_uri",
+ * "peer_spiffe_id", "peer_email", "peer_ip", "ssl_session_reused",
+ * "x509_pem_cert" (grpc_security_constants.h). value holds len bytes, not
+ * NUL-terminated, valid while fn runs. fn must return normally (no
+ * longjmp, so no Lua error): the walk holds a reference it releases at the
+ * end. Nothing is copied unless fn copies it. */
+void mw_call_auth_each(mw_call *c,
+                       void (*fn)(void *ud, const char *name,
+                                  const char *value, size_t len),
+                       void *ud);
+
 /* The server's counters, as the call's worker sees them now. */
 typedef struct mw_server_stats {
   size_t live_calls;

@@ -19,6 +19,7 @@
 #include "base/mw_log.h"
 #include "core/mw_call.h"
 #include "core/mw_core_internal.h"
+#include "core/mw_credentials.h"
 
 /* Request slots each worker keeps posted: per registered method, and for
  * the generic path (methods a reload added, unknown methods). A call that
@@ -61,6 +62,7 @@ struct mw_server {
   size_t n_reg;
   char **listeners;   /* owned */
   size_t n_listeners;
+  mw_credentials *creds; /* owned: what every listener speaks */
   mw_tag shutdown_tag;
   mw_worker_hooks hooks;
   _Atomic int stopping;
@@ -368,8 +370,16 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
 
   s->listeners = calloc(cfg->listen.n ? cfg->listen.n : 1, sizeof *s->listeners);
   if (!s->listeners) goto oom;
+  /* The TLS files are checked before any listener exists: a bad file is
+   * reported with its name, not as a listener that failed. */
+  s->creds = mw_credentials_new(cfg, diag);
+  if (!s->creds) {
+    mw_server_free(s);
+    return NULL;
+  }
   for (size_t i = 0; i < cfg->listen.n; i++) {
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds = mw_credentials_listener(s->creds);
+    if (!creds) goto oom;
     int port = grpc_server_add_http2_port(s->server, cfg->listen.v[i], creds);
     grpc_server_credentials_release(creds);
     if (port <= 0) {
@@ -466,9 +476,18 @@ void mw_server_stop(mw_server *s, long grace_ms) {
 void mw_server_free(mw_server *s) {
   if (!s) return;
   if (atomic_load(&s->started)) mw_server_stop(s, 0);
-  if (s->server) {
-    grpc_server_destroy(s->server);
+  if (s->server && !atomic_load(&s->stopping) && s->workers && s->workers[0].cq) {
+    /* Never started (a later listener failed to bind, say): gRPC core
+     * refuses to destroy a server with listeners that was not shut down. */
+    atomic_store(&s->stopping, 1);
+    grpc_server_shutdown_and_notify(s->server, s->workers[0].cq, &s->shutdown_tag);
+    grpc_server_cancel_all_calls(s->server);
+    grpc_event ev;
+    do {
+      ev = grpc_completion_queue_next(s->workers[0].cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    } while (ev.type != GRPC_QUEUE_SHUTDOWN && ev.tag != &s->shutdown_tag);
   }
+  if (s->server) grpc_server_destroy(s->server);
   for (int i = 0; s->workers && i < s->n_workers; i++) {
     mw_worker *w = &s->workers[i];
     if (w->cq) {
@@ -496,6 +515,10 @@ void mw_server_free(mw_server *s) {
   pthread_mutex_destroy(&s->gen_lock);
   pthread_mutex_destroy(&s->idle_lock);
   pthread_cond_destroy(&s->idle_cond);
+  mw_credentials *creds = s->creds;
   free(s);
   grpc_shutdown();
+  /* Last: gRPC core's listeners held pointers into the credentials'
+   * fetcher records until the server and gRPC itself were torn down. */
+  mw_credentials_free(creds);
 }

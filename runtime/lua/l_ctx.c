@@ -1,6 +1,7 @@
 /* ctx: the call's context handle. Its fields (method, peer, metadata,
- * deadline, values) are made on first use and cached in the userdata's user
- * value, so a handler that reads none of them pays for none. */
+ * deadline, values, auth) are made on first use and cached in the
+ * userdata's user value, so a handler that reads none of them pays for
+ * none. */
 #include <math.h>
 #include <string.h>
 
@@ -123,6 +124,157 @@ static void push_metadata(lua_State *L, mw_lcall *h) {
   }
 }
 
+/* ---- ctx.auth ----------------------------------------------------------- */
+
+/* The auth context's properties ctx.auth shows, by kind. The single values
+ * come first, then the lists, then the peer's certificate (read only when
+ * asked for: auth.pem). */
+enum {
+  A_TRANSPORT, A_LEVEL, A_CN, A_SUBJECT, A_SPIFFE, A_REUSED,
+  A_SANS, A_DNS, A_URI, A_EMAIL, A_IP, /* lists */
+  A_PEM, A_KINDS
+};
+#define A_FIRST_LIST A_SANS
+#define A_LAST_LIST A_IP
+
+static const struct {
+  const char *prop;  /* gRPC core's name (grpc_security_constants.h) */
+  const char *field; /* ctx.auth's */
+} auth_props[A_KINDS] = {
+    {"transport_security_type", "transport"},
+    {"security_level", "security_level"},
+    {"x509_common_name", "common_name"},
+    {"x509_subject", "subject"},
+    {"peer_spiffe_id", "spiffe_id"},
+    {"ssl_session_reused", "session_reused"},
+    {"x509_subject_alternative_name", "sans"},
+    {"peer_dns", "dns"},
+    {"peer_uri", "uri"},
+    {"peer_email", "email"},
+    {"peer_ip", "ip"},
+    {"x509_pem_cert", "pem"},
+};
+
+static int auth_kind(const char *name) {
+  for (int k = 0; k < A_KINDS; k++)
+    if (strcmp(name, auth_props[k].prop) == 0) return k;
+  return -1;
+}
+
+/* One pass over the properties. The walk runs inside core, where a Lua
+ * error must not unwind (mw_call_auth_each), so it only counts (first
+ * pass) or copies into a block made before it (second pass). */
+typedef struct auth_entry {
+  int kind;
+  size_t off, len; /* in data */
+} auth_entry;
+
+typedef struct auth_walk {
+  int pem;             /* collect the certificate (1) or the rest (0) */
+  size_t n, bytes;     /* entries and bytes seen so far */
+  size_t cap_n, cap_bytes;
+  auth_entry *e;       /* NULL while counting */
+  char *data;
+} auth_walk;
+
+static void auth_visit(void *ud, const char *name, const char *value,
+                       size_t len) {
+  auth_walk *w = ud;
+  int k = auth_kind(name);
+  if (k < 0 || (k == A_PEM) != w->pem) return;
+  if (w->e) {
+    /* The context does not change during a call; this only guards. */
+    if (w->n == w->cap_n || len > w->cap_bytes - w->bytes) return;
+    w->e[w->n] = (auth_entry){k, w->bytes, len};
+    memcpy(w->data + w->bytes, value, len);
+  }
+  w->n++;
+  w->bytes += len;
+}
+
+/* Copies the properties of one pass into a userdata left on the stack
+ * (the Lua collector owns it, so an error later leaks nothing). */
+static auth_walk auth_collect(lua_State *L, mw_lcall *h, int pem) {
+  auth_walk w = {.pem = pem};
+  mw_call_auth_each(h->call, auth_visit, &w);
+  size_t n = w.n, bytes = w.bytes;
+  char *block = lua_newuserdatauv(L, n * sizeof(auth_entry) + bytes + 1, 0);
+  w = (auth_walk){.pem = pem,
+                  .cap_n = n,
+                  .cap_bytes = bytes,
+                  .e = (auth_entry *)(void *)block,
+                  .data = block + n * sizeof(auth_entry)};
+  mw_call_auth_each(h->call, auth_visit, &w);
+  return w;
+}
+
+/* auth.pem, the first time it is read: the peer's certificate, put into
+ * the table, after which the table drops this hook. Upvalue 1: the ctx. */
+static int auth_index(lua_State *L) {
+  if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "pem") != 0)
+    return 0;
+  mw_handle *hd = lua_touserdata(L, lua_upvalueindex(1));
+  if (!hd || !hd->h) return luaL_error(L, "the call has ended");
+  auth_walk w = auth_collect(L, hd->h, 1);
+  if (w.n)
+    lua_pushlstring(L, w.data + w.e[0].off, w.e[0].len);
+  else
+    lua_pushnil(L); /* the peer sent no certificate */
+  lua_pushliteral(L, "pem");
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  lua_pushnil(L);
+  lua_setmetatable(L, 1);
+  return 1;
+}
+
+/* Pushes ctx.auth of the ctx at index 1: a table for a TLS call, nothing
+ * (returns 0) for a plaintext one. */
+static int push_auth(lua_State *L, mw_lcall *h) {
+  auth_walk w = auth_collect(L, h, 0);
+  int block = lua_gettop(L);
+  const auth_entry *tr = NULL;
+  for (size_t i = 0; i < w.n && !tr; i++)
+    if (w.e[i].kind == A_TRANSPORT) tr = &w.e[i];
+  int tls = tr && tr->len == 3 &&
+            (memcmp(w.data + tr->off, "ssl", 3) == 0 ||
+             memcmp(w.data + tr->off, "tls", 3) == 0);
+  if (!tls) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_createtable(L, 0, A_KINDS);
+  int t = lua_gettop(L);
+  for (int k = A_FIRST_LIST; k <= A_LAST_LIST; k++) { /* empty when none */
+    lua_newtable(L);
+    lua_setfield(L, t, auth_props[k].field);
+  }
+  for (size_t i = 0; i < w.n; i++) {
+    const auth_entry *e = &w.e[i];
+    const char *v = w.data + e->off;
+    if (e->kind == A_REUSED) {
+      lua_pushboolean(L, e->len == 4 && memcmp(v, "true", 4) == 0);
+      lua_setfield(L, t, auth_props[e->kind].field);
+    } else if (e->kind >= A_FIRST_LIST && e->kind <= A_LAST_LIST) {
+      lua_getfield(L, t, auth_props[e->kind].field);
+      lua_pushlstring(L, v, e->len);
+      lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+      lua_pop(L, 1);
+    } else {
+      lua_pushlstring(L, v, e->len);
+      lua_setfield(L, t, auth_props[e->kind].field);
+    }
+  }
+  /* pem on demand: a metatable per table, its __index holding the ctx. */
+  lua_createtable(L, 0, 1);
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, auth_index, 1);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, t);
+  lua_remove(L, block);
+  return 1;
+}
+
 static const luaL_Reg ctx_methods[] = {
     {"remaining", ctx_remaining},     {"cancelled", ctx_cancelled},
     {"set_header", ctx_set_header},
@@ -145,7 +297,11 @@ static int ctx_index(lua_State *L) {
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, 1, 1);
   }
-  if (lua_getfield(L, -1, key) != LUA_TNIL) return 1;
+  if (lua_getfield(L, -1, key) != LUA_TNIL) {
+    /* false: a field known to be absent (ctx.auth of a plaintext call) */
+    if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) lua_pushnil(L);
+    return 1;
+  }
   lua_pop(L, 1);
   if (!hd->h) return luaL_error(L, "the call has ended");
   mw_lcall *h = hd->h;
@@ -164,6 +320,13 @@ static int ctx_index(lua_State *L) {
     lua_pushnumber(L, d);
   } else if (strcmp(key, "values") == 0) {
     lua_newtable(L);
+  } else if (strcmp(key, "auth") == 0) {
+    if (!push_auth(L, h)) {
+      lua_pushboolean(L, 0); /* cached as absent; read as nil */
+      lua_setfield(L, -2, key);
+      lua_pushnil(L);
+      return 1;
+    }
   } else {
     lua_pushnil(L);
     return 1;

@@ -177,6 +177,7 @@ class Server:
         paths in it resolve against that temp dir, so use absolute ones.
     args: more command-line arguments; env: variables added to os.environ
         (a value of None removes the variable).
+    listen: the --listen address; None leaves the config's listen list.
     bin: the binary (default MOONWIRE_BIN); cwd: its working directory.
 
     start() (or entering the with block) waits up to start_timeout seconds
@@ -212,7 +213,7 @@ class Server:
     # -- lifetime --
 
     def start(self):
-        cmd = [self.bin, "serve", "--listen", self.listen]
+        cmd = [self.bin, "serve"] + (["--listen", self.listen] if self.listen else [])
         if self.config is not None:
             self._tmp = tempfile.mkdtemp(prefix="mw-e2e-cfg-")
             path = os.path.join(self._tmp, "moonwire.yaml")

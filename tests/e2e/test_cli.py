@@ -209,6 +209,18 @@ class Check(mwtest.TestCase):
             self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
             self.assertIn("cannot listen on %s" % s.addr, r.stderr)
 
+    def test_second_listener_in_use_is_an_error(self):
+        # The first address binds, the second cannot: a clean error, no abort.
+        with Server(HELLO_DIR) as s:
+            d = mwtest.ServiceDir({"moonwire.yaml": "listen: [127.0.0.1:0, %s]\n" % s.addr})
+            try:
+                r = run_cli("serve", "-c", d.file("moonwire.yaml"), HELLO_DIR)
+            finally:
+                d.cleanup()
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertIn("cannot listen on %s" % s.addr, r.stderr)
+            self.assertNotIn("assertion failed", r.stderr)
+
     def test_missing_dir(self):
         r = run_cli("check", "/nonexistent/moonwire/dir")
         self.assertEqual(r.returncode, 1)

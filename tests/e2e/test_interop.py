@@ -69,8 +69,14 @@ class Interop(mwtest.TestCase):
         cls.ResponseParameters = m("grpc.testing.ResponseParameters")
         cls.Payload = m("grpc.testing.Payload")
         cls.EchoStatus = m("grpc.testing.EchoStatus")
-        cls.server = Server(INTEROP).start()
-        cls.ch = cls.server.channel()
+        cls.server, cls.ch = cls.serve()
+
+    @classmethod
+    def serve(cls):
+        """The server under test and a channel to it (test_tls.py runs
+        these cases over TLS by replacing this)."""
+        server = Server(INTEROP).start()
+        return server, server.channel()
 
     @classmethod
     def tearDownClass(cls):

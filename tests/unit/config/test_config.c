@@ -556,7 +556,7 @@ static void test_unknown_keys(void) {
   expect_one("zzz: 1\n",
              "t.yaml:1:1: unknown key 'zzz' (valid keys: listen, workers, "
              "services, proto_path, limits, keepalive, reload, log, "
-             "shutdown_grace_ms, protos, shutdown, health, reflection)");
+             "shutdown_grace_ms, protos, shutdown, health, reflection, tls)");
 }
 
 static void test_duplicates(void) {
@@ -855,6 +855,69 @@ static void test_protos(void) {
              "to proto_path (like grpc/testing/test.proto)");
 }
 
+static void test_tls(void) {
+  mw_config c;
+  mw_diag d;
+  char q[PATH_MAX];
+  /* paths resolve against the config's directory, lexically */
+  MW_CHECK_INT(load(&c, &d,
+                    "tls:\n"
+                    "  cert: certs/../tls/server.pem\n"
+                    "  key: /etc/tls/server.key\n"
+                    "  client_ca: ca.pem\n"
+                    "  require_client_cert: yes\n"),
+               0);
+  MW_CHECK_STR(c.tls.cert, tmp_path(q, "tls/server.pem"));
+  MW_CHECK_STR(c.tls.key, "/etc/tls/server.key");
+  MW_CHECK_STR(c.tls.client_ca, tmp_path(q, "ca.pem"));
+  MW_CHECK_INT(c.tls.require_client_cert, 1);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  mw_config_free(&c); /* twice: harmless */
+  MW_CHECK(c.tls.cert == NULL && c.tls.key == NULL && c.tls.client_ca == NULL);
+  /* defaults: no TLS; an empty section is no TLS either */
+  MW_CHECK_INT(load(&c, &d, "tls:\n"), 0);
+  MW_CHECK(c.tls.cert == NULL);
+  MW_CHECK_INT(c.tls.require_client_cert, 0);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  expect_ok("tls: {cert: a.pem, key: a.key}\n");
+  expect_ok("tls: {cert: a.pem, key: a.key, client_ca: ca.pem}\n");
+  /* what the keys need of each other */
+  expect_one("tls:\n  cert: a.pem\n",
+             "t.yaml:2:3: tls.cert needs tls.key (the certificate's private key) as well");
+  expect_one("tls:\n  key: a.key\n",
+             "t.yaml:2:3: tls.key needs tls.cert (the certificate it belongs to) as well");
+  MW_CHECK_INT(load(&c, &d, "tls:\n  client_ca: ca.pem\n"), -1);
+  MW_CHECK_INT(mw_diag_count(&d), 1);
+  MW_CHECK_STR(msg(&d, 0), "t.yaml:2:3: tls.client_ca needs tls.cert and tls.key: client "
+                           "certificates are only asked for over TLS");
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  expect_one("tls: {cert: a.pem, key: a.key, require_client_cert: true}\n",
+             "t.yaml:1:32: tls.require_client_cert needs tls.client_ca (the CAs client "
+             "certificates are checked against)");
+  /* values */
+  expect_one("tls: {cert: a.pem, key: a.key, require_client_cert: maybe}\n",
+             "t.yaml:1:53: tls.require_client_cert: expected a boolean (true/false, "
+             "yes/no, on/off), got 'maybe'");
+  expect_one("tls: {cert: '', key: a.key}\n", "t.yaml:1:13: tls.cert: empty path");
+  expect_one("tls: {cert: [a, b], key: a.key}\n",
+             "t.yaml:1:13: tls.cert: expected a file path, got a list");
+  expect_one("tls: yes\n",
+             "t.yaml:1:6: tls: expected a mapping (indented 'key: value' lines), got a "
+             "scalar");
+  /* keys */
+  expect_one("tls: {cert: a.pem, keyy: a.key, key: a.key}\n",
+             "t.yaml:1:20: unknown key 'keyy' in 'tls' (did you mean 'key'?)");
+  expect_one("cert: a.pem\n",
+             "t.yaml:1:1: unknown key 'cert' (did you mean 'tls.cert'? it belongs under "
+             "'tls:')");
+  expect_one("tls: {cert: a.pem, key: a.key, password: x}\n",
+             "t.yaml:1:32: unknown key 'password' in 'tls' (valid keys: cert, key, "
+             "client_ca, require_client_cert)");
+}
+
 static void test_load_twice(void) {
   /* a second load layers over the first; lists are replaced, not merged */
   mw_config c;
@@ -898,5 +961,6 @@ int main(void) {
   MW_RUN(test_config_lists);
   MW_RUN(test_protos);
   MW_RUN(test_load_twice);
+  MW_RUN(test_tls);
   return mw_test_done();
 }

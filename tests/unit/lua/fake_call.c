@@ -154,6 +154,15 @@ void mw_call_metadata_at(const mw_call *c, size_t i, const char **key, size_t *k
   *val = c->md_val[i];
   *vlen = strlen(c->md_val[i]);
 }
+void mw_call_auth_each(mw_call *c,
+                       void (*fn)(void *ud, const char *name, const char *value,
+                                  size_t len),
+                       void *ud) {
+  if (!alive(c, "mw_call_auth_each")) return;
+  c->auth_walks++;
+  for (size_t i = 0; i < c->n_auth; i++)
+    fn(ud, c->auth_name[i], c->auth_val[i], strlen(c->auth_val[i]));
+}
 void mw_call_server_stats(const mw_call *c, mw_server_stats *out) {
   alive(c, "mw_call_server_stats");
   *out = c->stats;
@@ -301,6 +310,13 @@ void fake_call_add_metadata(mw_call *c, const char *key, const char *val) {
   c->md_key[c->n_md] = key;
   c->md_val[c->n_md] = val;
   c->n_md++;
+}
+
+void fake_call_add_auth(mw_call *c, const char *name, const char *val) {
+  if (c->n_auth == FAKE_MAX_AUTH) return;
+  c->auth_name[c->n_auth] = name;
+  c->auth_val[c->n_auth] = val;
+  c->n_auth++;
 }
 
 void fake_call_script_room(mw_call *c, const int *rooms, int n) {

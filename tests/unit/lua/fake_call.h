@@ -27,6 +27,7 @@
 
 #define FAKE_MAX_SENT 64
 #define FAKE_MAX_MD 8
+#define FAKE_MAX_AUTH 16
 #define FAKE_MAX_ROOM 16
 #define FAKE_TRACE_LEN 2048
 
@@ -45,6 +46,8 @@ struct mw_call {
   const char *peer;
   size_t n_md;
   const char *md_key[FAKE_MAX_MD], *md_val[FAKE_MAX_MD];
+  size_t n_auth;    /* the auth context's properties, in order */
+  const char *auth_name[FAKE_MAX_AUTH], *auth_val[FAKE_MAX_AUTH];
   mw_server_stats stats;
 
   /* set: scripted answers */
@@ -75,6 +78,7 @@ struct mw_call {
   int sends_after_finish;
   int timer_starts, timer_cancels, timer_fires;
   double last_timer_secs;
+  int auth_walks;       /* mw_call_auth_each commands */
   int cancelled;        /* mw_call_cancelled */
   int cancel_told;      /* on_cancel was delivered */
   int done;             /* on_done was delivered: the record is dead */
@@ -90,6 +94,9 @@ mw_call *fake_call_new(const mw_method *m);
 void fake_call_free(mw_call *c);
 /* Adds request metadata (the strings are borrowed). */
 void fake_call_add_metadata(mw_call *c, const char *key, const char *val);
+/* Adds a property of the call's auth context (borrowed), as gRPC core
+ * names them ("transport_security_type", "x509_common_name", ...). */
+void fake_call_add_auth(mw_call *c, const char *name, const char *val);
 /* Makes the next sends return these values in turn (1 room, 0 full, -1
  * out of memory), then room_default. */
 void fake_call_script_room(mw_call *c, const int *rooms, int n);

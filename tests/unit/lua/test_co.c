@@ -57,6 +57,8 @@ static const char proto_src[] =
     "  rpc Chat(stream Msg) returns (stream Msg);\n"
     "  rpc HealthWait(Msg) returns (Msg);\n"
     "  rpc HealthSet(Msg) returns (Msg);\n"
+    "  rpc Auth(Msg) returns (Msg);\n"
+    "  rpc AuthLate(Msg) returns (Msg);\n"
     "}\n";
 
 static const char lua_src[] =
@@ -220,6 +222,31 @@ static const char lua_src[] =
     "                                     tostring(mw.is_cancelled(err)))}\n"
     "end\n"
     "\n"
+    "-- ctx.auth as text; 'nil' reads it twice, 'pem' reads the certificate\n"
+    "-- twice (keys listed before), 'keep' keeps the table for AuthLate.\n"
+    "function T.Auth(req, ctx)\n"
+    "  local a = ctx.auth\n"
+    "  if req.text == 'nil' then return {text = tostring(a) .. ',' .. tostring(ctx.auth)} end\n"
+    "  if req.text == 'keep' then kept_auth = a; return {text = 'kept'} end\n"
+    "  local function l(t) return table.concat(t, ',') end\n"
+    "  local out = {a.transport, a.security_level, tostring(a.common_name),\n"
+    "               tostring(a.subject), tostring(a.spiffe_id), tostring(a.session_reused),\n"
+    "               l(a.sans), l(a.dns), l(a.uri), l(a.email), l(a.ip)}\n"
+    "  if req.text == 'pem' then\n"
+    "    local keys = 0\n"
+    "    for k in pairs(a) do keys = keys + 1 end\n"
+    "    out[#out + 1] = keys .. ':' .. tostring(rawget(a, 'pem'))\n"
+    "    out[#out + 1] = tostring(a.pem) .. ':' .. tostring(a.pem)\n"
+    "    out[#out + 1] = tostring(ctx.auth == a) .. ':' .. tostring(getmetatable(a))\n"
+    "  end\n"
+    "  return {text = table.concat(out, '|')}\n"
+    "end\n"
+    "\n"
+    "function T.AuthLate(req, ctx)\n"
+    "  local ok, err = pcall(function() return kept_auth.pem end)\n"
+    "  return {text = tostring(ok) .. ':' .. tostring(err)}\n"
+    "end\n"
+    "\n"
     "function T.Chat(stream, ctx)\n"
     "  while true do\n"
     "    local m = stream:recv()\n"
@@ -258,9 +285,16 @@ static char dec_buf[256];
 static const char *dec(const fake_msg *m) {
   const unsigned char *p = (const unsigned char *)m->data;
   if (m->len == 0) return "";
-  if (m->len < 2 || p[0] != 0x0a || p[1] >= 0x80 || (size_t)p[1] + 2 != m->len)
-    return "(not a co.Msg)";
-  snprintf(dec_buf, sizeof dec_buf, "%.*s", (int)p[1], (const char *)p + 2);
+  if (m->len < 2 || p[0] != 0x0a) return "(not a co.Msg)";
+  /* the length: a varint of one or two bytes */
+  size_t n = p[1] & 0x7f, head = 2;
+  if (p[1] & 0x80) {
+    if (m->len < 3 || p[2] >= 0x80) return "(not a co.Msg)";
+    n |= (size_t)p[2] << 7;
+    head = 3;
+  }
+  if (n + head != m->len) return "(not a co.Msg)";
+  snprintf(dec_buf, sizeof dec_buf, "%.*s", (int)n, (const char *)p + head);
   return dec_buf;
 }
 
@@ -888,6 +922,92 @@ static void test_failed_handler_leaves_other_calls_alone(void) {
   fake_call_free(victim);
 }
 
+/* ---- ctx.auth ---------------------------------------------------------------------- */
+
+/* A call of Auth with these auth context properties (name, value pairs). */
+static mw_call *start_auth(const char *text, const char *const *props, size_t n) {
+  const mw_method *m = method("Auth");
+  mw_call *c = fake_call_new(m);
+  for (size_t i = 0; i + 1 < n; i += 2) fake_call_add_auth(c, props[i], props[i + 1]);
+  size_t len = enc(text);
+  fake_start(c, mw_lua_backend_handler(g_b, m->index), enc_buf, len, 1);
+  return c;
+}
+
+static const char *const tls_props[] = {
+    "transport_security_type", "ssl",
+    "security_level", "TSI_PRIVACY_AND_INTEGRITY",
+    "x509_subject", "CN=client,O=Test",
+    "x509_common_name", "client",
+    "x509_subject_alternative_name", "spiffe://test/client",
+    "x509_subject_alternative_name", "client.test",
+    "peer_dns", "client.test",
+    "peer_uri", "spiffe://test/client",
+    "peer_spiffe_id", "spiffe://test/client",
+    "x509_pem_cert", "PEM-OF-CLIENT",
+    "ssl_session_reused", "false",
+    "x509_pem_cert_chain", "CHAIN-NOT-SHOWN",
+};
+
+static void test_auth_plaintext_is_nil(void) {
+  static const char *const insecure[] = {"transport_security_type", "insecure",
+                                         "security_level", "TSI_SECURITY_NONE"};
+  mw_call *c = start_auth("nil", insecure, 4);
+  MW_CHECK_STR(sent(c, 0), "nil,nil");
+  /* read twice, collected once (a count pass and a copy pass) */
+  MW_CHECK_INT(c->auth_walks, 2);
+  fake_done(c);
+  fake_call_free(c);
+  c = start_auth("nil", NULL, 0); /* no auth context at all */
+  MW_CHECK_STR(sent(c, 0), "nil,nil");
+  fake_done(c);
+  fake_call_free(c);
+}
+
+static void test_auth_fields(void) {
+  mw_call *c = start_auth("", tls_props, sizeof tls_props / sizeof tls_props[0]);
+  MW_CHECK_INT(c->finish_code, MW_STATUS_OK);
+  MW_CHECK_STR(sent(c, 0), "ssl|TSI_PRIVACY_AND_INTEGRITY|client|CN=client,O=Test|"
+                           "spiffe://test/client|false|spiffe://test/client,client.test|"
+                           "client.test|spiffe://test/client||");
+  /* the certificate was not asked for: nothing read it */
+  MW_CHECK_INT(c->auth_walks, 2);
+  fake_done(c);
+  fake_call_free(c);
+}
+
+static void test_auth_pem_on_demand(void) {
+  mw_call *c = start_auth("pem", tls_props, sizeof tls_props / sizeof tls_props[0]);
+  const char *got = sent(c, 0);
+  /* 11 fields before pem was read, none of them pem; then the same value
+   * twice, the same table from ctx.auth, and the hook gone */
+  MW_CHECK_CONTAINS(got, "|11:nil|PEM-OF-CLIENT:PEM-OF-CLIENT|true:nil");
+  MW_CHECK_INT(c->auth_walks, 4); /* 2 for the fields, 2 for pem, once */
+  fake_done(c);
+  fake_call_free(c);
+  /* a client without a certificate: pem is nil, and still read once */
+  static const char *const no_cert[] = {"transport_security_type", "ssl",
+                                        "security_level", "TSI_PRIVACY_AND_INTEGRITY",
+                                        "ssl_session_reused", "true"};
+  c = start_auth("pem", no_cert, 6);
+  MW_CHECK_STR(sent(c, 0), "ssl|TSI_PRIVACY_AND_INTEGRITY|nil|nil|nil|true|||||"
+                           "|8:nil|nil:nil|true:nil");
+  MW_CHECK_INT(c->auth_walks, 4);
+  fake_done(c);
+  fake_call_free(c);
+}
+
+static void test_auth_pem_after_the_call(void) {
+  mw_call *c = start_auth("keep", tls_props, sizeof tls_props / sizeof tls_props[0]);
+  MW_CHECK_STR(sent(c, 0), "kept");
+  fake_done(c);
+  fake_call_free(c);
+  c = start("AuthLate", "");
+  check_ended(sent(c, 0));
+  fake_done(c);
+  fake_call_free(c);
+}
+
 /* ---- setup ------------------------------------------------------------------------------ */
 
 /* A handler waiting on the health board is woken on its worker: the set
@@ -1061,6 +1181,10 @@ int main(void) {
   RUN(test_health_wait_two_waiters);
   RUN(test_health_wait_without_a_server);
   RUN(test_drain_hooks);
+  RUN(test_auth_plaintext_is_nil);
+  RUN(test_auth_fields);
+  RUN(test_auth_pem_on_demand);
+  RUN(test_auth_pem_after_the_call);
   mw_lua_backend_free(g_b);
   mw_methods_free(g_methods);
   mw_schema_free(g_schema);
