@@ -882,17 +882,22 @@ static void keepalive_pair(ctx *x, mw_config *c, int idx, const node *k,
   numeric_pair(x, c, &keepalive_fields[idx], "keepalive", v);
 }
 
+/* A boolean key (name as messages show it); *out is left alone on error. */
+static void bool_value(ctx *x, const node *v, const char *name, int *out) {
+  const char *what = "a boolean (true/false, yes/no, on/off)";
+  if (want_scalar(x, v, name, what) != 0) return;
+  int b;
+  if (parse_bool(v->s, &b) != 0) {
+    ERR(x, v, "%s: expected %s, got '%s'", name, what, EX(v));
+    return;
+  }
+  *out = b;
+}
+
 static void reload_pair(ctx *x, mw_config *c, int idx, const node *k,
                         const node *v) {
   if (idx == 0) {
-    const char *what = "a boolean (true/false, yes/no, on/off)";
-    if (want_scalar(x, v, "reload.watch", what) != 0) return;
-    int b;
-    if (parse_bool(v->s, &b) != 0) {
-      ERR(x, v, "reload.watch: expected %s, got '%s'", what, EX(v));
-      return;
-    }
-    c->reload.watch = b;
+    bool_value(x, v, "reload.watch", &c->reload.watch);
   } else {
     int64_t val;
     if (number_value(x, v, "reload.debounce_ms", K_DURATION, 0, INT32_MAX,
@@ -910,17 +915,6 @@ static void shutdown_pair(ctx *x, mw_config *c, int idx, const node *k,
   else c->shutdown_drain_delay_ms = val;
 }
 
-/* A top-level boolean. */
-static void bool_key(ctx *x, const node *v, const char *key, int *out) {
-  const char *what = "a boolean (true/false, yes/no, on/off)";
-  if (want_scalar(x, v, key, what) != 0) return;
-  int b;
-  if (parse_bool(v->s, &b) != 0) {
-    ERR(x, v, "%s: expected %s, got '%s'", key, what, EX(v));
-    return;
-  }
-  *out = b;
-}
 
 static void log_pair(ctx *x, mw_config *c, int idx, const node *k,
                      const node *v) {
@@ -1128,17 +1122,7 @@ static void tls_pair(ctx *x, mw_config *c, int idx, const node *k,
   case 0: tls_path(x, v, "tls.cert", &c->tls.cert); return;
   case 1: tls_path(x, v, "tls.key", &c->tls.key); return;
   case 2: tls_path(x, v, "tls.client_ca", &c->tls.client_ca); return;
-  default: {
-    const char *what = "a boolean (true/false, yes/no, on/off)";
-    if (want_scalar(x, v, "tls.require_client_cert", what) != 0) return;
-    int b;
-    if (parse_bool(v->s, &b) != 0) {
-      ERR(x, v, "tls.require_client_cert: expected %s, got '%s'", what, EX(v));
-      return;
-    }
-    c->tls.require_client_cert = b;
-    return;
-  }
+  default: bool_value(x, v, "tls.require_client_cert", &c->tls.require_client_cert); return;
   }
 }
 
@@ -1258,10 +1242,10 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
       walk_map(x, c, v, key, shutdown_keys, shutdown_pair);
     return;
   case 11:
-    bool_key(x, v, key, &c->health);
+    bool_value(x, v, key, &c->health);
     return;
   case 12:
-    bool_key(x, v, key, &c->reflection);
+    bool_value(x, v, key, &c->reflection);
     return;
   case 13:
     if (want_section(x, v, key) == 0) tls_section(x, c, v);

@@ -86,16 +86,19 @@ static int l_reflect_extension(lua_State *L) {
   return 1;
 }
 
+/* Appends f's number to the table on top when f extends base. */
+static void add_if_extends(lua_State *L, const upb_FieldDef *f, const upb_MessageDef *base) {
+  if (upb_FieldDef_ContainingType(f) != base) return;
+  lua_pushinteger(L, upb_FieldDef_Number(f));
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
 /* Appends to the table on top the numbers of the extensions of `base`
  * declared in m and the messages nested in it. */
 static void nested_extensions(lua_State *L, const upb_MessageDef *m,
                               const upb_MessageDef *base) {
-  for (int i = 0; i < upb_MessageDef_NestedExtensionCount(m); i++) {
-    const upb_FieldDef *f = upb_MessageDef_NestedExtension(m, i);
-    if (upb_FieldDef_ContainingType(f) != base) continue;
-    lua_pushinteger(L, upb_FieldDef_Number(f));
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-  }
+  for (int i = 0; i < upb_MessageDef_NestedExtensionCount(m); i++)
+    add_if_extends(L, upb_MessageDef_NestedExtension(m, i), base);
   for (int i = 0; i < upb_MessageDef_NestedMessageCount(m); i++)
     nested_extensions(L, upb_MessageDef_NestedMessage(m, i), base);
 }
@@ -112,12 +115,8 @@ static int l_reflect_extension_numbers(lua_State *L) {
   for (size_t k = 0; k < mw_schema_pool_file_count(s); k++) {
     const upb_FileDef *f = upb_DefPool_FindFileByName(pool, mw_schema_pool_file(s, k));
     if (!f) continue;
-    for (int i = 0; i < upb_FileDef_TopLevelExtensionCount(f); i++) {
-      const upb_FieldDef *e = upb_FileDef_TopLevelExtension(f, i);
-      if (upb_FieldDef_ContainingType(e) != base) continue;
-      lua_pushinteger(L, upb_FieldDef_Number(e));
-      lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    }
+    for (int i = 0; i < upb_FileDef_TopLevelExtensionCount(f); i++)
+      add_if_extends(L, upb_FileDef_TopLevelExtension(f, i), base);
     for (int i = 0; i < upb_FileDef_TopLevelMessageCount(f); i++)
       nested_extensions(L, upb_FileDef_TopLevelMessage(f, i), base);
   }

@@ -81,40 +81,43 @@ static const char *path(char *buf, const char *name) {
   return buf;
 }
 
-/* Writes certificates (up to 3, NULL-ended) to name through a temporary
- * file renamed over it, as rotation tools do. */
+/* Every fixture is written to a temporary file renamed over name, as
+ * rotation tools do: the file's contents, then the rename. */
+typedef struct pending_file {
+  char path[PATH_MAX], tmp[PATH_MAX + 8];
+  FILE *f;
+} pending_file;
+
+static FILE *begin_file(pending_file *pf, const char *name) {
+  path(pf->path, name);
+  snprintf(pf->tmp, sizeof pf->tmp, "%s.tmp", pf->path);
+  if (!(pf->f = fopen(pf->tmp, "w"))) exit(2);
+  return pf->f;
+}
+
+static void end_file(pending_file *pf) {
+  fclose(pf->f);
+  rename(pf->tmp, pf->path);
+}
+
+/* One certificate, or two (a leaf and its issuer) when b is given. */
 static void write_certs(const char *name, const cert *a, const cert *b) {
-  char p[PATH_MAX], tmp[PATH_MAX + 8];
-  path(p, name);
-  snprintf(tmp, sizeof tmp, "%s.tmp", p);
-  FILE *f = fopen(tmp, "w");
-  if (!f) exit(2);
-  PEM_write_X509(f, a->x);
-  if (b) PEM_write_X509(f, b->x);
-  fclose(f);
-  rename(tmp, p);
+  pending_file pf;
+  PEM_write_X509(begin_file(&pf, name), a->x);
+  if (b) PEM_write_X509(pf.f, b->x);
+  end_file(&pf);
 }
 
 static void write_key(const char *name, const cert *c) {
-  char p[PATH_MAX], tmp[PATH_MAX + 8];
-  path(p, name);
-  snprintf(tmp, sizeof tmp, "%s.tmp", p);
-  FILE *f = fopen(tmp, "w");
-  if (!f) exit(2);
-  PEM_write_PrivateKey(f, c->key, NULL, NULL, 0, NULL, NULL);
-  fclose(f);
-  rename(tmp, p);
+  pending_file pf;
+  PEM_write_PrivateKey(begin_file(&pf, name), c->key, NULL, NULL, 0, NULL, NULL);
+  end_file(&pf);
 }
 
 static void write_text(const char *name, const char *text) {
-  char p[PATH_MAX], tmp[PATH_MAX + 8];
-  path(p, name);
-  snprintf(tmp, sizeof tmp, "%s.tmp", p);
-  FILE *f = fopen(tmp, "w");
-  if (!f) exit(2);
-  fputs(text, f);
-  fclose(f);
-  rename(tmp, p);
+  pending_file pf;
+  fputs(text, begin_file(&pf, name));
+  end_file(&pf);
 }
 
 /* ---- checking ------------------------------------------------------------------ */
