@@ -61,6 +61,7 @@ void mw_config_init(mw_config *c) {
   c->limits.send_queue_bytes = 1 << 20;
   c->limits.send_queue_messages = 64;
   c->limits.handler_cpu_ms = 10000;
+  c->limits.handler_slice_ms = 5;
   c->limits.lua_memory_mb = 256;
   c->limits.max_concurrent_streams = 1000;
   c->limits.max_header_list_size = 16384;
@@ -726,6 +727,7 @@ static const numfield limit_fields[] = {
     {"send_queue_bytes", K_SIZE, 1, INT32_MAX, LIM(send_queue_bytes)},
     {"send_queue_messages", K_INT, 1, INT32_MAX, LIM(send_queue_messages)},
     {"handler_cpu_ms", K_DURATION, 0, INT32_MAX, LIM(handler_cpu_ms)},
+    {"handler_slice_ms", K_DURATION, 0, INT32_MAX, LIM(handler_slice_ms)},
     {"lua_memory_mb", K_INT, 0, 1048576, LIM(lua_memory_mb)},
     {"max_concurrent_streams", K_INT, 1, INT32_MAX,
      LIM(max_concurrent_streams)},
@@ -749,7 +751,7 @@ static const numfield keepalive_fields[] = {
 
 static const char *const limit_keys[] = {
     "max_receive_bytes", "max_send_bytes", "send_queue_bytes",
-    "send_queue_messages", "handler_cpu_ms", "lua_memory_mb",
+    "send_queue_messages", "handler_cpu_ms", "handler_slice_ms", "lua_memory_mb",
     "max_concurrent_streams", "max_header_list_size", NULL};
 static const char *const keepalive_keys[] = {
     "time_ms", "timeout_ms", "min_client_ping_ms", "max_ping_strikes",

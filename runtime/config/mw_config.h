@@ -24,6 +24,7 @@ typedef struct mw_config {
     int64_t send_queue_bytes;    /* default 1 MiB */
     int64_t send_queue_messages; /* default 64 */
     int64_t handler_cpu_ms;      /* default 10000; 0 = no budget */
+    int64_t handler_slice_ms;    /* default 5; 0 = handlers never preempted */
     int64_t lua_memory_mb;       /* per worker; default 256; 0 = no cap */
     int64_t max_concurrent_streams; /* default 1000 */
     int64_t max_header_list_size;   /* bytes; default 16384 */

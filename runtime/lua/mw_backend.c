@@ -96,6 +96,7 @@ mw_lua_backend *mw_lua_backend_new(const mw_lua_options *o, mw_diag *diag) {
     for (size_t k = 0; k < b->n_methods; k++) b->refs[i][k] = LUA_NOREF;
     mw_vm_options vo = {.worker = i, .mem = o->mem ? &o->mem[i] : NULL,
                         .methods = o->methods, .handler_cpu_s = o->handler_cpu_s,
+                        .handler_slice_s = o->handler_slice_s,
                         .dirs = o->dirs, .n_dirs = o->n_dirs};
     lua_State *L = b->states[i] = mw_vm_new(&vo);
     if (!L) goto oom;

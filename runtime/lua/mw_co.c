@@ -227,9 +227,30 @@ static const char *kill_reason(int code) {
                                              : "the handler ran past its CPU budget";
 }
 
+/* A handler preempted at the end of its time slice waits for a zero-second
+ * timer, so that what is queued on the worker runs first. The wait cannot
+ * end in the cancelled error (a hook's yield has no continuation to raise
+ * it from): a cancelled call resumes and meets it at its next wait. */
+static void on_slice_timer(mw_call_timer *t) {
+  mw_lcall *h = (mw_lcall *)((char *)t - offsetof(mw_lcall, timer));
+  h->wait = NULL;
+  mw_co_resume(h, 0);
+}
+
+static int slice_cancel(mw_lcall *h, int ending) {
+  if (ending) mw_call_timer_cancel(&h->timer);
+  return 0;
+}
+
+static const mw_wait_ops slice_wait = {"a time slice", slice_cancel};
+
 /* Stops a handler that runs past its deadline or its CPU budget without
  * waiting. Once it has fired it fires on every instruction, in every
- * coroutine of the handler, so that pcall cannot swallow the stop. */
+ * coroutine of the handler, so that pcall cannot swallow the stop. Between
+ * those checks it preempts a handler that has run a whole time slice
+ * (limits.handler_slice_ms), when it can yield: only the handler's own
+ * coroutine (a yield in one the handler made would return to the handler's
+ * resume, not to the worker) and not across a C call. */
 static void budget_hook(lua_State *L, lua_Debug *ar) {
   mw_lcall *h = tl_running;
   if (!h) return;
@@ -238,12 +259,17 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
      * outlives it) still fires on every instruction: back to the usual. */
     if (lua_gethookcount(L) == 1) lua_sethook(L, budget_hook, LUA_MASKCOUNT, MW_HOOK_COUNT);
     double deadline = mw_call_deadline(h->call);
-    double budget = h->st->handler_cpu_s;
+    double budget = h->st->handler_cpu_s, slice = h->st->handler_slice_s;
+    double ran = mw_now() - tl_run_start;
     if (deadline != 0 && mw_wall_now() >= deadline) {
       h->kill_code = MW_STATUS_DEADLINE_EXCEEDED;
-    } else if (budget > 0 && mw_now() - tl_run_start > budget) {
+    } else if (budget > 0 && h->ran_s + ran > budget) {
       h->kill_code = MW_STATUS_RESOURCE_EXHAUSTED;
     } else {
+      if (slice > 0 && ran > slice && L == h->co && lua_isyieldable(L)) {
+        h->wait = &slice_wait;
+        lua_yield(L, 0);
+      }
       return;
     }
   }
@@ -263,8 +289,26 @@ void mw_co_resume(mw_lcall *h, int nargs) {
   tl_running = h;
   tl_run_start = mw_now();
   int st = lua_resume(h->co, h->st->L, nargs, &nres);
+  double ran = mw_now() - tl_run_start;
   tl_running = outer;
   tl_run_start = outer_start;
+  if (!h->kill_code && st == LUA_YIELD && h->wait == &slice_wait) {
+    h->ran_s += ran;
+    h->timer.fn = on_slice_timer;
+    if (mw_call_timer_start(h->call, &h->timer, 0) == 0) return;
+    h->wait = NULL; /* no memory for the timer: run on now */
+    mw_co_resume(h, 0);
+    return;
+  }
+  /* The budget is checked again when the handler stops running, so that
+   * time spent in a C function it called (out of the hook's reach) counts
+   * even when the handler returns or waits right after it. */
+  double budget = h->st->handler_cpu_s;
+  if (!h->kill_code && budget > 0 && h->ran_s + ran > budget) {
+    h->kill_code = MW_STATUS_RESOURCE_EXHAUSTED;
+    if (st == LUA_YIELD && h->wait) h->wait->cancel(h, 1);
+  }
+  if (st == LUA_YIELD && h->wait) h->ran_s = 0; /* it waits: a fresh budget */
   if (h->kill_code) {
     /* Whatever the coroutine did with the stop, the call ends with it. */
     h->finished = 1;

@@ -64,6 +64,8 @@ struct mw_lcall {
   struct mw_notice_worker *notice_on;
   mw_lcall *notice_next, *notice_prev;
   unsigned long notice_seen;
+  double ran_s;     /* time the handler has run since it last waited, over
+                       the slices it was preempted between */
   int finished;     /* the handler ended and the call was finished */
   int kill_code;    /* non-zero once the budget hook stopped the handler */
   int oom;          /* the handler failed for want of memory */

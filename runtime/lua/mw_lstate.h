@@ -17,6 +17,8 @@ typedef struct mw_lstate {
   int worker;
   const mw_methods *methods; /* the generation's (NULL in a plain lua5.4) */
   double handler_cpu_s;      /* limits.handler_cpu_ms in seconds; 0: none */
+  double handler_slice_s;    /* limits.handler_slice_ms in seconds; 0: never
+                                preempted */
   /* The coroutine pool: every handler coroutine lives in the pool table at
    * a fixed slot, in use or not; free slots are stacked here. Coroutines
    * that ended normally are reused, others dropped and refilled on demand. */

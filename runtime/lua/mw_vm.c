@@ -47,6 +47,7 @@ lua_State *mw_vm_new(const mw_vm_options *o) {
   st->worker = o->worker;
   st->methods = o->methods;
   st->handler_cpu_s = o->handler_cpu_s;
+  st->handler_slice_s = o->handler_slice_s;
   /* package.path: each service directory; the library is preloaded. */
   luaL_Buffer b;
   luaL_buffinit(L, &b);

@@ -17,6 +17,7 @@ typedef struct mw_vm_options {
   mw_lua_mem *mem;           /* the worker's memory account (NULL: no cap) */
   const mw_methods *methods; /* the generation's methods (borrowed) */
   double handler_cpu_s;      /* limits.handler_cpu_ms in seconds; 0: none */
+  double handler_slice_s;    /* limits.handler_slice_ms in seconds; 0: none */
   const char *const *dirs;   /* service directories, for package.path */
   size_t n_dirs;
 } mw_vm_options;

@@ -88,6 +88,7 @@ static void check_defaults(const mw_config *c) {
   MW_CHECK_INT(c->limits.send_queue_bytes, 1024 * 1024);
   MW_CHECK_INT(c->limits.send_queue_messages, 64);
   MW_CHECK_INT(c->limits.handler_cpu_ms, 10000);
+  MW_CHECK_INT(c->limits.handler_slice_ms, 5);
   MW_CHECK_INT(c->limits.lua_memory_mb, 256);
   MW_CHECK_INT(c->limits.max_concurrent_streams, 1000);
   MW_CHECK_INT(c->limits.max_header_list_size, 16384);
@@ -161,6 +162,7 @@ static void test_every_key_from_file(void) {
              "  send_queue_bytes: 512KiB\n"
              "  send_queue_messages: 16\n"
              "  handler_cpu_ms: 2s\n"
+             "  handler_slice_ms: 1ms\n"
              "  lua_memory_mb: 0\n"
              "  max_concurrent_streams: 100\n"
              "  max_header_list_size: 8192\n"
@@ -206,6 +208,7 @@ static void test_every_key_from_file(void) {
   MW_CHECK_INT(c.limits.send_queue_bytes, 512 * 1024);
   MW_CHECK_INT(c.limits.send_queue_messages, 16);
   MW_CHECK_INT(c.limits.handler_cpu_ms, 2000);
+  MW_CHECK_INT(c.limits.handler_slice_ms, 1);
   MW_CHECK_INT(c.limits.lua_memory_mb, 0);
   MW_CHECK_INT(c.limits.max_concurrent_streams, 100);
   MW_CHECK_INT(c.limits.max_header_list_size, 8192);

@@ -1,0 +1,123 @@
+"""A handler that computes for a long time without waiting costs the other
+calls on its worker at most a time slice (limits.handler_slice_ms): it is
+preempted and resumed after what is queued. Its CPU budget counts over its
+slices, and is checked again when a slow C function it called returns."""
+
+import statistics
+import threading
+import time
+
+import grpc
+
+import mwtest
+from mwtest import Server
+
+PROTO = """
+syntax = "proto3";
+package f;
+message M { string x = 1; double secs = 2; int32 n = 3; }
+service F {
+  rpc Echo(M) returns (M);
+  rpc Spin(M) returns (M);
+  rpc Pattern(M) returns (M);
+}
+"""
+
+LUA = """
+local mw = require "moonwire"
+local F = mw.service "f.F"
+function F.Echo(req) return {x = req.x} end
+-- computes without waiting for req.secs
+function F.Spin(req)
+  local t0, n = os.clock(), 0
+  while os.clock() - t0 < req.secs do n = n + 1 end
+  return {x = "spun", n = n % 1000}
+end
+-- one C call that backtracks for about a second, then returns at once
+function F.Pattern(req)
+  local s = ("a"):rep(req.n)
+  return {x = tostring(s:find(".-.-.-b$"))}
+end
+"""
+
+
+class Fairness(mwtest.TestCase):
+    def setUp(self):
+        self.dir = self.service_dir({"f.proto": PROTO, "f.lua": LUA})
+        self.p = mwtest.Protos(self.dir)
+        self.M = self.p.msg("f.M")
+
+    def cheap_latencies_beside_a_spin(self, config, spin_secs=1.5, n=40):
+        with Server(self.dir, config="workers: 1\n" + config) as s:
+            ch = s.channel()
+            echo = self.p.unary(ch, "/f.F/Echo")
+            echo(self.M(x="warm"), timeout=10)
+            spin = self.p.unary(s.channel(), "/f.F/Spin").future(self.M(secs=spin_secs), timeout=60)
+            time.sleep(0.1)  # the spin is running
+            lat = []
+            t_end = time.monotonic() + spin_secs * 0.8
+            while len(lat) < n and time.monotonic() < t_end + 5:
+                t0 = time.monotonic()
+                self.assertEqual(echo(self.M(x="hi"), timeout=30).x, "hi")
+                lat.append(time.monotonic() - t0)
+                if time.monotonic() > t_end:
+                    break
+            self.assertEqual(spin.result().x, "spun")
+            return sorted(lat)
+
+    def test_cheap_calls_wait_at_most_a_slice(self):
+        lat = self.cheap_latencies_beside_a_spin("")
+        worst = lat[-1]
+        print("\ncheap calls beside a spinning handler (5 ms slices): n=%d median %.1f ms max %.1f ms"
+              % (len(lat), statistics.median(lat) * 1000, worst * 1000))
+        self.assertGreater(len(lat), 10)
+        self.assertLess(worst, 0.1 * mwtest.SLOW)
+
+    def test_without_slices_cheap_calls_wait_for_the_spin(self):
+        # The same with preemption off: the first cheap call waits for the
+        # whole spin (what the slices are for).
+        lat = self.cheap_latencies_beside_a_spin("limits: {handler_slice_ms: 0}\n", spin_secs=1.0)
+        print("\ncheap calls beside a spinning handler (no slices): n=%d max %.0f ms"
+              % (len(lat), lat[-1] * 1000))
+        self.assertGreater(lat[-1], 0.7)
+
+    def test_budget_counts_over_slices(self):
+        with Server(self.dir, config="limits: {handler_cpu_ms: 300ms}\n") as s:
+            spin = self.p.unary(s.channel(), "/f.F/Spin")
+            t0 = time.monotonic()
+            with self.assertRaises(grpc.RpcError) as e:
+                spin(self.M(secs=5), timeout=30)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertLess(time.monotonic() - t0, 2 * mwtest.SLOW)
+            self.assertEqual(self.p.unary(s.channel(), "/f.F/Echo")(self.M(x="after"), timeout=10).x,
+                             "after")
+
+    def test_budget_checked_when_a_slow_c_call_returns(self):
+        with Server(self.dir, config="limits: {handler_cpu_ms: 200ms}\n") as s:
+            pattern = self.p.unary(s.channel(), "/f.F/Pattern")
+            t0 = time.monotonic()
+            with self.assertRaises(grpc.RpcError) as e:
+                pattern(self.M(n=190), timeout=60)
+            took = time.monotonic() - t0
+            self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED, took)
+            self.assertTrue(s.wait_log("/f.F/Pattern: handler stopped"), s.logs())
+            # a quick one is still fine
+            self.assertEqual(pattern(self.M(n=20), timeout=10).x, "nil")
+
+    def test_preempted_handler_cancelled_and_deadline(self):
+        with Server(self.dir, config="workers: 1\n") as s:
+            spin = self.p.unary(s.channel(), "/f.F/Spin")
+            with self.assertRaises(grpc.RpcError) as e:
+                spin(self.M(secs=3), timeout=0.3)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+            fut = spin.future(self.M(secs=0.6), timeout=30)
+            time.sleep(0.1)
+            fut.cancel()
+            echo = self.p.unary(s.channel(), "/f.F/Echo")
+            self.assertEqual(echo(self.M(x="still"), timeout=10).x, "still")
+            time.sleep(0.8)  # the cancelled handler runs out and its call ends
+            self.assertEqual(echo(self.M(x="after"), timeout=10).x, "after")
+
+
+if __name__ == "__main__":
+    mwtest.main()
