@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -186,6 +187,20 @@ static void drain(serving *sv, int sfd, const char *why) {
   mw_server_stop(sv->s, 0);
 }
 
+/* Every connection is a descriptor: the soft limit (often 1,024) is raised
+ * to the hard one, so that a connection storm meets the hard limit, not a
+ * default that gRPC core 1.51's listener does not survive (its accept loop
+ * stops for good on EMFILE). */
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+  rlim_t was = rl.rlim_cur;
+  rl.rlim_cur = rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+    mw_log(MW_LOG_DEBUG, "open files limit raised from %llu to %llu",
+           (unsigned long long)was, (unsigned long long)rl.rlim_max);
+}
+
 int mw_cmd_serve(const options *o) {
   serving sv;
   memset(&sv, 0, sizeof sv);
@@ -198,6 +213,7 @@ int mw_cmd_serve(const options *o) {
     return 1;
   }
   mw_log_configure((mw_log_level)sv.cfg.log.level, sv.cfg.log.json, 2);
+  raise_fd_limit();
 
   /* Signals are taken by this thread through a signalfd; workers never see
    * them. */

@@ -65,6 +65,9 @@ void mw_config_init(mw_config *c) {
   c->limits.lua_memory_mb = 256;
   c->limits.max_concurrent_streams = 1000;
   c->limits.max_header_list_size = 16384;
+  c->limits.max_inflight_calls = 0;
+  c->methods = NULL;
+  c->n_methods = 0;
   c->keepalive.time_ms = 7200000;
   c->keepalive.timeout_ms = 20000;
   c->keepalive.min_client_ping_ms = 300000;
@@ -92,6 +95,8 @@ void mw_config_free(mw_config *c) {
   free(c->tls.cert);
   free(c->tls.key);
   free(c->tls.client_ca);
+  for (size_t i = 0; i < c->n_methods; i++) free(c->methods[i].path);
+  free(c->methods);
   mw_config_init(c);
 }
 
@@ -192,6 +197,7 @@ typedef struct perr {
 } perr;
 
 typedef struct ctx {
+  mw_method_config *method; /* the `methods` entry being read */
   const char *name;
   const char *base_dir; /* absolute */
   perr *errs;
@@ -709,7 +715,7 @@ static int number_value(ctx *x, const node *v, const char *key, int kind,
 static const char *const top_keys[] = {
     "listen", "workers",   "services", "proto_path",        "limits",
     "keepalive", "reload", "log",      "shutdown_grace_ms", "protos",
-    "shutdown", "health", "reflection", "tls", NULL};
+    "shutdown", "health", "reflection", "tls", "methods", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -732,6 +738,7 @@ static const numfield limit_fields[] = {
     {"max_concurrent_streams", K_INT, 1, INT32_MAX,
      LIM(max_concurrent_streams)},
     {"max_header_list_size", K_SIZE, 1, INT32_MAX, LIM(max_header_list_size)},
+    {"max_inflight_calls", K_INT, 0, INT32_MAX, LIM(max_inflight_calls)},
     {NULL, 0, 0, 0, 0},
 };
 
@@ -752,7 +759,7 @@ static const numfield keepalive_fields[] = {
 static const char *const limit_keys[] = {
     "max_receive_bytes", "max_send_bytes", "send_queue_bytes",
     "send_queue_messages", "handler_cpu_ms", "handler_slice_ms", "lua_memory_mb",
-    "max_concurrent_streams", "max_header_list_size", NULL};
+    "max_concurrent_streams", "max_header_list_size", "max_inflight_calls", NULL};
 static const char *const keepalive_keys[] = {
     "time_ms", "timeout_ms", "min_client_ping_ms", "max_ping_strikes",
     "max_connection_idle_ms", "max_connection_age_ms",
@@ -1137,6 +1144,50 @@ static const node *key_node(const node *m, const char *key) {
 }
 
 /* What the tls keys need of each other, once the section is read. */
+static const char *const method_keys[] = {"max_concurrent", NULL};
+
+static void method_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  int64_t val;
+  char name[300];
+  snprintf(name, sizeof name, "methods.%s.max_concurrent", x->method->path);
+  if (number_value(x, v, name, K_INT, 0, INT32_MAX, &val) == 0) x->method->max_concurrent = val;
+}
+
+/* methods: {"/pkg.Service/Method": {max_concurrent: N}, ...} */
+static void methods_section(ctx *x, mw_config *c, const node *m) {
+  for (size_t i = 0; i + 1 < m->n; i += 2) {
+    const node *k = m->kid[i], *v = m->kid[i + 1];
+    if (k->type != N_SCALAR) {
+      if (k->type != N_BAD) ERR(x, k, "methods: keys must be method paths, not %s", kind_name(k));
+      continue;
+    }
+    const char *slash = k->len > 1 ? strchr(k->s + 1, '/') : NULL;
+    if (k->s[0] != '/' || !slash || slash == k->s + 1 || !slash[1] || strchr(slash + 1, '/')) {
+      ERR(x, k, "methods: '%s' is not a method path (expected \"/package.Service/Method\")",
+          EX(k));
+      continue;
+    }
+    int dup = 0;
+    for (size_t j = 0; j < c->n_methods && !dup; j++) dup = strcmp(c->methods[j].path, k->s) == 0;
+    if (dup) {
+      ERR(x, k, "methods: '%s' is listed twice", EX(k));
+      continue;
+    }
+    if (want_section(x, v, k->s) != 0) continue;
+    mw_method_config *grown = realloc(c->methods, (c->n_methods + 1) * sizeof *grown);
+    char *path = grown ? strdup(k->s) : NULL;
+    if (grown) c->methods = grown;
+    if (!path) {
+      ERR(x, k, "out of memory");
+      return;
+    }
+    x->method = &c->methods[c->n_methods++];
+    *x->method = (mw_method_config){path, 0};
+    walk_map(x, c, v, k->s, method_keys, method_pair);
+    x->method = NULL;
+  }
+}
+
 static void tls_section(ctx *x, mw_config *c, const node *m) {
   size_t before = x->nerr + x->lost;
   walk_map(x, c, m, "tls", tls_keys, tls_pair);
@@ -1251,6 +1302,9 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     return;
   case 13:
     if (want_section(x, v, key) == 0) tls_section(x, c, v);
+    return;
+  case 14:
+    if (want_section(x, v, key) == 0) methods_section(x, c, v);
     return;
   default:
     return;

@@ -9,6 +9,12 @@
 #include "base/mw_diag.h"
 #include "base/mw_strvec.h"
 
+/* Settings of one method (config `methods`). */
+typedef struct mw_method_config {
+  char *path;             /* "/pkg.Service/Method" (owned) */
+  int64_t max_concurrent; /* calls of it in flight at once; 0 = no limit */
+} mw_method_config;
+
 typedef struct mw_config {
   char *file;     /* the config file's path, NULL when none (owned) */
   mw_strvec listen;      /* "host:port"; default ["127.0.0.1:50051"] */
@@ -28,6 +34,7 @@ typedef struct mw_config {
     int64_t lua_memory_mb;       /* per worker; default 256; 0 = no cap */
     int64_t max_concurrent_streams; /* default 1000 */
     int64_t max_header_list_size;   /* bytes; default 16384 */
+    int64_t max_inflight_calls;     /* server-wide; default 0 = no limit */
   } limits;
   struct {
     int64_t time_ms;                /* default 7200000 */
@@ -49,6 +56,8 @@ typedef struct mw_config {
   int64_t shutdown_grace_ms;       /* shutdown.grace (or the older top-level
                                       shutdown_grace_ms); default 10000 */
   int64_t shutdown_drain_delay_ms; /* shutdown.drain_delay; default 0 */
+  mw_method_config *methods; /* per-method settings (owned array) */
+  size_t n_methods;
   int health;     /* serve grpc.health.v1.Health; default 1 */
   int reflection; /* serve grpc.reflection v1 and v1alpha; default 1 */
   /* TLS for every listener; off while cert is NULL. Paths are absolute

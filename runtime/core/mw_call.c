@@ -33,6 +33,8 @@ struct mw_call {
   const mw_call_ops *ops; /* the backend's events, once attached */
   void *self;             /* the backend's record, passed to every event */
   const char *path;        /* the method's path, or path_buf */
+  int counted;             /* counted in the server's inflight */
+  mw_method_limit *limit;  /* its method's limit, counted in; else NULL */
   char *path_buf;          /* owned copy of an unknown path, else NULL */
   grpc_metadata_array md;  /* request metadata, owned */
   double deadline;         /* epoch seconds, 0 = none */
@@ -139,6 +141,8 @@ static void call_free(mw_call *c) {
   if (c->peer) gpr_free(c->peer);
   grpc_call_unref(c->call);
   c->w->live_calls--;
+  if (c->counted) atomic_fetch_sub(&c->w->counters->inflight, 1);
+  if (c->limit) atomic_fetch_sub(&c->limit->live, 1);
   mw_router_unref(c->router);
   free(c->path_buf);
   free(c);
@@ -440,6 +444,35 @@ static void reject(mw_call *c, mw_status code, const char *msg) {
   maybe_free(c);
 }
 
+/* Whether the call is over a limit (limits.max_inflight_calls, the
+ * method's max_concurrent): it is counted first, and a call over a limit
+ * keeps being counted until it is freed, like any other, so the counts stay
+ * exact. Costs nothing when no limit is set. */
+static int shed(mw_call *c, const char *path, size_t path_len, char *msg, size_t len) {
+  mw_counters *k = c->w->counters;
+  if (k->max_inflight > 0) {
+    c->counted = 1;
+    long now = atomic_fetch_add(&k->inflight, 1) + 1;
+    if (now > k->max_inflight) {
+      snprintf(msg, len, "the server is overloaded: %ld calls in flight "
+                         "(limits.max_inflight_calls)", k->max_inflight);
+      return 1;
+    }
+  }
+  for (size_t i = 0; i < k->n_limits; i++) {
+    mw_method_limit *l = &k->limits[i];
+    if (strlen(l->path) != path_len || memcmp(l->path, path, path_len) != 0) continue;
+    c->limit = l;
+    if (atomic_fetch_add(&l->live, 1) + 1 > l->max) {
+      snprintf(msg, len, "%s is overloaded: %ld calls in flight (methods.%s.max_concurrent)",
+               l->path, l->max, l->path);
+      return 1;
+    }
+    break;
+  }
+  return 0;
+}
+
 void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
                      size_t path_len, gpr_timespec deadline,
                      grpc_metadata_array *md, grpc_byte_buffer *payload,
@@ -482,6 +515,11 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
   if (routed != 0) {
     if (payload) grpc_byte_buffer_destroy(payload);
     reject(c, MW_STATUS_UNIMPLEMENTED, msg);
+    return;
+  }
+  if (shed(c, path, path_len, msg, sizeof msg)) {
+    if (payload) grpc_byte_buffer_destroy(payload);
+    reject(c, MW_STATUS_RESOURCE_EXHAUSTED, msg);
     return;
   }
 

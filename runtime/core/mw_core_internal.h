@@ -36,9 +36,22 @@ struct mw_worker;
 
 /* The server's counters. The server writes them; each worker points to
  * them, so that a call reads them (mw.stats) without calling the server. */
+/* A method with a concurrency limit (config methods.PATH.max_concurrent). */
+typedef struct mw_method_limit {
+  char *path;          /* owned */
+  long max;
+  _Atomic long live;   /* its calls in flight, counted from arrival to free */
+} mw_method_limit;
+
 typedef struct mw_counters {
   struct mw_worker *workers; /* the server's array, n_workers long */
   int n_workers;
+  /* Shedding: past these a call ends RESOURCE_EXHAUSTED as it arrives,
+   * before it is routed, decoded or run. Both are fixed at start. */
+  long max_inflight;         /* limits.max_inflight_calls; 0: no limit */
+  _Atomic long inflight;     /* calls counted against it (only when set) */
+  mw_method_limit *limits;   /* owned array */
+  size_t n_limits;
   _Atomic unsigned generation; /* id of the current generation */
   _Atomic unsigned long reloads, reload_failures;
 } mw_counters;
@@ -48,7 +61,7 @@ typedef struct mw_counters {
 typedef struct mw_worker {
   int id;
   mw_server *server;
-  const mw_counters *counters; /* the server's */
+  mw_counters *counters;      /* the server's */
   grpc_completion_queue *cq;
   mw_timers timers;
   mw_mailbox *mailbox;

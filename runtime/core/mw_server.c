@@ -330,6 +330,19 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
   if (!s->workers) goto oom;
   s->counters.workers = s->workers;
   s->counters.n_workers = s->n_workers;
+  s->counters.max_inflight = (long)cfg->limits.max_inflight_calls;
+  for (size_t i = 0; i < cfg->n_methods; i++) {
+    if (cfg->methods[i].max_concurrent <= 0) continue;
+    mw_method_limit *v = realloc(s->counters.limits, (s->counters.n_limits + 1) * sizeof *v);
+    if (!v) goto oom;
+    s->counters.limits = v;
+    mw_method_limit *l = &v[s->counters.n_limits];
+    l->path = strdup(cfg->methods[i].path);
+    if (!l->path) goto oom;
+    l->max = (long)cfg->methods[i].max_concurrent;
+    atomic_init(&l->live, 0);
+    s->counters.n_limits++;
+  }
   for (int i = 0; i < s->n_workers; i++) {
     mw_worker *w = &s->workers[i];
     w->id = i;
@@ -506,6 +519,8 @@ void mw_server_free(mw_server *s) {
     w->router = NULL;
   }
   free(s->workers);
+  for (size_t i = 0; i < s->counters.n_limits; i++) free(s->counters.limits[i].path);
+  free(s->counters.limits);
   free(s->slots);
   for (size_t i = 0; i < s->n_reg; i++) free(s->reg[i].path);
   free(s->reg);

@@ -95,6 +95,19 @@ mw_gen *mw_gen_build(const mw_gen_options *opt, mw_diag *diag) {
   for (size_t i = 0; i < N_BUILTINS; i++) g->builtin_on[i] = builtin_on(cfg, &builtins[i]);
   g->methods = mw_methods_new(schema);
   if (!g->methods) goto oom;
+  /* A setting for a method nobody defines is a typo, not a no-op. */
+  int unknown = 0;
+  for (size_t i = 0; i < cfg->n_methods; i++) {
+    const char *p = cfg->methods[i].path;
+    if (mw_methods_find(g->methods, p, strlen(p))) continue;
+    mw_diag_add(diag, "%s: methods: %s names no method of the loaded protos",
+                cfg->file ? cfg->file : "config", p);
+    unknown = 1;
+  }
+  if (unknown) {
+    gen_free(g);
+    return NULL;
+  }
   mw_lua_options lo = {
       .methods = g->methods,
       .builtins = scripts,
