@@ -29,6 +29,11 @@ void mw_lhealth_open(lua_State *L); /* l_health.c: health_*, draining */
 void mw_ldrain_open(lua_State *L);  /* l_drain.c: on_drain */
 void mw_lreflect_open(lua_State *L);/* l_reflect.c: the schema's files */
 
+/* l_pattern.c: replaces string.find, match, gmatch and gsub in L's string
+ * library with the bounded matcher (the string metatable's __index is that
+ * table, so ("x"):find(...) uses it too). */
+void mw_lpattern_install(lua_State *L);
+
 /* l_drain.c: runs the state's mw.on_drain functions (errors are logged);
  * returns how many ran. */
 int mw_ldrain_run(lua_State *L);

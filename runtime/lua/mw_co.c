@@ -279,6 +279,25 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
   lua_error(L);
 }
 
+int mw_co_overrun(lua_State *L) {
+  mw_lcall *h = tl_running;
+  if (!h) return 0;
+  if (!h->kill_code) {
+    double deadline = mw_call_deadline(h->call), budget = h->st->handler_cpu_s;
+    if (deadline != 0 && mw_wall_now() >= deadline)
+      h->kill_code = MW_STATUS_DEADLINE_EXCEEDED;
+    else if (budget > 0 && h->ran_s + mw_now() - tl_run_start > budget)
+      h->kill_code = MW_STATUS_RESOURCE_EXHAUSTED;
+    else
+      return 0;
+    /* From now on the hook fires at every instruction, as after its own stop. */
+    lua_sethook(h->co, budget_hook, LUA_MASKCOUNT, 1);
+    if (L != h->co) lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+  }
+  mw_lstatus_push(L, h->kill_code, kill_reason(h->kill_code));
+  return 1;
+}
+
 /* --- the resume loop -------------------------------------------------------------- */
 
 void mw_co_resume(mw_lcall *h, int nargs) {

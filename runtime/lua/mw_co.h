@@ -97,6 +97,13 @@ mw_lcall *mw_co_current(lua_State *L);
 mw_lcall *mw_co_check(lua_State *L, mw_lcall *h, const char *what);
 upb_Arena *mw_co_arena(mw_lcall *h);
 
+/* For C functions that may run long without returning to Lua (the pattern
+ * functions): whether the handler this thread runs has gone past its
+ * deadline or CPU budget. When it has, the stop is recorded as the hook
+ * records it and its error is pushed on L: the caller raises it
+ * (lua_error) once it has released what it holds. 0 outside a handler. */
+int mw_co_overrun(lua_State *L);
+
 /* Installs the budget hook on a state's main thread, so that coroutines a
  * script makes at load time are stopped like the handler's own when a
  * handler resumes them (lua_newthread copies the hook). */

@@ -33,6 +33,7 @@ lua_State *mw_vm_new(const mw_vm_options *o) {
    * coroutine made from it) says so. */
   *(void **)lua_getextraspace(L) = NULL;
   luaL_openlibs(L);
+  mw_lpattern_install(L);
   /* Calls leave short-lived garbage: the generational collector keeps its
    * cost per call low. A minor collection walks every coroutine of the pool
    * whatever the garbage, so it runs when the heap has grown by 100 % rather

@@ -20,6 +20,7 @@ service F {
   rpc Echo(M) returns (M);
   rpc Spin(M) returns (M);
   rpc Pattern(M) returns (M);
+  rpc Sort(M) returns (M);
 }
 """
 
@@ -33,10 +34,19 @@ function F.Spin(req)
   while os.clock() - t0 < req.secs do n = n + 1 end
   return {x = "spun", n = n % 1000}
 end
--- one C call that backtracks for about a second, then returns at once
+-- a pattern that backtracks for hours in Lua's own matcher
 function F.Pattern(req)
   local s = ("a"):rep(req.n)
-  return {x = tostring(s:find(".-.-.-b$"))}
+  return {x = tostring(s:find(".-.-.-.-b$"))}
+end
+-- one C call (table.sort with its own comparison) of about 0.3 s, then a
+-- return at once: no Lua instruction between for the hook to fire on
+local numbers = {}
+for i = 1, 1000000 do numbers[i] = (i * 7919) % 1000003 end
+function F.Sort(req)
+  local copy = table.move(numbers, 1, #numbers, 1, {})
+  table.sort(copy)
+  return {x = "sorted", n = copy[1]}
 end
 """
 
@@ -93,16 +103,42 @@ class Fairness(mwtest.TestCase):
                              "after")
 
     def test_budget_checked_when_a_slow_c_call_returns(self):
-        with Server(self.dir, config="limits: {handler_cpu_ms: 200ms}\n") as s:
+        with Server(self.dir, config="limits: {handler_cpu_ms: 100ms}\n") as s:
+            sort = self.p.unary(s.channel(), "/f.F/Sort")
+            with self.assertRaises(grpc.RpcError) as e:
+                sort(self.M(), timeout=60)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertTrue(s.wait_log("/f.F/Sort: handler stopped"), s.logs())
+        with Server(self.dir) as s:  # within the default budget it is fine
+            self.assertEqual(self.p.unary(s.channel(), "/f.F/Sort")(self.M(), timeout=60).x,
+                             "sorted")
+
+    def test_runaway_pattern_stopped_within_budget(self):
+        # Two workers, two runaways at once: both stopped, the server serves
+        # on, and SIGTERM (the with block's end) completes.
+        with Server(self.dir, config="workers: 2\nlimits: {handler_cpu_ms: 300ms}\n") as s:
             pattern = self.p.unary(s.channel(), "/f.F/Pattern")
             t0 = time.monotonic()
-            with self.assertRaises(grpc.RpcError) as e:
-                pattern(self.M(n=190), timeout=60)
+            futs = [pattern.future(self.M(n=30000), timeout=60) for _ in range(2)]
+            for f in futs:
+                with self.assertRaises(grpc.RpcError) as e:
+                    f.result()
+                self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
             took = time.monotonic() - t0
-            self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED, took)
-            self.assertTrue(s.wait_log("/f.F/Pattern: handler stopped"), s.logs())
-            # a quick one is still fine
+            print("\ntwo runaway patterns stopped after %.0f ms (budget 300 ms)" % (took * 1000))
+            self.assertLess(took, 0.3 + 0.5 * mwtest.SLOW)
+            echo = self.p.unary(s.channel(), "/f.F/Echo")
+            for i in range(20):
+                self.assertEqual(echo(self.M(x=str(i)), timeout=5).x, str(i))
             self.assertEqual(pattern(self.M(n=20), timeout=10).x, "nil")
+        with Server(self.dir, config="limits: {handler_cpu_ms: 0}\n") as s:
+            # no budget: the deadline still stops it
+            with self.assertRaises(grpc.RpcError) as e:
+                self.p.unary(s.channel(), "/f.F/Pattern")(self.M(n=30000), timeout=0.5)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+            time.sleep(0.2)
+            self.assertEqual(self.p.unary(s.channel(), "/f.F/Echo")(self.M(x="ok"), timeout=5).x,
+                             "ok")
 
     def test_preempted_handler_cancelled_and_deadline(self):
         with Server(self.dir, config="workers: 1\n") as s:
