@@ -344,6 +344,36 @@ static void test_drain_and_builtins(void) {
              "t.yaml:1:13: reflection: expected a boolean (true/false, yes/no, on/off), got a list");
 }
 
+/* methods: per-method settings keyed by path; limits.max_inflight_calls. */
+static void test_methods_and_shedding(void) {
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d, "limits: {max_inflight_calls: 100}\nmethods:\n"
+                            "  \"/a.B/C\": {max_concurrent: 4}\n  /a.B/D: {}\n"), 0);
+  MW_CHECK_INT(c.limits.max_inflight_calls, 100);
+  MW_CHECK_INT(c.n_methods, 2);
+  if (c.n_methods == 2) {
+    MW_CHECK_STR(c.methods[0].path, "/a.B/C");
+    MW_CHECK_INT(c.methods[0].max_concurrent, 4);
+    MW_CHECK_STR(c.methods[1].path, "/a.B/D");
+    MW_CHECK_INT(c.methods[1].max_concurrent, 0);
+  }
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  MW_CHECK_INT(c.n_methods, 0); /* freed and reset */
+  expect_one("methods:\n  a.B/C: {max_concurrent: 1}\n",
+             "t.yaml:2:3: methods: 'a.B/C' is not a method path (expected "
+             "\"/package.Service/Method\")");
+  expect_one("methods:\n  /a.B/C/D: {}\n",
+             "t.yaml:2:3: methods: '/a.B/C/D' is not a method path (expected "
+             "\"/package.Service/Method\")");
+  expect_one("methods:\n  /a.B/C: {}\n  /a.B/C: {}\n",
+             "t.yaml:3:3: methods: '/a.B/C' is listed twice");
+  expect_one("methods:\n  /a.B/C: 3\n",
+             "t.yaml:2:11: /a.B/C: expected a mapping (indented 'key: value' lines), got a "
+             "scalar");
+}
+
 static void test_sizes(void) {
   static const struct {
     const char *text;
@@ -559,7 +589,7 @@ static void test_unknown_keys(void) {
   expect_one("zzz: 1\n",
              "t.yaml:1:1: unknown key 'zzz' (valid keys: listen, workers, "
              "services, proto_path, limits, keepalive, reload, log, "
-             "shutdown_grace_ms, protos, shutdown, health, reflection, tls)");
+             "shutdown_grace_ms, protos, shutdown, health, reflection, tls, methods)");
 }
 
 static void test_duplicates(void) {
@@ -956,6 +986,7 @@ int main(void) {
   MW_RUN(test_top_level);
   MW_RUN(test_unknown_keys);
   MW_RUN(test_drain_and_builtins);
+  MW_RUN(test_methods_and_shedding);
   MW_RUN(test_duplicates);
   MW_RUN(test_yaml_features);
   MW_RUN(test_many_errors_one_pass);
