@@ -63,18 +63,23 @@ void mw_config_init(mw_config *c) {
   c->limits.handler_cpu_ms = 10000;
   c->limits.handler_slice_ms = 5;
   c->limits.lua_memory_mb = 256;
-  c->limits.max_concurrent_streams = 1000;
+  c->limits.max_concurrent_streams = 100;
   c->limits.max_header_list_size = 16384;
   c->limits.max_inflight_calls = 0;
   c->methods = NULL;
   c->n_methods = 0;
-  c->keepalive.time_ms = 7200000;
+  c->keepalive.time_ms = 60000;
   c->keepalive.timeout_ms = 20000;
   c->keepalive.min_client_ping_ms = 300000;
   c->keepalive.max_ping_strikes = 2;
-  c->keepalive.max_connection_idle_ms = 0;
-  c->keepalive.max_connection_age_ms = 0;
-  c->keepalive.max_connection_age_grace_ms = 0;
+  c->keepalive.max_connection_idle_ms = 300000;
+  c->keepalive.max_connection_age_ms = 1800000;
+  c->keepalive.max_connection_age_grace_ms = 60000;
+  c->transport.bdp_probe = 0;
+  c->transport.stream_window = 65536;
+  c->transport.max_frame_size = 16384;
+  c->transport.handshake_timeout_ms = 10000;
+  c->transport.memory_mb = 1024;
   c->reload.watch = 1;
   c->reload.debounce_ms = 200;
   c->log.level = MW_LOG_INFO;
@@ -715,7 +720,7 @@ static int number_value(ctx *x, const node *v, const char *key, int kind,
 static const char *const top_keys[] = {
     "listen", "workers",   "services", "proto_path",        "limits",
     "keepalive", "reload", "log",      "shutdown_grace_ms", "protos",
-    "shutdown", "health", "reflection", "tls", "methods", NULL};
+    "shutdown", "health", "reflection", "tls", "methods", "transport", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -726,6 +731,7 @@ typedef struct numfield {
 
 #define LIM(f) offsetof(mw_config, limits.f)
 #define KA(f) offsetof(mw_config, keepalive.f)
+#define TR(f) offsetof(mw_config, transport.f)
 
 static const numfield limit_fields[] = {
     {"max_receive_bytes", K_SIZE, 1, INT32_MAX, LIM(max_receive_bytes)},
@@ -756,6 +762,17 @@ static const numfield keepalive_fields[] = {
     {NULL, 0, 0, 0, 0},
 };
 
+/* transport: bdp_probe (a boolean) first, then these, in key order. */
+static const numfield transport_fields[] = {
+    {"stream_window", K_SIZE, 1024, INT32_MAX, TR(stream_window)},
+    {"max_frame_size", K_SIZE, 16384, 16777215, TR(max_frame_size)},
+    {"handshake_timeout_ms", K_DURATION, 1, INT32_MAX, TR(handshake_timeout_ms)},
+    {"memory_mb", K_INT, 0, 1048576, TR(memory_mb)},
+    {NULL, 0, 0, 0, 0},
+};
+static const char *const transport_keys[] = {"bdp_probe", "stream_window", "max_frame_size",
+                                             "handshake_timeout_ms", "memory_mb", NULL};
+
 static const char *const limit_keys[] = {
     "max_receive_bytes", "max_send_bytes", "send_queue_bytes",
     "send_queue_messages", "handler_cpu_ms", "handler_slice_ms", "lua_memory_mb",
@@ -778,6 +795,7 @@ static const struct {
                 {"reload", reload_keys},
                 {"log", log_keys},
                 {"shutdown", shutdown_keys},
+                {"transport", transport_keys},
                 {"tls", tls_keys}};
 
 static void key_list(char *buf, size_t cap, const char *const *keys) {
@@ -901,6 +919,12 @@ static void bool_value(ctx *x, const node *v, const char *name, int *out) {
     return;
   }
   *out = b;
+}
+
+static void transport_pair(ctx *x, mw_config *c, int idx, const node *k,
+                           const node *v) {
+  if (idx == 0) bool_value(x, v, "transport.bdp_probe", &c->transport.bdp_probe);
+  else numeric_pair(x, c, &transport_fields[idx - 1], "transport", v);
 }
 
 static void reload_pair(ctx *x, mw_config *c, int idx, const node *k,
@@ -1305,6 +1329,9 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     return;
   case 14:
     if (want_section(x, v, key) == 0) methods_section(x, c, v);
+    return;
+  case 15:
+    if (want_section(x, v, key) == 0) walk_map(x, c, v, key, transport_keys, transport_pair);
     return;
   default:
     return;

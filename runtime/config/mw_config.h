@@ -46,6 +46,14 @@ typedef struct mw_config {
     int64_t max_connection_age_grace_ms; /* default 0 = unlimited */
   } keepalive;
   struct {
+    int bdp_probe;                /* default 0: windows stay at stream_window */
+    int64_t stream_window;        /* bytes; default 65536 */
+    int64_t max_frame_size;       /* bytes; default 16384 */
+    int64_t handshake_timeout_ms; /* default 10000 */
+    int64_t memory_mb;            /* gRPC core's resource quota; default 1024;
+                                     0 = none */
+  } transport;
+  struct {
     int watch;          /* default 1 */
     int64_t debounce_ms; /* default 200 */
   } reload;

@@ -298,7 +298,7 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
   atomic_init(&s->counters.generation, mw_router_id(router));
   s->shutdown_tag = (mw_tag){MW_TAG_SHUTDOWN, 0, s};
 
-  grpc_arg args[16];
+  grpc_arg args[24];
   size_t n = 0;
   add_arg(args, &n, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, cfg->limits.max_receive_bytes);
   add_arg(args, &n, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, cfg->limits.max_send_bytes);
@@ -322,8 +322,28 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
   add_arg(args, &n, GRPC_ARG_HTTP2_WRITE_BUFFER_SIZE, MW_WRITE_BUFFER_SIZE);
   /* Nothing reads channelz here; its per-call counters are pure cost. */
   add_arg(args, &n, GRPC_ARG_ENABLE_CHANNELZ, 0);
+  add_arg(args, &n, GRPC_ARG_MAX_CHANNEL_TRACE_EVENT_MEMORY_PER_NODE, 0);
+  /* Hardened transport (docs/config.md, transport): windows that do not
+   * grow per stream, the smallest frames, slow handshakes cut short, and
+   * core's memory accounting with a ceiling. */
+  add_arg(args, &n, GRPC_ARG_HTTP2_BDP_PROBE, cfg->transport.bdp_probe);
+  add_arg(args, &n, GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, cfg->transport.stream_window);
+  add_arg(args, &n, GRPC_ARG_HTTP2_MAX_FRAME_SIZE, cfg->transport.max_frame_size);
+  add_arg(args, &n, GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, cfg->transport.handshake_timeout_ms);
+  add_arg(args, &n, GRPC_ARG_TCP_TX_ZEROCOPY_ENABLED, 0);
+  grpc_resource_quota *quota = NULL;
+  if (cfg->transport.memory_mb > 0) {
+    quota = grpc_resource_quota_create("moonwire");
+    grpc_resource_quota_resize(quota, (size_t)cfg->transport.memory_mb << 20);
+    args[n].type = GRPC_ARG_POINTER;
+    args[n].key = (char *)GRPC_ARG_RESOURCE_QUOTA;
+    args[n].value.pointer.p = quota;
+    args[n].value.pointer.vtable = grpc_resource_quota_arg_vtable();
+    n++;
+  }
   grpc_channel_args cargs = {n, args};
   s->server = grpc_server_create(&cargs, NULL);
+  if (quota) grpc_resource_quota_unref(quota); /* the server holds its own */
 
   s->n_workers = cfg->workers;
   s->workers = calloc((size_t)s->n_workers, sizeof *s->workers);

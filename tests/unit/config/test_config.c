@@ -90,15 +90,20 @@ static void check_defaults(const mw_config *c) {
   MW_CHECK_INT(c->limits.handler_cpu_ms, 10000);
   MW_CHECK_INT(c->limits.handler_slice_ms, 5);
   MW_CHECK_INT(c->limits.lua_memory_mb, 256);
-  MW_CHECK_INT(c->limits.max_concurrent_streams, 1000);
+  MW_CHECK_INT(c->limits.max_concurrent_streams, 100);
   MW_CHECK_INT(c->limits.max_header_list_size, 16384);
-  MW_CHECK_INT(c->keepalive.time_ms, 7200000);
+  MW_CHECK_INT(c->keepalive.time_ms, 60000);
   MW_CHECK_INT(c->keepalive.timeout_ms, 20000);
   MW_CHECK_INT(c->keepalive.min_client_ping_ms, 300000);
   MW_CHECK_INT(c->keepalive.max_ping_strikes, 2);
-  MW_CHECK_INT(c->keepalive.max_connection_idle_ms, 0);
-  MW_CHECK_INT(c->keepalive.max_connection_age_ms, 0);
-  MW_CHECK_INT(c->keepalive.max_connection_age_grace_ms, 0);
+  MW_CHECK_INT(c->keepalive.max_connection_idle_ms, 300000);
+  MW_CHECK_INT(c->keepalive.max_connection_age_ms, 1800000);
+  MW_CHECK_INT(c->keepalive.max_connection_age_grace_ms, 60000);
+  MW_CHECK_INT(c->transport.bdp_probe, 0);
+  MW_CHECK_INT(c->transport.stream_window, 65536);
+  MW_CHECK_INT(c->transport.max_frame_size, 16384);
+  MW_CHECK_INT(c->transport.handshake_timeout_ms, 10000);
+  MW_CHECK_INT(c->transport.memory_mb, 1024);
   MW_CHECK_INT(c->reload.watch, 1);
   MW_CHECK_INT(c->reload.debounce_ms, 200);
   MW_CHECK_INT(c->log.level, MW_LOG_INFO);
@@ -374,6 +379,23 @@ static void test_methods_and_shedding(void) {
              "scalar");
 }
 
+static void test_transport(void) {
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d, "transport: {bdp_probe: true, stream_window: 1MiB, "
+                            "max_frame_size: 64KiB, handshake_timeout_ms: 3s, memory_mb: 0}\n"),
+               0);
+  MW_CHECK_INT(c.transport.bdp_probe, 1);
+  MW_CHECK_INT(c.transport.stream_window, 1 << 20);
+  MW_CHECK_INT(c.transport.max_frame_size, 65536);
+  MW_CHECK_INT(c.transport.handshake_timeout_ms, 3000);
+  MW_CHECK_INT(c.transport.memory_mb, 0);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  expect_one("transport: {max_frame_size: 1000}\n",
+             "t.yaml:1:29: transport.max_frame_size: must be at least 16384, got '1000'");
+}
+
 static void test_sizes(void) {
   static const struct {
     const char *text;
@@ -589,7 +611,8 @@ static void test_unknown_keys(void) {
   expect_one("zzz: 1\n",
              "t.yaml:1:1: unknown key 'zzz' (valid keys: listen, workers, "
              "services, proto_path, limits, keepalive, reload, log, "
-             "shutdown_grace_ms, protos, shutdown, health, reflection, tls, methods)");
+             "shutdown_grace_ms, protos, shutdown, health, reflection, tls, methods, "
+             "transport)");
 }
 
 static void test_duplicates(void) {
@@ -987,6 +1010,7 @@ int main(void) {
   MW_RUN(test_unknown_keys);
   MW_RUN(test_drain_and_builtins);
   MW_RUN(test_methods_and_shedding);
+  MW_RUN(test_transport);
   MW_RUN(test_duplicates);
   MW_RUN(test_yaml_features);
   MW_RUN(test_many_errors_one_pass);
