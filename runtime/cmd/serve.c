@@ -118,14 +118,24 @@ static void reload(serving *sv, const char *why) {
 static const char *serve_loop(serving *sv, int sfd) {
   double due = -1; /* when a debounced reload runs */
   for (;;) {
-    struct pollfd fds[2] = {{sfd, POLLIN, 0}, {sv->watch ? mw_watch_fd(sv->watch) : -1, POLLIN, 0}};
+    struct pollfd fds[3] = {{sfd, POLLIN, 0},
+                            {sv->watch ? mw_watch_fd(sv->watch) : -1, POLLIN, 0},
+                            {mw_server_listener_alarm_fd(), POLLIN, 0}};
     int timeout = -1;
     if (due >= 0) {
       double left = due - mw_now();
       timeout = left > 0 ? (int)(left * 1000) + 1 : 0;
     }
-    int n = poll(fds, 2, timeout);
+    int n = poll(fds, 3, timeout);
     if (n < 0 && errno != EINTR) return "poll failed";
+    if (n > 0 && (fds[2].revents & POLLIN)) {
+      /* Connections already open still work, so nothing else would show
+       * it: drain them and exit non-zero for the supervisor to restart. */
+      mw_log(MW_LOG_ERROR, "a listener stopped accepting connections for good (gRPC "
+                           "core's accept failed, e.g. out of file descriptors): "
+                           "draining, then exiting with status 75 for a restart");
+      return "listener failure";
+    }
     if (n > 0 && (fds[0].revents & POLLIN)) {
       struct signalfd_siginfo si;
       if (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
@@ -281,6 +291,7 @@ int mw_cmd_serve(const options *o) {
   int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
   drain(&sv, sfd, serve_loop(&sv, sfd));
   close(sfd);
+  int rc = mw_server_listener_dead() ? 75 : 0; /* EX_TEMPFAIL */
   mw_server_free(sv.s);
   mw_health_free();
   mw_watch_free(sv.watch);
@@ -288,6 +299,6 @@ int mw_cmd_serve(const options *o) {
   mw_config_free(&sv.cfg);
   free(sv.mem);
   mw_log(MW_LOG_INFO, "stopped");
-  return 0;
+  return rc;
 }
 

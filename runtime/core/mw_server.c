@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <grpc/grpc_security.h>
@@ -265,9 +266,34 @@ static char *listener_name(const char *addr, int port) {
   return out;
 }
 
+/* Written once when a listener has died (see grpc_log_to_mw); the serve
+ * loop polls it. Process-wide like gRPC's log function itself. */
+static int listener_alarm = -1;
+static _Atomic int listener_dead;
+
+/* gRPC core 1.51's listener stops accepting for good once accept4 fails
+ * (CVE-2023-4785: EMFILE, ENFILE, ENOMEM), and says so only in one log
+ * line; connections already open keep working, so nothing else shows it.
+ * That line is the only signal there is. */
+static void note_listener_death(const char *msg) {
+  if (!strstr(msg, "Failed accept4") || atomic_exchange(&listener_dead, 1)) return;
+  uint64_t one = 1;
+  if (listener_alarm >= 0 && write(listener_alarm, &one, sizeof one) < 0) {
+    /* nothing more to do: the flag is set */
+  }
+}
+
+int mw_server_listener_alarm_fd(void) {
+  if (listener_alarm < 0) listener_alarm = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  return listener_alarm;
+}
+
+int mw_server_listener_dead(void) { return atomic_load(&listener_dead); }
+
 /* gRPC core's own log lines go through ours, so that JSON logs stay JSON;
  * its errors are details of what Moonwire reports itself: warn level. */
 static void grpc_log_to_mw(gpr_log_func_args *a) {
+  if (a->severity == GPR_LOG_SEVERITY_ERROR && a->message) note_listener_death(a->message);
   mw_log_level level = a->severity == GPR_LOG_SEVERITY_ERROR  ? MW_LOG_WARN
                        : a->severity == GPR_LOG_SEVERITY_INFO ? MW_LOG_INFO
                                                               : MW_LOG_DEBUG;
@@ -286,6 +312,7 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
     mw_diag_add(diag, "out of memory");
     return NULL;
   }
+  mw_server_listener_alarm_fd(); /* before a listener exists that could die */
   gpr_set_log_function(grpc_log_to_mw);
   mw_absl_fast_mutexes();
   grpc_init();

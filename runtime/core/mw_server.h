@@ -57,6 +57,13 @@ void mw_server_stop(mw_server *s, long grace_ms);
 /* Live calls over every worker (approximate while running). */
 size_t mw_server_live_calls(const mw_server *s);
 void mw_server_note_reload_failure(mw_server *s);
+/* A descriptor that becomes readable when a listener has stopped accepting
+ * for good (gRPC core 1.51 gives up on a listener whose accept fails, for
+ * instance for want of descriptors), for the serve loop to poll; and
+ * whether that happened. Process-wide; the descriptor lives as long as the
+ * process. */
+int mw_server_listener_alarm_fd(void);
+int mw_server_listener_dead(void);
 /* Frees the server; safe after mw_server_stop, and with NULL. */
 void mw_server_free(mw_server *s);
 

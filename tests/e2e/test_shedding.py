@@ -141,6 +141,43 @@ class OpenFiles(mwtest.TestCase):
         finally:
             p.terminate()
             self.assertEqual(p.wait(15), 0)
+            p.stdout.close()
+
+    def test_dead_listener_exits_for_a_restart(self):
+        # gRPC core 1.51 stops accepting for good once accept fails for want
+        # of descriptors (CVE-2023-4785). Soft = hard = 64: the limit cannot
+        # be raised, so a storm of connections hits it. The server notices,
+        # drains (the open connection still gets its answer) and exits 75.
+        import socket
+        d = mwtest.ServiceDir({"s.proto": PROTO, "s.lua": LUA,
+                               "moonwire.yaml": "shutdown: {grace: 2s}\n"})
+        p = subprocess.Popen(["prlimit", "--nofile=64:64", mwtest.MOONWIRE_BIN, "serve",
+                              "--listen", "127.0.0.1:0", d.path],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        socks = []
+        try:
+            line = p.stdout.readline()
+            self.assertIn("listening on", line)
+            port = int(line.rsplit(":", 1)[1])
+            for _ in range(150):
+                try:
+                    socks.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+                except OSError:
+                    break
+            rc = p.wait(20 * mwtest.SLOW)
+            err = p.stderr.read()
+            self.assertEqual(rc, 75, err)
+            self.assertIn("a listener stopped accepting connections for good", err)
+            self.assertIn("listener failure: draining", err)
+        finally:
+            for so in socks:
+                so.close()
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+            p.stderr.close()
+            d.cleanup()
 
 
 if __name__ == "__main__":
