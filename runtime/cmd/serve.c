@@ -7,6 +7,7 @@
  *   3. what remains is cancelled, and the process exits 0.
  * A second SIGTERM or SIGINT skips to 3 at once. */
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -113,10 +114,47 @@ static void reload(serving *sv, const char *why) {
   mw_diag_free(&diag);
 }
 
+/* The process's resident memory in MiB (0 when it cannot be read). */
+static long rss_mib(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  long pages = 0, resident = 0;
+  if (f) {
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    fclose(f);
+  }
+  return resident * (sysconf(_SC_PAGESIZE) / 1024) / 1024;
+}
+
+/* The memory guard, every MW_GUARD_MS while limits.max_rss_mb is set: over
+ * the limit, new calls are shed (the calls in flight finish and give their
+ * memory back); under 90 % of it, they are taken again. Logged both ways,
+ * so an OOM kill is never the first sign. */
+#define MW_GUARD_MS 200
+static void guard_memory(serving *sv, int *shedding) {
+  long limit = (long)sv->cfg.limits.max_rss_mb, now = rss_mib();
+  if (now > limit - limit / 10) {
+    /* What handlers freed may still be held by malloc: give it back before
+     * deciding (glibc returns free pages anywhere in the heap). */
+    malloc_trim(0);
+    now = rss_mib();
+  }
+  if (!*shedding && now > limit) {
+    *shedding = 1;
+    mw_log(MW_LOG_ERROR, "memory guard: %ld MiB resident, over limits.max_rss_mb (%ld): "
+                         "shedding new calls", now, limit);
+  } else if (*shedding && now < limit - limit / 10) {
+    *shedding = 0;
+    mw_log(MW_LOG_WARN, "memory guard: %ld MiB resident: taking calls again", now);
+  }
+  mw_server_shed_for_memory(sv->s, *shedding ? (int)now : 0);
+}
+
 /* Waits for signals and file changes until SIGINT or SIGTERM; returns
  * that signal's name. */
 static const char *serve_loop(serving *sv, int sfd) {
   double due = -1; /* when a debounced reload runs */
+  int shedding = 0;  /* the memory guard's state */
+  double guard_due = mw_now();
   for (;;) {
     struct pollfd fds[3] = {{sfd, POLLIN, 0},
                             {sv->watch ? mw_watch_fd(sv->watch) : -1, POLLIN, 0},
@@ -125,6 +163,14 @@ static const char *serve_loop(serving *sv, int sfd) {
     if (due >= 0) {
       double left = due - mw_now();
       timeout = left > 0 ? (int)(left * 1000) + 1 : 0;
+    }
+    if (sv->cfg.limits.max_rss_mb > 0) {
+      if (mw_now() >= guard_due) {
+        guard_memory(sv, &shedding);
+        guard_due = mw_now() + MW_GUARD_MS / 1000.0;
+      }
+      int left = (int)((guard_due - mw_now()) * 1000) + 1;
+      if (timeout < 0 || left < timeout) timeout = left;
     }
     int n = poll(fds, 3, timeout);
     if (n < 0 && errno != EINTR) return "poll failed";

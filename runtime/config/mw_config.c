@@ -66,6 +66,7 @@ void mw_config_init(mw_config *c) {
   c->limits.max_concurrent_streams = 100;
   c->limits.max_header_list_size = 16384;
   c->limits.max_inflight_calls = 0;
+  c->limits.max_rss_mb = 0;
   c->methods = NULL;
   c->n_methods = 0;
   c->keepalive.time_ms = 60000;
@@ -745,6 +746,7 @@ static const numfield limit_fields[] = {
      LIM(max_concurrent_streams)},
     {"max_header_list_size", K_SIZE, 1, INT32_MAX, LIM(max_header_list_size)},
     {"max_inflight_calls", K_INT, 0, INT32_MAX, LIM(max_inflight_calls)},
+    {"max_rss_mb", K_INT, 0, 1048576, LIM(max_rss_mb)},
     {NULL, 0, 0, 0, 0},
 };
 
@@ -776,7 +778,7 @@ static const char *const transport_keys[] = {"bdp_probe", "stream_window", "max_
 static const char *const limit_keys[] = {
     "max_receive_bytes", "max_send_bytes", "send_queue_bytes",
     "send_queue_messages", "handler_cpu_ms", "handler_slice_ms", "lua_memory_mb",
-    "max_concurrent_streams", "max_header_list_size", "max_inflight_calls", NULL};
+    "max_concurrent_streams", "max_header_list_size", "max_inflight_calls", "max_rss_mb", NULL};
 static const char *const keepalive_keys[] = {
     "time_ms", "timeout_ms", "min_client_ping_ms", "max_ping_strikes",
     "max_connection_idle_ms", "max_connection_age_ms",

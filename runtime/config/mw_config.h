@@ -35,6 +35,7 @@ typedef struct mw_config {
     int64_t max_concurrent_streams; /* default 1000 */
     int64_t max_header_list_size;   /* bytes; default 16384 */
     int64_t max_inflight_calls;     /* server-wide; default 0 = no limit */
+    int64_t max_rss_mb;             /* the memory guard; default 0 = off */
   } limits;
   struct {
     int64_t time_ms;                /* default 7200000 */

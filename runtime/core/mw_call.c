@@ -450,6 +450,12 @@ static void reject(mw_call *c, mw_status code, const char *msg) {
  * exact. Costs nothing when no limit is set. */
 static int shed(mw_call *c, const char *path, size_t path_len, char *msg, size_t len) {
   mw_counters *k = c->w->counters;
+  int over = atomic_load_explicit(&k->over_memory, memory_order_relaxed);
+  if (over) {
+    snprintf(msg, len, "the server is over its memory limit: %d MiB in use "
+                       "(limits.max_rss_mb)", over);
+    return 1;
+  }
   if (k->max_inflight > 0) {
     c->counted = 1;
     long now = atomic_fetch_add(&k->inflight, 1) + 1;

@@ -49,6 +49,7 @@ typedef struct mw_counters {
   /* Shedding: past these a call ends RESOURCE_EXHAUSTED as it arrives,
    * before it is routed, decoded or run. Both are fixed at start. */
   long max_inflight;         /* limits.max_inflight_calls; 0: no limit */
+  _Atomic int over_memory;   /* the memory guard says shed (MiB in use) */
   _Atomic long inflight;     /* calls counted against it (only when set) */
   mw_method_limit *limits;   /* owned array */
   size_t n_limits;

@@ -465,6 +465,10 @@ const char *mw_server_listener(const mw_server *s, size_t i) {
   return s->listeners[i];
 }
 
+void mw_server_shed_for_memory(mw_server *s, int mib) {
+  atomic_store(&s->counters.over_memory, mib > 0 ? mib : 0);
+}
+
 size_t mw_server_live_calls(const mw_server *s) {
   return mw_counters_live_calls(&s->counters);
 }

@@ -54,6 +54,9 @@ size_t mw_server_wait_idle(mw_server *s, long ms);
  * to grace_ms, cancels the rest (their handlers see the cancellation),
  * joins the workers. */
 void mw_server_stop(mw_server *s, long grace_ms);
+/* The memory guard (limits.max_rss_mb): while mib > 0, every new call is
+ * shed as it arrives, with a message saying how much is in use; 0 lifts it. */
+void mw_server_shed_for_memory(mw_server *s, int mib);
 /* Live calls over every worker (approximate while running). */
 size_t mw_server_live_calls(const mw_server *s);
 void mw_server_note_reload_failure(mw_server *s);

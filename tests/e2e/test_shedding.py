@@ -19,6 +19,7 @@ message M { string x = 1; double secs = 2; }
 service S {
   rpc Slow(M) returns (M);
   rpc Echo(M) returns (M);
+  rpc Hold(M) returns (M);
 }
 """
 
@@ -27,6 +28,15 @@ local mw = require "moonwire"
 local S = mw.service "s.S"
 function S.Slow(req) mw.sleep(req.secs) return {x = "slow"} end
 function S.Echo(req) return {x = req.x} end
+-- holds about req.x MiB for req.secs, then lets it go
+function S.Hold(req)
+  local t = {}
+  for i = 1, tonumber(req.x) do t[i] = ("x"):rep(1048575) .. (i % 10) end
+  mw.sleep(req.secs)
+  t = nil
+  collectgarbage()
+  return {x = "held"}
+end
 """
 
 
@@ -125,6 +135,27 @@ class Shedding(mwtest.TestCase):
             r = mwtest.run_cli("check", str(self.dir))
             self.assertEqual(r.returncode, 1, cfg)
             self.assertIn(expected, r.stderr + r.stdout, cfg)
+
+    def test_memory_guard(self):
+        # The limit is set from what an idle server uses, plus 60 MiB: a
+        # call holding 120 MiB pushes it over, new calls are shed while it
+        # holds, and taken again once it let go.
+        with Server(self.dir) as s:
+            base = rss_kib(s.pid) // 1024
+        cfg = "limits: {max_rss_mb: %d}\n" % (base + 60)
+        with Server(self.dir, config=cfg) as s:
+            ch = s.channel()
+            echo = self.p.unary(ch, "/s.S/Echo")
+            self.assertEqual(echo(self.M(x="before"), timeout=10).x, "before")
+            hold = self.p.unary(ch, "/s.S/Hold").future(self.M(x="120", secs=1.5), timeout=30)
+            self.assertTrue(s.wait_log("memory guard:", timeout=5), s.logs())
+            with self.assertRaises(grpc.RpcError) as e:
+                echo(self.M(x="during"), timeout=10)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertIn("the server is over its memory limit", e.exception.details())
+            self.assertEqual(hold.result().x, "held")  # the call in flight finished
+            self.assertTrue(s.wait_log("taking calls again", timeout=5), s.logs())
+            self.assertEqual(echo(self.M(x="after"), timeout=10).x, "after")
 
 
 class OpenFiles(mwtest.TestCase):
