@@ -1,10 +1,23 @@
 /* Logging: human-readable lines by default, JSON lines with log.format: json.
- * Thread-safe; each record is written with one write(2). */
+ * Thread-safe; each record is written with one write(2).
+ *
+ * Records carry what clients and scripts put in them, so every record is one
+ * line whatever its bytes: the text format escapes control bytes, invalid
+ * UTF-8 and backslashes (\x1b, \n, \\), JSON escapes as JSON does. A record
+ * is at most 16 KiB: past that its message and fields are cut, and it ends
+ * with " [truncated: N bytes cut]" (JSON: "truncated_bytes":N). Warn and error
+ * records, and every record scripts write, go through a rate limit (a token
+ * bucket, MW_LOG_RATE_PER_S a second, bursts of MW_LOG_RATE_BURST); the first
+ * record written after some were refused is preceded by a warn record
+ * "N log records suppressed". */
 #ifndef MW_LOG_H
 #define MW_LOG_H
 
 #include <stdarg.h>
 #include <stddef.h>
+
+#define MW_LOG_RATE_PER_S 100
+#define MW_LOG_RATE_BURST 200
 
 typedef enum mw_log_level {
   MW_LOG_DEBUG = 0,
@@ -29,9 +42,19 @@ void mw_log_fields(mw_log_level level, const char *msg, int n,
 
 /* The same with explicit lengths for the message and the values (which may
  * hold any bytes: JSON output escapes them and replaces invalid UTF-8 with
- * U+FFFD). vlens may be NULL for NUL-terminated values. */
+ * U+FFFD, text output escapes them as \xNN). vlens may be NULL for
+ * NUL-terminated values. */
 void mw_log_record(mw_log_level level, const char *msg, size_t msg_len, int n,
                    const char *const *keys, const char *const *vals,
                    const size_t *vlens);
+
+/* The same for a record a script wrote (print, mw.log): rate-limited at
+ * every level. */
+void mw_log_script(mw_log_level level, const char *msg, size_t msg_len, int n,
+                   const char *const *keys, const char *const *vals,
+                   const size_t *vlens);
+
+/* Sets the rate limit (records per second, burst size) and resets it. */
+void mw_log_set_rate(double per_second, double burst);
 
 #endif

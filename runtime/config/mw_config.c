@@ -721,7 +721,7 @@ static int number_value(ctx *x, const node *v, const char *key, int kind,
 static const char *const top_keys[] = {
     "listen", "workers",   "services", "proto_path",        "limits",
     "keepalive", "reload", "log",      "shutdown_grace_ms", "protos",
-    "shutdown", "health", "reflection", "tls", "methods", "transport", NULL};
+    "shutdown", "health", "reflection", "tls", "methods", "transport", "lua", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -788,6 +788,7 @@ static const char *const log_keys[] = {"level", "format", NULL};
 static const char *const shutdown_keys[] = {"grace", "drain_delay", NULL};
 static const char *const tls_keys[] = {"cert", "key", "client_ca",
                                        "require_client_cert", NULL};
+static const char *const lua_keys[] = {"unsafe", NULL};
 
 static const struct {
   const char *name;
@@ -798,7 +799,8 @@ static const struct {
                 {"log", log_keys},
                 {"shutdown", shutdown_keys},
                 {"transport", transport_keys},
-                {"tls", tls_keys}};
+                {"tls", tls_keys},
+                {"lua", lua_keys}};
 
 static void key_list(char *buf, size_t cap, const char *const *keys) {
   size_t o = 0;
@@ -850,9 +852,14 @@ static void unknown_key(ctx *x, const node *k, const char *section,
 typedef void (*pair_fn)(ctx *x, mw_config *c, int idx, const node *k,
                         const node *v);
 
+/* Keys a section may have (the top level has the most). */
+#define MW_MAX_KEYS 32
+_Static_assert(sizeof top_keys / sizeof top_keys[0] <= MW_MAX_KEYS + 1,
+               "walk_map would not see every top-level key");
+
 static void walk_map(ctx *x, mw_config *c, const node *m, const char *section,
                      const char *const *keys, pair_fn fn) {
-  const node *seen[16] = {NULL}; /* the first key node of each known key */
+  const node *seen[MW_MAX_KEYS] = {NULL}; /* the first node of each known key */
   for (size_t i = 0; i + 1 < m->n; i += 2) {
     const node *k = m->kid[i], *v = m->kid[i + 1];
     if (k->type == N_BAD) continue;
@@ -861,7 +868,7 @@ static void walk_map(ctx *x, mw_config *c, const node *m, const char *section,
       continue;
     }
     int idx = -1;
-    for (int j = 0; keys[j] && j < 16; j++)
+    for (int j = 0; keys[j] && j < MW_MAX_KEYS; j++)
       if (strlen(keys[j]) == k->len && strcmp(keys[j], k->s) == 0) idx = j;
     if (idx < 0) {
       unknown_key(x, k, section, keys);
@@ -973,6 +980,12 @@ static void log_pair(ctx *x, mw_config *c, int idx, const node *k,
       ERR(x, v, "log.format: expected %s, got '%s'", what, EX(v));
     }
   }
+}
+
+static void lua_pair(ctx *x, mw_config *c, int idx, const node *k,
+                     const node *v) {
+  (void)idx;
+  bool_value(x, v, "lua.unsafe", &c->lua.unsafe);
 }
 
 /* "host:port", "[v6]:port"; returns NULL when valid, else the problem. */
@@ -1334,6 +1347,10 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     return;
   case 15:
     if (want_section(x, v, key) == 0) walk_map(x, c, v, key, transport_keys, transport_pair);
+    return;
+  case 16:
+    if (want_section(x, v, key) == 0)
+      walk_map(x, c, v, key, lua_keys, lua_pair);
     return;
   default:
     return;

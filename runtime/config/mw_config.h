@@ -79,6 +79,9 @@ typedef struct mw_config {
     char *client_ca; /* PEM: the CAs client certificates must chain to */
     int require_client_cert; /* default 0; needs client_ca */
   } tls;
+  struct {
+    int unsafe; /* default 0: handlers run in the sandbox (lua/mw_sandbox.h) */
+  } lua;
 } mw_config;
 
 /* Fills c with the defaults. c owns nothing yet afterwards except defaults. */

@@ -376,7 +376,25 @@ static int queue_push(mw_call *c, grpc_byte_buffer *bb, size_t len) {
   return 0;
 }
 
+/* A response message over limits.max_send_bytes ends the call here, with
+ * the method and the size in the log: core would refuse it with nothing in
+ * our log and nothing for the client to go on. Messages sent after the call
+ * was ended this way are dropped. Returns whether data must not be sent. */
+static int refuse_send(mw_call *c, size_t len) {
+  if (c->finish_requested) return 1;
+  size_t max = c->w->max_send_bytes;
+  if (max == 0 || len <= max) return 0;
+  mw_log(MW_LOG_ERROR, "%s: response message of %zu bytes is over limits.max_send_bytes "
+                       "(%zu bytes): the call ends with RESOURCE_EXHAUSTED",
+         c->method ? c->method->path : "?", len, max);
+  char msg[128];
+  snprintf(msg, sizeof msg, "response message too large (%zu bytes, limit %zu)", len, max);
+  mw_call_finish(c, MW_STATUS_RESOURCE_EXHAUSTED, msg);
+  return 1;
+}
+
 int mw_call_send(mw_call *c, const char *data, size_t len) {
+  if (refuse_send(c, len)) return 1;
   grpc_slice s = grpc_slice_from_copied_buffer(data, len);
   grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
   grpc_slice_unref(s);
@@ -384,6 +402,10 @@ int mw_call_send(mw_call *c, const char *data, size_t len) {
 }
 
 int mw_call_send_block(mw_call *c, char *block, size_t len) {
+  if (refuse_send(c, len)) {
+    free(block);
+    return 1;
+  }
   grpc_slice s = grpc_slice_new(block, len, free);
   grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
   grpc_slice_unref(s);
@@ -396,7 +418,8 @@ int mw_call_add_header(mw_call *c, const char *k, size_t kl, const char *v,
     snprintf(err, errlen, "headers were already sent with the first message");
     return -1;
   }
-  return mw_md_list_add(&c->headers, k, kl, v, vl, err, errlen);
+  return mw_md_list_add(&c->headers, k, kl, v, vl, c->w->max_response_md, "headers",
+                        err, errlen);
 }
 
 int mw_call_add_trailer(mw_call *c, const char *k, size_t kl, const char *v,
@@ -405,7 +428,8 @@ int mw_call_add_trailer(mw_call *c, const char *k, size_t kl, const char *v,
     snprintf(err, errlen, "the call has already finished");
     return -1;
   }
-  return mw_md_list_add(&c->trailers, k, kl, v, vl, err, errlen);
+  return mw_md_list_add(&c->trailers, k, kl, v, vl, c->w->max_response_md,
+                        "trailers", err, errlen);
 }
 
 void mw_call_finish(mw_call *c, int code, const char *msg) {

@@ -77,6 +77,9 @@ typedef struct mw_worker {
   size_t live_slots;
   size_t send_queue_messages; /* limits.send_queue_messages */
   size_t send_queue_bytes;    /* limits.send_queue_bytes */
+  size_t max_send_bytes;      /* limits.max_send_bytes: one response message */
+  size_t max_response_md;     /* response headers, and trailers, at most
+                                 (mw_server.c says how it is derived) */
   int cq_shut;
   pthread_t thread;
 } mw_worker;

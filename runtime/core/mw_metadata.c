@@ -15,6 +15,7 @@ void mw_md_list_free(mw_md_list *l) {
   free(l->v);
   l->v = NULL;
   l->n = l->cap = 0;
+  l->bytes = 0;
 }
 
 static int valid_key(const char *k, size_t kl, char *err, size_t errlen) {
@@ -57,10 +58,29 @@ static int valid_value(const char *k, size_t kl, const char *v, size_t vl,
   return 1;
 }
 
+/* What an entry costs in a header list: gRPC core sends -bin values in
+ * base64, and HTTP/2 adds 32 bytes to each entry. */
+static size_t entry_size(const char *k, size_t kl, size_t vl) {
+  int bin = kl > 4 && memcmp(k + kl - 4, "-bin", 4) == 0;
+  return kl + (bin ? (vl + 2) / 3 * 4 : vl) + 32;
+}
+
 int mw_md_list_add(mw_md_list *l, const char *k, size_t kl, const char *v,
-                  size_t vl, char *err, size_t errlen) {
+                   size_t vl, size_t max_bytes, const char *what, char *err,
+                   size_t errlen) {
   if (!valid_key(k, kl, err, errlen) || !valid_value(k, kl, v, vl, err, errlen))
     return -1;
+  /* Refused here, with the limit named: past it the client drops the whole
+   * response with an error that does not say why. */
+  size_t size = entry_size(k, kl, vl);
+  if (max_bytes && l->bytes + size > max_bytes) {
+    snprintf(err, errlen,
+             "metadata '%.*s' (%zu bytes) would make the response %s %zu bytes, "
+             "over their limit of %zu (limits.max_header_list_size, at most 8 KiB, "
+             "less 1 KiB for the runtime's own; an entry is key + value + 32)",
+             kl > 64 ? 64 : (int)kl, k, size, what, l->bytes + size, max_bytes);
+    return -1;
+  }
   if (l->n == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 4;
     grpc_metadata *nv = realloc(l->v, cap * sizeof *nv);
@@ -75,6 +95,7 @@ int mw_md_list_add(mw_md_list *l, const char *k, size_t kl, const char *v,
   memset(m, 0, sizeof *m);
   m->key = grpc_slice_from_copied_buffer(k, kl);
   m->value = grpc_slice_from_copied_buffer(v, vl);
+  l->bytes += size;
   return 0;
 }
 

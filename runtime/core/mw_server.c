@@ -397,6 +397,15 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
     w->counters = &s->counters;
     w->send_queue_messages = (size_t)cfg->limits.send_queue_messages;
     w->send_queue_bytes = (size_t)cfg->limits.send_queue_bytes;
+    w->max_send_bytes = (size_t)cfg->limits.max_send_bytes;
+    /* What a handler may put in the response headers (and, apart, in the
+     * trailers): what a client accepts, less room for the runtime's own
+     * entries (:status, content-type, grpc-status, grpc-message). Clients
+     * accept limits.max_header_list_size when they are configured like the
+     * server, and gRPC's accept 8 KiB by default (grpc.max_metadata_size). */
+    size_t hl = (size_t)cfg->limits.max_header_list_size;
+    if (hl > 8192) hl = 8192;
+    w->max_response_md = hl > 2048 ? hl - 1024 : hl / 2;
     mw_timers_init(&w->timers);
     w->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, w->cq, NULL);

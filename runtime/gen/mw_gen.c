@@ -118,6 +118,7 @@ mw_gen *mw_gen_build(const mw_gen_options *opt, mw_diag *diag) {
       .mem = opt->mem,
       .handler_cpu_s = (double)cfg->limits.handler_cpu_ms / 1000.0,
       .handler_slice_s = (double)cfg->limits.handler_slice_ms / 1000.0,
+      .unsafe = cfg->lua.unsafe,
   };
   g->lua = mw_lua_backend_new(&lo, diag);
   if (!g->lua) {

@@ -30,7 +30,7 @@ static int l_log(lua_State *L) {
       lua_pop(L, 1);
     }
   }
-  mw_log_record(level, msg, msg_len, n, keys, vals, lens);
+  mw_log_script(level, msg, msg_len, n, keys, vals, lens);
   return 0;
 }
 

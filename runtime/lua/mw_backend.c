@@ -11,6 +11,7 @@
 #include "lua/mw_lcall.h"
 #include "lua/mw_lutil.h"
 #include "lua/mw_vm.h"
+#include "lua/mw_sandbox.h"
 
 typedef struct lua_method {
   mw_handler base; /* first: the router hands this pointer back */
@@ -97,7 +98,7 @@ mw_lua_backend *mw_lua_backend_new(const mw_lua_options *o, mw_diag *diag) {
     mw_vm_options vo = {.worker = i, .mem = o->mem ? &o->mem[i] : NULL,
                         .methods = o->methods, .handler_cpu_s = o->handler_cpu_s,
                         .handler_slice_s = o->handler_slice_s,
-                        .dirs = o->dirs, .n_dirs = o->n_dirs};
+                        .dirs = o->dirs, .n_dirs = o->n_dirs, .unsafe = o->unsafe};
     lua_State *L = b->states[i] = mw_vm_new(&vo);
     if (!L) goto oom;
     b->lstates[i] = mw_lstate_of(L);
@@ -110,6 +111,7 @@ mw_lua_backend *mw_lua_backend_new(const mw_lua_options *o, mw_diag *diag) {
       if (mw_vm_run_builtin(L, o->builtins[k], d) != 0) bad = 1;
     if (mw_vm_run_scripts(L, o->dirs, o->n_dirs, d) != 0) bad = 1;
     if (bind_handlers(L, b->refs[i], d) != 0) bad = 1;
+    mw_sandbox_seal(L); /* the scripts have run: globals are read-only now */
     lua_gc(L, LUA_GCCOLLECT);
     if (i > 0 && bad) mw_diag_move(diag, &scratch);
     mw_diag_free(&scratch);

@@ -25,6 +25,7 @@ typedef struct mw_lua_options {
   mw_lua_mem *mem;           /* n_states accounts (NULL: no cap) */
   double handler_cpu_s;      /* limits.handler_cpu_ms, in seconds; 0: none */
   double handler_slice_s;    /* limits.handler_slice_ms, in seconds; 0: none */
+  int unsafe;                /* lua.unsafe: states without the sandbox */
 } mw_lua_options;
 
 /* Builds every state: runs the service scripts and binds the handlers they

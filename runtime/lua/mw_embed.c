@@ -5,6 +5,8 @@
 
 #include <lauxlib.h>
 
+#include "lua/mw_sandbox.h"
+
 const char *mw_embed_override(void) {
   const char *dir = getenv("MOONWIRE_LUA_DIR");
   return dir && *dir ? dir : NULL;
@@ -26,8 +28,10 @@ static int load_embedded(lua_State *L) {
     lua_remove(L, -2);
   }
   if (rc != LUA_OK) return lua_error(L);
+  mw_sandbox_library_env(L);
   lua_pushstring(L, e->module); /* [chunk, name] */
   lua_call(L, 1, 1);
+  mw_sandbox_freeze_module(L, e->module);
   return 1;
 }
 

@@ -11,8 +11,13 @@
 #include "lua/mw_co.h"
 #include "lua/mw_embed.h"
 #include "lua/mw_lutil.h"
+#include "lua/mw_sandbox.h"
 
-static int open_core(lua_State *L) { return mw_lcore_open(L); }
+static int open_core(lua_State *L) {
+  mw_lcore_open(L);
+  mw_sandbox_freeze_module(L, "moonwire.core");
+  return 1;
+}
 
 void mw_vm_close(lua_State *L) {
   if (!L) return;
@@ -67,6 +72,7 @@ lua_State *mw_vm_new(const mw_vm_options *o) {
   lua_pushcfunction(L, open_core);
   lua_setfield(L, -2, "moonwire.core");
   lua_pop(L, 1);
+  if (!o->unsafe) mw_sandbox_install(L, o->dirs, o->n_dirs);
   return L;
 }
 

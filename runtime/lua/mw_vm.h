@@ -20,6 +20,7 @@ typedef struct mw_vm_options {
   double handler_slice_s;    /* limits.handler_slice_ms in seconds; 0: none */
   const char *const *dirs;   /* service directories, for package.path */
   size_t n_dirs;
+  int unsafe;                /* lua.unsafe: no sandbox (lua/mw_sandbox.h) */
 } mw_vm_options;
 
 /* A new state with its mw_lstate record; NULL when out of memory. */

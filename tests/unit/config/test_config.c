@@ -112,6 +112,7 @@ static void check_defaults(const mw_config *c) {
   MW_CHECK_INT(c->shutdown_drain_delay_ms, 0);
   MW_CHECK_INT(c->health, 1);
   MW_CHECK_INT(c->reflection, 1);
+  MW_CHECK_INT(c->lua.unsafe, 0);
 }
 
 static void test_defaults(void) {
@@ -396,6 +397,28 @@ static void test_transport(void) {
              "t.yaml:1:29: transport.max_frame_size: must be at least 16384, got '1000'");
 }
 
+/* lua: the sandbox stays on unless lua.unsafe says otherwise. */
+static void test_lua_section(void) {
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d, "lua:\n  unsafe: true\n"), 0);
+  MW_CHECK_INT(c.lua.unsafe, 1);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  MW_CHECK_INT(load(&c, &d, "lua: {unsafe: off}\n"), 0);
+  MW_CHECK_INT(c.lua.unsafe, 0);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  expect_one("lua:\n  unsafe: please\n",
+             "t.yaml:2:11: lua.unsafe: expected a boolean (true/false, yes/no, on/off), got 'please'");
+  expect_one("lua:\n  unsfe: true\n",
+             "t.yaml:2:3: unknown key 'unsfe' in 'lua' (did you mean 'unsafe'?)");
+  expect_one("unsafe: true\n",
+             "t.yaml:1:1: unknown key 'unsafe' (did you mean 'lua.unsafe'? it belongs under 'lua:')");
+  expect_one("lua: true\n",
+             "t.yaml:1:6: lua: expected a mapping (indented 'key: value' lines), got a scalar");
+}
+
 static void test_sizes(void) {
   static const struct {
     const char *text;
@@ -612,7 +635,7 @@ static void test_unknown_keys(void) {
              "t.yaml:1:1: unknown key 'zzz' (valid keys: listen, workers, "
              "services, proto_path, limits, keepalive, reload, log, "
              "shutdown_grace_ms, protos, shutdown, health, reflection, tls, methods, "
-             "transport)");
+             "transport, lua)");
 }
 
 static void test_duplicates(void) {
@@ -1011,6 +1034,7 @@ int main(void) {
   MW_RUN(test_drain_and_builtins);
   MW_RUN(test_methods_and_shedding);
   MW_RUN(test_transport);
+  MW_RUN(test_lua_section);
   MW_RUN(test_duplicates);
   MW_RUN(test_yaml_features);
   MW_RUN(test_many_errors_one_pass);
