@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 LISTEN     ?= 127.0.0.1:50051
 
-.PHONY: all setup build run install test test-asan soak bench profile clean
+.PHONY: all setup build run install test test-asan soak bench profile fuzz clean
 
 all: build
 
@@ -59,6 +59,18 @@ PAYLOAD ?= 16
 profile: build
 	tests/bench/setup.sh
 	tests/bench/profile.sh $(BUILD) $(PAYLOAD)
+
+# libFuzzer over the codec, the config loader, descriptor sets and the
+# inflater (tests/fuzz/, clang from tests/fuzz/setup.sh), FUZZ_SECONDS each;
+# a crashing input is written to $(BUILD)/fuzz/crashes and fails the target.
+FUZZ_SECONDS ?= 60
+fuzz: build
+	@tests/fuzz/setup.sh
+	tests/fuzz/fuzz.sh build $(BUILD)
+	@failed=; for t in codec config schema inflate; do \
+	  tests/fuzz/fuzz.sh run $(BUILD) $$t $(FUZZ_SECONDS) || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed (see $(BUILD)/fuzz/crashes)"; exit 1; fi
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -11,11 +11,11 @@ build_dir=${1:-$here/build}
 upb_dir=$build_dir/deps/upb
 
 packages=(
-  build-essential cmake pkg-config
+  build-essential cmake pkg-config zlib1g-dev
   libgrpc-dev liblua5.4-dev lua5.4 libyaml-dev libssl-dev openssl
   protobuf-compiler libprotobuf-dev
   lua-busted python3-grpcio python3-protobuf
-  nghttp2-client grpc-proto dpkg-dev
+  nghttp2-client grpc-proto dpkg-dev python3-hpack python3-hyperframe
 )
 expected_grpc=1.51.1
 

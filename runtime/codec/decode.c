@@ -707,8 +707,13 @@ static int dec_any(mw_ctx *c, const upb_MessageDef *m, const char *p,
       lua_pushvalue(L, into);
       return 0;
     }
-    /* The strings taken stay anchored in the earlier table at into. */
-    lua_getfield(L, into, "@type");
+    /* The strings taken stay anchored in the earlier table at into (a
+     * plain one, see mw_codec_any_plain, keeps them as type_url, value). */
+    int plain = lua_getfield(L, into, "@type") != LUA_TSTRING;
+    if (plain) {
+      lua_pop(L, 1);
+      lua_getfield(L, into, "type_url");
+    }
     size_t olen = 0;
     const char *old =
         lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &olen) : "";
@@ -718,7 +723,7 @@ static int dec_any(mw_ctx *c, const upb_MessageDef *m, const char *p,
       ulen = olen;
     }
     if (!has_val) {
-      if (lua_getfield(L, into, "@value") == LUA_TSTRING) {
+      if (lua_getfield(L, into, plain ? "value" : "@value") == LUA_TSTRING) {
         val = lua_tolstring(L, -1, &vlen);
       } else if (ulen == olen && memcmp(url, old, ulen) == 0) {
         lua_pop(L, 1); /* same type, value unpacked before: no change */
@@ -727,6 +732,14 @@ static int dec_any(mw_ctx *c, const upb_MessageDef *m, const char *p,
       } /* else the unpacked value's bytes are gone: the new type is empty */
       lua_pop(L, 1);
     }
+  }
+  if (mw_codec_any_plain(url, ulen)) {
+    lua_createtable(L, 0, 2);
+    lua_pushlstring(L, url, ulen);
+    lua_setfield(L, -2, "type_url");
+    lua_pushlstring(L, val, vlen);
+    lua_setfield(L, -2, "value");
+    return 0;
   }
   size_t nlen;
   const char *name = mw_codec_any_type_name(url, ulen, &nlen);

@@ -15,7 +15,10 @@
  *   oneof -> whichever member is set; proto3 optional and message fields ->
  *   absent (nil) when not present; google.protobuf.Any -> a table with
  *   "@type" (the type URL) and the fields of the packed message when the type
- *   is in the pool, else {["@type"] = url, ["@value"] = bytes}.
+ *   is in the pool, else {["@type"] = url, ["@value"] = bytes}; a type_url
+ *   without '/' (no type URL: nothing is unpacked from it) comes out as the
+ *   plain message {type_url = url, value = bytes}, which encodes back to the
+ *   same bytes.
  *   Lua -> message: integers must fit the field's range (floats with an
  *   integral value are accepted); enums by name or number; a key the message
  *   does not have is an error naming the field and the message.

@@ -227,6 +227,14 @@ static inline const char *mw_codec_any_type_name(const char *url, size_t len,
   return url + i;
 }
 
+/* Whether an Any with this type_url comes out as the plain message
+ * {type_url, value}: a url without '/' is no type URL (protobuf unpacks
+ * nothing from it), and as "@type" it would go back out with
+ * MW_CODEC_ANY_PREFIX in front, so the bytes would not round-trip. */
+static inline bool mw_codec_any_plain(const char *url, size_t len) {
+  return len > 0 && !memchr(url, '/', len);
+}
+
 static inline const upb_DefPool *mw_codec_pool_of(const upb_MessageDef *m) {
   return upb_FileDef_Pool(upb_MessageDef_File(m));
 }

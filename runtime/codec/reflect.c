@@ -153,6 +153,14 @@ static int push_any(mw_ctx *c, const upb_Message *msg,
   upb_StringView val = upb_Message_Get(msg, vf).str_val;
   if (!mw_codec_utf8_valid(url.data, url.size))
     return mw_codec_fail(c, "invalid UTF-8 in google.protobuf.Any type_url");
+  if (mw_codec_any_plain(url.data, url.size)) {
+    lua_createtable(L, 0, 2);
+    lua_pushlstring(L, url.data, url.size);
+    lua_setfield(L, -2, "type_url");
+    lua_pushlstring(L, val.data, val.size);
+    lua_setfield(L, -2, "value");
+    return 0;
+  }
   size_t nlen;
   const char *name = mw_codec_any_type_name(url.data, url.size, &nlen);
   const upb_DefPool *pool = mw_codec_pool_of(m);

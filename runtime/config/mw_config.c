@@ -89,6 +89,8 @@ void mw_config_init(mw_config *c) {
   c->shutdown_drain_delay_ms = 0;
   c->health = 1;
   c->reflection = 1;
+  c->compression.algorithm = MW_CONFIG_COMPRESS_NONE;
+  c->compression.min_bytes = 1024;
 }
 
 void mw_config_free(mw_config *c) {
@@ -103,6 +105,9 @@ void mw_config_free(mw_config *c) {
   free(c->tls.client_ca);
   for (size_t i = 0; i < c->n_methods; i++) free(c->methods[i].path);
   free(c->methods);
+  for (size_t i = 0; i < c->compression.n_methods; i++)
+    free(c->compression.methods[i].path);
+  free(c->compression.methods);
   mw_config_init(c);
 }
 
@@ -721,7 +726,8 @@ static int number_value(ctx *x, const node *v, const char *key, int kind,
 static const char *const top_keys[] = {
     "listen", "workers",   "services", "proto_path",        "limits",
     "keepalive", "reload", "log",      "shutdown_grace_ms", "protos",
-    "shutdown", "health", "reflection", "tls", "methods", "transport", "lua", NULL};
+    "shutdown", "health", "reflection", "tls", "methods", "transport", "lua",
+    "compression", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -789,6 +795,11 @@ static const char *const shutdown_keys[] = {"grace", "drain_delay", NULL};
 static const char *const tls_keys[] = {"cert", "key", "client_ca",
                                        "require_client_cert", NULL};
 static const char *const lua_keys[] = {"unsafe", NULL};
+static const char *const compression_keys[] = {"algorithm", "min_bytes",
+                                               "methods", NULL};
+/* What one method of compression.methods may set. */
+static const char *const compress_method_keys[] = {"algorithm", "min_bytes",
+                                                   NULL};
 
 static const struct {
   const char *name;
@@ -800,7 +811,8 @@ static const struct {
                 {"shutdown", shutdown_keys},
                 {"transport", transport_keys},
                 {"tls", tls_keys},
-                {"lua", lua_keys}};
+                {"lua", lua_keys},
+                {"compression", compression_keys}};
 
 static void key_list(char *buf, size_t cap, const char *const *keys) {
   size_t o = 0;
@@ -1248,6 +1260,97 @@ static void tls_section(ctx *x, mw_config *c, const node *m) {
         "certificates are checked against)");
 }
 
+/* compression.algorithm, or a method's; -1 when the value is wrong. */
+static int compress_algorithm(ctx *x, const node *v, const char *key) {
+  const char *what = "one of gzip, deflate, none";
+  if (want_scalar(x, v, key, what) != 0) return -1;
+  if (strcmp(v->s, "gzip") == 0) return MW_CONFIG_COMPRESS_GZIP;
+  if (strcmp(v->s, "deflate") == 0) return MW_CONFIG_COMPRESS_DEFLATE;
+  if (strcmp(v->s, "none") == 0) return MW_CONFIG_COMPRESS_NONE;
+  ERR(x, v, "%s: expected %s, got '%s'", key, what, EX(v));
+  return -1;
+}
+
+/* A key of one method's mapping: it sets the last entry of methods, the one
+ * compress_methods just added. */
+static void compress_method_pair(ctx *x, mw_config *c, int idx, const node *k,
+                                 const node *v) {
+  mw_config_compress_method *m =
+      &c->compression.methods[c->compression.n_methods - 1];
+  char key[96];
+  snprintf(key, sizeof key, "compression.methods.%s.%s", m->path,
+           compress_method_keys[idx]);
+  if (idx == 0) {
+    m->algorithm = compress_algorithm(x, v, key);
+  } else {
+    int64_t val;
+    if (number_value(x, v, key, K_SIZE, 0, INT32_MAX, &val) == 0)
+      m->min_bytes = val;
+  }
+}
+
+/* A method path as gRPC writes it: "/package.Service/Method". */
+static int is_method_path(const char *s, size_t len) {
+  if (len < 4 || s[0] != '/' || strlen(s) != len) return 0;
+  const char *slash = strchr(s + 1, '/');
+  return slash && slash > s + 1 && slash[1] && !strchr(slash + 1, '/');
+}
+
+static void compress_methods(ctx *x, mw_config *c, const node *m) {
+  for (size_t i = 0; i + 1 < m->n; i += 2) {
+    const node *k = m->kid[i], *v = m->kid[i + 1];
+    if (k->type == N_BAD) continue;
+    if (k->type != N_SCALAR || !is_method_path(k->s, k->len)) {
+      ERR(x, k, "compression.methods: keys must be method paths like "
+                "/package.Service/Method, got '%s'",
+          k->type == N_SCALAR ? EX(k) : kind_name(k));
+      continue;
+    }
+    int dup = 0;
+    for (size_t j = 0; j < c->compression.n_methods && !dup; j++)
+      dup = strcmp(c->compression.methods[j].path, k->s) == 0;
+    if (dup) {
+      ERR(x, k, "compression.methods: '%s' is listed twice", EX(k));
+      continue;
+    }
+    char key[96];
+    snprintf(key, sizeof key, "compression.methods.%s", EX(k));
+    if (want_section(x, v, key) != 0) continue;
+    mw_config_compress_method *grown =
+        realloc(c->compression.methods,
+                (c->compression.n_methods + 1) * sizeof *grown);
+    char *path = grown ? strdup(k->s) : NULL;
+    if (!path) {
+      if (grown) c->compression.methods = grown;
+      ERR(x, k, "compression.methods: out of memory");
+      return;
+    }
+    c->compression.methods = grown;
+    c->compression.methods[c->compression.n_methods++] =
+        (mw_config_compress_method){path, -1, -1};
+    walk_map(x, c, v, key, compress_method_keys, compress_method_pair);
+  }
+}
+
+static void compression_pair(ctx *x, mw_config *c, int idx, const node *k,
+                             const node *v) {
+  if (idx == 0) {
+    int a = compress_algorithm(x, v, "compression.algorithm");
+    if (a >= 0) c->compression.algorithm = a;
+  } else if (idx == 1) {
+    int64_t val;
+    if (number_value(x, v, "compression.min_bytes", K_SIZE, 0, INT32_MAX,
+                     &val) == 0)
+      c->compression.min_bytes = val;
+  } else if (v->type == N_MAP) {
+    compress_methods(x, c, v);
+  } else if (!is_null(v) && v->type != N_BAD) {
+    ERR(x, v, "compression.methods: expected a mapping of method paths, "
+              "got %s",
+        kind_name(v));
+  }
+}
+
 static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
                      const node *v) {
   const char *key = top_keys[idx];
@@ -1351,6 +1454,10 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
   case 16:
     if (want_section(x, v, key) == 0)
       walk_map(x, c, v, key, lua_keys, lua_pair);
+    return;
+  case 17:
+    if (want_section(x, v, key) == 0)
+      walk_map(x, c, v, key, compression_keys, compression_pair);
     return;
   default:
     return;

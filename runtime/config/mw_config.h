@@ -82,7 +82,27 @@ typedef struct mw_config {
   struct {
     int unsafe; /* default 0: handlers run in the sandbox (lua/mw_sandbox.h) */
   } lua;
+  /* Responses compressed for clients that accept it (requests are read
+   * compressed or not, whatever this says). Read when the server starts. */
+  struct {
+    int algorithm;     /* mw_config_compression; default NONE */
+    int64_t min_bytes; /* smaller messages go uncompressed; default 1024 */
+    struct mw_config_compress_method *methods; /* owned, n_methods long */
+    size_t n_methods;
+  } compression;
 } mw_config;
+
+/* compression.algorithm (the values of grpc_compression_algorithm). */
+enum { MW_CONFIG_COMPRESS_NONE = 0, MW_CONFIG_COMPRESS_DEFLATE = 1,
+       MW_CONFIG_COMPRESS_GZIP = 2 };
+
+/* compression.methods: one method's settings; a key it leaves out (-1)
+ * takes the section's value. */
+typedef struct mw_config_compress_method {
+  char *path;        /* "/package.Service/Method" (owned) */
+  int algorithm;     /* MW_CONFIG_COMPRESS_*, or -1 */
+  int64_t min_bytes; /* or -1 */
+} mw_config_compress_method;
 
 /* Fills c with the defaults. c owns nothing yet afterwards except defaults. */
 void mw_config_init(mw_config *c);

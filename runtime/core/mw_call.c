@@ -20,6 +20,7 @@
 
 #include "base/mw_log.h"
 #include "base/mw_status.h"
+#include "core/mw_compress.h"
 #include "core/mw_core_internal.h"
 #include "core/mw_metadata.h"
 
@@ -63,6 +64,9 @@ struct mw_call {
 
   mw_md_list headers, trailers;
   int headers_sent;
+  /* How core compresses the responses, once the initial metadata asked it
+   * to (mw_compress.h); NULL: uncompressed. */
+  const mw_compress_rule *compress;
 
   int finish_requested, final_started, final_done, done_told;
   int await_first;  /* reading the request of a unary or server-streaming
@@ -180,12 +184,23 @@ static void add_initial_md(mw_call *c, grpc_op *op) {
   op->data.send_initial_metadata.count = c->headers.n;
   op->data.send_initial_metadata.metadata = c->headers.v;
   c->headers_sent = 1;
+  if (c->w->compress->active) {
+    c->compress = mw_compress_policy_for(c->w->compress, c->path);
+    if (c->compress) {
+      op->data.send_initial_metadata.maybe_compression_level.is_set = 1;
+      op->data.send_initial_metadata.maybe_compression_level.level =
+          mw_compress_level(c->compress);
+    }
+  }
 }
 
-static void add_send(grpc_op *op, grpc_byte_buffer *bb) {
+static void add_send(mw_call *c, grpc_op *op, grpc_byte_buffer *bb) {
   memset(op, 0, sizeof *op);
   op->op = GRPC_OP_SEND_MESSAGE;
   op->data.send_message.send_message = bb;
+  /* Below min_bytes compression costs more than it saves. */
+  if (c->compress && grpc_byte_buffer_length(bb) < c->compress->min_bytes)
+    op->flags = GRPC_WRITE_NO_COMPRESS;
 }
 
 static void add_status(mw_call *c, grpc_op *op) {
@@ -231,7 +246,7 @@ static void start_final(mw_call *c) {
     c->q_head = (c->q_head + 1) % c->q_cap;
     c->q_len = 0;
     c->q_bytes = 0;
-    add_send(&ops[n++], c->final_msg);
+    add_send(c, &ops[n++], c->final_msg);
   }
   add_status(c, &ops[n++]);
   if (!c->close_started) add_close(c, &ops[n++]);
@@ -264,14 +279,14 @@ static void start_send(mw_call *c, int with_recv) {
   c->sending_bytes = grpc_byte_buffer_length(c->sending);
   c->q_head = (c->q_head + 1) % c->q_cap;
   c->q_len--;
-  add_send(&ops[n], c->sending);
+  add_send(c, &ops[n], c->sending);
   /* More messages already wait: let the transport buffer this one instead
    * of writing it out alone (it completes once buffered; the server's
    * grpc.http2.write_buffer_size bounds what a stream may buffer). The last
    * queued message goes without the hint, so the stream is always flushed.
    * The batch that carries the initial metadata is never hinted: core then
    * holds the message until a later flush. */
-  if (c->q_len > 0 && n == 0) ops[n].flags = GRPC_WRITE_BUFFER_HINT;
+  if (c->q_len > 0 && n == 0) ops[n].flags |= GRPC_WRITE_BUFFER_HINT;
   n++;
   if (with_recv) add_recv(c, &ops[n++]);
   if (start_batch(c, ops, n, with_recv ? &c->sendrecv_tag : &c->send_tag) == 0) {
@@ -441,19 +456,29 @@ void mw_call_finish(mw_call *c, int code, const char *msg) {
 
 /* --- arrival and completions ----------------------------------------------- */
 
-/* The bytes of a received message as one slice (a reference, owned by the
- * caller): the common single-slice, uncompressed case is not copied. */
-static grpc_slice bb_slice(grpc_byte_buffer *bb) {
+/* What a refused message's status says at most. */
+#define MW_RECV_ERR 160
+
+/* The bytes of a received message as one slice (*out, a reference owned by
+ * the caller): the common single-slice, uncompressed case is not copied; a
+ * compressed one is inflated within limits.max_receive_bytes. Returns
+ * MW_STATUS_OK, or the status that ends the call, with its message. */
+static mw_status bb_slice(const mw_call *c, grpc_byte_buffer *bb,
+                          grpc_slice *out, char *msg, size_t msglen) {
   if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
-      bb->data.raw.slice_buffer.count == 1)
-    return grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
+      bb->data.raw.slice_buffer.count == 1) {
+    *out = grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
+    return MW_STATUS_OK;
+  }
+  if (bb->type == GRPC_BB_RAW && bb->data.raw.compression != GRPC_COMPRESS_NONE)
+    return mw_compress_inflate(bb, c->w->max_receive_bytes, out, msg, msglen);
   grpc_byte_buffer_reader r;
-  grpc_slice s = grpc_empty_slice();
+  *out = grpc_empty_slice();
   if (grpc_byte_buffer_reader_init(&r, bb)) {
-    s = grpc_byte_buffer_reader_readall(&r);
+    *out = grpc_byte_buffer_reader_readall(&r);
     grpc_byte_buffer_reader_destroy(&r);
   }
-  return s;
+  return MW_STATUS_OK;
 }
 
 static double deadline_seconds(gpr_timespec d) {
@@ -559,8 +584,14 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
     start_close_watch(c);
   }
   if (has_payload && payload) {
-    grpc_slice s = bb_slice(payload);
+    grpc_slice s;
+    char emsg[MW_RECV_ERR];
+    mw_status st = bb_slice(c, payload, &s, emsg, sizeof emsg);
     grpc_byte_buffer_destroy(payload);
+    if (st != MW_STATUS_OK) {
+      reject(c, st, emsg);
+      return;
+    }
     EVENT(c, h->start(h, c, (const char *)GRPC_SLICE_START_PTR(s),
                       GRPC_SLICE_LENGTH(s), 1));
     grpc_slice_unref(s);
@@ -593,8 +624,14 @@ static void on_first(mw_call *c, int ok, grpc_byte_buffer *bb) {
     reject(c, MW_STATUS_INVALID_ARGUMENT, "the request message is missing");
     return;
   }
-  grpc_slice s = bb_slice(bb);
+  grpc_slice s;
+  char emsg[MW_RECV_ERR];
+  mw_status st = bb_slice(c, bb, &s, emsg, sizeof emsg);
   grpc_byte_buffer_destroy(bb);
+  if (st != MW_STATUS_OK) {
+    reject(c, st, emsg);
+    return;
+  }
   EVENT(c, c->handler->start(c->handler, c, (const char *)GRPC_SLICE_START_PTR(s),
                              GRPC_SLICE_LENGTH(s), 1));
   grpc_slice_unref(s);
@@ -657,8 +694,18 @@ static void on_recv(mw_call *c, int ok) {
     deliver(c, !c->cancelled, NULL, 0, 0);
     return;
   }
-  grpc_slice s = bb_slice(bb);
+  grpc_slice s;
+  char emsg[MW_RECV_ERR];
+  mw_status st = bb_slice(c, bb, &s, emsg, sizeof emsg);
   grpc_byte_buffer_destroy(bb);
+  if (st != MW_STATUS_OK) {
+    /* A handler is running: the call ends with this status for the client,
+     * and the handler's read fails as on a cancellation. */
+    grpc_call_cancel_with_status(c->call, (grpc_status_code)st, emsg, NULL);
+    mark_cancelled(c);
+    deliver(c, 0, NULL, 0, 0);
+    return;
+  }
   deliver(c, 1, (const char *)GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), 1);
   grpc_slice_unref(s);
 }

@@ -80,6 +80,8 @@ typedef struct mw_worker {
   size_t max_send_bytes;      /* limits.max_send_bytes: one response message */
   size_t max_response_md;     /* response headers, and trailers, at most
                                  (mw_server.c says how it is derived) */
+  size_t max_receive_bytes;   /* limits.max_receive_bytes, once inflated */
+  const struct mw_compress_policy *compress; /* the server's */
   int cq_shut;
   pthread_t thread;
 } mw_worker;

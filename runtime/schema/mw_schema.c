@@ -665,12 +665,49 @@ static void add_upb_error(mw_schema *s, mw_diag *diag, const char *origin,
   mw_diag_add(diag, "%s: %s", origin, msg);
 }
 
+/* A map entry message (options.map_entry) that is not {key = 1, value = 2}:
+ * upb 1.51 looks those two numbers up without checking and crashes on a
+ * missing one. protoc writes every entry so; only a hand-made set differs.
+ * Returns the first such message, or NULL; nesting is as deep as
+ * upb's parser let the set be. */
+static const google_protobuf_DescriptorProto *bad_map_entry(
+    const google_protobuf_DescriptorProto *const *msgs, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const google_protobuf_DescriptorProto *m = msgs[i];
+    if (google_protobuf_DescriptorProto_has_options(m) &&
+        google_protobuf_MessageOptions_map_entry(
+            google_protobuf_DescriptorProto_options(m))) {
+      size_t nf = 0;
+      const google_protobuf_FieldDescriptorProto *const *f =
+          google_protobuf_DescriptorProto_field(m, &nf);
+      int32_t a = nf == 2 ? google_protobuf_FieldDescriptorProto_number(f[0]) : 0;
+      int32_t b = nf == 2 ? google_protobuf_FieldDescriptorProto_number(f[1]) : 0;
+      if (!((a == 1 && b == 2) || (a == 2 && b == 1))) return m;
+    }
+    size_t nn = 0;
+    const google_protobuf_DescriptorProto *const *nested =
+        google_protobuf_DescriptorProto_nested_type(m, &nn);
+    const google_protobuf_DescriptorProto *bad = bad_map_entry(nested, nn);
+    if (bad) return bad;
+  }
+  return NULL;
+}
+
 /* Loads one file of a set into the pool (or finds it there). */
 static int load_file(mw_schema *s, const google_protobuf_FileDescriptorProto *fd,
                      upb_Arena *arena, const set_src *src, mw_diag *diag) {
   upb_StringView nv = google_protobuf_FileDescriptorProto_name(fd);
   if (nv.size == 0) {
     mw_diag_add(diag, "%s: the descriptor set holds a file without a name",
+                src->origin);
+    return -1;
+  }
+  /* The pool keeps all the name's bytes, the C strings here would stop at
+   * a NUL: the same file would be two names (and a second load of the set
+   * a "duplicate file name"). No .proto file is named so. */
+  if (memchr(nv.data, '\0', nv.size)) {
+    mw_diag_add(diag, "%s: the descriptor set holds a file whose name "
+                      "contains a NUL byte",
                 src->origin);
     return -1;
   }
@@ -740,6 +777,17 @@ static int load_file(mw_schema *s, const google_protobuf_FileDescriptorProto *fd
     }
     if (dup) goto fail;
 
+    size_t nm = 0;
+    const google_protobuf_DescriptorProto *const *top =
+        google_protobuf_FileDescriptorProto_message_type(fd, &nm);
+    const google_protobuf_DescriptorProto *bad = bad_map_entry(top, nm);
+    if (bad) {
+      upb_StringView bn = google_protobuf_DescriptorProto_name(bad);
+      mw_diag_add(diag, "%s: map entry message '%.*s' must have exactly the "
+                        "fields key = 1 and value = 2",
+                  origin, bn.size > 200 ? 200 : (int)bn.size, bn.data);
+      goto fail;
+    }
     upb_Status status;
     upb_Status_Clear(&status);
     f = upb_DefPool_AddFile(s->pool, fd, &status);

@@ -35,3 +35,5 @@ if [ ! -x "$dir/node_modules/.bin/buf" ]; then
   mv "$dir.tmp" "$dir"
 fi
 ln -sfn "$dir/node_modules" "$here/node_modules"
+# clang with libFuzzer, for the fuzz targets' tests (tests/fuzz/).
+"$here/../fuzz/setup.sh"

@@ -2037,6 +2037,33 @@ static int bench(const char *spec) {
   return 0;
 }
 
+/* Found by tests/fuzz/fuzz_codec (corpus/codec/any-url-without-slash): an
+ * Any whose type_url has no '/' came out as {"@type" = url, ...} and went
+ * back out with "type.googleapis.com/" in front of it. */
+static void test_any_url_without_slash(void) {
+  /* A type_url without '/' is no type URL: nothing is unpacked, and the
+   * plain message keeps it exact (as "@type" it would gain the prefix). */
+  MW_CHECK_INT(dec_hex("mwtest.Outer",
+                       "7212 0a0c 6d77746573742e496e6e6572 12020804"),
+               0);
+  LCHECK("t.any.type_url == 'mwtest.Inner' and t.any.value == '\\8\\4' and "
+         "t.any['@type'] == nil and t.any.a == nil");
+  enc_is("mwtest.Outer", "{any = {type_url = 'mwtest.Inner', value = '\\8\\4'}}",
+         "7212 0a0c 6d77746573742e496e6e6572 12020804");
+  MW_CHECK_INT(rt("mwtest.Outer", "{any = {type_url = 'nope', value = 'x'}}"), 0);
+  LCHECK("t.any.type_url == 'nope' and t.any.value == 'x'");
+  /* ...and merges with a later part of the same Any like any other. */
+  MW_CHECK_INT(dec_hex("mwtest.Outer",
+                       "7212 0a0c 6d77746573742e496e6e6572 12020804 "
+                       "7210 0a0e 782f6d77746573742e496e6e6572"),
+               0);
+  LCHECK("t.any['@type'] == 'x/mwtest.Inner' and t.any.a == 4");
+  MW_CHECK_INT(dec_hex("mwtest.Outer",
+                       "7212 0a0c 6d77746573742e496e6e6572 12020804 7203 120141"),
+               0);
+  LCHECK("t.any.type_url == 'mwtest.Inner' and t.any.value == 'A'");
+}
+
 int main(void) {
   g_pool = load_pool();
   MW_CHECK(g_pool != NULL);
@@ -2080,6 +2107,7 @@ int main(void) {
   MW_RUN(test_packed_unpacked);
   MW_RUN(test_array_errors);
   MW_RUN(test_maps);
+  MW_RUN(test_any_url_without_slash);
   MW_RUN(test_oneof);
   MW_RUN(test_optional);
   MW_RUN(test_any);

@@ -635,7 +635,7 @@ static void test_unknown_keys(void) {
              "t.yaml:1:1: unknown key 'zzz' (valid keys: listen, workers, "
              "services, proto_path, limits, keepalive, reload, log, "
              "shutdown_grace_ms, protos, shutdown, health, reflection, tls, methods, "
-             "transport, lua)");
+             "transport, lua, compression)");
 }
 
 static void test_duplicates(void) {
@@ -1011,6 +1011,63 @@ static void test_load_twice(void) {
   mw_config_free(&c);
 }
 
+static void test_compression(void) {
+  mw_config c;
+  mw_diag d;
+  /* off by default */
+  MW_CHECK_INT(load(&c, &d, ""), 0);
+  MW_CHECK_INT(c.compression.algorithm, MW_CONFIG_COMPRESS_NONE);
+  MW_CHECK_INT(c.compression.min_bytes, 1024);
+  MW_CHECK_INT(c.compression.n_methods, 0);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  /* the section, and methods that leave keys to it (-1) */
+  MW_CHECK_INT(load(&c, &d,
+                    "compression:\n"
+                    "  methods:\n"
+                    "    /pkg.Svc/A: {algorithm: deflate}\n"
+                    "    \"/pkg.Svc/B\": {min_bytes: 0}\n"
+                    "    /pkg.Svc/C: {algorithm: none, min_bytes: 4KiB}\n"
+                    "  algorithm: gzip\n"
+                    "  min_bytes: 512\n"),
+               0);
+  MW_CHECK_INT(c.compression.algorithm, MW_CONFIG_COMPRESS_GZIP);
+  MW_CHECK_INT(c.compression.min_bytes, 512);
+  MW_CHECK_INT(c.compression.n_methods, 3);
+  if (c.compression.n_methods == 3) {
+    MW_CHECK_STR(c.compression.methods[0].path, "/pkg.Svc/A");
+    MW_CHECK_INT(c.compression.methods[0].algorithm, MW_CONFIG_COMPRESS_DEFLATE);
+    MW_CHECK_INT(c.compression.methods[0].min_bytes, -1);
+    MW_CHECK_STR(c.compression.methods[1].path, "/pkg.Svc/B");
+    MW_CHECK_INT(c.compression.methods[1].algorithm, -1);
+    MW_CHECK_INT(c.compression.methods[1].min_bytes, 0);
+    MW_CHECK_INT(c.compression.methods[2].algorithm, MW_CONFIG_COMPRESS_NONE);
+    MW_CHECK_INT(c.compression.methods[2].min_bytes, 4096);
+  }
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  MW_CHECK(c.compression.methods == NULL && c.compression.n_methods == 0);
+  expect_ok("compression:\n");
+  expect_ok("compression: {algorithm: deflate, methods: {}}\n");
+  /* what is refused */
+  expect_one("compression:\n  algorithm: brotli\n",
+             "t.yaml:2:14: compression.algorithm: expected one of gzip, deflate, none, got 'brotli'");
+  expect_one("compression:\n  level: 9\n",
+             "t.yaml:2:3: unknown key 'level' in 'compression' (valid keys: algorithm, min_bytes, methods)");
+  expect_one("compression:\n  methods:\n    pkg.Svc/A: {algorithm: gzip}\n",
+             "t.yaml:3:5: compression.methods: keys must be method paths like /package.Service/Method, got 'pkg.Svc/A'");
+  expect_one("compression:\n  methods:\n    /a.B/C: {}\n    /a.B/C: {}\n",
+             "t.yaml:4:5: compression.methods: '/a.B/C' is listed twice");
+  expect_one("compression:\n  methods:\n    /a.B/C: {algorithm: zip}\n",
+             "t.yaml:3:25: compression.methods./a.B/C.algorithm: expected one of gzip, deflate, none, got 'zip'");
+  expect_one("compression:\n  methods:\n    /a.B/C: gzip\n",
+             "t.yaml:3:13: compression.methods./a.B/C: expected a mapping (indented 'key: value' lines), got a scalar");
+  expect_one("compression:\n  methods: [/a.B/C]\n",
+             "t.yaml:2:12: compression.methods: expected a mapping of method paths, got a list");
+  expect_one("compression:\n  min_bytes: -1\n",
+             "t.yaml:2:14: compression.min_bytes: must not be negative, got '-1'");
+}
+
 int main(void) {
   char p[PATH_MAX];
   snprintf(p, sizeof p, "%s/config", MW_TEST_TMP);
@@ -1044,5 +1101,6 @@ int main(void) {
   MW_RUN(test_protos);
   MW_RUN(test_load_twice);
   MW_RUN(test_tls);
+  MW_RUN(test_compression);
   return mw_test_done();
 }

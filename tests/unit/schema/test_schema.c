@@ -364,6 +364,65 @@ static void test_bad_sets(void) {
   mw_diag_free(&d);
 }
 
+/* Found by tests/fuzz/fuzz_schema (corpus/schema/name-with-nul): a file
+ * named with a NUL byte loaded under two names, and the same set added
+ * again failed with "duplicate file name". */
+static void test_file_name_with_nul(void) {
+  /* FileDescriptorSet { file { name: "a\0b.proto" } } */
+  static const char set[] = "\x0a\x0b\x0a\x09" "a\0b.proto";
+  mw_schema *s = mw_schema_new();
+  mw_diag d = {0};
+  MW_CHECK_INT(mw_schema_add_set(s, set, sizeof set - 1, "nul.pb", &d), -1);
+  MW_CHECK_CONTAINS(diag_text(&d), "nul.pb: the descriptor set holds a file "
+                                   "whose name contains a NUL byte");
+  MW_CHECK_INT(mw_schema_pool_file_count(s), 0);
+  mw_diag_free(&d);
+  /* The same name without the NUL loads, and loads again. */
+  static const char ok[] = "\x0a\x0a\x0a\x08" "ab.proto";
+  MW_CHECK_INT(mw_schema_add_set(s, ok, sizeof ok - 1, "ok.pb", &d), 0);
+  MW_CHECK_INT(mw_schema_add_set(s, ok, sizeof ok - 1, "ok.pb", &d), 0);
+  MW_CHECK_INT(mw_diag_count(&d), 0);
+  mw_diag_free(&d);
+  mw_schema_free(s);
+}
+
+/* Found by tests/fuzz/fuzz_schema (corpus/schema/map-entry-key-58): a map
+ * entry whose key is not field 1 crashed upb 1.51 inside
+ * upb_DefPool_AddFile. */
+static void test_bad_map_entry(void) {
+  /* FileDescriptorSet { file { name: "m.proto" message_type { name: "M"
+   *   nested_type { name: "E" field { name: "key" number: K type: INT32 }
+   *   field { name: "value" number: 2 type: INT32 } options { map_entry:
+   *   true } } } } }, K in the byte marked below. */
+  static const char tmpl[] =
+      "\x0a\x2f\x0a\x07m.proto\x22\x24\x0a\x01M\x1a\x1f\x0a\x01" "E"
+      "\x12\x09\x0a\x03key\x18\x01\x28\x05"
+      "\x12\x0b\x0a\x05value\x18\x02\x28\x05\x3a\x02\x38\x01";
+  char set[sizeof tmpl];
+  memcpy(set, tmpl, sizeof tmpl);
+  const size_t key_number = 29; /* the byte after the key's \x18 */
+  MW_CHECK_INT(set[key_number], 1);
+  static const char bad[] = {58, 0, 2, 3};
+  for (size_t i = 0; i < sizeof bad; i++) {
+    set[key_number] = bad[i];
+    mw_schema *s = mw_schema_new();
+    mw_diag d = {0};
+    MW_CHECK_INT(mw_schema_add_set(s, set, sizeof set - 1, "m.pb", &d), -1);
+    MW_CHECK_CONTAINS(diag_text(&d), "map entry message 'E' must have exactly "
+                                     "the fields key = 1 and value = 2");
+    mw_diag_free(&d);
+    mw_schema_free(s);
+  }
+  /* The entry as protoc writes it loads. */
+  set[key_number] = 1;
+  mw_schema *s = mw_schema_new();
+  mw_diag d = {0};
+  MW_CHECK_INT(mw_schema_add_set(s, set, sizeof set - 1, "m.pb", &d), 0);
+  MW_CHECK(upb_DefPool_FindMessageByName(mw_schema_pool(s), "M.E") != NULL);
+  mw_diag_free(&d);
+  mw_schema_free(s);
+}
+
 static void test_duplicate_service(void) {
   mw_diag d = {0};
   /* Two files, one service name. */
@@ -729,6 +788,8 @@ int main(void) {
   MW_RUN(test_set_without_imports);
   MW_RUN(test_bad_sets);
   MW_RUN(test_duplicate_service);
+  MW_RUN(test_file_name_with_nul);
+  MW_RUN(test_bad_map_entry);
   MW_RUN(test_proto_path);
   MW_RUN(test_google_rpc);
   MW_RUN(test_protoc_missing);
