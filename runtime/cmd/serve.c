@@ -154,7 +154,7 @@ static void guard_memory(serving *sv, int *shedding) {
 static const char *serve_loop(serving *sv, int sfd) {
   double due = -1; /* when a debounced reload runs */
   int shedding = 0;  /* the memory guard's state */
-  double guard_due = mw_now();
+  double guard_due = mw_now(), watch_due = mw_now() + 1;
   for (;;) {
     struct pollfd fds[3] = {{sfd, POLLIN, 0},
                             {sv->watch ? mw_watch_fd(sv->watch) : -1, POLLIN, 0},
@@ -163,6 +163,17 @@ static const char *serve_loop(serving *sv, int sfd) {
     if (due >= 0) {
       double left = due - mw_now();
       timeout = left > 0 ? (int)(left * 1000) + 1 : 0;
+    }
+    /* The watchdog: a worker in one event for longer than any handler may
+     * run is stuck in a C function. */
+    if (mw_now() >= watch_due) {
+      double budget = (double)sv->cfg.limits.handler_cpu_ms / 1000.0;
+      mw_server_watch_workers(sv->s, budget > 0 ? budget + 1 : 30);
+      watch_due = mw_now() + 1;
+    }
+    {
+      int left = (int)((watch_due - mw_now()) * 1000) + 1;
+      if (timeout < 0 || left < timeout) timeout = left < 0 ? 0 : left;
     }
     if (sv->cfg.limits.max_rss_mb > 0) {
       if (mw_now() >= guard_due) {
@@ -338,12 +349,17 @@ int mw_cmd_serve(const options *o) {
   drain(&sv, sfd, serve_loop(&sv, sfd));
   close(sfd);
   int rc = mw_server_listener_dead() ? 75 : 0; /* EX_TEMPFAIL */
-  mw_server_free(sv.s);
-  mw_health_free();
+  if (mw_server_stuck(sv.s)) rc = 70;           /* EX_SOFTWARE */
   mw_watch_free(sv.watch);
   mw_diag_free(&diag);
+  if (rc != 70) {
+    /* With a stuck worker left running, what it may still touch stays:
+     * the process ends right after this. */
+    mw_server_free(sv.s);
+    mw_health_free();
+    free(sv.mem);
+  }
   mw_config_free(&sv.cfg);
-  free(sv.mem);
   mw_log(MW_LOG_INFO, "stopped");
   return rc;
 }

@@ -319,12 +319,15 @@ static void pump(mw_call *c) {
 }
 
 /* Runs a backend event with the call pinned, then starts what it queued. */
-#define EVENT(c, expr)      \
-  do {                      \
-    (c)->busy++;            \
-    expr;                   \
-    (c)->busy--;            \
-    pump(c);                \
+#define EVENT(c, expr)                                                        \
+  do {                                                                        \
+    const char *prev_ = atomic_load_explicit(&(c)->w->running, memory_order_relaxed); \
+    atomic_store_explicit(&(c)->w->running, (c)->path, memory_order_release); \
+    (c)->busy++;                                                              \
+    expr;                                                                     \
+    (c)->busy--;                                                              \
+    atomic_store_explicit(&(c)->w->running, prev_, memory_order_release);    \
+    pump(c);                                                                  \
   } while (0)
 
 /* --- timers ------------------------------------------------------------------ */

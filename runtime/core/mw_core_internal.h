@@ -84,6 +84,11 @@ typedef struct mw_worker {
   const struct mw_compress_policy *compress; /* the server's */
   int cq_shut;
   pthread_t thread;
+  /* For the watchdog (mw_server_watch_workers), read by the main thread:
+   * beat moves at every turn of the loop; running is the path of the call
+   * whose event runs now (NULL between events). */
+  _Atomic unsigned long beat;
+  _Atomic(const char *) running;
 } mw_worker;
 
 /* --- the call layer, for the worker (mw_call.c) --- */

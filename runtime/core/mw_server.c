@@ -2,6 +2,8 @@
  * registered methods and the request slots each worker keeps posted, the
  * current router (one per generation), and graceful shutdown. The worker
  * loop itself is mw_worker.c. */
+/* pthread_timedjoin_np */
+#define _GNU_SOURCE
 #include "core/mw_server.h"
 
 #include <limits.h>
@@ -36,6 +38,8 @@
 #define MW_SLOTS_GENERIC 16
 /* Bytes of hinted writes a stream may buffer before gRPC core flushes. */
 #define MW_WRITE_BUFFER_SIZE (64 * 1024)
+/* How long the stop waits for each worker after cancelling every call. */
+#define MW_JOIN_WAIT_S 2
 
 typedef struct mw_regmethod {
   char *path; /* owned */
@@ -74,6 +78,14 @@ struct mw_server {
   mw_router *current;          /* one reference */
   _Atomic unsigned gen_counter;
   mw_counters counters;        /* read by the workers' calls */
+  /* The watchdog's view of each worker (main thread only): the beat last
+   * seen, since when, and whether it was reported stuck. */
+  struct worker_watch {
+    unsigned long beat;
+    double since;
+    int reported;
+  } *watch;                    /* owned, n_workers long */
+  int stuck;                   /* a worker did not stop: the server is not freed */
   pthread_mutex_t idle_lock;   /* with idle_cond: a worker ran out of calls */
   pthread_cond_t idle_cond;    /* while the server stops */
   mw_compress_policy compress; /* read by the workers' calls */
@@ -520,6 +532,37 @@ int mw_server_start(mw_server *s) {
   return 0;
 }
 
+int mw_server_watch_workers(mw_server *s, double stuck_after) {
+  if (!s || !atomic_load(&s->started)) return 0;
+  if (!s->watch && !(s->watch = calloc((size_t)s->n_workers, sizeof *s->watch))) return 0;
+  int stuck = 0;
+  double now = mw_now();
+  for (int i = 0; i < s->n_workers; i++) {
+    mw_worker *w = &s->workers[i];
+    struct worker_watch *ww = &s->watch[i];
+    unsigned long beat = atomic_load_explicit(&w->beat, memory_order_relaxed);
+    const char *path = atomic_load_explicit(&w->running, memory_order_acquire);
+    if (beat != ww->beat || !path) {
+      if (ww->reported && beat != ww->beat)
+        mw_log(MW_LOG_WARN, "worker %d runs again after %.1f s in one event", i, now - ww->since);
+      ww->beat = beat;
+      ww->since = now;
+      ww->reported = 0;
+      continue;
+    }
+    if (now - ww->since < stuck_after) continue;
+    stuck++;
+    if (ww->reported) continue;
+    ww->reported = 1;
+    /* The worker has not moved since it began this event, so the call it
+     * runs (and the path it points to) is still alive. */
+    mw_log(MW_LOG_ERROR, "worker %d stuck for %.1f s in a call of %s (a C function that "
+                         "does not return?): calls that land on this worker wait",
+           i, now - ww->since, path);
+  }
+  return stuck;
+}
+
 void mw_server_drain(mw_server *s) {
   if (!s || !atomic_load(&s->started) || atomic_exchange(&s->stopping, 1)) return;
   grpc_server_shutdown_and_notify(s->server, s->workers[0].cq, &s->shutdown_tag);
@@ -550,14 +593,30 @@ void mw_server_stop(mw_server *s, long grace_ms) {
   /* Cancels every call and disconnects every connection, so the stop is
    * bounded even by a client that never reads. */
   grpc_server_cancel_all_calls(s->server);
-  for (int i = 0; i < s->n_workers; i++) pthread_join(s->workers[i].thread, NULL);
+  /* A worker stuck in a C function never comes back: the stop waits for it
+   * a little, then goes on without it. */
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += MW_JOIN_WAIT_S;
+  for (int i = 0; i < s->n_workers; i++) {
+    if (pthread_timedjoin_np(s->workers[i].thread, NULL, &until) != 0) {
+      const char *path = atomic_load(&s->workers[i].running);
+      mw_log(MW_LOG_ERROR, "worker %d did not stop (stuck in a call of %s): exiting without it",
+             i, path ? path : "?");
+      s->stuck = 1;
+    }
+  }
   atomic_store(&s->started, 0);
   mw_server *self = s;
   atomic_compare_exchange_strong(&posting, &self, NULL);
 }
 
+int mw_server_stuck(const mw_server *s) { return s && s->stuck; }
+
 void mw_server_free(mw_server *s) {
   if (!s) return;
+  /* A stuck worker still uses all of it; the process is about to end. */
+  if (s->stuck) return;
   if (atomic_load(&s->started)) mw_server_stop(s, 0);
   if (s->server && !atomic_load(&s->stopping) && s->workers && s->workers[0].cq) {
     /* Never started (a later listener failed to bind, say): gRPC core
@@ -590,6 +649,7 @@ void mw_server_free(mw_server *s) {
   }
   mw_compress_policy_free(&s->compress);
   free(s->workers);
+  free(s->watch);
   for (size_t i = 0; i < s->counters.n_limits; i++) free(s->counters.limits[i].path);
   free(s->counters.limits);
   free(s->slots);

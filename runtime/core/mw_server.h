@@ -57,6 +57,16 @@ void mw_server_stop(mw_server *s, long grace_ms);
 /* The memory guard (limits.max_rss_mb): while mib > 0, every new call is
  * shed as it arrives, with a message saying how much is in use; 0 lifts it. */
 void mw_server_shed_for_memory(mw_server *s, int mib);
+/* The watchdog, from the thread that runs the server, every second or so:
+ * a worker that has stayed in one call's event for stuck_after seconds (a
+ * C function that does not return: the CPU budget stops Lua code) is
+ * logged once with the call's method. Returns how many are stuck. gRPC
+ * core's C API cannot take such a worker's posted request slots away, so
+ * calls matched to them wait; the stop goes on without a stuck worker. */
+int mw_server_watch_workers(mw_server *s, double stuck_after);
+/* Whether the stop left a stuck worker behind (the server is then not
+ * freed: mw_server_free returns at once, for the process to exit). */
+int mw_server_stuck(const mw_server *s);
 /* Live calls over every worker (approximate while running). */
 size_t mw_server_live_calls(const mw_server *s);
 void mw_server_note_reload_failure(mw_server *s);

@@ -40,6 +40,7 @@ void *mw_worker_main(void *arg) {
   mw_worker *w = arg;
   int open = 1;
   while (open) {
+    atomic_fetch_add_explicit(&w->beat, 1, memory_order_relaxed);
     open = dispatch(w, grpc_completion_queue_next(w->cq, until_next_timer(w), NULL));
     if (open && w->timers.n) {
       double next = mw_timers_next(&w->timers);

@@ -3,6 +3,7 @@ calls on its worker at most a time slice (limits.handler_slice_ms): it is
 preempted and resumed after what is queued. Its CPU budget counts over its
 slices, and is checked again when a slow C function it called returns."""
 
+import signal
 import statistics
 import threading
 import time
@@ -153,6 +154,47 @@ class Fairness(mwtest.TestCase):
             self.assertEqual(echo(self.M(x="still"), timeout=10).x, "still")
             time.sleep(0.8)  # the cancelled handler runs out and its call ends
             self.assertEqual(echo(self.M(x="after"), timeout=10).x, "after")
+
+
+STUCK_LUA = """
+local mw = require "moonwire"
+local F = mw.service "f.F"
+function F.Echo(req) return {x = req.x} end
+-- a C function that does not return for a long time (needs lua.unsafe)
+function F.Spin(req) os.execute("sleep " .. req.secs) return {x = "woke"} end
+"""
+
+
+class StuckWorker(mwtest.TestCase):
+    def test_watchdog_and_bounded_stop(self):
+        d = self.service_dir({"f.proto": PROTO, "f.lua": STUCK_LUA})
+        p = mwtest.Protos(d)
+        M = p.msg("f.M")
+        cfg = ("workers: 2\nlua: {unsafe: true}\nlimits: {handler_cpu_ms: 300ms}\n"
+               "shutdown: {grace: 500ms}\n")
+        s = Server(d, config=cfg).start()
+        try:
+            stuck = p.unary(s.channel(), "/f.F/Spin").future(M(secs=8), timeout=60)
+            self.assertTrue(s.wait_log("stuck for", timeout=6), s.logs())
+            self.assertRegex(s.logs(), r"worker \d stuck for \d+\.\d s in a call of /f\.F/Spin")
+            # the other worker still serves (new connections spread over both)
+            ok = 0
+            for _ in range(4):
+                try:
+                    ch = s.channel(options=[("grpc.use_local_subchannel_pool", 1)])
+                    ok += p.unary(ch, "/f.F/Echo")(M(x="hi"), timeout=0.5).x == "hi"
+                except Exception:
+                    pass
+            self.assertGreater(ok, 0)
+            t0 = time.monotonic()
+            s.proc.send_signal(signal.SIGTERM)
+            rc = s.proc.wait(15)
+            self.assertEqual(rc, 70, s.logs())
+            self.assertLess(time.monotonic() - t0, 0.5 + 2 + 2 * mwtest.SLOW)
+            self.assertIn("did not stop (stuck in a call of /f.F/Spin)", s.logs())
+            stuck.cancel()
+        finally:
+            s.close()
 
 
 if __name__ == "__main__":
