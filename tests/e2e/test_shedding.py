@@ -96,7 +96,10 @@ class Shedding(mwtest.TestCase):
             before = rss_kib(s.pid)
             shed_many(1500)
             grew = rss_kib(s.pid) - before
-            self.assertLess(grew, 2048, "RSS grew by %d KiB over 1,500 shed calls" % grew)
+            # (AddressSanitizer keeps freed memory in quarantine: RSS says
+            # nothing about leaks there, its leak check does)
+            if not mwtest.SANITIZED:
+                self.assertLess(grew, 2048, "RSS grew by %d KiB over 1,500 shed calls" % grew)
             for h in holders:
                 h.cancel()
             time.sleep(0.3)
@@ -154,6 +157,8 @@ class Shedding(mwtest.TestCase):
             self.assertEqual(e.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
             self.assertIn("the server is over its memory limit", e.exception.details())
             self.assertEqual(hold.result().x, "held")  # the call in flight finished
+            if mwtest.SANITIZED:
+                return  # freed memory stays in AddressSanitizer's quarantine
             self.assertTrue(s.wait_log("taking calls again", timeout=5), s.logs())
             self.assertEqual(echo(self.M(x="after"), timeout=10).x, "after")
 
