@@ -601,8 +601,12 @@ void mw_server_stop(mw_server *s, long grace_ms) {
   for (int i = 0; i < s->n_workers; i++) {
     if (pthread_timedjoin_np(s->workers[i].thread, NULL, &until) != 0) {
       const char *path = atomic_load(&s->workers[i].running);
-      mw_log(MW_LOG_ERROR, "worker %d did not stop (stuck in a call of %s): exiting without it",
-             i, path ? path : "?");
+      if (path)
+        mw_log(MW_LOG_ERROR, "worker %d did not stop (stuck in a call of %s): exiting without it",
+               i, path);
+      else /* idle, but the server's shutdown waits for the stuck call */
+        mw_log(MW_LOG_ERROR, "worker %d did not stop (the server's shutdown waits for a "
+                             "stuck call): exiting without it", i);
       s->stuck = 1;
     }
   }
