@@ -15,7 +15,7 @@ packages=(
   libgrpc-dev liblua5.4-dev lua5.4 libyaml-dev libssl-dev openssl
   protobuf-compiler libprotobuf-dev
   lua-busted python3-grpcio python3-protobuf
-  nghttp2-client grpc-proto dpkg-dev python3-hpack python3-hyperframe
+  nghttp2-client grpc-proto dpkg-dev
 )
 expected_grpc=1.51.1
 

@@ -14,6 +14,30 @@ here=$(cd "$(dirname "$0")" && pwd)
 say() { printf 'test-tools: %s\n' "$*"; }
 die() { printf 'test-tools: error: %s\n' "$*" >&2; exit 1; }
 
+# Debian packages only tests use: raw HTTP/2 frames for the tests' own
+# client and probes (python3-hpack, python3-hyperframe), and nginx, the
+# front proxy of docs/deploy.md. Debian's versions, as the CI image has them.
+apt_missing=()
+for p in python3-hpack python3-hyperframe nginx; do
+  [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" = installed ] ||
+    apt_missing+=("$p")
+done
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || die "missing ${apt_missing[*]}; run 'sudo tests/tools/setup.sh', then retry"
+  say "installing ${apt_missing[*]}"
+  apt-get update -qq
+  # The tests start their own nginx: keep the package from starting one on
+  # port 80 (a policy-rc.d that denies, only if there is none already).
+  policy=/usr/sbin/policy-rc.d
+  made_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && made_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null ||
+    { [ "$made_policy" = 0 ] || rm -f "$policy"; die "apt-get install ${apt_missing[*]} failed"; }
+  [ "$made_policy" = 0 ] || rm -f "$policy"
+fi
+
 if ! command -v npm >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] || die "npm is missing; run 'sudo apt-get install nodejs npm', then retry"
   say "installing nodejs npm"
