@@ -186,6 +186,19 @@ class FrontProxy(mwtest.TestCase):
             self.assertLess(proxied, direct / 4)
             self.assertLess(proxied, 16384)
 
+    def test_rapid_reset_direct_meets_the_memory_guard(self):
+        # Directly, core 1.51 spends the memory before any limit of ours:
+        # the guard notices it, logs it and sheds calls instead of an OOM
+        # kill being the first sign.
+        hello = mwtest.example("helloworld")
+        with Server(hello) as s:
+            base = rss_kib(s.pid) // 1024
+        cfg = "limits: {max_rss_mb: %d}\n" % (base + 20)
+        with Server(hello, config=cfg) as s:
+            rapid_reset(s.port, 5000)
+            self.assertTrue(s.wait_log("memory guard:", timeout=5), s.logs())
+            self.assertIn("shedding new calls", s.logs())
+
 
 if __name__ == "__main__":
     mwtest.main()
