@@ -149,6 +149,13 @@ static void guard_memory(serving *sv, int *shedding) {
   mw_server_shed_for_memory(sv->s, *shedding ? (int)now : 0);
 }
 
+/* Shortens a poll timeout (ms, -1: none) so that poll returns by due. */
+static void poll_until(int *timeout, double due) {
+  double left = due - mw_now();
+  int ms = left > 0 ? (int)(left * 1000) + 1 : 0;
+  if (*timeout < 0 || ms < *timeout) *timeout = ms;
+}
+
 /* Waits for signals and file changes until SIGINT or SIGTERM; returns
  * that signal's name. */
 static const char *serve_loop(serving *sv, int sfd) {
@@ -160,10 +167,7 @@ static const char *serve_loop(serving *sv, int sfd) {
                             {sv->watch ? mw_watch_fd(sv->watch) : -1, POLLIN, 0},
                             {mw_server_listener_alarm_fd(), POLLIN, 0}};
     int timeout = -1;
-    if (due >= 0) {
-      double left = due - mw_now();
-      timeout = left > 0 ? (int)(left * 1000) + 1 : 0;
-    }
+    if (due >= 0) poll_until(&timeout, due);
     /* The watchdog: a worker in one event for longer than any handler may
      * run is stuck in a C function. */
     if (mw_now() >= watch_due) {
@@ -171,17 +175,13 @@ static const char *serve_loop(serving *sv, int sfd) {
       mw_server_watch_workers(sv->s, budget > 0 ? budget + 1 : 30);
       watch_due = mw_now() + 1;
     }
-    {
-      int left = (int)((watch_due - mw_now()) * 1000) + 1;
-      if (timeout < 0 || left < timeout) timeout = left < 0 ? 0 : left;
-    }
+    poll_until(&timeout, watch_due);
     if (sv->cfg.limits.max_rss_mb > 0) {
       if (mw_now() >= guard_due) {
         guard_memory(sv, &shedding);
         guard_due = mw_now() + MW_GUARD_MS / 1000.0;
       }
-      int left = (int)((guard_due - mw_now()) * 1000) + 1;
-      if (timeout < 0 || left < timeout) timeout = left;
+      poll_until(&timeout, guard_due);
     }
     int n = poll(fds, 3, timeout);
     if (n < 0 && errno != EINTR) return "poll failed";

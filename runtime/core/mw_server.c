@@ -570,12 +570,18 @@ void mw_server_drain(mw_server *s) {
     mw_mailbox_post(s->workers[i].mailbox, &s->workers[i].drain_mail);
 }
 
+/* The CLOCK_REALTIME time ms from now, for pthread's timed waits. */
+static struct timespec realtime_in(long ms) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  t.tv_sec += ms / 1000;
+  t.tv_nsec += (ms % 1000) * 1000000L;
+  if (t.tv_nsec >= 1000000000L) t.tv_sec++, t.tv_nsec -= 1000000000L;
+  return t;
+}
+
 size_t mw_server_wait_idle(mw_server *s, long ms) {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += ms / 1000;
-  until.tv_nsec += (ms % 1000) * 1000000L;
-  if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+  struct timespec until = realtime_in(ms);
   /* Woken by workers running out of calls (mw_server_worker_may_close). */
   pthread_mutex_lock(&s->idle_lock);
   while (mw_server_live_calls(s) > 0 &&
@@ -595,9 +601,7 @@ void mw_server_stop(mw_server *s, long grace_ms) {
   grpc_server_cancel_all_calls(s->server);
   /* A worker stuck in a C function never comes back: the stop waits for it
    * a little, then goes on without it. */
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += MW_JOIN_WAIT_S;
+  struct timespec until = realtime_in(MW_JOIN_WAIT_S * 1000L);
   for (int i = 0; i < s->n_workers; i++) {
     if (pthread_timedjoin_np(s->workers[i].thread, NULL, &until) != 0) {
       const char *path = atomic_load(&s->workers[i].running);

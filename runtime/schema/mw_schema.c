@@ -715,6 +715,10 @@ static int load_file(mw_schema *s, const google_protobuf_FileDescriptorProto *fd
   char *origin = NULL;                    /* likewise */
   if (!name) goto oom;
   int own = !src->own || mw_strvec_has_sorted(src->own, name);
+  /* The file as loaded: hashed to tell protoc's files apart, kept for
+   * reflection. In the arena, freed with the set. */
+  size_t n_bytes = 0;
+  char *bytes = google_protobuf_FileDescriptorProto_serialize(fd, arena, &n_bytes);
 
   uint64_t hash = 0;
   if (src->incs) {
@@ -731,9 +735,7 @@ static int load_file(mw_schema *s, const google_protobuf_FileDescriptorProto *fd
     } else {
       origin = strdup(name);
     }
-    size_t n = 0;
-    char *bytes = google_protobuf_FileDescriptorProto_serialize(fd, arena, &n);
-    if (bytes) hash = mw_fnv1a(bytes, n);
+    if (bytes) hash = mw_fnv1a(bytes, n_bytes);
   } else if (mw_has_suffix(src->origin, name) || strcmp(src->origin, name) == 0) {
     origin = strdup(src->origin);
   } else {
@@ -799,11 +801,9 @@ static int load_file(mw_schema *s, const google_protobuf_FileDescriptorProto *fd
     name = origin = NULL; /* owned by the record now (or freed) */
     if (!rec) goto oom;
     /* Kept for reflection, which hands files out as they were loaded. */
-    size_t n = 0;
-    char *bytes = google_protobuf_FileDescriptorProto_serialize(fd, arena, &n);
-    if (!bytes || !(rec->proto = malloc(n ? n : 1))) goto oom;
-    memcpy(rec->proto, bytes, n);
-    rec->proto_len = n;
+    if (!bytes || !(rec->proto = malloc(n_bytes ? n_bytes : 1))) goto oom;
+    memcpy(rec->proto, bytes, n_bytes);
+    rec->proto_len = n_bytes;
   }
   if (own && !rec) goto oom; /* a pool file without a record: OOM earlier */
   int rc = own ? claim_file(s, rec, f, src->input,

@@ -54,14 +54,14 @@ class Shedding(mwtest.TestCase):
         self.p = mwtest.Protos(self.dir)
         self.M = self.p.msg("s.M")
 
-    def burst(self, stub, n, secs):
+    def burst(self, rpc, n, secs):
         with concurrent.futures.ThreadPoolExecutor(n) as ex:
-            futs = [ex.submit(self.outcome, stub, secs) for _ in range(n)]
+            futs = [ex.submit(self.outcome, rpc, secs) for _ in range(n)]
             return [f.result() for f in futs]
 
-    def outcome(self, stub, secs):
+    def outcome(self, rpc, secs):
         try:
-            return stub(self.M(secs=secs), timeout=20).x
+            return rpc(self.M(secs=secs), timeout=20).x
         except grpc.RpcError as e:
             return (e.code(), e.details())
 
