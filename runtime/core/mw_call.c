@@ -75,6 +75,7 @@ struct mw_call {
   grpc_status_code code;
   grpc_slice status_msg;
   grpc_byte_buffer *final_msg; /* the last message, sent with the status */
+  mw_call_io io;               /* what the call has moved so far */
 };
 
 /* --- accessors ------------------------------------------------------------ */
@@ -83,6 +84,8 @@ const mw_method *mw_call_method(const mw_call *c) { return c->method; }
 int mw_call_worker_id(const mw_call *c) { return c->w->id; }
 double mw_call_deadline(const mw_call *c) { return c->deadline; }
 int mw_call_cancelled(const mw_call *c) { return c->cancelled; }
+const mw_call_io *mw_call_io_of(const mw_call *c) { return &c->io; }
+int mw_call_status(const mw_call *c) { return c->finish_requested ? (int)c->code : -1; }
 void mw_call_server_stats(const mw_call *c, mw_server_stats *out) {
   mw_counters_read(c->w->counters, out);
 }
@@ -389,6 +392,8 @@ static int queue_push(mw_call *c, grpc_byte_buffer *bb, size_t len) {
   c->q[(c->q_head + c->q_len) % c->q_cap] = bb;
   c->q_len++;
   c->q_bytes += len;
+  c->io.msgs_out++;
+  c->io.bytes_out += len;
   if (queue_has_room(c)) return 1;
   c->want_writable = 1;
   return 0;
@@ -458,6 +463,12 @@ void mw_call_finish(mw_call *c, int code, const char *msg) {
 }
 
 /* --- arrival and completions ----------------------------------------------- */
+
+/* A request message reached the backend (len bytes, decompressed). */
+static void count_in(mw_call *c, size_t len) {
+  c->io.msgs_in++;
+  c->io.bytes_in += len;
+}
 
 /* What a refused message's status says at most. */
 #define MW_RECV_ERR 160
@@ -549,6 +560,7 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
   c->md = *md;
   grpc_metadata_array_init(md);
   c->deadline = deadline_seconds(deadline);
+  c->io.start = mw_now();
   c->status_msg = grpc_empty_slice();
   c->recv_tag = (mw_tag){MW_TAG_CALL, OP_RECV, c};
   c->send_tag = (mw_tag){MW_TAG_CALL, OP_SEND, c};
@@ -595,6 +607,7 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
       reject(c, st, emsg);
       return;
     }
+    count_in(c, GRPC_SLICE_LENGTH(s));
     EVENT(c, h->start(h, c, (const char *)GRPC_SLICE_START_PTR(s),
                       GRPC_SLICE_LENGTH(s), 1));
     grpc_slice_unref(s);
@@ -635,6 +648,7 @@ static void on_first(mw_call *c, int ok, grpc_byte_buffer *bb) {
     reject(c, st, emsg);
     return;
   }
+  count_in(c, GRPC_SLICE_LENGTH(s));
   EVENT(c, c->handler->start(c->handler, c, (const char *)GRPC_SLICE_START_PTR(s),
                              GRPC_SLICE_LENGTH(s), 1));
   grpc_slice_unref(s);
@@ -709,6 +723,7 @@ static void on_recv(mw_call *c, int ok) {
     deliver(c, 0, NULL, 0, 0);
     return;
   }
+  count_in(c, GRPC_SLICE_LENGTH(s));
   deliver(c, 1, (const char *)GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), 1);
   grpc_slice_unref(s);
 }

@@ -25,6 +25,18 @@ const char *mw_call_peer(mw_call *c);
 /* Absolute deadline in seconds since the epoch; 0 when there is none. */
 double mw_call_deadline(const mw_call *c);
 int mw_call_cancelled(const mw_call *c);
+/* What the call has moved so far: request messages handed to the backend
+ * and response messages it queued (bytes as encoded, before compression),
+ * and when it arrived (mw_now(), monotonic seconds). Kept for every call:
+ * a few adds per message, read by the access log, metrics and traces. */
+typedef struct mw_call_io {
+  double start;
+  unsigned long msgs_in, msgs_out;
+  size_t bytes_in, bytes_out;
+} mw_call_io;
+const mw_call_io *mw_call_io_of(const mw_call *c);
+/* The status the call ends with, once mw_call_finish chose it; else -1. */
+int mw_call_status(const mw_call *c);
 /* Request metadata: count, then key/value by index (not NUL-terminated). */
 size_t mw_call_metadata_count(const mw_call *c);
 void mw_call_metadata_at(const mw_call *c, size_t i, const char **key,
