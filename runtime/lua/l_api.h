@@ -28,6 +28,19 @@ void mw_lhandoff_open(lua_State *L);/* mw_handoff.c: on_reload, on_restore */
 void mw_lhealth_open(lua_State *L); /* l_health.c: health_*, draining */
 void mw_ldrain_open(lua_State *L);  /* l_drain.c: on_drain */
 void mw_lreflect_open(lua_State *L);/* l_reflect.c: the schema's files */
+void mw_ljson_open(lua_State *L);   /* l_json.c: json_decode, json_encode */
+void mw_ljws_open(lua_State *L);    /* l_jws.c: b64url_decode, jws_key(s) */
+void mw_lratelimit_open(lua_State *L); /* l_ratelimit.c: rate_take */
+
+/* l_json.c: JSON limits. Depth counts nested objects and arrays. */
+#define MW_JSON_DEFAULT_DEPTH 64
+#define MW_JSON_MAX_DEPTH 200
+#define MW_JSON_DEFAULT_BYTES (4 << 20)
+/* Decodes the JSON text s (len bytes) and pushes its value; returns 1, or 0
+ * with nothing pushed and err ("json: at byte N: what") filled. Raises only
+ * on out of memory. */
+int mw_ljson_decode(lua_State *L, const char *s, size_t len, int max_depth,
+                    char *err, size_t errlen);
 
 /* l_pattern.c: replaces string.find, match, gmatch and gsub in L's string
  * library with the bounded matcher (the string metatable's __index is that
