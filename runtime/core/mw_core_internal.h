@@ -38,7 +38,8 @@ struct mw_worker;
  * them, so that a call reads them (mw.stats) without calling the server. */
 /* A method with a concurrency limit (config methods.PATH.max_concurrent). */
 typedef struct mw_method_limit {
-  char *path;          /* owned */
+  char *path;          /* owned: "/pkg.Service/Method", or "pkg.Service" for
+                          every method of a service */
   long max;
   _Atomic long live;   /* its calls in flight, counted from arrival to free */
 } mw_method_limit;
