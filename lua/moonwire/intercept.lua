@@ -84,15 +84,20 @@ end
 -- -> names, index (as core.methods). Returns a list of problems.
 function M.check(lookup)
   local problems = {}
+  -- (core.methods gives empty lists for a service the schema lacks)
+  local function known(name)
+    local names, index = lookup(name)
+    if names and names[1] ~= nil then return names, index end
+  end
   for name, l in pairs(services) do
-    if not lookup(name) then
+    if not known(name) then
       problems[#problems + 1] = ("%s: mw.intercept: no service '%s' in the loaded .proto files")
         :format(l[1].where, name)
     end
   end
   for path, l in pairs(methods) do
     local svc, m = path:match "^/([^/]+)/([^/]+)$"
-    local names, index = lookup(svc)
+    local names, index = known(svc)
     if not names then
       problems[#problems + 1] = ("%s: mw.intercept: no service '%s' in the loaded .proto files")
         :format(l[1].where, svc)
