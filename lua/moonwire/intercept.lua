@@ -17,8 +17,8 @@
 local core = require "moonwire.core"
 
 local getinfo = debug.getinfo
-local type, error, xpcall, setmetatable, getmetatable, pairs, ipairs, tostring, require, pcall =
-  type, error, xpcall, setmetatable, getmetatable, pairs, ipairs, tostring, require, pcall
+local assert, type, error, xpcall, setmetatable, getmetatable, pairs, ipairs, tostring, require, pcall =
+  assert, type, error, xpcall, setmetatable, getmetatable, pairs, ipairs, tostring, require, pcall
 local concat = table.concat
 
 local M = {}
@@ -197,11 +197,16 @@ local function wrapper_mt(recvs, sends)
 end
 
 --- The function to bind for one method: the handler itself when chain is
--- empty, else the handler wrapped in the chain (a list of normalized
--- interceptors, outermost first). kind: "unary", "server_stream",
+-- empty, else the handler wrapped in the chain (a list of interceptors,
+-- outermost first). kind: "unary", "server_stream",
 -- "client_stream" or "bidi_stream".
 function M.compose(handler, kind, chain)
   if #chain == 0 then return handler end
+  do -- plain functions and tables alike (bind time only)
+    local norm = {}
+    for k, i in ipairs(chain) do norm[k] = assert(M.normalize(i)) end
+    chain = norm
+  end
   local streamed_in = kind == "client_stream" or kind == "bidi_stream"
   local streamed_out = kind == "server_stream" or kind == "bidi_stream"
   local recvs, sends = {}, {}
