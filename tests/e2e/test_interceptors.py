@@ -4,7 +4,9 @@ interceptor failing or replacing, the stops pcall cannot swallow, the
 access_log and deadline built-ins, and a bad entry failing the load."""
 
 import json
+import os
 import re
+import signal
 import time
 
 import grpc
@@ -362,6 +364,32 @@ class LoadFailureTest(mwtest.TestCase):
                          {"icpt.proto": PROTO,
                           "svc.lua": 'local mw = require "moonwire"\n'
                                      'mw.intercept("/icpt.Svc/Nope", function(r, c, n) return n(r, c) end)\n'})
+
+
+class ReloadTest(mwtest.TestCase):
+    def test_reload_applies_entries_and_keeps_the_old_generation_on_a_bad_one(self):
+        d = self.service_dir({"icpt.proto": PROTO, "svc.lua": LUA,
+                              "moonwire/interceptors/tag.lua": TAG})
+        protos = Protos(d)
+        Msg = protos.msg("icpt.Msg")
+        with Server(d, config="reload: {watch: false}\n") as s:
+            ping = protos.unary(s.channel(), "/icpt.Other/Ping")
+            self.assertEqual(ping(Msg(text="x"), timeout=10).text, "x+rlg|>lg<lg+slg")
+            with open(s.config_path, "w") as f:
+                f.write("reload: {watch: false}\ninterceptors: [{tag: {tag: g1}}]\n")
+            os.kill(s.pid, signal.SIGHUP)
+            self.assertTrue(s.wait_log("reloaded (SIGHUP)", 10 * mwtest.SLOW), s.logs())
+            self.assertEqual(ping(Msg(text="x"), timeout=10).text,
+                             "x+rg1+rlg|>g1>lg<lg+slg<g1+sg1")
+            with open(s.config_path, "w") as f:
+                f.write("reload: {watch: false}\ninterceptors:\n  - tag: {tag: 3}\n")
+            os.kill(s.pid, signal.SIGHUP)
+            self.assertTrue(s.wait_log("failed; still serving generation 2:", 10 * mwtest.SLOW),
+                            s.logs())
+            self.assertTrue(s.wait_log("moonwire.yaml:3:5: interceptor 'tag': tag: give a tag"),
+                            s.logs())
+            self.assertEqual(ping(Msg(text="x"), timeout=10).text,
+                             "x+rg1+rlg|>g1>lg<lg+slg<g1+sg1")
 
 
 if __name__ == "__main__":
