@@ -1398,7 +1398,7 @@ static void interceptors_list(ctx *x, const node *v, const char *key,
 /* ---- methods -------------------------------------------------------------- */
 
 static const char *const method_keys[] = {"max_concurrent", "interceptors", "deadline",
-                                          NULL};
+                                          "max_receive_bytes", "max_send_bytes", NULL};
 static const char *const deadline_keys[] = {"default", "max", NULL};
 
 static void deadline_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
@@ -1430,6 +1430,17 @@ static void method_pair(ctx *x, mw_config *c, int idx, const node *k, const node
           (long long)x->method->deadline_default_ms, (long long)x->method->deadline_max_ms);
     free(x->method->deadline_where);
     x->method->deadline_where = where_of(x, k);
+    return;
+  case 3:
+  case 4:
+    if (x->method->service) {
+      ERR(x, k, "%s: message sizes are set per method (\"/%s/Method\"), not per service",
+          name, x->method->path);
+      return;
+    }
+    if (number_value(x, v, name, K_SIZE, 1, INT32_MAX, &val) != 0) return;
+    if (idx == 3) x->method->max_receive_bytes = val;
+    else x->method->max_send_bytes = val;
     return;
   }
 }

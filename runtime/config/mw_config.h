@@ -47,6 +47,9 @@ typedef struct mw_method_config {
                              whole service (owned) */
   int service;            /* path names a service */
   int64_t max_concurrent; /* calls of it in flight at once; 0 = no limit */
+  int64_t max_receive_bytes; /* a method's own, below limits.max_receive_bytes;
+                                0 = the server's */
+  int64_t max_send_bytes;    /* likewise for limits.max_send_bytes */
   mw_config_interceptors interceptors; /* this level's, in order */
   int64_t deadline_default_ms; /* deadline.default; 0 = none */
   int64_t deadline_max_ms;     /* deadline.max; 0 = none */

@@ -437,10 +437,13 @@ static int queue_push(mw_call *c, grpc_byte_buffer *bb, size_t len) {
 static int refuse_send(mw_call *c, size_t len) {
   if (c->finish_requested) return 1;
   size_t max = c->w->max_send_bytes;
+  int own = c->limit && c->limit->max_send && (max == 0 || c->limit->max_send < max);
+  if (own) max = c->limit->max_send;
   if (max == 0 || len <= max) return 0;
-  mw_log(MW_LOG_ERROR, "%s: response message of %zu bytes is over limits.max_send_bytes "
+  mw_log(MW_LOG_ERROR, "%s: response message of %zu bytes is over %s%s%s "
                        "(%zu bytes): the call ends with RESOURCE_EXHAUSTED",
-         c->method ? c->method->path : "?", len, max);
+         c->method ? c->method->path : "?", len, own ? "methods." : "limits",
+         own ? c->limit->path : "", own ? ".max_send_bytes" : ".max_send_bytes", max);
   char msg[128];
   snprintf(msg, sizeof msg, "response message too large (%zu bytes, limit %zu)", len, max);
   mw_call_finish(c, MW_STATUS_RESOURCE_EXHAUSTED, msg);
@@ -508,15 +511,15 @@ static void count_in(mw_call *c, size_t len) {
  * the caller): the common single-slice, uncompressed case is not copied; a
  * compressed one is inflated within limits.max_receive_bytes. Returns
  * MW_STATUS_OK, or the status that ends the call, with its message. */
-static mw_status bb_slice(const mw_call *c, grpc_byte_buffer *bb,
-                          grpc_slice *out, char *msg, size_t msglen) {
+static mw_status bb_slice_any(const mw_call *c, grpc_byte_buffer *bb, size_t max,
+                              grpc_slice *out, char *msg, size_t msglen) {
   if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
       bb->data.raw.slice_buffer.count == 1) {
     *out = grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
     return MW_STATUS_OK;
   }
   if (bb->type == GRPC_BB_RAW && bb->data.raw.compression != GRPC_COMPRESS_NONE)
-    return mw_compress_inflate(bb, c->w->max_receive_bytes, out, msg, msglen);
+    return mw_compress_inflate(bb, max, out, msg, msglen);
   grpc_byte_buffer_reader r;
   *out = grpc_empty_slice();
   if (grpc_byte_buffer_reader_init(&r, bb)) {
@@ -524,6 +527,25 @@ static mw_status bb_slice(const mw_call *c, grpc_byte_buffer *bb,
     grpc_byte_buffer_reader_destroy(&r);
   }
   return MW_STATUS_OK;
+}
+
+/* bb_slice_any within the server's limit, or the method's own
+ * (methods.PATH.max_receive_bytes) when it has a lower one: checked only
+ * for calls of a method with settings (c->limit). */
+static mw_status bb_slice(const mw_call *c, grpc_byte_buffer *bb, grpc_slice *out,
+                          char *msg, size_t msglen) {
+  size_t max = c->w->max_receive_bytes;
+  if (!c->limit || !c->limit->max_recv || (max && c->limit->max_recv >= max))
+    return bb_slice_any(c, bb, max, out, msg, msglen);
+  max = c->limit->max_recv;
+  mw_status st = bb_slice_any(c, bb, max, out, msg, msglen);
+  if (st != MW_STATUS_OK || GRPC_SLICE_LENGTH(*out) <= max) return st;
+  snprintf(msg, msglen, "request message too large (%zu bytes, limit %zu: "
+                        "methods.%s.max_receive_bytes)",
+           (size_t)GRPC_SLICE_LENGTH(*out), max, c->limit->path);
+  grpc_slice_unref(*out);
+  *out = grpc_empty_slice();
+  return MW_STATUS_RESOURCE_EXHAUSTED;
 }
 
 static double deadline_seconds(gpr_timespec d) {
@@ -571,7 +593,7 @@ static int shed(mw_call *c, const char *path, size_t path_len, char *msg, size_t
     mw_method_limit **slot = svc ? &c->service_limit : &c->limit;
     if (!match || *slot) continue;
     *slot = l;
-    if (atomic_fetch_add(&l->live, 1) + 1 > l->max) {
+    if (atomic_fetch_add(&l->live, 1) + 1 > l->max && l->max > 0) {
       snprintf(msg, len, "%s is overloaded: %ld calls in flight (methods.%s.max_concurrent)",
                l->path, l->max, l->path);
       return 1;

@@ -366,6 +366,34 @@ class LoadFailureTest(mwtest.TestCase):
                                      'mw.intercept("/icpt.Svc/Nope", function(r, c, n) return n(r, c) end)\n'})
 
 
+class MethodSizesTest(mwtest.TestCase):
+    def test_per_method_message_sizes(self):
+        lua = ('local mw = require "moonwire"\n'
+               'local O = mw.service "icpt.Other"\n'
+               'function O.Ping(req) return {text = string.rep("y", req.n)} end\n'
+               'local D = mw.service "icpt.Dl"\n'
+               'D.Default = O.Ping\n')
+        d = self.service_dir({"icpt.proto": PROTO, "svc.lua": lua})
+        protos = Protos(d)
+        Msg = protos.msg("icpt.Msg")
+        config = "methods:\n  /icpt.Other/Ping: {max_receive_bytes: 64, max_send_bytes: 1KiB}\n"
+        with Server(d, config=config) as s:
+            ping = protos.unary(s.channel(), "/icpt.Other/Ping")
+            other = protos.unary(s.channel(), "/icpt.Dl/Default")
+            self.assertEqual(len(ping(Msg(text="small", n=10), timeout=10).text), 10)
+            with self.assertRaises(grpc.RpcError) as cm:
+                ping(Msg(text="z" * 100, n=1), timeout=10)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertIn("methods./icpt.Other/Ping.max_receive_bytes", cm.exception.details())
+            with self.assertRaises(grpc.RpcError) as cm:
+                ping(Msg(n=2000), timeout=10)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertIn("response message too large", cm.exception.details())
+            self.assertTrue(s.wait_log("methods./icpt.Other/Ping.max_send_bytes"), s.logs())
+            # the other methods keep the server's limits
+            self.assertEqual(len(other(Msg(text="z" * 100, n=2000), timeout=10).text), 2000)
+
+
 class ReloadTest(mwtest.TestCase):
     def test_reload_applies_entries_and_keeps_the_old_generation_on_a_bad_one(self):
         d = self.service_dir({"icpt.proto": PROTO, "svc.lua": LUA,

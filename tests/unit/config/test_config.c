@@ -397,7 +397,8 @@ static void test_interceptors(void) {
                     "    interceptors: [x]\n"
                     "    max_concurrent: 3\n"
                     "  /a.B/C:\n"
-                    "    deadline: {default: 2s, max: 10s}\n"),
+                    "    deadline: {default: 2s, max: 10s}\n"
+                    "    max_receive_bytes: 1KiB\n"),
                0);
   MW_CHECK_INT(c.interceptors.n, 2);
   if (c.interceptors.n == 2) {
@@ -433,6 +434,7 @@ static void test_interceptors(void) {
     MW_CHECK_INT(c.methods[0].max_concurrent, 3);
     MW_CHECK_INT(c.methods[0].interceptors.n, 1);
     MW_CHECK_INT(c.methods[1].service, 0);
+    MW_CHECK_INT(c.methods[1].max_receive_bytes, 1024);
     MW_CHECK_INT(c.methods[1].deadline_default_ms, 2000);
     MW_CHECK_INT(c.methods[1].deadline_max_ms, 10000);
     MW_CHECK_STR(c.methods[1].deadline_where, "t.yaml:9:5");
@@ -451,6 +453,9 @@ static void test_interceptors(void) {
              "letters, digits and _)");
   expect_one("interceptors: [{a: 3}]\n",
              "t.yaml:1:20: interceptors.a: the options must be a mapping, not a scalar");
+  expect_one("methods:\n  a.B: {max_send_bytes: 1KiB}\n",
+             "t.yaml:2:9: methods.a.B.max_send_bytes: message sizes are set per method "
+             "(\"/a.B/Method\"), not per service");
   expect_one("methods:\n  /a.B/C: {deadline: {default: 5s, max: 1s}}\n",
              "t.yaml:2:22: methods./a.B/C.deadline: default (5000 ms) is longer than max "
              "(1000 ms)");
