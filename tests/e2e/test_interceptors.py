@@ -366,14 +366,48 @@ class LoadFailureTest(mwtest.TestCase):
                                      'mw.intercept("/icpt.Svc/Nope", function(r, c, n) return n(r, c) end)\n'})
 
 
+SIZES_LUA = """
+local mw = require "moonwire"
+local O = mw.service "icpt.Other"
+function O.Ping(req) return {text = string.rep("y", req.n)} end
+local D = mw.service "icpt.Dl"
+D.Default = O.Ping
+function D.Max(req)
+  if req.text == "wait" then mw.sleep(req.n) end
+  return {text = "done"}
+end
+"""
+
+
 class MethodSizesTest(mwtest.TestCase):
+    def test_service_max_concurrent(self):
+        d = self.service_dir({"icpt.proto": PROTO, "svc.lua": SIZES_LUA})
+        protos = Protos(d)
+        Msg = protos.msg("icpt.Msg")
+        with Server(d, config="methods:\n  icpt.Dl: {max_concurrent: 1}\n") as s:
+            slow_call = protos.unary(s.channel(), "/icpt.Dl/Max")
+            other = protos.unary(s.channel(), "/icpt.Dl/Default")
+            refused = None
+            for _ in range(5):
+                slow = slow_call.future(Msg(text="wait", n=2), timeout=30)
+                time.sleep(0.3 * mwtest.SLOW)  # let it arrive and wait
+                try:
+                    other(Msg(n=1), timeout=10)
+                except grpc.RpcError as e:
+                    refused = e
+                    break
+                slow.exception()  # refused itself (it came second): again
+            self.assertIsNotNone(refused)
+            self.assertEqual(refused.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertIn("icpt.Dl is overloaded", refused.details())
+            # another service is not limited
+            self.assertEqual(protos.unary(s.channel(), "/icpt.Other/Ping")(Msg(n=1),
+                                                                         timeout=10).text, "y")
+            self.assertEqual(slow.result().text, "done")
+            self.assertEqual(other(Msg(n=2), timeout=10).text, "yy")
+
     def test_per_method_message_sizes(self):
-        lua = ('local mw = require "moonwire"\n'
-               'local O = mw.service "icpt.Other"\n'
-               'function O.Ping(req) return {text = string.rep("y", req.n)} end\n'
-               'local D = mw.service "icpt.Dl"\n'
-               'D.Default = O.Ping\n')
-        d = self.service_dir({"icpt.proto": PROTO, "svc.lua": lua})
+        d = self.service_dir({"icpt.proto": PROTO, "svc.lua": SIZES_LUA})
         protos = Protos(d)
         Msg = protos.msg("icpt.Msg")
         config = "methods:\n  /icpt.Other/Ping: {max_receive_bytes: 64, max_send_bytes: 1KiB}\n"
