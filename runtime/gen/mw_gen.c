@@ -123,6 +123,7 @@ mw_gen *mw_gen_build(const mw_gen_options *opt, mw_diag *diag) {
       .handler_slice_s = (double)cfg->limits.handler_slice_ms / 1000.0,
       .unsafe = cfg->lua.unsafe,
       .cfg = cfg,
+      .generation = opt->id,
   };
   g->lua = mw_lua_backend_new(&lo, diag);
   if (!g->lua) {

@@ -130,8 +130,17 @@ static int l_config_interceptors(lua_State *L) {
   return 1;
 }
 
+/* core.generation() -> the id of the generation this state serves, at
+ * load time too (0 outside the runtime). */
+static int l_generation(lua_State *L) {
+  mw_lstate *st = mw_lstate_of(L);
+  lua_pushinteger(L, st ? (lua_Integer)st->generation : 0);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
     {"now", l_now},
+    {"generation", l_generation},
     {"keep_traceback", l_keep_traceback},
     {"config_interceptors", l_config_interceptors},
     {NULL, NULL},

@@ -122,6 +122,7 @@ mw_lua_backend *mw_lua_backend_new(const mw_lua_options *o, mw_diag *diag) {
       if (mw_vm_run_builtin(L, o->builtins[k], d) != 0) bad = 1;
     if (mw_vm_run_scripts(L, o->dirs, o->n_dirs, d) != 0) bad = 1;
     b->lstates[i]->cfg = o->cfg;
+    b->lstates[i]->generation = o->generation;
     if (bind_handlers(L, b->refs[i], d) != 0) bad = 1;
     b->lstates[i]->cfg = NULL;
     mw_sandbox_seal(L); /* the scripts have run: globals are read-only now */

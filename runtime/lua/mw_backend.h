@@ -27,6 +27,7 @@ typedef struct mw_lua_options {
   double handler_cpu_s;      /* limits.handler_cpu_ms, in seconds; 0: none */
   double handler_slice_s;    /* limits.handler_slice_ms, in seconds; 0: none */
   int unsafe;                /* lua.unsafe: states without the sandbox */
+  unsigned generation;       /* the generation's id (core.generation()) */
   const mw_config *cfg;      /* borrowed while the backend is built: the
                                 interceptor entries the bind instantiates
                                 (NULL: none) */

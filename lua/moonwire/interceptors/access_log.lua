@@ -36,10 +36,10 @@ end
 function M.new(opts, env)
   local errors_only, level = check(opts or {})
   local log, now = core.log, mw.now
+  local generation = core.generation() -- the instance lives in one generation
   return {
     name = "access_log",
     call = function(req, ctx, next)
-      local generation = core.stats().generation
       ctx:on_done(function(code)
         if errors_only and code == 0 then return end
         local io = ctx:io()
