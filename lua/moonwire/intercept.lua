@@ -55,7 +55,16 @@ end
 --- mw.intercept(i), mw.intercept("pkg.Service", i),
 -- mw.intercept("/pkg.Service/Method", i). Names are checked against the
 -- schema when the handlers are bound (a load error with this file:line).
+local sealed = false
+
+--- Called once the handlers are bound: later registrations would apply to
+-- nothing, so they raise.
+function M.seal() sealed = true end
+
 function M.register(a, b)
+  if sealed then
+    error("mw.intercept must be called while the scripts load, not from a handler", 2)
+  end
   local target, i
   if b == nil then i = a else target, i = a, b end
   local norm, problem = M.normalize(i)

@@ -71,8 +71,9 @@ end
 -- it (moonwire.intercept). Returns the problems found, as messages with
 -- file and line. methods(service) -> names, index, kinds is the schema's
 -- (core.methods; a spec passes its own), config the config's interceptor
--- entries (core.config_interceptors(); a spec passes its own).
-function M.bind(bind, methods, config)
+-- entries (core.config_interceptors(); a spec passes its own). Afterwards
+-- mw.intercept raises, unless seal is false (specs bind several times).
+function M.bind(bind, methods, config, seal)
   methods = methods or core.methods
   if config == nil and core.config_interceptors then config = core.config_interceptors() end
   local problems = intercept.check(methods)
@@ -98,6 +99,7 @@ function M.bind(bind, methods, config)
       end
     end
   end
+  if seal ~= false then intercept.seal() end
   return problems
 end
 

@@ -181,7 +181,7 @@ describe("moonwire.service with interceptors", function()
       global = {entry "g"},
       services = {["spec.I"] = {entry "s"}},
       methods = {["/spec.I/A"] = {entry "m"}},
-    })
+    }, false)
     assert.are.same({}, problems)
     assert.are.equal("g(global)lg s(service)ls m(method)lm ", bound[10]({}, ctx()).order)
     assert.are.equal("g(global)lg ", bound[12]({}, ctx()).order)
@@ -191,7 +191,7 @@ describe("moonwire.service with interceptors", function()
     local problems = service.bind(function() end, methods, {
       global = {{name = "no_such", opts = {}, where = "cfg.yaml:3:5"}},
       methods = {["/spec.I/A"] = {{name = "spec_tag", opts = {bad = true}, where = "cfg.yaml:9:7"}}},
-    })
+    }, false)
     table.sort(problems)
     assert.are.same({"cfg.yaml:3:5: unknown interceptor 'no_such'",
                      "cfg.yaml:9:7: interceptor 'spec_tag': bad option"}, problems)
@@ -199,6 +199,9 @@ describe("moonwire.service with interceptors", function()
     problems = service.bind(function() end, methods, {})
     assert.are.equal(1, #problems)
     assert.matches("intercept_spec%.lua:%d+: mw%.intercept: no service 'spec%.Nope'", problems[1])
+    -- once bound, registering applies to nothing: it raises
+    assert.has_error(function() intercept.register(function() end) end,
+                     "mw.intercept must be called while the scripts load, not from a handler")
   end)
 end)
 
