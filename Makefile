@@ -54,11 +54,13 @@ bench: build
 	  --json $(BUILD)/bench/results.json
 
 # Instructions per unary call and where they go (callgrind, one worker):
-# make profile [PAYLOAD=4096]
+# make profile [PAYLOAD=4096] [INTERCEPT=lua|access_log]
 PAYLOAD ?= 16
+CALLS ?= 20000
+INTERCEPT ?= none
 profile: build
 	tests/bench/setup.sh
-	tests/bench/profile.sh $(BUILD) $(PAYLOAD)
+	tests/bench/profile.sh $(BUILD) $(PAYLOAD) $(CALLS) $(INTERCEPT)
 
 # libFuzzer over the codec, the config loader, descriptor sets and the
 # inflater (tests/fuzz/, clang from tests/fuzz/setup.sh), FUZZ_SECONDS each;

@@ -11,6 +11,7 @@ local core = require "moonwire.core"
 local service = require "moonwire.service"
 local status = require "moonwire.status"
 local health = require "moonwire.health"
+local intercept = require "moonwire.intercept"
 
 local M = {}
 
@@ -29,6 +30,41 @@ M.fail = status.fail
 M.status = status.status
 M.is_status = status.is_status
 M.is_cancelled = status.is_cancelled
+
+--- Interceptors (moonwire.intercept): mw.intercept(i) for every method,
+-- mw.intercept("pkg.Service", i) for a service's, mw.intercept(
+-- "/pkg.Service/Method", i) for one. mw.interceptors.<name>(opts) makes a
+-- built-in one (moonwire.interceptors.<name>), as the config's entries do.
+M.intercept = intercept.register
+M.interceptors = setmetatable({}, {
+  __index = function(_, name)
+    if type(name) ~= "string" or not name:match "^[%w_]+$" then return nil end
+    local ok, mod = pcall(require, "moonwire.interceptors." .. name)
+    if not ok or type(mod) ~= "table" or type(mod.new) ~= "function" then return nil end
+    return function(opts, env) return mod.new(opts or {}, env or {level = "lua"}) end
+  end,
+})
+
+--- Wall-clock seconds since the epoch, as a float.
+M.now = core.now or os.time
+
+--- A duration as seconds: mw.duration("500ms") -> 0.5, "2s", "1m", "1h",
+-- "250us"; a number is taken as seconds. Raises on anything else.
+function M.duration(d)
+  if type(d) == "number" then
+    if d ~= d or d < 0 then error("bad duration: " .. tostring(d), 2) end
+    return d
+  end
+  if type(d) ~= "string" then
+    error("bad argument #1 to 'duration' (a string like \"500ms\" expected, got " .. type(d) .. ")", 2)
+  end
+  local n, unit = d:match "^%s*(%d+%.?%d*)%s*(%a*)%s*$"
+  local scale = ({[""] = 1, s = 1, ms = 1e-3, us = 1e-6, m = 60, h = 3600})[unit or ""]
+  if not n or not scale then
+    error(("bad duration '%s' (expected a number with ms, s, m or h)"):format(d), 2)
+  end
+  return tonumber(n) * scale
+end
 
 --- Suspends the calling handler for `seconds`; other calls go on meanwhile.
 M.sleep = core.sleep

@@ -8,6 +8,7 @@
 -- anything that wraps handlers (interceptors) composes here, once, at bind
 -- time, so a service without any costs nothing per call.
 local core = require "moonwire.core"
+local intercept = require "moonwire.intercept"
 
 local getinfo = debug.getinfo
 local pairs, type, tostring = pairs, type, tostring
@@ -47,16 +48,39 @@ local function sorted_keys(t)
   return keys
 end
 
+-- The config's interceptors instantiated, level by level; problems (an
+-- unknown name, refused options, a service the schema lacks) are added.
+local function config_chain(config, methods, problems)
+  local cfg = {services = {}, methods = {}}
+  if not config then return cfg end
+  cfg.global = intercept.from_config(config.global, {level = "global"}, problems)
+  for name, entries in pairs(config.services or {}) do
+    cfg.services[name] = intercept.from_config(entries, {level = "service", service = name},
+                                               problems)
+  end
+  for path, entries in pairs(config.methods or {}) do
+    local svc = path:match "^/([^/]+)/"
+    cfg.methods[path] = intercept.from_config(entries,
+      {level = "method", service = svc, method = path}, problems)
+  end
+  return cfg
+end
+
 --- Called by the runtime: bind(method_index, fn) for every handler that
--- names a method of its service. Returns the problems found, as messages
--- with file and line. methods(service) -> names, index is the schema's
--- (core.methods; a spec passes its own).
-function M.bind(bind, methods)
+-- names a method of its service, wrapped in the interceptors that apply to
+-- it (moonwire.intercept). Returns the problems found, as messages with
+-- file and line. methods(service) -> names, index, kinds is the schema's
+-- (core.methods; a spec passes its own), config the config's interceptor
+-- entries (core.config_interceptors(); a spec passes its own). Afterwards
+-- mw.intercept raises, unless seal is false (specs bind several times).
+function M.bind(bind, methods, config, seal)
   methods = methods or core.methods
-  local problems = {}
+  if config == nil and core.config_interceptors then config = core.config_interceptors() end
+  local problems = intercept.check(methods)
+  local cfg = config_chain(config, methods, problems)
   for _, name in ipairs(order) do
     local d = declared[name]
-    local names, index = methods(name)
+    local names, index, kinds = methods(name)
     for _, k in ipairs(sorted_keys(d.handlers)) do
       local fn = d.handlers[k]
       if type(k) ~= "string" then
@@ -70,10 +94,12 @@ function M.bind(bind, methods)
         problems[#problems + 1] = ("%s: handler %s.%s must be a function, not a %s")
           :format(d.file, name, k, type(fn))
       else
-        bind(index[k], fn)
+        local chain = intercept.chain(name, "/" .. name .. "/" .. k, cfg)
+        bind(index[k], intercept.compose(fn, kinds and kinds[k] or "unary", chain))
       end
     end
   end
+  if seal ~= false then intercept.seal() end
   return problems
 end
 

@@ -93,6 +93,28 @@ void mw_config_init(mw_config *c) {
   c->compression.min_bytes = 1024;
 }
 
+static void value_free(mw_config_value *v) {
+  for (size_t i = 0; i < v->n; i++) {
+    if (v->keys) free(v->keys[i]);
+    value_free(&v->items[i]);
+  }
+  free(v->keys);
+  free(v->items);
+  free(v->s);
+  *v = (mw_config_value){0};
+}
+
+static void interceptors_free(mw_config_interceptors *l) {
+  for (size_t i = 0; i < l->n; i++) {
+    free(l->v[i].name);
+    free(l->v[i].where);
+    value_free(&l->v[i].opts);
+  }
+  free(l->v);
+  l->v = NULL;
+  l->n = 0;
+}
+
 void mw_config_free(mw_config *c) {
   if (!c) return;
   free(c->file);
@@ -103,8 +125,13 @@ void mw_config_free(mw_config *c) {
   free(c->tls.cert);
   free(c->tls.key);
   free(c->tls.client_ca);
-  for (size_t i = 0; i < c->n_methods; i++) free(c->methods[i].path);
+  for (size_t i = 0; i < c->n_methods; i++) {
+    free(c->methods[i].path);
+    interceptors_free(&c->methods[i].interceptors);
+    free(c->methods[i].deadline_where);
+  }
   free(c->methods);
+  interceptors_free(&c->interceptors);
   for (size_t i = 0; i < c->compression.n_methods; i++)
     free(c->compression.methods[i].path);
   free(c->compression.methods);
@@ -727,7 +754,7 @@ static const char *const top_keys[] = {
     "listen", "workers",   "services", "proto_path",        "limits",
     "keepalive", "reload", "log",      "shutdown_grace_ms", "protos",
     "shutdown", "health", "reflection", "tls", "methods", "transport", "lua",
-    "compression", NULL};
+    "compression", "interceptors", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -1195,16 +1222,237 @@ static const node *key_node(const node *m, const char *key) {
 }
 
 /* What the tls keys need of each other, once the section is read. */
-static const char *const method_keys[] = {"max_concurrent", NULL};
+/* ---- interceptor entries and their options ------------------------------ */
+
+/* A plain scalar typed as YAML 1.2's core schema does for the values an
+ * interceptor reads: true/false, integers, floats; the rest stays a string
+ * (durations like "500ms" too: the interceptor parses them). */
+static int scalar_value(const node *n, mw_config_value *out) {
+  *out = (mw_config_value){0};
+  if (is_null(n)) return 0;
+  if (n->plain) {
+    if (strcmp(n->s, "true") == 0 || strcmp(n->s, "false") == 0) {
+      out->type = MW_CV_BOOL;
+      out->boolean = n->s[0] == 't';
+      return 0;
+    }
+    char *end = NULL;
+    errno = 0;
+    long long ll = strtoll(n->s, &end, 10);
+    if (n->len && end == n->s + n->len && errno == 0) {
+      out->type = MW_CV_INT;
+      out->i = ll;
+      return 0;
+    }
+    double d = strtod(n->s, &end);
+    if (n->len && end == n->s + n->len && strspn(n->s, "+-.0123456789eE") == n->len) {
+      out->type = MW_CV_FLOAT;
+      out->f = d;
+      return 0;
+    }
+  }
+  out->type = MW_CV_STRING;
+  out->s = malloc(n->len + 1);
+  if (!out->s) return -1;
+  memcpy(out->s, n->s, n->len + 1);
+  out->len = n->len;
+  return 0;
+}
+
+/* Copies a YAML subtree as a generic value; problems go to x. */
+static int tree_value(ctx *x, const node *n, const char *key, mw_config_value *out) {
+  *out = (mw_config_value){0};
+  if (n->type == N_BAD) return -1;
+  if (n->type == N_SCALAR) {
+    if (scalar_value(n, out) != 0) {
+      ERR(x, n, "%s: out of memory", key);
+      return -1;
+    }
+    return 0;
+  }
+  size_t count = n->type == N_MAP ? n->n / 2 : n->n;
+  out->type = n->type == N_MAP ? MW_CV_MAP : MW_CV_LIST;
+  out->items = calloc(count ? count : 1, sizeof *out->items);
+  if (n->type == N_MAP) out->keys = calloc(count ? count : 1, sizeof *out->keys);
+  if (!out->items || (n->type == N_MAP && !out->keys)) {
+    ERR(x, n, "%s: out of memory", key);
+    value_free(out);
+    return -1;
+  }
+  int bad = 0;
+  for (size_t i = 0; i < count; i++) {
+    const node *v = n->type == N_MAP ? n->kid[2 * i + 1] : n->kid[i];
+    if (n->type == N_MAP) {
+      const node *k = n->kid[2 * i];
+      if (k->type != N_SCALAR) {
+        if (k->type != N_BAD) ERR(x, k, "%s: option names must be strings, not %s", key, kind_name(k));
+        bad = 1;
+        continue;
+      }
+      for (size_t j = 0; j < out->n; j++)
+        if (strcmp(out->keys[j], k->s) == 0) {
+          ERR(x, k, "%s: duplicate option '%s'", key, EX(k));
+          bad = 1;
+        }
+      out->keys[out->n] = strdup(k->s);
+      if (!out->keys[out->n]) {
+        ERR(x, k, "%s: out of memory", key);
+        bad = 1;
+        continue;
+      }
+    }
+    if (tree_value(x, v, key, &out->items[out->n]) != 0) {
+      if (out->keys) free(out->keys[out->n]);
+      bad = 1;
+      continue;
+    }
+    out->n++;
+  }
+  if (bad) {
+    value_free(out);
+    return -1;
+  }
+  return 0;
+}
+
+static char *where_of(ctx *x, const node *n) {
+  int len = snprintf(NULL, 0, "%s:%zu:%zu", x->name, n->line, n->col);
+  char *w = malloc((size_t)len + 1);
+  if (w) snprintf(w, (size_t)len + 1, "%s:%zu:%zu", x->name, n->line, n->col);
+  return w;
+}
+
+/* interceptors: [name, {name: {options}}, ...] */
+static void interceptors_list(ctx *x, const node *v, const char *key,
+                              mw_config_interceptors *out) {
+  if (v->type == N_BAD || is_null(v)) return;
+  if (v->type != N_SEQ) {
+    ERR(x, v, "%s: expected a list of interceptors (names, or 'name: {options}'), got %s",
+        key, kind_name(v));
+    return;
+  }
+  mw_config_interceptors l = {calloc(v->n ? v->n : 1, sizeof *l.v), 0};
+  if (!l.v) {
+    ERR(x, v, "%s: out of memory", key);
+    return;
+  }
+  int bad = 0;
+  for (size_t i = 0; i < v->n; i++) {
+    const node *e = v->kid[i], *name = NULL, *opts = NULL;
+    if (e->type == N_SCALAR && !is_null(e)) {
+      name = e;
+    } else if (e->type == N_MAP && e->n == 2 && e->kid[0]->type == N_SCALAR) {
+      name = e->kid[0];
+      opts = e->kid[1];
+    } else {
+      if (e->type != N_BAD)
+        ERR(x, e, "%s: each entry is a name or a one-key mapping name: {options}, not %s",
+            key, e->type == N_MAP ? "a mapping with several keys" : kind_name(e));
+      bad = 1;
+      continue;
+    }
+    if (!name->len || strspn(name->s, "abcdefghijklmnopqrstuvwxyz0123456789_") != name->len) {
+      ERR(x, name, "%s: '%s' is not an interceptor name (lower-case letters, digits and _)",
+          key, EX(name));
+      bad = 1;
+      continue;
+    }
+    mw_config_interceptor *it = &l.v[l.n];
+    *it = (mw_config_interceptor){0};
+    char okey[320];
+    snprintf(okey, sizeof okey, "%s.%s", key, name->s);
+    if (opts && !is_null(opts) && opts->type != N_MAP) {
+      if (opts->type != N_BAD)
+        ERR(x, opts, "%s: the options must be a mapping, not %s", okey, kind_name(opts));
+      bad = 1;
+      continue;
+    }
+    if (opts && !is_null(opts)) {
+      if (tree_value(x, opts, okey, &it->opts) != 0) {
+        bad = 1;
+        continue;
+      }
+    } else {
+      it->opts.type = MW_CV_MAP;
+    }
+    it->name = strdup(name->s);
+    it->where = where_of(x, e);
+    if (!it->name || !it->where) {
+      ERR(x, e, "%s: out of memory", key);
+      free(it->name);
+      free(it->where);
+      value_free(&it->opts);
+      bad = 1;
+      continue;
+    }
+    l.n++;
+  }
+  if (bad) {
+    interceptors_free(&l);
+    return;
+  }
+  interceptors_free(out);
+  *out = l;
+}
+
+/* ---- methods -------------------------------------------------------------- */
+
+static const char *const method_keys[] = {"max_concurrent", "interceptors", "deadline",
+                                          "max_receive_bytes", "max_send_bytes", NULL};
+static const char *const deadline_keys[] = {"default", "max", NULL};
+
+static void deadline_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  int64_t val;
+  char name[320];
+  snprintf(name, sizeof name, "methods.%s.deadline.%s", x->method->path, deadline_keys[idx]);
+  if (number_value(x, v, name, K_DURATION, 1, INT32_MAX, &val) != 0) return;
+  if (idx == 0) x->method->deadline_default_ms = val;
+  else x->method->deadline_max_ms = val;
+}
 
 static void method_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
   int64_t val;
   char name[300];
-  snprintf(name, sizeof name, "methods.%s.max_concurrent", x->method->path);
-  if (number_value(x, v, name, K_INT, 0, INT32_MAX, &val) == 0) x->method->max_concurrent = val;
+  snprintf(name, sizeof name, "methods.%s.%s", x->method->path, method_keys[idx]);
+  switch (idx) {
+  case 0:
+    if (number_value(x, v, name, K_INT, 0, INT32_MAX, &val) == 0) x->method->max_concurrent = val;
+    return;
+  case 1:
+    interceptors_list(x, v, name, &x->method->interceptors);
+    return;
+  case 2:
+    if (want_section(x, v, name) != 0) return;
+    walk_map(x, c, v, name, deadline_keys, deadline_pair);
+    if (x->method->deadline_default_ms && x->method->deadline_max_ms &&
+        x->method->deadline_default_ms > x->method->deadline_max_ms)
+      ERR(x, v, "%s: default (%lld ms) is longer than max (%lld ms)", name,
+          (long long)x->method->deadline_default_ms, (long long)x->method->deadline_max_ms);
+    free(x->method->deadline_where);
+    x->method->deadline_where = where_of(x, k);
+    return;
+  case 3:
+  case 4:
+    if (x->method->service) {
+      ERR(x, k, "%s: message sizes are set per method (\"/%s/Method\"), not per service",
+          name, x->method->path);
+      return;
+    }
+    if (number_value(x, v, name, K_SIZE, 1, INT32_MAX, &val) != 0) return;
+    if (idx == 3) x->method->max_receive_bytes = val;
+    else x->method->max_send_bytes = val;
+    return;
+  }
 }
 
-/* methods: {"/pkg.Service/Method": {max_concurrent: N}, ...} */
+/* Whether a key names a service ("pkg.Service": no slash, no spaces). */
+static int is_service_name(const node *k) {
+  return k->len && k->s[0] != '/' && k->s[0] != '.' && !strchr(k->s, '/') &&
+         strspn(k->s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.") ==
+             k->len;
+}
+
+/* methods: {"/pkg.Service/Method": {...}, "pkg.Service": {...}, ...} */
 static void methods_section(ctx *x, mw_config *c, const node *m) {
   for (size_t i = 0; i + 1 < m->n; i += 2) {
     const node *k = m->kid[i], *v = m->kid[i + 1];
@@ -1212,9 +1460,12 @@ static void methods_section(ctx *x, mw_config *c, const node *m) {
       if (k->type != N_BAD) ERR(x, k, "methods: keys must be method paths, not %s", kind_name(k));
       continue;
     }
+    int service = is_service_name(k);
     const char *slash = k->len > 1 ? strchr(k->s + 1, '/') : NULL;
-    if (k->s[0] != '/' || !slash || slash == k->s + 1 || !slash[1] || strchr(slash + 1, '/')) {
-      ERR(x, k, "methods: '%s' is not a method path (expected \"/package.Service/Method\")",
+    if (!service &&
+        (k->s[0] != '/' || !slash || slash == k->s + 1 || !slash[1] || strchr(slash + 1, '/'))) {
+      ERR(x, k, "methods: '%s' is not a method path (expected \"/package.Service/Method\") "
+                "or a service name (\"package.Service\")",
           EX(k));
       continue;
     }
@@ -1233,7 +1484,7 @@ static void methods_section(ctx *x, mw_config *c, const node *m) {
       return;
     }
     x->method = &c->methods[c->n_methods++];
-    *x->method = (mw_method_config){path, 0};
+    *x->method = (mw_method_config){.path = path, .service = service};
     walk_map(x, c, v, k->s, method_keys, method_pair);
     x->method = NULL;
   }
@@ -1458,6 +1709,9 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
   case 17:
     if (want_section(x, v, key) == 0)
       walk_map(x, c, v, key, compression_keys, compression_pair);
+    return;
+  case 18: /* interceptors */
+    interceptors_list(x, v, key, &c->interceptors);
     return;
   default:
     return;

@@ -9,10 +9,51 @@
 #include "base/mw_diag.h"
 #include "base/mw_strvec.h"
 
-/* Settings of one method (config `methods`). */
+/* A YAML value kept as written, for interceptor options. Plain scalars are
+ * typed: true/false booleans, integers, floats; everything else (quoted
+ * scalars, durations such as "500ms") is a string. Empty values (null, ~)
+ * are MW_CV_NIL. */
+enum { MW_CV_NIL, MW_CV_BOOL, MW_CV_INT, MW_CV_FLOAT, MW_CV_STRING,
+       MW_CV_MAP, MW_CV_LIST };
+typedef struct mw_config_value {
+  int type;     /* MW_CV_* */
+  int boolean;  /* MW_CV_BOOL */
+  int64_t i;    /* MW_CV_INT */
+  double f;     /* MW_CV_FLOAT */
+  char *s;      /* MW_CV_STRING: owned, NUL-terminated */
+  size_t len;   /* its length */
+  char **keys;  /* MW_CV_MAP: n owned keys */
+  struct mw_config_value *items; /* MAP values or LIST items: n, owned */
+  size_t n;
+} mw_config_value;
+
+/* One entry of an `interceptors:` list: a name, or a one-key mapping
+ * name -> options. */
+typedef struct mw_config_interceptor {
+  char *name;           /* owned: the module moonwire.interceptors.<name> */
+  mw_config_value opts; /* MW_CV_MAP (empty when none were given) */
+  char *where;          /* owned: "file:line:column" of the entry, for the
+                           problems found when it is instantiated */
+} mw_config_interceptor;
+
+typedef struct mw_config_interceptors {
+  mw_config_interceptor *v; /* owned */
+  size_t n;
+} mw_config_interceptors;
+
+/* Settings of one method or service (config `methods`). */
 typedef struct mw_method_config {
-  char *path;             /* "/pkg.Service/Method" (owned) */
+  char *path;             /* "/pkg.Service/Method", or "pkg.Service" for a
+                             whole service (owned) */
+  int service;            /* path names a service */
   int64_t max_concurrent; /* calls of it in flight at once; 0 = no limit */
+  int64_t max_receive_bytes; /* a method's own, below limits.max_receive_bytes;
+                                0 = the server's */
+  int64_t max_send_bytes;    /* likewise for limits.max_send_bytes */
+  mw_config_interceptors interceptors; /* this level's, in order */
+  int64_t deadline_default_ms; /* deadline.default; 0 = none */
+  int64_t deadline_max_ms;     /* deadline.max; 0 = none */
+  char *deadline_where;        /* owned: where deadline was written, or NULL */
 } mw_method_config;
 
 typedef struct mw_config {
@@ -65,7 +106,9 @@ typedef struct mw_config {
   int64_t shutdown_grace_ms;       /* shutdown.grace (or the older top-level
                                       shutdown_grace_ms); default 10000 */
   int64_t shutdown_drain_delay_ms; /* shutdown.drain_delay; default 0 */
-  mw_method_config *methods; /* per-method settings (owned array) */
+  mw_method_config *methods; /* per-method and per-service settings
+                                (owned array) */
+  mw_config_interceptors interceptors; /* top-level `interceptors:` */
   size_t n_methods;
   int health;     /* serve grpc.health.v1.Health; default 1 */
   int reflection; /* serve grpc.reflection v1 and v1alpha; default 1 */

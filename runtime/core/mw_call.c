@@ -36,6 +36,7 @@ struct mw_call {
   const char *path;        /* the method's path, or path_buf */
   int counted;             /* counted in the server's inflight */
   mw_method_limit *limit;  /* its method's limit, counted in; else NULL */
+  mw_method_limit *service_limit; /* its service's, the same way */
   char *path_buf;          /* owned copy of an unknown path, else NULL */
   grpc_metadata_array md;  /* request metadata, owned */
   double deadline;         /* epoch seconds, 0 = none */
@@ -76,6 +77,8 @@ struct mw_call {
   grpc_slice status_msg;
   grpc_byte_buffer *final_msg; /* the last message, sent with the status */
   mw_call_io io;               /* what the call has moved so far */
+  mw_timer deadline_timer;     /* a deadline the server set (mw_call_set_deadline);
+                                  armed only then, disarmed at call_free */
 };
 
 /* --- accessors ------------------------------------------------------------ */
@@ -131,6 +134,7 @@ void mw_call_metadata_at(const mw_call *c, size_t i, const char **key,
 /* --- lifetime -------------------------------------------------------------- */
 
 static void call_free(mw_call *c) {
+  mw_timers_cancel(&c->w->timers, &c->deadline_timer);
   while (c->q_len) {
     grpc_byte_buffer_destroy(c->q[c->q_head]);
     c->q_head = (c->q_head + 1) % c->q_cap;
@@ -150,6 +154,7 @@ static void call_free(mw_call *c) {
   c->w->live_calls--;
   if (c->counted) atomic_fetch_sub(&c->w->counters->inflight, 1);
   if (c->limit) atomic_fetch_sub(&c->limit->live, 1);
+  if (c->service_limit) atomic_fetch_sub(&c->service_limit->live, 1);
   mw_router_unref(c->router);
   free(c->path_buf);
   free(c);
@@ -353,6 +358,32 @@ void mw_call_timer_cancel(mw_call_timer *t) {
   if (mw_timer_armed(&t->entry)) mw_timers_cancel(&t->call->w->timers, &t->entry);
 }
 
+/* --- deadlines the server sets ------------------------------------------------- */
+
+/* The deadline the server set has passed: the call ends for the client
+ * with DEADLINE_EXCEEDED at once, and the handler hears of it as of a
+ * cancellation (its wait raises DEADLINE_EXCEEDED, mw_co_raise_cancelled,
+ * since the deadline it reads has passed). */
+static void mark_cancelled(mw_call *c);
+
+static void deadline_fire(mw_timer *e) {
+  mw_call *c = (mw_call *)((char *)e - offsetof(mw_call, deadline_timer));
+  if (c->finish_requested || c->cancelled) return;
+  grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED,
+                               "deadline exceeded", NULL);
+  mark_cancelled(c);
+  maybe_free(c);
+}
+
+int mw_call_set_deadline(mw_call *c, double at) {
+  if (c->deadline != 0 && at >= c->deadline) return 0; /* only ever shorter */
+  if (c->finish_requested) return 0;
+  c->deadline = at;
+  c->deadline_timer.fn = deadline_fire;
+  double when = mw_now() + (at - mw_wall_now());
+  return mw_timers_add(&c->w->timers, &c->deadline_timer, when);
+}
+
 /* --- commands ------------------------------------------------------------------ */
 
 void mw_call_recv(mw_call *c) {
@@ -406,10 +437,13 @@ static int queue_push(mw_call *c, grpc_byte_buffer *bb, size_t len) {
 static int refuse_send(mw_call *c, size_t len) {
   if (c->finish_requested) return 1;
   size_t max = c->w->max_send_bytes;
+  int own = c->limit && c->limit->max_send && (max == 0 || c->limit->max_send < max);
+  if (own) max = c->limit->max_send;
   if (max == 0 || len <= max) return 0;
-  mw_log(MW_LOG_ERROR, "%s: response message of %zu bytes is over limits.max_send_bytes "
+  mw_log(MW_LOG_ERROR, "%s: response message of %zu bytes is over %s%s%s "
                        "(%zu bytes): the call ends with RESOURCE_EXHAUSTED",
-         c->method ? c->method->path : "?", len, max);
+         c->method ? c->method->path : "?", len, own ? "methods." : "limits",
+         own ? c->limit->path : "", own ? ".max_send_bytes" : ".max_send_bytes", max);
   char msg[128];
   snprintf(msg, sizeof msg, "response message too large (%zu bytes, limit %zu)", len, max);
   mw_call_finish(c, MW_STATUS_RESOURCE_EXHAUSTED, msg);
@@ -477,15 +511,15 @@ static void count_in(mw_call *c, size_t len) {
  * the caller): the common single-slice, uncompressed case is not copied; a
  * compressed one is inflated within limits.max_receive_bytes. Returns
  * MW_STATUS_OK, or the status that ends the call, with its message. */
-static mw_status bb_slice(const mw_call *c, grpc_byte_buffer *bb,
-                          grpc_slice *out, char *msg, size_t msglen) {
+static mw_status bb_slice_any(const mw_call *c, grpc_byte_buffer *bb, size_t max,
+                              grpc_slice *out, char *msg, size_t msglen) {
   if (bb->type == GRPC_BB_RAW && bb->data.raw.compression == GRPC_COMPRESS_NONE &&
       bb->data.raw.slice_buffer.count == 1) {
     *out = grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
     return MW_STATUS_OK;
   }
   if (bb->type == GRPC_BB_RAW && bb->data.raw.compression != GRPC_COMPRESS_NONE)
-    return mw_compress_inflate(bb, c->w->max_receive_bytes, out, msg, msglen);
+    return mw_compress_inflate(bb, max, out, msg, msglen);
   grpc_byte_buffer_reader r;
   *out = grpc_empty_slice();
   if (grpc_byte_buffer_reader_init(&r, bb)) {
@@ -493,6 +527,25 @@ static mw_status bb_slice(const mw_call *c, grpc_byte_buffer *bb,
     grpc_byte_buffer_reader_destroy(&r);
   }
   return MW_STATUS_OK;
+}
+
+/* bb_slice_any within the server's limit, or the method's own
+ * (methods.PATH.max_receive_bytes) when it has a lower one: checked only
+ * for calls of a method with settings (c->limit). */
+static mw_status bb_slice(const mw_call *c, grpc_byte_buffer *bb, grpc_slice *out,
+                          char *msg, size_t msglen) {
+  size_t max = c->w->max_receive_bytes;
+  if (!c->limit || !c->limit->max_recv || (max && c->limit->max_recv >= max))
+    return bb_slice_any(c, bb, max, out, msg, msglen);
+  max = c->limit->max_recv;
+  mw_status st = bb_slice_any(c, bb, max, out, msg, msglen);
+  if (st != MW_STATUS_OK || GRPC_SLICE_LENGTH(*out) <= max) return st;
+  snprintf(msg, msglen, "request message too large (%zu bytes, limit %zu: "
+                        "methods.%s.max_receive_bytes)",
+           (size_t)GRPC_SLICE_LENGTH(*out), max, c->limit->path);
+  grpc_slice_unref(*out);
+  *out = grpc_empty_slice();
+  return MW_STATUS_RESOURCE_EXHAUSTED;
 }
 
 static double deadline_seconds(gpr_timespec d) {
@@ -528,16 +581,23 @@ static int shed(mw_call *c, const char *path, size_t path_len, char *msg, size_t
       return 1;
     }
   }
+  /* A method's limit and its service's ("pkg.Service", no slash): each
+   * counts the call once. */
   for (size_t i = 0; i < k->n_limits; i++) {
     mw_method_limit *l = &k->limits[i];
-    if (strlen(l->path) != path_len || memcmp(l->path, path, path_len) != 0) continue;
-    c->limit = l;
-    if (atomic_fetch_add(&l->live, 1) + 1 > l->max) {
+    size_t pl = strlen(l->path);
+    int svc = l->path[0] != '/';
+    int match = svc ? path_len > pl + 1 && path[0] == '/' && path[pl + 1] == '/' &&
+                          memcmp(path + 1, l->path, pl) == 0
+                    : pl == path_len && memcmp(l->path, path, path_len) == 0;
+    mw_method_limit **slot = svc ? &c->service_limit : &c->limit;
+    if (!match || *slot) continue;
+    *slot = l;
+    if (atomic_fetch_add(&l->live, 1) + 1 > l->max && l->max > 0) {
       snprintf(msg, len, "%s is overloaded: %ld calls in flight (methods.%s.max_concurrent)",
                l->path, l->max, l->path);
       return 1;
     }
-    break;
   }
   return 0;
 }

@@ -67,6 +67,14 @@ typedef struct mw_server_stats {
 void mw_call_server_stats(const mw_call *c, mw_server_stats *out);
 
 /* --- commands ------------------------------------------------------------- */
+/* Shortens the call's deadline to `at` (epoch seconds, like
+ * mw_call_deadline); a later or equal time is ignored, so a deadline only
+ * ever shrinks. Everything that reads mw_call_deadline (the handler's
+ * budget hook, mw_co_raise_cancelled) sees the new one, and a timer on the
+ * worker ends the call at `at`: the client gets DEADLINE_EXCEEDED and the
+ * backend ops->on_cancel. Returns 0, or -1 when out of memory (the
+ * deadline is lowered, only the timer is missing). */
+int mw_call_set_deadline(mw_call *c, double at);
 /* Installs the call's event interface; self is passed to every event. Done
  * once, from mw_handler.start. */
 void mw_call_attach(mw_call *c, const mw_call_ops *ops, void *self);

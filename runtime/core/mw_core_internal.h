@@ -38,8 +38,11 @@ struct mw_worker;
  * them, so that a call reads them (mw.stats) without calling the server. */
 /* A method with a concurrency limit (config methods.PATH.max_concurrent). */
 typedef struct mw_method_limit {
-  char *path;          /* owned */
-  long max;
+  char *path;          /* owned: "/pkg.Service/Method", or "pkg.Service" for
+                          every method of a service */
+  long max;            /* calls in flight at once; 0 = no limit */
+  size_t max_recv, max_send; /* a method's message sizes, when lower than
+                                limits.max_*_bytes; 0 = the server's */
   _Atomic long live;   /* its calls in flight, counted from arrival to free */
 } mw_method_limit;
 

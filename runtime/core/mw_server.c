@@ -399,7 +399,9 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
   s->counters.n_workers = s->n_workers;
   s->counters.max_inflight = (long)cfg->limits.max_inflight_calls;
   for (size_t i = 0; i < cfg->n_methods; i++) {
-    if (cfg->methods[i].max_concurrent <= 0) continue;
+    if (cfg->methods[i].max_concurrent <= 0 && cfg->methods[i].max_receive_bytes <= 0 &&
+        cfg->methods[i].max_send_bytes <= 0)
+      continue;
     mw_method_limit *v = realloc(s->counters.limits, (s->counters.n_limits + 1) * sizeof *v);
     if (!v) goto oom;
     s->counters.limits = v;
@@ -407,6 +409,8 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
     l->path = strdup(cfg->methods[i].path);
     if (!l->path) goto oom;
     l->max = (long)cfg->methods[i].max_concurrent;
+    l->max_recv = (size_t)cfg->methods[i].max_receive_bytes;
+    l->max_send = (size_t)cfg->methods[i].max_send_bytes;
     atomic_init(&l->live, 0);
     s->counters.n_limits++;
   }

@@ -99,9 +99,12 @@ mw_gen *mw_gen_build(const mw_gen_options *opt, mw_diag *diag) {
   int unknown = 0;
   for (size_t i = 0; i < cfg->n_methods; i++) {
     const char *p = cfg->methods[i].path;
-    if (mw_methods_find(g->methods, p, strlen(p))) continue;
-    mw_diag_add(diag, "%s: methods: %s names no method of the loaded protos",
-                cfg->file ? cfg->file : "config", p);
+    if (cfg->methods[i].service ? mw_methods_has_service(g->methods, p, strlen(p))
+                                : mw_methods_find(g->methods, p, strlen(p)) != NULL)
+      continue;
+    mw_diag_add(diag, "%s: methods: %s names no %s of the loaded protos",
+                cfg->file ? cfg->file : "config", p,
+                cfg->methods[i].service ? "service" : "method");
     unknown = 1;
   }
   if (unknown) {
@@ -119,6 +122,8 @@ mw_gen *mw_gen_build(const mw_gen_options *opt, mw_diag *diag) {
       .handler_cpu_s = (double)cfg->limits.handler_cpu_ms / 1000.0,
       .handler_slice_s = (double)cfg->limits.handler_slice_ms / 1000.0,
       .unsafe = cfg->lua.unsafe,
+      .cfg = cfg,
+      .generation = opt->id,
   };
   g->lua = mw_lua_backend_new(&lo, diag);
   if (!g->lua) {

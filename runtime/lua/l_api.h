@@ -28,6 +28,8 @@ void mw_lhandoff_open(lua_State *L);/* mw_handoff.c: on_reload, on_restore */
 void mw_lhealth_open(lua_State *L); /* l_health.c: health_*, draining */
 void mw_ldrain_open(lua_State *L);  /* l_drain.c: on_drain */
 void mw_lreflect_open(lua_State *L);/* l_reflect.c: the schema's files */
+void mw_lintercept_open(lua_State *L);/* l_intercept.c: now, keep_traceback,
+                                        config_interceptors */
 void mw_ljson_open(lua_State *L);   /* l_json.c: json_decode, json_encode */
 void mw_ljws_open(lua_State *L);    /* l_jws.c: b64url_decode, jws_key(s) */
 void mw_lratelimit_open(lua_State *L); /* l_ratelimit.c: rate_take */

@@ -16,6 +16,7 @@ int mw_lcore_open(lua_State *L) {
   mw_lhealth_open(L);
   mw_ldrain_open(L);
   mw_lreflect_open(L);
+  mw_lintercept_open(L);
   mw_ljson_open(L);
   mw_ljws_open(L);
   mw_lratelimit_open(L);

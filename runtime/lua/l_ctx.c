@@ -1,5 +1,5 @@
-/* ctx: the call's context handle. Its fields (method, peer, metadata,
- * deadline, values, auth) are made on first use and cached in the
+/* ctx: the call's context handle. Its fields (method, service,
+ * method_name, kind, peer, metadata, deadline, values, auth) are made on first use and cached in the
  * userdata's user value, so a handler that reads none of them pays for
  * none. */
 #include <math.h>
@@ -43,6 +43,43 @@ static int ctx_remaining(lua_State *L) {
   return 1;
 }
 
+/* ctx:io() -> {msgs_in=, msgs_out=, bytes_in=, bytes_out=, start=}: what
+ * the call has moved so far. start is when it arrived on mw.now()'s clock
+ * (wall seconds), so that mw.now() - start is its age; core keeps it on the
+ * monotonic clock, which a clock step cannot disturb. */
+static int ctx_io(lua_State *L) {
+  mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
+  const mw_call_io *io = mw_call_io_of(h->call);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, (lua_Integer)io->msgs_in);
+  lua_setfield(L, -2, "msgs_in");
+  lua_pushinteger(L, (lua_Integer)io->msgs_out);
+  lua_setfield(L, -2, "msgs_out");
+  lua_pushinteger(L, (lua_Integer)io->bytes_in);
+  lua_setfield(L, -2, "bytes_in");
+  lua_pushinteger(L, (lua_Integer)io->bytes_out);
+  lua_setfield(L, -2, "bytes_out");
+  lua_pushnumber(L, mw_wall_now() - (mw_now() - io->start));
+  lua_setfield(L, -2, "start");
+  return 1;
+}
+
+/* ctx:set_deadline(seconds) shortens the call's deadline to `seconds` from
+ * now (never lengthens it); at the deadline the call ends with
+ * DEADLINE_EXCEEDED as if the client had asked for it. */
+static int ctx_set_deadline(lua_State *L) {
+  mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
+  double secs = luaL_checknumber(L, 2);
+  luaL_argcheck(L, secs == secs && secs >= 0, 2, "expected seconds >= 0");
+  if (mw_call_set_deadline(h->call, mw_wall_now() + secs) != 0)
+    return luaL_error(L, "ctx:set_deadline: out of memory");
+  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) { /* ctx.deadline, cached */
+    lua_pushnil(L);
+    lua_setfield(L, -2, "deadline");
+  }
+  return 0;
+}
+
 static int ctx_cancelled(lua_State *L) {
   mw_handle *hd = luaL_checkudata(L, 1, MW_MT_CTX);
   lua_pushboolean(L, !hd->h || mw_call_cancelled(hd->h->call));
@@ -80,6 +117,23 @@ static int ctx_on_cancel(lua_State *L) {
     h->cancel_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->cancel_ref);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+/* ctx:on_done(fn): fn(code) runs once the call has ended (its status
+ * sent, or the client gone), with ctx still readable: ctx:io() then has
+ * the final counts and code is the status the call ended with. Errors are
+ * logged. For access logs and metrics, which want what the client got. */
+static int ctx_on_done(lua_State *L) {
+  mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (h->done_ref == 0) {
+    lua_newtable(L);
+    h->done_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->done_ref);
   lua_pushvalue(L, 2);
   lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
   return 0;
@@ -279,7 +333,10 @@ static const luaL_Reg ctx_methods[] = {
     {"remaining", ctx_remaining},     {"cancelled", ctx_cancelled},
     {"set_header", ctx_set_header},
     {"set_trailer", ctx_set_trailer}, {"on_cancel", ctx_on_cancel},
-    {"metadata_values", ctx_metadata_values}, {NULL, NULL},
+    {"metadata_values", ctx_metadata_values},
+    {"io", ctx_io},                   {"set_deadline", ctx_set_deadline},
+    {"on_done", ctx_on_done},
+    {NULL, NULL},
 };
 
 static int ctx_index(lua_State *L) {
@@ -307,6 +364,14 @@ static int ctx_index(lua_State *L) {
   mw_lcall *h = hd->h;
   if (strcmp(key, "method") == 0) {
     lua_pushstring(L, h->m->path);
+  } else if (strcmp(key, "service") == 0) {
+    lua_pushstring(L, h->m->service);
+  } else if (strcmp(key, "method_name") == 0) {
+    lua_pushstring(L, h->m->name);
+  } else if (strcmp(key, "kind") == 0) {
+    static const char *const kinds[] = {"unary", "server_stream", "client_stream",
+                                        "bidi_stream"};
+    lua_pushstring(L, kinds[h->m->kind & 3]);
   } else if (strcmp(key, "peer") == 0) {
     lua_pushstring(L, mw_call_peer(h->call));
   } else if (strcmp(key, "metadata") == 0) {

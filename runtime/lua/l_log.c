@@ -16,6 +16,7 @@ static int l_log(lua_State *L) {
   if (!mw_log_enabled(level)) return 0;
   const char *keys[32], *vals[32];
   size_t lens[32];
+  char ints[32][24]; /* integers, written here rather than through snprintf */
   int n = 0;
   if (lua_istable(L, 3)) {
     lua_settop(L, 3);
@@ -23,8 +24,18 @@ static int l_log(lua_State *L) {
     while (n < 32 && lua_next(L, 3)) {
       if (lua_type(L, -2) == LUA_TSTRING) {
         keys[n] = lua_tostring(L, -2);
-        vals[n] = luaL_tolstring(L, -1, &lens[n]); /* anchored on the stack */
-        lua_insert(L, 4);                          /* below the key */
+        if (lua_isinteger(L, -1)) {
+          lua_Integer v = lua_tointeger(L, -1);
+          unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+          char *end = ints[n] + sizeof ints[n], *p = end;
+          do *--p = (char)('0' + u % 10); while (u /= 10);
+          if (v < 0) *--p = '-';
+          vals[n] = p;
+          lens[n] = (size_t)(end - p);
+        } else {
+          vals[n] = luaL_tolstring(L, -1, &lens[n]); /* anchored on the stack */
+          lua_insert(L, 4);                          /* below the key */
+        }
         n++;
       }
       lua_pop(L, 1);

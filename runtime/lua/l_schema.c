@@ -35,25 +35,32 @@ static int l_service_problem(lua_State *L) {
 }
 
 /* core.methods(service) -> names (array, in .proto order), index (name ->
- * method index for the runtime); nil when the schema lacks the service. */
+ * method index for the runtime), kinds (name -> "unary", "server_stream",
+ * "client_stream" or "bidi_stream", as ctx.kind); nil when the schema lacks
+ * the service. */
 static int l_methods(lua_State *L) {
   size_t len;
   const char *name = luaL_checklstring(L, 1, &len);
   mw_lstate *st = mw_lstate_of(L);
   if (!st || !st->methods) return 0;
   lua_newtable(L);
-  lua_newtable(L); /* [names, index] */
+  lua_newtable(L);
+  lua_newtable(L); /* [names, index, kinds] */
+  static const char *const kinds[] = {"unary", "server_stream", "client_stream",
+                                      "bidi_stream"};
   lua_Integer k = 1;
   size_t n = mw_methods_count(st->methods);
   for (size_t i = 0; i < n; i++) {
     const mw_method *m = mw_methods_at(st->methods, i);
     if (strlen(m->service) != len || memcmp(m->service, name, len) != 0) continue;
     lua_pushstring(L, m->name);
-    lua_rawseti(L, -3, k++);
+    lua_rawseti(L, -4, k++);
     lua_pushinteger(L, (lua_Integer)i);
+    lua_setfield(L, -3, m->name);
+    lua_pushstring(L, kinds[m->kind & 3]);
     lua_setfield(L, -2, m->name);
   }
-  return 2;
+  return 3;
 }
 
 static const luaL_Reg funcs[] = {

@@ -54,9 +54,20 @@ static int bind_handlers(lua_State *L, int *refs, mw_diag *diag) {
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   int declared = lua_getfield(L, -1, "moonwire.service") == LUA_TTABLE;
   lua_remove(L, -2); /* [service] */
-  if (!declared) { /* no script used mw.service */
+  if (!declared) {
+    /* No script used mw.service: the config's interceptor entries are
+     * still instantiated, so that a bad one fails the load. */
     lua_pop(L, 1);
-    return 0;
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_getfield(L, -1, "moonwire.service");
+    lua_remove(L, -2);
+    lua_pushliteral(L, "moonwire.service");
+    if (mw_lutil_pcall(L, 1, 1) != LUA_OK || !lua_istable(L, -1)) {
+      mw_diag_add(diag, "loading moonwire.service: %s",
+                  lua_isstring(L, -1) ? lua_tostring(L, -1) : "not a table");
+      lua_pop(L, 1);
+      return -1;
+    }
   }
   lua_getfield(L, -1, "bind");
   lua_remove(L, -2); /* [bind] */
@@ -110,7 +121,10 @@ mw_lua_backend *mw_lua_backend_new(const mw_lua_options *o, mw_diag *diag) {
     for (size_t k = 0; k < o->n_builtins; k++)
       if (mw_vm_run_builtin(L, o->builtins[k], d) != 0) bad = 1;
     if (mw_vm_run_scripts(L, o->dirs, o->n_dirs, d) != 0) bad = 1;
+    b->lstates[i]->cfg = o->cfg;
+    b->lstates[i]->generation = o->generation;
     if (bind_handlers(L, b->refs[i], d) != 0) bad = 1;
+    b->lstates[i]->cfg = NULL;
     mw_sandbox_seal(L); /* the scripts have run: globals are read-only now */
     lua_gc(L, LUA_GCCOLLECT);
     if (i > 0 && bad) mw_diag_move(diag, &scratch);

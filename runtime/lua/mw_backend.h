@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "base/mw_diag.h"
+#include "config/mw_config.h"
 #include "core/mw_handler.h"
 #include "lua/mw_lalloc.h"
 #include "schema/mw_methods.h"
@@ -26,6 +27,10 @@ typedef struct mw_lua_options {
   double handler_cpu_s;      /* limits.handler_cpu_ms, in seconds; 0: none */
   double handler_slice_s;    /* limits.handler_slice_ms, in seconds; 0: none */
   int unsafe;                /* lua.unsafe: states without the sandbox */
+  unsigned generation;       /* the generation's id (core.generation()) */
+  const mw_config *cfg;      /* borrowed while the backend is built: the
+                                interceptor entries the bind instantiates
+                                (NULL: none) */
 } mw_lua_options;
 
 /* Builds every state: runs the service scripts and binds the handlers they

@@ -177,8 +177,25 @@ static void finish_with_error(mw_lcall *h, int status) {
     return;
   }
   unsigned long id = __atomic_add_fetch(&internal_error_seq, 1, __ATOMIC_RELAXED);
+  int noted = 0;
+  if (h->tb_ref) {
+    /* Raised inside an interceptor's next() and re-raised as it was: the
+     * traceback of where it was first raised. */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, h->tb_ref); /* [{err, tb}] */
+    lua_rawgeti(L, -1, 1);
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1); /* [{err, tb}, err, final] */
+    noted = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (noted) {
+      lua_rawgeti(L, -1, 2);
+      lua_pushliteral(L, "\n(re-raised through the interceptors)");
+      lua_concat(L, 2);
+    }
+    lua_remove(L, noted ? -2 : -1);
+  }
   const char *msg = lua_tostring(co, -1);
-  luaL_traceback(L, co, msg ? msg : luaL_typename(co, -1), 0);
+  if (!noted) luaL_traceback(L, co, msg ? msg : luaL_typename(co, -1), 0);
   char idbuf[32];
   snprintf(idbuf, sizeof idbuf, "%lu", id);
   const char *keys[] = {"method", "error_id", "error"};

@@ -76,6 +76,10 @@ struct mw_lcall {
   size_t first_len;
   int has_first;
   char *out_block;  /* a big response while it is encoded (owned) */
+  int done_ref;     /* registry ref of the ctx:on_done functions; 0: none */
+  int tb_ref;       /* registry ref of {error, traceback} noted where an
+                       error inside an interceptor's next() was raised
+                       (l_intercept.c); 0 when none */
 };
 
 /* Unary and server-streaming calls decode their request into a first arena

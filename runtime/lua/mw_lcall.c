@@ -8,10 +8,12 @@
 
 #include <lauxlib.h>
 
+#include "base/mw_log.h"
 #include "base/mw_status.h"
 #include "codec/mw_codec.h"
 #include "lua/l_api.h"
 #include "lua/mw_co.h"
+#include "lua/mw_lutil.h"
 
 /* Each worker thread keeps the big records of ended calls for the next ones
  * (they are too big for malloc's fast path). */
@@ -27,13 +29,37 @@ static void lcall_on_writable(void *self) { mw_lstream_on_writable(self); }
 
 static void lcall_on_cancel(void *self) { mw_co_cancel(self); }
 
+/* The ctx:on_done functions, in order, in the state's main thread, while
+ * the handles still reach the call. */
+static void run_done_fns(mw_lcall *h) {
+  lua_State *L = h->st->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->done_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, h->done_ref);
+  h->done_ref = 0;
+  int code = mw_call_status(h->call);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    lua_pushinteger(L, code);
+    if (mw_lutil_pcall(L, 1, 0) != LUA_OK) {
+      mw_log(MW_LOG_ERROR, "%s: on_done function failed: %s", h->m->path,
+             lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+}
+
 static void lcall_on_done(void *self) {
   mw_lcall *h = self;
   mw_co_abandon(h);
+  if (h->done_ref) run_done_fns(h);
   for (int i = 0; i < 2; i++)
     if (h->handles[i]) h->handles[i]->h = NULL; /* they may outlive the call */
   lua_State *L = h->st->L;
   if (h->cancel_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, h->cancel_ref);
+  if (h->tb_ref) luaL_unref(L, LUA_REGISTRYINDEX, h->tb_ref);
+  h->tb_ref = 0;
   mw_co_release(h);
   /* What a handler that ran out of memory held is garbage now: give it back
    * before the next call needs it. */

@@ -7,6 +7,7 @@
 
 #include <lua.h>
 
+#include "config/mw_config.h"
 #include "schema/mw_methods.h"
 
 /* Free pool slots kept at most; a burst past it shrinks back. */
@@ -27,6 +28,9 @@ typedef struct mw_lstate {
   int n_free;
   int free_slots[MW_POOL_FREE_MAX];
   int mt_ref[2];   /* registry refs of the ctx and stream metatables */
+  unsigned generation;  /* the id of the generation the state serves */
+  const mw_config *cfg; /* while the handlers are bound only (borrowed): what
+                           core.config_interceptors reads; NULL after */
 } mw_lstate;
 
 /* The record of a state the VM made; NULL for any other state (moonwire.core

@@ -4,8 +4,11 @@
 # counts move by a few percent between runs (how many calls share a read or
 # a write depends on timing), far less than wall-clock rates here.
 #
-# usage: tests/bench/profile.sh BUILD_DIR [PAYLOAD_BYTES] [CALLS]
+# usage: tests/bench/profile.sh BUILD_DIR [PAYLOAD_BYTES] [CALLS] [INTERCEPT]
 #   PAYLOAD_BYTES  16 (default) or any size; CALLS  20000 (default)
+#   INTERCEPT  none (default); lua: one trivial global interceptor written
+#              in Lua (function(req, ctx, next) return next(req, ctx) end);
+#              access_log: the built-in, every line written (to a file)
 # Writes BUILD_DIR/bench/profile/: the callgrind files, and prints the
 # worker thread's instructions per call and the runtime's share of them.
 set -euo pipefail
@@ -14,6 +17,7 @@ set -euo pipefail
 build=$(cd "$1" && pwd)
 payload=${2:-16}
 calls=${3:-20000}
+intercept=${4:-none}
 here=$(cd "$(dirname "$0")" && pwd)
 out=$build/bench/profile
 mkdir -p "$out"
@@ -36,12 +40,24 @@ def varint(v):
 body = b"\x0a" + varint(n) + b"x" * n + b"\x12\x05bench" + b"\x18\x01"
 open(path, "wb").write(b"\x00" + struct.pack(">I", len(body)) + body)
 PY
+extra_dirs= extra_yaml=
+case $intercept in
+  none) ;;
+  lua)
+    mkdir -p "$out/intercept"
+    echo 'require("moonwire").intercept(function(req, ctx, next) return next(req, ctx) end)' \
+      > "$out/intercept/intercept.lua"
+    extra_dirs=", $out/intercept" ;;
+  access_log) extra_yaml="interceptors: [{access_log: {level: warn}}]" ;;
+  *) echo "profile: INTERCEPT is none, lua or access_log, not $intercept" >&2; exit 2 ;;
+esac
 cat > "$out/moonwire.yaml" <<YAML
 workers: 1
-services: [$here/moonwire]
+services: [$here/moonwire$extra_dirs]
 proto_path: [$here/proto]
 protos: [bench.proto]
 log: {level: warn}
+$extra_yaml
 YAML
 
 rm -f "$out"/callgrind.out*
@@ -74,7 +90,7 @@ for f in "$out"/callgrind.out.1-*; do
   if [ "${n:-0}" -gt "$bestn" ]; then best=$f bestn=$n; fi
 done
 [ -n "$best" ] || { echo "profile: no profile written" >&2; exit 1; }
-echo "payload $payload B, $calls calls, worker thread: $((bestn / calls)) instructions per call"
+echo "payload $payload B, $calls calls, interceptors: $intercept, worker thread: $((bestn / calls)) instructions per call"
 echo "inclusive instructions per call of the runtime's entry points:"
 callgrind_annotate --threshold=100 --inclusive=yes "$best" 2>/dev/null |
   awk -v calls="$calls" '

@@ -12,7 +12,7 @@ local function methods(name) return table.unpack(schema[name]) end
 
 local function bind_all()
   local bound = {}
-  local problems = service.bind(function(i, fn) bound[i] = fn end, methods)
+  local problems = service.bind(function(i, fn) bound[i] = fn end, methods, nil, false)
   return bound, problems
 end
 

@@ -369,15 +369,96 @@ static void test_methods_and_shedding(void) {
   MW_CHECK_INT(c.n_methods, 0); /* freed and reset */
   expect_one("methods:\n  a.B/C: {max_concurrent: 1}\n",
              "t.yaml:2:3: methods: 'a.B/C' is not a method path (expected "
-             "\"/package.Service/Method\")");
+             "\"/package.Service/Method\") "
+             "or a service name (\"package.Service\")");
   expect_one("methods:\n  /a.B/C/D: {}\n",
              "t.yaml:2:3: methods: '/a.B/C/D' is not a method path (expected "
-             "\"/package.Service/Method\")");
+             "\"/package.Service/Method\") "
+             "or a service name (\"package.Service\")");
   expect_one("methods:\n  /a.B/C: {}\n  /a.B/C: {}\n",
              "t.yaml:3:3: methods: '/a.B/C' is listed twice");
   expect_one("methods:\n  /a.B/C: 3\n",
              "t.yaml:2:11: /a.B/C: expected a mapping (indented 'key: value' lines), got a "
              "scalar");
+}
+
+/* interceptors: names and one-key mappings, options as typed trees; per
+ * service and per method under methods, with deadline. */
+static void test_interceptors(void) {
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d,
+                    "interceptors:\n"
+                    "  - access_log\n"
+                    "  - rate_limit: {rate: 10, burst: 2.5, key: peer, on: true, "
+                    "every: 500ms, q: '7', l: [1, x], m: {a: ~}}\n"
+                    "methods:\n"
+                    "  a.B:\n"
+                    "    interceptors: [x]\n"
+                    "    max_concurrent: 3\n"
+                    "  /a.B/C:\n"
+                    "    deadline: {default: 2s, max: 10s}\n"
+                    "    max_receive_bytes: 1KiB\n"),
+               0);
+  MW_CHECK_INT(c.interceptors.n, 2);
+  if (c.interceptors.n == 2) {
+    MW_CHECK_STR(c.interceptors.v[0].name, "access_log");
+    MW_CHECK_INT(c.interceptors.v[0].opts.type, MW_CV_MAP);
+    MW_CHECK_INT(c.interceptors.v[0].opts.n, 0);
+    MW_CHECK_STR(c.interceptors.v[0].where, "t.yaml:2:5");
+    const mw_config_value *o = &c.interceptors.v[1].opts;
+    MW_CHECK_STR(c.interceptors.v[1].name, "rate_limit");
+    MW_CHECK_INT(o->n, 8);
+    if (o->n == 8) {
+      MW_CHECK_STR(o->keys[0], "rate");
+      MW_CHECK_INT(o->items[0].type, MW_CV_INT);
+      MW_CHECK_INT(o->items[0].i, 10);
+      MW_CHECK_INT(o->items[1].type, MW_CV_FLOAT);
+      MW_CHECK(o->items[1].f == 2.5);
+      MW_CHECK_INT(o->items[2].type, MW_CV_STRING);
+      MW_CHECK_STR(o->items[2].s, "peer");
+      MW_CHECK_INT(o->items[3].type, MW_CV_BOOL);
+      MW_CHECK_INT(o->items[3].boolean, 1);
+      MW_CHECK_STR(o->items[4].s, "500ms");
+      MW_CHECK_INT(o->items[5].type, MW_CV_STRING); /* quoted: a string */
+      MW_CHECK_INT(o->items[6].type, MW_CV_LIST);
+      MW_CHECK_INT(o->items[6].n, 2);
+      MW_CHECK_INT(o->items[7].type, MW_CV_MAP);
+      MW_CHECK_INT(o->items[7].items[0].type, MW_CV_NIL);
+    }
+  }
+  MW_CHECK_INT(c.n_methods, 2);
+  if (c.n_methods == 2) {
+    MW_CHECK_STR(c.methods[0].path, "a.B");
+    MW_CHECK_INT(c.methods[0].service, 1);
+    MW_CHECK_INT(c.methods[0].max_concurrent, 3);
+    MW_CHECK_INT(c.methods[0].interceptors.n, 1);
+    MW_CHECK_INT(c.methods[1].service, 0);
+    MW_CHECK_INT(c.methods[1].max_receive_bytes, 1024);
+    MW_CHECK_INT(c.methods[1].deadline_default_ms, 2000);
+    MW_CHECK_INT(c.methods[1].deadline_max_ms, 10000);
+    MW_CHECK_STR(c.methods[1].deadline_where, "t.yaml:9:5");
+  }
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  mw_config_free(&c); /* twice is safe */
+  expect_one("interceptors: access_log\n",
+             "t.yaml:1:15: interceptors: expected a list of interceptors (names, or "
+             "'name: {options}'), got a scalar");
+  expect_one("interceptors: [{a: 1, b: 2}]\n",
+             "t.yaml:1:16: interceptors: each entry is a name or a one-key mapping name: "
+             "{options}, not a mapping with several keys");
+  expect_one("interceptors: [Bad-Name]\n",
+             "t.yaml:1:16: interceptors: 'Bad-Name' is not an interceptor name (lower-case "
+             "letters, digits and _)");
+  expect_one("interceptors: [{a: 3}]\n",
+             "t.yaml:1:20: interceptors.a: the options must be a mapping, not a scalar");
+  expect_one("methods:\n  a.B: {max_send_bytes: 1KiB}\n",
+             "t.yaml:2:9: methods.a.B.max_send_bytes: message sizes are set per method "
+             "(\"/a.B/Method\"), not per service");
+  expect_one("methods:\n  /a.B/C: {deadline: {default: 5s, max: 1s}}\n",
+             "t.yaml:2:22: methods./a.B/C.deadline: default (5000 ms) is longer than max "
+             "(1000 ms)");
 }
 
 static void test_transport(void) {
@@ -635,7 +716,7 @@ static void test_unknown_keys(void) {
              "t.yaml:1:1: unknown key 'zzz' (valid keys: listen, workers, "
              "services, proto_path, limits, keepalive, reload, log, "
              "shutdown_grace_ms, protos, shutdown, health, reflection, tls, methods, "
-             "transport, lua, compression)");
+             "transport, lua, compression, interceptors)");
 }
 
 static void test_duplicates(void) {
@@ -1090,6 +1171,7 @@ int main(void) {
   MW_RUN(test_unknown_keys);
   MW_RUN(test_drain_and_builtins);
   MW_RUN(test_methods_and_shedding);
+  MW_RUN(test_interceptors);
   MW_RUN(test_transport);
   MW_RUN(test_lua_section);
   MW_RUN(test_duplicates);

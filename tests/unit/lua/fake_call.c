@@ -138,6 +138,21 @@ double mw_call_deadline(const mw_call *c) {
   alive(c, "mw_call_deadline");
   return c->deadline;
 }
+int mw_call_status(const mw_call *c) {
+  alive(c, "mw_call_status");
+  return c->finished ? c->finish_code : -1;
+}
+const mw_call_io *mw_call_io_of(const mw_call *c) {
+  alive(c, "mw_call_io_of");
+  return &c->io;
+}
+/* Lowers the deadline only; the timer that would end the call is core's
+ * (tested end to end). */
+int mw_call_set_deadline(mw_call *c, double at) {
+  alive(c, "mw_call_set_deadline");
+  if (c->deadline == 0 || at < c->deadline) c->deadline = at;
+  return 0;
+}
 int mw_call_cancelled(const mw_call *c) {
   alive(c, "mw_call_cancelled");
   return c->cancelled;

@@ -49,6 +49,7 @@ struct mw_call {
   size_t n_auth;    /* the auth context's properties, in order */
   const char *auth_name[FAKE_MAX_AUTH], *auth_val[FAKE_MAX_AUTH];
   mw_server_stats stats;
+  mw_call_io io;    /* what mw_call_io_of shows */
 
   /* set: scripted answers */
   int room_default;               /* what a send returns when the script is empty (1) */

@@ -59,6 +59,7 @@ static const char proto_src[] =
     "  rpc HealthSet(Msg) returns (Msg);\n"
     "  rpc Auth(Msg) returns (Msg);\n"
     "  rpc AuthLate(Msg) returns (Msg);\n"
+    "  rpc CallInfo(Msg) returns (Msg);\n"
     "}\n";
 
 static const char lua_src[] =
@@ -69,6 +70,20 @@ static const char lua_src[] =
     "-- is a module-level local\n"
     "local kept_ctx, victim_ctx, kept_auth\n"
     "local function bump(k) counters[k] = (counters[k] or 0) + 1 end\n"
+    "\n"
+    "function T.CallInfo(req, ctx)\n"
+    "  ctx:set_deadline(100)\n"
+    "  local shortened = ctx:remaining() <= 100\n"
+    "  ctx:set_deadline(1000) -- later: ignored\n"
+    "  local io = ctx:io()\n"
+    "  ctx:on_done(function(code)\n"
+    "    local done_io = ctx:io()\n"
+    "    counters.done = ('%d:%d:%d'):format(code, done_io.msgs_in, done_io.bytes_out)\n"
+    "  end)\n"
+    "  return {text = table.concat({ctx.service, ctx.method_name, ctx.kind,\n"
+    "    tostring(shortened), tostring(ctx:remaining() <= 100), tostring(ctx.deadline ~= nil),\n"
+    "    io.msgs_in, io.bytes_in, tostring(math.abs(mw.now() - io.start) < 60)}, ',')}\n"
+    "end\n"
     "\n"
     "function T.Echo(req, ctx)\n"
     "  bump('echo')\n"
@@ -396,6 +411,24 @@ static void test_unary_returns(void) {
   fake_done(c);
   fake_call_free(c);
   MW_CHECK_INT(probe_int("counters.echo"), 1);
+}
+
+/* ctx.service, method_name, kind, io, set_deadline (only shorter) and
+ * on_done (after the end, with the status, ctx still readable). */
+static void test_call_info(void) {
+  const mw_method *m = method("CallInfo");
+  mw_call *c = fake_call_new(m);
+  c->io.start = mw_now(); /* core's arrival time, on the monotonic clock */
+  c->io.msgs_in = 1;
+  c->io.bytes_in = 4;
+  fake_start(c, mw_lua_backend_handler(g_b, m->index), "", 0, 1);
+  MW_CHECK_STR(sent(c, 0), "co.T,CallInfo,unary,true,true,true,1,4,true");
+  MW_CHECK(c->deadline > 0);
+  MW_CHECK_STR(probe("counters.done"), "nil"); /* not before the end */
+  c->io.bytes_out = 9;
+  fake_done(c);
+  MW_CHECK_STR(probe("counters.done"), "0:1:9");
+  fake_call_free(c);
 }
 
 static void test_unary_bad_request(void) {
@@ -1147,6 +1180,7 @@ int main(void) {
     return 1;
   }
   RUN(test_unary_returns);
+  RUN(test_call_info);
   RUN(test_unary_bad_request);
   RUN(test_headers_and_trailers);
   RUN(test_unbound_method_has_no_handler);
