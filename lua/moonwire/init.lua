@@ -86,6 +86,10 @@ M.on_restore = core.on_restore
 -- mw.health.get(service).
 M.health = health
 
+--- JSON (moonwire.json): mw.json.decode(text), mw.json.encode(value),
+-- mw.json.null, mw.json.array(t). Strict and bounded; see docs/lua-api.md.
+M.json = require "moonwire.json"
+
 --- Draining: mw.on_drain(fn) registers fn() to run on every worker when
 -- the server begins to drain (SIGTERM), before the grace period;
 -- mw.draining() says whether it has begun. A long stream checks

@@ -280,7 +280,9 @@ static int value(dec *d) {
   case 't': if (!literal(d, "true", 4)) return 0; lua_pushboolean(d->L, 1); return 1;
   case 'f': if (!literal(d, "false", 5)) return 0; lua_pushboolean(d->L, 0); return 1;
   case 'n': if (!literal(d, "null", 4)) return 0; lua_pushlightuserdata(d->L, &g_null_tag); return 1;
-  default: return number(d);
+  default:
+    if (*d->p == '-' || (*d->p >= '0' && *d->p <= '9')) return number(d);
+    return fail(d, "unexpected character");
   }
 }
 
