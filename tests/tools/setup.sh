@@ -16,9 +16,11 @@ die() { printf 'test-tools: error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages only tests use: raw HTTP/2 frames for the tests' own
 # client and probes (python3-hpack, python3-hyperframe), and nginx, the
-# front proxy of docs/deploy.md. Debian's versions, as the CI image has them.
+# front proxy of docs/deploy.md; PyJWT and python3-cryptography, which make
+# the bearer tokens of the auth tests. Debian's versions, as the CI image
+# has them.
 apt_missing=()
-for p in python3-hpack python3-hyperframe nginx; do
+for p in python3-hpack python3-hyperframe nginx python3-jwt python3-cryptography; do
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" = installed ] ||
     apt_missing+=("$p")
 done
