@@ -1398,7 +1398,10 @@ static void interceptors_list(ctx *x, const node *v, const char *key,
 /* ---- methods -------------------------------------------------------------- */
 
 static const char *const method_keys[] = {"max_concurrent", "interceptors", "deadline",
-                                          "max_receive_bytes", "max_send_bytes", NULL};
+                                          "max_receive_bytes", "max_send_bytes", "compression",
+                                          NULL};
+static int add_compress_method(ctx *x, mw_config *c, const node *k, const char *p,
+                               const node *v);
 static const char *const deadline_keys[] = {"default", "max", NULL};
 
 static void deadline_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
@@ -1441,6 +1444,14 @@ static void method_pair(ctx *x, mw_config *c, int idx, const node *k, const node
     if (number_value(x, v, name, K_SIZE, 1, INT32_MAX, &val) != 0) return;
     if (idx == 3) x->method->max_receive_bytes = val;
     else x->method->max_send_bytes = val;
+    return;
+  case 5: /* the same as compression.methods.PATH */
+    if (x->method->service) {
+      ERR(x, k, "%s: compression is set per method (\"/%s/Method\"), not per service",
+          name, x->method->path);
+      return;
+    }
+    add_compress_method(x, c, k, x->method->path, v);
     return;
   }
 }
@@ -1547,6 +1558,36 @@ static int is_method_path(const char *s, size_t len) {
   return slash && slash > s + 1 && slash[1] && !strchr(slash + 1, '/');
 }
 
+/* One method's compression settings (v), from compression.methods or
+ * methods.PATH.compression: k is the node problems are reported at.
+ * Returns -1 only when out of memory. */
+static int add_compress_method(ctx *x, mw_config *c, const node *k, const char *p,
+                               const node *v) {
+  int dup = 0;
+  for (size_t j = 0; j < c->compression.n_methods && !dup; j++)
+    dup = strcmp(c->compression.methods[j].path, p) == 0;
+  if (dup) {
+    ERR(x, k, "compression of %s is set twice (compression.methods and "
+              "methods.%s.compression)", p, p);
+    return 0;
+  }
+  char key[96];
+  snprintf(key, sizeof key, "compression.methods.%s", p);
+  if (want_section(x, v, key) != 0) return 0;
+  mw_config_compress_method *grown =
+      realloc(c->compression.methods, (c->compression.n_methods + 1) * sizeof *grown);
+  char *path = grown ? strdup(p) : NULL;
+  if (!path) {
+    if (grown) c->compression.methods = grown;
+    ERR(x, k, "compression.methods: out of memory");
+    return -1;
+  }
+  c->compression.methods = grown;
+  c->compression.methods[c->compression.n_methods++] = (mw_config_compress_method){path, -1, -1};
+  walk_map(x, c, v, key, compress_method_keys, compress_method_pair);
+  return 0;
+}
+
 static void compress_methods(ctx *x, mw_config *c, const node *m) {
   for (size_t i = 0; i + 1 < m->n; i += 2) {
     const node *k = m->kid[i], *v = m->kid[i + 1];
@@ -1557,29 +1598,7 @@ static void compress_methods(ctx *x, mw_config *c, const node *m) {
           k->type == N_SCALAR ? EX(k) : kind_name(k));
       continue;
     }
-    int dup = 0;
-    for (size_t j = 0; j < c->compression.n_methods && !dup; j++)
-      dup = strcmp(c->compression.methods[j].path, k->s) == 0;
-    if (dup) {
-      ERR(x, k, "compression.methods: '%s' is listed twice", EX(k));
-      continue;
-    }
-    char key[96];
-    snprintf(key, sizeof key, "compression.methods.%s", EX(k));
-    if (want_section(x, v, key) != 0) continue;
-    mw_config_compress_method *grown =
-        realloc(c->compression.methods,
-                (c->compression.n_methods + 1) * sizeof *grown);
-    char *path = grown ? strdup(k->s) : NULL;
-    if (!path) {
-      if (grown) c->compression.methods = grown;
-      ERR(x, k, "compression.methods: out of memory");
-      return;
-    }
-    c->compression.methods = grown;
-    c->compression.methods[c->compression.n_methods++] =
-        (mw_config_compress_method){path, -1, -1};
-    walk_map(x, c, v, key, compress_method_keys, compress_method_pair);
+    if (add_compress_method(x, c, k, k->s, v) != 0) return;
   }
 }
 

@@ -1138,7 +1138,25 @@ static void test_compression(void) {
   expect_one("compression:\n  methods:\n    pkg.Svc/A: {algorithm: gzip}\n",
              "t.yaml:3:5: compression.methods: keys must be method paths like /package.Service/Method, got 'pkg.Svc/A'");
   expect_one("compression:\n  methods:\n    /a.B/C: {}\n    /a.B/C: {}\n",
-             "t.yaml:4:5: compression.methods: '/a.B/C' is listed twice");
+             "t.yaml:4:5: compression of /a.B/C is set twice (compression.methods and "
+             "methods./a.B/C.compression)");
+  /* the same settings under methods */
+  MW_CHECK_INT(load(&c, &d, "methods:\n  /a.B/C: {compression: {algorithm: gzip}}\n"), 0);
+  MW_CHECK_INT(c.compression.n_methods, 1);
+  if (c.compression.n_methods == 1) {
+    MW_CHECK_STR(c.compression.methods[0].path, "/a.B/C");
+    MW_CHECK_INT(c.compression.methods[0].algorithm, MW_CONFIG_COMPRESS_GZIP);
+    MW_CHECK_INT(c.compression.methods[0].min_bytes, -1);
+  }
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  expect_one("methods:\n  /a.B/C: {compression: {min_bytes: 1}}\n"
+             "compression: {methods: {/a.B/C: {}}}\n",
+             "t.yaml:3:25: compression of /a.B/C is set twice (compression.methods and "
+             "methods./a.B/C.compression)");
+  expect_one("methods:\n  a.B: {compression: {algorithm: gzip}}\n",
+             "t.yaml:2:9: methods.a.B.compression: compression is set per method "
+             "(\"/a.B/Method\"), not per service");
   expect_one("compression:\n  methods:\n    /a.B/C: {algorithm: zip}\n",
              "t.yaml:3:25: compression.methods./a.B/C.algorithm: expected one of gzip, deflate, none, got 'zip'");
   expect_one("compression:\n  methods:\n    /a.B/C: gzip\n",
