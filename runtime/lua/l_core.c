@@ -17,6 +17,7 @@ int mw_lcore_open(lua_State *L) {
   mw_ldrain_open(L);
   mw_lreflect_open(L);
   mw_lintercept_open(L);
+  mw_ltrace_open(L);
   lua_pushstring(L, MW_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

@@ -3,6 +3,7 @@
 
 #include "base/mw_log.h"
 #include "core/mw_call.h"
+#include "trace/mw_otlp.h"
 #include "lua/l_api.h"
 #include "lua/mw_co.h"
 
@@ -46,7 +47,7 @@ static int l_log(lua_State *L) {
 }
 
 /* core.stats() -> {live_calls=, generation=, reloads=, reload_failures=,
- * lua_memory=} as the server sees them now. Handlers only. */
+ * lua_memory=, trace_spans_exported=, trace_spans_dropped=} as the server sees them now. Handlers only. */
 static int l_stats(lua_State *L) {
   mw_lcall *h = mw_co_current(L);
   if (!h) return luaL_error(L, "mw.stats must be called from a handler");
@@ -64,6 +65,12 @@ static int l_stats(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
                          lua_gc(L, LUA_GCCOUNTB, 0));
   lua_setfield(L, -2, "lua_memory");
+  mw_otlp_stats ts; /* zeros when tracing is off */
+  mw_otlp_stats_get(&ts);
+  lua_pushinteger(L, (lua_Integer)ts.exported);
+  lua_setfield(L, -2, "trace_spans_exported");
+  lua_pushinteger(L, (lua_Integer)ts.dropped);
+  lua_setfield(L, -2, "trace_spans_dropped");
   return 1;
 }
 
