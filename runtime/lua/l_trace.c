@@ -49,10 +49,15 @@ static int l_tracestate_ok(lua_State *L) {
 }
 
 /* core.trace_set(ctx, t): ctx.trace reads t from here on (the ctx's field
- * cache, which ctx's __index looks in first). */
+ * cache, which ctx's __index looks in first; a plain table's field). */
 static int l_trace_set(lua_State *L) {
-  luaL_checkudata(L, 1, MW_MT_CTX);
   luaL_checktype(L, 2, LUA_TTABLE);
+  if (lua_type(L, 1) == LUA_TTABLE) { /* a spec's stand-in ctx */
+    lua_settop(L, 2);
+    lua_setfield(L, 1, "trace");
+    return 0;
+  }
+  luaL_checkudata(L, 1, MW_MT_CTX);
   if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
