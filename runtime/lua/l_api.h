@@ -30,8 +30,8 @@ void mw_ldrain_open(lua_State *L);  /* l_drain.c: on_drain */
 void mw_lreflect_open(lua_State *L);/* l_reflect.c: the schema's files */
 void mw_lintercept_open(lua_State *L);/* l_intercept.c: now, keep_traceback,
                                         config_interceptors */
-void mw_ltrace_open(lua_State *L);  /* l_trace.c: trace_begin, trace_set,
-                                       trace_export, trace_stats */
+void mw_ltrace_open(lua_State *L);  /* l_trace.c: trace_start, trace_export,
+                                       trace_options, trace_stats */
 
 /* l_pattern.c: replaces string.find, match, gmatch and gsub in L's string
  * library with the bounded matcher (the string metatable's __index is that

@@ -7,66 +7,157 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/mw_call.h"
 #include "lua/l_api.h"
+#include "lua/mw_co.h"
 #include "lua/mw_lstate.h"
 #include "trace/mw_otlp.h"
 #include "trace/mw_tracectx.h"
 
-/* core.trace_begin(traceparent|nil, ratio) -> trace_id, span_id,
- * parent_span_id|nil, sampled: a new span of the given trace (a valid
- * traceparent) or of a new one (none, or an invalid one), sampled as the
- * parent says or, for a new trace, at ratio on the trace id. */
-static int l_trace_begin(lua_State *L) {
-  size_t len = 0;
-  const char *tp = luaL_optlstring(L, 1, NULL, &len);
-  double ratio = luaL_optnumber(L, 2, 1.0);
+/* The request's value of key and how many times it came: from the call's
+ * metadata for a real ctx, from ctx:metadata_values(key) for a spec's
+ * table (which leaves the table on the stack). */
+static int md_lookup(lua_State *L, int ctx, const char *key, const char **v, size_t *vl) {
+  size_t kl = strlen(key);
+  *v = NULL;
+  *vl = 0;
+  int n = 0;
+  if (lua_type(L, ctx) == LUA_TTABLE) {
+    lua_getfield(L, ctx, "metadata_values");
+    lua_pushvalue(L, ctx);
+    lua_pushstring(L, key);
+    lua_call(L, 2, 1);
+    n = (int)luaL_len(L, -1);
+    if (n >= 1) {
+      lua_rawgeti(L, -1, 1);
+      *v = lua_tolstring(L, -1, vl);
+      lua_pop(L, 1); /* the list keeps the string alive */
+    }
+    return n;
+  }
+  mw_lcall *h = mw_handle_check(L, ctx, MW_MT_CTX);
+  size_t count = mw_call_metadata_count(h->call);
+  for (size_t i = 0; i < count; i++) {
+    const char *mk, *mv;
+    size_t mkl, mvl;
+    mw_call_metadata_at(h->call, i, &mk, &mkl, &mv, &mvl);
+    if (mkl == kl && memcmp(mk, key, kl) == 0) {
+      if (n++ == 0) {
+        *v = mv;
+        *vl = mvl;
+      }
+    }
+  }
+  return n;
+}
+
+/* core.trace_start(ctx, ratio, mt) -> t: the call's trace context, from
+ * its traceparent/tracestate (one traceparent, valid, or a new trace; a
+ * tracestate kept only with a parent, verbatim, when it is within the
+ * limits; repeated tracestate headers are one list and are joined), as the
+ * table ctx.trace is, with metatable mt, set as ctx.trace. In C because
+ * every call with tracing on pays it, sampled or not. */
+static int l_trace_start(lua_State *L) {
+  double ratio = luaL_checknumber(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  const char *tp;
+  size_t tpl;
   mw_traceparent p;
-  int parent = tp && mw_traceparent_parse(tp, len, &p) == 0;
+  int parent = md_lookup(L, 1, "traceparent", &tp, &tpl) == 1 &&
+               mw_traceparent_parse(tp, tpl, &p) == 0;
+  lua_settop(L, 3);
   uint8_t span[8];
   if (!parent) mw_trace_random(p.trace_id, 16);
   mw_trace_random(span, 8);
-  char hex[33];
-  mw_trace_hex(p.trace_id, 16, hex);
-  lua_pushlstring(L, hex, 32);
-  mw_trace_hex(span, 8, hex);
-  lua_pushlstring(L, hex, 16);
+  int sampled = parent ? (p.flags & 1) : mw_trace_sample(p.trace_id, ratio);
+  lua_createtable(L, 0, 8); /* 4 */
+  char hdr[56];
+  memcpy(hdr, "00-", 3);
+  mw_trace_hex(p.trace_id, 16, hdr + 3);
+  hdr[35] = '-';
+  mw_trace_hex(span, 8, hdr + 36);
+  hdr[52] = '-';
+  hdr[53] = '0';
+  hdr[54] = sampled ? '1' : '0';
+  lua_pushlstring(L, hdr + 3, 32);
+  lua_setfield(L, 4, "trace_id");
+  lua_pushlstring(L, hdr + 36, 16);
+  lua_setfield(L, 4, "span_id");
+  lua_pushlstring(L, hdr, 55);
+  lua_setfield(L, 4, "traceparent");
+  lua_pushboolean(L, sampled);
+  lua_setfield(L, 4, "sampled");
   if (parent) {
+    char hex[17];
     mw_trace_hex(p.parent_id, 8, hex);
     lua_pushlstring(L, hex, 16);
+    lua_setfield(L, 4, "parent_span_id");
+    const char *ts;
+    size_t tsl;
+    int n = md_lookup(L, 1, "tracestate", &ts, &tsl);
+    if (n == 1 && mw_tracestate_ok(ts, tsl)) {
+      lua_pushlstring(L, ts, tsl);
+      lua_setfield(L, 4, "tracestate");
+    } else if (n > 1) {
+      lua_settop(L, 4);
+      /* Joined in order: read each value again. */
+      if (lua_type(L, 1) == LUA_TTABLE) {
+        lua_getfield(L, 1, "metadata_values");
+        lua_pushvalue(L, 1);
+        lua_pushliteral(L, "tracestate");
+        lua_call(L, 2, 1);
+        lua_getglobal(L, "table");
+        lua_getfield(L, -1, "concat");
+        lua_pushvalue(L, -3);
+        lua_pushliteral(L, ",");
+        lua_call(L, 2, 1);
+      } else {
+        mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        size_t count = mw_call_metadata_count(h->call);
+        int k = 0;
+        for (size_t i = 0; i < count; i++) {
+          const char *mk, *mv;
+          size_t mkl, mvl;
+          mw_call_metadata_at(h->call, i, &mk, &mkl, &mv, &mvl);
+          if (mkl == 10 && memcmp(mk, "tracestate", 10) == 0) {
+            if (k++) luaL_addchar(&b, ',');
+            luaL_addlstring(&b, mv, mvl);
+          }
+        }
+        luaL_pushresult(&b);
+      }
+      size_t jl;
+      const char *j = lua_tolstring(L, -1, &jl);
+      if (mw_tracestate_ok(j, jl)) {
+        lua_pushvalue(L, -1);
+        lua_setfield(L, 4, "tracestate");
+      }
+    }
+    lua_settop(L, 4);
   } else {
-    lua_pushnil(L);
+    lua_settop(L, 4);
   }
-  lua_pushboolean(L, parent ? (p.flags & 1) : mw_trace_sample(p.trace_id, ratio));
-  return 4;
-}
-
-/* core.tracestate_ok(s) -> whether a tracestate header is kept. */
-static int l_tracestate_ok(lua_State *L) {
-  size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
-  lua_pushboolean(L, mw_tracestate_ok(s, len));
-  return 1;
-}
-
-/* core.trace_set(ctx, t): ctx.trace reads t from here on (the ctx's field
- * cache, which ctx's __index looks in first; a plain table's field). */
-static int l_trace_set(lua_State *L) {
-  luaL_checktype(L, 2, LUA_TTABLE);
-  if (lua_type(L, 1) == LUA_TTABLE) { /* a spec's stand-in ctx */
-    lua_settop(L, 2);
+  lua_pushvalue(L, 3);
+  lua_setmetatable(L, 4);
+  /* ctx.trace = t */
+  if (lua_type(L, 1) == LUA_TTABLE) {
+    lua_pushvalue(L, 4);
     lua_setfield(L, 1, "trace");
-    return 0;
+  } else {
+    if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+      lua_pop(L, 1);
+      lua_newtable(L);
+      lua_pushvalue(L, -1);
+      lua_setiuservalue(L, 1, 1);
+    }
+    lua_pushvalue(L, 4);
+    lua_setfield(L, -2, "trace");
+    lua_settop(L, 4);
   }
-  luaL_checkudata(L, 1, MW_MT_CTX);
-  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, 1, 1);
-  }
-  lua_pushvalue(L, 2);
-  lua_setfield(L, -2, "trace");
-  return 0;
+  return 1;
 }
 
 static int unhex_id(const char *s, size_t len, uint8_t *out, size_t n) {
@@ -225,8 +316,8 @@ static int l_trace_stats(lua_State *L) {
 }
 
 static const luaL_Reg funcs[] = {
-    {"trace_begin", l_trace_begin},     {"tracestate_ok", l_tracestate_ok},
-    {"trace_set", l_trace_set},         {"trace_export", l_trace_export},
+    {"trace_start", l_trace_start},
+    {"trace_export", l_trace_export},
     {"trace_options", l_trace_options}, {"trace_stats", l_trace_stats},
     {NULL, NULL},
 };

@@ -10,8 +10,7 @@
 local core = require "moonwire.core"
 
 local type, tostring, error, pcall, setmetatable = type, tostring, error, pcall, setmetatable
-local begin, set_trace, export, tracestate_ok = core.trace_begin, core.trace_set,
-  core.trace_export, core.tracestate_ok
+local trace_start, export = core.trace_start, core.trace_export
 local now = core.now
 
 local M = {}
@@ -21,6 +20,9 @@ local M = {}
 local ERROR = {[2] = true, [4] = true, [12] = true, [13] = true, [14] = true, [15] = true}
 
 local SPAN = {} -- the private key of the span record inside ctx.trace
+-- ctx -> span record of sampled streaming calls, for recv/send: cheaper than
+-- ctx.trace's __index on every message of every call.
+local streaming = setmetatable({}, {__mode = "k"})
 
 local methods = {}
 methods.__index = methods
@@ -66,21 +68,14 @@ end
 local function one(ctx, key)
   local l = ctx:metadata_values(key)
   if #l == 1 then return l[1] end
-  if #l > 1 and key == "tracestate" then return table.concat(l, ",") end
-  return nil -- none, or several traceparents: invalid
+  return nil
 end
 
--- The ctx.trace of a new call (and its span record when sampled).
+-- The ctx.trace of a new call (and its span record when sampled); the
+-- header work is C's (core.trace_start), since every call pays it.
 function M.start(ctx, ratio)
-  local tp = one(ctx, "traceparent")
-  local trace_id, span_id, parent, sampled = begin(tp, ratio)
-  local ts = parent and one(ctx, "tracestate") or nil
-  if ts and not tracestate_ok(ts) then ts = nil end
-  local t = setmetatable({
-    trace_id = trace_id, span_id = span_id, parent_span_id = parent, sampled = sampled,
-    traceparent = "00-" .. trace_id .. "-" .. span_id .. (sampled and "-01" or "-00"),
-    tracestate = ts,
-  }, methods)
+  local t = trace_start(ctx, ratio, methods)
+  local sampled, trace_id, span_id, parent = t.sampled, t.trace_id, t.span_id, t.parent_span_id
   if sampled then
     local service, name = ctx.service, ctx.method_name
     local address, port = peer_of(ctx.peer)
@@ -105,7 +100,6 @@ function M.start(ctx, ratio)
       t[SPAN].attributes["server.port"] = p and math.tointeger(tonumber(p)) or nil
     end
   end
-  set_trace(ctx, t)
   return t
 end
 
@@ -124,8 +118,8 @@ function M.finish(t, code, message)
   return export(sp)
 end
 
-local function message_event(t, kind, dir)
-  local sp = t and t[SPAN]
+local function message_event(ctx, kind, dir)
+  local sp = streaming[ctx]
   if not sp or not sp[dir] then return end
   local n
   if kind == "SENT" then n = sp.n_out + 1; sp.n_out = n else n = sp.n_in + 1; sp.n_in = n end
@@ -152,7 +146,9 @@ function M.new(opts, env)
     name = "trace",
     call = function(req, ctx, next)
       local t = start(ctx, ratio)
-      if not t[SPAN] then return next(req, ctx) end
+      local sp = t[SPAN]
+      if not sp then return next(req, ctx) end
+      if sp.ev_in or sp.ev_out then streaming[ctx] = sp end
       local message
       ctx:on_done(function(code) finish(t, code, message) end)
       local ok, res = pcall(next, req, ctx)
@@ -163,11 +159,11 @@ function M.new(opts, env)
       error(res, 0)
     end,
     recv = function(msg, ctx)
-      message_event(ctx.trace, "RECEIVED", "ev_in")
+      message_event(ctx, "RECEIVED", "ev_in")
       return msg
     end,
     send = function(msg, ctx)
-      message_event(ctx.trace, "SENT", "ev_out")
+      message_event(ctx, "SENT", "ev_out")
       return msg
     end,
   }
