@@ -65,12 +65,6 @@ local function peer_of(peer)
   return peer:match "^unix:(.*)$" or peer, nil
 end
 
-local function one(ctx, key)
-  local l = ctx:metadata_values(key)
-  if #l == 1 then return l[1] end
-  return nil
-end
-
 -- The ctx.trace of a new call (and its span record when sampled); the
 -- header work is C's (core.trace_start), since every call pays it.
 function M.start(ctx, ratio)
@@ -86,19 +80,14 @@ function M.start(ctx, ratio)
       attributes = {
         ["rpc.system"] = "grpc", ["rpc.service"] = service, ["rpc.method"] = name,
         ["network.peer.address"] = address, ["network.peer.port"] = port,
+        -- no server.address/port: gRPC core's registered calls do not hand
+        -- over :authority
       },
       events = {},
       ev_in = kind == "client_stream" or kind == "bidi_stream",
       ev_out = kind == "server_stream" or kind == "bidi_stream",
       n_in = 0, n_out = 0,
     }
-    local authority = one(ctx, ":authority")
-    if authority then
-      local h, p = authority:match "^%[(.*)%]:(%d+)$"
-      if not h then h, p = authority:match "^([^:]+):(%d+)$" end
-      t[SPAN].attributes["server.address"] = h or authority
-      t[SPAN].attributes["server.port"] = p and math.tointeger(tonumber(p)) or nil
-    end
   end
   return t
 end
