@@ -245,6 +245,10 @@ class TracingTest(Base):
         recv = [e["rpc.message.id"] for e in evs if e["rpc.message.type"] == "RECEIVED"]
         sent = [e["rpc.message.id"] for e in evs if e["rpc.message.type"] == "SENT"]
         self.assertEqual(recv, [1, 2, 3])
+        sizes = [e["rpc.message.uncompressed_size"] for e in evs
+                 if e["rpc.message.type"] == "RECEIVED"]
+        self.assertEqual(sizes, [len(self.Msg(text=str(i)).SerializeToString())
+                                 for i in range(3)])
         self.assertEqual(sent, [1, 2, 3])
         for e in span["events"]:
             self.assertRegex(e["timeUnixNano"], r"^[0-9]+$")

@@ -86,7 +86,7 @@ function M.start(ctx, ratio)
       events = {},
       ev_in = kind == "client_stream" or kind == "bidi_stream",
       ev_out = kind == "server_stream" or kind == "bidi_stream",
-      n_in = 0, n_out = 0,
+      n_in = 0, n_out = 0, bytes_in = 0,
     }
   end
   return t
@@ -112,9 +112,16 @@ local function message_event(ctx, kind, dir)
   if not sp or not sp[dir] then return end
   local n
   if kind == "SENT" then n = sp.n_out + 1; sp.n_out = n else n = sp.n_in + 1; sp.n_in = n end
+  local attrs = {["rpc.message.type"] = kind, ["rpc.message.id"] = n}
+  if kind == "RECEIVED" and ctx.io then
+    -- A received message is counted by now (as decoded: its uncompressed
+    -- size); a sent one is not encoded yet, so its size is unknown here.
+    local b = ctx:io().bytes_in
+    attrs["rpc.message.uncompressed_size"] = b - sp.bytes_in
+    sp.bytes_in = b
+  end
   local ev = sp.events
-  ev[#ev + 1] = {name = "rpc.message", time = now(),
-                 attributes = {["rpc.message.type"] = kind, ["rpc.message.id"] = n}}
+  ev[#ev + 1] = {name = "rpc.message", time = now(), attributes = attrs}
 end
 
 --- new(opts, env): opts.sample, the ratio of new traces sampled (0..1,
