@@ -213,8 +213,10 @@ class TracingTest(Base):
         tid, sid, _, sampled, tpo, _ = self.unary(md=[("traceparent", tp)]).text.split(" ")
         self.assertEqual((tid, sampled), (trace, "false"))
         self.assertTrue(tpo.endswith("-00"))
-        self.unary()  # a sampled call after it, to know the batch went
-        time.sleep(0.3 * mwtest.SLOW)
+        # A sampled call after it: spans leave in order, so once this one
+        # has arrived the unsampled one would have too.
+        later = self.unary().text.split(" ")[1]
+        self.collector.wait(lambda s: s["spanId"] == later)
         with self.collector.lock:
             self.assertFalse([s for s in self.collector.spans if s["traceId"] == trace])
 
@@ -275,10 +277,13 @@ class SampleZeroTest(Base):
             self.assertRegex(sid, r"^[0-9a-f]{16}$")
             self.assertEqual(sampled, "false")
             self.assertEqual(tp, "00-%s-%s-00" % (tid, sid))
-        time.sleep(0.5 * mwtest.SLOW)
+        # A caller's sampled flag still wins over the ratio; spans leave in
+        # order, so once this one has arrived nothing else was sent.
+        trace = "7bf92f3577b34da6a3ce929d0e0e4736"
+        self.unary(md=[("traceparent", "00-%s-00f067aa0ba902b7-01" % trace)])
+        self.collector.wait(lambda s: s["traceId"] == trace)
         with self.collector.lock:
-            self.assertEqual(self.collector.spans, [])
-            self.assertEqual(self.collector.bodies, [])
+            self.assertEqual([s["traceId"] for s in self.collector.spans], [trace])
 
 
 class DeadCollectorTest(mwtest.TestCase):
