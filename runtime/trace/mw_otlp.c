@@ -325,6 +325,8 @@ static struct {
 
 static atomic_int running;
 static atomic_uint_least64_t n_exported, n_dropped, n_failed;
+/* X.count, mirrored so that the stats never take the lock. */
+static atomic_size_t n_queued;
 
 int mw_otlp_running(void) { return atomic_load_explicit(&running, memory_order_relaxed); }
 
@@ -338,6 +340,7 @@ void mw_otlp_submit(char *json, size_t len) {
     if (X.ring && !X.stopping && X.count < X.cap) {
       X.ring[(X.head + X.count) % X.cap] = (item){json, len};
       X.count++;
+      atomic_store_explicit(&n_queued, X.count, memory_order_relaxed);
       if (X.count == X.batch) pthread_cond_signal(&qcv);
       pthread_mutex_unlock(&qmu);
       return;
@@ -438,6 +441,7 @@ static void *exporter(void *arg) {
     for (size_t i = 0; i < n; i++) batch[i] = X.ring[(X.head + i) % X.cap];
     X.head = (X.head + n) % X.cap;
     X.count -= n;
+    atomic_store_explicit(&n_queued, X.count, memory_order_relaxed);
     pthread_mutex_unlock(&qmu);
     if (batch) {
       export_batch(batch, n);
@@ -453,6 +457,7 @@ static void *exporter(void *arg) {
     X.count--;
     atomic_fetch_add(&n_dropped, 1);
   }
+  atomic_store(&n_queued, 0);
   pthread_mutex_unlock(&qmu);
   free(batch);
   return NULL;
@@ -514,7 +519,5 @@ void mw_otlp_stats_get(mw_otlp_stats *out) {
   out->exported = atomic_load(&n_exported);
   out->dropped = atomic_load(&n_dropped);
   out->requests_failed = atomic_load(&n_failed);
-  pthread_mutex_lock(&qmu);
-  out->queued = X.count;
-  pthread_mutex_unlock(&qmu);
+  out->queued = atomic_load(&n_queued);
 }

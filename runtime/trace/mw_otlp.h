@@ -77,7 +77,8 @@ void mw_otlp_submit(char *json, size_t len);
  * dropped; then the thread is joined. Safe to call twice or unstarted. */
 void mw_otlp_stop(int grace_ms);
 
-/* The exporter's counters, for mw.stats() and metrics. */
+/* The exporter's counters, for mw.stats() and metrics: atomics, read
+ * without a lock from any thread. */
 typedef struct mw_otlp_stats {
   uint64_t exported;   /* spans the collector accepted */
   uint64_t dropped;    /* spans lost: queue full, or the collector failing */
