@@ -47,7 +47,7 @@ function Svc.Bidi(stream, ctx)
 end
 function Svc.Stats(req, ctx)
   local s = mw.stats()
-  return {text = s.trace_spans_exported .. " " .. s.trace_spans_dropped}
+  return {text = s.tracing.exported .. " " .. s.tracing.dropped .. " " .. s.tracing.queued}
 end
 """
 
@@ -259,7 +259,7 @@ class TracingTest(Base):
         self.unary()
         deadline = time.monotonic() + 10 * mwtest.SLOW
         while True:
-            exported, dropped = map(int, self.unary(path="/tr.Svc/Stats").text.split())
+            exported, dropped, _ = map(int, self.unary(path="/tr.Svc/Stats").text.split())
             if exported > 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
@@ -305,7 +305,7 @@ class DeadCollectorTest(mwtest.TestCase):
             self.assertLess(time.monotonic() - t0, 20 * mwtest.SLOW)
             deadline = time.monotonic() + 15 * mwtest.SLOW
             while True:
-                exported, dropped = map(int, protos.unary(ch, "/tr.Svc/Stats")(
+                exported, dropped, _ = map(int, protos.unary(ch, "/tr.Svc/Stats")(
                     Msg(), timeout=10).text.split())
                 if dropped > 0 or time.monotonic() > deadline:
                     break
