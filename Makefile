@@ -54,7 +54,7 @@ bench: build
 	  --json $(BUILD)/bench/results.json
 
 # Instructions per unary call and where they go (callgrind, one worker):
-# make profile [PAYLOAD=4096] [INTERCEPT=lua|access_log]
+# make profile [PAYLOAD=4096] [INTERCEPT=lua|access_log|trace1|trace0]
 PAYLOAD ?= 16
 CALLS ?= 20000
 INTERCEPT ?= none

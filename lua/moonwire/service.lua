@@ -53,7 +53,13 @@ end
 local function config_chain(config, methods, problems)
   local cfg = {services = {}, methods = {}}
   if not config then return cfg end
-  cfg.global = intercept.from_config(config.global, {level = "global"}, problems)
+  local global = config.global
+  -- tracing: configured: the trace interceptor, outermost of all.
+  local tracing = core.trace_options and core.trace_options()
+  if tracing then
+    global = {{name = "trace", opts = tracing, where = "tracing"}, table.unpack(global or {})}
+  end
+  cfg.global = intercept.from_config(global, {level = "global"}, problems)
   for name, entries in pairs(config.services or {}) do
     cfg.services[name] = intercept.from_config(entries, {level = "service", service = name},
                                                problems)

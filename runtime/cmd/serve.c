@@ -22,6 +22,7 @@
 #include "base/mw_timer.h"
 #include "cmd/cmd.h"
 #include "core/mw_server.h"
+#include "trace/mw_otlp.h"
 #include "gen/mw_gen.h"
 #include "gen/mw_watch.h"
 #include "lua/mw_health.h"
@@ -303,6 +304,23 @@ int mw_cmd_serve(const options *o) {
     sv.mem[i].limit = (size_t)sv.cfg.limits.lua_memory_mb << 20;
 
   sv.gen_id = 1;
+  if (sv.cfg.tracing.otlp) {
+    char err[512];
+    mw_otlp_options oo = {.url = sv.cfg.tracing.otlp,
+                          .service_name = sv.cfg.tracing.service_name,
+                          .batch = (size_t)sv.cfg.tracing.batch,
+                          .queue = (size_t)sv.cfg.tracing.queue,
+                          .flush_ms = (int)sv.cfg.tracing.flush_ms};
+    if (mw_otlp_start(&oo, err, sizeof err) != 0) {
+      fprintf(stderr, "moonwire: %s\n", err);
+      mw_diag_free(&diag);
+      mw_config_free(&sv.cfg);
+      free(sv.mem);
+      return 1;
+    }
+    mw_log(MW_LOG_INFO, "tracing: spans to %s (sample %g)", sv.cfg.tracing.otlp,
+           sv.cfg.tracing.sample);
+  }
   mw_gen_options go = {.config = &sv.cfg, .n_states = sv.workers, .mem = sv.mem, .id = sv.gen_id};
   mw_gen *g = mw_gen_build(&go, &diag);
   sv.s = g ? mw_server_new(&sv.cfg, mw_gen_router(g), mw_gen_worker_hooks(), &diag) : NULL;
@@ -310,6 +328,7 @@ int mw_cmd_serve(const options *o) {
     mw_cmd_print_diag(&diag);
     if (sv.s) fprintf(stderr, "moonwire: cannot start the server\n");
     mw_server_free(sv.s);
+    mw_otlp_stop(0);
     mw_gen_unref(g);
     mw_diag_free(&diag);
     mw_config_free(&sv.cfg);
@@ -348,6 +367,9 @@ int mw_cmd_serve(const options *o) {
   int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
   drain(&sv, sfd, serve_loop(&sv, sfd));
   close(sfd);
+  /* Every call has ended: what spans are queued get the grace (at most 5 s)
+   * to reach the collector. */
+  mw_otlp_stop(sv.cfg.shutdown_grace_ms < 5000 ? (int)sv.cfg.shutdown_grace_ms : 5000);
   int rc = mw_server_listener_dead() ? 75 : 0; /* EX_TEMPFAIL */
   if (mw_server_stuck(sv.s)) rc = 70;           /* EX_SOFTWARE */
   mw_watch_free(sv.watch);

@@ -56,6 +56,10 @@ void mw_config_init(mw_config *c) {
   c->proto_path.v = NULL;
   c->protos.v = NULL;
   c->protos.n = 0;
+  c->tracing.sample = 1.0;
+  c->tracing.batch = 512;
+  c->tracing.flush_ms = 1000;
+  c->tracing.queue = 4096;
   c->limits.max_receive_bytes = 4 << 20;
   c->limits.max_send_bytes = 4 << 20;
   c->limits.send_queue_bytes = 1 << 20;
@@ -135,6 +139,8 @@ void mw_config_free(mw_config *c) {
   for (size_t i = 0; i < c->compression.n_methods; i++)
     free(c->compression.methods[i].path);
   free(c->compression.methods);
+  free(c->tracing.otlp);
+  free(c->tracing.service_name);
   mw_config_init(c);
 }
 
@@ -754,7 +760,7 @@ static const char *const top_keys[] = {
     "listen", "workers",   "services", "proto_path",        "limits",
     "keepalive", "reload", "log",      "shutdown_grace_ms", "protos",
     "shutdown", "health", "reflection", "tls", "methods", "transport", "lua",
-    "compression", "interceptors", NULL};
+    "compression", "interceptors", "tracing", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -824,6 +830,8 @@ static const char *const tls_keys[] = {"cert", "key", "client_ca",
 static const char *const lua_keys[] = {"unsafe", NULL};
 static const char *const compression_keys[] = {"algorithm", "min_bytes",
                                                "methods", NULL};
+static const char *const tracing_keys[] = {"otlp", "sample", "service_name", "batch",
+                                           "flush_ms", "queue", NULL};
 /* What one method of compression.methods may set. */
 static const char *const compress_method_keys[] = {"algorithm", "min_bytes",
                                                    NULL};
@@ -839,7 +847,8 @@ static const struct {
                 {"transport", transport_keys},
                 {"tls", tls_keys},
                 {"lua", lua_keys},
-                {"compression", compression_keys}};
+                {"compression", compression_keys},
+                {"tracing", tracing_keys}};
 
 static void key_list(char *buf, size_t cap, const char *const *keys) {
   size_t o = 0;
@@ -1621,6 +1630,62 @@ static void compression_pair(ctx *x, mw_config *c, int idx, const node *k,
   }
 }
 
+/* tracing: the exporter's URL (http:// only: the exporter speaks plain
+ * HTTP/1.1), the sampling ratio and the queue's sizes. */
+static void tracing_pair(ctx *x, mw_config *c, int idx, const node *k,
+                         const node *v) {
+  int64_t val;
+  switch (idx) {
+  case 0:
+    if (want_scalar(x, v, "tracing.otlp", "an http:// URL") != 0) return;
+    if (strncmp(v->s, "https://", 8) == 0) {
+      ERR(x, v, "tracing.otlp: https is not supported (the exporter speaks plain "
+                "HTTP/1.1); use http:// to a local collector or agent, got '%s'", EX(v));
+      return;
+    }
+    if (strncmp(v->s, "http://", 7) != 0 || v->len <= 7 || v->s[7] == '/') {
+      ERR(x, v, "tracing.otlp: expected an http://HOST[:PORT]/PATH URL, got '%s'", EX(v));
+      return;
+    }
+    free(c->tracing.otlp);
+    c->tracing.otlp = strdup(v->s);
+    return;
+  case 1: {
+    if (want_scalar(x, v, "tracing.sample", "a ratio from 0.0 to 1.0") != 0) return;
+    char *end;
+    errno = 0;
+    double d = strtod(v->s, &end);
+    if (!v->len || end != v->s + v->len || errno || !(d >= 0.0 && d <= 1.0)) {
+      ERR(x, v, "tracing.sample: expected a ratio from 0.0 to 1.0, got '%s'", EX(v));
+      return;
+    }
+    c->tracing.sample = d;
+    return;
+  }
+  case 2:
+    if (want_scalar(x, v, "tracing.service_name", "a name") != 0) return;
+    if (!v->len) {
+      ERR(x, v, "tracing.service_name: must not be empty");
+      return;
+    }
+    free(c->tracing.service_name);
+    c->tracing.service_name = strdup(v->s);
+    return;
+  case 3:
+    if (number_value(x, v, "tracing.batch", K_INT, 1, 65536, &val) == 0) c->tracing.batch = val;
+    return;
+  case 4:
+    if (number_value(x, v, "tracing.flush_ms", K_DURATION, 1, 3600000, &val) == 0)
+      c->tracing.flush_ms = val;
+    return;
+  case 5:
+    if (number_value(x, v, "tracing.queue", K_INT, 1, 1 << 20, &val) == 0) c->tracing.queue = val;
+    return;
+  default:
+    return;
+  }
+}
+
 static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
                      const node *v) {
   const char *key = top_keys[idx];
@@ -1731,6 +1796,9 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     return;
   case 18: /* interceptors */
     interceptors_list(x, v, key, &c->interceptors);
+    return;
+  case 19: /* tracing */
+    if (want_section(x, v, key) == 0) walk_map(x, c, v, key, tracing_keys, tracing_pair);
     return;
   default:
     return;

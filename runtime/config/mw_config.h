@@ -133,6 +133,15 @@ typedef struct mw_config {
     struct mw_config_compress_method *methods; /* owned, n_methods long */
     size_t n_methods;
   } compression;
+  /* tracing: spans of every call exported over OTLP/HTTP JSON (trace/). */
+  struct {
+    char *otlp;          /* owned: the collector's http:// URL; NULL: off */
+    char *service_name;  /* owned: the resource's service.name; NULL: "moonwire" */
+    double sample;       /* ratio of new traces sampled, 0..1; default 1 */
+    int64_t batch;       /* spans per request at most; default 512 */
+    int64_t flush_ms;    /* a partial batch waits this long at most; default 1000 */
+    int64_t queue;       /* spans waiting at most, then dropped; default 4096 */
+  } tracing;
 } mw_config;
 
 /* compression.algorithm (the values of grpc_compression_algorithm). */

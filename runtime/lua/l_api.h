@@ -43,6 +43,8 @@ void mw_lratelimit_open(lua_State *L); /* l_ratelimit.c: rate_take */
  * on out of memory. */
 int mw_ljson_decode(lua_State *L, const char *s, size_t len, int max_depth,
                     char *err, size_t errlen);
+void mw_ltrace_open(lua_State *L);  /* l_trace.c: trace_start, trace_export,
+                                       trace_options, trace_stats */
 
 /* l_pattern.c: replaces string.find, match, gmatch and gsub in L's string
  * library with the bounded matcher (the string metatable's __index is that

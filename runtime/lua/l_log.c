@@ -3,6 +3,7 @@
 
 #include "base/mw_log.h"
 #include "core/mw_call.h"
+#include "trace/mw_otlp.h"
 #include "lua/l_api.h"
 #include "lua/mw_co.h"
 
@@ -46,7 +47,7 @@ static int l_log(lua_State *L) {
 }
 
 /* core.stats() -> {live_calls=, generation=, reloads=, reload_failures=,
- * lua_memory=} as the server sees them now. Handlers only. */
+ * lua_memory=, tracing = {exported=, dropped=, queued=} (tracing on only)} as the server sees them now. Handlers only. */
 static int l_stats(lua_State *L) {
   mw_lcall *h = mw_co_current(L);
   if (!h) return luaL_error(L, "mw.stats must be called from a handler");
@@ -64,6 +65,20 @@ static int l_stats(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)lua_gc(L, LUA_GCCOUNT, 0) * 1024 +
                          lua_gc(L, LUA_GCCOUNTB, 0));
   lua_setfield(L, -2, "lua_memory");
+  /* Only with tracing on: scripts that reply with this table as a message
+   * keep working while it is off. */
+  if (mw_otlp_running()) {
+    mw_otlp_stats ts;
+    mw_otlp_stats_get(&ts);
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)ts.exported);
+    lua_setfield(L, -2, "exported");
+    lua_pushinteger(L, (lua_Integer)ts.dropped);
+    lua_setfield(L, -2, "dropped");
+    lua_pushinteger(L, (lua_Integer)ts.queued);
+    lua_setfield(L, -2, "queued");
+    lua_setfield(L, -2, "tracing");
+  }
   return 1;
 }
 

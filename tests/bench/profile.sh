@@ -8,7 +8,9 @@
 #   PAYLOAD_BYTES  16 (default) or any size; CALLS  20000 (default)
 #   INTERCEPT  none (default); lua: one trivial global interceptor written
 #              in Lua (function(req, ctx, next) return next(req, ctx) end);
-#              access_log: the built-in, every line written (to a file)
+#              access_log: the built-in, every line written (to a file);
+#              trace1 / trace0: tracing at sample 1.0 / 0.0, spans exported
+#              to a small OTLP receiver on loopback
 # Writes BUILD_DIR/bench/profile/: the callgrind files, and prints the
 # worker thread's instructions per call and the runtime's share of them.
 set -euo pipefail
@@ -49,7 +51,26 @@ case $intercept in
       > "$out/intercept/intercept.lua"
     extra_dirs=", $out/intercept" ;;
   access_log) extra_yaml="interceptors: [{access_log: {level: warn}}]" ;;
-  *) echo "profile: INTERCEPT is none, lua or access_log, not $intercept" >&2; exit 2 ;;
+  trace1|trace0)
+    cport=$((port + 1))
+    /usr/bin/python3 - "$cport" <<'PY' &
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *a):
+        pass
+HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+    collector=$!
+    sample=1.0; [ "$intercept" = trace0 ] && sample=0.0
+    extra_yaml="tracing: {otlp: \"http://127.0.0.1:$cport/v1/traces\", sample: $sample}" ;;
+  *) echo "profile: INTERCEPT is none, lua, access_log, trace1 or trace0, not $intercept" >&2; exit 2 ;;
 esac
 cat > "$out/moonwire.yaml" <<YAML
 workers: 1
@@ -65,7 +86,7 @@ valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out/call
   "$build/moonwire" serve -c "$out/moonwire.yaml" --listen "127.0.0.1:$port" \
   >"$out/server.log" 2>&1 &
 vg=$!
-trap 'kill -INT $vg 2>/dev/null || true' EXIT
+trap 'kill -INT $vg 2>/dev/null || true; [ -z "${collector:-}" ] || kill $collector 2>/dev/null || true' EXIT
 for _ in $(seq 150); do
   grep -q "serving" "$out/server.log" 2>/dev/null && break
   sleep 0.2
@@ -82,6 +103,7 @@ callgrind_control -d "$vg" >/dev/null 2>&1
 kill -INT "$vg"
 wait "$vg" || true
 trap - EXIT
+[ -z "${collector:-}" ] || kill "$collector" 2>/dev/null || true
 
 # The worker is the thread that ran the most instructions after the reset.
 best= bestn=0

@@ -18,9 +18,10 @@ forbid() {
 }
 
 lower_than_core='core/|lua/|gen/|cmd/'
-forbid base   "config/|schema/|codec/|tls/|compress/|$lower_than_core|lua\.h|lauxlib\.h|grpc/|openssl/" "base/ is the bottom layer"
+forbid base   "trace/|config/|schema/|codec/|tls/|compress/|$lower_than_core|lua\.h|lauxlib\.h|grpc/|openssl/" "base/ is the bottom layer"
 forbid tls    "config/|schema/|codec/|compress/|$lower_than_core|lua\.h|grpc/" "tls/ sits on base/ only"
 forbid compress "config/|schema/|codec/|tls/|$lower_than_core|lua\.h|grpc/" "compress/ sits on base/ only"
+forbid trace  "config/|schema/|codec/|tls/|compress/|$lower_than_core|lua\.h|grpc/" "trace/ sits on base/ only"
 forbid config "schema/|codec/|tls/|compress/|$lower_than_core|lua\.h|grpc/" "config/ sits on base/ only"
 forbid schema "codec/|tls/|compress/|$lower_than_core|lua\.h|grpc/" "schema/ sits on base/ only"
 forbid codec  "compress/|$lower_than_core|grpc/" "codec/ is a leaf under lua/"
@@ -30,7 +31,7 @@ forbid lua    "grpc/|compress/|core/mw_core_internal\.h|core/mw_server\.h|core/m
 forbid lua    "tls/mw_tls\.h" "lua/ uses tls/mw_jws.h only"
 forbid gen    "cmd/|grpc/|lua\.h" "gen/ joins core/ and lua/ by their headers only"
 # OpenSSL is tls/'s concern alone (gRPC core links its own use of it).
-for f in config schema codec compress core lua gen cmd; do
+for f in config schema codec compress trace core lua gen cmd; do
   forbid "$f" "openssl/" "only tls/ includes OpenSSL"
 done
 # What siblings share stays among them.

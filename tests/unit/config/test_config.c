@@ -716,7 +716,7 @@ static void test_unknown_keys(void) {
              "t.yaml:1:1: unknown key 'zzz' (valid keys: listen, workers, "
              "services, proto_path, limits, keepalive, reload, log, "
              "shutdown_grace_ms, protos, shutdown, health, reflection, tls, methods, "
-             "transport, lua, compression, interceptors)");
+             "transport, lua, compression, interceptors, tracing)");
 }
 
 static void test_duplicates(void) {
@@ -1167,6 +1167,49 @@ static void test_compression(void) {
              "t.yaml:2:14: compression.min_bytes: must not be negative, got '-1'");
 }
 
+static void test_tracing(void) {
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d, ""), 0); /* off by default */
+  MW_CHECK(c.tracing.otlp == NULL);
+  MW_CHECK(c.tracing.sample == 1.0);
+  MW_CHECK_INT(c.tracing.batch, 512);
+  MW_CHECK_INT(c.tracing.flush_ms, 1000);
+  MW_CHECK_INT(c.tracing.queue, 4096);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  MW_CHECK_INT(load(&c, &d,
+                    "tracing: {otlp: \"http://127.0.0.1:4318/v1/traces\", sample: 0.25,\n"
+                    "  service_name: shop, batch: 64, flush_ms: 2s, queue: 100}\n"),
+               0);
+  MW_CHECK_STR(c.tracing.otlp, "http://127.0.0.1:4318/v1/traces");
+  MW_CHECK(c.tracing.sample == 0.25);
+  MW_CHECK_STR(c.tracing.service_name, "shop");
+  MW_CHECK_INT(c.tracing.batch, 64);
+  MW_CHECK_INT(c.tracing.flush_ms, 2000);
+  MW_CHECK_INT(c.tracing.queue, 100);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  mw_config_free(&c); /* twice is fine */
+  static const struct { const char *yaml, *msg; } bad[] = {
+      {"tracing: {otlp: \"https://c:4318/v1/traces\"}", "https is not supported"},
+      {"tracing: {otlp: \"grpc://c:4317\"}", "expected an http://"},
+      {"tracing: {sample: 1.5}", "tracing.sample: expected a ratio"},
+      {"tracing: {sample: lots}", "tracing.sample: expected a ratio"},
+      {"tracing: {batch: 0}", "tracing.batch"},
+      {"tracing: {queue: -1}", "tracing.queue"},
+      {"tracing: {service_name: \"\"}", "must not be empty"},
+      {"tracing: {exporter: zipkin}", "unknown key 'exporter'"},
+      {"tracing: 1", "tracing"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    MW_CHECK_INT(load(&c, &d, bad[i].yaml), -1);
+    MW_CHECK_CONTAINS(msg(&d, 0), bad[i].msg);
+    mw_diag_free(&d);
+    mw_config_free(&c);
+  }
+}
+
 int main(void) {
   char p[PATH_MAX];
   snprintf(p, sizeof p, "%s/config", MW_TEST_TMP);
@@ -1202,5 +1245,6 @@ int main(void) {
   MW_RUN(test_load_twice);
   MW_RUN(test_tls);
   MW_RUN(test_compression);
+  MW_RUN(test_tracing);
   return mw_test_done();
 }
