@@ -13,7 +13,7 @@
 #define MW_MT_STREAM "moonwire.stream"
 #define MW_MT_STATUS "moonwire.status"
 
-/* Pushes a status error object {code=, message=}. */
+/* Pushes a status error object {code=, message=} (no details). */
 void mw_lstatus_push(lua_State *L, int code, const char *msg);
 int mw_lstatus_is(lua_State *L, int idx);
 
@@ -28,6 +28,7 @@ void mw_lhandoff_open(lua_State *L);/* mw_handoff.c: on_reload, on_restore */
 void mw_lhealth_open(lua_State *L); /* l_health.c: health_*, draining */
 void mw_ldrain_open(lua_State *L);  /* l_drain.c: on_drain */
 void mw_lreflect_open(lua_State *L);/* l_reflect.c: the schema's files */
+void mw_lyaml_open(lua_State *L);   /* l_yaml.c: load_yaml */
 
 /* l_pattern.c: replaces string.find, match, gmatch and gsub in L's string
  * library with the bounded matcher (the string metatable's __index is that

@@ -16,6 +16,7 @@ int mw_lcore_open(lua_State *L) {
   mw_lhealth_open(L);
   mw_ldrain_open(L);
   mw_lreflect_open(L);
+  mw_lyaml_open(L);
   lua_pushstring(L, MW_VERSION);
   lua_setfield(L, -2, "version");
   return 1;
