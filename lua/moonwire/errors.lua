@@ -38,7 +38,7 @@ local function entry_of(name, def, where)
   if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
     bad("error names are identifiers such as NAME_TAKEN, got " .. tostring(name))
   end
-  if codes[name] then
+  if codes[name:upper()] then
     bad("'" .. name .. "' is a status code name: choose another name for the error")
   end
   if catalogue[name] then bad("'" .. name .. "' is defined twice") end
@@ -153,14 +153,14 @@ local function build(fname, e, fields, extra)
 end
 
 local function unknown(fname, name)
-  error(("%s: '%s' is neither a status code nor an error of the catalogue (mw.errors)"):format(
-    fname, name), 3)
+  error(("%s: unknown status code or error name '%s': neither a status code nor an error "
+         .. "of the catalogue (mw.errors)"):format(fname, name), 3)
 end
 
 --- mw.fail: a catalogue name with its fields and extra details, or a code
 -- with a message and details (moonwire.status.fail).
 function M.fail(code, a, b)
-  if type(code) == "string" and not codes[code] then
+  if type(code) == "string" and not codes[code:upper()] then
     local e = catalogue[code]
     if not e then unknown("mw.fail", code) end
     error(build("mw.fail", e, a, b), 0)
@@ -170,7 +170,7 @@ end
 
 --- mw.status: the same, returning the status object instead of raising it.
 function M.status(code, a, b)
-  if type(code) == "string" and not codes[code] then
+  if type(code) == "string" and not codes[code:upper()] then
     local e = catalogue[code]
     if not e then unknown("mw.status", code) end
     return build("mw.status", e, a, b)

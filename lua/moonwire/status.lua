@@ -22,14 +22,18 @@ M.codes = core.codes
 local codes = core.codes
 local mtype = math.type
 
---- The code as a number, or nil and why not. For moonwire.errors too.
+--- The code as a number, or nil and why not. Names in any case
+-- ("not_found"). For moonwire.errors too.
 function M.code_of(code)
   if type(code) == "string" then
-    local n = codes[code]
+    local n = codes[code:upper()]
     if n then return n end
     return nil, "unknown status code '" .. code .. "'"
   end
-  if mtype(code) == "integer" and code >= 0 and code <= 16 then return code end
+  if mtype(code) == "integer" then
+    if code >= 0 and code <= 16 then return code end
+    return nil, "status code " .. code .. " out of range 0..16"
+  end
   return nil, "a status code (a name such as \"NOT_FOUND\" or a number 0..16) expected, got "
     .. (mtype(code) or type(code)) .. (type(code) == "number" and " " .. tostring(code) or "")
 end

@@ -360,7 +360,7 @@ class RichErrors(mwtest.TestCase):
     def test_misuse_raises_at_the_call(self):
         for kind, text in (("not_array", "details must be an array of detail tables"),
                            ("no_type", 'details[1] has no "@type"'),
-                           ("unknown_name", "'NO_SUCH_ERROR' is neither a status code")):
+                           ("unknown_name", "unknown status code or error name 'NO_SUCH_ERROR'")):
             with self.subTest(kind=kind):
                 err = self.unary_error(kind=kind)
                 self.assertEqual(err.code(), grpc.StatusCode.INTERNAL)
