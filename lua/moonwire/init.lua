@@ -12,6 +12,8 @@ local service = require "moonwire.service"
 local status = require "moonwire.status"
 local health = require "moonwire.health"
 local intercept = require "moonwire.intercept"
+local details = require "moonwire.details"
+local errors = require "moonwire.errors"
 
 local M = {}
 
@@ -26,8 +28,11 @@ for name, code in pairs(status.codes) do M[name] = code end
 -- Assign functions named after the service's methods to it.
 M.service = service.declare
 
-M.fail = status.fail
-M.status = status.status
+--- Status errors (moonwire.status, moonwire.errors): mw.fail(code, message
+-- [, details]) raises one, mw.status(...) returns it; both also take the name
+-- of a catalogue error and its fields: mw.fail("NAME_TAKEN", {name = n}).
+M.fail = errors.fail
+M.status = errors.status
 M.is_status = status.is_status
 M.is_cancelled = status.is_cancelled
 
@@ -65,6 +70,19 @@ function M.duration(d)
   end
   return tonumber(n) * scale
 end
+--- Rich errors: builders of the standard details (mw.details.ErrorInfo{...},
+-- BadRequest, RetryInfo, ...), the error catalogue (mw.errors{...} or
+-- mw.errors "errors.yaml"), mw.is_error(err, name) for a catalogue error,
+-- and google.rpc.Status bytes (grpc-status-details-bin) to a status object
+-- and back: mw.decode_status(bin), mw.encode_status(st).
+M.details = details
+M.errors = errors.define
+M.is_error = errors.is
+M.decode_status = status.decode
+M.encode_status = status.encode
+
+--- A YAML file beside the calling script, as Lua tables.
+M.load_yaml = errors.load_yaml
 
 --- Suspends the calling handler for `seconds`; other calls go on meanwhile.
 M.sleep = core.sleep

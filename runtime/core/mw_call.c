@@ -489,6 +489,17 @@ int mw_call_add_trailer(mw_call *c, const char *k, size_t kl, const char *v,
                         "trailers", err, errlen);
 }
 
+int mw_call_set_status_details(mw_call *c, const char *bin, size_t len, char *err,
+                               size_t errlen) {
+  static const char key[] = "grpc-status-details-bin";
+  if (c->finish_requested) {
+    snprintf(err, errlen, "the call has already finished");
+    return -1;
+  }
+  return mw_md_list_add_reserved(&c->trailers, key, sizeof key - 1, bin, len,
+                                 c->w->max_response_md, "trailers", err, errlen);
+}
+
 void mw_call_finish(mw_call *c, int code, const char *msg) {
   if (c->finish_requested) return;
   c->finish_requested = 1;

@@ -94,6 +94,13 @@ int mw_call_add_header(mw_call *c, const char *k, size_t kl, const char *v,
                        size_t vl, char *err, size_t errlen);
 int mw_call_add_trailer(mw_call *c, const char *k, size_t kl, const char *v,
                         size_t vl, char *err, size_t errlen);
+/* The grpc-status-details-bin trailer (a serialized google.rpc.Status, the
+ * bytes copied) of the status the backend is about to finish with; before
+ * mw_call_finish. Returns 0, or -1 with a message in err when the call has
+ * finished or the trailers would grow past their limit (the same as
+ * mw_call_add_trailer's, shared with the handler's own trailers). */
+int mw_call_set_status_details(mw_call *c, const char *bin, size_t len, char *err,
+                               size_t errlen);
 /* Whether a read is pending (its completion will reach ops->on_message). */
 int mw_call_reading(const mw_call *c);
 /* Ends the call with a status (base/mw_status.h) once the send queue has

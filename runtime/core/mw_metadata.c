@@ -65,11 +65,28 @@ static size_t entry_size(const char *k, size_t kl, size_t vl) {
   return kl + (bin ? (vl + 2) / 3 * 4 : vl) + 32;
 }
 
+static int list_add(mw_md_list *l, const char *k, size_t kl, const char *v,
+                    size_t vl, size_t max_bytes, const char *what, char *err,
+                    size_t errlen);
+
 int mw_md_list_add(mw_md_list *l, const char *k, size_t kl, const char *v,
                    size_t vl, size_t max_bytes, const char *what, char *err,
                    size_t errlen) {
   if (!valid_key(k, kl, err, errlen) || !valid_value(k, kl, v, vl, err, errlen))
     return -1;
+  return list_add(l, k, kl, v, vl, max_bytes, what, err, errlen);
+}
+
+int mw_md_list_add_reserved(mw_md_list *l, const char *k, size_t kl, const char *v,
+                            size_t vl, size_t max_bytes, const char *what,
+                            char *err, size_t errlen) {
+  if (!valid_value(k, kl, v, vl, err, errlen)) return -1;
+  return list_add(l, k, kl, v, vl, max_bytes, what, err, errlen);
+}
+
+static int list_add(mw_md_list *l, const char *k, size_t kl, const char *v,
+                    size_t vl, size_t max_bytes, const char *what, char *err,
+                    size_t errlen) {
   /* Refused here, with the limit named: past it the client drops the whole
    * response with an error that does not say why. */
   size_t size = entry_size(k, kl, vl);

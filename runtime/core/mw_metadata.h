@@ -23,6 +23,11 @@ typedef struct mw_md_list {
 int mw_md_list_add(mw_md_list *l, const char *k, size_t kl, const char *v,
                    size_t vl, size_t max_bytes, const char *what, char *err,
                    size_t errlen);
+/* The same for an entry of the runtime's own under a reserved key (the
+ * grpc-status-details-bin trailer): the key is not checked, the size is. */
+int mw_md_list_add_reserved(mw_md_list *l, const char *k, size_t kl, const char *v,
+                            size_t vl, size_t max_bytes, const char *what,
+                            char *err, size_t errlen);
 /* Frees the entries; the list may be reused. Safe to call twice. */
 void mw_md_list_free(mw_md_list *l);
 

@@ -13,7 +13,7 @@
 #define MW_MT_STREAM "moonwire.stream"
 #define MW_MT_STATUS "moonwire.status"
 
-/* Pushes a status error object {code=, message=}. */
+/* Pushes a status error object {code=, message=} (no details). */
 void mw_lstatus_push(lua_State *L, int code, const char *msg);
 int mw_lstatus_is(lua_State *L, int idx);
 
@@ -45,6 +45,7 @@ int mw_ljson_decode(lua_State *L, const char *s, size_t len, int max_depth,
                     char *err, size_t errlen);
 void mw_ltrace_open(lua_State *L);  /* l_trace.c: trace_start, trace_export,
                                        trace_options, trace_stats */
+void mw_lyaml_open(lua_State *L);   /* l_yaml.c: load_yaml */
 
 /* l_pattern.c: replaces string.find, match, gmatch and gsub in L's string
  * library with the bounded matcher (the string metatable's __index is that

@@ -23,6 +23,7 @@
 #include "base/mw_timer.h"
 #include "codec/mw_codec.h"
 #include "lua/l_api.h"
+#include "lua/mw_details.h"
 #include "lua/mw_lutil.h"
 
 /* The call whose handler this worker thread is running, for the budget
@@ -155,6 +156,65 @@ int mw_co_send_table(mw_lcall *h, lua_State *L, int idx, upb_Arena *a, char *err
 
 /* --- how a handler ends ------------------------------------------------------------ */
 
+/* What attach_details hands its protected part and hears back. */
+typedef struct details_job {
+  mw_lcall *h;
+  int code;
+  const char *msg;
+  const char *bytes; /* in the call's arena */
+  size_t len;
+  char err[MW_CODEC_ERRLEN];
+} details_job;
+
+/* Protected: [job, details] -> job's bytes, or its err. */
+static int encode_details(lua_State *L) {
+  details_job *j = lua_touserdata(L, 1);
+  upb_Arena *a = mw_co_arena(j->h);
+  if (!a) return luaL_error(L, "out of memory");
+  j->bytes = mw_details_encode(L, j->code, j->msg, 2, mw_details_pool(L), a, &j->len,
+                               j->err, sizeof j->err);
+  return 0;
+}
+
+/* The status object on top of co has details (a non-empty array): they go
+ * out as grpc-status-details-bin, a google.rpc.Status with the call's code
+ * and message. Details that cannot be sent (a detail the schema cannot
+ * encode, trailers over their limit, no memory) are dropped with one log
+ * line naming the method: the call still ends with its code and message. */
+static void attach_details(mw_lcall *h, lua_State *co, int code, const char *msg) {
+  lua_State *L = h->st->L;
+  details_job j = {.h = h, .code = code, .msg = msg};
+  /* Encoded on the worker's main state, protected: the failed coroutine
+   * cannot run a protected call, and an encoder out of memory must not
+   * unwind through the resume loop. */
+  lua_getfield(co, -1, "details");
+  lua_xmove(co, L, 1);
+  lua_pushcfunction(L, encode_details);
+  lua_insert(L, -2);
+  lua_pushlightuserdata(L, &j);
+  lua_insert(L, -2); /* [encode_details, job, details] */
+  int rc = lua_pcall(L, 2, 0, 0);
+  if (rc != LUA_OK) {
+    snprintf(j.err, sizeof j.err, "%s",
+             rc == LUA_ERRMEM ? "out of memory" : luaL_optstring(L, -1, "error"));
+    lua_pop(L, 1);
+    j.bytes = NULL;
+  }
+  if (j.bytes &&
+      mw_call_set_status_details(h->call, j.bytes, j.len, j.err, sizeof j.err) == 0)
+    return;
+  mw_log(MW_LOG_WARN, "%s: error details dropped (the call ends with %s all the same): %s",
+         h->m->path, mw_status_name(code), j.err);
+}
+
+/* Whether the status object at idx carries details to send. */
+static int has_details(lua_State *co, int idx) {
+  int t = lua_getfield(co, idx, "details");
+  int yes = t == LUA_TTABLE && lua_rawlen(co, -1) > 0;
+  lua_pop(co, 1);
+  return yes;
+}
+
 /* Ends the call with the status a failed handler produced: the one place a
  * Lua error value becomes a reply. Status objects keep their code; anything
  * else is INTERNAL with an error id, the traceback going to the log only. */
@@ -172,6 +232,9 @@ static void finish_with_error(mw_lcall *h, int status) {
     lua_getfield(co, -2, "message");
     const char *msg = lua_tostring(co, -1);
     if (code == MW_STATUS_OK) code = MW_STATUS_UNKNOWN; /* an error must not read as success */
+    lua_pushvalue(co, -3);
+    if (has_details(co, -1)) attach_details(h, co, code, msg ? msg : "");
+    lua_pop(co, 1);
     mw_call_finish(h->call, code, msg ? msg : "");
     lua_pop(co, 2);
     return;

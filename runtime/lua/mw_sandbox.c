@@ -339,6 +339,10 @@ int mw_sandbox_on(lua_State *L) {
   return on;
 }
 
+int mw_sandbox_may_read(lua_State *L, const char *path) {
+  return !mw_sandbox_on(L) || path_allowed(L, path);
+}
+
 static void new_weak_table(lua_State *L, const void *key) {
   lua_newtable(L);
   lua_createtable(L, 0, 1);

@@ -26,6 +26,9 @@ void mw_sandbox_install(lua_State *L, const char *const *dirs, size_t n_dirs);
 void mw_sandbox_seal(lua_State *L);
 /* Whether L has the sandbox. */
 int mw_sandbox_on(lua_State *L);
+/* Whether a script of L may read the file at path: always without the
+ * sandbox, else when it lies under a service directory (links resolved). */
+int mw_sandbox_may_read(lua_State *L, const char *path);
 
 /* For the loaders of the embedded library, in a sandboxed state. Before the
  * chunk at the top runs: gives it the library's environment (the globals,

@@ -4,6 +4,7 @@
  * goes into one upb_DefPool owned by the schema. */
 #include "schema/mw_schema.h"
 #include "schema/mw_protos.h"
+#include "base/mw_embedded.h"
 #include "base/mw_fs.h"
 #include "base/mw_strvec.h"
 #include "base/mw_util.h"
@@ -863,6 +864,24 @@ int mw_schema_add_set(mw_schema *s, const char *data, size_t len,
   return add_set(s, data, len, &src, diag);
 }
 
+/* Generated at build time (build/gen/mw_rpc_types.c): one descriptor set. */
+extern const mw_embedded mw_rpc_types[];
+extern const size_t mw_rpc_types_count;
+
+int mw_schema_add_rpc_types(mw_schema *s, mw_diag *diag) {
+  /* A pool that has both already (a service shipping googleapis' files)
+   * keeps its own: adding ours would only repeat them. */
+  if (upb_DefPool_FindMessageByName(s->pool, "google.rpc.Status") &&
+      upb_DefPool_FindMessageByName(s->pool, "google.rpc.LocalizedMessage"))
+    return 0;
+  for (size_t i = 0; i < mw_rpc_types_count; i++) {
+    if (mw_schema_add_set(s, mw_rpc_types[i].data, mw_rpc_types[i].len,
+                          "(built in) google/rpc", diag) != 0)
+      return -1;
+  }
+  return 0;
+}
+
 /* What a walk of one service directory collects: the .proto names relative
  * to it and the paths of descriptor sets. */
 typedef struct dir_scan {
@@ -1028,6 +1047,9 @@ mw_schema *mw_schema_load(const mw_schema_input *in, mw_diag *diag) {
       free(data);
     }
   }
+
+  /* Last, so that the services' own copies of these files come first. */
+  if (mw_diag_count(diag) == before) mw_schema_add_rpc_types(s, diag);
 
 out:
   if (sets) {

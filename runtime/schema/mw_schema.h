@@ -26,8 +26,9 @@ typedef struct mw_schema_input {
   size_t n_protos;
 } mw_schema_input;
 
-/* Compiles and loads everything. On any problem (protoc's messages keep
- * their file:line:column) returns NULL and fills diag. */
+/* Compiles and loads everything, then the google.rpc error types (below).
+ * On any problem (protoc's messages keep their file:line:column) returns
+ * NULL and fills diag. */
 mw_schema *mw_schema_load(const mw_schema_input *in, mw_diag *diag);
 
 /* Adds a serialized google.protobuf.FileDescriptorSet; files already in the
@@ -35,6 +36,14 @@ mw_schema *mw_schema_load(const mw_schema_input *in, mw_diag *diag);
  * origin names the source in messages. */
 int mw_schema_add_set(mw_schema *s, const char *data, size_t len,
                       const char *origin, mw_diag *diag);
+
+/* Adds google.rpc.Status and the standard error details
+ * (google/rpc/status.proto, error_details.proto and their imports, from a
+ * descriptor set compiled into the binary) unless the pool has them: files
+ * of the same name already loaded (a service's own copy) are kept. Every
+ * loaded schema has them, so rich errors need no configuration. Returns 0,
+ * or -1 with diag filled (another file defining google.rpc.Status). */
+int mw_schema_add_rpc_types(mw_schema *s, mw_diag *diag);
 
 /* An empty schema (for tests and for mw_schema_add_set). */
 mw_schema *mw_schema_new(void);

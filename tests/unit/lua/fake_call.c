@@ -272,6 +272,26 @@ int mw_call_add_trailer(mw_call *c, const char *k, size_t kl, const char *v, siz
   return add_md(c, c->trailers, sizeof c->trailers, &c->n_trailers, k, kl, v, vl);
 }
 
+int mw_call_set_status_details(mw_call *c, const char *bin, size_t len, char *err,
+                               size_t errlen) {
+  if (!alive(c, "mw_call_set_status_details")) return -1;
+  trace(c, "details:%zu", len);
+  if (c->finished) {
+    snprintf(err, errlen, "the call has already finished");
+    return -1;
+  }
+  if (c->details_max && len > c->details_max) {
+    snprintf(err, errlen, "over the trailers' limit");
+    return -1;
+  }
+  free(c->details);
+  c->details = malloc(len ? len : 1);
+  if (!c->details) abort();
+  memcpy(c->details, bin, len);
+  c->details_len = len;
+  return 0;
+}
+
 void mw_call_finish(mw_call *c, int code, const char *msg) {
   if (!alive(c, "mw_call_finish")) return;
   c->finish_calls++;
@@ -317,6 +337,7 @@ void fake_call_free(mw_call *c) {
   if (!c) return;
   if (!c->done) fake_done(c);
   for (int i = 0; i < c->n_sent && i < FAKE_MAX_SENT; i++) free(c->sent[i].data);
+  free(c->details);
   free(c);
 }
 

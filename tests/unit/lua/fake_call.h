@@ -72,6 +72,9 @@ struct mw_call {
   int headers_sent;     /* the first message or the status has gone out */
   int n_headers, n_trailers;
   char headers[256], trailers[256]; /* "k=v;k=v;" */
+  char *details;        /* the grpc-status-details-bin bytes (owned), or NULL */
+  size_t details_len;
+  size_t details_max;   /* set: refuse details longer than this (0: none) */
   int finish_calls;     /* mw_call_finish commands (the first wins) */
   int finished;
   int finish_code;
