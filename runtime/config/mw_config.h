@@ -90,6 +90,16 @@ typedef struct mw_config {
     struct mw_config_compress_method *methods; /* owned, n_methods long */
     size_t n_methods;
   } compression;
+  /* The admin HTTP listener (metrics, health, debug); off while listen is
+   * NULL. */
+  struct {
+    char *listen;            /* "host:port" (owned); default NULL: off */
+    int64_t max_connections; /* open at once; default 64 */
+    int64_t timeout_ms;      /* a connection's idle/read timeout; default 10 s */
+  } admin;
+  struct {
+    int64_t max_series; /* series per metric family at most; default 1000 */
+  } metrics;
 } mw_config;
 
 /* compression.algorithm (the values of grpc_compression_algorithm). */
