@@ -11,6 +11,7 @@ local core = require "moonwire.core"
 local service = require "moonwire.service"
 local status = require "moonwire.status"
 local health = require "moonwire.health"
+local metrics = require "moonwire.metrics"
 
 local M = {}
 
@@ -49,6 +50,10 @@ M.on_restore = core.on_restore
 --- Health statuses (moonwire.health): mw.health.set(service, status),
 -- mw.health.get(service).
 M.health = health
+
+--- Metrics (moonwire.metrics): mw.metrics.counter(name, help, labels),
+-- mw.metrics.gauge(...), mw.metrics.histogram(name, help, labels, buckets).
+M.metrics = metrics
 
 --- Draining: mw.on_drain(fn) registers fn() to run on every worker when
 -- the server begins to drain (SIGTERM), before the grace period;

@@ -42,6 +42,7 @@ struct mw_http {
   int thread_started;
   _Atomic int stop;
   int config_ready, ctx_ready;
+  size_t leftover; /* connections that outlived the stop */
 };
 
 static size_t list_len(h2o_linklist_t *l) {
@@ -99,7 +100,18 @@ static void *http_main(void *arg) {
   h2o_socket_close(h->listener);
   h->listener = NULL;
   h2o_context_request_shutdown(&h->ctx);
-  for (int i = 0; i < 10 && open_connections(h) > 0; i++) h2o_evloop_run(h->loop, MW_HTTP_TURN_MS);
+  /* The shutdown arms a timer of its own (HTTP/2's second GOAWAY): it must
+   * have fired, and the connections be gone, before the context can be
+   * disposed of. A client that holds on past the bound is left behind. */
+  for (int i = 0; i < 30 && (open_connections(h) > 0 ||
+                             h2o_timeout_is_linked(&h->ctx.http2._graceful_shutdown_timeout));
+       i++)
+    h2o_evloop_run(h->loop, MW_HTTP_TURN_MS);
+  if (h2o_timeout_is_linked(&h->ctx.http2._graceful_shutdown_timeout))
+    h2o_timeout_unlink(&h->ctx.http2._graceful_shutdown_timeout);
+  h->leftover = open_connections(h);
+  if (h->leftover)
+    mw_log(MW_LOG_WARN, "admin: %zu connection(s) still open at the stop", h->leftover);
   return NULL;
 }
 
@@ -167,7 +179,7 @@ mw_http *mw_http_start(const char *listen_addr, const mw_http_opts *opts, mw_htt
   uint64_t t = (uint64_t)(opts->timeout_ms > 0 ? opts->timeout_ms : 10000);
   h->config.http1.req_timeout = t;
   h->config.http2.idle_timeout = t;
-  h->config.http2.graceful_shutdown_timeout = 1000;
+  h->config.http2.graceful_shutdown_timeout = 300;
   h2o_hostconf_t *host =
       h2o_config_register_host(&h->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
   h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
@@ -198,6 +210,7 @@ void mw_http_stop(mw_http *h) {
   atomic_store(&h->stop, 1);
   if (h->thread_started) pthread_join(h->thread, NULL);
   else if (h->listener) h2o_socket_close(h->listener);
+  if (h->leftover) return; /* their timers still point into h: the process exits */
   if (h->ctx_ready) h2o_context_dispose(&h->ctx);
   if (h->loop) h2o_evloop_destroy(h->loop);
   if (h->config_ready) h2o_config_dispose(&h->config);

@@ -28,6 +28,7 @@ void mw_lhandoff_open(lua_State *L);/* mw_handoff.c: on_reload, on_restore */
 void mw_lhealth_open(lua_State *L); /* l_health.c: health_*, draining */
 void mw_ldrain_open(lua_State *L);  /* l_drain.c: on_drain */
 void mw_lreflect_open(lua_State *L);/* l_reflect.c: the schema's files */
+void mw_lmetrics_open(lua_State *L);/* l_metrics.c: metric_declare, moonwire.metric */
 
 /* l_pattern.c: replaces string.find, match, gmatch and gsub in L's string
  * library with the bounded matcher (the string metatable's __index is that
