@@ -635,7 +635,7 @@ static void test_unknown_keys(void) {
              "t.yaml:1:1: unknown key 'zzz' (valid keys: listen, workers, "
              "services, proto_path, limits, keepalive, reload, log, "
              "shutdown_grace_ms, protos, shutdown, health, reflection, tls, methods, "
-             "transport, lua, compression)");
+             "transport, lua, compression, admin, metrics)");
 }
 
 static void test_duplicates(void) {
