@@ -54,11 +54,12 @@ bench: build
 	  --json $(BUILD)/bench/results.json
 
 # Instructions per unary call and where they go (callgrind, one worker):
-# make profile [PAYLOAD=4096]
+# make profile [PAYLOAD=4096] [ADMIN=1: with the admin listener, so metrics count]
 PAYLOAD ?= 16
+ADMIN ?= 0
 profile: build
 	tests/bench/setup.sh
-	tests/bench/profile.sh $(BUILD) $(PAYLOAD)
+	ADMIN=$(ADMIN) tests/bench/profile.sh $(BUILD) $(PAYLOAD)
 
 # libFuzzer over the codec, the config loader, descriptor sets and the
 # inflater (tests/fuzz/, clang from tests/fuzz/setup.sh), FUZZ_SECONDS each;

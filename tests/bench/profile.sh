@@ -6,6 +6,8 @@
 #
 # usage: tests/bench/profile.sh BUILD_DIR [PAYLOAD_BYTES] [CALLS]
 #   PAYLOAD_BYTES  16 (default) or any size; CALLS  20000 (default)
+#   ADMIN=1 in the environment turns the admin listener on (metrics counted),
+#   to measure what the metrics cost per call.
 # Writes BUILD_DIR/bench/profile/: the callgrind files, and prints the
 # worker thread's instructions per call and the runtime's share of them.
 set -euo pipefail
@@ -43,6 +45,9 @@ proto_path: [$here/proto]
 protos: [bench.proto]
 log: {level: warn}
 YAML
+if [ "${ADMIN:-0}" = 1 ]; then
+  echo 'admin: {listen: "127.0.0.1:0"}' >> "$out/moonwire.yaml"
+fi
 
 rm -f "$out"/callgrind.out*
 valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out/callgrind.out" \
