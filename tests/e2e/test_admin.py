@@ -33,6 +33,7 @@ service S {
   rpc Many(M) returns (stream M);
   rpc Sum(stream M) returns (M);
   rpc Hold(stream M) returns (stream M);
+  rpc Spin(M) returns (M);
 }
 """
 
@@ -74,6 +75,14 @@ function S.Sum(stream)
   local n = 0
   for m in stream:iter() do n = n + m.n end
   return {n = n}
+end
+
+function S.Spin(req)
+  if req.x == "labels" then
+    for i = 1, req.n do orders:inc({kind = "k" .. i}) end
+    return {}
+  end
+  while true do end
 end
 
 function S.Hold(stream)
@@ -334,6 +343,71 @@ class AdminTest(mwtest.TestCase):
         # Bodies over the bound are refused before any route sees them.
         self.assertEqual(get(self.addr, "/metrics", method="POST", data=b"x" * 200000)[0], 413)
         self.assertEqual(get(self.addr, "/healthz")[0], 200)
+
+
+class AdminReloadTest(mwtest.TestCase):
+    def test_counts_survive_reload_and_bounds(self):
+        svc = self.service_dir({"m.proto": PROTO, "m.lua": LUA})
+        protos = Protos(svc.path)
+        with Server(svc, config="""
+            workers: 1
+            admin: {listen: "127.0.0.1:0"}
+            metrics: {max_series: 4}
+            limits: {handler_cpu_ms: 50}
+            reload: {watch: false}
+        """) as s:
+            addr = admin_addr(s)
+            ch = s.channel()
+            M = protos.msg("m.M")
+            get_ = protos.unary(ch, "/m.S/Get")
+            get_(M(x="a"), timeout=10)
+            get_(M(x="a"), timeout=10)
+            os.kill(s.pid, signal.SIGHUP)
+            self.assertTrue(s.wait_log("reloaded (SIGHUP)", timeout=TIMEOUT), s.logs())
+            get_(M(x="a"), timeout=10)
+            # A handler stopped by its CPU budget.
+            with self.assertRaises(grpc.RpcError) as ctx:
+                protos.unary(ch, "/m.S/Spin")(M(), timeout=30)
+            self.assertStatus(ctx, grpc.StatusCode.RESOURCE_EXHAUSTED)
+            # app_orders_total has kind="a" and kind="total": 2 more fit
+            # under the cap of 4, the rest are dropped with one warning.
+            protos.unary(ch, "/m.S/Spin")(M(x="labels", n=5), timeout=10)
+
+            def counted():
+                smp = samples(get(addr, "/metrics")[2])
+                done = val(smp, "grpc_server_handled_total", grpc_type="unary",
+                           grpc_service="m.S", grpc_method="Spin",
+                           grpc_code="ResourceExhausted")
+                return smp if done and val(smp, "grpc_server_handled_total", grpc_type="unary",
+                                           grpc_service="m.S", grpc_method="Spin",
+                                           grpc_code="OK") else None
+            smp = wait_until("the calls to be counted", counted)
+            u = dict(grpc_type="unary", grpc_service="m.S", grpc_method="Get")
+            self.assertEqual(val(smp, "grpc_server_started_total", **u), 3)
+            self.assertEqual(val(smp, "grpc_server_handled_total", grpc_code="OK", **u), 3)
+            self.assertEqual(val(smp, "app_orders_total", kind="a"), 3)
+            self.assertEqual(val(smp, "app_orders_total", kind="total"), 6)
+            self.assertEqual(val(smp, "moonwire_reloads_total"), 1)
+            self.assertEqual(val(smp, "moonwire_generation"), 2)
+            self.assertEqual(val(smp, "moonwire_handler_cpu_stops_total"), 1)
+            kinds = sorted(dict(k[1])["kind"] for k in smp if k[0] == "app_orders_total")
+            self.assertEqual(kinds, ["a", "k1", "k2", "total"])
+            self.assertTrue(s.wait_log("app_orders_total has 4 series, its cap"), s.logs())
+            self.assertEqual(s.logs().count("its cap"), 1, s.logs())
+
+
+class AdminOffTest(mwtest.TestCase):
+    def test_metrics_api_without_admin(self):
+        """Without admin.listen scripts declare and update metrics as usual
+        (names and shapes still checked); nothing listens."""
+        svc = self.service_dir({"m.proto": PROTO, "m.lua": LUA})
+        protos = Protos(svc.path)
+        with Server(svc, config="workers: 1\n") as s:
+            M = protos.msg("m.M")
+            self.assertEqual(protos.unary(s.channel(), "/m.S/Get")(M(x="a"), timeout=10).x, "a")
+            check = protos.unary(s.channel(), "/m.S/Get")(M(x="check"), timeout=10).x
+            self.assertIn("already declared", check)
+            self.assertNotIn("admin listening", s.stdout())
 
 
 class AdminDrainTest(mwtest.TestCase):
