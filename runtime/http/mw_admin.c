@@ -34,9 +34,27 @@ static void jkey(mw_mbuf *b, int *first, const char *k) {
   mw_mbuf_json(b, k, strlen(k));
   mw_mbuf_puts(b, ":");
 }
+int mw_admin_is_secret(const char *key) {
+  static const char *const words[] = {"secret", "token", "password", "passwd", "credential",
+                                      "private", "hmac"};
+  size_t n = strlen(key);
+  char low[128];
+  if (n >= sizeof low) n = sizeof low - 1;
+  for (size_t i = 0; i < n; i++)
+    low[i] = (char)(key[i] >= 'A' && key[i] <= 'Z' ? key[i] - 'A' + 'a' : key[i]);
+  low[n] = 0;
+  if ((n >= 5 && strcmp(low + n - 5, "_file") == 0) ||
+      (n >= 5 && strcmp(low + n - 5, "_path") == 0))
+    return 0;
+  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+    if (strstr(low, words[i])) return 1;
+  return n >= 4 && strcmp(low + n - 4, "_key") == 0;
+}
+
 static void jstr(mw_mbuf *b, int *first, const char *k, const char *v) {
   jkey(b, first, k);
-  if (v) mw_mbuf_json(b, v, strlen(v));
+  if (v && mw_admin_is_secret(k)) mw_mbuf_puts(b, "\"<redacted>\"");
+  else if (v) mw_mbuf_json(b, v, strlen(v));
   else mw_mbuf_puts(b, "null");
 }
 static void jint(mw_mbuf *b, int *first, const char *k, long long v) {

@@ -28,6 +28,13 @@ const char *mw_admin_address(const mw_admin *a);
 void mw_admin_set_config(mw_admin *a, const mw_config *cfg);
 /* The config as /debug/config shows it (malloc'd JSON, the caller's). */
 char *mw_admin_config_json(const mw_config *cfg, size_t *len);
+/* Whether a setting named key holds a secret itself (a token, a password,
+ * a shared or private key given inline), so that /debug/config shows it as
+ * "<redacted>": names containing secret, token, password, passwd,
+ * credential, private or hmac, or ending in _key. A path to a file (key,
+ * key_file, *_path, *_file) is not a secret. Sections that carry such
+ * settings render their strings through it. */
+int mw_admin_is_secret(const char *key);
 /* Stops the thread and frees a; NULL ok. */
 void mw_admin_stop(mw_admin *a);
 

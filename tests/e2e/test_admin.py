@@ -351,10 +351,11 @@ class AdminReloadTest(mwtest.TestCase):
         protos = Protos(svc.path)
         with Server(svc, config="""
             workers: 1
-            admin: {listen: "127.0.0.1:0"}
-            metrics: {max_series: 4}
+            admin: {listen: "127.0.0.1:0", max_connections: 2, timeout: 1s}
+            metrics: {max_series: 5}
             limits: {handler_cpu_ms: 50}
             reload: {watch: false}
+            methods: {"/m.S/Hold": {max_concurrent: 1}}
         """) as s:
             addr = admin_addr(s)
             ch = s.channel()
@@ -369,8 +370,8 @@ class AdminReloadTest(mwtest.TestCase):
             with self.assertRaises(grpc.RpcError) as ctx:
                 protos.unary(ch, "/m.S/Spin")(M(), timeout=30)
             self.assertStatus(ctx, grpc.StatusCode.RESOURCE_EXHAUSTED)
-            # app_orders_total has kind="a" and kind="total": 2 more fit
-            # under the cap of 4, the rest are dropped with one warning.
+            # app_orders_total has kind="a" and kind="total": 3 more fit
+            # under the cap of 5, the rest are dropped with one warning.
             protos.unary(ch, "/m.S/Spin")(M(x="labels", n=5), timeout=10)
 
             def counted():
@@ -381,7 +382,24 @@ class AdminReloadTest(mwtest.TestCase):
                 return smp if done and val(smp, "grpc_server_handled_total", grpc_type="unary",
                                            grpc_service="m.S", grpc_method="Spin",
                                            grpc_code="OK") else None
+            # A second Hold over max_concurrent is shed.
+            done = threading.Event()
+
+            def idle():
+                yield M(x="held")
+                done.wait(TIMEOUT)
+            held = protos.bidi(ch, "/m.S/Hold")(idle(), timeout=TIMEOUT)
+            next(held)
+            with self.assertRaises(grpc.RpcError) as ctx:
+                list(protos.bidi(ch, "/m.S/Hold")(iter([M()]), timeout=10))
+            self.assertStatus(ctx, grpc.StatusCode.RESOURCE_EXHAUSTED)
+            done.set()
+            for _ in held:
+                pass
             smp = wait_until("the calls to be counted", counted)
+            self.assertEqual(val(smp, "moonwire_shed_calls_total"), 1)
+            b = dict(grpc_type="bidi_stream", grpc_service="m.S", grpc_method="Hold")
+            self.assertEqual(val(smp, "grpc_server_started_total", **b), 2)
             u = dict(grpc_type="unary", grpc_service="m.S", grpc_method="Get")
             self.assertEqual(val(smp, "grpc_server_started_total", **u), 3)
             self.assertEqual(val(smp, "grpc_server_handled_total", grpc_code="OK", **u), 3)
@@ -391,9 +409,27 @@ class AdminReloadTest(mwtest.TestCase):
             self.assertEqual(val(smp, "moonwire_generation"), 2)
             self.assertEqual(val(smp, "moonwire_handler_cpu_stops_total"), 1)
             kinds = sorted(dict(k[1])["kind"] for k in smp if k[0] == "app_orders_total")
-            self.assertEqual(kinds, ["a", "k1", "k2", "total"])
-            self.assertTrue(s.wait_log("app_orders_total has 4 series, its cap"), s.logs())
+            self.assertEqual(kinds, ["a", "k1", "k2", "k3", "total"])
+            self.assertTrue(s.wait_log("app_orders_total has 5 series, its cap"), s.logs())
             self.assertEqual(s.logs().count("its cap"), 1, s.logs())
+
+            # Connections: two idle ones fill admin.max_connections, a third
+            # is closed as it is accepted; an idle one is closed after
+            # admin.timeout.
+            host, port = addr.rsplit(":", 1)
+            a, b2 = (socket.create_connection((host, int(port)), timeout=10) for _ in range(2))
+            time.sleep(0.2)
+            c = socket.create_connection((host, int(port)), timeout=10)
+            self.assertEqual(c.recv(100), b"")
+            c.close()
+            self.assertTrue(s.wait_log("admin.max_connections"), s.logs())
+            t0 = time.monotonic()
+            self.assertEqual(a.recv(100), b"")  # the timeout closed it
+            self.assertLess(time.monotonic() - t0, 9)
+            a.close()
+            b2.close()
+            wait_until("the admin listener to take connections again",
+                       lambda: get(addr, "/healthz")[0] == 200)
 
 
 class AdminOffTest(mwtest.TestCase):
