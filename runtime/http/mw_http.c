@@ -82,6 +82,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
   if (r.allow)
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, r.allow,
                    strlen(r.allow));
+  req->res.content_length = r.body ? r.len : 0;
   /* h2o_send_inline copies the body into the request's pool. */
   h2o_send_inline(req, r.body ? r.body : "", r.body ? r.len : 0);
   free(r.body);

@@ -344,6 +344,18 @@ class AdminTest(mwtest.TestCase):
         self.assertEqual(get(self.addr, "/metrics", method="POST", data=b"x" * 200000)[0], 413)
         self.assertEqual(get(self.addr, "/healthz")[0], 200)
 
+    def test_http2(self):
+        """HTTP/2 over cleartext with prior knowledge (nghttp, from
+        nghttp2-client), as h2o serves it next to HTTP/1.1."""
+        nghttp = shutil.which("nghttp") or "/usr/bin/nghttp"
+        r = subprocess.run([nghttp, "-s", "http://%s/metrics" % self.addr], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("# TYPE grpc_server_started_total counter", r.stdout)
+        r = subprocess.run([nghttp, "-v", "http://%s/nope" % self.addr], capture_output=True,
+                           text=True, timeout=30)
+        self.assertIn(":status: 404", r.stdout)
+
 
 class AdminReloadTest(mwtest.TestCase):
     def test_counts_survive_reload_and_bounds(self):
@@ -418,7 +430,13 @@ class AdminReloadTest(mwtest.TestCase):
             # admin.timeout.
             host, port = addr.rsplit(":", 1)
             a, b2 = (socket.create_connection((host, int(port)), timeout=10) for _ in range(2))
-            time.sleep(0.2)
+            for conn in (a, b2):  # answered, so accepted and counted; then idle
+                conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                got = b""
+                while b"ok\n" not in got:
+                    chunk = conn.recv(1000)
+                    self.assertTrue(chunk, got)
+                    got += chunk
             c = socket.create_connection((host, int(port)), timeout=10)
             self.assertEqual(c.recv(100), b"")
             c.close()
