@@ -463,6 +463,17 @@ class AdminOffTest(mwtest.TestCase):
             self.assertIn("already declared", check)
             self.assertNotIn("admin listening", s.stdout())
 
+    def test_busy_port_fails_the_start(self):
+        svc = self.service_dir({"m.proto": PROTO, "m.lua": LUA})
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            with self.assertRaises(mwtest.ServerError) as ctx:
+                Server(svc, config='admin: {listen: "127.0.0.1:%d"}\n' % port).start()
+            self.assertIn("admin.listen: cannot listen on 127.0.0.1:%d" % port,
+                          str(ctx.exception))
+
 
 class AdminDrainTest(mwtest.TestCase):
     def test_readyz_flips_during_drain(self):
