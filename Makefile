@@ -55,12 +55,14 @@ bench: build
 
 # Instructions per unary call and where they go (callgrind, one worker):
 # make profile [PAYLOAD=4096] [INTERCEPT=lua|access_log|trace1|trace0]
+#              [ADMIN=1: with the admin listener, so metrics count]
 PAYLOAD ?= 16
 CALLS ?= 20000
 INTERCEPT ?= none
+ADMIN ?= 0
 profile: build
 	tests/bench/setup.sh
-	tests/bench/profile.sh $(BUILD) $(PAYLOAD) $(CALLS) $(INTERCEPT)
+	ADMIN=$(ADMIN) tests/bench/profile.sh $(BUILD) $(PAYLOAD) $(CALLS) $(INTERCEPT)
 
 # libFuzzer over the codec, the config loader, descriptor sets and the
 # inflater (tests/fuzz/, clang from tests/fuzz/setup.sh), FUZZ_SECONDS each;

@@ -14,6 +14,7 @@ local health = require "moonwire.health"
 local intercept = require "moonwire.intercept"
 local details = require "moonwire.details"
 local errors = require "moonwire.errors"
+local metrics = require "moonwire.metrics"
 
 local M = {}
 
@@ -107,6 +108,10 @@ M.health = health
 --- JSON (moonwire.json): mw.json.decode(text), mw.json.encode(value),
 -- mw.json.null, mw.json.array(t). Strict and bounded; see docs/lua-api.md.
 M.json = require "moonwire.json"
+
+--- Metrics (moonwire.metrics): mw.metrics.counter(name, help, labels),
+-- mw.metrics.gauge(...), mw.metrics.histogram(name, help, labels, buckets).
+M.metrics = metrics
 
 --- Draining: mw.on_drain(fn) registers fn() to run on every worker when
 -- the server begins to drain (SIGTERM), before the grace period;

@@ -25,7 +25,10 @@
 #include "trace/mw_otlp.h"
 #include "gen/mw_gen.h"
 #include "gen/mw_watch.h"
+#include "http/mw_admin.h"
 #include "lua/mw_health.h"
+#include "metrics/mw_grpc_metrics.h"
+#include "metrics/mw_metrics.h"
 
 /* Everything a running server needs to reload. */
 typedef struct serving {
@@ -36,6 +39,8 @@ typedef struct serving {
   int workers;
   unsigned gen_id;
   mw_watch *watch;   /* NULL when watching is off or unavailable */
+  mw_admin *admin;   /* the admin listener, NULL when admin.listen is unset */
+  mw_metrics *metrics; /* the registry, while the admin listener is on */
 } serving;
 
 /* Health reports SERVING for what generation g serves. */
@@ -108,6 +113,7 @@ static void reload(serving *sv, const char *why) {
   publish_served(g);
   mw_config_free(&sv->cfg);
   sv->cfg = ncfg;
+  if (sv->admin) mw_admin_set_config(sv->admin, &sv->cfg);
   watch_gen(sv, g);
   mw_log(MW_LOG_INFO, "reloaded (%s): generation %u, %zu method(s), %.0f ms", why,
          sv->gen_id, mw_methods_count(mw_gen_methods(g)), (mw_now() - t0) * 1000);
@@ -303,6 +309,23 @@ int mw_cmd_serve(const options *o) {
   for (int i = 0; i < sv.workers; i++)
     sv.mem[i].limit = (size_t)sv.cfg.limits.lua_memory_mb << 20;
 
+  /* The registry exists only with the admin listener: without it, nothing
+   * counts (every update site checks mw_metrics_current() first). It comes
+   * before the scripts load, which declare their own metrics. */
+  if (sv.cfg.admin.listen) {
+    char err[256] = "out of memory";
+    sv.metrics = mw_metrics_new(sv.workers, (size_t)sv.cfg.metrics.max_series);
+    if (!sv.metrics || mw_grpc_metrics_declare(sv.metrics, err, sizeof err) != 0) {
+      fprintf(stderr, "moonwire: metrics: %s\n", err);
+      mw_grpc_metrics_forget();
+      mw_metrics_free(sv.metrics);
+      mw_config_free(&sv.cfg);
+      free(sv.mem);
+      return 1;
+    }
+    mw_metrics_set_current(sv.metrics);
+  }
+
   sv.gen_id = 1;
   if (sv.cfg.tracing.otlp) {
     char err[512];
@@ -324,14 +347,24 @@ int mw_cmd_serve(const options *o) {
   mw_gen_options go = {.config = &sv.cfg, .n_states = sv.workers, .mem = sv.mem, .id = sv.gen_id};
   mw_gen *g = mw_gen_build(&go, &diag);
   sv.s = g ? mw_server_new(&sv.cfg, mw_gen_router(g), mw_gen_worker_hooks(), &diag) : NULL;
-  if (!sv.s || mw_server_start(sv.s) != 0) {
+  int started = sv.s && mw_server_start(sv.s) == 0;
+  if (started && sv.cfg.admin.listen) {
+    sv.admin = mw_admin_start(&sv.cfg, sv.s, sv.mem, sv.workers, &diag);
+    if (!sv.admin) {
+      mw_server_stop(sv.s, 0);
+      started = 0;
+    }
+  }
+  if (!started) {
     mw_cmd_print_diag(&diag);
-    if (sv.s) fprintf(stderr, "moonwire: cannot start the server\n");
+    if (sv.s && !sv.cfg.admin.listen) fprintf(stderr, "moonwire: cannot start the server\n");
     mw_server_free(sv.s);
     mw_otlp_stop(0);
     mw_gen_unref(g);
     mw_diag_free(&diag);
     mw_config_free(&sv.cfg);
+    mw_grpc_metrics_forget();
+    mw_metrics_free(sv.metrics);
     free(sv.mem);
     return 1;
   }
@@ -362,6 +395,7 @@ int mw_cmd_serve(const options *o) {
   mw_gen_unref(g); /* the server holds its own reference */
   for (size_t i = 0; i < mw_server_listener_count(sv.s); i++)
     printf("listening on %s\n", mw_server_listener(sv.s, i));
+  if (sv.admin) printf("admin listening on %s\n", mw_admin_address(sv.admin));
   fflush(stdout);
 
   int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
@@ -374,11 +408,16 @@ int mw_cmd_serve(const options *o) {
   if (mw_server_stuck(sv.s)) rc = 70;           /* EX_SOFTWARE */
   mw_watch_free(sv.watch);
   mw_diag_free(&diag);
+  /* The admin thread posts to the workers and reads the server: it stops
+   * before the server goes. */
+  mw_admin_stop(sv.admin);
   if (rc != 70) {
     /* With a stuck worker left running, what it may still touch stays:
      * the process ends right after this. */
     mw_server_free(sv.s);
     mw_health_free();
+    mw_grpc_metrics_forget();
+    mw_metrics_free(sv.metrics);
     free(sv.mem);
   }
   mw_config_free(&sv.cfg);

@@ -93,6 +93,9 @@ void mw_config_init(mw_config *c) {
   c->shutdown_drain_delay_ms = 0;
   c->health = 1;
   c->reflection = 1;
+  c->admin.max_connections = 64;
+  c->admin.timeout_ms = 10000;
+  c->metrics.max_series = 1000;
   c->compression.algorithm = MW_CONFIG_COMPRESS_NONE;
   c->compression.min_bytes = 1024;
 }
@@ -129,6 +132,8 @@ void mw_config_free(mw_config *c) {
   free(c->tls.cert);
   free(c->tls.key);
   free(c->tls.client_ca);
+  free(c->admin.listen);
+  c->admin.listen = NULL;
   for (size_t i = 0; i < c->n_methods; i++) {
     free(c->methods[i].path);
     interceptors_free(&c->methods[i].interceptors);
@@ -760,7 +765,7 @@ static const char *const top_keys[] = {
     "listen", "workers",   "services", "proto_path",        "limits",
     "keepalive", "reload", "log",      "shutdown_grace_ms", "protos",
     "shutdown", "health", "reflection", "tls", "methods", "transport", "lua",
-    "compression", "interceptors", "tracing", NULL};
+    "compression", "interceptors", "tracing", "admin", "metrics", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -828,6 +833,8 @@ static const char *const shutdown_keys[] = {"grace", "drain_delay", NULL};
 static const char *const tls_keys[] = {"cert", "key", "client_ca",
                                        "require_client_cert", NULL};
 static const char *const lua_keys[] = {"unsafe", NULL};
+static const char *const admin_keys[] = {"listen", "max_connections", "timeout", NULL};
+static const char *const metrics_keys[] = {"max_series", NULL};
 static const char *const compression_keys[] = {"algorithm", "min_bytes",
                                                "methods", NULL};
 static const char *const tracing_keys[] = {"otlp", "sample", "service_name", "batch",
@@ -848,7 +855,9 @@ static const struct {
                 {"tls", tls_keys},
                 {"lua", lua_keys},
                 {"compression", compression_keys},
-                {"tracing", tracing_keys}};
+                {"tracing", tracing_keys},
+                {"admin", admin_keys},
+                {"metrics", metrics_keys}};
 
 static void key_list(char *buf, size_t cap, const char *const *keys) {
   size_t o = 0;
@@ -1034,6 +1043,44 @@ static void lua_pair(ctx *x, mw_config *c, int idx, const node *k,
                      const node *v) {
   (void)idx;
   bool_value(x, v, "lua.unsafe", &c->lua.unsafe);
+}
+
+static void admin_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  int64_t val;
+  switch (idx) {
+  case 0: /* listen */
+    if (want_scalar(x, v, "admin.listen", "a HOST:PORT address") != 0) return;
+    {
+      const char *problem = mw_config_check_address(v->s);
+      if (problem) {
+        ERR(x, v, "admin.listen: invalid address '%s': %s", EX(v), problem);
+        return;
+      }
+      char *dup = strdup(v->s);
+      if (!dup) {
+        ERR(x, v, "admin.listen: out of memory");
+        return;
+      }
+      free(c->admin.listen);
+      c->admin.listen = dup;
+    }
+    return;
+  case 1:
+    if (number_value(x, v, "admin.max_connections", K_INT, 1, 100000, &val) == 0)
+      c->admin.max_connections = val;
+    return;
+  case 2:
+    if (number_value(x, v, "admin.timeout", K_DURATION, 1, INT32_MAX, &val) == 0)
+      c->admin.timeout_ms = val;
+    return;
+  }
+}
+
+static void metrics_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  int64_t val;
+  (void)idx;
+  if (number_value(x, v, "metrics.max_series", K_INT, 1, 1000000, &val) == 0)
+    c->metrics.max_series = val;
 }
 
 /* "host:port", "[v6]:port"; returns NULL when valid, else the problem. */
@@ -1799,6 +1846,12 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     return;
   case 19: /* tracing */
     if (want_section(x, v, key) == 0) walk_map(x, c, v, key, tracing_keys, tracing_pair);
+    return;
+  case 20: /* admin */
+    if (want_section(x, v, key) == 0) walk_map(x, c, v, key, admin_keys, admin_pair);
+    return;
+  case 21: /* metrics */
+    if (want_section(x, v, key) == 0) walk_map(x, c, v, key, metrics_keys, metrics_pair);
     return;
   default:
     return;

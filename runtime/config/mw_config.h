@@ -142,6 +142,16 @@ typedef struct mw_config {
     int64_t flush_ms;    /* a partial batch waits this long at most; default 1000 */
     int64_t queue;       /* spans waiting at most, then dropped; default 4096 */
   } tracing;
+  /* The admin HTTP listener (metrics, health, debug); off while listen is
+   * NULL. */
+  struct {
+    char *listen;            /* "host:port" (owned); default NULL: off */
+    int64_t max_connections; /* open at once; default 64 */
+    int64_t timeout_ms;      /* a connection's idle/read timeout; default 10 s */
+  } admin;
+  struct {
+    int64_t max_series; /* series per metric family at most; default 1000 */
+  } metrics;
 } mw_config;
 
 /* compression.algorithm (the values of grpc_compression_algorithm). */

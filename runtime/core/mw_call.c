@@ -23,6 +23,7 @@
 #include "core/mw_compress.h"
 #include "core/mw_core_internal.h"
 #include "core/mw_metadata.h"
+#include "metrics/mw_grpc_metrics.h"
 
 enum { OP_RECV = 1, OP_SEND, OP_CLOSE, OP_FINAL, OP_SENDRECV };
 
@@ -79,6 +80,11 @@ struct mw_call {
   mw_call_io io;               /* what the call has moved so far */
   mw_timer deadline_timer;     /* a deadline the server set (mw_call_set_deadline);
                                   armed only then, disarmed at call_free */
+  /* Observation, only while the admin listener runs (w->observe): the
+   * method's metric series, and the links in the worker's list of live
+   * calls (for /debug/calls). */
+  mw_grpc_series *ms;
+  mw_call *dnext, *dprev;
 };
 
 /* --- accessors ------------------------------------------------------------ */
@@ -131,10 +137,73 @@ void mw_call_metadata_at(const mw_call *c, size_t i, const char **key,
   *vlen = GRPC_SLICE_LENGTH(m->value);
 }
 
+/* --- observation ------------------------------------------------------------ */
+
+/* The call's queued response bytes change by delta (the worker's total is
+ * kept for the metrics only when they are on). */
+static inline void q_bytes_add(mw_call *c, long delta) {
+  c->q_bytes += (size_t)delta;
+  if (c->w->observe)
+    atomic_store_explicit(&c->w->queued_bytes,
+                          atomic_load_explicit(&c->w->queued_bytes, memory_order_relaxed) +
+                              (size_t)delta,
+                          memory_order_relaxed);
+}
+
+/* The call ends: its final counts go to its series. */
+static void observe_end(mw_call *c) {
+  if (c->dprev) c->dprev->dnext = c->dnext;
+  else if (c->w->calls == c) c->w->calls = c->dnext;
+  if (c->dnext) c->dnext->dprev = c->dprev;
+  if (c->q_bytes) q_bytes_add(c, -(long)c->q_bytes);
+  if (!c->ms || !mw_metrics_current()) return;
+  int code = mw_call_status(c);
+  if (code < 0) code = c->cancelled ? MW_STATUS_CANCELLED : MW_STATUS_UNKNOWN;
+  mw_grpc_handled(c->ms, code, mw_now() - c->io.start, c->io.msgs_in, c->io.msgs_out);
+}
+
+/* What a call is doing, for /debug/calls. */
+const char *mw_call_wait_state(const mw_call *c) {
+  if (c->ops && c->ops->wait_state && !c->done_told) return c->ops->wait_state(c->self);
+  if (c->await_first) return "read:request";
+  if (c->finish_requested) return "finishing";
+  return "queued";
+}
+
+static void call_debug_json(mw_call *c, mw_mbuf *b, double now) {
+  static const char *const kinds[4] = {"unary", "server_stream", "client_stream", "bidi_stream"};
+  mw_mbuf_puts(b, "{\"method\":");
+  mw_mbuf_json(b, c->path, strlen(c->path));
+  mw_mbuf_printf(b, ",\"kind\":\"%s\",\"age_s\":%.3f,\"generation\":%u,\"worker\":%d,"
+                    "\"state\":",
+                 c->method ? kinds[c->method->kind & 3] : "unknown", now - c->io.start,
+                 mw_router_id(c->router), c->w->id);
+  const char *st = mw_call_wait_state(c);
+  mw_mbuf_json(b, st, strlen(st));
+  mw_mbuf_printf(b, ",\"msgs_in\":%lu,\"msgs_out\":%lu,\"bytes_in\":%zu,\"bytes_out\":%zu,"
+                    "\"cancelled\":%s,\"peer\":",
+                 c->io.msgs_in, c->io.msgs_out, c->io.bytes_in, c->io.bytes_out,
+                 c->cancelled ? "true" : "false");
+  const char *peer = mw_call_peer(c);
+  mw_mbuf_json(b, peer, strlen(peer));
+  mw_mbuf_puts(b, "}");
+}
+
+void mw_worker_debug_calls(mw_worker *w, mw_mbuf *b) {
+  double now = mw_now();
+  int first = 1;
+  for (mw_call *c = w->calls; c; c = c->dnext) {
+    if (!first) mw_mbuf_puts(b, ",");
+    first = 0;
+    call_debug_json(c, b, now);
+  }
+}
+
 /* --- lifetime -------------------------------------------------------------- */
 
 static void call_free(mw_call *c) {
   mw_timers_cancel(&c->w->timers, &c->deadline_timer);
+  if (c->w->observe) observe_end(c);
   while (c->q_len) {
     grpc_byte_buffer_destroy(c->q[c->q_head]);
     c->q_head = (c->q_head + 1) % c->q_cap;
@@ -253,7 +322,7 @@ static void start_final(mw_call *c) {
     c->final_msg = c->q[c->q_head];
     c->q_head = (c->q_head + 1) % c->q_cap;
     c->q_len = 0;
-    c->q_bytes = 0;
+    q_bytes_add(c, -(long)c->q_bytes);
     add_send(c, &ops[n++], c->final_msg);
   }
   add_status(c, &ops[n++]);
@@ -302,7 +371,7 @@ static void start_send(mw_call *c, int with_recv) {
   } else {
     grpc_byte_buffer_destroy(c->sending);
     c->sending = NULL;
-    c->q_bytes -= c->sending_bytes;
+    q_bytes_add(c, -(long)c->sending_bytes);
     grpc_call_cancel(c->call, NULL);
   }
 }
@@ -422,7 +491,7 @@ static int queue_push(mw_call *c, grpc_byte_buffer *bb, size_t len) {
   }
   c->q[(c->q_head + c->q_len) % c->q_cap] = bb;
   c->q_len++;
-  c->q_bytes += len;
+  q_bytes_add(c, (long)len);
   c->io.msgs_out++;
   c->io.bytes_out += len;
   if (queue_has_room(c)) return 1;
@@ -653,12 +722,23 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
     c->path = c->path_buf = strndup(path, path_len);
     if (!c->path_buf) c->path = "?";
   }
+  if (w->observe) {
+    c->dnext = w->calls;
+    if (w->calls) w->calls->dprev = c;
+    w->calls = c;
+  }
   if (routed != 0) {
+    if (w->observe && mw_metrics_current()) mw_grpc_count_unknown();
     if (payload) grpc_byte_buffer_destroy(payload);
     reject(c, MW_STATUS_UNIMPLEMENTED, msg);
     return;
   }
+  if (w->observe && mw_metrics_current()) {
+    c->ms = mw_grpc_series_for(m->path, m->path_len, (int)m->kind);
+    if (c->ms) mw_grpc_started(c->ms);
+  }
   if (shed(c, path, path_len, msg, sizeof msg)) {
+    if (w->observe && mw_metrics_current()) mw_grpc_count_shed();
     if (payload) grpc_byte_buffer_destroy(payload);
     reject(c, MW_STATUS_RESOURCE_EXHAUSTED, msg);
     return;
@@ -802,7 +882,7 @@ static void on_recv(mw_call *c, int ok) {
 static void on_send(mw_call *c, int ok) {
   grpc_byte_buffer_destroy(c->sending);
   c->sending = NULL;
-  c->q_bytes -= c->sending_bytes;
+  q_bytes_add(c, -(long)c->sending_bytes);
   c->sending_bytes = 0;
   if (!ok) {
     /* The stream is gone. */

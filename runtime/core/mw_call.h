@@ -35,6 +35,11 @@ typedef struct mw_call_io {
   size_t bytes_in, bytes_out;
 } mw_call_io;
 const mw_call_io *mw_call_io_of(const mw_call *c);
+/* What the call waits on now, for /debug/calls: the backend's answer
+ * (mw_call_ops.wait_state: "stream:recv", "stream:send", "sleep",
+ * "running"...), else the call layer's own ("read:request", "finishing",
+ * "queued"). A static string. */
+const char *mw_call_wait_state(const mw_call *c);
 /* The status the call ends with, once mw_call_finish chose it; else -1. */
 int mw_call_status(const mw_call *c);
 /* Request metadata: count, then key/value by index (not NUL-terminated). */

@@ -14,6 +14,7 @@
 #include "core/mw_call.h"
 #include "core/mw_mailbox.h"
 #include "core/mw_router.h"
+#include "metrics/mw_mbuf.h"
 
 typedef struct mw_server mw_server;
 
@@ -92,6 +93,12 @@ typedef struct mw_worker {
    * whose event runs now (NULL between events). */
   _Atomic unsigned long beat;
   _Atomic(const char *) running;
+  /* Observation (the admin listener is on): calls keep their metric series
+   * and sit in the list below; queued_bytes is the send queues' total,
+   * written by the worker only, read by the admin thread. */
+  int observe;
+  struct mw_call *calls;
+  _Atomic size_t queued_bytes;
 } mw_worker;
 
 /* --- the call layer, for the worker (mw_call.c) --- */
@@ -104,6 +111,10 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
                      int has_payload);
 /* A batch of a call completed. */
 void mw_call_on_batch(mw_tag *tag, int ok);
+
+/* For /debug/calls, on the worker's thread: its live calls as JSON
+ * objects separated by commas (only while w->observe). */
+void mw_worker_debug_calls(mw_worker *w, mw_mbuf *b);
 
 /* --- the server, for its workers (mw_server.c) --- */
 /* Takes the current router if it changed since the worker last looked, and
@@ -134,5 +145,7 @@ static inline void mw_counters_read(const mw_counters *k, mw_server_stats *out) 
 
 /* --- the worker loop (mw_worker.c) --- */
 void *mw_worker_main(void *arg);
+/* The worker whose thread calls this; NULL on any other thread. */
+mw_worker *mw_worker_self(void);
 
 #endif

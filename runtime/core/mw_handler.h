@@ -33,6 +33,11 @@ typedef struct mw_call_ops {
    * whatever the callee did. Release everything held for the call; do not
    * touch it afterwards. */
   void (*on_done)(void *self);
+  /** What the backend's handler waits on now, as a static string
+   * ("stream:recv", "stream:send", "sleep", "running"...), for
+   * /debug/calls; called on the call's worker between events. NULL: the
+   * backend does not say. */
+  const char *(*wait_state)(void *self);
 } mw_call_ops;
 
 /* One per routed method and generation: what the router hands a new call. */

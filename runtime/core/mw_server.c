@@ -432,6 +432,7 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
     w->max_response_md = hl > 2048 ? hl - 1024 : hl / 2;
     w->max_receive_bytes = (size_t)cfg->limits.max_receive_bytes;
     w->compress = &s->compress;
+    w->observe = cfg->admin.listen != NULL;
     mw_timers_init(&w->timers);
     w->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, w->cq, NULL);
@@ -506,6 +507,18 @@ void mw_server_shed_for_memory(mw_server *s, int mib) {
 
 size_t mw_server_live_calls(const mw_server *s) {
   return mw_counters_live_calls(&s->counters);
+}
+
+void mw_server_read_stats(const mw_server *s, mw_server_stats *out) {
+  mw_counters_read(&s->counters, out);
+}
+
+int mw_server_workers(const mw_server *s) { return s->n_workers; }
+
+void mw_server_worker_load(const mw_server *s, int worker, size_t *live, size_t *queued) {
+  const mw_worker *w = &s->workers[worker];
+  *live = atomic_load_explicit(&w->live_calls, memory_order_relaxed);
+  *queued = atomic_load_explicit(&w->queued_bytes, memory_order_relaxed);
 }
 
 int mw_server_start(mw_server *s) {

@@ -69,6 +69,13 @@ int mw_server_watch_workers(mw_server *s, double stuck_after);
 int mw_server_stuck(const mw_server *s);
 /* Live calls over every worker (approximate while running). */
 size_t mw_server_live_calls(const mw_server *s);
+/* For the admin listener, from any thread: the counters (generation,
+ * reloads), the number of workers, and one worker's live calls and queued
+ * response bytes (the latter kept only while observation is on, that is
+ * when admin.listen is set). */
+void mw_server_read_stats(const mw_server *s, mw_server_stats *out);
+int mw_server_workers(const mw_server *s);
+void mw_server_worker_load(const mw_server *s, int worker, size_t *live, size_t *queued);
 void mw_server_note_reload_failure(mw_server *s);
 /* A descriptor that becomes readable when a listener has stopped accepting
  * for good (gRPC core 1.51 gives up on a listener whose accept fails, for

@@ -8,6 +8,11 @@
 #include <grpc/support/time.h>
 
 #include "core/mw_core_internal.h"
+#include "metrics/mw_metrics.h"
+
+static _Thread_local mw_worker *tl_self;
+
+mw_worker *mw_worker_self(void) { return tl_self; }
 
 /* Hands one event to its owner; 0 once the queue is shut down. */
 static int dispatch(mw_worker *w, grpc_event ev) {
@@ -39,6 +44,8 @@ static gpr_timespec until_next_timer(const mw_worker *w) {
 void *mw_worker_main(void *arg) {
   mw_worker *w = arg;
   int open = 1;
+  tl_self = w;
+  mw_metrics_thread_shard(w->id); /* this thread's slots in the registry */
   while (open) {
     atomic_fetch_add_explicit(&w->beat, 1, memory_order_relaxed);
     open = dispatch(w, grpc_completion_queue_next(w->cq, until_next_timer(w), NULL));
@@ -65,5 +72,7 @@ void *mw_worker_main(void *arg) {
     }
   }
   mw_server_thread_exit(w);
+  tl_self = NULL;
+  mw_metrics_thread_shard(-1);
   return NULL;
 }

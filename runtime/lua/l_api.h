@@ -33,6 +33,10 @@ void mw_lintercept_open(lua_State *L);/* l_intercept.c: now, keep_traceback,
 void mw_ljson_open(lua_State *L);   /* l_json.c: json_decode, json_encode */
 void mw_ljws_open(lua_State *L);    /* l_jws.c: b64url_decode, jws_key(s) */
 void mw_lratelimit_open(lua_State *L); /* l_ratelimit.c: rate_take */
+void mw_ltrace_open(lua_State *L);  /* l_trace.c: trace_start, trace_export,
+                                       trace_options, trace_stats */
+void mw_lyaml_open(lua_State *L);   /* l_yaml.c: load_yaml */
+void mw_lmetrics_open(lua_State *L);/* l_metrics.c: metric_declare, moonwire.metric */
 
 /* l_json.c: JSON limits. Depth counts nested objects and arrays. */
 #define MW_JSON_DEFAULT_DEPTH 64
@@ -43,9 +47,6 @@ void mw_lratelimit_open(lua_State *L); /* l_ratelimit.c: rate_take */
  * on out of memory. */
 int mw_ljson_decode(lua_State *L, const char *s, size_t len, int max_depth,
                     char *err, size_t errlen);
-void mw_ltrace_open(lua_State *L);  /* l_trace.c: trace_start, trace_export,
-                                       trace_options, trace_stats */
-void mw_lyaml_open(lua_State *L);   /* l_yaml.c: load_yaml */
 
 /* l_pattern.c: replaces string.find, match, gmatch and gsub in L's string
  * library with the bounded matcher (the string metatable's __index is that

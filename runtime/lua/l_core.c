@@ -14,6 +14,7 @@ int mw_lcore_open(lua_State *L) {
   mw_lschema_open(L);
   mw_lhandoff_open(L);
   mw_lhealth_open(L);
+  mw_lmetrics_open(L);
   mw_ldrain_open(L);
   mw_lreflect_open(L);
   mw_lintercept_open(L);

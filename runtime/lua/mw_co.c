@@ -11,6 +11,8 @@
  * its copy of a first streaming message and a big response block while it
  * is being encoded. */
 #include "lua/mw_co.h"
+#include "metrics/mw_grpc_metrics.h"
+#include "metrics/mw_metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -353,6 +355,10 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
       return;
     }
   }
+  if (mw_metrics_current() && !h->counted_stop) {
+    h->counted_stop = 1;
+    mw_grpc_count_cpu_stop();
+  }
   lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
   if (L != h->co) lua_sethook(h->co, budget_hook, LUA_MASKCOUNT, 1);
   mw_lstatus_push(L, h->kill_code, kill_reason(h->kill_code));
@@ -370,6 +376,10 @@ int mw_co_overrun(lua_State *L) {
       h->kill_code = MW_STATUS_RESOURCE_EXHAUSTED;
     else
       return 0;
+    if (mw_metrics_current() && !h->counted_stop) {
+      h->counted_stop = 1;
+      mw_grpc_count_cpu_stop();
+    }
     /* From now on the hook fires at every instruction, as after its own stop. */
     lua_sethook(h->co, budget_hook, LUA_MASKCOUNT, 1);
     if (L != h->co) lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);

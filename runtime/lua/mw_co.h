@@ -68,6 +68,7 @@ struct mw_lcall {
                        the slices it was preempted between */
   int finished;     /* the handler ended and the call was finished */
   int kill_code;    /* non-zero once the budget hook stopped the handler */
+  int counted_stop; /* the stop was counted (moonwire_handler_cpu_stops_total) */
   int oom;          /* the handler failed for want of memory */
   int big;          /* allocated as mw_lcall_big */
   int half_closed;  /* the client half-closed its side */

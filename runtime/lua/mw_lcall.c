@@ -74,8 +74,20 @@ static void lcall_on_done(void *self) {
   }
 }
 
+/* What the handler waits on, from its pending operation. */
+static const char *lcall_wait_state(void *self) {
+  const mw_lcall *h = self;
+  if (h->finished) return "finished";
+  if (!h->wait) return "running";
+  if (strcmp(h->wait->what, "mw.sleep") == 0) return "sleep";
+  if (strcmp(h->wait->what, "a time slice") == 0) return "running"; /* preempted */
+  if (strcmp(h->wait->what, "a notice") == 0) return "notice";
+  return h->wait->what;
+}
+
 static const mw_call_ops lua_call_ops = {lcall_on_message, lcall_on_writable,
-                                         lcall_on_cancel, lcall_on_done};
+                                         lcall_on_cancel, lcall_on_done,
+                                         lcall_wait_state};
 
 static mw_lcall *lcall_new(const mw_method *m) {
   /* Streaming requests decode into scratch arenas, so those calls skip the

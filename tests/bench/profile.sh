@@ -11,6 +11,8 @@
 #              access_log: the built-in, every line written (to a file);
 #              trace1 / trace0: tracing at sample 1.0 / 0.0, spans exported
 #              to a small OTLP receiver on loopback
+#   ADMIN=1 in the environment turns the admin listener on (metrics counted),
+#   to measure what the metrics cost per call.
 # Writes BUILD_DIR/bench/profile/: the callgrind files, and prints the
 # worker thread's instructions per call and the runtime's share of them.
 set -euo pipefail
@@ -80,6 +82,9 @@ protos: [bench.proto]
 log: {level: warn}
 $extra_yaml
 YAML
+if [ "${ADMIN:-0}" = 1 ]; then
+  echo 'admin: {listen: "127.0.0.1:0"}' >> "$out/moonwire.yaml"
+fi
 
 rm -f "$out"/callgrind.out*
 valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out/callgrind.out" \

@@ -17,28 +17,30 @@ forbid() {
   fi
 }
 
-lower_than_core='core/|lua/|gen/|cmd/'
-forbid base   "trace/|config/|schema/|codec/|tls/|compress/|$lower_than_core|lua\.h|lauxlib\.h|grpc/|openssl/" "base/ is the bottom layer"
+lower_than_core='core/|lua/|gen/|cmd/|http/'
+forbid base   "trace/|config/|schema/|codec/|tls/|compress/|metrics/|$lower_than_core|lua\.h|lauxlib\.h|grpc/|openssl/" "base/ is the bottom layer"
 forbid tls    "config/|schema/|codec/|compress/|$lower_than_core|lua\.h|grpc/" "tls/ sits on base/ only"
 forbid compress "config/|schema/|codec/|tls/|$lower_than_core|lua\.h|grpc/" "compress/ sits on base/ only"
 forbid trace  "config/|schema/|codec/|tls/|compress/|$lower_than_core|lua\.h|grpc/" "trace/ sits on base/ only"
 forbid config "schema/|codec/|tls/|compress/|$lower_than_core|lua\.h|grpc/" "config/ sits on base/ only"
 forbid schema "codec/|tls/|compress/|$lower_than_core|lua\.h|grpc/" "schema/ sits on base/ only"
 forbid codec  "compress/|$lower_than_core|grpc/" "codec/ is a leaf under lua/"
-forbid core   "lua\.h|lauxlib\.h|lualib\.h|lua/|codec/|gen/|cmd/" "core/ never includes Lua or the layers above it"
-forbid lua    "grpc/|compress/|core/mw_core_internal\.h|core/mw_server\.h|core/mw_mailbox\.h|core/mw_credentials\.h|gen/|cmd/" "lua/ never includes gRPC or the layers above it"
+forbid core   "lua\.h|lauxlib\.h|lualib\.h|lua/|codec/|gen/|cmd/|http/" "core/ never includes Lua or the layers above it"
+forbid metrics "trace/|config/|schema/|codec/|tls/|compress/|$lower_than_core|lua\.h|grpc/|h2o" "metrics/ sits on base/ only"
+forbid http   "cmd/|gen/|grpc/|lua\.h|lauxlib\.h" "http/ sees core/ and lua/ by their public headers only"
+forbid lua    "grpc/|compress/|core/mw_core_internal\.h|core/mw_server\.h|core/mw_mailbox\.h|core/mw_credentials\.h|gen/|cmd/|http/" "lua/ never includes gRPC or the layers above it"
 # Of tls/, lua/ sees only the signature primitive (no OpenSSL types in it).
 forbid lua    "tls/mw_tls\.h" "lua/ uses tls/mw_jws.h only"
-forbid gen    "cmd/|grpc/|lua\.h" "gen/ joins core/ and lua/ by their headers only"
+forbid gen    "cmd/|http/|grpc/|lua\.h" "gen/ joins core/ and lua/ by their headers only"
 # OpenSSL is tls/'s concern alone (gRPC core links its own use of it).
-for f in config schema codec compress trace core lua gen cmd; do
+for f in config schema codec compress trace metrics core lua gen cmd http; do
   forbid "$f" "openssl/" "only tls/ includes OpenSSL"
 done
 # What siblings share stays among them.
 for f in base config schema lua gen cmd; do
   forbid "$f" "codec/mw_codec_internal\.h|codec/mw_codec_reflect\.h" "codec's internals are for codec/ (and its tests) only"
 done
-for f in base config schema codec lua gen cmd; do
+for f in base config schema codec metrics lua gen cmd http; do
   forbid "$f" "core/mw_core_internal\.h|core/mw_credentials\.h" "core's internals are for core/ only"
 done
 

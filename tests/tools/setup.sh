@@ -15,12 +15,13 @@ say() { printf 'test-tools: %s\n' "$*"; }
 die() { printf 'test-tools: error: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages only tests use: raw HTTP/2 frames for the tests' own
-# client and probes (python3-hpack, python3-hyperframe), and nginx, the
-# front proxy of docs/deploy.md; PyJWT and python3-cryptography, which make
-# the bearer tokens of the auth tests. Debian's versions, as the CI image
-# has them.
+# client and probes (python3-hpack, python3-hyperframe), nginx, the front
+# proxy of docs/deploy.md, Prometheus (its server and promtool) with the
+# Python client's text parser, which read the admin listener's /metrics, and
+# PyJWT and python3-cryptography, which make the bearer tokens of the auth
+# tests. Debian's versions, as the CI image has them.
 apt_missing=()
-for p in python3-hpack python3-hyperframe nginx python3-jwt python3-cryptography; do
+for p in python3-hpack python3-hyperframe nginx prometheus python3-prometheus-client python3-jwt python3-cryptography; do
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" = installed ] ||
     apt_missing+=("$p")
 done
@@ -28,8 +29,9 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || die "missing ${apt_missing[*]}; run 'sudo tests/tools/setup.sh', then retry"
   say "installing ${apt_missing[*]}"
   apt-get update -qq
-  # The tests start their own nginx: keep the package from starting one on
-  # port 80 (a policy-rc.d that denies, only if there is none already).
+  # The tests start their own nginx and Prometheus: keep the packages from
+  # starting theirs (ports 80 and 9090) with a policy-rc.d that denies, only
+  # if there is none already.
   policy=/usr/sbin/policy-rc.d
   made_policy=0
   if [ ! -e "$policy" ]; then

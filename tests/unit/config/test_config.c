@@ -716,7 +716,7 @@ static void test_unknown_keys(void) {
              "t.yaml:1:1: unknown key 'zzz' (valid keys: listen, workers, "
              "services, proto_path, limits, keepalive, reload, log, "
              "shutdown_grace_ms, protos, shutdown, health, reflection, tls, methods, "
-             "transport, lua, compression, interceptors, tracing)");
+             "transport, lua, compression, interceptors, tracing, admin, metrics)");
 }
 
 static void test_duplicates(void) {

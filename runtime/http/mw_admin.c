@@ -1,0 +1,324 @@
+/* The admin routes (mw_admin.h). */
+#include "http/mw_admin.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/mw_debug.h"
+#include "http/mw_http.h"
+#include "lua/mw_health.h"
+#include "metrics/mw_mbuf.h"
+#include "metrics/mw_metrics.h"
+
+/* How long /debug/calls waits for each worker's answer. */
+#define MW_ADMIN_DEBUG_WAIT_S 1.0
+
+struct mw_admin {
+  mw_http *http;
+  mw_server *server;
+  mw_lua_mem *mem;
+  int n_mem;
+  pthread_mutex_t mu; /* config_json */
+  char *config_json;  /* owned */
+  size_t config_len;
+};
+
+/* --- /debug/config ------------------------------------------------------ */
+
+static void jkey(mw_mbuf *b, int *first, const char *k) {
+  mw_mbuf_puts(b, *first ? "" : ",");
+  *first = 0;
+  mw_mbuf_json(b, k, strlen(k));
+  mw_mbuf_puts(b, ":");
+}
+int mw_admin_is_secret(const char *key) {
+  static const char *const words[] = {"secret", "token", "password", "passwd", "credential",
+                                      "private", "hmac"};
+  size_t n = strlen(key);
+  char low[128];
+  if (n >= sizeof low) n = sizeof low - 1;
+  for (size_t i = 0; i < n; i++)
+    low[i] = (char)(key[i] >= 'A' && key[i] <= 'Z' ? key[i] - 'A' + 'a' : key[i]);
+  low[n] = 0;
+  if ((n >= 5 && strcmp(low + n - 5, "_file") == 0) ||
+      (n >= 5 && strcmp(low + n - 5, "_path") == 0))
+    return 0;
+  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+    if (strstr(low, words[i])) return 1;
+  return n >= 4 && strcmp(low + n - 4, "_key") == 0;
+}
+
+static void jstr(mw_mbuf *b, int *first, const char *k, const char *v) {
+  jkey(b, first, k);
+  if (v && mw_admin_is_secret(k)) mw_mbuf_puts(b, "\"<redacted>\"");
+  else if (v) mw_mbuf_json(b, v, strlen(v));
+  else mw_mbuf_puts(b, "null");
+}
+static void jint(mw_mbuf *b, int *first, const char *k, long long v) {
+  jkey(b, first, k);
+  mw_mbuf_printf(b, "%lld", v);
+}
+static void jbool(mw_mbuf *b, int *first, const char *k, int v) {
+  jkey(b, first, k);
+  mw_mbuf_puts(b, v ? "true" : "false");
+}
+static void jlist(mw_mbuf *b, int *first, const char *k, const mw_strvec *l) {
+  jkey(b, first, k);
+  mw_mbuf_puts(b, "[");
+  for (size_t i = 0; i < l->n; i++) {
+    if (i) mw_mbuf_puts(b, ",");
+    mw_mbuf_json(b, l->v[i], strlen(l->v[i]));
+  }
+  mw_mbuf_puts(b, "]");
+}
+
+/* Only what the config holds is shown: file paths (the TLS key's path, never
+ * the key), numbers and switches. Settings that carry secrets themselves
+ * (tokens, shared keys) are written as "<redacted>" by their sections. */
+char *mw_admin_config_json(const mw_config *c, size_t *len) {
+  mw_mbuf b = {0};
+  int f = 1, s;
+  mw_mbuf_puts(&b, "{");
+  jstr(&b, &f, "file", c->file);
+  jlist(&b, &f, "listen", &c->listen);
+  jint(&b, &f, "workers", c->workers);
+  jlist(&b, &f, "services", &c->services);
+  jlist(&b, &f, "proto_path", &c->proto_path);
+  jlist(&b, &f, "protos", &c->protos);
+  jkey(&b, &f, "limits");
+  s = 1;
+  mw_mbuf_puts(&b, "{");
+  jint(&b, &s, "max_receive_bytes", c->limits.max_receive_bytes);
+  jint(&b, &s, "max_send_bytes", c->limits.max_send_bytes);
+  jint(&b, &s, "send_queue_bytes", c->limits.send_queue_bytes);
+  jint(&b, &s, "send_queue_messages", c->limits.send_queue_messages);
+  jint(&b, &s, "handler_cpu_ms", c->limits.handler_cpu_ms);
+  jint(&b, &s, "handler_slice_ms", c->limits.handler_slice_ms);
+  jint(&b, &s, "lua_memory_mb", c->limits.lua_memory_mb);
+  jint(&b, &s, "max_concurrent_streams", c->limits.max_concurrent_streams);
+  jint(&b, &s, "max_header_list_size", c->limits.max_header_list_size);
+  jint(&b, &s, "max_inflight_calls", c->limits.max_inflight_calls);
+  jint(&b, &s, "max_rss_mb", c->limits.max_rss_mb);
+  mw_mbuf_puts(&b, "}");
+  jkey(&b, &f, "keepalive");
+  s = 1;
+  mw_mbuf_puts(&b, "{");
+  jint(&b, &s, "time_ms", c->keepalive.time_ms);
+  jint(&b, &s, "timeout_ms", c->keepalive.timeout_ms);
+  jint(&b, &s, "min_client_ping_ms", c->keepalive.min_client_ping_ms);
+  jint(&b, &s, "max_ping_strikes", c->keepalive.max_ping_strikes);
+  jint(&b, &s, "max_connection_idle_ms", c->keepalive.max_connection_idle_ms);
+  jint(&b, &s, "max_connection_age_ms", c->keepalive.max_connection_age_ms);
+  jint(&b, &s, "max_connection_age_grace_ms", c->keepalive.max_connection_age_grace_ms);
+  mw_mbuf_puts(&b, "}");
+  jkey(&b, &f, "transport");
+  s = 1;
+  mw_mbuf_puts(&b, "{");
+  jbool(&b, &s, "bdp_probe", c->transport.bdp_probe);
+  jint(&b, &s, "stream_window", c->transport.stream_window);
+  jint(&b, &s, "max_frame_size", c->transport.max_frame_size);
+  jint(&b, &s, "handshake_timeout_ms", c->transport.handshake_timeout_ms);
+  jint(&b, &s, "memory_mb", c->transport.memory_mb);
+  mw_mbuf_puts(&b, "}");
+  jkey(&b, &f, "reload");
+  s = 1;
+  mw_mbuf_puts(&b, "{");
+  jbool(&b, &s, "watch", c->reload.watch);
+  mw_mbuf_puts(&b, "}");
+  jkey(&b, &f, "shutdown");
+  s = 1;
+  mw_mbuf_puts(&b, "{");
+  jint(&b, &s, "grace_ms", c->shutdown_grace_ms);
+  jint(&b, &s, "drain_delay_ms", c->shutdown_drain_delay_ms);
+  mw_mbuf_puts(&b, "}");
+  jkey(&b, &f, "methods");
+  mw_mbuf_puts(&b, "{");
+  s = 1;
+  for (size_t i = 0; i < c->n_methods; i++) {
+    jkey(&b, &s, c->methods[i].path);
+    int m = 1;
+    mw_mbuf_puts(&b, "{");
+    jint(&b, &m, "max_concurrent", c->methods[i].max_concurrent);
+    mw_mbuf_puts(&b, "}");
+  }
+  mw_mbuf_puts(&b, "}");
+  jbool(&b, &f, "health", c->health);
+  jbool(&b, &f, "reflection", c->reflection);
+  jkey(&b, &f, "tls");
+  s = 1;
+  mw_mbuf_puts(&b, "{");
+  jstr(&b, &s, "cert", c->tls.cert);
+  jstr(&b, &s, "key", c->tls.key); /* a path; the key itself is never read here */
+  jstr(&b, &s, "client_ca", c->tls.client_ca);
+  jbool(&b, &s, "require_client_cert", c->tls.require_client_cert);
+  mw_mbuf_puts(&b, "}");
+  jkey(&b, &f, "lua");
+  s = 1;
+  mw_mbuf_puts(&b, "{");
+  jbool(&b, &s, "unsafe", c->lua.unsafe);
+  mw_mbuf_puts(&b, "}");
+  jkey(&b, &f, "admin");
+  s = 1;
+  mw_mbuf_puts(&b, "{");
+  jstr(&b, &s, "listen", c->admin.listen);
+  jint(&b, &s, "max_connections", c->admin.max_connections);
+  jint(&b, &s, "timeout_ms", c->admin.timeout_ms);
+  mw_mbuf_puts(&b, "}");
+  jkey(&b, &f, "metrics");
+  s = 1;
+  mw_mbuf_puts(&b, "{");
+  jint(&b, &s, "max_series", c->metrics.max_series);
+  mw_mbuf_puts(&b, "}");
+  mw_mbuf_puts(&b, "}\n");
+  return mw_mbuf_take(&b, len);
+}
+
+void mw_admin_set_config(mw_admin *a, const mw_config *cfg) {
+  size_t len = 0;
+  char *j = mw_admin_config_json(cfg, &len);
+  if (!j) return;
+  pthread_mutex_lock(&a->mu);
+  free(a->config_json);
+  a->config_json = j;
+  a->config_len = len;
+  pthread_mutex_unlock(&a->mu);
+}
+
+/* --- /metrics ------------------------------------------------------------ */
+
+static void render_metrics(mw_admin *a, mw_mbuf *b) {
+  mw_metrics *r = mw_metrics_current();
+  if (r) mw_metrics_render(r, b);
+  mw_server_stats st;
+  mw_server_read_stats(a->server, &st);
+  int n = mw_server_workers(a->server);
+  char wbuf[16];
+  const char *lab[2] = {"worker", wbuf};
+  mw_metrics_render_header(b, "moonwire_live_calls", "Calls in flight, per worker.", "gauge");
+  for (int i = 0; i < n; i++) {
+    size_t live, queued;
+    mw_server_worker_load(a->server, i, &live, &queued);
+    snprintf(wbuf, sizeof wbuf, "%d", i);
+    mw_metrics_render_sample(b, "moonwire_live_calls", lab, 1, (double)live);
+  }
+  mw_metrics_render_header(b, "moonwire_queued_send_bytes",
+                           "Response bytes queued and not yet written, per worker.", "gauge");
+  for (int i = 0; i < n; i++) {
+    size_t live, queued;
+    mw_server_worker_load(a->server, i, &live, &queued);
+    snprintf(wbuf, sizeof wbuf, "%d", i);
+    mw_metrics_render_sample(b, "moonwire_queued_send_bytes", lab, 1, (double)queued);
+  }
+  mw_metrics_render_header(b, "moonwire_lua_memory_bytes",
+                           "Memory held by the Lua states of each worker.", "gauge");
+  for (int i = 0; i < a->n_mem; i++) {
+    snprintf(wbuf, sizeof wbuf, "%d", i);
+    mw_metrics_render_sample(b, "moonwire_lua_memory_bytes", lab, 1,
+                             (double)atomic_load_explicit(&a->mem[i].used, memory_order_relaxed));
+  }
+  mw_metrics_render_header(b, "moonwire_generation", "Id of the generation now serving.",
+                           "gauge");
+  mw_metrics_render_sample(b, "moonwire_generation", NULL, 0, st.generation);
+  mw_metrics_render_header(b, "moonwire_reloads_total", "Successful reloads.", "counter");
+  mw_metrics_render_sample(b, "moonwire_reloads_total", NULL, 0, (double)st.reloads);
+  mw_metrics_render_header(b, "moonwire_reload_failures_total",
+                           "Reloads that failed (the previous generation kept serving).",
+                           "counter");
+  mw_metrics_render_sample(b, "moonwire_reload_failures_total", NULL, 0,
+                           (double)st.reload_failures);
+  mw_metrics_render_header(b, "moonwire_draining", "1 from the start of the drain on.", "gauge");
+  mw_metrics_render_sample(b, "moonwire_draining", NULL, 0, mw_health_draining() ? 1 : 0);
+}
+
+/* --- routing --------------------------------------------------------------- */
+
+static int is(const char *p, size_t n, const char *lit) {
+  return strlen(lit) == n && memcmp(p, lit, n) == 0;
+}
+
+static void text(mw_http_reply *out, int status, const char *s) {
+  out->status = status;
+  out->body = strdup(s);
+  out->len = out->body ? strlen(s) : 0;
+}
+
+static void route(void *ud, const char *method, size_t mlen, const char *path, size_t plen,
+                  mw_http_reply *out) {
+  mw_admin *a = ud;
+  int known = is(path, plen, "/metrics") || is(path, plen, "/healthz") ||
+              is(path, plen, "/readyz") || is(path, plen, "/debug/calls") ||
+              is(path, plen, "/debug/config");
+  if (!known) {
+    text(out, 404, "not found\n");
+    return;
+  }
+  if (!is(method, mlen, "GET")) {
+    text(out, 405, "method not allowed\n");
+    out->allow = "GET";
+    return;
+  }
+  if (is(path, plen, "/healthz")) {
+    text(out, 200, "ok\n");
+  } else if (is(path, plen, "/readyz")) {
+    if (mw_health_draining()) text(out, 503, "draining\n");
+    else text(out, 200, "ready\n");
+  } else if (is(path, plen, "/metrics")) {
+    mw_mbuf b = {0};
+    render_metrics(a, &b);
+    out->status = 200;
+    out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    out->body = mw_mbuf_take(&b, &out->len);
+    if (!out->body) text(out, 500, "out of memory\n");
+  } else if (is(path, plen, "/debug/calls")) {
+    out->status = 200;
+    out->content_type = "application/json";
+    out->body = mw_debug_calls(MW_ADMIN_DEBUG_WAIT_S, &out->len);
+    if (!out->body) text(out, 500, "out of memory\n");
+  } else {
+    pthread_mutex_lock(&a->mu);
+    out->body = a->config_json ? malloc(a->config_len + 1) : NULL;
+    if (out->body) {
+      memcpy(out->body, a->config_json, a->config_len + 1);
+      out->len = a->config_len;
+    }
+    pthread_mutex_unlock(&a->mu);
+    out->status = out->body ? 200 : 500;
+    out->content_type = "application/json";
+  }
+}
+
+mw_admin *mw_admin_start(const mw_config *cfg, mw_server *server, mw_lua_mem *mem, int n_mem,
+                         mw_diag *diag) {
+  mw_admin *a = calloc(1, sizeof *a);
+  if (!a) {
+    mw_diag_add(diag, "admin: out of memory");
+    return NULL;
+  }
+  a->server = server;
+  a->mem = mem;
+  a->n_mem = n_mem;
+  pthread_mutex_init(&a->mu, NULL);
+  mw_admin_set_config(a, cfg);
+  mw_http_opts o = {.max_connections = (long)cfg->admin.max_connections,
+                    .timeout_ms = (long)cfg->admin.timeout_ms};
+  a->http = mw_http_start(cfg->admin.listen, &o, route, a, diag);
+  if (!a->http) {
+    mw_admin_stop(a);
+    return NULL;
+  }
+  return a;
+}
+
+const char *mw_admin_address(const mw_admin *a) { return mw_http_address(a->http); }
+
+void mw_admin_stop(mw_admin *a) {
+  if (!a) return;
+  mw_http_stop(a->http);
+  a->http = NULL;
+  free(a->config_json);
+  pthread_mutex_destroy(&a->mu);
+  free(a);
+}

@@ -1,0 +1,50 @@
+-- moonwire.metrics over moonwire.core with no server (so no registry: the
+-- declarations are checked on the private one, updates do nothing). The
+-- counting itself is tested in tests/e2e/test_admin.py and
+-- tests/unit/metrics/test_metrics.c.
+local metrics = require "moonwire.metrics"
+
+describe("moonwire.metrics", function()
+  it("returns a metric for each type", function()
+    local c = metrics.counter("spec_calls_total", "Calls.", {"kind"})
+    local g = metrics.gauge("spec_depth", "Depth.")
+    local h = metrics.histogram("spec_seconds", "Time.", {"op"}, {0.1, 1})
+    assert.are.equal("moonwire.metric", getmetatable(c).__name)
+    c:inc({kind = "a"})
+    c:add(2, {"b"})
+    g:set(3)
+    g:dec()
+    h:observe(0.5, {op = "x"})
+  end)
+
+  it("accepts the same shape again and refuses another", function()
+    metrics.counter("spec_again_total", "x", {"a", "b"})
+    assert.has_no.errors(function() metrics.counter("spec_again_total", "other help", {"a", "b"}) end)
+    assert.has_error(function() metrics.counter("spec_again_total", "x", {"b", "a"}) end)
+    assert.has_error(function() metrics.gauge("spec_again_total", "x", {"a", "b"}) end)
+    metrics.histogram("spec_h", "x", nil, {1, 2})
+    assert.has_error(function() metrics.histogram("spec_h", "x", nil, {1, 3}) end)
+  end)
+
+  it("raises on bad names, labels and buckets", function()
+    assert.has_error(function() metrics.counter("bad-name", "x") end)
+    assert.has_error(function() metrics.counter("", "x") end)
+    assert.has_error(function() metrics.counter(42, "x") end)
+    assert.has_error(function() metrics.counter("spec_l_total", "x", {"a:b"}) end)
+    assert.has_error(function() metrics.counter("spec_l_total", "x", {"a", "a"}) end)
+    assert.has_error(function() metrics.histogram("spec_le", "x", {"le"}) end)
+    assert.has_error(function() metrics.histogram("spec_b", "x", nil, {2, 1}) end)
+    assert.has_error(function() metrics.histogram("spec_b", "x", nil, {}) end)
+    assert.has_error(function() metrics.histogram("spec_b", "x", nil, "1,2") end)
+  end)
+
+  it("checks the operation and the value", function()
+    local c = metrics.counter("spec_ops_total", "x")
+    assert.has_error(function() c:set(1) end)
+    assert.has_error(function() c:observe(1) end)
+    assert.has_error(function() c:add(-1) end)
+    assert.has_error(function() c:add(0 / 0) end)
+    local h = metrics.histogram("spec_ops_seconds", "x")
+    assert.has_error(function() h:inc() end)
+  end)
+end)
