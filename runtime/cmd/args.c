@@ -26,6 +26,8 @@ static const char usage[] =
     "  -c, --config FILE     YAML configuration (see docs/config.md)\n"
     "  -l, --listen ADDR     listen on ADDR instead of the config's listen;\n"
     "                        port 0 picks a free port\n"
+    "      --admin ADDR      serve the admin listener (/metrics, /healthz,\n"
+    "                        /readyz, /debug/...) on ADDR (admin.listen)\n"
     "  -h, --help            this text\n"
     "  -V, --version         the version\n"
     "\n"
@@ -90,6 +92,14 @@ int mw_cmd_parse(int argc, char **argv, options *o) {
       o->config = a + 9;
     } else if (!strncmp(a, "--listen=", 9)) {
       o->listen = a + 9;
+    } else if (!strcmp(a, "--admin")) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "moonwire: %s needs a value\n", a);
+        return 2;
+      }
+      o->admin = argv[++i];
+    } else if (!strncmp(a, "--admin=", 8)) {
+      o->admin = a + 8;
     } else if ((tls_field = tls_flag(o, a, &tls_val))) {
       if (!tls_val && i + 1 >= argc) {
         fprintf(stderr, "moonwire: %s needs a value\n", a);
@@ -188,6 +198,18 @@ int mw_cmd_load_config(const options *o, mw_config *cfg, mw_diag *diag) {
       mw_diag_add(diag, "--listen %s: %s", o->listen, problem);
     } else {
       mw_strvec_set1(&cfg->listen, o->listen);
+    }
+  }
+  if (o->admin) {
+    const char *problem = mw_config_check_address(o->admin);
+    char *copy = problem ? NULL : strdup(o->admin);
+    if (problem) {
+      mw_diag_add(diag, "--admin %s: %s", o->admin, problem);
+    } else if (!copy) {
+      mw_diag_add(diag, "--admin: out of memory");
+    } else {
+      free(cfg->admin.listen);
+      cfg->admin.listen = copy;
     }
   }
   apply_tls_flags(o, cfg, diag);

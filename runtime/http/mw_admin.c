@@ -12,6 +12,7 @@
 #include "lua/mw_health.h"
 #include "metrics/mw_mbuf.h"
 #include "metrics/mw_metrics.h"
+#include "trace/mw_otlp.h"
 
 /* How long /debug/calls waits for each worker's answer. */
 #define MW_ADMIN_DEBUG_WAIT_S 1.0
@@ -71,6 +72,53 @@ static void jlist(mw_mbuf *b, int *first, const char *k, const mw_strvec *l) {
   for (size_t i = 0; i < l->n; i++) {
     if (i) mw_mbuf_puts(b, ",");
     mw_mbuf_json(b, l->v[i], strlen(l->v[i]));
+  }
+  mw_mbuf_puts(b, "]");
+}
+
+/* An interceptor's options as written, any value under a secret-looking key
+ * (a JWT shared secret, a token) redacted however deep it sits. */
+static void jvalue(mw_mbuf *b, const mw_config_value *v, int secret) {
+  if (secret && v->type != MW_CV_NIL) {
+    mw_mbuf_puts(b, "\"<redacted>\"");
+    return;
+  }
+  switch (v->type) {
+  case MW_CV_BOOL: mw_mbuf_puts(b, v->boolean ? "true" : "false"); break;
+  case MW_CV_INT: mw_mbuf_printf(b, "%lld", (long long)v->i); break;
+  case MW_CV_FLOAT: mw_mbuf_printf(b, "%.17g", v->f); break;
+  case MW_CV_STRING: mw_mbuf_json(b, v->s, v->len); break;
+  case MW_CV_MAP: {
+    int f = 1;
+    mw_mbuf_puts(b, "{");
+    for (size_t i = 0; i < v->n; i++) {
+      jkey(b, &f, v->keys[i]);
+      jvalue(b, &v->items[i], mw_admin_is_secret(v->keys[i]));
+    }
+    mw_mbuf_puts(b, "}");
+    break;
+  }
+  case MW_CV_LIST:
+    mw_mbuf_puts(b, "[");
+    for (size_t i = 0; i < v->n; i++) {
+      if (i) mw_mbuf_puts(b, ",");
+      jvalue(b, &v->items[i], 0);
+    }
+    mw_mbuf_puts(b, "]");
+    break;
+  default: mw_mbuf_puts(b, "null"); break;
+  }
+}
+
+static void jinterceptors(mw_mbuf *b, int *first, const mw_config_interceptors *l) {
+  jkey(b, first, "interceptors");
+  mw_mbuf_puts(b, "[");
+  for (size_t i = 0; i < l->n; i++) {
+    int f = 1;
+    mw_mbuf_puts(b, i ? ",{" : "{");
+    jkey(b, &f, l->v[i].name);
+    jvalue(b, &l->v[i].opts, 0);
+    mw_mbuf_puts(b, "}");
   }
   mw_mbuf_puts(b, "]");
 }
@@ -142,6 +190,11 @@ char *mw_admin_config_json(const mw_config *c, size_t *len) {
     int m = 1;
     mw_mbuf_puts(&b, "{");
     jint(&b, &m, "max_concurrent", c->methods[i].max_concurrent);
+    jint(&b, &m, "max_receive_bytes", c->methods[i].max_receive_bytes);
+    jint(&b, &m, "max_send_bytes", c->methods[i].max_send_bytes);
+    jint(&b, &m, "deadline_default_ms", c->methods[i].deadline_default_ms);
+    jint(&b, &m, "deadline_max_ms", c->methods[i].deadline_max_ms);
+    jinterceptors(&b, &m, &c->methods[i].interceptors);
     mw_mbuf_puts(&b, "}");
   }
   mw_mbuf_puts(&b, "}");
@@ -160,6 +213,22 @@ char *mw_admin_config_json(const mw_config *c, size_t *len) {
   mw_mbuf_puts(&b, "{");
   jbool(&b, &s, "unsafe", c->lua.unsafe);
   mw_mbuf_puts(&b, "}");
+  jinterceptors(&b, &f, &c->interceptors);
+  jkey(&b, &f, "tracing");
+  if (c->tracing.otlp) {
+    s = 1;
+    mw_mbuf_puts(&b, "{");
+    jstr(&b, &s, "otlp", c->tracing.otlp);
+    jstr(&b, &s, "service_name", c->tracing.service_name);
+    jkey(&b, &s, "sample");
+    mw_mbuf_printf(&b, "%g", c->tracing.sample);
+    jint(&b, &s, "batch", c->tracing.batch);
+    jint(&b, &s, "flush_ms", c->tracing.flush_ms);
+    jint(&b, &s, "queue", c->tracing.queue);
+    mw_mbuf_puts(&b, "}");
+  } else {
+    mw_mbuf_puts(&b, "null");
+  }
   jkey(&b, &f, "admin");
   s = 1;
   mw_mbuf_puts(&b, "{");
@@ -231,6 +300,22 @@ static void render_metrics(mw_admin *a, mw_mbuf *b) {
                            (double)st.reload_failures);
   mw_metrics_render_header(b, "moonwire_draining", "1 from the start of the drain on.", "gauge");
   mw_metrics_render_sample(b, "moonwire_draining", NULL, 0, mw_health_draining() ? 1 : 0);
+  if (mw_otlp_running()) {
+    mw_otlp_stats ts;
+    mw_otlp_stats_get(&ts);
+    mw_metrics_render_header(b, "moonwire_trace_spans_exported_total",
+                             "Spans the OTLP collector accepted.", "counter");
+    mw_metrics_render_sample(b, "moonwire_trace_spans_exported_total", NULL, 0,
+                             (double)ts.exported);
+    mw_metrics_render_header(b, "moonwire_trace_spans_dropped_total",
+                             "Spans lost: the export queue was full or the collector failed.",
+                             "counter");
+    mw_metrics_render_sample(b, "moonwire_trace_spans_dropped_total", NULL, 0,
+                             (double)ts.dropped);
+    mw_metrics_render_header(b, "moonwire_trace_spans_queued",
+                             "Spans waiting for the exporter.", "gauge");
+    mw_metrics_render_sample(b, "moonwire_trace_spans_queued", NULL, 0, (double)ts.queued);
+  }
 }
 
 /* --- routing --------------------------------------------------------------- */

@@ -475,6 +475,26 @@ class AdminOffTest(mwtest.TestCase):
                           str(ctx.exception))
 
 
+class AdminFlagTest(mwtest.TestCase):
+    def test_admin_flag(self):
+        """--admin ADDR (what `make run` passes) turns the listener on over a
+        config without admin; a bad address is refused before serving."""
+        svc = self.service_dir({"m.proto": PROTO, "m.lua": LUA})
+        protos = Protos(svc.path)
+        with Server(svc, config="workers: 1\n", args=["--admin", "127.0.0.1:0"]) as s:
+            addr = admin_addr(s)
+            M = protos.msg("m.M")
+            for _ in range(3):
+                protos.unary(s.channel(), "/m.S/Get")(M(x="a"), timeout=10)
+            status, _, body = get(addr, "/metrics")
+            self.assertEqual(status, 200)
+            self.assertIn('grpc_server_handled_total{grpc_type="unary",grpc_service="m.S",'
+                          'grpc_method="Get",grpc_code="OK"} 3', body)
+        r = mwtest.run_cli("check", "--admin", "nowhere", svc.path)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--admin nowhere:", r.stderr)
+
+
 class AdminDrainTest(mwtest.TestCase):
     def test_readyz_flips_during_drain(self):
         svc = self.service_dir({"m.proto": PROTO, "m.lua": LUA})

@@ -27,7 +27,11 @@ static void test_config_json(void) {
   mw_config_init(&c);
   const char y[] = "workers: 3\n"
                    "admin: {listen: \"127.0.0.1:9\", max_connections: 5}\n"
-                   "methods: {\"/a.B/C\": {max_concurrent: 2}}\n"
+                   "methods: {\"/a.B/C\": {max_concurrent: 2, interceptors: [access_log]}}\n"
+                   "interceptors:\n"
+                   "  - auth: {jwt: {secret: hunter2, audience: [shop]}, leeway: 30s}\n"
+                   "  - rate_limit: {rate: 2.5, burst: 4, key: peer, on: true}\n"
+                   "tracing: {otlp: \"http://127.0.0.1:4318/v1/traces\", sample: 0.5}\n"
                    "listen: [\"127.0.0.1:1\", \"[::1]:2\"]\n";
   MW_CHECK_INT(mw_config_load_string(&c, y, sizeof y - 1, "t.yaml", "/tmp", &d), 0);
   size_t len;
@@ -37,8 +41,16 @@ static void test_config_json(void) {
   MW_CHECK_CONTAINS(j, "\"listen\":[\"127.0.0.1:1\",\"[::1]:2\"]");
   MW_CHECK_CONTAINS(j, "\"admin\":{\"listen\":\"127.0.0.1:9\",\"max_connections\":5,"
                        "\"timeout_ms\":10000}");
-  MW_CHECK_CONTAINS(j, "\"methods\":{\"/a.B/C\":{\"max_concurrent\":2}}");
+  MW_CHECK_CONTAINS(j, "\"methods\":{\"/a.B/C\":{\"max_concurrent\":2,");
+  MW_CHECK_CONTAINS(j, "\"deadline_max_ms\":0,\"interceptors\":[{\"access_log\":{}}]}}");
   MW_CHECK_CONTAINS(j, "\"tls\":{\"cert\":null,\"key\":null");
+  /* Interceptor options as written, a secret redacted wherever it sits. */
+  MW_CHECK_CONTAINS(j, "\"interceptors\":[{\"auth\":{\"jwt\":{\"secret\":\"<redacted>\","
+                       "\"audience\":[\"shop\"]},\"leeway\":\"30s\"}},"
+                       "{\"rate_limit\":{\"rate\":2.5,\"burst\":4,\"key\":\"peer\",\"on\":true}}]");
+  MW_CHECK(strstr(j, "hunter2") == NULL);
+  MW_CHECK_CONTAINS(j, "\"tracing\":{\"otlp\":\"http://127.0.0.1:4318/v1/traces\","
+                       "\"service_name\":null,\"sample\":0.5,");
   free(j);
   mw_config_free(&c);
   mw_diag_free(&d);
