@@ -35,6 +35,9 @@ void mw_ljws_open(lua_State *L);    /* l_jws.c: b64url_decode, jws_key(s) */
 void mw_lratelimit_open(lua_State *L); /* l_ratelimit.c: rate_take */
 void mw_ltrace_open(lua_State *L);  /* l_trace.c: trace_start, trace_export,
                                        trace_options, trace_stats */
+/* l_trace.c: pushes the span exporter's counters {exported=, dropped=,
+ * queued=, failed_requests=} (core.trace_stats, mw.stats().tracing). */
+void mw_ltrace_push_stats(lua_State *L);
 void mw_lyaml_open(lua_State *L);   /* l_yaml.c: load_yaml */
 void mw_lmetrics_open(lua_State *L);/* l_metrics.c: metric_declare, moonwire.metric */
 

@@ -47,7 +47,7 @@ static int l_log(lua_State *L) {
 }
 
 /* core.stats() -> {live_calls=, generation=, reloads=, reload_failures=,
- * lua_memory=, tracing = {exported=, dropped=, queued=} (tracing on only)} as the server sees them now. Handlers only. */
+ * lua_memory=, tracing = {exported=, dropped=, queued=, failed_requests=} (tracing on only)} as the server sees them now. Handlers only. */
 static int l_stats(lua_State *L) {
   mw_lcall *h = mw_co_current(L);
   if (!h) return luaL_error(L, "mw.stats must be called from a handler");
@@ -68,15 +68,7 @@ static int l_stats(lua_State *L) {
   /* Only with tracing on: scripts that reply with this table as a message
    * keep working while it is off. */
   if (mw_otlp_running()) {
-    mw_otlp_stats ts;
-    mw_otlp_stats_get(&ts);
-    lua_createtable(L, 0, 3);
-    lua_pushinteger(L, (lua_Integer)ts.exported);
-    lua_setfield(L, -2, "exported");
-    lua_pushinteger(L, (lua_Integer)ts.dropped);
-    lua_setfield(L, -2, "dropped");
-    lua_pushinteger(L, (lua_Integer)ts.queued);
-    lua_setfield(L, -2, "queued");
+    mw_ltrace_push_stats(L);
     lua_setfield(L, -2, "tracing");
   }
   return 1;

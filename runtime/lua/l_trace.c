@@ -299,8 +299,7 @@ static int l_trace_options(lua_State *L) {
   return 1;
 }
 
-/* core.trace_stats() -> {exported=, dropped=, queued=, failed_requests=}. */
-static int l_trace_stats(lua_State *L) {
+void mw_ltrace_push_stats(lua_State *L) {
   mw_otlp_stats s;
   mw_otlp_stats_get(&s);
   lua_createtable(L, 0, 4);
@@ -312,6 +311,11 @@ static int l_trace_stats(lua_State *L) {
   lua_setfield(L, -2, "queued");
   lua_pushinteger(L, (lua_Integer)s.requests_failed);
   lua_setfield(L, -2, "failed_requests");
+}
+
+/* core.trace_stats() -> {exported=, dropped=, queued=, failed_requests=}. */
+static int l_trace_stats(lua_State *L) {
+  mw_ltrace_push_stats(L);
   return 1;
 }
 
