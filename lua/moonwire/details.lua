@@ -128,8 +128,16 @@ end
 -- seconds (a number) -> google.protobuf.Duration's table.
 local function duration(s)
   local whole = s >= 0 and math.floor(s) or math.ceil(s)
+  local nanos = math.floor((s - whole) * 1e9 + 0.5)
+  -- Rounding can reach a whole second (0.9999999999): carry it, as a
+  -- Duration's nanos must stay within -999,999,999 .. 999,999,999.
+  if nanos >= 1000000000 then
+    whole, nanos = whole + 1, nanos - 1000000000
+  elseif nanos <= -1000000000 then
+    whole, nanos = whole - 1, nanos + 1000000000
+  end
   return {seconds = mtype(whole) == "integer" and whole or math.tointeger(whole) or 0,
-          nanos = math.floor((s - whole) * 1e9 + 0.5)}
+          nanos = nanos}
 end
 
 function M.RetryInfo(t)

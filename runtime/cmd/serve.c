@@ -336,6 +336,8 @@ int mw_cmd_serve(const options *o) {
                           .flush_ms = (int)sv.cfg.tracing.flush_ms};
     if (mw_otlp_start(&oo, err, sizeof err) != 0) {
       fprintf(stderr, "moonwire: %s\n", err);
+      mw_grpc_metrics_forget();
+      mw_metrics_free(sv.metrics); /* NULL when admin is off */
       mw_diag_free(&diag);
       mw_config_free(&sv.cfg);
       free(sv.mem);

@@ -94,7 +94,12 @@ int mw_call_worker_id(const mw_call *c) { return c->w->id; }
 double mw_call_deadline(const mw_call *c) { return c->deadline; }
 int mw_call_cancelled(const mw_call *c) { return c->cancelled; }
 const mw_call_io *mw_call_io_of(const mw_call *c) { return &c->io; }
-int mw_call_status(const mw_call *c) { return c->finish_requested ? (int)c->code : -1; }
+int mw_call_status(const mw_call *c) {
+  if (c->finish_requested) return (int)c->code;
+  if (!c->cancelled) return -1;
+  return c->deadline != 0 && mw_wall_now() >= c->deadline ? MW_STATUS_DEADLINE_EXCEEDED
+                                                          : MW_STATUS_CANCELLED;
+}
 void mw_call_server_stats(const mw_call *c, mw_server_stats *out) {
   mw_counters_read(c->w->counters, out);
 }
@@ -158,7 +163,7 @@ static void observe_end(mw_call *c) {
   if (c->q_bytes) q_bytes_add(c, -(long)c->q_bytes);
   if (!c->ms || !mw_metrics_current()) return;
   int code = mw_call_status(c);
-  if (code < 0) code = c->cancelled ? MW_STATUS_CANCELLED : MW_STATUS_UNKNOWN;
+  if (code < 0) code = MW_STATUS_UNKNOWN; /* ended neither finished nor cancelled */
   mw_grpc_handled(c->ms, code, mw_now() - c->io.start, c->io.msgs_in, c->io.msgs_out);
 }
 

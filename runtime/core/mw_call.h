@@ -40,7 +40,9 @@ const mw_call_io *mw_call_io_of(const mw_call *c);
  * "running"...), else the call layer's own ("read:request", "finishing",
  * "queued"). A static string. */
 const char *mw_call_wait_state(const mw_call *c);
-/* The status the call ends with, once mw_call_finish chose it; else -1. */
+/* The status the call ends with: the one mw_call_finish chose; for a call
+ * cancelled before that, DEADLINE_EXCEEDED when its deadline has passed, else
+ * CANCELLED; -1 while neither has happened. */
 int mw_call_status(const mw_call *c);
 /* Request metadata: count, then key/value by index (not NUL-terminated). */
 size_t mw_call_metadata_count(const mw_call *c);

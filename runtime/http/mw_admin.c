@@ -1,6 +1,7 @@
 /* The admin routes (mw_admin.h). */
 #include "http/mw_admin.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -86,7 +87,10 @@ static void jvalue(mw_mbuf *b, const mw_config_value *v, int secret) {
   switch (v->type) {
   case MW_CV_BOOL: mw_mbuf_puts(b, v->boolean ? "true" : "false"); break;
   case MW_CV_INT: mw_mbuf_printf(b, "%lld", (long long)v->i); break;
-  case MW_CV_FLOAT: mw_mbuf_printf(b, "%.17g", v->f); break;
+  case MW_CV_FLOAT: /* JSON has no inf or nan (.inf, .nan in YAML) */
+    if (isfinite(v->f)) mw_mbuf_printf(b, "%.17g", v->f);
+    else mw_mbuf_puts(b, "null");
+    break;
   case MW_CV_STRING: mw_mbuf_json(b, v->s, v->len); break;
   case MW_CV_MAP: {
     int f = 1;

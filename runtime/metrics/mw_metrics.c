@@ -70,7 +70,8 @@ fail:
 }
 
 static void series_free(mw_met_series *s, size_t n) {
-  for (size_t i = 0; i < n; i++) free(s->values[i]);
+  /* Also for a series whose arrays could not be allocated. */
+  for (size_t i = 0; s->values && i < n; i++) free(s->values[i]);
   free(s->values);
   free(s->lens);
   free(s);

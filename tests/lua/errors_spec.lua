@@ -26,6 +26,9 @@ describe("mw.details", function()
 
   it("has convenience forms", function()
     assert.same({seconds = 1, nanos = 500000000}, d.RetryInfo(1.5).retry_delay)
+    -- rounding that reaches a whole second carries into seconds
+    assert.same({seconds = 1, nanos = 0}, d.RetryInfo(0.9999999999).retry_delay)
+    assert.same({seconds = -1, nanos = 0}, d.RetryInfo(-0.9999999999).retry_delay)
     assert.same({seconds = 2}, d.RetryInfo{retry_delay = {seconds = 2}}.retry_delay)
     assert.same({{field = "a", description = "x"}, {field = "b", description = "y"}},
                 d.BadRequest{b = "y", a = "x"}.field_violations)

@@ -21,6 +21,7 @@
 -- the caller in ctx.values.identity ({kind = "jwt" | "mtls", subject =,
 -- ...}).
 local mw = require "moonwire"
+local core = require "moonwire.core"
 local jwt = require "moonwire.jwt"
 
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
@@ -29,15 +30,8 @@ local M = {}
 
 local DOMAIN = "moonwire.auth"
 
-local function detail(name, fields)
-  local d = mw.details and mw.details[name]
-  if d then return d(fields) end
-  fields["@type"] = "type.googleapis.com/google.rpc." .. name
-  return fields
-end
-
 local function refuse(code, reason, why)
-  mw.fail(code, reason .. ": " .. why, {detail("ErrorInfo", {reason = reason, domain = DOMAIN})})
+  mw.fail(code, reason .. ": " .. why, {mw.details.ErrorInfo({reason = reason, domain = DOMAIN})})
 end
 
 local function list(v, what)
@@ -151,6 +145,19 @@ function M.new(opts, env)
     if type(opts.rules) ~= "table" then error("rules must be a map of method or service to rule", 0) end
     for where, r in pairs(opts.rules) do
       if type(where) ~= "string" then error("rules: keys are /pkg.Service/Method or pkg.Service", 0) end
+      -- A rule for a name the schema lacks would never apply: a typo must
+      -- not leave a method under the default rule unnoticed.
+      local svc, method = where:match "^/([^/]+)/([^/]+)$"
+      if not svc and where:sub(1, 1) == "/" then
+        error(("rules.%s: expected /pkg.Service/Method or pkg.Service"):format(where), 0)
+      end
+      local problem = core.service_problem(svc or where)
+      if problem then error(("rules.%s: %s"):format(where, problem), 0) end
+      local names, index = core.methods(svc or where)
+      if method and index and not index[method] then
+        error(("rules.%s: %s has no method '%s' (methods: %s)")
+              :format(where, svc, method, table.concat(names, ", ")), 0)
+      end
       rules[where] = check_rule(r, "rules." .. where)
     end
   end

@@ -28,13 +28,6 @@ local take = core.rate_take
 
 local M = {}
 
-local function detail(name, fields)
-  local d = mw.details and mw.details[name]
-  if d then return d(fields) end
-  fields["@type"] = "type.googleapis.com/google.rpc." .. name
-  return fields
-end
-
 local OPTIONS = {rate = true, burst = true, key = true, per_method = true, name = true}
 
 -- "ipv4:127.0.0.1:53412" -> "ipv4:127.0.0.1", "ipv6:[::1]:80" -> "ipv6:[::1]"
@@ -92,7 +85,7 @@ function M.new(opts, env)
         local nanos = floor((retry - s) * 1e9)
         if nanos >= 1000000000 then s, nanos = s + 1, 0 end
         mw.fail(mw.RESOURCE_EXHAUSTED, ("rate limit exceeded: retry in %.3fs"):format(retry),
-                {detail("RetryInfo", {retry_delay = {seconds = s, nanos = nanos}})})
+                {mw.details.RetryInfo({retry_delay = {seconds = s, nanos = nanos}})})
       end
       return next(req, ctx)
     end,

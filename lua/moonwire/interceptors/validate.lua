@@ -26,13 +26,6 @@ local M = {}
 -- A message lists at most this many violations (the rest are counted).
 local MAX_VIOLATIONS = 32
 
-local function detail(name, fields)
-  local d = mw.details and mw.details[name]
-  if d then return d(fields) end
-  fields["@type"] = "type.googleapis.com/google.rpc." .. name
-  return fields
-end
-
 local function resolve(rule)
   if type(rule) ~= "string" then error("rule must name a function: \"module.function\"", 0) end
   local modname, fname = rule:match "^([%w_%.]+)%.([%w_]+)$"
@@ -71,7 +64,7 @@ local function fail(code, what, v)
     if i > 4 then parts[#parts + 1] = ("and %d more"):format(#fv - 4) break end
     parts[#parts + 1] = x.field ~= "" and (x.field .. ": " .. x.description) or x.description
   end
-  mw.fail(code, what .. ": " .. concat(parts, "; "), {detail("BadRequest", {field_violations = fv})})
+  mw.fail(code, what .. ": " .. concat(parts, "; "), {mw.details.BadRequest({field_violations = fv})})
 end
 
 function M.new(opts, env)
