@@ -175,30 +175,30 @@ const char *mw_call_wait_state(const mw_call *c) {
   return "queued";
 }
 
-static void call_debug_json(mw_call *c, mw_mbuf *b, double now) {
+static void call_debug_json(mw_call *c, mw_buf *b, double now) {
   static const char *const kinds[4] = {"unary", "server_stream", "client_stream", "bidi_stream"};
-  mw_mbuf_puts(b, "{\"method\":");
-  mw_mbuf_json(b, c->path, strlen(c->path));
-  mw_mbuf_printf(b, ",\"kind\":\"%s\",\"age_s\":%.3f,\"generation\":%u,\"worker\":%d,"
+  mw_buf_puts(b, "{\"method\":");
+  mw_buf_json(b, c->path, strlen(c->path));
+  mw_buf_printf(b, ",\"kind\":\"%s\",\"age_s\":%.3f,\"generation\":%u,\"worker\":%d,"
                     "\"state\":",
                  c->method ? kinds[c->method->kind & 3] : "unknown", now - c->io.start,
                  mw_router_id(c->router), c->w->id);
   const char *st = mw_call_wait_state(c);
-  mw_mbuf_json(b, st, strlen(st));
-  mw_mbuf_printf(b, ",\"msgs_in\":%lu,\"msgs_out\":%lu,\"bytes_in\":%zu,\"bytes_out\":%zu,"
+  mw_buf_json(b, st, strlen(st));
+  mw_buf_printf(b, ",\"msgs_in\":%lu,\"msgs_out\":%lu,\"bytes_in\":%zu,\"bytes_out\":%zu,"
                     "\"cancelled\":%s,\"peer\":",
                  c->io.msgs_in, c->io.msgs_out, c->io.bytes_in, c->io.bytes_out,
                  c->cancelled ? "true" : "false");
   const char *peer = mw_call_peer(c);
-  mw_mbuf_json(b, peer, strlen(peer));
-  mw_mbuf_puts(b, "}");
+  mw_buf_json(b, peer, strlen(peer));
+  mw_buf_puts(b, "}");
 }
 
-void mw_worker_debug_calls(mw_worker *w, mw_mbuf *b) {
+void mw_worker_debug_calls(mw_worker *w, mw_buf *b) {
   double now = mw_now();
   int first = 1;
   for (mw_call *c = w->calls; c; c = c->dnext) {
-    if (!first) mw_mbuf_puts(b, ",");
+    if (!first) mw_buf_puts(b, ",");
     first = 0;
     call_debug_json(c, b, now);
   }

@@ -14,7 +14,7 @@
 #include "core/mw_call.h"
 #include "core/mw_mailbox.h"
 #include "core/mw_router.h"
-#include "metrics/mw_mbuf.h"
+#include "base/mw_buf.h"
 
 typedef struct mw_server mw_server;
 
@@ -114,7 +114,7 @@ void mw_call_on_batch(mw_tag *tag, int ok);
 
 /* For /debug/calls, on the worker's thread: its live calls as JSON
  * objects separated by commas (only while w->observe). */
-void mw_worker_debug_calls(mw_worker *w, mw_mbuf *b);
+void mw_worker_debug_calls(mw_worker *w, mw_buf *b);
 
 /* --- the server, for its workers (mw_server.c) --- */
 /* Takes the current router if it changed since the worker last looked, and

@@ -13,7 +13,7 @@
 
 #include "core/mw_core_internal.h"
 #include "core/mw_post.h"
-#include "metrics/mw_mbuf.h"
+#include "base/mw_buf.h"
 
 typedef struct dbg_req dbg_req;
 
@@ -22,7 +22,7 @@ typedef struct dbg_mail {
   dbg_req *req;
   int worker;
   int answered;
-  mw_mbuf out;  /* the worker's calls, owned by the request */
+  mw_buf out;  /* the worker's calls, owned by the request */
 } dbg_mail;
 
 struct dbg_req {
@@ -40,7 +40,7 @@ static void req_unref_locked(dbg_req *r) {
     return;
   }
   pthread_mutex_unlock(&r->mu);
-  for (int i = 0; i < r->n; i++) mw_mbuf_free(&r->mails[i].out);
+  for (int i = 0; i < r->n; i++) mw_buf_free(&r->mails[i].out);
   free(r->mails);
   pthread_cond_destroy(&r->cond);
   pthread_mutex_destroy(&r->mu);
@@ -50,7 +50,7 @@ static void req_unref_locked(dbg_req *r) {
 /* On worker dm->worker's thread. */
 static void on_debug_mail(mw_mail *m) {
   dbg_mail *dm = (dbg_mail *)m;
-  mw_mbuf b = {0};
+  mw_buf b = {0};
   mw_worker *w = mw_worker_self();
   if (w) mw_worker_debug_calls(w, &b);
   dbg_req *r = dm->req;
@@ -100,21 +100,21 @@ char *mw_debug_calls(double timeout_s, size_t *len) {
   while (r->pending > 0)
     if (pthread_cond_timedwait(&r->cond, &r->mu, &until) == ETIMEDOUT) break;
   /* Still under the lock: late answers wait, then find nobody reading. */
-  mw_mbuf out = {0};
-  mw_mbuf_puts(&out, "{\"calls\":[");
+  mw_buf out = {0};
+  mw_buf_puts(&out, "{\"calls\":[");
   int first = 1;
   for (int i = 0; i < n; i++) {
     dbg_mail *dm = &r->mails[i];
     if (!dm->answered || dm->out.len == 0) continue;
-    if (!first) mw_mbuf_puts(&out, ",");
+    if (!first) mw_buf_puts(&out, ",");
     first = 0;
-    mw_mbuf_put(&out, dm->out.p, dm->out.len);
+    mw_buf_put(&out, dm->out.p, dm->out.len);
   }
-  mw_mbuf_puts(&out, "],\"workers\":[");
+  mw_buf_puts(&out, "],\"workers\":[");
   for (int i = 0; i < n; i++)
-    mw_mbuf_printf(&out, "%s{\"worker\":%d,\"answered\":%s}", i ? "," : "", i,
+    mw_buf_printf(&out, "%s{\"worker\":%d,\"answered\":%s}", i ? "," : "", i,
                    r->mails[i].answered ? "true" : "false");
-  mw_mbuf_puts(&out, "]}\n");
+  mw_buf_puts(&out, "]}\n");
   req_unref_locked(r);
-  return mw_mbuf_take(&out, len);
+  return mw_buf_take(&out, len);
 }

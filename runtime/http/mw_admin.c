@@ -11,7 +11,7 @@
 #include "core/mw_debug.h"
 #include "http/mw_http.h"
 #include "lua/mw_health.h"
-#include "metrics/mw_mbuf.h"
+#include "base/mw_buf.h"
 #include "metrics/mw_metrics.h"
 #include "trace/mw_otlp.h"
 
@@ -30,11 +30,11 @@ struct mw_admin {
 
 /* --- /debug/config ------------------------------------------------------ */
 
-static void jkey(mw_mbuf *b, int *first, const char *k) {
-  mw_mbuf_puts(b, *first ? "" : ",");
+static void jkey(mw_buf *b, int *first, const char *k) {
+  mw_buf_puts(b, *first ? "" : ",");
   *first = 0;
-  mw_mbuf_json(b, k, strlen(k));
-  mw_mbuf_puts(b, ":");
+  mw_buf_json(b, k, strlen(k));
+  mw_buf_puts(b, ":");
 }
 int mw_admin_is_secret(const char *key) {
   static const char *const words[] = {"secret", "token", "password", "passwd", "credential",
@@ -53,87 +53,87 @@ int mw_admin_is_secret(const char *key) {
   return n >= 4 && strcmp(low + n - 4, "_key") == 0;
 }
 
-static void jstr(mw_mbuf *b, int *first, const char *k, const char *v) {
+static void jstr(mw_buf *b, int *first, const char *k, const char *v) {
   jkey(b, first, k);
-  if (v && mw_admin_is_secret(k)) mw_mbuf_puts(b, "\"<redacted>\"");
-  else if (v) mw_mbuf_json(b, v, strlen(v));
-  else mw_mbuf_puts(b, "null");
+  if (v && mw_admin_is_secret(k)) mw_buf_puts(b, "\"<redacted>\"");
+  else if (v) mw_buf_json(b, v, strlen(v));
+  else mw_buf_puts(b, "null");
 }
-static void jint(mw_mbuf *b, int *first, const char *k, long long v) {
+static void jint(mw_buf *b, int *first, const char *k, long long v) {
   jkey(b, first, k);
-  mw_mbuf_printf(b, "%lld", v);
+  mw_buf_printf(b, "%lld", v);
 }
-static void jbool(mw_mbuf *b, int *first, const char *k, int v) {
+static void jbool(mw_buf *b, int *first, const char *k, int v) {
   jkey(b, first, k);
-  mw_mbuf_puts(b, v ? "true" : "false");
+  mw_buf_puts(b, v ? "true" : "false");
 }
-static void jlist(mw_mbuf *b, int *first, const char *k, const mw_strvec *l) {
+static void jlist(mw_buf *b, int *first, const char *k, const mw_strvec *l) {
   jkey(b, first, k);
-  mw_mbuf_puts(b, "[");
+  mw_buf_puts(b, "[");
   for (size_t i = 0; i < l->n; i++) {
-    if (i) mw_mbuf_puts(b, ",");
-    mw_mbuf_json(b, l->v[i], strlen(l->v[i]));
+    if (i) mw_buf_puts(b, ",");
+    mw_buf_json(b, l->v[i], strlen(l->v[i]));
   }
-  mw_mbuf_puts(b, "]");
+  mw_buf_puts(b, "]");
 }
 
 /* An interceptor's options as written, any value under a secret-looking key
  * (a JWT shared secret, a token) redacted however deep it sits. */
-static void jvalue(mw_mbuf *b, const mw_config_value *v, int secret) {
+static void jvalue(mw_buf *b, const mw_config_value *v, int secret) {
   if (secret && v->type != MW_CV_NIL) {
-    mw_mbuf_puts(b, "\"<redacted>\"");
+    mw_buf_puts(b, "\"<redacted>\"");
     return;
   }
   switch (v->type) {
-  case MW_CV_BOOL: mw_mbuf_puts(b, v->boolean ? "true" : "false"); break;
-  case MW_CV_INT: mw_mbuf_printf(b, "%lld", (long long)v->i); break;
+  case MW_CV_BOOL: mw_buf_puts(b, v->boolean ? "true" : "false"); break;
+  case MW_CV_INT: mw_buf_printf(b, "%lld", (long long)v->i); break;
   case MW_CV_FLOAT: /* JSON has no inf or nan (.inf, .nan in YAML) */
-    if (isfinite(v->f)) mw_mbuf_printf(b, "%.17g", v->f);
-    else mw_mbuf_puts(b, "null");
+    if (isfinite(v->f)) mw_buf_printf(b, "%.17g", v->f);
+    else mw_buf_puts(b, "null");
     break;
-  case MW_CV_STRING: mw_mbuf_json(b, v->s, v->len); break;
+  case MW_CV_STRING: mw_buf_json(b, v->s, v->len); break;
   case MW_CV_MAP: {
     int f = 1;
-    mw_mbuf_puts(b, "{");
+    mw_buf_puts(b, "{");
     for (size_t i = 0; i < v->n; i++) {
       jkey(b, &f, v->keys[i]);
       jvalue(b, &v->items[i], mw_admin_is_secret(v->keys[i]));
     }
-    mw_mbuf_puts(b, "}");
+    mw_buf_puts(b, "}");
     break;
   }
   case MW_CV_LIST:
-    mw_mbuf_puts(b, "[");
+    mw_buf_puts(b, "[");
     for (size_t i = 0; i < v->n; i++) {
-      if (i) mw_mbuf_puts(b, ",");
+      if (i) mw_buf_puts(b, ",");
       jvalue(b, &v->items[i], 0);
     }
-    mw_mbuf_puts(b, "]");
+    mw_buf_puts(b, "]");
     break;
-  default: mw_mbuf_puts(b, "null"); break;
+  default: mw_buf_puts(b, "null"); break;
   }
 }
 
-static void jinterceptors(mw_mbuf *b, int *first, const mw_config_interceptors *l) {
+static void jinterceptors(mw_buf *b, int *first, const mw_config_interceptors *l) {
   jkey(b, first, "interceptors");
-  mw_mbuf_puts(b, "[");
+  mw_buf_puts(b, "[");
   for (size_t i = 0; i < l->n; i++) {
     int f = 1;
-    mw_mbuf_puts(b, i ? ",{" : "{");
+    mw_buf_puts(b, i ? ",{" : "{");
     jkey(b, &f, l->v[i].name);
     jvalue(b, &l->v[i].opts, 0);
-    mw_mbuf_puts(b, "}");
+    mw_buf_puts(b, "}");
   }
-  mw_mbuf_puts(b, "]");
+  mw_buf_puts(b, "]");
 }
 
 /* Only what the config holds is shown: file paths (the TLS key's path, never
  * the key), numbers and switches. Settings that carry secrets themselves
  * (tokens, shared keys) are written as "<redacted>" by their sections. */
 char *mw_admin_config_json(const mw_config *c, size_t *len) {
-  mw_mbuf b = {0};
+  mw_buf b = {0};
   int f = 1, s;
-  mw_mbuf_puts(&b, "{");
+  mw_buf_puts(&b, "{");
   jstr(&b, &f, "file", c->file);
   jlist(&b, &f, "listen", &c->listen);
   jint(&b, &f, "workers", c->workers);
@@ -142,7 +142,7 @@ char *mw_admin_config_json(const mw_config *c, size_t *len) {
   jlist(&b, &f, "protos", &c->protos);
   jkey(&b, &f, "limits");
   s = 1;
-  mw_mbuf_puts(&b, "{");
+  mw_buf_puts(&b, "{");
   jint(&b, &s, "max_receive_bytes", c->limits.max_receive_bytes);
   jint(&b, &s, "max_send_bytes", c->limits.max_send_bytes);
   jint(&b, &s, "send_queue_bytes", c->limits.send_queue_bytes);
@@ -154,10 +154,10 @@ char *mw_admin_config_json(const mw_config *c, size_t *len) {
   jint(&b, &s, "max_header_list_size", c->limits.max_header_list_size);
   jint(&b, &s, "max_inflight_calls", c->limits.max_inflight_calls);
   jint(&b, &s, "max_rss_mb", c->limits.max_rss_mb);
-  mw_mbuf_puts(&b, "}");
+  mw_buf_puts(&b, "}");
   jkey(&b, &f, "keepalive");
   s = 1;
-  mw_mbuf_puts(&b, "{");
+  mw_buf_puts(&b, "{");
   jint(&b, &s, "time_ms", c->keepalive.time_ms);
   jint(&b, &s, "timeout_ms", c->keepalive.timeout_ms);
   jint(&b, &s, "min_client_ping_ms", c->keepalive.min_client_ping_ms);
@@ -165,88 +165,88 @@ char *mw_admin_config_json(const mw_config *c, size_t *len) {
   jint(&b, &s, "max_connection_idle_ms", c->keepalive.max_connection_idle_ms);
   jint(&b, &s, "max_connection_age_ms", c->keepalive.max_connection_age_ms);
   jint(&b, &s, "max_connection_age_grace_ms", c->keepalive.max_connection_age_grace_ms);
-  mw_mbuf_puts(&b, "}");
+  mw_buf_puts(&b, "}");
   jkey(&b, &f, "transport");
   s = 1;
-  mw_mbuf_puts(&b, "{");
+  mw_buf_puts(&b, "{");
   jbool(&b, &s, "bdp_probe", c->transport.bdp_probe);
   jint(&b, &s, "stream_window", c->transport.stream_window);
   jint(&b, &s, "max_frame_size", c->transport.max_frame_size);
   jint(&b, &s, "handshake_timeout_ms", c->transport.handshake_timeout_ms);
   jint(&b, &s, "memory_mb", c->transport.memory_mb);
-  mw_mbuf_puts(&b, "}");
+  mw_buf_puts(&b, "}");
   jkey(&b, &f, "reload");
   s = 1;
-  mw_mbuf_puts(&b, "{");
+  mw_buf_puts(&b, "{");
   jbool(&b, &s, "watch", c->reload.watch);
-  mw_mbuf_puts(&b, "}");
+  mw_buf_puts(&b, "}");
   jkey(&b, &f, "shutdown");
   s = 1;
-  mw_mbuf_puts(&b, "{");
+  mw_buf_puts(&b, "{");
   jint(&b, &s, "grace_ms", c->shutdown_grace_ms);
   jint(&b, &s, "drain_delay_ms", c->shutdown_drain_delay_ms);
-  mw_mbuf_puts(&b, "}");
+  mw_buf_puts(&b, "}");
   jkey(&b, &f, "methods");
-  mw_mbuf_puts(&b, "{");
+  mw_buf_puts(&b, "{");
   s = 1;
   for (size_t i = 0; i < c->n_methods; i++) {
     jkey(&b, &s, c->methods[i].path);
     int m = 1;
-    mw_mbuf_puts(&b, "{");
+    mw_buf_puts(&b, "{");
     jint(&b, &m, "max_concurrent", c->methods[i].max_concurrent);
     jint(&b, &m, "max_receive_bytes", c->methods[i].max_receive_bytes);
     jint(&b, &m, "max_send_bytes", c->methods[i].max_send_bytes);
     jint(&b, &m, "deadline_default_ms", c->methods[i].deadline_default_ms);
     jint(&b, &m, "deadline_max_ms", c->methods[i].deadline_max_ms);
     jinterceptors(&b, &m, &c->methods[i].interceptors);
-    mw_mbuf_puts(&b, "}");
+    mw_buf_puts(&b, "}");
   }
-  mw_mbuf_puts(&b, "}");
+  mw_buf_puts(&b, "}");
   jbool(&b, &f, "health", c->health);
   jbool(&b, &f, "reflection", c->reflection);
   jkey(&b, &f, "tls");
   s = 1;
-  mw_mbuf_puts(&b, "{");
+  mw_buf_puts(&b, "{");
   jstr(&b, &s, "cert", c->tls.cert);
   jstr(&b, &s, "key", c->tls.key); /* a path; the key itself is never read here */
   jstr(&b, &s, "client_ca", c->tls.client_ca);
   jbool(&b, &s, "require_client_cert", c->tls.require_client_cert);
-  mw_mbuf_puts(&b, "}");
+  mw_buf_puts(&b, "}");
   jkey(&b, &f, "lua");
   s = 1;
-  mw_mbuf_puts(&b, "{");
+  mw_buf_puts(&b, "{");
   jbool(&b, &s, "unsafe", c->lua.unsafe);
-  mw_mbuf_puts(&b, "}");
+  mw_buf_puts(&b, "}");
   jinterceptors(&b, &f, &c->interceptors);
   jkey(&b, &f, "tracing");
   if (c->tracing.otlp) {
     s = 1;
-    mw_mbuf_puts(&b, "{");
+    mw_buf_puts(&b, "{");
     jstr(&b, &s, "otlp", c->tracing.otlp);
     jstr(&b, &s, "service_name", c->tracing.service_name);
     jkey(&b, &s, "sample");
-    mw_mbuf_printf(&b, "%g", c->tracing.sample);
+    mw_buf_printf(&b, "%g", c->tracing.sample);
     jint(&b, &s, "batch", c->tracing.batch);
     jint(&b, &s, "flush_ms", c->tracing.flush_ms);
     jint(&b, &s, "queue", c->tracing.queue);
-    mw_mbuf_puts(&b, "}");
+    mw_buf_puts(&b, "}");
   } else {
-    mw_mbuf_puts(&b, "null");
+    mw_buf_puts(&b, "null");
   }
   jkey(&b, &f, "admin");
   s = 1;
-  mw_mbuf_puts(&b, "{");
+  mw_buf_puts(&b, "{");
   jstr(&b, &s, "listen", c->admin.listen);
   jint(&b, &s, "max_connections", c->admin.max_connections);
   jint(&b, &s, "timeout_ms", c->admin.timeout_ms);
-  mw_mbuf_puts(&b, "}");
+  mw_buf_puts(&b, "}");
   jkey(&b, &f, "metrics");
   s = 1;
-  mw_mbuf_puts(&b, "{");
+  mw_buf_puts(&b, "{");
   jint(&b, &s, "max_series", c->metrics.max_series);
-  mw_mbuf_puts(&b, "}");
-  mw_mbuf_puts(&b, "}\n");
-  return mw_mbuf_take(&b, len);
+  mw_buf_puts(&b, "}");
+  mw_buf_puts(&b, "}\n");
+  return mw_buf_take(&b, len);
 }
 
 void mw_admin_set_config(mw_admin *a, const mw_config *cfg) {
@@ -262,7 +262,7 @@ void mw_admin_set_config(mw_admin *a, const mw_config *cfg) {
 
 /* --- /metrics ------------------------------------------------------------ */
 
-static void render_metrics(mw_admin *a, mw_mbuf *b) {
+static void render_metrics(mw_admin *a, mw_buf *b) {
   mw_metrics *r = mw_metrics_current();
   if (r) mw_metrics_render(r, b);
   mw_server_stats st;
@@ -355,11 +355,11 @@ static void route(void *ud, const char *method, size_t mlen, const char *path, s
     if (mw_health_draining()) text(out, 503, "draining\n");
     else text(out, 200, "ready\n");
   } else if (is(path, plen, "/metrics")) {
-    mw_mbuf b = {0};
+    mw_buf b = {0};
     render_metrics(a, &b);
     out->status = 200;
     out->content_type = "text/plain; version=0.0.4; charset=utf-8";
-    out->body = mw_mbuf_take(&b, &out->len);
+    out->body = mw_buf_take(&b, &out->len);
     if (!out->body) text(out, 500, "out of memory\n");
   } else if (is(path, plen, "/debug/calls")) {
     out->status = 200;

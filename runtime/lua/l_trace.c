@@ -186,7 +186,7 @@ static uint64_t ns_of(double t) { return t > 0 ? (uint64_t)llround(t * 1e9) : 0;
 /* The attributes of table idx (into an empty b: each attribute after the
  * first gets its comma from mw_otlp_attr_*) (string keys; string, integer, float and
  * boolean values; others skipped) as an OTLP list body into b. */
-static void attrs_json(lua_State *L, int idx, mw_jbuf *b) {
+static void attrs_json(lua_State *L, int idx, mw_buf *b) {
   if (lua_type(L, idx) != LUA_TTABLE) return;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -239,7 +239,7 @@ static int l_trace_export(lua_State *L) {
   lua_getfield(L, 1, "message");
   s.status_message = lua_tostring(L, -1);
   s.kind = 2; /* SERVER */
-  mw_jbuf attrs = {0}, events = {0};
+  mw_buf attrs = {0}, events = {0};
   lua_getfield(L, 1, "attributes");
   attrs_json(L, lua_gettop(L), &attrs);
   lua_getfield(L, 1, "events");
@@ -253,34 +253,34 @@ static int l_trace_export(lua_State *L) {
         lua_getfield(L, e, "time");
         snprintf(num, sizeof num, "%s{\"timeUnixNano\":\"%llu\",\"name\":", i > 1 ? "," : "",
                  (unsigned long long)ns_of(lua_tonumber(L, -1)));
-        mw_jbuf_puts(&events, num);
+        mw_buf_puts(&events, num);
         lua_getfield(L, e, "name");
         size_t nl = 0;
         const char *name = lua_tolstring(L, -1, &nl);
-        mw_jbuf_str(&events, name ? name : "", name ? nl : 0);
-        mw_jbuf_puts(&events, ",\"attributes\":[");
-        mw_jbuf a = {0};
+        mw_buf_json(&events, name ? name : "", name ? nl : 0);
+        mw_buf_puts(&events, ",\"attributes\":[");
+        mw_buf a = {0};
         lua_getfield(L, e, "attributes");
         attrs_json(L, lua_gettop(L), &a);
-        if (a.n) mw_jbuf_put(&events, a.p, a.n);
-        mw_jbuf_free(&a);
-        mw_jbuf_puts(&events, "]}");
+        if (a.len) mw_buf_put(&events, a.p, a.len);
+        mw_buf_free(&a);
+        mw_buf_puts(&events, "]}");
       }
       lua_settop(L, ev);
     }
   }
   s.attrs = attrs.p;
   s.events = events.p;
-  mw_jbuf out = {0};
+  mw_buf out = {0};
   mw_otlp_span_json(&out, &s);
-  mw_jbuf_free(&attrs);
-  mw_jbuf_free(&events);
+  mw_buf_free(&attrs);
+  mw_buf_free(&events);
   if (out.oom) {
-    mw_jbuf_free(&out);
+    mw_buf_free(&out);
     return 0;
   }
-  lua_pushlstring(L, out.p, out.n);
-  if (mw_otlp_running()) mw_otlp_submit(out.p, out.n); /* the exporter owns it now */
+  lua_pushlstring(L, out.p, out.len);
+  if (mw_otlp_running()) mw_otlp_submit(out.p, out.len); /* the exporter owns it now */
   else free(out.p);
   return 1;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/mw_log.h"
+#include "metrics/mw_promtext.h"
 
 #define PAGE_SLOTS 512 /* 4 KiB of slots */
 #define MAX_PAGES 4096 /* 2 M slots: far past any series cap in practice */
@@ -375,54 +376,54 @@ double mw_met_value(const mw_met_series *s) {
 
 /* --- rendering ------------------------------------------------------------ */
 
-void mw_metrics_render_header(mw_mbuf *out, const char *name, const char *help,
+void mw_metrics_render_header(mw_buf *out, const char *name, const char *help,
                               const char *type) {
-  mw_mbuf_printf(out, "# HELP %s ", name);
-  mw_mbuf_help(out, help);
-  mw_mbuf_printf(out, "\n# TYPE %s %s\n", name, type);
+  mw_buf_printf(out, "# HELP %s ", name);
+  mw_promtext_help(out, help);
+  mw_buf_printf(out, "\n# TYPE %s %s\n", name, type);
 }
 
-void mw_metrics_render_sample(mw_mbuf *out, const char *name, const char *const *labels,
+void mw_metrics_render_sample(mw_buf *out, const char *name, const char *const *labels,
                               size_t n, double v) {
-  mw_mbuf_puts(out, name);
+  mw_buf_puts(out, name);
   for (size_t i = 0; i < n; i++) {
-    mw_mbuf_puts(out, i ? "," : "{");
-    mw_mbuf_printf(out, "%s=\"", labels[2 * i]);
-    mw_mbuf_label_value(out, labels[2 * i + 1], strlen(labels[2 * i + 1]));
-    mw_mbuf_puts(out, "\"");
+    mw_buf_puts(out, i ? "," : "{");
+    mw_buf_printf(out, "%s=\"", labels[2 * i]);
+    mw_promtext_label_value(out, labels[2 * i + 1], strlen(labels[2 * i + 1]));
+    mw_buf_puts(out, "\"");
   }
-  if (n) mw_mbuf_puts(out, "}");
-  mw_mbuf_puts(out, " ");
-  mw_mbuf_value(out, v);
-  mw_mbuf_puts(out, "\n");
+  if (n) mw_buf_puts(out, "}");
+  mw_buf_puts(out, " ");
+  mw_promtext_value(out, v);
+  mw_buf_puts(out, "\n");
 }
 
 /* name{labels[,le="x"]} */
-static void series_name(mw_mbuf *out, const mw_met_family *f, const mw_met_series *s,
+static void series_name(mw_buf *out, const mw_met_family *f, const mw_met_series *s,
                         const char *suffix, const char *le) {
-  mw_mbuf_puts(out, f->name);
-  mw_mbuf_puts(out, suffix);
+  mw_buf_puts(out, f->name);
+  mw_buf_puts(out, suffix);
   if (!f->nlabels && !le) return;
-  mw_mbuf_puts(out, "{");
+  mw_buf_puts(out, "{");
   for (size_t i = 0; i < f->nlabels; i++) {
-    mw_mbuf_printf(out, "%s%s=\"", i ? "," : "", f->labels[i]);
-    mw_mbuf_label_value(out, s->values[i], s->lens[i]);
-    mw_mbuf_puts(out, "\"");
+    mw_buf_printf(out, "%s%s=\"", i ? "," : "", f->labels[i]);
+    mw_promtext_label_value(out, s->values[i], s->lens[i]);
+    mw_buf_puts(out, "\"");
   }
-  if (le) mw_mbuf_printf(out, "%sle=\"%s\"", f->nlabels ? "," : "", le);
-  mw_mbuf_puts(out, "}");
+  if (le) mw_buf_printf(out, "%sle=\"%s\"", f->nlabels ? "," : "", le);
+  mw_buf_puts(out, "}");
 }
 
-void mw_metrics_render(mw_metrics *r, mw_mbuf *out) {
+void mw_metrics_render(mw_metrics *r, mw_buf *out) {
   pthread_mutex_lock(&r->mu);
   for (const mw_met_family *f = r->families; f; f = f->next) {
     mw_metrics_render_header(out, f->name, f->help, type_name(f->type));
     for (const mw_met_series *s = f->first; s; s = s->next) {
       if (f->type != MW_MET_HISTOGRAM) {
         series_name(out, f, s, "", NULL);
-        mw_mbuf_puts(out, " ");
-        mw_mbuf_value(out, mw_met_value(s));
-        mw_mbuf_puts(out, "\n");
+        mw_buf_puts(out, " ");
+        mw_promtext_value(out, mw_met_value(s));
+        mw_buf_puts(out, "\n");
         continue;
       }
       double cum = 0;
@@ -432,24 +433,24 @@ void mw_metrics_render(mw_metrics *r, mw_mbuf *out) {
         if (i == f->nbuckets) {
           snprintf(le, sizeof le, "+Inf");
         } else {
-          mw_mbuf tmp = {0};
-          mw_mbuf_value(&tmp, f->buckets[i]);
+          mw_buf tmp = {0};
+          mw_promtext_value(&tmp, f->buckets[i]);
           snprintf(le, sizeof le, "%s", tmp.p ? tmp.p : "0");
-          mw_mbuf_free(&tmp);
+          mw_buf_free(&tmp);
         }
         series_name(out, f, s, "_bucket", le);
-        mw_mbuf_puts(out, " ");
-        mw_mbuf_value(out, cum);
-        mw_mbuf_puts(out, "\n");
+        mw_buf_puts(out, " ");
+        mw_promtext_value(out, cum);
+        mw_buf_puts(out, "\n");
       }
       series_name(out, f, s, "_sum", NULL);
-      mw_mbuf_puts(out, " ");
-      mw_mbuf_value(out, slot_sum(r, s->slot + f->nbuckets + 1));
-      mw_mbuf_puts(out, "\n");
+      mw_buf_puts(out, " ");
+      mw_promtext_value(out, slot_sum(r, s->slot + f->nbuckets + 1));
+      mw_buf_puts(out, "\n");
       series_name(out, f, s, "_count", NULL);
-      mw_mbuf_puts(out, " ");
-      mw_mbuf_value(out, cum);
-      mw_mbuf_puts(out, "\n");
+      mw_buf_puts(out, " ");
+      mw_promtext_value(out, cum);
+      mw_buf_puts(out, "\n");
     }
   }
   pthread_mutex_unlock(&r->mu);

@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "metrics/mw_mbuf.h"
+#include "base/mw_buf.h"
 
 typedef enum mw_met_type {
   MW_MET_COUNTER = 0,
@@ -94,12 +94,12 @@ void mw_met_observe(mw_met_series *s, double v);    /* histogram */
 double mw_met_value(const mw_met_series *s);
 
 /* Appends every family in the text format 0.0.4, in declaration order. */
-void mw_metrics_render(mw_metrics *r, mw_mbuf *out);
+void mw_metrics_render(mw_metrics *r, mw_buf *out);
 /* For values computed at scrape time: "# HELP"/"# TYPE" lines, then one
  * sample per call (labels: "k", "v" pairs, n pairs). */
-void mw_metrics_render_header(mw_mbuf *out, const char *name, const char *help,
+void mw_metrics_render_header(mw_buf *out, const char *name, const char *help,
                               const char *type);
-void mw_metrics_render_sample(mw_mbuf *out, const char *name,
+void mw_metrics_render_sample(mw_buf *out, const char *name,
                               const char *const *labels, size_t n, double v);
 
 /* go-client's DefBuckets: .005 .01 .025 .05 .1 .25 .5 1 2.5 5 10. */

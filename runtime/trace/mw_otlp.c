@@ -19,79 +19,28 @@
 
 /* --- JSON ---------------------------------------------------------------- */
 
-void mw_jbuf_put(mw_jbuf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->n + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + n + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->oom = 1;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = 0;
+static void attr_head(mw_buf *b, const char *key, size_t klen) {
+  if (b->len && b->p[b->len - 1] != '[' && b->p[b->len - 1] != '{') mw_buf_put(b, ",", 1);
+  mw_buf_puts(b, "{\"key\":");
+  mw_buf_json(b, key, klen);
+  mw_buf_puts(b, ",\"value\":{");
 }
 
-void mw_jbuf_puts(mw_jbuf *b, const char *s) { mw_jbuf_put(b, s, strlen(s)); }
-
-void mw_jbuf_str(mw_jbuf *b, const char *s, size_t n) {
-  mw_jbuf_put(b, "\"", 1);
-  size_t run = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    const char *esc = NULL;
-    char u[8];
-    if (c == '"') esc = "\\\"";
-    else if (c == '\\') esc = "\\\\";
-    else if (c == '\n') esc = "\\n";
-    else if (c == '\r') esc = "\\r";
-    else if (c == '\t') esc = "\\t";
-    else if (c < 0x20 || c == 0x7f) {
-      snprintf(u, sizeof u, "\\u%04x", c);
-      esc = u;
-    }
-    if (esc) {
-      mw_jbuf_put(b, s + run, i - run);
-      mw_jbuf_puts(b, esc);
-      run = i + 1;
-    }
-  }
-  mw_jbuf_put(b, s + run, n - run);
-  mw_jbuf_put(b, "\"", 1);
-}
-
-void mw_jbuf_free(mw_jbuf *b) {
-  free(b->p);
-  *b = (mw_jbuf){0};
-}
-
-static void attr_head(mw_jbuf *b, const char *key, size_t klen) {
-  if (b->n && b->p[b->n - 1] != '[' && b->p[b->n - 1] != '{') mw_jbuf_put(b, ",", 1);
-  mw_jbuf_puts(b, "{\"key\":");
-  mw_jbuf_str(b, key, klen);
-  mw_jbuf_puts(b, ",\"value\":{");
-}
-
-void mw_otlp_attr_str(mw_jbuf *b, const char *key, size_t klen, const char *v, size_t vlen) {
+void mw_otlp_attr_str(mw_buf *b, const char *key, size_t klen, const char *v, size_t vlen) {
   attr_head(b, key, klen);
-  mw_jbuf_puts(b, "\"stringValue\":");
-  mw_jbuf_str(b, v, vlen);
-  mw_jbuf_puts(b, "}}");
+  mw_buf_puts(b, "\"stringValue\":");
+  mw_buf_json(b, v, vlen);
+  mw_buf_puts(b, "}}");
 }
 
-void mw_otlp_attr_int(mw_jbuf *b, const char *key, size_t klen, int64_t v) {
+void mw_otlp_attr_int(mw_buf *b, const char *key, size_t klen, int64_t v) {
   char num[32];
   attr_head(b, key, klen);
   snprintf(num, sizeof num, "\"intValue\":\"%lld\"}}", (long long)v); /* int64: a string */
-  mw_jbuf_puts(b, num);
+  mw_buf_puts(b, num);
 }
 
-void mw_otlp_attr_double(mw_jbuf *b, const char *key, size_t klen, double v) {
+void mw_otlp_attr_double(mw_buf *b, const char *key, size_t klen, double v) {
   char num[48];
   attr_head(b, key, klen);
   if (v != v || v > 1.7976931348623157e308 || v < -1.7976931348623157e308)
@@ -99,58 +48,58 @@ void mw_otlp_attr_double(mw_jbuf *b, const char *key, size_t klen, double v) {
              v != v ? "NaN" : v > 0 ? "Infinity" : "-Infinity");
   else
     snprintf(num, sizeof num, "\"doubleValue\":%.17g}}", v);
-  mw_jbuf_puts(b, num);
+  mw_buf_puts(b, num);
 }
 
-void mw_otlp_attr_bool(mw_jbuf *b, const char *key, size_t klen, int v) {
+void mw_otlp_attr_bool(mw_buf *b, const char *key, size_t klen, int v) {
   attr_head(b, key, klen);
-  mw_jbuf_puts(b, v ? "\"boolValue\":true}}" : "\"boolValue\":false}}");
+  mw_buf_puts(b, v ? "\"boolValue\":true}}" : "\"boolValue\":false}}");
 }
 
-static void put_hex(mw_jbuf *b, const char *key, const uint8_t *id, size_t n) {
+static void put_hex(mw_buf *b, const char *key, const uint8_t *id, size_t n) {
   char hex[33];
   mw_trace_hex(id, n, hex);
-  mw_jbuf_puts(b, key);
-  mw_jbuf_put(b, "\"", 1);
-  mw_jbuf_put(b, hex, 2 * n);
-  mw_jbuf_put(b, "\"", 1);
+  mw_buf_puts(b, key);
+  mw_buf_put(b, "\"", 1);
+  mw_buf_put(b, hex, 2 * n);
+  mw_buf_put(b, "\"", 1);
 }
 
-void mw_otlp_span_json(mw_jbuf *b, const mw_otlp_span *s) {
+void mw_otlp_span_json(mw_buf *b, const mw_otlp_span *s) {
   char num[96];
   put_hex(b, "{\"traceId\":", s->trace_id, 16);
   put_hex(b, ",\"spanId\":", s->span_id, 8);
   if (s->has_parent) put_hex(b, ",\"parentSpanId\":", s->parent_id, 8);
-  mw_jbuf_puts(b, ",\"name\":");
-  mw_jbuf_str(b, s->name ? s->name : "", s->name ? strlen(s->name) : 0);
+  mw_buf_puts(b, ",\"name\":");
+  mw_buf_json(b, s->name ? s->name : "", s->name ? strlen(s->name) : 0);
   snprintf(num, sizeof num, ",\"kind\":%d,\"startTimeUnixNano\":\"%llu\",\"endTimeUnixNano\":\"%llu\"",
            s->kind, (unsigned long long)s->start_ns, (unsigned long long)s->end_ns);
-  mw_jbuf_puts(b, num);
-  mw_jbuf_puts(b, ",\"attributes\":[");
-  if (s->attrs) mw_jbuf_puts(b, s->attrs);
-  mw_jbuf_puts(b, "],\"events\":[");
-  if (s->events) mw_jbuf_puts(b, s->events);
+  mw_buf_puts(b, num);
+  mw_buf_puts(b, ",\"attributes\":[");
+  if (s->attrs) mw_buf_puts(b, s->attrs);
+  mw_buf_puts(b, "],\"events\":[");
+  if (s->events) mw_buf_puts(b, s->events);
   snprintf(num, sizeof num, "],\"status\":{\"code\":%d", s->status);
-  mw_jbuf_puts(b, num);
+  mw_buf_puts(b, num);
   if (s->status_message && *s->status_message) {
-    mw_jbuf_puts(b, ",\"message\":");
-    mw_jbuf_str(b, s->status_message, strlen(s->status_message));
+    mw_buf_puts(b, ",\"message\":");
+    mw_buf_json(b, s->status_message, strlen(s->status_message));
   }
-  mw_jbuf_puts(b, "}}");
+  mw_buf_puts(b, "}}");
 }
 
-void mw_otlp_request_json(mw_jbuf *b, const char *service_name, const char *const *spans,
+void mw_otlp_request_json(mw_buf *b, const char *service_name, const char *const *spans,
                           const size_t *lens, size_t n) {
   const char *svc = service_name ? service_name : "moonwire";
-  mw_jbuf_puts(b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
+  mw_buf_puts(b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
   mw_otlp_attr_str(b, "service.name", 12, svc, strlen(svc));
-  mw_jbuf_puts(b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"moonwire\",\"version\":\"" MW_VERSION
+  mw_buf_puts(b, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"moonwire\",\"version\":\"" MW_VERSION
                   "\"},\"spans\":[");
   for (size_t i = 0; i < n; i++) {
-    if (i) mw_jbuf_put(b, ",", 1);
-    mw_jbuf_put(b, spans[i], lens[i]);
+    if (i) mw_buf_put(b, ",", 1);
+    mw_buf_put(b, spans[i], lens[i]);
   }
-  mw_jbuf_puts(b, "]}]}]}");
+  mw_buf_puts(b, "]}]}]}");
 }
 
 /* --- HTTP/1.1 POST over a blocking socket -------------------------------- */
@@ -364,7 +313,7 @@ static void export_batch(item *b, size_t n) {
     spans[i] = b[i].json;
     lens[i] = b[i].len;
   }
-  mw_jbuf body = {0};
+  mw_buf body = {0};
   mw_otlp_request_json(&body, X.service_name, spans, lens, n);
   int ok = 0;
   for (int attempt = 0; attempt < 4 && !body.oom; attempt++) {
@@ -378,7 +327,7 @@ static void export_batch(item *b, size_t n) {
       if (left * 1000 < timeout) timeout = (int)(left * 1000);
     }
     int ra;
-    int status = mw_otlp_post(X.url, body.p, body.n, timeout, &ra);
+    int status = mw_otlp_post(X.url, body.p, body.len, timeout, &ra);
     if (status >= 200 && status < 300) {
       ok = 1;
       break;
@@ -413,7 +362,7 @@ static void export_batch(item *b, size_t n) {
       mw_log(MW_LOG_WARN, "tracing: cannot export %zu span(s) to %s: dropped", n, X.url);
     }
   }
-  mw_jbuf_free(&body);
+  mw_buf_free(&body);
   for (size_t i = 0; i < n; i++) free(b[i].json);
 }
 

@@ -9,27 +9,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A growing byte buffer; owns p. On allocation failure oom is set and
- * further writes are ignored. */
-typedef struct mw_jbuf {
-  char *p;
-  size_t n, cap;
-  int oom;
-} mw_jbuf;
-
-void mw_jbuf_put(mw_jbuf *b, const char *s, size_t n);
-void mw_jbuf_puts(mw_jbuf *b, const char *s);
-/* s as a JSON string, quoted and escaped (control bytes as \u00XX; bytes
- * that are not UTF-8 are passed as they are). */
-void mw_jbuf_str(mw_jbuf *b, const char *s, size_t n);
-void mw_jbuf_free(mw_jbuf *b);
+#include "base/mw_buf.h"
 
 /* One attribute, {"key":k,"value":{...}}, preceded by a comma unless b is
  * empty or ends in '[' or '{' (the first of a list). */
-void mw_otlp_attr_str(mw_jbuf *b, const char *key, size_t klen, const char *v, size_t vlen);
-void mw_otlp_attr_int(mw_jbuf *b, const char *key, size_t klen, int64_t v);
-void mw_otlp_attr_double(mw_jbuf *b, const char *key, size_t klen, double v);
-void mw_otlp_attr_bool(mw_jbuf *b, const char *key, size_t klen, int v);
+void mw_otlp_attr_str(mw_buf *b, const char *key, size_t klen, const char *v, size_t vlen);
+void mw_otlp_attr_int(mw_buf *b, const char *key, size_t klen, int64_t v);
+void mw_otlp_attr_double(mw_buf *b, const char *key, size_t klen, double v);
+void mw_otlp_attr_bool(mw_buf *b, const char *key, size_t klen, int v);
 
 /* A finished span. attrs and events are JSON list bodies (the text between
  * the brackets, possibly empty), borrowed. */
@@ -45,10 +32,10 @@ typedef struct mw_otlp_span {
 } mw_otlp_span;
 
 /* Appends the span's JSON object to b. */
-void mw_otlp_span_json(mw_jbuf *b, const mw_otlp_span *s);
+void mw_otlp_span_json(mw_buf *b, const mw_otlp_span *s);
 
 /* Appends the whole ExportTraceServiceRequest around n span objects. */
-void mw_otlp_request_json(mw_jbuf *b, const char *service_name, const char *const *spans,
+void mw_otlp_request_json(mw_buf *b, const char *service_name, const char *const *spans,
                           const size_t *lens, size_t n);
 
 /* --- the exporter (one per process) ------------------------------------- */

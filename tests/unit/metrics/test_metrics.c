@@ -7,45 +7,46 @@
 #include <string.h>
 
 #include "metrics/mw_grpc_metrics.h"
-#include "metrics/mw_mbuf.h"
+#include "base/mw_buf.h"
+#include "metrics/mw_promtext.h"
 #include "metrics/mw_metrics.h"
 #include "mw_test.h"
 
 static char *render(mw_metrics *r) {
-  mw_mbuf b = {0};
+  mw_buf b = {0};
   mw_metrics_render(r, &b);
-  return mw_mbuf_take(&b, NULL);
+  return mw_buf_take(&b, NULL);
 }
 
 static void test_escaping(void) {
-  mw_mbuf b = {0};
+  mw_buf b = {0};
   const char v[] = "a\\b\"c\nd";
-  mw_mbuf_label_value(&b, v, sizeof v - 1);
+  mw_promtext_label_value(&b, v, sizeof v - 1);
   MW_CHECK_STR(b.p, "a\\\\b\\\"c\\nd");
-  mw_mbuf_free(&b);
-  mw_mbuf_help(&b, "line\\one\nline \"two\"");
+  mw_buf_free(&b);
+  mw_promtext_help(&b, "line\\one\nline \"two\"");
   MW_CHECK_STR(b.p, "line\\\\one\\nline \"two\"");
-  mw_mbuf_free(&b);
+  mw_buf_free(&b);
   const char j[] = "q\"\\\x01\n\xc3\xa9";
-  mw_mbuf_json(&b, j, sizeof j - 1);
+  mw_buf_json(&b, j, sizeof j - 1);
   MW_CHECK_STR(b.p, "\"q\\\"\\\\\\u0001\\n\xc3\xa9\"");
-  mw_mbuf_free(&b);
+  mw_buf_free(&b);
 }
 
 static void test_values(void) {
   const double in[] = {0, 3, -2, 0.005, 2.5, 1e300, 1.0 / 3};
   const char *out[] = {"0", "3", "-2", "0.005", "2.5", "1e+300", "0.333333333333333"};
   for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
-    mw_mbuf b = {0};
-    mw_mbuf_value(&b, in[i]);
+    mw_buf b = {0};
+    mw_promtext_value(&b, in[i]);
     if (i < 6) MW_CHECK_STR(b.p, out[i]);
     else MW_CHECK(strtod(b.p, NULL) == in[i]);
-    mw_mbuf_free(&b);
+    mw_buf_free(&b);
   }
-  mw_mbuf b = {0};
-  mw_mbuf_value(&b, 1.0 / 0.0);
+  mw_buf b = {0};
+  mw_promtext_value(&b, 1.0 / 0.0);
   MW_CHECK_STR(b.p, "+Inf");
-  mw_mbuf_free(&b);
+  mw_buf_free(&b);
 }
 
 static void test_declare(void) {

@@ -117,12 +117,12 @@ static void test_sample(void) {
 
 static void test_json(void) {
   mw_test_current = "json";
-  mw_jbuf b = {0};
-  mw_jbuf_str(&b, "a\"b\\c\nd\x01\x7f\xc3\xa9", 11);
+  mw_buf b = {0};
+  mw_buf_json(&b, "a\"b\\c\nd\x01\x7f\xc3\xa9", 11);
   MW_CHECK_STR(b.p, "\"a\\\"b\\\\c\\nd\\u0001\\u007f\xc3\xa9\"");
-  mw_jbuf_free(&b);
+  mw_buf_free(&b);
 
-  mw_jbuf attrs = {0};
+  mw_buf attrs = {0};
   mw_otlp_attr_str(&attrs, "rpc.system", 10, "grpc", 4);
   mw_otlp_attr_int(&attrs, "rpc.grpc.status_code", 20, 13);
   mw_otlp_attr_double(&attrs, "x", 1, 0.5);
@@ -146,7 +146,7 @@ static void test_json(void) {
   s.events = "{\"timeUnixNano\":\"1\",\"name\":\"rpc.message\",\"attributes\":[]}";
   s.status = 2;
   s.status_message = "boom \"x\"";
-  mw_jbuf sp = {0};
+  mw_buf sp = {0};
   mw_otlp_span_json(&sp, &s);
   const char *want =
       "{\"traceId\":\"101112131415161718191a1b1c1d1e1f\",\"spanId\":\"a0a1a2a3a4a5a6a7\","
@@ -164,14 +164,14 @@ static void test_json(void) {
   s2.attrs = NULL;
   s2.status = 0;
   s2.status_message = NULL;
-  mw_jbuf sp2 = {0};
+  mw_buf sp2 = {0};
   mw_otlp_span_json(&sp2, &s2);
   MW_CHECK(strstr(sp2.p, "parentSpanId") == NULL);
   MW_CHECK_CONTAINS(sp2.p, "\"attributes\":[],\"events\":[],\"status\":{\"code\":0}}");
 
   const char *spans[2] = {sp.p, sp2.p};
-  size_t lens[2] = {sp.n, sp2.n};
-  mw_jbuf req = {0};
+  size_t lens[2] = {sp.len, sp2.len};
+  mw_buf req = {0};
   mw_otlp_request_json(&req, "svc", spans, lens, 2);
   const char *head =
                    "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\","
@@ -179,12 +179,12 @@ static void test_json(void) {
                    "\"moonwire\",\"version\":\"";
   MW_CHECK(strncmp(req.p, head, strlen(head)) == 0);
   MW_CHECK_CONTAINS(req.p, "\"spans\":[{\"traceId\"");
-  MW_CHECK(strstr(req.p, "}]}]}]}") == req.p + req.n - 7);
+  MW_CHECK(strstr(req.p, "}]}]}]}") == req.p + req.len - 7);
   MW_CHECK_INT(req.oom, 0);
-  mw_jbuf_free(&req);
-  mw_jbuf_free(&sp);
-  mw_jbuf_free(&sp2);
-  mw_jbuf_free(&attrs);
+  mw_buf_free(&req);
+  mw_buf_free(&sp);
+  mw_buf_free(&sp2);
+  mw_buf_free(&attrs);
 }
 
 static void test_exporter_down(void) {
