@@ -17,6 +17,7 @@
 #include "tls/mw_jws.h"
 
 #define MW_MT_JWS_KEY "moonwire.jws_key"
+#define MW_MT_JWS_FILE "moonwire.jws_file"
 /* Largest key file read (a JWKS of a few dozen keys is far below). */
 #define MAX_KEY_FILE (1u << 20)
 /* Most keys one JWKS may hold. */
@@ -26,10 +27,34 @@ typedef struct key_ud {
   mw_jws_key *key; /* the userdata's own; NULL once collected */
 } key_ud;
 
-static void push_key(lua_State *L, mw_jws_key *k) {
+/* Pushes an empty key userdata (its __gc frees whatever key it comes to
+ * hold). It is made before the key, and the key stored into it with no Lua
+ * call between its making and the store: any Lua call can raise (out of
+ * memory, most often), and a key made first would be lost. */
+static key_ud *push_key_ud(lua_State *L) {
   key_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
-  u->key = k;
+  u->key = NULL;
   luaL_setmetatable(L, MW_MT_JWS_KEY);
+  return u;
+}
+
+/* The text of a key file while it is parsed, owned by a userdata on the
+ * stack so that a raise frees it (wiped: a JWK may hold a secret). */
+typedef struct file_ud {
+  char *data;
+  size_t len;
+} file_ud;
+
+static void file_release(file_ud *f) {
+  mw_jws_wipe(f->data, f->len);
+  free(f->data);
+  f->data = NULL;
+  f->len = 0;
+}
+
+static int l_file_gc(lua_State *L) {
+  file_release(luaL_checkudata(L, 1, MW_MT_JWS_FILE));
+  return 0;
 }
 
 static mw_jws_key *check_key(lua_State *L, int idx) {
@@ -144,6 +169,8 @@ static mw_jws_key *key_from_jwk(lua_State *L, int idx, char *err, size_t errlen)
  * bytes} | a JWK table {kty = "RSA" | "EC" | "oct", ...}. */
 static int l_jws_key(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  key_ud *u = push_key_ud(L); /* 2 */
   char err[160] = "";
   mw_jws_key *k = NULL;
   size_t len;
@@ -158,24 +185,27 @@ static int l_jws_key(lua_State *L) {
   } else {
     k = key_from_jwk(L, 1, err, sizeof err);
   }
-  lua_settop(L, 1);
+  u->key = k;
+  lua_settop(L, 2);
   if (!k) {
     lua_pushnil(L);
     lua_pushstring(L, err);
     return 2;
   }
-  push_key(L, k);
   return 1;
 }
 
 /* Pushes {kid = (string or nil), key = key} for the JWK at idx, or returns
  * 0 with err. */
 static int push_jwk_entry(lua_State *L, int idx, char *err, size_t errlen) {
-  mw_jws_key *k = key_from_jwk(L, idx, err, errlen);
-  if (!k) return 0;
   lua_createtable(L, 0, 2);
-  push_key(L, k);
-  lua_setfield(L, -2, "key");
+  key_ud *u = push_key_ud(L);
+  lua_setfield(L, -2, "key"); /* the table keeps u alive */
+  u->key = key_from_jwk(L, idx, err, errlen);
+  if (!u->key) {
+    lua_pop(L, 1);
+    return 0;
+  }
   if (lua_getfield(L, idx, "kid") == LUA_TSTRING) lua_setfield(L, -2, "kid");
   else lua_pop(L, 1);
   return 1;
@@ -185,10 +215,16 @@ static int push_jwk_entry(lua_State *L, int idx, char *err, size_t errlen) {
  * a PEM public key (or certificate), a JWKS ({"keys": [...]}) or one JWK. */
 static int l_jws_keys_file(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  char *data = NULL;
-  size_t len = 0;
+  lua_settop(L, 1);
+  file_ud *f = lua_newuserdatauv(L, sizeof *f, 0); /* 2 */
+  f->data = NULL;
+  f->len = 0;
+  luaL_setmetatable(L, MW_MT_JWS_FILE);
   int eno = 0;
-  mw_fs_status st = mw_fs_read(path, MAX_KEY_FILE, &data, &len, &eno);
+  /* Nothing between the read and the store can raise. */
+  mw_fs_status st = mw_fs_read(path, MAX_KEY_FILE, &f->data, &f->len, &eno);
+  const char *data = f->data;
+  size_t len = f->len;
   if (st != MW_FS_OK) {
     lua_pushnil(L);
     lua_pushfstring(L, "%s: %s", path,
@@ -204,22 +240,18 @@ static int l_jws_keys_file(lua_State *L) {
     skip++;
   int ok;
   if (len - skip >= 5 && memcmp(data + skip, "-----", 5) == 0) {
-    mw_jws_key *k = mw_jws_key_pem(data, len, err, sizeof err);
-    free(data);
-    data = NULL;
-    ok = k != NULL;
-    if (ok) {
-      lua_createtable(L, 0, 1);
-      push_key(L, k);
-      lua_setfield(L, -2, "key");
-      lua_rawseti(L, res, 1);
-    }
+    lua_createtable(L, 0, 1);
+    key_ud *u = push_key_ud(L);
+    lua_setfield(L, -2, "key");
+    u->key = mw_jws_key_pem(data, len, err, sizeof err);
+    file_release(f);
+    ok = u->key != NULL;
+    if (ok) lua_rawseti(L, res, 1);
   } else {
-    /* The text is gone before anything can fail, and decode errors carry
-     * offsets only, never content. */
+    /* The text is gone (wiped) as soon as it is decoded, or with f if the
+     * decode raises; decode errors carry offsets only, never content. */
     ok = mw_ljson_decode(L, data, len, 8, err, sizeof err);
-    free(data);
-    data = NULL;
+    file_release(f);
     if (ok && !lua_istable(L, -1)) {
       snprintf(err, sizeof err, "neither a JWKS nor a JWK");
       ok = 0;
@@ -316,6 +348,13 @@ void mw_ljws_open(lua_State *L) {
     lua_pushcfunction(L, l_key_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pushcfunction(L, l_key_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, MW_MT_JWS_FILE)) {
+    lua_pushcfunction(L, l_file_gc);
     lua_setfield(L, -2, "__gc");
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");

@@ -214,6 +214,24 @@ static void attrs_json(lua_State *L, int idx, mw_buf *b) {
   }
 }
 
+/* The buffers of one trace_export, owned by a userdata on the stack: any
+ * Lua call while they fill can raise (out of memory, a metamethod), and
+ * the collector frees them then. */
+#define MW_MT_TRACE_BUFS "moonwire.trace_bufs"
+
+typedef struct trace_bufs {
+  mw_buf attrs, events, a, out;
+} trace_bufs;
+
+static int l_trace_bufs_gc(lua_State *L) {
+  trace_bufs *t = luaL_checkudata(L, 1, MW_MT_TRACE_BUFS);
+  mw_buf_free(&t->attrs);
+  mw_buf_free(&t->events);
+  mw_buf_free(&t->a);
+  mw_buf_free(&t->out);
+  return 0;
+}
+
 /* core.trace_export(span): encodes span {trace_id=, span_id=,
  * parent_span_id=, name=, start=, finish= (seconds), attributes = {k = v},
  * events = {{name=, time=, attributes=}}, status = 0|1|2, message=} and
@@ -221,6 +239,11 @@ static void attrs_json(lua_State *L, int idx, mw_buf *b) {
  * Returns the JSON (for specs). */
 static int l_trace_export(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  trace_bufs *t = lua_newuserdatauv(L, sizeof *t, 0); /* 2 */
+  memset(t, 0, sizeof *t);
+  luaL_setmetatable(L, MW_MT_TRACE_BUFS);
+  mw_buf *attrs = &t->attrs, *events = &t->events, *a = &t->a, *out = &t->out;
   mw_otlp_span s = {0};
   id_field(L, 1, "trace_id", s.trace_id, 16, 1);
   id_field(L, 1, "span_id", s.span_id, 8, 1);
@@ -239,9 +262,8 @@ static int l_trace_export(lua_State *L) {
   lua_getfield(L, 1, "message");
   s.status_message = lua_tostring(L, -1);
   s.kind = 2; /* SERVER */
-  mw_buf attrs = {0}, events = {0};
   lua_getfield(L, 1, "attributes");
-  attrs_json(L, lua_gettop(L), &attrs);
+  attrs_json(L, lua_gettop(L), attrs);
   lua_getfield(L, 1, "events");
   int ev = lua_gettop(L);
   if (lua_type(L, ev) == LUA_TTABLE) {
@@ -253,35 +275,36 @@ static int l_trace_export(lua_State *L) {
         lua_getfield(L, e, "time");
         snprintf(num, sizeof num, "%s{\"timeUnixNano\":\"%llu\",\"name\":", i > 1 ? "," : "",
                  (unsigned long long)ns_of(lua_tonumber(L, -1)));
-        mw_buf_puts(&events, num);
+        mw_buf_puts(events, num);
         lua_getfield(L, e, "name");
         size_t nl = 0;
         const char *name = lua_tolstring(L, -1, &nl);
-        mw_buf_json(&events, name ? name : "", name ? nl : 0);
-        mw_buf_puts(&events, ",\"attributes\":[");
-        mw_buf a = {0};
+        mw_buf_json(events, name ? name : "", name ? nl : 0);
+        mw_buf_puts(events, ",\"attributes\":[");
         lua_getfield(L, e, "attributes");
-        attrs_json(L, lua_gettop(L), &a);
-        if (a.len) mw_buf_put(&events, a.p, a.len);
-        mw_buf_free(&a);
-        mw_buf_puts(&events, "]}");
+        attrs_json(L, lua_gettop(L), a);
+        if (a->len) mw_buf_put(events, a->p, a->len);
+        mw_buf_free(a);
+        mw_buf_puts(events, "]}");
       }
       lua_settop(L, ev);
     }
   }
-  s.attrs = attrs.p;
-  s.events = events.p;
-  mw_buf out = {0};
-  mw_otlp_span_json(&out, &s);
-  mw_buf_free(&attrs);
-  mw_buf_free(&events);
-  if (out.oom) {
-    mw_buf_free(&out);
+  s.attrs = attrs->p;
+  s.events = events->p;
+  mw_otlp_span_json(out, &s);
+  mw_buf_free(attrs);
+  mw_buf_free(events);
+  if (out->oom) {
+    mw_buf_free(out);
     return 0;
   }
-  lua_pushlstring(L, out.p, out.len);
-  if (mw_otlp_running()) mw_otlp_submit(out.p, out.len); /* the exporter owns it now */
-  else free(out.p);
+  lua_pushlstring(L, out->p, out->len); /* may raise: t still owns out */
+  char *json = out->p;
+  size_t n = out->len;
+  *out = (mw_buf){0}; /* taken out of t: nothing below raises */
+  if (mw_otlp_running()) mw_otlp_submit(json, n); /* the exporter owns it now */
+  else free(json);
   return 1;
 }
 
@@ -326,4 +349,13 @@ static const luaL_Reg funcs[] = {
     {NULL, NULL},
 };
 
-void mw_ltrace_open(lua_State *L) { luaL_setfuncs(L, funcs, 0); }
+void mw_ltrace_open(lua_State *L) {
+  if (luaL_newmetatable(L, MW_MT_TRACE_BUFS)) {
+    lua_pushcfunction(L, l_trace_bufs_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+  }
+  lua_pop(L, 1);
+  luaL_setfuncs(L, funcs, 0);
+}

@@ -33,6 +33,12 @@
 static _Thread_local mw_lcall *tl_running;
 static _Thread_local double tl_run_start;
 
+/* Set while mw_co_pcall_bounded runs a function outside any handler: its
+ * state's main thread, when it must stop, and whether it was stopped. */
+static _Thread_local lua_State *tl_bound_L;
+static _Thread_local double tl_bound_until;
+static _Thread_local int tl_bound_stopped;
+
 /* Instructions between two looks at the clock. */
 #define MW_HOOK_COUNT 10000
 
@@ -333,9 +339,30 @@ static const mw_wait_ops slice_wait = {"a time slice", slice_cancel};
  * (limits.handler_slice_ms), when it can yield: only the handler's own
  * coroutine (a yield in one the handler made would return to the handler's
  * resume, not to the worker) and not across a C call. */
+/* Whether the bounded function (mw_co_pcall_bounded) must stop; when it
+ * must, the hook fires on every instruction from now on. */
+static int bound_overrun(lua_State *L) {
+  if (!tl_bound_stopped) {
+    if (mw_now() < tl_bound_until) return 0;
+    tl_bound_stopped = 1;
+  }
+  lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+  if (L != tl_bound_L) lua_sethook(tl_bound_L, budget_hook, LUA_MASKCOUNT, 1);
+  return 1;
+}
+
 static void budget_hook(lua_State *L, lua_Debug *ar) {
   mw_lcall *h = tl_running;
-  if (!h) return;
+  if (!h) {
+    if (tl_bound_L) {
+      if (!bound_overrun(L)) return;
+      lua_pushliteral(L, "ran past limits.handler_cpu_ms");
+      lua_error(L);
+    }
+    /* A coroutine a stopped function left behind: back to the usual. */
+    if (lua_gethookcount(L) == 1) lua_sethook(L, budget_hook, LUA_MASKCOUNT, MW_HOOK_COUNT);
+    return;
+  }
   if (!h->kill_code) {
     /* A coroutine a stopped handler left behind (one made at load time
      * outlives it) still fires on every instruction: back to the usual. */
@@ -367,7 +394,11 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
 
 int mw_co_overrun(lua_State *L) {
   mw_lcall *h = tl_running;
-  if (!h) return 0;
+  if (!h) {
+    if (!tl_bound_L || !bound_overrun(L)) return 0;
+    lua_pushliteral(L, "ran past limits.handler_cpu_ms");
+    return 1;
+  }
   if (!h->kill_code) {
     double deadline = mw_call_deadline(h->call), budget = h->st->handler_cpu_s;
     if (deadline != 0 && mw_wall_now() >= deadline)
@@ -386,6 +417,29 @@ int mw_co_overrun(lua_State *L) {
   }
   mw_lstatus_push(L, h->kill_code, kill_reason(h->kill_code));
   return 1;
+}
+
+int mw_co_pcall_bounded(lua_State *L, int nargs, double budget_s, int *stopped) {
+  /* on_done may come while a handler runs (one that ends its call): that
+   * handler's budget is not this function's, and comes back after it. */
+  mw_lcall *outer = tl_running;
+  double outer_start = tl_run_start, outer_until = tl_bound_until;
+  lua_State *outer_L = tl_bound_L;
+  int outer_stopped = tl_bound_stopped;
+  int count = lua_gethookcount(L);
+  tl_running = NULL;
+  tl_bound_L = budget_s > 0 ? L : NULL;
+  tl_bound_until = mw_now() + budget_s;
+  tl_bound_stopped = 0;
+  int st = mw_lutil_pcall(L, nargs, 0);
+  *stopped = tl_bound_stopped;
+  tl_running = outer;
+  tl_run_start = outer_start;
+  tl_bound_L = outer_L;
+  tl_bound_until = outer_until;
+  tl_bound_stopped = outer_stopped;
+  lua_sethook(L, budget_hook, LUA_MASKCOUNT, count > 0 ? count : MW_HOOK_COUNT);
+  return st;
 }
 
 /* --- the resume loop -------------------------------------------------------------- */

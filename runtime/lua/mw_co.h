@@ -109,6 +109,14 @@ upb_Arena *mw_co_arena(mw_lcall *h);
  * (lua_error) once it has released what it holds. 0 outside a handler. */
 int mw_co_overrun(lua_State *L);
 
+/* Runs the function below its nargs arguments on top of L (a state's main
+ * thread, outside any handler's run: the ctx:on_done functions) as
+ * mw_lutil_pcall does, with no results, under a CPU budget of its own of
+ * budget_s seconds (0: none): past it the budget hook raises, on every
+ * instruction from then on so that pcall cannot swallow the stop, until
+ * the function has returned. *stopped says whether it was stopped. */
+int mw_co_pcall_bounded(lua_State *L, int nargs, double budget_s, int *stopped);
+
 /* Installs the budget hook on a state's main thread, so that coroutines a
  * script makes at load time are stopped like the handler's own when a
  * handler resumes them (lua_newthread copies the hook). */

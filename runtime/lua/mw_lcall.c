@@ -30,7 +30,8 @@ static void lcall_on_writable(void *self) { mw_lstream_on_writable(self); }
 static void lcall_on_cancel(void *self) { mw_co_cancel(self); }
 
 /* The ctx:on_done functions, in order, in the state's main thread, while
- * the handles still reach the call. */
+ * the handles still reach the call. Each runs under limits.handler_cpu_ms
+ * of its own: one that loops would stall the worker, every call on it. */
 static void run_done_fns(mw_lcall *h) {
   lua_State *L = h->st->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->done_ref);
@@ -41,9 +42,14 @@ static void run_done_fns(mw_lcall *h) {
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
     lua_pushinteger(L, code);
-    if (mw_lutil_pcall(L, 1, 0) != LUA_OK) {
-      mw_log(MW_LOG_ERROR, "%s: on_done function failed: %s", h->m->path,
-             lua_tostring(L, -1));
+    int stopped = 0;
+    if (mw_co_pcall_bounded(L, 1, h->st->handler_cpu_s, &stopped) != LUA_OK) {
+      if (stopped)
+        mw_log(MW_LOG_WARN, "%s: on_done function stopped: ran past limits.handler_cpu_ms",
+               h->m->path);
+      else
+        mw_log(MW_LOG_ERROR, "%s: on_done function failed: %s", h->m->path,
+               lua_tostring(L, -1));
       lua_pop(L, 1);
     }
   }

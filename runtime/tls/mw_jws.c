@@ -222,6 +222,10 @@ mw_jws_key *mw_jws_key_secret(const unsigned char *s, size_t len, char *err,
   return k;
 }
 
+void mw_jws_wipe(void *p, size_t n) {
+  if (p && n) OPENSSL_cleanse(p, n);
+}
+
 void mw_jws_key_free(mw_jws_key *k) {
   if (!k) return;
   EVP_PKEY_free(k->pkey);

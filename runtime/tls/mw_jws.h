@@ -58,6 +58,9 @@ mw_jws_key *mw_jws_key_ec_p256(const unsigned char *x, size_t xlen,
 mw_jws_key *mw_jws_key_secret(const unsigned char *s, size_t len, char *err,
                               size_t errlen);
 void mw_jws_key_free(mw_jws_key *k);
+/* Overwrites n bytes at p with zeros in a way the compiler keeps (for
+ * buffers that held key material before they are freed). */
+void mw_jws_wipe(void *p, size_t n);
 
 mw_jws_kind mw_jws_key_kind(const mw_jws_key *k);
 /* The algorithm a kind accepts: "RS256", "ES256", "HS256". */

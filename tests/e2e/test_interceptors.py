@@ -462,6 +462,37 @@ class StopsTest(mwtest.TestCase):
                                         "/icpt.Svc/Sleep": "CANCELLED"})
 
 
+    def test_endless_on_done_is_stopped_and_the_worker_serves_on(self):
+        lua = """
+local mw = require "moonwire"
+local O = mw.service "icpt.Other"
+function O.Ping(req, ctx)
+  if req.text == "spin" then
+    ctx:on_done(function() while true do end end)
+    ctx:on_done(function()  -- tries to swallow the stop
+      while true do pcall(function() while true do end end) end
+    end)
+  end
+  return {text = req.text}
+end
+"""
+        d = self.service_dir({"icpt.proto": PROTO, "svc.lua": lua})
+        protos = Protos(d)
+        Msg = protos.msg("icpt.Msg")
+        config = "workers: 1\nlimits: {handler_cpu_ms: 200}\n"
+        with Server(d, config=config) as s:
+            ping = protos.unary(s.channel(), "/icpt.Other/Ping")
+            self.assertEqual(ping(Msg(text="spin"), timeout=30).text, "spin")
+            # the only worker ran both on_done functions: it must be free again
+            self.assertEqual(ping(Msg(text="next"), timeout=30).text, "next")
+            deadline = time.monotonic() + 10 * mwtest.SLOW
+            while (s.logs().count("on_done function stopped") < 2
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
+            self.assertEqual(s.logs().count("on_done function stopped"), 2, s.logs())
+            self.assertTrue(s.alive())
+
+
 class ReloadTest(mwtest.TestCase):
     def test_reload_applies_entries_and_keeps_the_old_generation_on_a_bad_one(self):
         d = self.service_dir({"icpt.proto": PROTO, "svc.lua": LUA,
