@@ -160,6 +160,9 @@ end
 --- mw.fail: a catalogue name with its fields and extra details, or a code
 -- with a message and details (moonwire.status.fail).
 function M.fail(code, a, b)
+  -- A status error caught earlier (an outbound call's err): raised again
+  -- as it is, its code, message and details becoming the call's.
+  if status.is_status(code) and a == nil then error(code, 0) end
   if type(code) == "string" and not codes[code:upper()] then
     local e = catalogue[code]
     if not e then unknown("mw.fail", code) end

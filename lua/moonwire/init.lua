@@ -88,6 +88,9 @@ M.load_yaml = errors.load_yaml
 --- Suspends the calling handler for `seconds`; other calls go on meanwhile.
 M.sleep = core.sleep
 
+--- Outbound calls: mw.client(target, opts) (moonwire.client, docs/lua-api.md).
+M.client = require("moonwire.client").new
+
 --- The server's counters: {live_calls=, generation=, reloads=,
 -- reload_failures=, lua_memory= (bytes in this worker's current state)}.
 M.stats = core.stats

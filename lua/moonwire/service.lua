@@ -84,6 +84,10 @@ function M.bind(bind, methods, config, seal)
   if config == nil and core.config_interceptors then config = core.config_interceptors() end
   local problems = intercept.check(methods)
   local cfg = config_chain(config, methods, problems)
+  -- Outbound settings are read now, while the config is at hand.
+  for _, p in ipairs(require("moonwire.client").config_problems()) do
+    problems[#problems + 1] = p
+  end
   for _, name in ipairs(order) do
     local d = declared[name]
     local names, index, kinds = methods(name)

@@ -1,5 +1,7 @@
 /* The command line and the config it names. */
 #include "cmd/cmd.h"
+#include "core/mw_client.h"
+#include "lua/l_api.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -216,3 +218,21 @@ int mw_cmd_load_config(const options *o, mw_config *cfg, mw_diag *diag) {
   return mw_diag_count(diag) ? -1 : 0;
 }
 
+
+int mw_cmd_client_configure(const mw_config *cfg) {
+  mw_client_policy p = {
+      .allow = (const char *const *)cfg->client.allow.v,
+      .n_allow = cfg->client.allow.n,
+      .max_receive_bytes = (size_t)cfg->client.max_receive_bytes,
+      .max_metadata_bytes = (size_t)cfg->client.max_metadata_bytes,
+      .keepalive_ms = (int)cfg->client.keepalive_ms,
+      .connect_timeout_ms = (int)cfg->client.connect_timeout_ms,
+      .max_backoff_ms = (int)cfg->client.max_backoff_ms,
+      .max_channels = (int)cfg->client.max_channels,
+  };
+  if (mw_lclient_configure((double)cfg->client.deadline_margin_ms / 1000.0,
+                           (const char *const *)cfg->client.propagate.v,
+                           cfg->client.propagate.n) != 0)
+    return -1;
+  return mw_client_configure(&p);
+}

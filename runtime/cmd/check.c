@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "core/mw_client.h"
 #include "gen/mw_gen.h"
 #include "tls/mw_tls.h"
 
@@ -11,6 +12,7 @@ int mw_cmd_check(const options *o) {
   mw_config cfg;
   mw_diag diag = {0};
   mw_cmd_load_config(o, &cfg, &diag);
+  mw_cmd_client_configure(&cfg); /* module code's calls see the allow-list */
   mw_gen *g = NULL;
   if (cfg.services.n) {
     mw_gen_options go = {.config = &cfg, .n_states = 1, .mem = NULL, .id = 1};
@@ -72,6 +74,7 @@ int mw_cmd_check(const options *o) {
   }
   mw_tls_set_unref(tls);
   mw_gen_unref(g);
+  mw_client_shutdown();
   mw_diag_free(&diag);
   mw_config_free(&cfg);
   return rc;

@@ -28,4 +28,9 @@ int mw_cmd_load_config(const options *o, mw_config *cfg, mw_diag *diag);
 int mw_cmd_check(const options *o);
 int mw_cmd_serve(const options *o);
 
+/* The outbound client's policy from cfg (allow-list, limits, deadline
+ * margin), before any script runs; mw_client_shutdown undoes it. Returns 0,
+ * or -1 when out of memory. */
+int mw_cmd_client_configure(const mw_config *cfg);
+
 #endif

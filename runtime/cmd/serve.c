@@ -25,6 +25,7 @@
 #include "trace/mw_otlp.h"
 #include "gen/mw_gen.h"
 #include "gen/mw_watch.h"
+#include "core/mw_client.h"
 #include "http/mw_admin.h"
 #include "lua/mw_health.h"
 #include "metrics/mw_grpc_metrics.h"
@@ -288,6 +289,11 @@ int mw_cmd_serve(const options *o) {
   }
   mw_log_configure((mw_log_level)sv.cfg.log.level, sv.cfg.log.json, 2);
   raise_fd_limit();
+  if (mw_cmd_client_configure(&sv.cfg) != 0) {
+    fprintf(stderr, "moonwire: out of memory\n");
+    mw_config_free(&sv.cfg);
+    return 1;
+  }
 
   /* Signals are taken by this thread through a signalfd; workers never see
    * them. */
@@ -422,6 +428,7 @@ int mw_cmd_serve(const options *o) {
     mw_metrics_free(sv.metrics);
     free(sv.mem);
   }
+  if (rc != 70) mw_client_shutdown();
   mw_config_free(&sv.cfg);
   mw_log(MW_LOG_INFO, "stopped");
   return rc;

@@ -23,6 +23,7 @@
 
 #include "base/mw_fs.h"
 #include "base/mw_log.h"
+#include "base/mw_status.h"
 
 #define WORKERS_MAX 256
 #define MAX_DEPTH 64
@@ -57,6 +58,15 @@ void mw_config_init(mw_config *c) {
   c->protos.v = NULL;
   c->protos.n = 0;
   c->tracing.sample = 1.0;
+  c->client.deadline_margin_ms = 5;
+  c->client.max_receive_bytes = 4 << 20;
+  c->client.max_metadata_bytes = 16384;
+  c->client.connect_timeout_ms = 20000;
+  c->client.max_backoff_ms = 10000;
+  c->client.max_channels = 64;
+  c->client.retry = (mw_config_retry){0, 1, 100, 1000, 2.0, 1u << 14};
+  c->client.budget_tokens = 10;
+  c->client.budget_ratio = 0.1;
   c->tracing.batch = 512;
   c->tracing.flush_ms = 1000;
   c->tracing.queue = 4096;
@@ -144,6 +154,12 @@ void mw_config_free(mw_config *c) {
   for (size_t i = 0; i < c->compression.n_methods; i++)
     free(c->compression.methods[i].path);
   free(c->compression.methods);
+  mw_strvec_free(&c->client.allow);
+  mw_strvec_free(&c->client.propagate);
+  for (size_t i = 0; i < c->client.n_methods; i++) free(c->client.methods[i].path);
+  free(c->client.methods);
+  c->client.methods = NULL;
+  c->client.n_methods = 0;
   free(c->tracing.otlp);
   free(c->tracing.service_name);
   mw_config_init(c);
@@ -247,6 +263,8 @@ typedef struct perr {
 
 typedef struct ctx {
   mw_method_config *method; /* the `methods` entry being read */
+  mw_config_retry *retry;   /* the retry policy being read */
+  mw_config_client_method *cmethod; /* the client.methods entry being read */
   const char *name;
   const char *base_dir; /* absolute */
   perr *errs;
@@ -765,7 +783,7 @@ static const char *const top_keys[] = {
     "listen", "workers",   "services", "proto_path",        "limits",
     "keepalive", "reload", "log",      "shutdown_grace_ms", "protos",
     "shutdown", "health", "reflection", "tls", "methods", "transport", "lua",
-    "compression", "interceptors", "tracing", "admin", "metrics", NULL};
+    "compression", "interceptors", "tracing", "admin", "metrics", "client", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -835,6 +853,14 @@ static const char *const tls_keys[] = {"cert", "key", "client_ca",
 static const char *const lua_keys[] = {"unsafe", NULL};
 static const char *const admin_keys[] = {"listen", "max_connections", "timeout", NULL};
 static const char *const metrics_keys[] = {"max_series", NULL};
+static const char *const client_keys[] = {
+    "allow", "propagate", "deadline_margin", "max_receive_bytes", "max_metadata_bytes",
+    "keepalive", "connect_timeout", "max_backoff", "max_channels", "retry", "retry_budget",
+    "methods", NULL};
+static const char *const retry_keys[] = {"max_attempts", "initial_backoff", "max_backoff",
+                                         "multiplier", "codes", NULL};
+static const char *const budget_keys[] = {"tokens", "ratio", NULL};
+static const char *const client_method_keys[] = {"idempotent", "timeout", "retry", NULL};
 static const char *const compression_keys[] = {"algorithm", "min_bytes",
                                                "methods", NULL};
 static const char *const tracing_keys[] = {"otlp", "sample", "service_name", "batch",
@@ -857,7 +883,8 @@ static const struct {
                 {"compression", compression_keys},
                 {"tracing", tracing_keys},
                 {"admin", admin_keys},
-                {"metrics", metrics_keys}};
+                {"metrics", metrics_keys},
+                {"client", client_keys}};
 
 static void key_list(char *buf, size_t cap, const char *const *keys) {
   size_t o = 0;
@@ -1733,6 +1760,249 @@ static void tracing_pair(ctx *x, mw_config *c, int idx, const node *k,
   }
 }
 
+/* client: outbound calls. */
+static int target_elem(ctx *x, const node *e, const char *key, void *arg) {
+  mw_strvec *l = arg;
+  const char *t = e->s;
+  int ok = strcmp(t, "*") == 0;
+  if (!ok && strncmp(t, "unix:", 5) == 0) ok = t[5] != '\0';
+  if (!ok) {
+    const char *colon = t[0] == '[' ? strstr(t, "]:") : strrchr(t, ':');
+    if (colon && t[0] == '[') colon++;
+    ok = colon && colon > t && colon[1] && !strchr(t, '/') && !strchr(t, ' ');
+    if (ok && strcmp(colon + 1, "*") != 0)
+      for (const char *q = colon + 1; *q; q++) ok = ok && *q >= '0' && *q <= '9';
+  }
+  if (!ok) {
+    ERR(x, e, "%s: '%s' is not a target (expected HOST:PORT, HOST:*, [IPv6]:PORT, "
+              "unix:PATH or *)", key, EX(e));
+    return -1;
+  }
+  if (mw_strvec_has(l, t) || mw_strvec_push(l, t) != 0) {
+    if (!mw_strvec_has(l, t)) ERR(x, e, "%s: out of memory", key);
+  }
+  return 0;
+}
+
+static int md_key_elem(ctx *x, const node *e, const char *key, void *arg) {
+  mw_strvec *l = arg;
+  int ok = e->len > 0 && strncmp(e->s, "grpc-", 5) != 0 && e->s[0] != ':';
+  for (size_t i = 0; ok && i < e->len; i++) {
+    char ch = e->s[i];
+    ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' ||
+         ch == '.';
+  }
+  if (!ok) {
+    ERR(x, e, "%s: '%s' is not a metadata key a call may carry (lowercase letters, digits, "
+              "'-', '_', '.'; not grpc-*)", key, EX(e));
+    return -1;
+  }
+  if (!mw_strvec_has(l, e->s) && mw_strvec_push(l, e->s) != 0) {
+    ERR(x, e, "%s: out of memory", key);
+    return -1;
+  }
+  return 0;
+}
+
+static int code_elem(ctx *x, const node *e, const char *key, void *arg) {
+  unsigned *codes = arg;
+  int code = mw_status_parse(e->s);
+  if (code < 0 || code == 0) {
+    ERR(x, e, "%s: '%s' is not a status code that can be retried (UNAVAILABLE, "
+              "RESOURCE_EXHAUSTED, ABORTED...)", key, EX(e));
+    return -1;
+  }
+  *codes |= 1u << code;
+  return 0;
+}
+
+static void retry_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  mw_config_retry *r = x->retry;
+  int64_t val;
+  switch (idx) {
+  case 0:
+    if (number_value(x, v, "retry.max_attempts", K_INT, 1, 10, &val) == 0) r->max_attempts = val;
+    return;
+  case 1:
+    if (number_value(x, v, "retry.initial_backoff", K_DURATION, 1, 3600000, &val) == 0)
+      r->initial_backoff_ms = val;
+    return;
+  case 2:
+    if (number_value(x, v, "retry.max_backoff", K_DURATION, 1, 3600000, &val) == 0)
+      r->max_backoff_ms = val;
+    return;
+  case 3: {
+    if (want_scalar(x, v, "retry.multiplier", "a number of at least 1") != 0) return;
+    char *end;
+    double d = strtod(v->s, &end);
+    if (end == v->s || *end || !(d >= 1.0) || d > 100.0) {
+      ERR(x, v, "retry.multiplier: expected a number from 1 to 100, got '%s'", EX(v));
+      return;
+    }
+    r->multiplier = d;
+    return;
+  }
+  case 4: {
+    unsigned codes = 0;
+    if (string_or_list(x, v, "retry.codes", "a status code name", code_elem, &codes) == 0)
+      r->codes = codes;
+    return;
+  }
+  }
+}
+
+static void retry_section(ctx *x, mw_config *c, const node *v, mw_config_retry *r) {
+  if (want_section(x, v, "retry") != 0) return;
+  mw_config_retry *saved = x->retry;
+  x->retry = r;
+  r->set = 1;
+  walk_map(x, c, v, "retry", retry_keys, retry_pair);
+  x->retry = saved;
+}
+
+static void budget_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  int64_t val;
+  if (idx == 0) {
+    if (number_value(x, v, "retry_budget.tokens", K_INT, 0, 1000000, &val) == 0)
+      c->client.budget_tokens = val;
+    return;
+  }
+  if (want_scalar(x, v, "retry_budget.ratio", "a number from 0 to 1") != 0) return;
+  char *end;
+  double d = strtod(v->s, &end);
+  if (end == v->s || *end || !(d >= 0.0) || d > 1.0) {
+    ERR(x, v, "retry_budget.ratio: expected a number from 0 to 1, got '%s'", EX(v));
+    return;
+  }
+  c->client.budget_ratio = d;
+}
+
+static void client_method_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  mw_config_client_method *m = x->cmethod;
+  int64_t val;
+  switch (idx) {
+  case 0: {
+    int b = -1;
+    bool_value(x, v, "idempotent", &b);
+    if (b >= 0) m->idempotent = b;
+    return;
+  }
+  case 1:
+    if (number_value(x, v, "timeout", K_DURATION, 1, INT32_MAX, &val) == 0) m->timeout_ms = val;
+    return;
+  case 2:
+    m->retry = c->client.retry; /* a method's retry starts from the default */
+    retry_section(x, c, v, &m->retry);
+    return;
+  }
+}
+
+static void client_methods(ctx *x, mw_config *c, const node *m) {
+  if (want_section(x, m, "client.methods") != 0) return;
+  for (size_t i = 0; i + 1 < m->n; i += 2) {
+    const node *k = m->kid[i], *v = m->kid[i + 1];
+    if (k->type != N_SCALAR) continue;
+    int service = is_service_name(k);
+    const char *slash = k->len > 1 ? strchr(k->s + 1, '/') : NULL;
+    if (!service &&
+        (k->s[0] != '/' || !slash || slash == k->s + 1 || !slash[1] || strchr(slash + 1, '/'))) {
+      ERR(x, k, "client.methods: '%s' is not a method path (expected \"/package.Service/Method\") "
+                "or a service name (\"package.Service\")", EX(k));
+      continue;
+    }
+    int dup = 0;
+    for (size_t j = 0; j < c->client.n_methods && !dup; j++)
+      dup = strcmp(c->client.methods[j].path, k->s) == 0;
+    if (dup) {
+      ERR(x, k, "client.methods: '%s' is listed twice", EX(k));
+      continue;
+    }
+    if (want_section(x, v, k->s) != 0) continue;
+    mw_config_client_method *grown =
+        realloc(c->client.methods, (c->client.n_methods + 1) * sizeof *grown);
+    char *path = grown ? strdup(k->s) : NULL;
+    if (grown) c->client.methods = grown;
+    if (!path) {
+      ERR(x, k, "out of memory");
+      return;
+    }
+    x->cmethod = &c->client.methods[c->client.n_methods++];
+    *x->cmethod = (mw_config_client_method){.path = path, .idempotent = -1};
+    walk_map(x, c, v, k->s, client_method_keys, client_method_pair);
+    x->cmethod = NULL;
+  }
+}
+
+static void client_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  int64_t val;
+  switch (idx) {
+  case 0: {
+    mw_strvec l = {0};
+    if (string_or_list(x, v, "client.allow", "a target", target_elem, &l) == 0) {
+      mw_strvec_free(&c->client.allow);
+      c->client.allow = l;
+      return;
+    }
+    mw_strvec_free(&l);
+    return;
+  }
+  case 1: {
+    mw_strvec l = {0};
+    if (string_or_list(x, v, "client.propagate", "a metadata key", md_key_elem, &l) == 0) {
+      mw_strvec_free(&c->client.propagate);
+      c->client.propagate = l;
+      return;
+    }
+    mw_strvec_free(&l);
+    return;
+  }
+  case 2:
+    if (number_value(x, v, "client.deadline_margin", K_DURATION, 0, 60000, &val) == 0)
+      c->client.deadline_margin_ms = val;
+    return;
+  case 3:
+    if (number_value(x, v, "client.max_receive_bytes", K_SIZE, 1, INT32_MAX, &val) == 0)
+      c->client.max_receive_bytes = val;
+    return;
+  case 4:
+    if (number_value(x, v, "client.max_metadata_bytes", K_SIZE, 1024, INT32_MAX, &val) == 0)
+      c->client.max_metadata_bytes = val;
+    return;
+  case 5:
+    if (number_value(x, v, "client.keepalive", K_DURATION, 0, INT32_MAX, &val) == 0) {
+      if (val > 0 && val < 10000) {
+        ERR(x, v, "client.keepalive: at least 10s (servers answer faster pings with "
+                  "GOAWAY too_many_pings), or 0 for none");
+        return;
+      }
+      c->client.keepalive_ms = val;
+    }
+    return;
+  case 6:
+    if (number_value(x, v, "client.connect_timeout", K_DURATION, 100, INT32_MAX, &val) == 0)
+      c->client.connect_timeout_ms = val;
+    return;
+  case 7:
+    if (number_value(x, v, "client.max_backoff", K_DURATION, 100, 3600000, &val) == 0)
+      c->client.max_backoff_ms = val;
+    return;
+  case 8:
+    if (number_value(x, v, "client.max_channels", K_INT, 1, 65536, &val) == 0)
+      c->client.max_channels = val;
+    return;
+  case 9:
+    retry_section(x, c, v, &c->client.retry);
+    return;
+  case 10:
+    if (want_section(x, v, "client.retry_budget") == 0)
+      walk_map(x, c, v, "retry_budget", budget_keys, budget_pair);
+    return;
+  case 11:
+    client_methods(x, c, v);
+    return;
+  }
+}
+
 static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
                      const node *v) {
   const char *key = top_keys[idx];
@@ -1852,6 +2122,9 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     return;
   case 21: /* metrics */
     if (want_section(x, v, key) == 0) walk_map(x, c, v, key, metrics_keys, metrics_pair);
+    return;
+  case 22: /* client */
+    if (want_section(x, v, key) == 0) walk_map(x, c, v, key, client_keys, client_pair);
     return;
   default:
     return;

@@ -56,6 +56,25 @@ typedef struct mw_method_config {
   char *deadline_where;        /* owned: where deadline was written, or NULL */
 } mw_method_config;
 
+/* A retry policy of outbound calls (client.retry, or a method's). */
+typedef struct mw_config_retry {
+  int set;                    /* written in the file (a method's overrides) */
+  int64_t max_attempts;       /* attempts in all, first included; default 1:
+                                 no retries */
+  int64_t initial_backoff_ms; /* default 100 */
+  int64_t max_backoff_ms;     /* default 1000 */
+  double multiplier;          /* default 2 */
+  unsigned codes;             /* bit per retryable status; default UNAVAILABLE */
+} mw_config_retry;
+
+/* client.methods: one outbound method's settings. */
+typedef struct mw_config_client_method {
+  char *path;         /* "/pkg.Service/Method" or "pkg.Service" (owned) */
+  int idempotent;     /* -1: as the proto says; 0 / 1 */
+  int64_t timeout_ms; /* 0: the caller's */
+  mw_config_retry retry;
+} mw_config_client_method;
+
 typedef struct mw_config {
   char *file;     /* the config file's path, NULL when none (owned) */
   mw_strvec listen;      /* "host:port"; default ["127.0.0.1:50051"] */
@@ -152,6 +171,25 @@ typedef struct mw_config {
   struct {
     int64_t max_series; /* series per metric family at most; default 1000 */
   } metrics;
+  /* Outbound calls (core/mw_client.h, lua/moonwire/client.lua). allow and
+   * the limits are read when the server starts; the rest by every
+   * generation. */
+  struct {
+    mw_strvec allow;             /* target patterns; empty: no outbound calls */
+    mw_strvec propagate;         /* request metadata keys children inherit */
+    int64_t deadline_margin_ms;  /* default 5 */
+    int64_t max_receive_bytes;   /* default 4 MiB */
+    int64_t max_metadata_bytes;  /* default 16 KiB */
+    int64_t keepalive_ms;        /* default 0: no pings */
+    int64_t connect_timeout_ms;  /* default 20 s */
+    int64_t max_backoff_ms;      /* reconnect backoff at most; default 10 s */
+    int64_t max_channels;        /* cached per worker; default 64 */
+    mw_config_retry retry;       /* the default policy */
+    int64_t budget_tokens;       /* retry budget per target; default 10 */
+    double budget_ratio;         /* tokens a success gives back; default 0.1 */
+    mw_config_client_method *methods; /* owned, n_methods long */
+    size_t n_methods;
+  } client;
 } mw_config;
 
 /* compression.algorithm (the values of grpc_compression_algorithm). */

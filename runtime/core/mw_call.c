@@ -412,6 +412,11 @@ static void pump(mw_call *c) {
     pump(c);                                                                  \
   } while (0)
 
+void mw_call_run(mw_call *c, void (*fn)(void *arg), void *arg) {
+  EVENT(c, fn(arg));
+  maybe_free(c);
+}
+
 /* --- timers ------------------------------------------------------------------ */
 
 static void call_timer_fire(mw_timer *e) {

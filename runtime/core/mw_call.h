@@ -118,6 +118,12 @@ void mw_call_finish(mw_call *c, int code, const char *msg);
  * when a handler first waits; unary handlers that never wait skip it. */
 void mw_call_watch_cancel(mw_call *c);
 
+/* Runs fn(arg) as an event of the call, on its worker: pinned, seen by
+ * the watchdog as the call's, and what fn queues is started when it
+ * returns. For events that reach a backend from elsewhere on the same
+ * worker (an outbound call it made completing). */
+void mw_call_run(mw_call *c, void (*fn)(void *arg), void *arg);
+
 /* A timer on the call's worker that runs with the call pinned, like an
  * event: what fn queues is started when it returns. The record is the
  * caller's (embed it); a timer does not keep the call alive, so the backend

@@ -25,6 +25,7 @@ typedef enum mw_tag_kind {
   MW_TAG_CALL = 2,     /* a batch of a call completed */
   MW_TAG_SHUTDOWN = 3, /* the server finished shutting down */
   MW_TAG_WAKE = 4,     /* the worker's mailbox has mail */
+  MW_TAG_CLIENT = 5,   /* a batch of an outbound call completed */
 } mw_tag_kind;
 
 typedef struct mw_tag {
@@ -99,6 +100,9 @@ typedef struct mw_worker {
   int observe;
   struct mw_call *calls;
   _Atomic size_t queued_bytes;
+  /* Outbound calls started here whose records core has not given back
+   * (mw_client.c); the queue stays open until they have. */
+  size_t client_calls;
 } mw_worker;
 
 /* --- the call layer, for the worker (mw_call.c) --- */
@@ -111,6 +115,8 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
                      int has_payload);
 /* A batch of a call completed. */
 void mw_call_on_batch(mw_tag *tag, int ok);
+/* A batch of an outbound call completed (mw_client.c). */
+void mw_client_on_batch(mw_tag *tag, int ok);
 
 /* For /debug/calls, on the worker's thread: its live calls as JSON
  * objects separated by commas (only while w->observe). */

@@ -254,7 +254,8 @@ int mw_server_worker_may_close(const mw_worker *w) {
     pthread_cond_broadcast(&s->idle_cond);
     pthread_mutex_unlock(&s->idle_lock);
   }
-  return atomic_load(&s->shutdown_done) && w->live_calls == 0 && w->live_slots == 0;
+  return atomic_load(&s->shutdown_done) && w->live_calls == 0 && w->live_slots == 0 &&
+         w->client_calls == 0;
 }
 
 void mw_server_thread_exit(mw_worker *w) {

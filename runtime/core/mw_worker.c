@@ -7,6 +7,7 @@
 
 #include <grpc/support/time.h>
 
+#include "core/mw_client.h"
 #include "core/mw_core_internal.h"
 #include "metrics/mw_metrics.h"
 
@@ -24,6 +25,7 @@ static int dispatch(mw_worker *w, grpc_event ev) {
     case MW_TAG_CALL: mw_call_on_batch(tag, ev.success); break;
     case MW_TAG_SHUTDOWN: mw_server_note_shutdown_done(w->server); break;
     case MW_TAG_WAKE: mw_mailbox_run(w->mailbox); break;
+    case MW_TAG_CLIENT: mw_client_on_batch(tag, ev.success); break;
     }
   }
   return 1;
@@ -72,6 +74,7 @@ void *mw_worker_main(void *arg) {
     }
   }
   mw_server_thread_exit(w);
+  mw_client_thread_exit();
   tl_self = NULL;
   mw_metrics_thread_shard(-1);
   return NULL;

@@ -33,6 +33,14 @@ void mw_lintercept_open(lua_State *L);/* l_intercept.c: now, keep_traceback,
 void mw_ljson_open(lua_State *L);   /* l_json.c: json_decode, json_encode */
 void mw_ljws_open(lua_State *L);    /* l_jws.c: b64url_decode, jws_key(s) */
 void mw_lratelimit_open(lua_State *L); /* l_ratelimit.c: rate_take */
+void mw_lclient_open(lua_State *L); /* l_client.c: client_channel, client_deadline,
+                                       client_unary, client_start, client_open */
+/* l_client.c: how much of the parent's remaining time a child call leaves
+ * (config client.deadline_margin) and which request metadata keys it
+ * inherits (client.propagate; the trace context always goes); copied, set
+ * before any state runs. n == 0 frees the list. Returns 0, or -1 when out
+ * of memory. */
+int mw_lclient_configure(double margin_s, const char *const *propagate, size_t n);
 void mw_ltrace_open(lua_State *L);  /* l_trace.c: trace_start, trace_export,
                                        trace_options, trace_stats */
 /* l_trace.c: pushes the span exporter's counters {exported=, dropped=,

@@ -50,7 +50,7 @@ static int ctx_remaining(lua_State *L) {
 static int ctx_io(lua_State *L) {
   mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
   const mw_call_io *io = mw_call_io_of(h->call);
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 7);
   lua_pushinteger(L, (lua_Integer)io->msgs_in);
   lua_setfield(L, -2, "msgs_in");
   lua_pushinteger(L, (lua_Integer)io->msgs_out);
@@ -61,6 +61,10 @@ static int ctx_io(lua_State *L) {
   lua_setfield(L, -2, "bytes_out");
   lua_pushnumber(L, mw_wall_now() - (mw_now() - io->start));
   lua_setfield(L, -2, "start");
+  lua_pushinteger(L, h->out_calls);
+  lua_setfield(L, -2, "client_calls");
+  lua_pushinteger(L, h->out_retries);
+  lua_setfield(L, -2, "client_retries");
   return 1;
 }
 

@@ -86,6 +86,12 @@ static int l_trace_start(lua_State *L) {
   lua_setfield(L, 4, "span_id");
   lua_pushlstring(L, hdr, 55);
   lua_setfield(L, 4, "traceparent");
+  /* The call's outbound calls carry this span as their parent. */
+  mw_handle *hd = luaL_testudata(L, 1, MW_MT_CTX);
+  if (hd && hd->h) {
+    memcpy(hd->h->traceparent, hdr, 55);
+    hd->h->traceparent[55] = '\0';
+  }
   lua_pushboolean(L, sampled);
   lua_setfield(L, 4, "sampled");
   if (parent) {

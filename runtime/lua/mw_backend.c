@@ -118,10 +118,10 @@ mw_lua_backend *mw_lua_backend_new(const mw_lua_options *o, mw_diag *diag) {
     mw_diag scratch = {0};
     mw_diag *d = i == 0 ? diag : &scratch;
     int bad = 0;
+    b->lstates[i]->cfg = o->cfg; /* for the scripts and the bind */
     for (size_t k = 0; k < o->n_builtins; k++)
       if (mw_vm_run_builtin(L, o->builtins[k], d) != 0) bad = 1;
     if (mw_vm_run_scripts(L, o->dirs, o->n_dirs, d) != 0) bad = 1;
-    b->lstates[i]->cfg = o->cfg;
     b->lstates[i]->generation = o->generation;
     if (bind_handlers(L, b->refs[i], d) != 0) bad = 1;
     b->lstates[i]->cfg = NULL;

@@ -30,6 +30,8 @@
 
 /* The call whose handler this worker thread is running, for the budget
  * hook (which may fire in a coroutine the handler created itself). */
+static void cancel_children(mw_lcall *h);
+
 static _Thread_local mw_lcall *tl_running;
 static _Thread_local double tl_run_start;
 
@@ -476,6 +478,7 @@ void mw_co_resume(mw_lcall *h, int nargs) {
     /* Whatever the coroutine did with the stop, the call ends with it. */
     h->finished = 1;
     h->wait = NULL;
+    cancel_children(h);
     mw_log(MW_LOG_WARN, "%s: handler stopped: %s", h->m->path,
            h->kill_code == MW_STATUS_DEADLINE_EXCEEDED
                ? "deadline exceeded while running"
@@ -493,6 +496,7 @@ void mw_co_resume(mw_lcall *h, int nargs) {
     st = LUA_ERRRUN;
   }
   h->finished = 1;
+  cancel_children(h);
   if (st == LUA_OK) {
     /* A finished coroutine reports its whole stack as results: the anchors
      * below the handler are not among them. */
@@ -537,8 +541,29 @@ void mw_co_wake(mw_lcall *h, mw_wake how, int nres) {
 
 static void run_cancel_fns(mw_lcall *h);
 
+void mw_co_child_add(mw_lcall *h, mw_lchild *c) {
+  c->prev = NULL;
+  c->next = h->children;
+  if (h->children) h->children->prev = c;
+  h->children = c;
+}
+
+void mw_co_child_remove(mw_lcall *h, mw_lchild *c) {
+  if (c->prev) c->prev->next = c->next;
+  else if (h->children == c) h->children = c->next;
+  else return; /* not linked */
+  if (c->next) c->next->prev = c->prev;
+  c->next = c->prev = NULL;
+}
+
+/* Everything the call started stops with it, at once. */
+static void cancel_children(mw_lcall *h) {
+  while (h->children) h->children->cancel(h->children);
+}
+
 void mw_co_cancel(mw_lcall *h) {
   run_cancel_fns(h); /* once, even when the handler already ended */
+  cancel_children(h);
   if (h->finished || !h->wait) return;
   if (h->wait->cancel(h, 0)) mw_co_wake(h, MW_WAKE_CANCELLED, 0);
 }
@@ -546,6 +571,7 @@ void mw_co_cancel(mw_lcall *h) {
 void mw_co_abandon(mw_lcall *h) {
   if (h->wait) h->wait->cancel(h, 1);
   h->wait = NULL;
+  cancel_children(h);
 }
 
 static void run_cancel_fns(mw_lcall *h) {

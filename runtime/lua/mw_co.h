@@ -23,6 +23,16 @@
 
 typedef struct mw_lcall mw_lcall;
 
+/* Work a handler started that may outlive the wait it started in (an
+ * outbound call: a future not waited for yet, an open stream). Linked in
+ * its call's list while it runs; when the call is cancelled or its handler
+ * ends, cancel runs for each (it must unlink the child, mw_co_child_remove)
+ * so that nothing a call started runs on without it. */
+typedef struct mw_lchild {
+  struct mw_lchild *next, *prev;
+  void (*cancel)(struct mw_lchild *c);
+} mw_lchild;
+
 /* A kind of pending operation (one static instance per waiting API). */
 typedef struct mw_wait_ops {
   const char *what; /* "mw.sleep", "stream:recv": for messages */
@@ -56,6 +66,14 @@ struct mw_lcall {
   upb_Arena *arena; /* the call's arena: over the embedded block of a big
                        record, else made on first use (mw_co_arena) */
   const mw_wait_ops *wait; /* the pending operation; NULL when none */
+  void *wait_arg;   /* what it waits on, for operations with several
+                       (the outbound call), else unused */
+  mw_lchild *children; /* running work it started (see mw_lchild) */
+  char traceparent[56]; /* the call's own span as a traceparent, once the
+                           trace interceptor made it ("" before): what its
+                           outbound calls carry */
+  unsigned out_calls, out_retries; /* outbound calls it made, and how many
+                                      of them were retries (ctx:io()) */
   mw_wake wake;     /* how the last wait ended */
   int wake_nres;
   mw_call_timer timer; /* mw.sleep's, and a notice's wake */
@@ -147,6 +165,10 @@ void mw_co_wake(mw_lcall *h, mw_wake how, int nres);
 void mw_co_cancel(mw_lcall *h);
 /* The call is over: disarms a pending operation without resuming. */
 void mw_co_abandon(mw_lcall *h);
+
+/* Links c into h's children / unlinks it (harmless when not linked). */
+void mw_co_child_add(mw_lcall *h, mw_lchild *c);
+void mw_co_child_remove(mw_lcall *h, mw_lchild *c);
 
 /* Raises the error a wait raises when the call is cancelled or its deadline
  * passed: a status object with cancelled = true. */

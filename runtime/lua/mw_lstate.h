@@ -29,8 +29,9 @@ typedef struct mw_lstate {
   int free_slots[MW_POOL_FREE_MAX];
   int mt_ref[2];   /* registry refs of the ctx and stream metatables */
   unsigned generation;  /* the id of the generation the state serves */
-  const mw_config *cfg; /* while the handlers are bound only (borrowed): what
-                           core.config_interceptors reads; NULL after */
+  const mw_config *cfg; /* while the scripts run and the handlers are bound
+                           only (borrowed): what core.config_interceptors and
+                           core.client_config read; NULL after */
 } mw_lstate;
 
 /* The record of a state the VM made; NULL for any other state (moonwire.core

@@ -716,7 +716,7 @@ static void test_unknown_keys(void) {
              "t.yaml:1:1: unknown key 'zzz' (valid keys: listen, workers, "
              "services, proto_path, limits, keepalive, reload, log, "
              "shutdown_grace_ms, protos, shutdown, health, reflection, tls, methods, "
-             "transport, lua, compression, interceptors, tracing, admin, metrics)");
+             "transport, lua, compression, interceptors, tracing, admin, metrics, client)");
 }
 
 static void test_duplicates(void) {
@@ -1210,6 +1210,85 @@ static void test_tracing(void) {
   }
 }
 
+static void test_client(void) {
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d, ""), 0); /* nothing allowed by default */
+  MW_CHECK_INT((int)c.client.allow.n, 0);
+  MW_CHECK_INT(c.client.deadline_margin_ms, 5);
+  MW_CHECK_INT(c.client.retry.max_attempts, 1);
+  MW_CHECK_INT((int)c.client.retry.codes, 1 << 14);
+  MW_CHECK_INT(c.client.budget_tokens, 10);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  MW_CHECK_INT(load(&c, &d,
+                    "client:\n"
+                    "  allow: [\"127.0.0.1:50052\", \"inventory:*\", \"unix:/run/x.sock\", "
+                    "\"[::1]:443\"]\n"
+                    "  propagate: [x-request-id, x-tenant]\n"
+                    "  deadline_margin: 10ms\n"
+                    "  keepalive: 5m\n"
+                    "  max_channels: 8\n"
+                    "  retry: {max_attempts: 4, initial_backoff: 50ms, max_backoff: 2s,\n"
+                    "          multiplier: 1.5, codes: [UNAVAILABLE, aborted]}\n"
+                    "  retry_budget: {tokens: 20, ratio: 0.5}\n"
+                    "  methods:\n"
+                    "    \"/shop.Pay/Charge\": {idempotent: true, timeout: 2s,\n"
+                    "                         retry: {max_attempts: 2}}\n"
+                    "    shop.Inventory: {idempotent: false}\n"),
+               0);
+  MW_CHECK_INT((int)c.client.allow.n, 4);
+  MW_CHECK_STR(c.client.allow.v[1], "inventory:*");
+  MW_CHECK_INT((int)c.client.propagate.n, 2);
+  MW_CHECK_INT(c.client.deadline_margin_ms, 10);
+  MW_CHECK_INT(c.client.keepalive_ms, 300000);
+  MW_CHECK_INT(c.client.max_channels, 8);
+  MW_CHECK_INT(c.client.retry.max_attempts, 4);
+  MW_CHECK_INT(c.client.retry.initial_backoff_ms, 50);
+  MW_CHECK_INT(c.client.retry.max_backoff_ms, 2000);
+  MW_CHECK(c.client.retry.multiplier == 1.5);
+  MW_CHECK_INT((int)c.client.retry.codes, (1 << 14) | (1 << 10));
+  MW_CHECK_INT(c.client.budget_tokens, 20);
+  MW_CHECK(c.client.budget_ratio == 0.5);
+  MW_CHECK_INT((int)c.client.n_methods, 2);
+  MW_CHECK_STR(c.client.methods[0].path, "/shop.Pay/Charge");
+  MW_CHECK_INT(c.client.methods[0].idempotent, 1);
+  MW_CHECK_INT(c.client.methods[0].timeout_ms, 2000);
+  MW_CHECK_INT(c.client.methods[0].retry.set, 1);
+  MW_CHECK_INT(c.client.methods[0].retry.max_attempts, 2);
+  /* A method's retry starts from the section's policy. */
+  MW_CHECK_INT(c.client.methods[0].retry.initial_backoff_ms, 50);
+  MW_CHECK_INT(c.client.methods[1].idempotent, 0);
+  MW_CHECK_INT(c.client.methods[1].retry.set, 0);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  mw_config_free(&c); /* twice is fine */
+  static const struct { const char *yaml, *msg; } bad[] = {
+      {"client: {allow: [\"dns:///x:1\"]}", "is not a target"},
+      {"client: {allow: [\"host\"]}", "is not a target"},
+      {"client: {allow: [\"h:port\"]}", "is not a target"},
+      {"client: {propagate: [\"X-Upper\"]}", "is not a metadata key"},
+      {"client: {propagate: [grpc-timeout]}", "is not a metadata key"},
+      {"client: {keepalive: 1s}", "at least 10s"},
+      {"client: {retry: {max_attempts: 11}}", "retry.max_attempts"},
+      {"client: {retry: {multiplier: 0.5}}", "retry.multiplier"},
+      {"client: {retry: {codes: [OK]}}", "retry.codes"},
+      {"client: {retry: {codes: [NOPE]}}", "retry.codes"},
+      {"client: {retry: {jitter: 1}}", "unknown key 'jitter'"},
+      {"client: {retry_budget: {ratio: 2}}", "retry_budget.ratio"},
+      {"client: {methods: {\"/Charge\": {}}}", "is not a method path"},
+      {"client: {methods: {\"/a.B/C\": {timeout: soon}}}", "timeout"},
+      {"client: {methods: {\"/a.B/C\": {idempotent: maybe}}}", "idempotent"},
+      {"client: {alow: []}", "did you mean 'allow'"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    MW_CHECK_INT(load(&c, &d, bad[i].yaml), -1);
+    MW_CHECK_CONTAINS(msg(&d, 0), bad[i].msg);
+    mw_diag_free(&d);
+    mw_config_free(&c);
+  }
+}
+
 int main(void) {
   char p[PATH_MAX];
   snprintf(p, sizeof p, "%s/config", MW_TEST_TMP);
@@ -1246,5 +1325,6 @@ int main(void) {
   MW_RUN(test_tls);
   MW_RUN(test_compression);
   MW_RUN(test_tracing);
+  MW_RUN(test_client);
   return mw_test_done();
 }
