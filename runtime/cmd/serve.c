@@ -289,11 +289,6 @@ int mw_cmd_serve(const options *o) {
   }
   mw_log_configure((mw_log_level)sv.cfg.log.level, sv.cfg.log.json, 2);
   raise_fd_limit();
-  if (mw_cmd_client_configure(&sv.cfg) != 0) {
-    fprintf(stderr, "moonwire: out of memory\n");
-    mw_config_free(&sv.cfg);
-    return 1;
-  }
 
   /* Signals are taken by this thread through a signalfd; workers never see
    * them. */
@@ -304,6 +299,12 @@ int mw_cmd_serve(const options *o) {
   sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
+  /* After the mask: gRPC core's threads, started here, inherit it. */
+  if (mw_cmd_client_configure(&sv.cfg) != 0) {
+    fprintf(stderr, "moonwire: out of memory\n");
+    mw_config_free(&sv.cfg);
+    return 1;
+  }
 
   sv.workers = sv.cfg.workers;
   sv.mem = calloc((size_t)sv.workers, sizeof *sv.mem);

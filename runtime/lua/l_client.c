@@ -278,7 +278,12 @@ static int push_outcome(lua_State *L, lout *r) {
   return push_failure(L, r->cc, code, msg, mlen);
 }
 
-static const mw_wait_ops client_wait;
+static const mw_wait_ops client_wait, client_recv_wait;
+
+/* Whether h's handler waits on r now. */
+static int waits_on(const mw_lcall *h, const lout *r) {
+  return h->wait_arg == r && (h->wait == &client_wait || h->wait == &client_recv_wait);
+}
 
 /* The handler resumes as in an event of its own call (mw_call_run), so
  * that what it does to the call (finish it, send) starts at once. */
@@ -301,7 +306,7 @@ static void ev_status(void *self) {
   lout *r = self;
   r->done = 1;
   mw_lcall *h = r->h;
-  if (!h || !r->waiting || h->wait != &client_wait || h->wait_arg != r) return;
+  if (!h || !r->waiting || !waits_on(h, r)) return;
   int w = r->waiting;
   r->waiting = 0;
   if (w == W_SEND) {
@@ -318,7 +323,7 @@ static void ev_message(void *self, int ok, const char *data, size_t len, int has
   lout *r = self;
   mw_lcall *h = r->h;
   if (!ok || !has_msg) return; /* the status follows and wakes the reader */
-  if (!h || r->waiting != W_RECV || h->wait != &client_wait || h->wait_arg != r) return;
+  if (!h || r->waiting != W_RECV || !waits_on(h, r)) return;
   r->waiting = 0;
   int n = push_message(h->co, r->m, data, len);
   if (n != 1) mw_ccall_cancel(r->cc);
@@ -328,7 +333,7 @@ static void ev_message(void *self, int ok, const char *data, size_t len, int has
 static void ev_writable(void *self) {
   lout *r = self;
   mw_lcall *h = r->h;
-  if (!h || r->waiting != W_SEND || h->wait != &client_wait || h->wait_arg != r) return;
+  if (!h || r->waiting != W_SEND || !waits_on(h, r)) return;
   r->waiting = 0;
   lua_pushboolean(h->co, 1);
   wake(h, 1);
