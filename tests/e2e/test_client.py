@@ -304,6 +304,7 @@ class ClientTest(mwtest.TestCase):
         cfg = mwtest.dedent("""
             workers: 1
             services: [%s]
+            interceptors: [{access_log: {calls: all}}]
             client:
               allow: ["%s", "%s", "%s"]
               propagate: [x-request-id]
@@ -433,6 +434,14 @@ class ClientTest(mwtest.TestCase):
         # RetryInfo said 200 ms: each retry waited at least that long.
         self.assertGreaterEqual(seen[1][0] - seen[0][0], 0.19)
         self.assertGreaterEqual(seen[2][0] - seen[1][0], 0.19)
+        # The access log line of the parent call counts them.
+        def logged():
+            return any("client_calls=3" in l and "client_retries=2" in l and
+                       "/clt.Front/Run" in l for l in self.front.logs().splitlines())
+        deadline = time.monotonic() + 5
+        while not logged() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertTrue(logged(), self.front.logs()[-2000:])
 
     def test_no_retry_for_a_method_not_idempotent(self):
         before = self.py.charges

@@ -55,6 +55,11 @@ function M.new(opts, env)
           response_messages = io.msgs_out,
           generation = generation,
         }
+        -- Outbound calls the handler made, and how many were retries.
+        if io.client_calls > 0 then
+          fields.client_calls = io.client_calls
+          fields.client_retries = io.client_retries
+        end
         local trace = ctx.trace
         if trace then fields.trace_id = trace.trace_id end
         log(level, "access", fields)
