@@ -289,8 +289,6 @@ void mw_client_thread_exit(void) {
   tl_n_channels = 0;
 }
 
-int mw_client_cached_channels(void) { return tl_n_channels; }
-
 /* --- calls ------------------------------------------------------------------ */
 
 enum { COP_UNARY = 1, COP_START, COP_STATUS, COP_RECV, COP_SEND, COP_CLOSE };
@@ -741,8 +739,6 @@ void mw_ccall_trailer_at(const mw_ccall *c, size_t i, const char **k, size_t *kl
                          const char **v, size_t *vl) {
   md_at(&c->trailers, i, k, kl, v, vl);
 }
-
-int mw_ccall_running(const mw_ccall *c) { return !c->status_done; }
 
 mw_ccall *mw_ccall_unary_blocking(const mw_ccall_start_args *a, char *err, size_t errlen) {
   if (a->deadline <= 0) {

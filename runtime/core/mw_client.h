@@ -133,10 +133,6 @@ void mw_ccall_header_at(const mw_ccall *c, size_t i, const char **k, size_t *kl,
 size_t mw_ccall_trailer_count(const mw_ccall *c);
 void mw_ccall_trailer_at(const mw_ccall *c, size_t i, const char **k, size_t *kl,
                          const char **v, size_t *vl);
-/* Whether c runs (is not over) and how many outbound calls this worker
- * has in flight (for the stop: a worker closes once none is left). */
-int mw_ccall_running(const mw_ccall *c);
-
 /* A unary call made and waited for on the calling thread, for code that
  * runs outside any worker (module code at load): the same as above with
  * the events replaced by waiting, on a channel of its own. deadline is
@@ -146,8 +142,5 @@ mw_ccall *mw_ccall_unary_blocking(const mw_ccall_start_args *a, char *err, size_
 
 /* A worker thread ends: its cached channels are closed. */
 void mw_client_thread_exit(void);
-/* Channels cached by this thread, and their targets' total memory is not
- * known to us; for tests and /debug: how many. */
-int mw_client_cached_channels(void);
 
 #endif
