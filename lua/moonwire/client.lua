@@ -142,18 +142,29 @@ M.make_error = make_error
 -- takes a token, each success gives back `ratio`; retries stop while the
 -- bucket is at half or less.
 local budgets = {}
+function M.new_budget(tokens, ratio)
+  return {tokens = tokens, max = tokens, ratio = ratio}
+end
 local function budget_of(target)
   local b = budgets[target]
   if not b then
     local c = config().budget
-    b = {tokens = c.tokens, max = c.tokens, ratio = c.ratio}
+    b = M.new_budget(c.tokens, c.ratio)
     budgets[target] = b
   end
   return b
 end
-local function budget_fail(b) b.tokens = b.tokens - 1; if b.tokens < 0 then b.tokens = 0 end end
-local function budget_ok(b) b.tokens = b.tokens + b.ratio; if b.tokens > b.max then b.tokens = b.max end end
-M.budgets = budgets
+--- A retryable failure: takes a token; returns whether a retry may follow.
+function M.budget_fail(b)
+  b.tokens = b.tokens - 1
+  if b.tokens < 0 then b.tokens = 0 end
+  return b.tokens > b.max / 2
+end
+function M.budget_ok(b)
+  b.tokens = b.tokens + b.ratio
+  if b.tokens > b.max then b.tokens = b.max end
+end
+local budget_fail, budget_ok = M.budget_fail, M.budget_ok
 
 local function duration_s(d)
   if type(d) == "number" then return d end
@@ -301,12 +312,9 @@ local function call_unary(self, path, p, req, o)
     end
     local err = make_error(code, message, bin, trailers)
     local retryable = attempt < max and policy.codes[code]
-    if retryable and budget then
-      budget_fail(budget)
-      if budget.tokens <= budget.max / 2 then
-        retryable = false
-        if m_throttled then m_throttled:inc({self.target}) end
-      end
+    if retryable and budget and not budget_fail(budget) then
+      retryable = false
+      if m_throttled then m_throttled:inc({self.target}) end
     end
     local delay = retryable and M.retry_delay(policy, attempt, err)
     if delay and deadline and wall() + delay >= deadline then delay = nil end

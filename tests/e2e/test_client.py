@@ -311,7 +311,10 @@ class ClientTest(mwtest.TestCase):
               max_receive_bytes: 64KiB
               retry: {max_attempts: 4, initial_backoff: 20ms, max_backoff: 50ms}
             """ % (cls.front_dir, cls.back.addr, cls.py.target, cls.tls_back.addr))
-        cls.front = Server(config=cfg, args=["--admin", "127.0.0.1:0"])
+        # Proxy variables pointing nowhere: outbound calls ignore them.
+        cls.front = Server(config=cfg, args=["--admin", "127.0.0.1:0"],
+                           env={"http_proxy": "http://127.0.0.1:9", "https_proxy":
+                                "http://127.0.0.1:9", "grpc_proxy": "http://127.0.0.1:9"})
         cls.front.start()
         deadline = time.monotonic() + 5
         while "admin listening on " not in cls.front.stdout() and time.monotonic() < deadline:

@@ -35,6 +35,19 @@ describe("moonwire.client retry_delay", function()
   end)
 end)
 
+describe("moonwire.client retry budget", function()
+  it("stops retries at half the tokens and refills by the ratio", function()
+    local b = client.new_budget(10, 0.5)
+    for _ = 1, 4 do assert.is_true(client.budget_fail(b)) end -- 9, 8, 7, 6 left
+    assert.is_false(client.budget_fail(b))                    -- 5: half, no more
+    assert.is_false(client.budget_fail(b))
+    for _ = 1, 4 do client.budget_ok(b) end                   -- 4 + 2 = 6
+    assert.is_true(client.budget_fail(b) == false)            -- 5 again
+    for _ = 1, 100 do client.budget_ok(b) end
+    assert.equal(10, b.tokens)                                -- capped
+  end)
+end)
+
 describe("moonwire.client errors", function()
   it("decodes the details of grpc-status-details-bin", function()
     local bin = status.encode(status.status(14, "busy", {details.RetryInfo(2),
