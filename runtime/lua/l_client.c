@@ -175,6 +175,9 @@ typedef struct lout {
   int waiting;        /* W_*: what the parent's handler waits for here */
   int done;           /* the status arrived */
   int sent_close;
+  char *block;        /* a big request while it is encoded (owned: freed
+                         once sent, or by the finalizer when Lua raised
+                         through the encoder) */
 } lout;
 
 static void out_child_cancel(mw_lchild *l) {
@@ -264,7 +267,7 @@ static int push_outcome(lua_State *L, lout *r) {
                             "cancelled: the call that made it was cancelled or ended");
   int code = mw_ccall_code(r->cc);
   if (code == MW_STATUS_OK) {
-    if (r->m->kind != MW_KIND_UNARY && r->m->kind != MW_KIND_CLIENT_STREAMING) {
+    if (r->m->kind != MW_KIND_UNARY) { /* a stream's messages came through recv */
       lua_pushnil(L);
       return 1;
     }
@@ -472,7 +475,6 @@ static int start_call(lua_State *L, lout *r, lchannel *ch, const char *path, int
                            .md_keys = md.keys, .md_vals = md.vals, .md_lens = md.lens,
                            .md_n = md.n, .ops = &out_ops, .self = r, .unary = unary};
   char stack[512];
-  char *block = NULL;
   if (unary) {
     luaL_checktype(L, req_idx, LUA_TTABLE);
     char err[MW_CODEC_ERRLEN];
@@ -481,7 +483,7 @@ static int start_call(lua_State *L, lout *r, lchannel *ch, const char *path, int
     size_t len;
     bool oom = false;
     const char *bytes = mw_codec_encode_buf(L, req_idx, r->m->input, ar, stack, sizeof stack,
-                                            &block, &len, &oom, err, sizeof err);
+                                            &r->block, &len, &oom, err, sizeof err);
     upb_Arena_Free(ar);
     if (!bytes) return luaL_error(L, "%s: bad request: %s", path, err);
     a.request = bytes;
@@ -497,7 +499,8 @@ static int start_call(lua_State *L, lout *r, lchannel *ch, const char *path, int
   } else {
     r->cc = mw_ccall_unary_blocking(&a, err, sizeof err);
   }
-  free(block);
+  free(r->block); /* core copied it */
+  r->block = NULL;
   if (!r->cc) return luaL_error(L, "%s: %s", path, err);
   if (h) {
     r->h = h;
@@ -515,6 +518,12 @@ static int l_client_unary(lua_State *L) {
   const mw_method *m = find_method(L, path, 0);
   mw_lcall *h = mw_co_current(L);
   if (h) h = mw_co_check(L, h, "an outbound call");
+  mw_lstate *st = mw_lstate_of(L);
+  if (!h && st && !st->cfg)
+    /* A worker runs this (an on_done or on_drain function): a blocking
+     * call would stall every call on it. */
+    return luaL_error(L, "%s: outbound calls wait, so they are made in handlers (or in "
+                         "module code at load), not in on_done or on_drain functions", path);
   /* A userdata, so that a raise anywhere below leaves nothing behind; the
    * wait keeps it on the handler's stack while it runs. */
   lout *r = lua_newuserdatauv(L, sizeof *r, 0);
@@ -549,6 +558,8 @@ static int l_client_start(lua_State *L) {
 
 static int out_gc(lua_State *L) {
   lout *r = lua_touserdata(L, 1);
+  free(r->block);
+  r->block = NULL;
   if (r->h) mw_co_child_remove(r->h, &r->link);
   r->h = NULL;
   if (r->cc) mw_ccall_release(r->cc);
@@ -616,17 +627,17 @@ static int stream_send(lua_State *L) {
   }
   char err[MW_CODEC_ERRLEN];
   char stack[512];
-  char *block = NULL;
   char mem[256];
   upb_Arena *ar = upb_Arena_Init(mem, sizeof mem, &upb_alloc_global);
   size_t len;
   bool oom = false;
-  const char *bytes = mw_codec_encode_buf(L, 2, r->m->input, ar, stack, sizeof stack, &block,
+  const char *bytes = mw_codec_encode_buf(L, 2, r->m->input, ar, stack, sizeof stack, &r->block,
                                           &len, &oom, err, sizeof err);
   upb_Arena_Free(ar);
   if (!bytes) return luaL_error(L, "%s: bad request: %s", r->m->path, err);
   int room = mw_ccall_send(r->cc, bytes, len);
-  free(block);
+  free(r->block); /* copied */
+  r->block = NULL;
   if (r->m->kind == MW_KIND_SERVER_STREAMING) {
     mw_ccall_close_send(r->cc);
     r->sent_close = 1;

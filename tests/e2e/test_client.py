@@ -143,6 +143,13 @@ function ops.big(ch, req)
   if not res then mw.fail(err) end
   return {n = #res.s}
 end
+function ops.ondone(ch, req, ctx)
+  ctx:on_done(function()
+    local ok, err = pcall(ch.call, ch, "/clt.Echo/Unary", {n = 1}, {timeout = 1})
+    mw.log.info("on_done call", {ok = ok, err = tostring(err)})
+  end)
+  return {n = 1}
+end
 function ops.live(ch, req)
   return assert(ch:call("/clt.Echo/Live", {}))
 end
@@ -160,7 +167,7 @@ end
 function F.Run(req, ctx)
   local ok, ch = pcall(mw.client, req.target, tls_opts(req))
   if not ok then mw.fail(mw.PERMISSION_DENIED, ch) end
-  return ops[req.op](ch, req)
+  return ops[req.op](ch, req, ctx)
 end
 """
 
@@ -481,6 +488,10 @@ class ClientTest(mwtest.TestCase):
                                       grpc_code="Unavailable"), 2)
         self.assertGreaterEqual(value("grpc_client_started", grpc_method="Flaky",
                                       grpc_type="unary"), 1)
+
+    def test_no_blocking_call_on_a_worker(self):
+        self.assertEqual(self.call("ondone", self.back.addr).n, 1)
+        self.assertTrue(self.front.wait_log("not in on_done or on_drain functions"))
 
     def test_mutual_tls(self):
         r = self.call("mtls", self.tls_back.addr, 3, key=self.tmp)
