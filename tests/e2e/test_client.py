@@ -150,6 +150,10 @@ function ops.ondone(ch, req, ctx)
   end)
   return {n = 1}
 end
+function ops.wfr(ch, req)
+  local res, err = ch:call("/clt.Echo/Unary", {n = 1}, {timeout = 0.5, wait_for_ready = req.n == 1})
+  return {n = err.code, s = err.message}
+end
 function ops.live(ch, req)
   return assert(ch:call("/clt.Echo/Live", {}))
 end
@@ -176,6 +180,16 @@ end
 _RPC_DIR = os.path.join(mwtest.SOURCE_DIR, "proto")
 RPC = Protos(files=[os.path.join(_RPC_DIR, "google/rpc/status.proto"),
                     os.path.join(_RPC_DIR, "google/rpc/error_details.proto")])
+
+
+def closed_port():
+    """A loopback port nothing listens on."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 class PyEcho:
@@ -208,11 +222,15 @@ class PyEcho:
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler("clt.Echo", handlers),))
         self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.sock_dir = tempfile.mkdtemp(prefix="mw-e2e-sock-")
+        self.unix = "unix:" + os.path.join(self.sock_dir, "echo.sock")
+        self.server.add_insecure_port(self.unix)
         self.server.start()
         self.target = "127.0.0.1:%d" % self.port
 
     def stop(self):
         self.server.stop(0)
+        shutil.rmtree(self.sock_dir, ignore_errors=True)
 
     def unary(self, req, ctx):
         md = dict(ctx.invocation_metadata())
@@ -298,6 +316,7 @@ class ClientTest(mwtest.TestCase):
         cls.dirs = []
         cls.back_dir = mwtest.ServiceDir({"clt.proto": PROTO, "echo.lua": BACKEND})
         cls.front_dir = mwtest.ServiceDir({"clt.proto": PROTO, "front.lua": FRONT})
+        cls.closed_port = closed_port()
         cls.protos = Protos(cls.back_dir)
         cls.py = PyEcho(cls.protos)
         cls.back = Server(config="workers: 2\nservices: [%s]\n" % cls.back_dir)
@@ -313,11 +332,12 @@ class ClientTest(mwtest.TestCase):
             services: [%s]
             interceptors: [{access_log: {calls: all}}]
             client:
-              allow: ["%s", "%s", "%s"]
+              allow: ["%s", "%s", "%s", "%s", "127.0.0.1:%d"]
               propagate: [x-request-id]
               max_receive_bytes: 64KiB
               retry: {max_attempts: 4, initial_backoff: 20ms, max_backoff: 50ms}
-            """ % (cls.front_dir, cls.back.addr, cls.py.target, cls.tls_back.addr))
+            """ % (cls.front_dir, cls.back.addr, cls.py.target, cls.tls_back.addr, cls.py.unix,
+                   cls.closed_port))
         # Proxy variables pointing nowhere: outbound calls ignore them.
         cls.front = Server(config=cfg, args=["--admin", "127.0.0.1:0"],
                            env={"http_proxy": "http://127.0.0.1:9", "https_proxy":
@@ -488,6 +508,21 @@ class ClientTest(mwtest.TestCase):
                                       grpc_code="Unavailable"), 2)
         self.assertGreaterEqual(value("grpc_client_started", grpc_method="Flaky",
                                       grpc_type="unary"), 1)
+
+    def test_unix_socket_target(self):
+        r = self.call("unary", self.py.unix, 9)
+        self.assertEqual(r.n, 9)
+
+    def test_wait_for_ready(self):
+        down = "127.0.0.1:%d" % self.closed_port
+        t0 = time.monotonic()
+        r = self.call("wfr", down, 0)        # fails fast: nothing listens
+        self.assertEqual(r.n, grpc.StatusCode.UNAVAILABLE.value[0])
+        self.assertLess(time.monotonic() - t0, 0.45)
+        t0 = time.monotonic()
+        r = self.call("wfr", down, 1)        # waits for a connection until its deadline
+        self.assertEqual(r.n, grpc.StatusCode.DEADLINE_EXCEEDED.value[0])
+        self.assertGreater(time.monotonic() - t0, 0.45)
 
     def test_no_blocking_call_on_a_worker(self):
         self.assertEqual(self.call("ondone", self.back.addr).n, 1)
