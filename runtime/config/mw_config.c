@@ -1546,6 +1546,8 @@ static int is_service_name(const node *k) {
              k->len;
 }
 
+static int is_method_path(const char *s, size_t len);
+
 /* methods: {"/pkg.Service/Method": {...}, "pkg.Service": {...}, ...} */
 static void methods_section(ctx *x, mw_config *c, const node *m) {
   for (size_t i = 0; i + 1 < m->n; i += 2) {
@@ -1555,9 +1557,7 @@ static void methods_section(ctx *x, mw_config *c, const node *m) {
       continue;
     }
     int service = is_service_name(k);
-    const char *slash = k->len > 1 ? strchr(k->s + 1, '/') : NULL;
-    if (!service &&
-        (k->s[0] != '/' || !slash || slash == k->s + 1 || !slash[1] || strchr(slash + 1, '/'))) {
+    if (!service && !is_method_path(k->s, k->len)) {
       ERR(x, k, "methods: '%s' is not a method path (expected \"/package.Service/Method\") "
                 "or a service name (\"package.Service\")",
           EX(k));
@@ -1902,10 +1902,7 @@ static void client_methods(ctx *x, mw_config *c, const node *m) {
   for (size_t i = 0; i + 1 < m->n; i += 2) {
     const node *k = m->kid[i], *v = m->kid[i + 1];
     if (k->type != N_SCALAR) continue;
-    int service = is_service_name(k);
-    const char *slash = k->len > 1 ? strchr(k->s + 1, '/') : NULL;
-    if (!service &&
-        (k->s[0] != '/' || !slash || slash == k->s + 1 || !slash[1] || strchr(slash + 1, '/'))) {
+    if (!is_service_name(k) && !is_method_path(k->s, k->len)) {
       ERR(x, k, "client.methods: '%s' is not a method path (expected \"/package.Service/Method\") "
                 "or a service name (\"package.Service\")", EX(k));
       continue;

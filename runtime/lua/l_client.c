@@ -511,6 +511,17 @@ static int start_call(lua_State *L, lout *r, lchannel *ch, const char *path, int
   return 0;
 }
 
+/* A new record for a call of m, as a userdata with metatable mt on L. */
+static lout *new_out(lua_State *L, const mw_method *m, const char *mt, int sync) {
+  lout *r = lua_newuserdatauv(L, sizeof *r, 0);
+  memset(r, 0, sizeof *r);
+  r->link.cancel = out_child_cancel;
+  r->m = m;
+  r->sync = sync;
+  luaL_setmetatable(L, mt);
+  return r;
+}
+
 /* core.client_unary(ch, path, req, deadline, md, wait_for_ready) */
 static int l_client_unary(lua_State *L) {
   lchannel *ch = luaL_checkudata(L, 1, MT_CHANNEL);
@@ -526,12 +537,7 @@ static int l_client_unary(lua_State *L) {
                          "module code at load), not in on_done or on_drain functions", path);
   /* A userdata, so that a raise anywhere below leaves nothing behind; the
    * wait keeps it on the handler's stack while it runs. */
-  lout *r = lua_newuserdatauv(L, sizeof *r, 0);
-  memset(r, 0, sizeof *r);
-  r->link.cancel = out_child_cancel;
-  r->m = m;
-  r->sync = 1;
-  luaL_setmetatable(L, MT_FUTURE);
+  lout *r = new_out(L, m, MT_FUTURE, 1);
   int n = start_call(L, r, ch, path, 3, 4, 5, 6, 1);
   if (n) return n;
   if (!h) { /* a blocking call outside a handler: already over */
@@ -547,11 +553,7 @@ static int l_client_start(lua_State *L) {
   const char *path = luaL_checkstring(L, 2);
   const mw_method *m = find_method(L, path, 0);
   mw_co_check(L, NULL, "a future (client:start)");
-  lout *r = lua_newuserdatauv(L, sizeof *r, 0);
-  memset(r, 0, sizeof *r);
-  r->link.cancel = out_child_cancel;
-  r->m = m;
-  luaL_setmetatable(L, MT_FUTURE);
+  lout *r = new_out(L, m, MT_FUTURE, 0);
   int n = start_call(L, r, ch, path, 3, 4, 5, 6, 1);
   return n ? n : 1;
 }
@@ -602,14 +604,9 @@ static int l_client_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 2);
   const mw_method *m = find_method(L, path, 1);
   mw_co_check(L, NULL, "a stream (client:stream)");
-  lout *r = lua_newuserdatauv(L, sizeof *r, 0);
-  memset(r, 0, sizeof *r);
-  r->link.cancel = out_child_cancel;
-  r->m = m;
-  luaL_setmetatable(L, MT_CSTREAM);
+  lout *r = new_out(L, m, MT_CSTREAM, 0);
   int n = start_call(L, r, ch, path, 0, 3, 4, 5, 0);
-  if (n) return n;
-  return 1;
+  return n ? n : 1;
 }
 
 /* s:send(msg) -> true, or false when the call has ended (recv tells why).
