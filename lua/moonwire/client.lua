@@ -76,8 +76,13 @@ local GO_NAMES = {[0] = "OK", "Canceled", "Unknown", "InvalidArgument", "Deadlin
   "Aborted", "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss",
   "Unauthenticated"}
 local m_started, m_handled, m_seconds, m_attempts, m_throttled
+local declared
 local function declare_metrics()
-  if m_started then return end
+  -- With metrics off (no admin listener) nothing is declared, and each
+  -- call skips its label work: the m_* stay nil.
+  if declared then return end
+  declared = true
+  if not core.metrics_on() then return end
   local base = {"grpc_type", "grpc_service", "grpc_method"}
   m_started = metrics.counter("grpc_client_started_total",
     "Outbound RPCs started.", base)

@@ -47,7 +47,8 @@ void mw_ltrace_open(lua_State *L);  /* l_trace.c: trace_start, trace_export,
  * queued=, failed_requests=} (core.trace_stats, mw.stats().tracing). */
 void mw_ltrace_push_stats(lua_State *L);
 void mw_lyaml_open(lua_State *L);   /* l_yaml.c: load_yaml */
-void mw_lmetrics_open(lua_State *L);/* l_metrics.c: metric_declare, moonwire.metric */
+void mw_lmetrics_open(lua_State *L);/* l_metrics.c: metric_declare, metrics_on,
+                                       moonwire.metric */
 
 /* l_json.c: JSON limits. Depth counts nested objects and arrays. */
 #define MW_JSON_DEFAULT_DEPTH 64

@@ -186,8 +186,17 @@ static const luaL_Reg methods[] = {
     {NULL, NULL},
 };
 
+/* core.metrics_on() -> whether metrics count in this process (the admin
+ * listener is on; fixed from start), for library code that keeps its
+ * label work off the hot path when they do not. */
+static int l_metrics_on(lua_State *L) {
+  lua_pushboolean(L, mw_metrics_current() != NULL);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
     {"metric_declare", l_metric_declare},
+    {"metrics_on", l_metrics_on},
     {NULL, NULL},
 };
 
