@@ -28,6 +28,7 @@ local next, rawset = next, rawset
 local method_info = core.client_method
 local sleep = core.sleep
 local now = core.now
+local in_handler = core.in_handler
 
 local M = {}
 
@@ -196,8 +197,13 @@ function M.retry_delay(policy, n, err)
   return random() * cap -- full jitter
 end
 
+-- Policies already checked (the channel's defaults are checked once, then
+-- pass through here again with every call).
+local checked = setmetatable({}, {__mode = "k"})
+
 local function check_retry(r, where)
   if r == nil then return nil end
+  if checked[r] then return r end
   if r == false then return {max_attempts = 1} end
   if type(r) ~= "table" then error(where .. ": retry must be a table or false", 4) end
   local base = config().retry
@@ -225,6 +231,7 @@ local function check_retry(r, where)
     end
     p.codes = codes
   end
+  checked[p] = true
   return p
 end
 
@@ -297,7 +304,8 @@ local function call_unary(self, path, p, req, o)
                  p.settings.retry or config().retry
   local idem = p.idempotent
   if o and o.idempotent ~= nil then idem = o.idempotent end
-  local max = idem and policy.max_attempts or 1
+  -- Module code at load cannot wait between attempts: one attempt there.
+  local max = idem and in_handler() and policy.max_attempts or 1
   local labels = p.labels
   local t0 = m_started and now()
   if m_started then m_started:inc(labels) end
@@ -316,12 +324,14 @@ local function call_unary(self, path, p, req, o)
       return res
     end
     local err = make_error(code, message, bin, trailers)
-    local retryable = attempt < max and policy.codes[code]
-    if retryable and budget and not budget_fail(budget) then
+    -- Every retryable failure spends budget (gRFC A6), the last one too;
+    -- a retry happens only with attempts, budget and time left.
+    local retryable = policy.codes[code] and max > 1
+    if retryable and not budget_fail(budget) then
       retryable = false
-      if m_throttled then m_throttled:inc({self.target}) end
+      if attempt < max and m_throttled then m_throttled:inc({self.target}) end
     end
-    local delay = retryable and M.retry_delay(policy, attempt, err)
+    local delay = retryable and attempt < max and M.retry_delay(policy, attempt, err)
     if delay and deadline and wall() + delay >= deadline then delay = nil end
     if not delay then
       err.attempts = attempt

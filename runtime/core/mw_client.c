@@ -173,7 +173,8 @@ static grpc_channel *channel_make(const mw_channel_opts *o, char *err, size_t er
   /* Compressed replies are read as they came (marked) and inflated here
    * within the limit: core 1.51 would inflate first and check after. */
   add_int(args, &n, GRPC_ARG_ENABLE_PER_MESSAGE_DECOMPRESSION, 0);
-  add_int(args, &n, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  /* Core reads this as the least time one connection attempt gets. */
+  add_int(args, &n, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, policy.connect_timeout_ms);
   add_int(args, &n, GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   add_int(args, &n, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, policy.max_backoff_ms);
   add_int(args, &n, GRPC_ARG_ENABLE_CHANNELZ, 0);
@@ -323,8 +324,19 @@ struct mw_ccall {
   char *reply;
   size_t reply_len;
   int has_reply;
-  grpc_completion_queue *own_cq; /* a blocking call's */
+  grpc_completion_queue *own_cq; /* a blocking call's queue and channel, */
+  grpc_channel *own_channel;      /* with a grpc_init reference of its own */
 };
+
+static void blocking_teardown(grpc_completion_queue *cq, grpc_channel *ch) {
+  grpc_completion_queue_shutdown(cq);
+  while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+         GRPC_QUEUE_SHUTDOWN) {
+  }
+  grpc_completion_queue_destroy(cq);
+  grpc_channel_destroy(ch);
+  grpc_shutdown();
+}
 
 static void ccall_free(mw_ccall *c) {
   while (c->q_len) {
@@ -340,6 +352,7 @@ static void ccall_free(mw_ccall *c) {
   grpc_slice_unref(c->details);
   gpr_free((void *)c->error_string);
   if (c->call) grpc_call_unref(c->call);
+  if (c->own_cq) blocking_teardown(c->own_cq, c->own_channel);
   if (c->w) c->w->client_calls--;
   free(c->reply);
   free(c);
@@ -505,7 +518,12 @@ static void pump_send(mw_ccall *c) {
     c->q_bytes -= grpc_byte_buffer_length(c->send_buf);
     op.op = GRPC_OP_SEND_MESSAGE;
     op.data.send_message.send_message = c->send_buf;
-    if (start_batch(c, &op, 1, &c->send_tag) == 0) c->sending = 1;
+    if (start_batch(c, &op, 1, &c->send_tag) == 0) {
+      c->sending = 1;
+    } else { /* the call is over: the message goes nowhere */
+      grpc_byte_buffer_destroy(c->send_buf);
+      c->send_buf = NULL;
+    }
     return;
   }
   if (c->close_asked && !c->close_started) {
@@ -770,17 +788,12 @@ mw_ccall *mw_ccall_unary_blocking(const mw_ccall_start_args *a, char *err, size_
     }
   }
   if (c) {
-    /* The call's record outlives the queue and the channel: what it keeps
-     * (status, trailers, reply) is ours, not core's. */
-    grpc_call_unref(c->call);
-    c->call = NULL;
+    /* The trailers' slices belong to the call: it, its queue, its channel
+     * and the gRPC reference stay with the record until release. */
+    c->own_cq = cq;
+    c->own_channel = ch;
+    return c;
   }
-  grpc_completion_queue_shutdown(cq);
-  while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-         GRPC_QUEUE_SHUTDOWN) {
-  }
-  grpc_completion_queue_destroy(cq);
-  grpc_channel_destroy(ch);
-  grpc_shutdown();
-  return c;
+  blocking_teardown(cq, ch);
+  return NULL;
 }

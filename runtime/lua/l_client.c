@@ -154,6 +154,14 @@ static int l_client_deadline(lua_State *L) {
   return 2;
 }
 
+/* core.in_handler() -> whether a handler's own coroutine runs this (and so
+ * may wait). */
+static int l_in_handler(lua_State *L) {
+  mw_lcall *h = mw_co_current(L);
+  lua_pushboolean(L, h && !h->finished && h->co == L);
+  return 1;
+}
+
 /* core.wall_now() -> seconds since the epoch (deadlines are in it). */
 static int l_wall_now(lua_State *L) {
   lua_pushnumber(L, mw_wall_now());
@@ -185,7 +193,7 @@ static void out_child_cancel(mw_lchild *l) {
   mw_co_child_remove(r->h, l);
   r->h = NULL;
   if (!r->cc) return;
-  if (r->sync) {
+  if (r->sync && r->waiting) {
     mw_ccall_cancel(r->cc); /* the wait releases it */
   } else {
     mw_ccall_release(r->cc);
@@ -281,28 +289,70 @@ static int push_outcome(lua_State *L, lout *r) {
   return push_failure(L, r->cc, code, msg, mlen);
 }
 
-static const mw_wait_ops client_wait, client_recv_wait;
+static const mw_wait_ops client_wait, client_recv_wait, client_send_wait;
 
 /* Whether h's handler waits on r now. */
 static int waits_on(const mw_lcall *h, const lout *r) {
-  return h->wait_arg == r && (h->wait == &client_wait || h->wait == &client_recv_wait);
+  return h->wait_arg == r && (h->wait == &client_wait || h->wait == &client_recv_wait ||
+                              h->wait == &client_send_wait);
 }
 
 /* The handler resumes as in an event of its own call (mw_call_run), so
  * that what it does to the call (finish it, send) starts at once. */
 typedef struct wake_args {
   mw_lcall *h;
+  mw_wake how;
   int n;
 } wake_args;
 
 static void do_wake(void *arg) {
   wake_args *w = arg;
-  mw_co_wake(w->h, MW_WAKE_OK, w->n);
+  mw_co_wake(w->h, w->how, w->n);
 }
 
-static void wake(mw_lcall *h, int n) {
-  wake_args w = {h, n};
+static void wake_how(mw_lcall *h, mw_wake how, int n) {
+  wake_args w = {h, how, n};
   mw_call_run(h->call, do_wake, &w);
+}
+
+static void wake(mw_lcall *h, int n) { wake_how(h, MW_WAKE_OK, n); }
+
+/* What an event pushes for the handler, made under lua_pcall on the
+ * state's main thread and moved onto the handler's coroutine: events run
+ * outside lua_resume, where a memory error raised by the decoder would
+ * have nowhere to land. */
+typedef struct push_args {
+  lout *r;
+  const char *data; /* a message's bytes (msg), else the outcome */
+  size_t len;
+  int msg;
+} push_args;
+
+static int push_protected(lua_State *L) {
+  push_args *a = lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  return a->msg ? push_message(L, a->r->m, a->data, a->len) : push_outcome(L, a->r);
+}
+
+/* Moves what push_protected makes onto h's coroutine: the values (*ok), or
+ * the error it raised (out of memory: the handler then ends
+ * RESOURCE_EXHAUSTED). Returns how many values were moved. */
+static int push_safely(mw_lcall *h, push_args *a, int *ok) {
+  lua_State *L = h->st->L;
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, push_protected);
+  lua_pushlightuserdata(L, a);
+  int rc = lua_pcall(L, 1, LUA_MULTRET, 0);
+  int n = lua_gettop(L) - top;
+  /* A C function has LUA_MINSTACK free slots: the 5 values at most fit. */
+  lua_xmove(L, h->co, n);
+  if (rc == LUA_ERRMEM) h->oom = 1;
+  *ok = rc == LUA_OK;
+  return n;
+}
+
+static void wake_pushed(mw_lcall *h, int ok, int n) {
+  wake_how(h, ok ? MW_WAKE_OK : MW_WAKE_RAISE, n);
 }
 
 static void ev_status(void *self) {
@@ -317,9 +367,10 @@ static void ev_status(void *self) {
     wake(h, 1);
     return;
   }
-  int n = push_outcome(h->co, r);
-  if (r->sync) out_done_sync(r);
-  wake(h, n);
+  push_args a = {r, NULL, 0, 0};
+  int ok, n = push_safely(h, &a, &ok);
+  if (r->sync) out_done_sync(r); /* read: the core record can go */
+  wake_pushed(h, ok, n);
 }
 
 static void ev_message(void *self, int ok, const char *data, size_t len, int has_msg) {
@@ -328,9 +379,10 @@ static void ev_message(void *self, int ok, const char *data, size_t len, int has
   if (!ok || !has_msg) return; /* the status follows and wakes the reader */
   if (!h || r->waiting != W_RECV || !waits_on(h, r)) return;
   r->waiting = 0;
-  int n = push_message(h->co, r->m, data, len);
-  if (n != 1) mw_ccall_cancel(r->cc);
-  wake(h, n);
+  push_args a = {r, data, len, 1};
+  int pushed, n = push_safely(h, &a, &pushed);
+  if (!pushed || n != 1) mw_ccall_cancel(r->cc); /* a reply we cannot read */
+  wake_pushed(h, pushed, n);
 }
 
 static void ev_writable(void *self) {
@@ -357,6 +409,7 @@ static int client_cancel(mw_lcall *h, int ending) {
 
 static const mw_wait_ops client_wait = {"client:call", client_cancel};
 static const mw_wait_ops client_recv_wait = {"client:recv", client_cancel};
+static const mw_wait_ops client_send_wait = {"client:send", client_cancel};
 
 static int wait_on(lua_State *L, mw_lcall *h, lout *r, int what) {
   r->waiting = what;
@@ -420,10 +473,11 @@ static void read_md(lua_State *L, int idx, md_args *md) {
   for (lua_Integer i = 1; i + 1 <= n; i += 2) {
     lua_rawgeti(L, idx, i);
     lua_rawgeti(L, idx, i + 1);
+    if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "metadata keys and values must be strings");
     const char *k = lua_tostring(L, -2), *v;
     size_t vl;
     v = lua_tolstring(L, -1, &vl);
-    if (!k || !v) luaL_error(L, "metadata keys and values must be strings");
     /* Both stay reachable from the table at idx while the call starts. */
     lua_pop(L, 2);
     md->keys[md->n] = k;
@@ -528,7 +582,7 @@ static int l_client_unary(lua_State *L) {
   const char *path = luaL_checkstring(L, 2);
   const mw_method *m = find_method(L, path, 0);
   mw_lcall *h = mw_co_current(L);
-  if (h) h = mw_co_check(L, h, "an outbound call");
+  if (h || mw_co_running()) h = mw_co_check(L, h, "an outbound call");
   mw_lstate *st = mw_lstate_of(L);
   if (!h && st && !st->cfg)
     /* A worker runs this (an on_done or on_drain function): a blocking
@@ -647,7 +701,9 @@ static int stream_send(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  return wait_on(L, h, r, W_SEND);
+  r->waiting = W_SEND;
+  h->wait_arg = r;
+  return mw_co_wait(L, h, &client_send_wait);
 }
 
 static int stream_close_send(lua_State *L) {
@@ -804,6 +860,7 @@ void mw_lclient_open(lua_State *L) {
       {"client_unary", l_client_unary},     {"client_start", l_client_start},
       {"client_open", l_client_open},       {"client_config", l_client_config},
       {"client_method", l_client_method},   {"wall_now", l_wall_now},
+      {"in_handler", l_in_handler},
       {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

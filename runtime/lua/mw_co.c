@@ -57,9 +57,19 @@ static void set_current(lua_State *co, mw_lcall *h) {
   *(mw_lcall **)lua_getextraspace(co) = h;
 }
 
+mw_lcall *mw_co_running(void) { return tl_running; }
+
 mw_lcall *mw_co_check(lua_State *L, mw_lcall *h, const char *what) {
   if (!h) h = mw_co_current(L);
+  if (!h && tl_running)
+    luaL_error(L, "%s must be called from the handler itself, not from another "
+                  "coroutine", what);
   if (!h || h->finished) luaL_error(L, "%s must be called from a handler", what);
+  /* Before anything is armed: a yield that cannot happen would leave it
+   * armed with nobody waiting. */
+  if (!lua_isyieldable(L))
+    luaL_error(L, "%s cannot wait here: Lua cannot yield across this C call (a "
+                  "metamethod, a table.sort comparator, a C function's callback)", what);
   if (h->co != L)
     luaL_error(L, "%s must be called from the handler itself, not from "
                   "another coroutine", what);
@@ -230,7 +240,10 @@ static int has_details(lua_State *co, int idx) {
  * else is INTERNAL with an error id, the traceback going to the log only. */
 static void finish_with_error(mw_lcall *h, int status) {
   lua_State *co = h->co, *L = h->st->L;
-  if (status == LUA_ERRMEM) {
+  /* h->oom without LUA_ERRMEM: memory ran out where a wake was being made
+   * (an outbound reply decoded outside the resume) and was raised in the
+   * handler as a plain error. */
+  if (status == LUA_ERRMEM || h->oom) {
     h->oom = 1;
     mw_log(MW_LOG_ERROR, "%s: handler ran out of memory", h->m->path);
     mw_call_finish(h->call, MW_STATUS_RESOURCE_EXHAUSTED, "handler ran out of memory");

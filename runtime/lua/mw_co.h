@@ -110,13 +110,17 @@ typedef struct mw_lcall_big {
   char arena_mem[MW_LCALL_ARENA];
 } mw_lcall_big;
 
-/* The call whose handler coroutine L is (any coroutine the handler made
- * counts too: it shares the extra space); NULL outside a handler. */
+/* The call whose handler coroutine L is; NULL outside a handler, and in a
+ * coroutine the handler made (lua_newthread gives it the main thread's
+ * extra space, which names no call). */
 mw_lcall *mw_co_current(lua_State *L);
+/* The call whose handler runs on this thread now, whatever coroutine of it
+ * runs; NULL when none does. */
+mw_lcall *mw_co_running(void);
 /* Checks that h (NULL: the current call) may wait now: raises "<what> must
  * be called from a handler" when there is no running call, an error when L
- * is not the handler's own coroutine, and the cancelled error when the call
- * is cancelled. Returns h. */
+ * is not the handler's own coroutine or cannot yield where it is, and the
+ * cancelled error when the call is cancelled. Returns h. */
 mw_lcall *mw_co_check(lua_State *L, mw_lcall *h, const char *what);
 upb_Arena *mw_co_arena(mw_lcall *h);
 

@@ -154,6 +154,23 @@ function ops.wfr(ch, req)
   local res, err = ch:call("/clt.Echo/Unary", {n = 1}, {timeout = 0.5, wait_for_ready = req.n == 1})
   return {n = err.code, s = err.message}
 end
+function ops.sortcall(ch, req)
+  local ok, err = pcall(table.sort, {3, 1, 2}, function(a, b)
+    ch:call("/clt.Echo/Unary", {n = 1})
+    return a < b
+  end)
+  mw.sleep(0.01)
+  return {n = ok and 1 or 0, s = tostring(err)}
+end
+function ops.coro(ch, req)
+  local ok, err = pcall(coroutine.wrap(function() return ch:call("/clt.Echo/Unary", {n = 1}) end))
+  return {n = ok and 1 or 0, s = tostring(err)}
+end
+function ops.hold(ch, req)
+  local held = ("x"):rep(req.n)                      -- most of the worker's Lua memory
+  local res, err = ch:call("/clt.Echo/Big", {n = 3000000})
+  return {n = #held + (res and #res.s or 0)}
+end
 function ops.live(ch, req)
   return assert(ch:call("/clt.Echo/Live", {}))
 end
@@ -524,6 +541,16 @@ class ClientTest(mwtest.TestCase):
         self.assertEqual(r.n, grpc.StatusCode.DEADLINE_EXCEEDED.value[0])
         self.assertGreater(time.monotonic() - t0, 0.45)
 
+    def test_waits_refused_where_lua_cannot_yield(self):
+        r = self.call("sortcall", self.back.addr)
+        self.assertEqual(r.n, 0)
+        self.assertIn("cannot wait here", r.s)
+        r = self.call("coro", self.back.addr)
+        self.assertEqual(r.n, 0)
+        self.assertIn("not from another coroutine", r.s)
+        # Nothing was left in flight: live calls drain to the one asking.
+        self.assertEqual(self.call("live", self.back.addr).n, 0)
+
     def test_no_blocking_call_on_a_worker(self):
         self.assertEqual(self.call("ondone", self.back.addr).n, 1)
         self.assertTrue(self.front.wait_log("not in on_done or on_drain functions"))
@@ -547,6 +574,24 @@ class ClientTest(mwtest.TestCase):
         self.assertIn("is not a target", cm.exception.details())
 
 
+class MemoryTest(mwtest.TestCase):
+    def test_a_reply_past_the_memory_cap_fails_the_call_not_the_server(self):
+        back_dir = self.service_dir({"clt.proto": PROTO, "echo.lua": BACKEND})
+        front_dir = self.service_dir({"clt.proto": PROTO, "front.lua": FRONT})
+        with Server(back_dir) as back:
+            cfg = ("workers: 1\nservices: [%s]\nlimits: {lua_memory_mb: 8}\n"
+                   "client: {allow: [\"%s\"], max_receive_bytes: 8MiB}\n" % (front_dir, back.addr))
+            with Server(config=cfg) as front:
+                p = Protos(back_dir)
+                run = p.unary(front.channel(), "/clt.Front/Run")
+                Req = p.msg("clt.Req")
+                with self.assertRaises(grpc.RpcError) as cm:
+                    run(Req(op="hold", target=back.addr, n=6000000), timeout=10)
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+                # The worker serves on.
+                self.assertEqual(run(Req(op="unary", target=back.addr, n=4), timeout=5).n, 4)
+
+
 class LoadTimeTest(mwtest.TestCase):
     def test_module_code_calls_with_a_timeout(self):
         py = PyEcho(Protos(self.service_dir({"clt.proto": PROTO})))
@@ -558,14 +603,24 @@ class LoadTimeTest(mwtest.TestCase):
             mw.log.info("at load", {n = res and res.n, err = err and err.message})
             local ok, why = pcall(ch.call, ch, "/clt.Echo/Unary", {n = 1})
             mw.log.info("no timeout", {why = tostring(why)})
+            -- A failure's details and trailers, read after the call is over.
+            local res2, err2 = ch:call("/clt.Echo/Flaky", {s = "load"}, {timeout = 5})
+            mw.log.info("flaky at load", {code = err2 and err2.code,
+              type = err2 and err2.details[1] and err2.details[1]["@type"],
+              attempts = err2 and err2.attempts})
             """ % py.target
         d = self.service_dir({"clt.proto": PROTO, "load.lua": mwtest.dedent(script)})
-        cfg = "services: [%s]\nclient: {allow: [\"%s\"]}\n" % (d, py.target)
+        cfg = ("workers: 1\nservices: [%s]\nclient: {allow: [\"%s\"], retry: {max_attempts: 3}}\n"
+               % (d, py.target))
         with Server(config=cfg) as s:
             s.wait_log("at load")
             logs = s.logs()
             self.assertIn("n=5", logs)
             self.assertIn("needs a timeout", logs)
+            # One attempt at load (no waiting between attempts there).
+            self.assertTrue(s.wait_log("flaky at load"))
+            self.assertIn("type=type.googleapis.com/google.rpc.RetryInfo", s.logs())
+            self.assertIn("attempts=1", s.logs())
 
     def test_client_methods_must_exist(self):
         d = self.service_dir({"clt.proto": PROTO, "x.lua": "require 'moonwire'\n"})
