@@ -197,7 +197,7 @@ class TestShared(unittest.TestCase):
         cfg = service_dir(self, {}).write("c.yaml", CONFIG)
         r = run_cli("check", "-c", cfg, bad.path)
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn("s.lua:6:", r.stderr)
+        self.assertIn("s.lua:5: unknown shared dict", r.stderr)
         self.assertIn("unknown shared dict 'caches' (configured: cache, counters)", r.stderr)
         # and without a shared: section, what to add
         r = run_cli("check", bad.path)
