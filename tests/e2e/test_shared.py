@@ -220,33 +220,35 @@ class TestShared(unittest.TestCase):
     @unittest.skipIf(mwtest.SANITIZED, "figures only from the optimised build")
     def test_loop_figures(self):
         """Prints ops/s of get, set and incr from Lua, with 1 and 2 workers
-        busy (docs/performance.md); checks only that each loop ran."""
+        busy, on one dict and on a dict each (docs/performance.md); checks
+        only that each loop ran."""
         n = 200000
-        for workers in (1, 2):
-            cfg = "workers: 2\nshared:\n  cache: {size: 16MiB}\n"
-            with Server(self.dir.path, config=cfg) as s:
+        cfg = "workers: 2\nshared:\n  cache: {size: 16MiB}\n  other: {size: 16MiB}\n"
+        with Server(self.dir.path, config=cfg) as s:
+            for workers, dicts in ((1, ["cache"]), (2, ["cache", "cache"]), (2, ["cache", "other"])):
                 for op in ("get", "set", "incr"):
                     results, lock = [], threading.Lock()
 
                     def run(i):
-                        r = self.call(self.conn(s), "Loop", op=op, key="k%d" % i, n=n)
+                        # incr: one key for both workers (contended); else a key each
+                        key = "k" if op == "incr" else "k%d" % i
+                        r = self.call(self.conn(s), "Loop", op=op, key=key, n=n, dict=dicts[i])
                         with lock:
                             results.append(r)
 
-                    # the same key on both workers for incr: the contended case
-                    for attempt in range(20):
+                    for _ in range(20):  # until each call ran on a worker of its own
                         results.clear()
-                        ts = [threading.Thread(target=run, args=(0 if op == "incr" else i,))
-                              for i in range(workers)]
+                        ts = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
                         for t in ts:
                             t.start()
                         for t in ts:
                             t.join()
                         if len({r.state for r in results}) == workers:
                             break
+                    self.assertEqual(len(results), workers)
                     rate = sum(n / r.seconds for r in results)
-                    print("shared %s, %d worker(s) busy: %.2f M ops/s in all (%s)" % (
-                        op, workers, rate / 1e6,
+                    print("shared %-4s %d worker(s), dicts %s: %.2f M ops/s in all (%s)" % (
+                        op, workers, "+".join(dicts), rate / 1e6,
                         ", ".join("%.2f" % (n / r.seconds / 1e6) for r in results)))
 
 
