@@ -123,6 +123,28 @@ M.metrics = metrics
 M.on_drain = core.on_drain
 M.draining = core.draining
 
+--- Shared dicts: mw.shared.NAME is the dict the config's `shared:` section
+-- names, the same one on every worker and across reloads, with OpenResty's
+-- ngx.shared.DICT methods (d:get, d:set, d:incr, d:lpush...; see
+-- docs/lua-api.md). An unknown name raises, listing the configured ones.
+M.shared = setmetatable({}, {
+  __index = function(t, name)
+    if type(name) ~= "string" then
+      error("mw.shared: a dict name (a string) expected, got " .. type(name), 2)
+    end
+    local d, names = core.shared_dict(name)
+    if not d then
+      if names == "" then
+        error(("unknown shared dict '%s' (none is configured: add it to the config's "
+          .. "shared: section, e.g. shared: {%s: {size: 1MiB}})"):format(name, name), 2)
+      end
+      error(("unknown shared dict '%s' (configured: %s)"):format(name, names), 2)
+    end
+    rawset(t, name, d) -- one lookup per name and state
+    return d
+  end,
+})
+
 --- Logging through the server's log: mw.log.info("message", {key = value}).
 M.log = {}
 for _, level in ipairs {"debug", "info", "warn", "error"} do

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "base/mw_fs.h"
+#include "shared/mw_shared.h"
 
 static const char usage[] =
     "usage: moonwire serve [-c FILE] [--listen HOST:PORT] [TLS FILES] [DIR]\n"
@@ -235,4 +236,17 @@ int mw_cmd_client_configure(const mw_config *cfg) {
                            cfg->client.propagate.n) != 0)
     return -1;
   return mw_client_configure(&p);
+}
+
+int mw_cmd_shared_configure(const mw_config *cfg, mw_diag *warnings, mw_diag *errors) {
+  mw_shared_spec *specs = calloc(cfg->shared.n ? cfg->shared.n : 1, sizeof *specs);
+  if (!specs) {
+    mw_diag_add(errors, "shared dicts: out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < cfg->shared.n; i++)
+    specs[i] = (mw_shared_spec){cfg->shared.v[i].name, (size_t)cfg->shared.v[i].size};
+  int rc = mw_shared_configure(specs, cfg->shared.n, warnings, errors);
+  free(specs);
+  return rc;
 }

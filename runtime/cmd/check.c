@@ -6,6 +6,7 @@
 #include "cmd/cmd.h"
 #include "core/mw_client.h"
 #include "gen/mw_gen.h"
+#include "shared/mw_shared.h"
 #include "tls/mw_tls.h"
 
 int mw_cmd_check(const options *o) {
@@ -13,6 +14,7 @@ int mw_cmd_check(const options *o) {
   mw_diag diag = {0};
   mw_cmd_load_config(o, &cfg, &diag);
   mw_cmd_client_configure(&cfg); /* module code's calls see the allow-list */
+  mw_cmd_shared_configure(&cfg, NULL, &diag); /* and module code's mw.shared the dicts */
   mw_gen *g = NULL;
   if (cfg.services.n) {
     mw_gen_options go = {.config = &cfg, .n_states = 1, .mem = NULL, .id = 1};
@@ -75,6 +77,7 @@ int mw_cmd_check(const options *o) {
   mw_tls_set_unref(tls);
   mw_gen_unref(g);
   mw_client_shutdown();
+  mw_shared_free();
   mw_diag_free(&diag);
   mw_config_free(&cfg);
   return rc;

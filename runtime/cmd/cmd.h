@@ -33,4 +33,10 @@ int mw_cmd_serve(const options *o);
  * or -1 when out of memory. */
 int mw_cmd_client_configure(const mw_config *cfg);
 
+/* The shared dicts of cfg's `shared:` section (shared/mw_shared.h): made
+ * at the first call; a later one (a reload) adds the new ones and puts
+ * what it could not apply (a dict dropped or resized) in warnings.
+ * mw_shared_free undoes it. Returns 0, or -1 with errors filled. */
+int mw_cmd_shared_configure(const mw_config *cfg, mw_diag *warnings, mw_diag *errors);
+
 #endif

@@ -30,6 +30,7 @@
 #include "lua/mw_health.h"
 #include "metrics/mw_grpc_metrics.h"
 #include "metrics/mw_metrics.h"
+#include "shared/mw_shared.h"
 
 /* Everything a running server needs to reload. */
 typedef struct serving {
@@ -90,6 +91,13 @@ static void reload(serving *sv, const char *why) {
   mw_diag diag = {0};
   mw_gen *g = NULL;
   if (mw_cmd_load_config(sv->o, &ncfg, &diag) == 0) {
+    /* Before the build: the new scripts may use a dict this reload adds.
+     * Existing dicts stay as they are, contents and size. */
+    mw_diag warns = {0};
+    mw_cmd_shared_configure(&ncfg, &warns, &diag);
+    for (size_t i = 0; i < warns.n && i < warns.cap; i++)
+      if (warns.msgs[i]) mw_log(MW_LOG_WARN, "reload (%s): %s", why, warns.msgs[i]);
+    mw_diag_free(&warns);
     mw_gen_options go = {.config = &ncfg, .n_states = sv->workers, .mem = sv->mem,
                          .id = sv->gen_id + 1};
     g = mw_gen_build(&go, &diag);
@@ -353,8 +361,14 @@ int mw_cmd_serve(const options *o) {
     mw_log(MW_LOG_INFO, "tracing: spans to %s (sample %g)", sv.cfg.tracing.otlp,
            sv.cfg.tracing.sample);
   }
-  mw_gen_options go = {.config = &sv.cfg, .n_states = sv.workers, .mem = sv.mem, .id = sv.gen_id};
-  mw_gen *g = mw_gen_build(&go, &diag);
+  /* The shared dicts, made once for the process's life: before the
+   * scripts, whose module code may use them. */
+  mw_gen *g = NULL;
+  if (mw_cmd_shared_configure(&sv.cfg, NULL, &diag) == 0) {
+    mw_gen_options go = {.config = &sv.cfg, .n_states = sv.workers, .mem = sv.mem,
+                         .id = sv.gen_id};
+    g = mw_gen_build(&go, &diag);
+  }
   sv.s = g ? mw_server_new(&sv.cfg, mw_gen_router(g), mw_gen_worker_hooks(), &diag) : NULL;
   int started = sv.s && mw_server_start(sv.s) == 0;
   if (started && sv.cfg.admin.listen) {
@@ -374,6 +388,7 @@ int mw_cmd_serve(const options *o) {
     mw_config_free(&sv.cfg);
     mw_grpc_metrics_forget();
     mw_metrics_free(sv.metrics);
+    mw_shared_free();
     free(sv.mem);
     return 1;
   }
@@ -425,6 +440,7 @@ int mw_cmd_serve(const options *o) {
      * the process ends right after this. */
     mw_server_free(sv.s);
     mw_health_free();
+    mw_shared_free(); /* after the workers: no state uses a dict any more */
     mw_grpc_metrics_forget();
     mw_metrics_free(sv.metrics);
     free(sv.mem);

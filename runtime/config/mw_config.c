@@ -10,6 +10,7 @@
  * (listen, services, proto_path) are replaced as a whole, never merged. */
 #include "config/mw_config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -160,6 +161,10 @@ void mw_config_free(mw_config *c) {
   free(c->client.methods);
   c->client.methods = NULL;
   c->client.n_methods = 0;
+  for (size_t i = 0; i < c->shared.n; i++) free(c->shared.v[i].name);
+  free(c->shared.v);
+  c->shared.v = NULL;
+  c->shared.n = 0;
   free(c->tracing.otlp);
   free(c->tracing.service_name);
   mw_config_init(c);
@@ -265,6 +270,7 @@ typedef struct ctx {
   mw_method_config *method; /* the `methods` entry being read */
   mw_config_retry *retry;   /* the retry policy being read */
   mw_config_client_method *cmethod; /* the client.methods entry being read */
+  mw_config_shared *shdict; /* the shared entry being read */
   const char *name;
   const char *base_dir; /* absolute */
   perr *errs;
@@ -783,7 +789,7 @@ static const char *const top_keys[] = {
     "listen", "workers",   "services", "proto_path",        "limits",
     "keepalive", "reload", "log",      "shutdown_grace_ms", "protos",
     "shutdown", "health", "reflection", "tls", "methods", "transport", "lua",
-    "compression", "interceptors", "tracing", "admin", "metrics", "client", NULL};
+    "compression", "interceptors", "tracing", "admin", "metrics", "client", "shared", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -861,6 +867,7 @@ static const char *const retry_keys[] = {"max_attempts", "initial_backoff", "max
                                          "multiplier", "codes", NULL};
 static const char *const budget_keys[] = {"tokens", "ratio", NULL};
 static const char *const client_method_keys[] = {"idempotent", "timeout", "retry", NULL};
+static const char *const shared_dict_keys[] = {"size", NULL};
 static const char *const compression_keys[] = {"algorithm", "min_bytes",
                                                "methods", NULL};
 static const char *const tracing_keys[] = {"otlp", "sample", "service_name", "batch",
@@ -2000,6 +2007,84 @@ static void client_pair(ctx *x, mw_config *c, int idx, const node *k, const node
   }
 }
 
+/* shared: NAME: {size: SIZE}. */
+#define SHARED_MIN_SIZE (64 << 10) /* shared/mw_shared.h's MW_SHARED_MIN_SIZE */
+#define SHARED_MAX_SIZE (INT64_C(64) << 30)
+
+static void shared_dict_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  char key[96];
+  snprintf(key, sizeof key, "shared.%s.size", x->shdict->name);
+  int64_t val;
+  if (number_value(x, v, key, K_SIZE, SHARED_MIN_SIZE, SHARED_MAX_SIZE, &val) == 0)
+    x->shdict->size = val;
+}
+
+/* A name mw.shared.NAME can spell: an identifier that is not a keyword. */
+static int lua_identifier(const char *s, size_t len) {
+  static const char *const reserved[] = {
+      "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if",
+      "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while",
+      NULL};
+  if (len == 0 || len > 64 || isdigit((unsigned char)s[0])) return 0;
+  for (size_t i = 0; i < len; i++)
+    if (!isalnum((unsigned char)s[i]) && s[i] != '_') return 0;
+  for (size_t i = 0; reserved[i]; i++)
+    if (strcmp(reserved[i], s) == 0) return 0;
+  return 1;
+}
+
+static void shared_section(ctx *x, mw_config *c, const node *m) {
+  if (want_section(x, m, "shared") != 0) return;
+  for (size_t i = 0; i + 1 < m->n; i += 2) {
+    const node *k = m->kid[i], *v = m->kid[i + 1];
+    if (k->type != N_SCALAR) {
+      if (k->type != N_BAD) ERR(x, k, "keys must be plain strings, not %s", kind_name(k));
+      continue;
+    }
+    if (!lua_identifier(k->s, k->len) || strlen(k->s) != k->len) {
+      ERR(x, k, "shared: '%s' is not a dict name (letters, digits and _, not starting with "
+                "a digit, at most 64, not a Lua keyword: it is spelt mw.shared.NAME)", EX(k));
+      continue;
+    }
+    int dup = 0;
+    for (size_t j = 0; j < c->shared.n && !dup; j++) dup = strcmp(c->shared.v[j].name, k->s) == 0;
+    if (dup) {
+      ERR(x, k, "shared: '%s' is listed twice", EX(k));
+      continue;
+    }
+    if (v->type == N_BAD) continue;
+    if (v->type != N_MAP) {
+      ERR(x, v, "shared.%s: expected a mapping with its size (size: 1MiB), got %s", k->s,
+          kind_name(v));
+      continue;
+    }
+    mw_config_shared *grown = realloc(c->shared.v, (c->shared.n + 1) * sizeof *grown);
+    char *name = grown ? strdup(k->s) : NULL;
+    if (grown) c->shared.v = grown;
+    if (!name) {
+      ERR(x, k, "out of memory");
+      return;
+    }
+    mw_config_shared *d = &c->shared.v[c->shared.n++];
+    *d = (mw_config_shared){.name = name, .size = -1};
+    x->shdict = d;
+    char section[80];
+    snprintf(section, sizeof section, "shared.%s", name);
+    walk_map(x, c, v, section, shared_dict_keys, shared_dict_pair);
+    x->shdict = NULL;
+    if (d->size < 0) {
+      int bad = 0; /* a size given but refused has its own message already */
+      for (size_t j = 0; j + 1 < v->n && !bad; j += 2)
+        bad = v->kid[j]->type == N_SCALAR && strcmp(v->kid[j]->s, "size") == 0;
+      if (!bad) ERR(x, k, "shared.%s: 'size' is required (for example size: 16MiB)", name);
+      /* dropped: a config with errors is not used, and no entry is
+       * left without its size */
+      free(d->name);
+      c->shared.n--;
+    }
+  }
+}
+
 static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
                      const node *v) {
   const char *key = top_keys[idx];
@@ -2122,6 +2207,9 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     return;
   case 22: /* client */
     if (want_section(x, v, key) == 0) walk_map(x, c, v, key, client_keys, client_pair);
+    return;
+  case 23: /* shared */
+    shared_section(x, c, v);
     return;
   default:
     return;

@@ -75,6 +75,12 @@ typedef struct mw_config_client_method {
   mw_config_retry retry;
 } mw_config_client_method;
 
+/* shared: one dict (shared/mw_shared.h). */
+typedef struct mw_config_shared {
+  char *name;   /* a Lua identifier (owned) */
+  int64_t size; /* bytes, at least 64 KiB */
+} mw_config_shared;
+
 typedef struct mw_config {
   char *file;     /* the config file's path, NULL when none (owned) */
   mw_strvec listen;      /* "host:port"; default ["127.0.0.1:50051"] */
@@ -190,6 +196,12 @@ typedef struct mw_config {
     mw_config_client_method *methods; /* owned, n_methods long */
     size_t n_methods;
   } client;
+  /* Shared dicts (mw.shared.NAME), in the order written. Made when the
+   * server starts; a reload may add dicts, never drop or resize one. */
+  struct {
+    mw_config_shared *v; /* owned, n long */
+    size_t n;
+  } shared;
 } mw_config;
 
 /* compression.algorithm (the values of grpc_compression_algorithm). */

@@ -12,6 +12,7 @@
 #define MW_MT_CTX "moonwire.ctx"
 #define MW_MT_STREAM "moonwire.stream"
 #define MW_MT_STATUS "moonwire.status"
+#define MW_MT_SHARED "moonwire.shared"
 
 /* Pushes a status error object {code=, message=} (no details). */
 void mw_lstatus_push(lua_State *L, int code, const char *msg);
@@ -33,6 +34,11 @@ void mw_lintercept_open(lua_State *L);/* l_intercept.c: now, keep_traceback,
 void mw_ljson_open(lua_State *L);   /* l_json.c: json_decode, json_encode */
 void mw_ljws_open(lua_State *L);    /* l_jws.c: b64url_decode, jws_key(s) */
 void mw_lratelimit_open(lua_State *L); /* l_ratelimit.c: rate_take */
+void mw_lshared_open(lua_State *L); /* l_shared.c: shared_dict, the moonwire.shared
+                                       metatable */
+/* l_shared.c: shared_define, for moonwire.core outside the server (the
+ * specs), where no config makes the dicts. */
+void mw_lshared_open_define(lua_State *L);
 void mw_lclient_open(lua_State *L); /* l_client.c: client_channel, client_deadline,
                                        client_unary, client_start, client_open */
 /* l_client.c: how much of the parent's remaining time a child call leaves

@@ -8,4 +8,9 @@
 
 int luaopen_moonwire_core(lua_State *L);
 
-int luaopen_moonwire_core(lua_State *L) { return mw_lcore_open(L); }
+int luaopen_moonwire_core(lua_State *L) {
+  mw_lcore_open(L);
+  /* No config makes shared dicts here: the specs make their own. */
+  mw_lshared_open_define(L);
+  return 1;
+}

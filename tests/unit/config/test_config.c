@@ -716,7 +716,8 @@ static void test_unknown_keys(void) {
              "t.yaml:1:1: unknown key 'zzz' (valid keys: listen, workers, "
              "services, proto_path, limits, keepalive, reload, log, "
              "shutdown_grace_ms, protos, shutdown, health, reflection, tls, methods, "
-             "transport, lua, compression, interceptors, tracing, admin, metrics, client)");
+             "transport, lua, compression, interceptors, tracing, admin, metrics, client, "
+             "shared)");
 }
 
 static void test_duplicates(void) {
@@ -1210,6 +1211,63 @@ static void test_tracing(void) {
   }
 }
 
+static void test_shared(void) {
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d, ""), 0);
+  MW_CHECK_INT((int)c.shared.n, 0);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  MW_CHECK_INT(load(&c, &d,
+                    "shared:\n"
+                    "  cache: {size: 64MB}\n"
+                    "  counters:\n"
+                    "    size: 64KiB\n"
+                    "  _x9: {size: 1048576}\n"),
+               0);
+  MW_CHECK_INT((int)c.shared.n, 3);
+  MW_CHECK_STR(c.shared.v[0].name, "cache");
+  MW_CHECK_INT(c.shared.v[0].size, 64000000); /* MB is decimal */
+  MW_CHECK_STR(c.shared.v[1].name, "counters");
+  MW_CHECK_INT(c.shared.v[1].size, 64 << 10);
+  MW_CHECK_STR(c.shared.v[2].name, "_x9");
+  MW_CHECK_INT(c.shared.v[2].size, 1 << 20);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  mw_config_free(&c); /* twice is safe */
+  expect_ok("shared:\n");
+  expect_one("shared: 5\n",
+             "t.yaml:1:9: shared: expected a mapping (indented 'key: value' lines), got a scalar");
+  expect_one("shared:\n  cache: {size: 1KiB}\n",
+             "t.yaml:2:17: shared.cache.size: must be at least 65536, got '1KiB'");
+  expect_one("shared:\n  cache: {size: lots}\n",
+             "t.yaml:2:17: shared.cache.size: expected a size in bytes (an integer, or with a "
+             "unit: 512KiB, 4MiB, 1GiB, 4MB), got 'lots'");
+  expect_one("shared:\n  cache: {}\n",
+             "t.yaml:2:3: shared.cache: 'size' is required (for example size: 16MiB)");
+  expect_one("shared:\n  cache: 1MiB\n",
+             "t.yaml:2:10: shared.cache: expected a mapping with its size (size: 1MiB), got a "
+             "scalar");
+  expect_one("shared:\n  cache: {size: 1MiB, ttl: 5}\n",
+             "t.yaml:2:23: unknown key 'ttl' in 'shared.cache' (valid keys: size)");
+  expect_one("shared:\n  my-cache: {size: 1MiB}\n",
+             "t.yaml:2:3: shared: 'my-cache' is not a dict name (letters, digits and _, not "
+             "starting with a digit, at most 64, not a Lua keyword: it is spelt "
+             "mw.shared.NAME)");
+  expect_one("shared:\n  9lives: {size: 1MiB}\n",
+             "t.yaml:2:3: shared: '9lives' is not a dict name (letters, digits and _, not "
+             "starting with a digit, at most 64, not a Lua keyword: it is spelt "
+             "mw.shared.NAME)");
+  expect_one("shared:\n  end: {size: 1MiB}\n",
+             "t.yaml:2:3: shared: 'end' is not a dict name (letters, digits and _, not "
+             "starting with a digit, at most 64, not a Lua keyword: it is spelt "
+             "mw.shared.NAME)");
+  expect_one("shared:\n  a: {size: 1MiB}\n  a: {size: 2MiB}\n",
+             "t.yaml:3:3: shared: 'a' is listed twice");
+  expect_one("shared:\n  a: {size: 128GiB}\n",
+             "t.yaml:2:13: shared.a.size: '128GiB' is too large (at most 68719476736 bytes)");
+}
+
 static void test_client(void) {
   mw_config c;
   mw_diag d;
@@ -1326,5 +1384,6 @@ int main(void) {
   MW_RUN(test_compression);
   MW_RUN(test_tracing);
   MW_RUN(test_client);
+  MW_RUN(test_shared);
   return mw_test_done();
 }
