@@ -1,6 +1,8 @@
 /* The shared token buckets: see mw_ratelimit.h. */
 #include "base/mw_ratelimit.h"
 
+#include "base/mw_util.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,43 +22,6 @@ struct mw_ratelimit {
   pthread_mutex_t locks[MW_RL_STRIPES];
   bucket *buckets; /* sets * MW_RL_WAYS, the table's own */
 };
-
-/* SipHash-2-4 (Aumasson and Bernstein): a keyed hash, so a client cannot
- * pick keys that all land in one set and evict everyone else's buckets. */
-#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                            \
-  do {                                                                      \
-    v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);               \
-    v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                  \
-    v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                  \
-    v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);               \
-  } while (0)
-
-static uint64_t siphash(const uint64_t k[2], const unsigned char *in, size_t len) {
-  uint64_t v0 = 0x736f6d6570736575ULL ^ k[0], v1 = 0x646f72616e646f6dULL ^ k[1];
-  uint64_t v2 = 0x6c7967656e657261ULL ^ k[0], v3 = 0x7465646279746573ULL ^ k[1];
-  size_t full = len & ~(size_t)7;
-  for (size_t i = 0; i < full; i += 8) {
-    uint64_t m;
-    memcpy(&m, in + i, 8);
-    v3 ^= m;
-    SIPROUND;
-    SIPROUND;
-    v0 ^= m;
-  }
-  uint64_t b = (uint64_t)len << 56;
-  for (size_t i = 0; i < (len & 7); i++) b |= (uint64_t)in[full + i] << (8 * i);
-  v3 ^= b;
-  SIPROUND;
-  SIPROUND;
-  v0 ^= b;
-  v2 ^= 0xff;
-  SIPROUND;
-  SIPROUND;
-  SIPROUND;
-  SIPROUND;
-  return v0 ^ v1 ^ v2 ^ v3;
-}
 
 mw_ratelimit *mw_ratelimit_new(size_t sets) {
   size_t n = MW_RL_STRIPES;
@@ -109,7 +74,7 @@ double mw_ratelimit_now(void) {
 
 int mw_ratelimit_take(mw_ratelimit *rl, const void *key, size_t len, double rate,
                       double burst, double cost, double now, double *retry_after) {
-  uint64_t h = siphash(rl->seed, key, len);
+  uint64_t h = mw_siphash24(rl->seed, key, len);
   if (h == 0) h = 1;
   size_t set = (size_t)(h >> 7) & rl->mask; /* low bits differ from the lock's */
   pthread_mutex_t *lock = &rl->locks[set % MW_RL_STRIPES];
