@@ -26,6 +26,7 @@
 #include "gen/mw_gen.h"
 #include "gen/mw_watch.h"
 #include "http/mw_admin.h"
+#include "lua/l_api.h"
 #include "lua/mw_health.h"
 #include "metrics/mw_grpc_metrics.h"
 #include "metrics/mw_metrics.h"
@@ -418,6 +419,7 @@ int mw_cmd_serve(const options *o) {
      * the process ends right after this. */
     mw_server_free(sv.s);
     mw_health_free();
+    mw_lidem_free();
     mw_grpc_metrics_forget();
     mw_metrics_free(sv.metrics);
     free(sv.mem);

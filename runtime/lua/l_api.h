@@ -33,6 +33,10 @@ void mw_lintercept_open(lua_State *L);/* l_intercept.c: now, keep_traceback,
 void mw_ljson_open(lua_State *L);   /* l_json.c: json_decode, json_encode */
 void mw_ljws_open(lua_State *L);    /* l_jws.c: b64url_decode, jws_key(s) */
 void mw_lratelimit_open(lua_State *L); /* l_ratelimit.c: rate_take */
+void mw_lidem_open(lua_State *L);   /* l_idem.c: idem_* (idempotency keys) */
+/* l_idem.c: frees the idempotency table and its waiters' notice, once no
+ * server runs (cmd/serve.c, at the end); safe twice. */
+void mw_lidem_free(void);
 void mw_ltrace_open(lua_State *L);  /* l_trace.c: trace_start, trace_export,
                                        trace_options, trace_stats */
 /* l_trace.c: pushes the span exporter's counters {exported=, dropped=,

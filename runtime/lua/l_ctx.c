@@ -100,6 +100,32 @@ static int set_md(lua_State *L, int trailer) {
 static int ctx_set_header(lua_State *L) { return set_md(L, 0); }
 static int ctx_set_trailer(lua_State *L) { return set_md(L, 1); }
 
+/* ctx:response_metadata() -> headers, trailers: what ctx:set_header and
+ * ctx:set_trailer added so far, each an array of {key, value} in order
+ * (the runtime's own grpc-* entries left out), for an interceptor that
+ * keeps a reply to give again (idempotency). */
+static int ctx_response_metadata(lua_State *L) {
+  mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
+  for (int t = 0; t < 2; t++) {
+    size_t n = mw_call_response_md_count(h->call, t);
+    lua_createtable(L, (int)n, 0);
+    lua_Integer k = 1;
+    for (size_t i = 0; i < n; i++) {
+      const char *key, *val;
+      size_t kl, vl;
+      mw_call_response_md_at(h->call, t, i, &key, &kl, &val, &vl);
+      if (kl >= 5 && memcmp(key, "grpc-", 5) == 0) continue;
+      lua_createtable(L, 2, 0);
+      lua_pushlstring(L, key, kl);
+      lua_rawseti(L, -2, 1);
+      lua_pushlstring(L, val, vl);
+      lua_rawseti(L, -2, 2);
+      lua_rawseti(L, -2, k++);
+    }
+  }
+  return 2;
+}
+
 static int ctx_on_cancel(lua_State *L) {
   mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
   luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -335,7 +361,7 @@ static const luaL_Reg ctx_methods[] = {
     {"set_trailer", ctx_set_trailer}, {"on_cancel", ctx_on_cancel},
     {"metadata_values", ctx_metadata_values},
     {"io", ctx_io},                   {"set_deadline", ctx_set_deadline},
-    {"on_done", ctx_on_done},
+    {"on_done", ctx_on_done},         {"response_metadata", ctx_response_metadata},
     {NULL, NULL},
 };
 
