@@ -235,8 +235,7 @@ mw_idem_claim_result mw_idem_claim(mw_idem *s, const char *scope, size_t slen,
                                    uint64_t *token, mw_idem_reply **reply) {
   uint64_t h = hash_of(s, scope, slen, key, klen);
   size_t charge = mw_idem_entry_overhead() + slen + klen;
-  /* Made before the lock, in case the key is new (freed when it is not). */
-  entry *fresh = malloc(sizeof(entry) + slen + klen);
+  entry *fresh = NULL;
   mw_idem_claim_result r;
 
   pthread_mutex_lock(&s->lock);
@@ -260,11 +259,12 @@ mw_idem_claim_result mw_idem_claim(mw_idem *s, const char *scope, size_t slen,
         *reply = e->reply;
       }
     }
-  } else if (!fresh || !room_for(s, charge, now)) {
+  } else if (!room_for(s, charge, now) || !(fresh = malloc(sizeof(entry) + slen + klen))) {
+    /* (a new key's record is made under the lock: duplicates, the common
+     * case of a lookup, then allocate nothing) */
     r = MW_IDEM_FULL;
   } else {
     e = fresh;
-    fresh = NULL;
     *e = (entry){.hash = h, .state = RUNNING, .charge = charge, .slen = slen, .klen = klen};
     memcpy(e->name, scope, slen);
     memcpy(e->name + slen, key, klen);
@@ -282,7 +282,6 @@ mw_idem_claim_result mw_idem_claim(mw_idem *s, const char *scope, size_t slen,
     r = MW_IDEM_NEW;
   }
   pthread_mutex_unlock(&s->lock);
-  free(fresh);
   return r;
 }
 

@@ -19,7 +19,9 @@ int mw_lstatus_is(lua_State *L, int idx);
 
 /* Each adds its functions to the table on top of the stack (moonwire.core). */
 void mw_lstatus_open(lua_State *L); /* l_status.c: status, fail, codes */
-void mw_lctx_open(lua_State *L);    /* l_ctx.c: the ctx metatable */
+void mw_lctx_open(lua_State *L);    /* l_ctx.c: the ctx metatable,
+                                       ctx_metadata_first, ctx_values_peek,
+                                       ctx_response_counts */
 void mw_lstream_open(lua_State *L); /* l_stream.c: the stream metatable */
 void mw_lsleep_open(lua_State *L);  /* l_sleep.c: sleep */
 void mw_llog_open(lua_State *L);    /* l_log.c: log, stats */

@@ -427,7 +427,85 @@ static int ctx_index(lua_State *L) {
   return 1;
 }
 
+/* core.ctx_metadata_first(ctx, key) -> ctx.metadata[key] (the first value
+ * of a request metadata key, or nil) without building ctx.metadata: for an
+ * interceptor that reads one key per call. Anything but a ctx is indexed
+ * as Lua would (specs pass tables). */
+static int l_ctx_metadata_first(lua_State *L) {
+  size_t len;
+  const char *key = luaL_checklstring(L, 2, &len);
+  mw_handle *hd = luaL_testudata(L, 1, MW_MT_CTX);
+  if (!hd) {
+    lua_getfield(L, 1, "metadata");
+    lua_getfield(L, -1, key);
+    return 1;
+  }
+  if (!hd->h) return luaL_error(L, "the call has ended");
+  size_t n = mw_call_metadata_count(hd->h->call);
+  for (size_t i = 0; i < n; i++) {
+    const char *k, *v;
+    size_t kl, vl;
+    mw_call_metadata_at(hd->h->call, i, &k, &kl, &v, &vl);
+    if (kl == len && memcmp(k, key, len) == 0) {
+      lua_pushlstring(L, v, vl);
+      return 1;
+    }
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+/* core.ctx_values_peek(ctx) -> ctx.values once something has made it, else
+ * nil (without making it): whether an interceptor before left values. */
+static int l_ctx_values_peek(lua_State *L) {
+  if (!luaL_testudata(L, 1, MW_MT_CTX)) {
+    lua_getfield(L, 1, "values");
+    return 1;
+  }
+  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_getfield(L, -1, "values");
+  return 1;
+}
+
+/* core.ctx_response_counts(ctx) -> how many headers and trailers
+ * ctx:response_metadata() would list now, without listing them (what an
+ * interceptor notes before next(), to keep only what was added inside).
+ * Anything but a ctx: the lengths of its response_metadata(). */
+static int l_ctx_response_counts(lua_State *L) {
+  mw_handle *hd = luaL_testudata(L, 1, MW_MT_CTX);
+  if (!hd) {
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "response_metadata");
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 2);
+    lua_pushinteger(L, (lua_Integer)luaL_len(L, 2));
+    lua_pushinteger(L, (lua_Integer)luaL_len(L, 3));
+    return 2;
+  }
+  if (!hd->h) return luaL_error(L, "the call has ended");
+  for (int t = 0; t < 2; t++) {
+    size_t n = mw_call_response_md_count(hd->h->call, t), k = 0;
+    for (size_t i = 0; i < n; i++) {
+      const char *key, *val;
+      size_t kl, vl;
+      mw_call_response_md_at(hd->h->call, t, i, &key, &kl, &val, &vl);
+      if (!(kl >= 5 && memcmp(key, "grpc-", 5) == 0)) k++;
+    }
+    lua_pushinteger(L, (lua_Integer)k);
+  }
+  return 2;
+}
+
 void mw_lctx_open(lua_State *L) {
+  lua_pushcfunction(L, l_ctx_response_counts);
+  lua_setfield(L, -2, "ctx_response_counts");
+  lua_pushcfunction(L, l_ctx_metadata_first);
+  lua_setfield(L, -2, "ctx_metadata_first");
+  lua_pushcfunction(L, l_ctx_values_peek);
+  lua_setfield(L, -2, "ctx_values_peek");
   if (luaL_newmetatable(L, MW_MT_CTX)) { /* [core, mt] */
     luaL_newlib(L, ctx_methods);
     lua_setfield(L, -2, "__methods");

@@ -9,7 +9,10 @@
  *   core.idem_release(scope, key, token) -> whether the claim was there
  *   core.idem_wait(version)        in a handler: waits until a claim ends
  *                                  after `version` (from idem_claim)
- *   core.idem_fingerprint(type, scope, req) -> 32 bytes, or nil, err
+ *   core.idem_fingerprint(type, scope, req, maps) -> 32 bytes, or nil, err
+ *                                  (maps: whether the type can hold maps,
+ *                                  from core.idem_maps)
+ *   core.idem_maps(type) -> whether messages of type can hold a map
  *   core.idem_encode(type, t) -> bytes, or nil, err
  *   core.idem_decode(type, bytes) -> table, or nil, err
  *   core.idem_method(path) -> kind, input type, output type (nil outside
@@ -178,20 +181,26 @@ static int push_fail(lua_State *L, const char *err) {
 }
 
 /* The fingerprint of a request: SHA-256 of the scope, a NUL and the request
- * table encoded, then encoded again deterministically (map entries sorted),
- * so that equal requests hash alike whichever order their maps came in. */
+ * table encoded. The codec writes fields in number order and arrays in
+ * their order, so only map entries can come out in another order for an
+ * equal request (lua_next's); with maps set, the bytes are encoded again
+ * deterministically (mw_codec_canonical) so that equal requests hash alike
+ * whichever order their maps came in. */
 static int l_idem_fingerprint(lua_State *L) {
   const upb_MessageDef *m = check_type(L, 1);
   size_t slen;
   const char *scope = luaL_checklstring(L, 2, &slen);
   luaL_checktype(L, 3, LUA_TTABLE);
+  int maps = lua_toboolean(L, 4);
   upb_Arena *a = scratch(L);
   char err[MW_CODEC_ERRLEN];
   size_t len, clen;
   const char *bytes = mw_codec_encode(L, 3, m, a, &len, err, sizeof err);
   if (!bytes) return push_fail(L, err);
-  const char *canon = mw_codec_canonical(bytes, len, m, a, &clen, err, sizeof err);
-  if (!canon) return push_fail(L, err);
+  const char *canon = bytes;
+  clen = len;
+  if (maps && !(canon = mw_codec_canonical(bytes, len, m, a, &clen, err, sizeof err)))
+    return push_fail(L, err);
   unsigned char fp[MW_SHA256_LEN];
   mw_digest_part parts[] = {{scope, slen}, {"", 1}, {canon, clen}};
   if (mw_sha256(parts, 3, fp) != 0) return push_fail(L, "SHA-256 failed");
@@ -253,6 +262,35 @@ static int l_idem_field(lua_State *L) {
   return 1;
 }
 
+/* Whether messages of m can hold a map: a map field of m or of a message
+ * field's type, however deep (the contents of an Any are bytes to this). */
+static int has_maps(const upb_MessageDef *m, const upb_MessageDef **seen, int *n, int cap) {
+  for (int i = 0; i < *n; i++)
+    if (seen[i] == m) return 0;
+  if (*n == cap) return 1; /* too wide to follow: assume it has */
+  seen[(*n)++] = m;
+  int count = upb_MessageDef_FieldCount(m);
+  for (int i = 0; i < count; i++) {
+    const upb_FieldDef *f = upb_MessageDef_Field(m, i);
+    if (upb_FieldDef_IsMap(f)) return 1;
+    const upb_MessageDef *sub = upb_FieldDef_MessageSubDef(f);
+    if (sub && upb_MessageDef_WellKnownType(sub) != kUpb_WellKnown_Any &&
+        has_maps(sub, seen, n, cap))
+      return 1;
+  }
+  return 0;
+}
+
+/* core.idem_maps(type) -> whether its messages can hold a map (the 4th
+ * argument of idem_fingerprint). */
+static int l_idem_maps(lua_State *L) {
+  const upb_MessageDef *m = check_type(L, 1);
+  const upb_MessageDef *seen[256];
+  int n = 0;
+  lua_pushboolean(L, has_maps(m, seen, &n, 256));
+  return 1;
+}
+
 static int l_idem_stats(lua_State *L) {
   mw_idem_stats st;
   mw_idem_stats_get(store(L), &st);
@@ -277,6 +315,7 @@ static const luaL_Reg funcs[] = {
     {"idem_decode", l_idem_decode},
     {"idem_method", l_idem_method},
     {"idem_field", l_idem_field},
+    {"idem_maps", l_idem_maps},
     {"idem_stats", l_idem_stats},
     {NULL, NULL},
 };

@@ -330,6 +330,26 @@ describe("moonwire.interceptors.idempotency", function()
             "idempotency applies to unary methods only; /a.B/Up is client-stream")
   end)
 
+  it("fingerprints requests by method and content, maps in any order", function()
+    assert.is_true(core.idem_maps("google.rpc.ErrorInfo"))
+    assert.is_false(core.idem_maps("google.rpc.BadRequest"))
+    assert.is_false(core.idem_maps("google.rpc.Status")) -- its details are Any
+    local a = {}
+    for k = 1, 30 do a["k" .. k] = "v" end
+    local b = {}
+    for k = 30, 1, -1 do b["k" .. k] = "v" end
+    local fa = core.idem_fingerprint("google.rpc.ErrorInfo", "/a.B/C", {reason = "r", metadata = a}, true)
+    local fb = core.idem_fingerprint("google.rpc.ErrorInfo", "/a.B/C", {reason = "r", metadata = b}, true)
+    assert.equal(32, #fa)
+    assert.equal(fa, fb)
+    assert.not_equal(fa, core.idem_fingerprint("google.rpc.ErrorInfo", "/a.B/D", {reason = "r", metadata = a}, true))
+    assert.not_equal(fa, core.idem_fingerprint("google.rpc.ErrorInfo", "/a.B/C", {reason = "s", metadata = a}, true))
+    local f, err = core.idem_fingerprint("google.rpc.ErrorInfo", "/a.B/C", {nope = 1}, true)
+    assert.is_nil(f)
+    assert.truthy(err:find("nope", 1, true))
+    assert.has_error(function() core.idem_fingerprint("no.Such", "/a.B/C", {}, false) end)
+  end)
+
   it("packs and unpacks replies", function()
     local blob = idem.pack_reply(9, "m", "d", "b", {{"a", "1"}, {"b", "2"}}, 1, {}, 0)
     local code, message, details, body, headers, trailers = idem.unpack_reply(blob)

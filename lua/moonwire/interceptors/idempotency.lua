@@ -56,6 +56,7 @@ local type, pairs, tostring, error, pcall, math_type = type, pairs, tostring, er
   math.type
 local pack, unpack = string.pack, string.unpack
 local is_status = mw.is_status
+local response_counts = core.ctx_response_counts
 
 local M = {}
 
@@ -97,11 +98,16 @@ local function pack_md(parts, list, from)
 end
 
 local function pack_reply(code, message, details, body, headers, h0, trailers, t0)
+  if #headers == h0 and #trailers == t0 then -- the common case, in one piece
+    return pack("<I1i4s4s4s4I4I4", FORMAT, code, message, details, body, 0, 0)
+  end
   local parts = {pack("<I1i4s4s4s4", FORMAT, code, message, details, body)}
   pack_md(parts, headers, h0)
   pack_md(parts, trailers, t0)
   return table.concat(parts)
 end
+
+local NONE = {}
 
 local function unpack_md(blob, pos)
   local n
@@ -147,7 +153,8 @@ local function key_getter(spec, input)
       error(("key: bad metadata name '%s'"):format(tostring(name)), 0)
     end
     name = name:lower()
-    return function(_, ctx) return ctx.metadata[name] end, ("the '%s' metadata"):format(name)
+    local first = core.ctx_metadata_first
+    return function(_, ctx) return first(ctx, name) end, ("the '%s' metadata"):format(name)
   end
   local field = spec.field
   if type(field) ~= "string" or not field:match "^[%a_][%w_]*$" then
@@ -216,6 +223,9 @@ function M.new(opts, env)
     input = i
   end
   local keyof, where = key_getter(opts.key, input)
+  -- At a method's level the path is known: ctx.method is not read per call.
+  local own_path = env.level == "method" and env.method or nil
+  local peek_values = core.ctx_values_peek
   local claim, complete, release, wait = store.claim, store.complete, store.release, store.wait
 
   -- Per method path (one interceptor may serve a whole service): its kind,
@@ -226,7 +236,8 @@ function M.new(opts, env)
     local m = methods[path]
     if m then return m end
     local kind, i, o = core.idem_method(path)
-    m = {unary = kind == "unary", input = i, output = o, labels = {}}
+    m = {unary = kind == "unary", input = i, output = o, labels = {},
+         maps = kind == "unary" and core.idem_maps(i)}
     methods[path] = m
     return m
   end
@@ -244,10 +255,21 @@ function M.new(opts, env)
     if reply == nil then
       mw.fail(mw.ALREADY_EXISTS, "a call with this idempotency key has run; its reply was too large to keep")
     end
-    local code, message, details, body, headers, trailers = unpack_reply(reply)
-    for i = 1, #headers do ctx:set_header(headers[i][1], headers[i][2]) end
+    -- (unpack_reply, without building the lists)
+    local format, code, message, details, body, pos = unpack("<I1i4s4s4s4", reply)
+    if format ~= FORMAT then error("idempotency: a stored reply of an unknown format", 0) end
+    local n, k, v
+    n, pos = unpack("<I4", reply, pos)
+    for _ = 1, n do
+      k, v, pos = unpack("<s4s4", reply, pos)
+      ctx:set_header(k, v)
+    end
     ctx:set_header(M.REPLAYED, "true")
-    for i = 1, #trailers do ctx:set_trailer(trailers[i][1], trailers[i][2]) end
+    n, pos = unpack("<I4", reply, pos)
+    for _ = 1, n do
+      k, v, pos = unpack("<s4s4", reply, pos)
+      ctx:set_trailer(k, v)
+    end
     if code == mw.OK then
       local res, err = core.idem_decode(m.output, body)
       if not res then error("idempotency: cannot decode the stored response: " .. err, 0) end
@@ -269,8 +291,7 @@ function M.new(opts, env)
     ctx:on_done(function()
       if not ended then release(scope, key, token) end
     end)
-    local h0, t0 = ctx:response_metadata()
-    h0, t0 = #h0, #t0
+    local h0, t0 = response_counts(ctx)
     local ok, res = pcall(next, req, ctx)
     local code, message, details, body
     if ok then
@@ -300,7 +321,10 @@ function M.new(opts, env)
     else
       code, message, details, body = mw.INTERNAL, "internal error in the handler", "", ""
     end
-    local headers, trailers = ctx:response_metadata()
+    local headers, trailers = NONE, NONE
+    local h1, t1 = response_counts(ctx)
+    if h1 ~= h0 or t1 ~= t0 then headers, trailers = ctx:response_metadata() end
+    if headers == NONE then h0, t0 = 0, 0 end
     complete(scope, key, token, pack_reply(code, message, details, body, headers, h0, trailers, t0), ttl)
     ended = true
     count(m, path, "executed")
@@ -311,7 +335,7 @@ function M.new(opts, env)
   return {
     name = "idempotency",
     call = function(req, ctx, next)
-      local path = ctx.method
+      local path = own_path or ctx.method
       local m = method_of(path)
       -- A service's or everyone's interceptor leaves streaming methods be.
       if not m.unary then return next(req, ctx) end
@@ -328,9 +352,10 @@ function M.new(opts, env)
         mw.fail(mw.INVALID_ARGUMENT, ("the idempotency key is longer than %d bytes"):format(M.MAX_KEY))
       end
       local scope = path
-      local id = ctx.values.identity
+      local values = peek_values(ctx)
+      local id = values and values.identity
       if type(id) == "table" and id.subject ~= nil then scope = path .. "\0" .. tostring(id.subject) end
-      local fp, err = core.idem_fingerprint(m.input, path, req)
+      local fp, err = core.idem_fingerprint(m.input, path, req, m.maps)
       if not fp then mw.fail(mw.INTERNAL, "idempotency: cannot encode the request: " .. err) end
       local waited = false
       while true do
