@@ -350,6 +350,18 @@ describe("moonwire.interceptors.idempotency", function()
     assert.has_error(function() core.idem_fingerprint("no.Such", "/a.B/C", {}, false) end)
   end)
 
+  it("sits innermost in a method's chain from the config, a method's replacing its service's", function()
+    local intercept = require "moonwire.intercept"
+    local A, B, C, I, J = {n = "A"}, {n = "B"}, {n = "C"}, {n = "I"}, {n = "J"}
+    local cfg = {global = {{i = A}}, services = {["a.B"] = {{i = B}}},
+                 methods = {["/a.B/C"] = {{i = C}}}, innermost = {["a.B"] = {{i = I}}}}
+    assert.same({A, B, C, I}, intercept.chain("a.B", "/a.B/C", cfg))
+    cfg.innermost["/a.B/C"] = {{i = J}}
+    assert.same({A, B, C, J}, intercept.chain("a.B", "/a.B/C", cfg))
+    assert.same({A, B, I}, intercept.chain("a.B", "/a.B/D", cfg))
+    assert.same({A}, intercept.chain("x.Y", "/x.Y/Z", cfg))
+  end)
+
   it("packs and unpacks replies", function()
     local blob = idem.pack_reply(9, "m", "d", "b", {{"a", "1"}, {"b", "2"}}, 1, {}, 0)
     local code, message, details, body, headers, trailers = idem.unpack_reply(blob)
