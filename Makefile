@@ -55,7 +55,7 @@ bench: build
 	  --json $(BUILD)/bench/results.json
 
 # Instructions per unary call and where they go (callgrind, one worker):
-# make profile [PAYLOAD=4096] [INTERCEPT=lua|access_log|trace1|trace0]
+# make profile [PAYLOAD=4096] [INTERCEPT=lua|access_log|trace1|trace0|idem_first|idem_replay|idem_nokey]
 #              [ADMIN=1: with the admin listener, so metrics count]
 PAYLOAD ?= 16
 CALLS ?= 20000

@@ -132,10 +132,13 @@ function M.from_config(entries, env, problems)
       local ok2, i = pcall(mod.new, e.opts or {}, env)
       local norm, problem
       if ok2 then norm, problem = M.normalize(i) end
+      -- A setting that makes an interceptor (methods.PATH.idempotency) is
+      -- named as the config names it.
+      local what = e.label or ("interceptor '" .. e.name .. "'")
       if not ok2 then
-        problems[#problems + 1] = ("%s: interceptor '%s': %s"):format(e.where, e.name, tostring(i))
+        problems[#problems + 1] = ("%s: %s: %s"):format(e.where, what, tostring(i))
       elseif not norm then
-        problems[#problems + 1] = ("%s: interceptor '%s': %s"):format(e.where, e.name, problem)
+        problems[#problems + 1] = ("%s: %s: %s"):format(e.where, what, problem)
       else
         if norm.name == nil then norm.name = e.name end
         out[#out + 1] = {i = norm, where = e.where}
@@ -284,8 +287,10 @@ function M.compose(handler, kind, chain)
 end
 
 --- The chain of one method, outermost first: config entries before Lua
--- ones at each level. cfg: {global=, services=, methods=} of instantiated
--- entries (from_config), or nil.
+-- ones at each level, then the innermost settings (the config's
+-- idempotency: of the method, else of its service), next to the handler.
+-- cfg: {global=, services=, methods=, innermost=} of instantiated entries
+-- (from_config), or nil.
 function M.chain(service, path, cfg)
   local out = {}
   local function add(l)
@@ -298,6 +303,8 @@ function M.chain(service, path, cfg)
   add(services[service])
   add(cfg.methods and cfg.methods[path])
   add(methods[path])
+  local inner = cfg.innermost
+  if inner then add(inner[path] or inner[service]) end
   return out
 end
 

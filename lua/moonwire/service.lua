@@ -69,6 +69,14 @@ local function config_chain(config, methods, problems)
     cfg.methods[path] = intercept.from_config(entries,
       {level = "method", service = svc, method = path}, problems)
   end
+  -- methods.<path or service>.idempotency: innermost, next to the handler.
+  cfg.innermost = {}
+  for name, entry in pairs(config.idempotency or {}) do
+    local svc = name:match "^/([^/]+)/"
+    local env = svc and {level = "method", service = svc, method = name}
+                    or {level = "service", service = name}
+    cfg.innermost[name] = intercept.from_config({entry}, env, problems)
+  end
   return cfg
 end
 

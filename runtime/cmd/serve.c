@@ -27,6 +27,7 @@
 #include "gen/mw_watch.h"
 #include "core/mw_client.h"
 #include "http/mw_admin.h"
+#include "lua/l_api.h"
 #include "lua/mw_health.h"
 #include "metrics/mw_grpc_metrics.h"
 #include "metrics/mw_metrics.h"
@@ -441,6 +442,7 @@ int mw_cmd_serve(const options *o) {
     mw_server_free(sv.s);
     mw_health_free();
     mw_shared_free(); /* after the workers: no state uses a dict any more */
+    mw_lidem_free();
     mw_grpc_metrics_forget();
     mw_metrics_free(sv.metrics);
     free(sv.mem);

@@ -127,4 +127,18 @@ const char *mw_codec_encode_buf(lua_State *L, int idx, const upb_MessageDef *m,
                                 upb_Arena *a, char *stack, size_t cap, char **block,
                                 size_t *len, bool *oom, char *err, size_t errlen);
 
+/* Serialized bytes of m -> the same message serialized deterministically,
+ * in arena a (*out_len set): decoded with upb and encoded again with
+ * kUpb_EncodeOption_Deterministic, so that map entries come out in one
+ * order fixed by their keys whatever order they came in (the only freedom
+ * mw_codec_encode's output has; upb 1.51 writes string keys ascending and
+ * integer keys descending), and repeated scalars as their field says. Unknown fields are kept, in
+ * the order they came. For fingerprints of requests (the idempotency
+ * interceptor): two encodings of one message give the same bytes, in one
+ * build of the binary. The bytes inside a google.protobuf.Any are left as
+ * they are. Returns the bytes, or NULL with err filled ("cannot decode
+ * pkg.Msg: malformed wire data", "out of memory"). */
+const char *mw_codec_canonical(const char *buf, size_t len, const upb_MessageDef *m,
+                               upb_Arena *a, size_t *out_len, char *err, size_t errlen);
+
 #endif

@@ -149,6 +149,8 @@ void mw_config_free(mw_config *c) {
     free(c->methods[i].path);
     interceptors_free(&c->methods[i].interceptors);
     free(c->methods[i].deadline_where);
+    value_free(&c->methods[i].idempotency);
+    free(c->methods[i].idempotency_where);
   }
   free(c->methods);
   interceptors_free(&c->interceptors);
@@ -1489,7 +1491,7 @@ static void interceptors_list(ctx *x, const node *v, const char *key,
 
 static const char *const method_keys[] = {"max_concurrent", "interceptors", "deadline",
                                           "max_receive_bytes", "max_send_bytes", "compression",
-                                          NULL};
+                                          "idempotency", NULL};
 static int add_compress_method(ctx *x, mw_config *c, const node *k, const char *p,
                                const node *v);
 static const char *const deadline_keys[] = {"default", "max", NULL};
@@ -1542,6 +1544,22 @@ static void method_pair(ctx *x, mw_config *c, int idx, const node *k, const node
       return;
     }
     add_compress_method(x, c, k, x->method->path, v);
+    return;
+  case 6: /* options checked by the interceptor, with this position */
+    if (v->type == N_BAD) return;
+    if (!is_null(v) && v->type != N_MAP) {
+      ERR(x, v, "%s: expected a mapping of options ({key: metadata, ttl: 24h, ...}), got %s",
+          name, kind_name(v));
+      return;
+    }
+    value_free(&x->method->idempotency);
+    if (is_null(v)) {
+      x->method->idempotency.type = MW_CV_MAP;
+    } else if (tree_value(x, v, name, &x->method->idempotency) != 0) {
+      return;
+    }
+    free(x->method->idempotency_where);
+    x->method->idempotency_where = where_of(x, k);
     return;
   }
 }

@@ -54,6 +54,11 @@ typedef struct mw_method_config {
   int64_t deadline_default_ms; /* deadline.default; 0 = none */
   int64_t deadline_max_ms;     /* deadline.max; 0 = none */
   char *deadline_where;        /* owned: where deadline was written, or NULL */
+  /* idempotency: the options as written (MW_CV_MAP, empty for `{}` or no
+   * value), checked by the interceptor when it is made; MW_CV_NIL when the
+   * key is absent. */
+  mw_config_value idempotency;
+  char *idempotency_where;     /* owned: where idempotency was written, or NULL */
 } mw_method_config;
 
 /* A retry policy of outbound calls (client.retry, or a method's). */

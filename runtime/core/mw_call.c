@@ -568,6 +568,19 @@ int mw_call_add_trailer(mw_call *c, const char *k, size_t kl, const char *v,
                         "trailers", err, errlen);
 }
 
+size_t mw_call_response_md_count(const mw_call *c, int trailers) {
+  return trailers ? c->trailers.n : c->headers.n;
+}
+
+void mw_call_response_md_at(const mw_call *c, int trailers, size_t i, const char **key,
+                            size_t *klen, const char **val, size_t *vlen) {
+  const grpc_metadata *md = &(trailers ? &c->trailers : &c->headers)->v[i];
+  *key = (const char *)GRPC_SLICE_START_PTR(md->key);
+  *klen = GRPC_SLICE_LENGTH(md->key);
+  *val = (const char *)GRPC_SLICE_START_PTR(md->value);
+  *vlen = GRPC_SLICE_LENGTH(md->value);
+}
+
 int mw_call_set_status_details(mw_call *c, const char *bin, size_t len, char *err,
                                size_t errlen) {
   static const char key[] = "grpc-status-details-bin";

@@ -101,6 +101,13 @@ int mw_call_add_header(mw_call *c, const char *k, size_t kl, const char *v,
                        size_t vl, char *err, size_t errlen);
 int mw_call_add_trailer(mw_call *c, const char *k, size_t kl, const char *v,
                         size_t vl, char *err, size_t errlen);
+/* The response metadata added so far (mw_call_add_header, or with
+ * trailers set mw_call_add_trailer and the details trailer): count, then
+ * key/value by index (not NUL-terminated), valid until the next add. For a
+ * backend that keeps a reply to send again (idempotent replays). */
+size_t mw_call_response_md_count(const mw_call *c, int trailers);
+void mw_call_response_md_at(const mw_call *c, int trailers, size_t i, const char **key,
+                            size_t *klen, const char **val, size_t *vlen);
 /* The grpc-status-details-bin trailer (a serialized google.rpc.Status, the
  * bytes copied) of the status the backend is about to finish with; before
  * mw_call_finish. Returns 0, or -1 with a message in err when the call has

@@ -199,6 +199,8 @@ char *mw_admin_config_json(const mw_config *c, size_t *len) {
     jint(&b, &m, "deadline_default_ms", c->methods[i].deadline_default_ms);
     jint(&b, &m, "deadline_max_ms", c->methods[i].deadline_max_ms);
     jinterceptors(&b, &m, &c->methods[i].interceptors);
+    jkey(&b, &m, "idempotency"); /* its options, null when not set */
+    jvalue(&b, &c->methods[i].idempotency, 0);
     mw_buf_puts(&b, "}");
   }
   mw_buf_puts(&b, "}");

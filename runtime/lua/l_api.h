@@ -20,7 +20,9 @@ int mw_lstatus_is(lua_State *L, int idx);
 
 /* Each adds its functions to the table on top of the stack (moonwire.core). */
 void mw_lstatus_open(lua_State *L); /* l_status.c: status, fail, codes */
-void mw_lctx_open(lua_State *L);    /* l_ctx.c: the ctx metatable */
+void mw_lctx_open(lua_State *L);    /* l_ctx.c: the ctx metatable,
+                                       ctx_metadata_first, ctx_values_peek,
+                                       ctx_response_counts */
 void mw_lstream_open(lua_State *L); /* l_stream.c: the stream metatable */
 void mw_lsleep_open(lua_State *L);  /* l_sleep.c: sleep */
 void mw_llog_open(lua_State *L);    /* l_log.c: log, stats */
@@ -47,6 +49,10 @@ void mw_lclient_open(lua_State *L); /* l_client.c: client_channel, client_deadli
  * before any state runs. n == 0 frees the list. Returns 0, or -1 when out
  * of memory. */
 int mw_lclient_configure(double margin_s, const char *const *propagate, size_t n);
+void mw_lidem_open(lua_State *L);   /* l_idem.c: idem_* (idempotency keys) */
+/* l_idem.c: frees the idempotency table and its waiters' notice, once no
+ * server runs (cmd/serve.c, at the end); safe twice. */
+void mw_lidem_free(void);
 void mw_ltrace_open(lua_State *L);  /* l_trace.c: trace_start, trace_export,
                                        trace_options, trace_stats */
 /* l_trace.c: pushes the span exporter's counters {exported=, dropped=,

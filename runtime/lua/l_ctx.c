@@ -104,6 +104,32 @@ static int set_md(lua_State *L, int trailer) {
 static int ctx_set_header(lua_State *L) { return set_md(L, 0); }
 static int ctx_set_trailer(lua_State *L) { return set_md(L, 1); }
 
+/* ctx:response_metadata() -> headers, trailers: what ctx:set_header and
+ * ctx:set_trailer added so far, each an array of {key, value} in order
+ * (the runtime's own grpc-* entries left out), for an interceptor that
+ * keeps a reply to give again (idempotency). */
+static int ctx_response_metadata(lua_State *L) {
+  mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
+  for (int t = 0; t < 2; t++) {
+    size_t n = mw_call_response_md_count(h->call, t);
+    lua_createtable(L, (int)n, 0);
+    lua_Integer k = 1;
+    for (size_t i = 0; i < n; i++) {
+      const char *key, *val;
+      size_t kl, vl;
+      mw_call_response_md_at(h->call, t, i, &key, &kl, &val, &vl);
+      if (kl >= 5 && memcmp(key, "grpc-", 5) == 0) continue;
+      lua_createtable(L, 2, 0);
+      lua_pushlstring(L, key, kl);
+      lua_rawseti(L, -2, 1);
+      lua_pushlstring(L, val, vl);
+      lua_rawseti(L, -2, 2);
+      lua_rawseti(L, -2, k++);
+    }
+  }
+  return 2;
+}
+
 static int ctx_on_cancel(lua_State *L) {
   mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
   luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -339,7 +365,7 @@ static const luaL_Reg ctx_methods[] = {
     {"set_trailer", ctx_set_trailer}, {"on_cancel", ctx_on_cancel},
     {"metadata_values", ctx_metadata_values},
     {"io", ctx_io},                   {"set_deadline", ctx_set_deadline},
-    {"on_done", ctx_on_done},
+    {"on_done", ctx_on_done},         {"response_metadata", ctx_response_metadata},
     {NULL, NULL},
 };
 
@@ -405,7 +431,85 @@ static int ctx_index(lua_State *L) {
   return 1;
 }
 
+/* core.ctx_metadata_first(ctx, key) -> ctx.metadata[key] (the first value
+ * of a request metadata key, or nil) without building ctx.metadata: for an
+ * interceptor that reads one key per call. Anything but a ctx is indexed
+ * as Lua would (specs pass tables). */
+static int l_ctx_metadata_first(lua_State *L) {
+  size_t len;
+  const char *key = luaL_checklstring(L, 2, &len);
+  mw_handle *hd = luaL_testudata(L, 1, MW_MT_CTX);
+  if (!hd) {
+    lua_getfield(L, 1, "metadata");
+    lua_getfield(L, -1, key);
+    return 1;
+  }
+  if (!hd->h) return luaL_error(L, "the call has ended");
+  size_t n = mw_call_metadata_count(hd->h->call);
+  for (size_t i = 0; i < n; i++) {
+    const char *k, *v;
+    size_t kl, vl;
+    mw_call_metadata_at(hd->h->call, i, &k, &kl, &v, &vl);
+    if (kl == len && memcmp(k, key, len) == 0) {
+      lua_pushlstring(L, v, vl);
+      return 1;
+    }
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+/* core.ctx_values_peek(ctx) -> ctx.values once something has made it, else
+ * nil (without making it): whether an interceptor before left values. */
+static int l_ctx_values_peek(lua_State *L) {
+  if (!luaL_testudata(L, 1, MW_MT_CTX)) {
+    lua_getfield(L, 1, "values");
+    return 1;
+  }
+  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_getfield(L, -1, "values");
+  return 1;
+}
+
+/* core.ctx_response_counts(ctx) -> how many headers and trailers
+ * ctx:response_metadata() would list now, without listing them (what an
+ * interceptor notes before next(), to keep only what was added inside).
+ * Anything but a ctx: the lengths of its response_metadata(). */
+static int l_ctx_response_counts(lua_State *L) {
+  mw_handle *hd = luaL_testudata(L, 1, MW_MT_CTX);
+  if (!hd) {
+    lua_settop(L, 1);
+    lua_getfield(L, 1, "response_metadata");
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 2);
+    lua_pushinteger(L, (lua_Integer)luaL_len(L, 2));
+    lua_pushinteger(L, (lua_Integer)luaL_len(L, 3));
+    return 2;
+  }
+  if (!hd->h) return luaL_error(L, "the call has ended");
+  for (int t = 0; t < 2; t++) {
+    size_t n = mw_call_response_md_count(hd->h->call, t), k = 0;
+    for (size_t i = 0; i < n; i++) {
+      const char *key, *val;
+      size_t kl, vl;
+      mw_call_response_md_at(hd->h->call, t, i, &key, &kl, &val, &vl);
+      if (!(kl >= 5 && memcmp(key, "grpc-", 5) == 0)) k++;
+    }
+    lua_pushinteger(L, (lua_Integer)k);
+  }
+  return 2;
+}
+
 void mw_lctx_open(lua_State *L) {
+  lua_pushcfunction(L, l_ctx_response_counts);
+  lua_setfield(L, -2, "ctx_response_counts");
+  lua_pushcfunction(L, l_ctx_metadata_first);
+  lua_setfield(L, -2, "ctx_metadata_first");
+  lua_pushcfunction(L, l_ctx_values_peek);
+  lua_setfield(L, -2, "ctx_values_peek");
   if (luaL_newmetatable(L, MW_MT_CTX)) { /* [core, mt] */
     luaL_newlib(L, ctx_methods);
     lua_setfield(L, -2, "__methods");

@@ -108,25 +108,38 @@ static void push_list(lua_State *L, const mw_config_interceptors *l,
 }
 
 /* core.config_interceptors() -> {global = entries, services = {name =
- * entries}, methods = {path = entries}}, or nil outside a bind (or in a
- * plain lua5.4). */
+ * entries}, methods = {path = entries}, idempotency = {path or name =
+ * entry}}, or nil outside a bind (or in a plain lua5.4). A method's or
+ * service's `idempotency:` is an entry of its own (with a label naming the
+ * key, for its problems): moonwire.service puts it innermost, next to the
+ * handler, after every other interceptor of the method. */
 static int l_config_interceptors(lua_State *L) {
   mw_lstate *st = mw_lstate_of(L);
   const mw_config *c = st ? st->cfg : NULL;
   if (!c) return 0;
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
   push_list(L, &c->interceptors, NULL);
   lua_setfield(L, -2, "global");
+  lua_newtable(L); /* idempotency */
   lua_newtable(L); /* services */
   lua_newtable(L); /* methods */
   for (size_t i = 0; i < c->n_methods; i++) {
     const mw_method_config *m = &c->methods[i];
+    if (m->idempotency.type == MW_CV_MAP) {
+      push_entry(L, "idempotency", m->idempotency_where);
+      push_value(L, &m->idempotency);
+      lua_setfield(L, -2, "opts");
+      lua_pushfstring(L, "methods.%s.idempotency", m->path);
+      lua_setfield(L, -2, "label");
+      lua_setfield(L, -4, m->path);
+    }
     if (!m->interceptors.n && !m->deadline_default_ms && !m->deadline_max_ms) continue;
     push_list(L, &m->interceptors, m);
     lua_setfield(L, m->service ? -3 : -2, m->path);
   }
-  lua_setfield(L, -3, "methods");
-  lua_setfield(L, -2, "services");
+  lua_setfield(L, -4, "methods");
+  lua_setfield(L, -3, "services");
+  lua_setfield(L, -2, "idempotency");
   return 1;
 }
 

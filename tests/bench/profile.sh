@@ -11,6 +11,13 @@
 #              access_log: the built-in, every line written (to a file);
 #              trace1 / trace0: tracing at sample 1.0 / 0.0, spans exported
 #              to a small OTLP receiver on loopback
+#              idem_replay: the idempotency interceptor on bench.Echo/Unary,
+#              every call with the same idempotency-key: the first runs, the
+#              rest are replays
+#              idem_first: the same, every call a first one (the key is made
+#              unique per call by a store wrapper, written in Lua, around
+#              the process-wide store: a claim, a run and a stored reply)
+#              idem_nokey: the interceptor configured, calls without a key
 #   ADMIN=1 in the environment turns the admin listener on (metrics counted),
 #   to measure what the metrics cost per call.
 # Writes BUILD_DIR/bench/profile/: the callgrind files, and prints the
@@ -44,7 +51,7 @@ def varint(v):
 body = b"\x0a" + varint(n) + b"x" * n + b"\x12\x05bench" + b"\x18\x01"
 open(path, "wb").write(b"\x00" + struct.pack(">I", len(body)) + body)
 PY
-extra_dirs= extra_yaml=
+extra_dirs= extra_yaml= extra_hdr=
 case $intercept in
   none) ;;
   lua)
@@ -72,7 +79,30 @@ PY
     collector=$!
     sample=1.0; [ "$intercept" = trace0 ] && sample=0.0
     extra_yaml="tracing: {otlp: \"http://127.0.0.1:$cport/v1/traces\", sample: $sample}" ;;
-  *) echo "profile: INTERCEPT is none, lua, access_log, trace1 or trace0, not $intercept" >&2; exit 2 ;;
+  idem_replay)
+    extra_yaml='methods: {/bench.Echo/Unary: {idempotency: {}}}'
+    extra_hdr="idempotency-key: profile-key" ;;
+  idem_nokey)
+    extra_yaml='methods: {/bench.Echo/Unary: {idempotency: {}}}' ;;
+  idem_first)
+    # Echo.Unary never waits, so a call's claim and its completion run
+    # back to back on the worker: the wrapper keeps the key it made.
+    mkdir -p "$out/intercept"
+    cat > "$out/intercept/intercept.lua" <<'LUA'
+local mw = require "moonwire"
+local idem = require "moonwire.interceptors.idempotency"
+local ps, n, cur = idem.process_store, 0, nil
+local unique = {
+  claim = function(scope, key, fp) n = n + 1; cur = key .. n; return ps.claim(scope, cur, fp) end,
+  complete = function(scope, _, token, reply, ttl) return ps.complete(scope, cur, token, reply, ttl) end,
+  release = function(scope, _, token) return ps.release(scope, cur, token) end,
+  wait = ps.wait,
+}
+mw.intercept("/bench.Echo/Unary", mw.interceptors.idempotency{store = unique})
+LUA
+    extra_dirs=", $out/intercept"
+    extra_hdr="idempotency-key: profile-key" ;;
+  *) echo "profile: INTERCEPT is none, lua, access_log, trace1, trace0, idem_first, idem_replay or idem_nokey, not $intercept" >&2; exit 2 ;;
 esac
 cat > "$out/moonwire.yaml" <<YAML
 workers: 1
@@ -98,7 +128,7 @@ for _ in $(seq 150); do
 done
 load() {
   h2load -n "$1" -c 1 -m 100 -H "content-type: application/grpc" -H "te: trailers" \
-    -d "$frame" "http://127.0.0.1:$port/bench.Echo/Unary"
+    ${extra_hdr:+-H "$extra_hdr"} -d "$frame" "http://127.0.0.1:$port/bench.Echo/Unary"
 }
 load 2000 >/dev/null # warm-up, not counted
 callgrind_control -z "$vg" >/dev/null 2>&1

@@ -461,6 +461,49 @@ static void test_interceptors(void) {
              "(1000 ms)");
 }
 
+/* methods.PATH.idempotency: its options kept as written (checked by the
+ * interceptor), with where they were; no value is an empty mapping. */
+static void test_idempotency(void) {
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d,
+                    "methods:\n"
+                    "  /a.B/C:\n"
+                    "    idempotency: {key: {field: request_id}, ttl: 300ms, required: true}\n"
+                    "  a.B:\n"
+                    "    idempotency:\n"
+                    "  /a.B/D: {max_concurrent: 1}\n"),
+               0);
+  MW_CHECK_INT(c.n_methods, 3);
+  if (c.n_methods == 3) {
+    const mw_config_value *o = &c.methods[0].idempotency;
+    MW_CHECK_INT(o->type, MW_CV_MAP);
+    MW_CHECK_INT(o->n, 3);
+    if (o->n == 3) {
+      MW_CHECK_STR(o->keys[0], "key");
+      MW_CHECK_INT(o->items[0].type, MW_CV_MAP);
+      MW_CHECK_STR(o->items[0].keys[0], "field");
+      MW_CHECK_STR(o->items[0].items[0].s, "request_id");
+      MW_CHECK_STR(o->items[1].s, "300ms");
+      MW_CHECK_INT(o->items[2].type, MW_CV_BOOL);
+    }
+    MW_CHECK_STR(c.methods[0].idempotency_where, "t.yaml:3:5");
+    MW_CHECK_INT(c.methods[1].idempotency.type, MW_CV_MAP);
+    MW_CHECK_INT(c.methods[1].idempotency.n, 0);
+    MW_CHECK_STR(c.methods[1].idempotency_where, "t.yaml:5:5");
+    MW_CHECK_INT(c.methods[2].idempotency.type, MW_CV_NIL);
+    MW_CHECK(c.methods[2].idempotency_where == NULL);
+  }
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  mw_config_free(&c);
+  expect_one("methods:\n  /a.B/C: {idempotency: true}\n",
+             "t.yaml:2:25: methods./a.B/C.idempotency: expected a mapping of options "
+             "({key: metadata, ttl: 24h, ...}), got a scalar");
+  expect_one("methods:\n  /a.B/C: {idempotency: {ttl: 1s, ttl: 2s}}\n",
+             "t.yaml:2:35: methods./a.B/C.idempotency: duplicate option 'ttl'");
+}
+
 static void test_transport(void) {
   mw_config c;
   mw_diag d;
@@ -1370,6 +1413,7 @@ int main(void) {
   MW_RUN(test_drain_and_builtins);
   MW_RUN(test_methods_and_shedding);
   MW_RUN(test_interceptors);
+  MW_RUN(test_idempotency);
   MW_RUN(test_transport);
   MW_RUN(test_lua_section);
   MW_RUN(test_duplicates);

@@ -27,7 +27,8 @@ static void test_config_json(void) {
   mw_config_init(&c);
   const char y[] = "workers: 3\n"
                    "admin: {listen: \"127.0.0.1:9\", max_connections: 5}\n"
-                   "methods: {\"/a.B/C\": {max_concurrent: 2, interceptors: [access_log]}}\n"
+                   "methods: {\"/a.B/C\": {max_concurrent: 2, interceptors: [access_log]},\n"
+                   "          \"/a.B/D\": {idempotency: {key: {field: id}, ttl: 300ms}}}\n"
                    "interceptors:\n"
                    "  - auth: {jwt: {secret: hunter2, audience: [shop]}, leeway: 30s}\n"
                    "  - rate_limit: {rate: 2.5, burst: 4, key: peer, on: true}\n"
@@ -42,7 +43,11 @@ static void test_config_json(void) {
   MW_CHECK_CONTAINS(j, "\"admin\":{\"listen\":\"127.0.0.1:9\",\"max_connections\":5,"
                        "\"timeout_ms\":10000}");
   MW_CHECK_CONTAINS(j, "\"methods\":{\"/a.B/C\":{\"max_concurrent\":2,");
-  MW_CHECK_CONTAINS(j, "\"deadline_max_ms\":0,\"interceptors\":[{\"access_log\":{}}]}}");
+  MW_CHECK_CONTAINS(j, "\"deadline_max_ms\":0,\"interceptors\":[{\"access_log\":{}}],"
+                       "\"idempotency\":null},");
+  /* A method's idempotency options as written. */
+  MW_CHECK_CONTAINS(j, "\"interceptors\":[],\"idempotency\":{\"key\":{\"field\":\"id\"},"
+                       "\"ttl\":\"300ms\"}}}");
   MW_CHECK_CONTAINS(j, "\"tls\":{\"cert\":null,\"key\":null");
   /* Interceptor options as written, a secret redacted wherever it sits. */
   MW_CHECK_CONTAINS(j, "\"interceptors\":[{\"auth\":{\"jwt\":{\"secret\":\"<redacted>\","

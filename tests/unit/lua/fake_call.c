@@ -272,6 +272,30 @@ int mw_call_add_trailer(mw_call *c, const char *k, size_t kl, const char *v, siz
   return add_md(c, c->trailers, sizeof c->trailers, &c->n_trailers, k, kl, v, vl);
 }
 
+/* The recorded "k=v;" entries, parsed back (keys and values without '='
+ * or ';', as the tests write them). */
+static const char *md_entry(const mw_call *c, int trailers, size_t i, size_t *len) {
+  const char *p = trailers ? c->trailers : c->headers;
+  for (; i; i--) p = strchr(p, ';') + 1;
+  *len = strcspn(p, ";");
+  return p;
+}
+
+size_t mw_call_response_md_count(const mw_call *c, int trailers) {
+  return (size_t)(trailers ? c->n_trailers : c->n_headers);
+}
+
+void mw_call_response_md_at(const mw_call *c, int trailers, size_t i, const char **key,
+                            size_t *klen, const char **val, size_t *vlen) {
+  size_t len;
+  const char *e = md_entry(c, trailers, i, &len);
+  size_t k = strcspn(e, "=");
+  *key = e;
+  *klen = k;
+  *val = e + k + 1;
+  *vlen = len - k - 1;
+}
+
 int mw_call_set_status_details(mw_call *c, const char *bin, size_t len, char *err,
                                size_t errlen) {
   if (!alive(c, "mw_call_set_status_details")) return -1;
