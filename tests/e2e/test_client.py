@@ -574,6 +574,71 @@ class ClientTest(mwtest.TestCase):
         self.assertIn("is not a target", cm.exception.details())
 
 
+LOSSY = """
+local mw = require "moonwire"
+-- The first attempt's reply is lost after the charge was made (and kept by
+-- the idempotency interceptor, which sits next to the handler).
+mw.intercept(function(req, ctx, next)
+  local res = next(req, ctx)
+  if ctx.method == "/shop.Payments/Charge" and
+     ctx.metadata["grpc-previous-rpc-attempts"] == nil then
+    mw.fail(mw.UNAVAILABLE, "connection reset after the charge")
+  end
+  return res
+end)
+"""
+
+CHECKOUT = """
+local mw = require "moonwire"
+local F = mw.service "clt.Front"
+function F.Run(req, ctx)
+  local pay = mw.client(req.target)
+  local res, err = pay:call("/shop.Payments/Charge", {card = "visa", cents = req.n},
+                            {metadata = {["idempotency-key"] = req.key}})
+  if not res then mw.fail(err) end
+  return {n = res.charges, s = res.charge_id}
+end
+"""
+
+
+class RetriedSafelyTest(mwtest.TestCase):
+    """examples/shop's idempotent Charge, retried by an outbound call whose
+    first reply is lost: the card is charged once."""
+
+    def test_a_lost_reply_retried_charges_once(self):
+        shop = os.path.join(mwtest.EXAMPLES, "shop")
+        files = {"payments.proto": open(os.path.join(shop, "payments.proto")).read(),
+                 "payments.lua": open(os.path.join(shop, "payments.lua")).read(),
+                 "lossy.lua": LOSSY}
+        back_dir = self.service_dir(files)
+        back_cfg = ("workers: 1\nservices: [%s]\n" % back_dir +
+                    open(os.path.join(shop, "moonwire.yaml")).read())
+        front_dir = self.service_dir({"clt.proto": PROTO, "checkout.lua": CHECKOUT,
+                                      "payments.proto": files["payments.proto"]})
+        with Server(config=back_cfg) as back:
+            cfg = mwtest.dedent("""
+                services: [%s]
+                client:
+                  allow: ["%s"]
+                  methods:
+                    # Safe to retry: the server keeps replies by idempotency key.
+                    /shop.Payments/Charge: {idempotent: true,
+                                            retry: {max_attempts: 3, initial_backoff: 10ms}}
+                """ % (front_dir, back.addr))
+            with Server(config=cfg) as front:
+                p = Protos(front_dir)
+                run = p.unary(front.channel(), "/clt.Front/Run")
+                Req = p.msg("clt.Req")
+                # The first attempt's reply is lost (UNAVAILABLE after the
+                # charge): this answer is the retry's, replayed from the key.
+                first = run(Req(target=back.addr, n=500, key="order-1"), timeout=10)
+                self.assertEqual(first.n, 1)
+                again = run(Req(target=back.addr, n=500, key="order-1"), timeout=10)
+                self.assertEqual((again.n, again.s), (1, first.s))
+                other = run(Req(target=back.addr, n=500, key="order-2"), timeout=10)
+                self.assertEqual(other.n, 2)
+
+
 class MemoryTest(mwtest.TestCase):
     def test_a_reply_past_the_memory_cap_fails_the_call_not_the_server(self):
         back_dir = self.service_dir({"clt.proto": PROTO, "echo.lua": BACKEND})
