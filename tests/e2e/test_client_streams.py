@@ -111,8 +111,10 @@ class ClientStreams(mwtest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        codes = [cls.relay.stop(), cls.backend.stop()]
-        assert codes == [0, 0], codes
+        servers = (cls.relay, cls.backend)
+        codes = [s.stop() for s in servers]
+        marks = [m for s in servers for m in mwtest.SANITIZER_MARKS if m in s.logs()]
+        assert codes == [0, 0] and not marks, (codes, marks)
 
     def test_server_streaming(self):
         down = self.protos.server_stream(self.ch, "/relay.Echo/Down")

@@ -89,10 +89,17 @@ def profile_stub(gw):
             protos.unary(gw.channel(), "/gateway.Gateway/GetProfile"))
 
 
-def stopped_early(server, backend, why=r"\w+"):
-    """How many `BACKEND stopped early ... why=WHY` lines the server logged."""
-    return len(re.findall(r"%s stopped early .*why=%s" % (re.escape(backend), why),
-                          server.logs()))
+def stopped_early(server, backend, user, why=r"\w+"):
+    """How many `BACKEND stopped early` lines the server logged for USER's
+    calls (id=USER or user_id=USER) with why=WHY. Counted by user, since a
+    line may come a little after the call that caused it ended."""
+    n = 0
+    for line in server.logs().splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if (backend + " stopped early" in line and user in (fields.get("id"), fields.get("user_id"))
+                and re.fullmatch(why, fields.get("why", ""))):
+            n += 1
+    return n
 
 
 def wait_count(fn, n, timeout=5.0):
@@ -121,8 +128,10 @@ class Gateway(mwtest.TestCase):
     def tearDownClass(cls):
         # The gateway first, while its backends still run; each must drain
         # and exit 0 (the gateway with its connections to the backends open).
-        codes = [s.stop() for s in (cls.gw, cls.users, cls.orders)]
-        assert codes == [0, 0, 0], codes
+        servers = (cls.gw, cls.users, cls.orders)
+        codes = [s.stop() for s in servers]
+        marks = [m for s in servers for m in mwtest.SANITIZER_MARKS if m in s.logs()]
+        assert codes == [0, 0, 0] and not marks, (codes, marks)
 
     def test_readme_serves_what_the_config_allows(self):
         serve = self.cmds["serve"]
@@ -174,7 +183,7 @@ class Gateway(mwtest.TestCase):
         self.assertLess(best, du + do, "the two backend calls ran one after the other")
 
     def test_unknown_user_fails_with_users_status_and_cancels_orders(self):
-        before = stopped_early(self.orders, "orders.List", "cancelled")
+        before = stopped_early(self.orders, "orders.List", "nobody", "cancelled")
         with self.assertRaises(grpc.RpcError) as e:
             self.get(self.Req(user_id="nobody"), timeout=10)
         self.assertStatus(e, grpc.StatusCode.NOT_FOUND, "users: no user nobody")
@@ -182,7 +191,7 @@ class Gateway(mwtest.TestCase):
         # the orders call it still had in flight is cancelled
         self.assertLess(delay_of("users"), delay_of("orders"))
         self.assertEqual(wait_count(lambda: stopped_early(self.orders, "orders.List",
-                                                          "cancelled"), before + 1),
+                                                          "nobody", "cancelled"), before + 1),
                          before + 1, self.orders.logs())
 
     def test_missing_user_id(self):
@@ -203,13 +212,14 @@ class Gateway(mwtest.TestCase):
         # Each backend's deadline is the gateway's less 5 ms, and the gateway
         # cancels its outbound call when that passes: which of the two the
         # backend hears first is a race (why=deadline or why=cancelled).
-        before = {b: stopped_early(s, b)
+        user = line[-1]
+        before = {b: stopped_early(s, b, user)
                   for b, s in (("users.Get", self.users), ("orders.List", self.orders))}
         r = self.run_client(line)
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertEqual(r.stdout.strip(), "DEADLINE_EXCEEDED: users: Deadline Exceeded")
         for b, s in (("users.Get", self.users), ("orders.List", self.orders)):
-            self.assertEqual(wait_count(lambda: stopped_early(s, b), before[b] + 1),
+            self.assertEqual(wait_count(lambda: stopped_early(s, b, user), before[b] + 1),
                              before[b] + 1, s.logs())
 
     def test_deadline_from_python(self):
@@ -217,20 +227,21 @@ class Gateway(mwtest.TestCase):
         # not when the backends would have answered.
         t0 = time.monotonic()
         with self.assertRaises(grpc.RpcError) as e:
-            self.get(self.Req(user_id="u2"), timeout=0.1)
+            self.get(self.Req(user_id="late"), timeout=0.1)
         took = time.monotonic() - t0
         self.assertEqual(e.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
         self.assertLess(took, delay_of("users"))
 
     def test_cancel_reaches_both_backends(self):
         (line,) = [c for c in self.cmds["client"] if "--cancel-after" in c]
-        before = {b: stopped_early(s, b, "cancelled")
+        user = line[-1]
+        before = {b: stopped_early(s, b, user, "cancelled")
                   for b, s in (("users.Get", self.users), ("orders.List", self.orders))}
         r = self.run_client(line)
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertEqual(r.stdout.strip(), "CANCELLED: cancelled by this client")
         for b, s in (("users.Get", self.users), ("orders.List", self.orders)):
-            self.assertEqual(wait_count(lambda: stopped_early(s, b, "cancelled"),
+            self.assertEqual(wait_count(lambda: stopped_early(s, b, user, "cancelled"),
                                         before[b] + 1), before[b] + 1, s.logs())
 
     def test_client_py_answer(self):
