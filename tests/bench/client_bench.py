@@ -34,7 +34,10 @@ handler calls a slow backend (it sleeps); once the backend has logged the
 call's start, the client notes the time and cancels. The backend's
 ctx:on_cancel logs mw.now(); the difference is the time the cancellation
 took to cross the gateway (one machine, one clock). The same with the client
-calling the slow backend directly gives the base, interleaved.
+calling the slow backend directly gives the base, interleaved; the
+gateway's own ctx:on_cancel logs too, which splits the time into the
+client's cancellation reaching the gateway and the gateway's reaching the
+backend (the child cancellation proper).
 
 Throughput runs are repeated --runs times, (a) and (b) interleaved, and each
 figure is the median. Nothing here is a timed test: --smoke (ctest runs it)
@@ -71,7 +74,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 GATEWAY_LUA = """\
 -- bench.Echo/Unary answered by the backend: one outbound call per call.
 -- A request whose text is a target calls that target instead (one channel
--- per target, for the channel memory; a slow backend, for cancellation).
+-- per target, for the channel memory; a slow backend, for cancellation,
+-- when n numbers the try).
 local mw = require "moonwire"
 local Echo = mw.service "bench.Echo"
 
@@ -79,7 +83,14 @@ local back = mw.client(os.getenv("BENCH_BACKEND"))
 
 function Echo.Unary(req, ctx)
   local ch = back
-  if req.text ~= "" then ch = mw.client(req.text) end
+  if req.text ~= "" then
+    ch = mw.client(req.text)
+    if req.n ~= 0 then -- the cancellation measurement: when this call heard of it
+      ctx:on_cancel(function()
+        mw.log.warn("parent cancelled", {id = req.n, at = string.format("%.6f", mw.now())})
+      end)
+    end
+  end
   local res, err = ch:call("/bench.Echo/Unary", req)
   if not res then mw.fail(err) end
   return res
@@ -324,7 +335,7 @@ def cancellation(args, tmp, gateway):
     with open(os.path.join(slow_dir, "slow.lua"), "w") as f:
         f.write(SLOW_LUA)
     slow = Moonwire(args.build_dir, tmp, "slow", [slow_dir])
-    out = {"gateway": [], "direct": []}
+    out = {"gateway": [], "direct": [], "to_gateway": [], "gateway_to_backend": []}
     try:
         with grpc.insecure_channel(gateway.target) as gch, \
                 grpc.insecure_channel(slow.target) as sch:
@@ -350,7 +361,15 @@ def cancellation(args, tmp, gateway):
                     f.cancel()
                     rec = slow.wait_record(lambda r: r.get("msg") == "cancelled" and
                                            str(r.get("id")) == str(cid))
-                    out[key].append((float(rec["at"]) - t) * 1e6)
+                    at = float(rec["at"])
+                    out[key].append((at - t) * 1e6)
+                    if key == "gateway":
+                        # where the time went: client -> the gateway's
+                        # ctx:on_cancel -> the backend's
+                        g = gateway.wait_record(lambda r: r.get("msg") == "parent cancelled"
+                                                and str(r.get("id")) == str(cid))
+                        out["to_gateway"].append((float(g["at"]) - t) * 1e6)
+                        out["gateway_to_backend"].append((at - float(g["at"])) * 1e6)
         slow.check_alive()
     finally:
         slow.stop()
@@ -386,11 +405,14 @@ def report(rows, mem, cancel, args):
             "",
             "Cancellation, client cancel -> the slow backend's ctx:on_cancel (%d tries each, "
             "median [min, max]): through the gateway %.0f us [%.0f, %.0f]; directly %.0f us "
-            "[%.0f, %.0f]; the gateway hop adds %.0f us."
+            "[%.0f, %.0f]; the gateway hop adds %.0f us. Through the gateway: client -> "
+            "the gateway's ctx:on_cancel %.0f us, the gateway's ctx:on_cancel -> the "
+            "backend's %.0f us."
             % (cancel["gateway"]["tries"], cancel["gateway"]["median_us"],
                cancel["gateway"]["min_us"], cancel["gateway"]["max_us"],
                cancel["direct"]["median_us"], cancel["direct"]["min_us"],
-               cancel["direct"]["max_us"], cancel["added_by_gateway_us"])]
+               cancel["direct"]["max_us"], cancel["added_by_gateway_us"],
+               cancel["to_gateway"]["median_us"], cancel["gateway_to_backend"]["median_us"])]
     return "\n".join(out) + "\n"
 
 
