@@ -267,6 +267,12 @@ def throughput(args, direct, gateway, backend):
             "runs": {"direct": a_runs, "gateway": b_runs},
         }
         row["ratio"] = row["gateway_calls_per_s"] / row["direct_calls_per_s"]
+        # The same ratio from CPU: what (b)/(a) would be with each server the
+        # limit on a core of its own; steadier than calls/s on a shared
+        # machine, where other work takes the cores at times.
+        row["cpu_ratio"] = row["direct_cpu_us"] / row["gateway_cpu_us"]
+        row["spread"] = {k: [min(r["calls_per_s"] for r in v), max(r["calls_per_s"] for r in v)]
+                         for k, v in (("direct", a_runs), ("gateway", b_runs))}
         row["overhead_cpu_us"] = row["gateway_cpu_us"] - row["direct_cpu_us"]
         # The share of its core the gateway used: near 100 % when it was the
         # limit, lower when core 1 (backend and mwload) was.
@@ -388,15 +394,22 @@ def report(rows, mem, cancel, args):
            % (time.strftime("%Y-%m-%d"), GATEWAY_CPU, BACKEND_CPU, args.runs, args.seconds,
               args.warmup), "",
            "| calls in flight | (a) direct, calls/s | (b) via the gateway, calls/s | (b)/(a) "
-           "| p50 (a) / (b), us | CPU per call: direct (a) / gateway (b) / its backend, us "
-           "| outbound call, gateway CPU us | gateway's core busy |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| (b)/(a) from CPU | p50 (a) / (b), us | CPU per call: direct (a) / gateway (b) "
+           "/ its backend, us | outbound call, gateway CPU us | gateway's core busy |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append("| %d | %s | %s | %.2f | %.0f / %.0f | %.1f / %.1f / %.1f | %.1f | %.0f %% |"
+        out.append("| %d | %s | %s | %.2f | %.2f | %.0f / %.0f | %.1f / %.1f / %.1f | %.1f "
+                   "| %.0f %% |"
                    % (r["concurrency"], run.fmt(r["direct_calls_per_s"]),
-                      run.fmt(r["gateway_calls_per_s"]), r["ratio"], r["direct_p50_us"],
-                      r["gateway_p50_us"], r["direct_cpu_us"], r["gateway_cpu_us"],
-                      r["backend_cpu_us"], r["overhead_cpu_us"], r["gateway_core_pct"]))
+                      run.fmt(r["gateway_calls_per_s"]), r["ratio"], r["cpu_ratio"],
+                      r["direct_p50_us"], r["gateway_p50_us"], r["direct_cpu_us"],
+                      r["gateway_cpu_us"], r["backend_cpu_us"], r["overhead_cpu_us"],
+                      r["gateway_core_pct"]))
+    out += ["", "calls/s, lowest and highest run: " + "; ".join(
+        "%d in flight: direct %s-%s, via the gateway %s-%s"
+        % (r["concurrency"], run.fmt(r["spread"]["direct"][0]), run.fmt(r["spread"]["direct"][1]),
+           run.fmt(r["spread"]["gateway"][0]), run.fmt(r["spread"]["gateway"][1]))
+        for r in rows) + "."]
     out += ["", "Memory per idle cached channel: %d targets called once each: RSS %.1f -> "
             "%.1f MiB, %.1f KiB per channel; %d file descriptors added (one connection "
             "per channel)." % (mem["channels"], mem["rss_before"] / 2 ** 20,
