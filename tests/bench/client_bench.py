@@ -43,7 +43,7 @@ Throughput runs are repeated --runs times, (a) and (b) interleaved, and each
 figure is the median. Nothing here is a timed test: --smoke (ctest runs it)
 checks only that every part runs and its figures make sense.
 
-usage: client_bench.py [--build-dir build] [--runs 3] [--seconds 3]
+usage: client_bench.py [--build-dir build] [--runs 5] [--seconds 3]
                        [--concurrency 1,16,64] [--channels 50] [--cancels 20]
                        [--json FILE] [--smoke]
 """
@@ -451,7 +451,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", default=os.path.join(run.ROOT, "build"))
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--warmup", type=float, default=1)
     ap.add_argument("--concurrency", default="1,16,64")
