@@ -5,7 +5,7 @@ JOBS       ?= $(shell nproc)
 LISTEN     ?= 127.0.0.1:50051
 ADMIN_LISTEN ?= 127.0.0.1:9090
 
-.PHONY: all setup build run install test test-asan soak bench profile fuzz clean
+.PHONY: all setup build run install test test-asan soak bench bench-client profile fuzz clean
 
 all: build
 
@@ -54,8 +54,19 @@ bench: build
 	/usr/bin/python3 tests/bench/run.py --build-dir $(BUILD) --out docs/benchmarks.md \
 	  --json $(BUILD)/bench/results.json
 
+# What an outbound call (mw.client) costs: unary calls straight to a Lua
+# echo and through a Lua gateway that calls one, side by side, at 1, 16 and
+# 64 calls in flight; memory per idle cached channel; the time a parent's
+# cancellation takes to reach its child. About 2 minutes; prints the
+# figures (docs/performance.md, "Outbound calls"). `make test` runs a smoke
+# test of it.
+bench-client: build
+	/usr/bin/python3 tests/bench/client_bench.py --build-dir $(BUILD) \
+	  --json $(BUILD)/bench/client.json
+
 # Instructions per unary call and where they go (callgrind, one worker):
-# make profile [PAYLOAD=4096] [INTERCEPT=lua|access_log|trace1|trace0|idem_first|idem_replay|idem_nokey]
+# make profile [PAYLOAD=4096] [INTERCEPT=lua|access_log|trace1|trace0|idem_first|idem_replay|idem_nokey|client]
+# (client: the server is a gateway making one outbound call per call)
 #              [ADMIN=1: with the admin listener, so metrics count]
 PAYLOAD ?= 16
 CALLS ?= 20000

@@ -18,6 +18,9 @@
 #              unique per call by a store wrapper, written in Lua, around
 #              the process-wide store: a claim, a run and a stored reply)
 #              idem_nokey: the interceptor configured, calls without a key
+#              client: the profiled server is a gateway whose Unary handler
+#              makes one outbound call (mw.client) to the Lua echo, which
+#              runs beside it outside valgrind
 #   ADMIN=1 in the environment turns the admin listener on (metrics counted),
 #   to measure what the metrics cost per call.
 # Writes BUILD_DIR/bench/profile/: the callgrind files, and prints the
@@ -51,7 +54,7 @@ def varint(v):
 body = b"\x0a" + varint(n) + b"x" * n + b"\x12\x05bench" + b"\x18\x01"
 open(path, "wb").write(b"\x00" + struct.pack(">I", len(body)) + body)
 PY
-extra_dirs= extra_yaml= extra_hdr=
+extra_dirs= extra_yaml= extra_hdr= services=$here/moonwire backend=
 case $intercept in
   none) ;;
   lua)
@@ -102,11 +105,37 @@ mw.intercept("/bench.Echo/Unary", mw.interceptors.idempotency{store = unique})
 LUA
     extra_dirs=", $out/intercept"
     extra_hdr="idempotency-key: profile-key" ;;
-  *) echo "profile: INTERCEPT is none, lua, access_log, trace1, trace0, idem_first, idem_replay or idem_nokey, not $intercept" >&2; exit 2 ;;
+  client)
+    bport=$((port + 2))
+    mkdir -p "$out/client"
+    cat > "$out/client/gateway.lua" <<'LUA'
+local mw = require "moonwire"
+local Echo = mw.service "bench.Echo"
+local back = mw.client(os.getenv("BENCH_BACKEND"))
+function Echo.Unary(req, ctx)
+  local res, err = back:call("/bench.Echo/Unary", req)
+  if not res then mw.fail(err) end
+  return res
+end
+return Echo
+LUA
+    cat > "$out/backend.yaml" <<YAML
+workers: 1
+proto_path: [$here/proto]
+protos: [bench.proto]
+log: {level: warn}
+YAML
+    "$build/moonwire" serve -c "$out/backend.yaml" --listen "127.0.0.1:$bport" "$here/moonwire" \
+      >"$out/backend.log" 2>&1 &
+    backend=$!
+    services=$out/client
+    export BENCH_BACKEND=127.0.0.1:$bport
+    extra_yaml="client: {allow: [\"127.0.0.1:$bport\"]}" ;;
+  *) echo "profile: INTERCEPT is none, lua, access_log, trace1, trace0, idem_first, idem_replay, idem_nokey or client, not $intercept" >&2; exit 2 ;;
 esac
 cat > "$out/moonwire.yaml" <<YAML
 workers: 1
-services: [$here/moonwire$extra_dirs]
+services: [$services$extra_dirs]
 proto_path: [$here/proto]
 protos: [bench.proto]
 log: {level: warn}
@@ -121,7 +150,7 @@ valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out/call
   "$build/moonwire" serve -c "$out/moonwire.yaml" --listen "127.0.0.1:$port" \
   >"$out/server.log" 2>&1 &
 vg=$!
-trap 'kill -INT $vg 2>/dev/null || true; [ -z "${collector:-}" ] || kill $collector 2>/dev/null || true' EXIT
+trap 'kill -INT $vg 2>/dev/null || true; [ -z "${collector:-}" ] || kill $collector 2>/dev/null || true; [ -z "$backend" ] || kill $backend 2>/dev/null || true' EXIT
 for _ in $(seq 150); do
   grep -q "serving" "$out/server.log" 2>/dev/null && break
   sleep 0.2
@@ -139,6 +168,7 @@ kill -INT "$vg"
 wait "$vg" || true
 trap - EXIT
 [ -z "${collector:-}" ] || kill "$collector" 2>/dev/null || true
+[ -z "$backend" ] || kill "$backend" 2>/dev/null || true
 
 # The worker is the thread that ran the most instructions after the reset.
 best= bestn=0
@@ -155,7 +185,7 @@ callgrind_annotate --threshold=100 --inclusive=yes "$best" 2>/dev/null |
       n = $1; gsub(",", "", n)
       if (!match($0, /\)  [^ ]+/)) next
       fn = substr($0, RSTART + 3, RLENGTH - 3); sub(/^.*:/, "", fn); sub(/\..*$/, "", fn)
-      if (fn ~ /^(mw_call_arrived|mw_lcall_start|mw_codec_decode_push|finish_ok|mw_codec_encode_buf|mw_call_send|mw_call_send_block|lcall_on_done|mw_call_on_batch|mw_lalloc_fn|grpc_completion_queue_next)$/ && !(fn in seen)) {
+      if (fn ~ /^(mw_call_arrived|mw_lcall_start|mw_codec_decode_push|finish_ok|mw_codec_encode_buf|mw_call_send|mw_call_send_block|lcall_on_done|mw_call_on_batch|mw_lalloc_fn|grpc_completion_queue_next|l_client_unary|mw_ccall_start|mw_client_on_batch|l_client_deadline)$/ && !(fn in seen)) {
         seen[fn] = 1; printf "  %-28s %7d\n", fn, n / calls
       }
     }'

@@ -6,6 +6,9 @@
  *   mwload MODE --target HOST:PORT [options]     (mwload --help lists them)
  *
  * Modes:
+ *   unary          S concurrent Unary calls, re-issued as they finish (each
+ *                  call one batch, as gRPC's own unary clients send it);
+ *                  counts calls, p50/p99 latency.
  *   server-stream  S concurrent ServerStream calls asking for N messages each
  *                  (request n = N), re-issued as they finish; counts
  *                  messages received.
@@ -65,13 +68,14 @@
 /* ------------------------------------------------------------------------ */
 /* configuration                                                             */
 
-enum mode { MODE_SERVER_STREAM, MODE_CLIENT_STREAM, MODE_BIDI, MODE_IDLE };
+enum mode { MODE_SERVER_STREAM, MODE_CLIENT_STREAM, MODE_BIDI, MODE_IDLE, MODE_UNARY };
+#define N_MODES 5
 
 static const char *const mode_names[] = {"server-stream", "client-stream",
-                                         "bidi", "idle-streams"};
+                                         "bidi", "idle-streams", "unary"};
 static const char *const method_names[] = {
     "/bench.Echo/ServerStream", "/bench.Echo/ClientStream",
-    "/bench.Echo/Bidi", "/bench.Echo/Bidi"};
+    "/bench.Echo/Bidi", "/bench.Echo/Bidi", "/bench.Echo/Unary"};
 
 #define STREAMS_PER_CHANNEL_HINT 100
 
@@ -339,7 +343,7 @@ struct worker {
   uint64_t counted;       /* messages / round trips inside the window */
   uint64_t calls;         /* calls completed */
   long opened;            /* idle-streams */
-  uint64_t *hist;         /* bidi latencies (ns) */
+  uint64_t *hist;         /* bidi and unary latencies (ns) */
   pthread_t thread;
 };
 
@@ -415,6 +419,27 @@ static void start_call(struct stream *s, uint64_t now) {
   w->active++;
 
   memset(ops, 0, sizeof ops);
+  if (cfg.mode == MODE_UNARY) {
+    /* The whole call in one batch: one completion per call. */
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    s->send_buf = new_request(s);
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = s->send_buf;
+    ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    s->half_closed = 1;
+    ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[n++].data.recv_initial_metadata.recv_initial_metadata = &s->md_init;
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &s->resp_buf;
+    ops[n].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[n].data.recv_status_on_client.trailing_metadata = &s->md_trail;
+    ops[n].data.recv_status_on_client.status = &s->status;
+    ops[n].data.recv_status_on_client.status_details = &s->details;
+    ops[n++].data.recv_status_on_client.error_string = &s->error_string;
+    s->t_send = now;
+    start_batch(s, ops, n, &s->t_status);
+    return;
+  }
   /* RECV_STATUS_ON_CLIENT (client-stream: with the single response) */
   if (cfg.mode == MODE_CLIENT_STREAM) {
     ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
@@ -468,6 +493,7 @@ static void start_call(struct stream *s, uint64_t now) {
       ops[n++].data.recv_message.recv_message = &s->recv_buf;
       s->t_send = now;
       break;
+    case MODE_UNARY: break; /* started whole above */
   }
   start_batch(s, ops, n, &s->t_io);
 }
@@ -501,6 +527,14 @@ static void finish_call(struct stream *s, uint64_t now) {
       case MODE_IDLE:
         die("%s: server ended idle Bidi stream %ld (status OK) while it was "
             "being held open", cfg.target, s->id);
+      case MODE_UNARY:
+        if (!s->resp_buf)
+          die("%s: Unary call (stream %ld) ended OK without a response", cfg.target, s->id);
+        if (in_window(w, now)) {
+          w->counted++;
+          w->hist[hist_index(now - s->t_send)]++;
+        }
+        break;
     }
   }
   grpc_metadata_array_destroy(&s->md_init);
@@ -597,6 +631,7 @@ static void on_io(struct stream *s, int success, uint64_t now) {
       }
       /* else: the stream ended; its status arrives on t_status */
       break;
+    case MODE_UNARY: break; /* its one batch completes on t_status */
   }
   if (s->pending == 0) finish_call(s, now);
 }
@@ -758,6 +793,7 @@ static void usage(FILE *f) {
   fputs(
       "usage: mwload MODE --target HOST:PORT [options]\n"
       "modes:\n"
+      "  unary           S concurrent Unary calls, each re-issued as it ends\n"
       "  server-stream   S ServerStream calls asking for N messages each\n"
       "  client-stream   S ClientStream calls sending N messages each\n"
       "  bidi            S Bidi ping-pong streams (N round trips per stream,\n"
@@ -836,7 +872,7 @@ static void parse_args(int argc, char **argv) {
     exit(0);
   }
   int found = 0;
-  for (int m = 0; m < 4; m++)
+  for (int m = 0; m < N_MODES; m++)
     if (!strcmp(argv[1], mode_names[m])) {
       cfg.mode = (enum mode)m;
       found = 1;
@@ -877,7 +913,7 @@ static void parse_args(int argc, char **argv) {
     fprintf(stderr, "mwload: --target HOST:PORT is required\n");
     exit(2);
   }
-  if (cfg.per_call < 0) cfg.per_call = cfg.mode == MODE_BIDI ? 0 : 1000;
+  if (cfg.per_call < 0) cfg.per_call = cfg.mode == MODE_BIDI ? 0 : cfg.mode == MODE_UNARY ? 1 : 1000;
   if (cfg.mode == MODE_SERVER_STREAM && cfg.per_call < 1) {
     fprintf(stderr, "mwload: server-stream needs --per-call >= 1\n");
     exit(2);
@@ -942,8 +978,9 @@ int main(int argc, char **argv) {
     w->cq = grpc_completion_queue_create_for_next(NULL);
     w->streams = &streams[first];
     w->nstreams = cnt;
-    w->hist = cfg.mode == MODE_BIDI ? calloc(HIST_N, sizeof *w->hist) : NULL;
-    if (cfg.mode == MODE_BIDI && !w->hist) die("out of memory");
+    int timed = cfg.mode == MODE_BIDI || cfg.mode == MODE_UNARY;
+    w->hist = timed ? calloc(HIST_N, sizeof *w->hist) : NULL;
+    if (timed && !w->hist) die("out of memory");
     for (long j = 0; j < cnt; j++) {
       struct stream *s = &streams[first + j];
       s->w = w;
@@ -986,10 +1023,11 @@ int main(int argc, char **argv) {
     double secs = (double)(t_end - t_warm) / 1e9;
     double cpu = cpu1 - cpu0;
     printf("{\"mode\":\"%s\",", mode_names[cfg.mode]);
-    if (cfg.mode == MODE_BIDI)
-      printf("\"round_trips_per_s\":%.1f,\"round_trips\":%" PRIu64
-             ",\"p50_us\":%.1f,\"p99_us\":%.1f,",
-             counted / secs, counted, hist_percentile(hist, counted, 0.50) / 1e3,
+    if (cfg.mode == MODE_BIDI || cfg.mode == MODE_UNARY)
+      printf("\"%s_per_s\":%.1f,\"%s\":%" PRIu64 ",\"p50_us\":%.1f,\"p99_us\":%.1f,",
+             cfg.mode == MODE_BIDI ? "round_trips" : "calls", counted / secs,
+             cfg.mode == MODE_BIDI ? "round_trips" : "calls", counted,
+             hist_percentile(hist, counted, 0.50) / 1e3,
              hist_percentile(hist, counted, 0.99) / 1e3);
     else
       printf("\"messages_per_s\":%.1f,\"messages\":%" PRIu64 ",",
