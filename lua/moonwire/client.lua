@@ -431,6 +431,14 @@ local Future = {}
 Future.__index = Future
 function Future:wait()
   local res, code, message, bin, trailers = self.f:wait()
+  if not self.counted and m_handled then
+    -- Counted once, at the first wait that sees the outcome.
+    self.counted = true
+    local c = res ~= nil and 0 or code
+    m_attempts:inc(attempt_labels(self.p, c))
+    m_handled:inc(handled_labels(self.p, c))
+    m_seconds:observe(now() - self.t0, self.p.labels)
+  end
   if res ~= nil then return res end
   return nil, make_error(code, message, bin, trailers)
 end
@@ -444,12 +452,14 @@ function Channel:start(path, req, opts)
   end
   local o = merged_opts(self, opts, path)
   local timeout = o and o.timeout or p.settings.timeout
+  if m_started then m_started:inc(p.labels) end
   local f, code, message, bin, trailers =
     start(self.ch, path, req, deadline_of(timeout), o and o.metadata and flat_md(o.metadata, path),
           o and o.wait_for_ready, 1, not (o and o.propagate == false))
-  if not f then return setmetatable({f = {wait = function() return nil, code, message, bin, trailers end,
-                                          cancel = function() end}}, Future) end
-  return setmetatable({f = f}, Future)
+  if not f then
+    f = {wait = function() return nil, code, message, bin, trailers end, cancel = function() end}
+  end
+  return setmetatable({f = f, p = p, t0 = m_started and now()}, Future)
 end
 
 --- ch:service "pkg.Service": a table whose fields call its methods:

@@ -525,6 +525,18 @@ class ClientTest(mwtest.TestCase):
                                       grpc_code="Unavailable"), 2)
         self.assertGreaterEqual(value("grpc_client_started", grpc_method="Flaky",
                                       grpc_type="unary"), 1)
+        # Futures count too, once each.
+        def slow_counts():
+            nonlocal fams
+            text = urllib.request.urlopen("http://%s/metrics" % self.front_admin,
+                                          timeout=5).read()
+            fams = {f.name: f for f in text_string_to_metric_families(text.decode())}
+            return (value("grpc_client_started", grpc_method="Slow") or 0,
+                    value("grpc_client_handled", grpc_method="Slow", grpc_code="OK") or 0)
+        s0, h0 = slow_counts()
+        self.call("fan", self.back.addr, 1)
+        s1, h1 = slow_counts()
+        self.assertEqual((s1 - s0, h1 - h0), (2, 2))
 
     def test_unix_socket_target(self):
         r = self.call("unary", self.py.unix, 9)
