@@ -42,7 +42,7 @@ M.env = {
 }
 
 local STEP_KEYS = {name = true, run = true, undo = true, timeout = true, retry = true,
-                   start = true, finish = true}
+                   start = true, finish = true, min_time = true}
 local RETRY_KEYS = {max_attempts = true, initial_backoff = true, max_backoff = true,
                     codes = true}
 local OPT_KEYS = {name = true, undo_timeout = true, undo_attempts = true, reserve = true}
@@ -93,7 +93,7 @@ local function check_step(s, i, names, in_group)
   for k in pairs(s) do
     if not STEP_KEYS[k] then
       bad(where .. ": unknown key '" .. tostring(k) ..
-          "' (name, run, undo, timeout, retry; start, finish in a parallel group)")
+          "' (name, run, undo, timeout, min_time, retry; start, finish in a parallel group)")
     end
   end
   if type(s.name) ~= "string" or not s.name:match "^[%w_.-]+$" then
@@ -117,8 +117,9 @@ local function check_step(s, i, names, in_group)
   end
   if s.undo ~= nil and type(s.undo) ~= "function" then bad(where .. ": undo must be a function") end
   check_seconds(s.timeout, where .. ": timeout", 0.001, 3600)
+  check_seconds(s.min_time, where .. ": min_time", 0, 3600)
   return {name = s.name, run = s.run, undo = s.undo, start = s.start, finish = s.finish,
-          timeout = s.timeout, retry = not in_group and check_retry(s.retry, where) or nil}
+          timeout = s.timeout, min_time = s.min_time or 0, retry = not in_group and check_retry(s.retry, where) or nil}
 end
 
 local Pipeline = {}
@@ -221,10 +222,14 @@ end
 local function run_step(self, s, state, ctx)
   local attempt = 1
   while true do
+    -- A step that cannot have what it needs is not started: starting it
+    -- would only leave more to undo.
     local left = time_left(self, ctx)
-    if left <= 0 then
-      return false, core.status(DEADLINE_EXCEEDED,
+    if left <= s.min_time then
+      local e = core.status(DEADLINE_EXCEEDED,
         ("pipeline %s: no time left for step '%s'"):format(self.name, s.name))
+      e.skipped = true
+      return false, e
     end
     local budget = s.timeout and min(s.timeout, left) or left
     local ok, v, e = pcall(s.run, state, ctx, budget ~= huge and budget or nil)
@@ -255,7 +260,9 @@ end
 local function run_group(self, g, state, ctx)
   local left = time_left(self, ctx)
   local futures, done, first = {}, {}, nil
-  if left <= 0 then
+  local need = 0
+  for _, m in ipairs(g) do need = max(need, m.min_time) end
+  if left <= need then
     return done, core.status(DEADLINE_EXCEEDED,
       ("pipeline %s: no time left for step '%s'"):format(self.name, g[1].name)), g[1].name
   end
@@ -355,8 +362,7 @@ function Pipeline:run(state, ctx)
       local ok, v = run_step(self, s, state, ctx)
       if not ok then
         failure, failed_step = v, s.name
-        record(s.name, time_left(self, ctx) <= 0 and v.code == DEADLINE_EXCEEDED and "skipped"
-               or "failed", t, v.attempts)
+        record(s.name, v.skipped and "skipped" or "failed", t, v.attempts)
         break
       end
       state[s.name] = v

@@ -157,6 +157,17 @@ describe("moonwire.pipeline", function()
     assert.matches("b:skipped", logs[#logs].fields.steps)
   end)
 
+  it("does not start a step with less than its min_time left", function()
+    local ran = false
+    local p = pipeline.new("o", {
+      {name = "a", run = function() clock = clock + 0.9; return 1 end},
+      {name = "b", min_time = 0.2, run = function() ran = true end},
+    }, {reserve = 0})
+    local _, err = p:run({}, ctx_with(1))
+    assert.is_false(ran)
+    assert.equal(4, err.code)
+  end)
+
   it("compensates a cancelled call and marks it", function()
     local gone, undone = false, false
     local p = pipeline.new("o", {
