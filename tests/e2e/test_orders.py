@@ -8,9 +8,12 @@ import os
 import re
 import shlex
 import subprocess
+import time
+import urllib.request
 import unittest
 
 import grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 import mwtest
 from mwtest import Protos, Server, ServiceDir, example
@@ -66,10 +69,14 @@ class Orders(mwtest.TestCase):
             os.symlink(os.path.join(EX, name), d.file(name))
         with open(d.file("moonwire.yaml"), "w") as f:
             f.write(text)
-        cls.front = Server(args=["-c", d.file("moonwire.yaml")],
+        cls.front = Server(args=["-c", d.file("moonwire.yaml"), "--admin", "127.0.0.1:0"],
                            env={"STOCK_ADDR": cls.stock.addr,
                                 "PAYMENTS_ADDR": cls.payments.addr}).start()
         cls.addClassCleanup(cls.front.close)
+        deadline = time.monotonic() + 5
+        while "admin listening on " not in cls.front.stdout() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        cls.admin = cls.front.stdout().split("admin listening on ")[1].split()[0]
         protos = Protos(os.path.join(EX, "front"))
         cls.Order = protos.msg("orders.PlaceOrder")
         cls.Place = protos.unary(cls.front.channel(), "/orders.Orders/Place")
@@ -130,6 +137,20 @@ class Orders(mwtest.TestCase):
         self.assertEqual(dict(info.metadata), {"pipeline": "place_order", "failed_step": "ship",
                                                "compensated": "charge,reserve",
                                                "undo_failed": ""})
+
+    def test_the_runs_are_counted(self):
+        with self.assertRaises(grpc.RpcError):
+            self.Place(self.Order(order_id="o4", sku="tea", qty=1, cents=450,
+                                  address="Atlantis"), timeout=5)
+        with urllib.request.urlopen("http://%s/metrics" % self.admin, timeout=5) as r:
+            text = r.read().decode()
+        runs = {(s.labels["pipeline"], s.labels["outcome"]): s.value
+                for fam in text_string_to_metric_families(text)
+                if fam.name == "moonwire_pipeline_runs" for s in fam.samples
+                if s.name.endswith("_total")}
+        self.assertGreaterEqual(runs[("place_order", "compensated")], 1)
+        self.assertIn('moonwire_pipeline_step_seconds_count{pipeline="place_order",'
+                      'step="undo:charge",outcome="ok"}', text)
 
 
 if __name__ == "__main__":
