@@ -107,7 +107,8 @@ class Orders(mwtest.TestCase):
         cmd = readme_commands("buf curl ")[1]
         r = self.buf(cmd)
         self.assertNotEqual(r.returncode, 0)
-        text = open(README).read()
+        with open(README) as f:
+            text = f.read()
         want = json.loads(re.compile(r"```json\n(.*?)```", re.S).search(
             text, text.index('"Atlantis"}')).group(1))
         got = json.loads(r.stderr)
