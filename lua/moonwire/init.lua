@@ -91,6 +91,10 @@ M.sleep = core.sleep
 --- Outbound calls: mw.client(target, opts) (moonwire.client, docs/lua-api.md).
 M.client = require("moonwire.client").new
 
+--- Pipelines with compensation (moonwire.pipeline): mw.pipeline(name,
+-- steps, opts) -> p; p:run(state, ctx) -> state, or nil, err.
+M.pipeline = require("moonwire.pipeline").new
+
 --- The server's counters: {live_calls=, generation=, reloads=,
 -- reload_failures=, lua_memory= (bytes in this worker's current state)}.
 M.stats = core.stats
