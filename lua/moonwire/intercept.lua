@@ -23,6 +23,21 @@ local concat = table.concat
 
 local M = {}
 
+--- Raises "unknown option 'k' (a, b, c)" for a key of opts not in names
+-- (a list, in the order the message shows): the check every built-in
+-- interceptor makes of its options.
+function M.check_options(opts, names)
+  for k in pairs(opts) do
+    local known = false
+    for _, n in ipairs(names) do
+      if k == n then known = true; break end
+    end
+    if not known then
+      error(("unknown option '%s' (%s)"):format(tostring(k), concat(names, ", ")), 0)
+    end
+  end
+end
+
 local global = {}   -- {i = interceptor, where = "file:line"}
 local services = {} -- "pkg.Service" -> list
 local methods = {}  -- "/pkg.Service/Method" -> list

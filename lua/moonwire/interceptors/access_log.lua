@@ -14,14 +14,12 @@ local core = require "moonwire.core"
 local names = {}
 for name, code in pairs(mw.codes) do names[code] = name end
 
+local check_options = require("moonwire.intercept").check_options
+
 local M = {}
 
 local function check(opts)
-  for k in pairs(opts) do
-    if k ~= "calls" and k ~= "level" then
-      error(("unknown option '%s' (options: calls, level)"):format(tostring(k)), 0)
-    end
-  end
+  check_options(opts, {"calls", "level"})
   local calls = opts.calls or "all"
   if calls ~= "all" and calls ~= "errors" then
     error(("calls must be 'all' or 'errors', not '%s'"):format(tostring(calls)), 0)

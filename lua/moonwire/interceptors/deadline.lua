@@ -6,15 +6,13 @@
 -- Options: default, max: seconds, or durations ("500ms", "2s", "1m").
 local mw = require "moonwire"
 
+local check_options = require("moonwire.intercept").check_options
+
 local M = {}
 
 function M.new(opts, env)
   opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "default" and k ~= "max" then
-      error(("unknown option '%s' (options: default, max)"):format(tostring(k)), 0)
-    end
-  end
+  check_options(opts, {"default", "max"})
   local function seconds(k)
     local v = opts[k]
     if v == nil then return nil end

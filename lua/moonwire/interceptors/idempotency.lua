@@ -58,6 +58,8 @@ local pack, unpack = string.pack, string.unpack
 local is_status = mw.is_status
 local response_counts = core.ctx_response_counts
 
+local check_options = require("moonwire.intercept").check_options
+
 local M = {}
 
 M.HEADER = "idempotency-key"
@@ -80,8 +82,6 @@ M.process_store = {
   release = core.idem_release,
   wait = core.idem_wait,
 }
-
-local OPTIONS = {key = true, ttl = true, concurrent = true, required = true, store = true}
 
 local outcomes = mw.metrics.counter("moonwire_idempotency_total",
   "Calls with an idempotency key, by what became of them.", {"method", "outcome"})
@@ -190,11 +190,7 @@ end
 function M.new(opts, env)
   opts = opts or {}
   env = env or {}
-  for k in pairs(opts) do
-    if not OPTIONS[k] then
-      error(("unknown option '%s' (key, ttl, concurrent, required)"):format(tostring(k)), 0)
-    end
-  end
+  check_options(opts, {"key", "ttl", "concurrent", "required", "store"})
   local ttl = M.DEFAULT_TTL
   if opts.ttl ~= nil then
     local ok, s = pcall(mw.duration, opts.ttl)

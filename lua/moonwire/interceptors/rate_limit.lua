@@ -26,9 +26,9 @@ local core = require "moonwire.core"
 local type, pairs, tostring, error, floor = type, pairs, tostring, error, math.floor
 local take = core.rate_take
 
-local M = {}
+local check_options = require("moonwire.intercept").check_options
 
-local OPTIONS = {rate = true, burst = true, key = true, per_method = true, name = true}
+local M = {}
 
 -- "ipv4:127.0.0.1:53412" -> "ipv4:127.0.0.1", "ipv6:[::1]:80" -> "ipv6:[::1]"
 local function peer_address(p)
@@ -39,11 +39,7 @@ end
 function M.new(opts, env)
   opts = opts or {}
   env = env or {}
-  for k in pairs(opts) do
-    if not OPTIONS[k] then
-      error(("unknown option '%s' (rate, burst, key, per_method, name)"):format(tostring(k)), 0)
-    end
-  end
+  check_options(opts, {"rate", "burst", "key", "per_method", "name"})
   local rate = opts.rate
   if type(rate) ~= "number" or rate <= 0 then error("rate must be a number of calls per second > 0", 0) end
   local burst = opts.burst

@@ -13,6 +13,8 @@ local type, tostring, error, pcall, setmetatable = type, tostring, error, pcall,
 local trace_start, export = core.trace_start, core.trace_export
 local now = core.now
 
+local check_options = require("moonwire.intercept").check_options
+
 local M = {}
 
 -- Server spans are errors only for these codes (v1.37 rpc/grpc.md): the
@@ -128,11 +130,7 @@ end
 -- default 1).
 function M.new(opts, env)
   opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "sample" then
-      error(("unknown option '%s' (options: sample)"):format(tostring(k)), 0)
-    end
-  end
+  check_options(opts, {"sample"})
   local ratio = opts.sample == nil and 1.0 or opts.sample
   if type(ratio) ~= "number" or ratio < 0 or ratio > 1 then
     error("sample must be a number from 0.0 to 1.0, not " .. tostring(ratio), 0)

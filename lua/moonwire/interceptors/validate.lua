@@ -21,6 +21,8 @@ local mw = require "moonwire"
 local type, pairs, ipairs, tostring, error, require, pcall, concat =
   type, pairs, ipairs, tostring, error, require, pcall, table.concat
 
+local check_options = require("moonwire.intercept").check_options
+
 local M = {}
 
 -- A message lists at most this many violations (the rest are counted).
@@ -69,11 +71,7 @@ end
 
 function M.new(opts, env)
   opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "fn" and k ~= "rule" and k ~= "responses" and k ~= "requests" then
-      error(("unknown option '%s' (fn, rule, requests, responses)"):format(tostring(k)), 0)
-    end
-  end
+  check_options(opts, {"fn", "rule", "requests", "responses"})
   local fn = opts.fn
   if fn == nil and opts.rule ~= nil then fn = resolve(opts.rule) end
   if type(fn) ~= "function" then error("give fn (a function) or rule (\"module.function\")", 0) end
