@@ -88,6 +88,10 @@ M.load_yaml = errors.load_yaml
 --- Suspends the calling handler for `seconds`; other calls go on meanwhile.
 M.sleep = core.sleep
 
+--- mw.shield(seconds, fn, ...): runs fn to its end even when the call is
+-- cancelled meanwhile, for at most `seconds` (docs/lua-api.md).
+M.shield = core.shield
+
 --- Outbound calls: mw.client(target, opts) (moonwire.client, docs/lua-api.md).
 M.client = require("moonwire.client").new
 

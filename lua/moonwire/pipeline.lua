@@ -39,6 +39,12 @@ M.env = {
   sleep = core.sleep,
   log = function(level, msg, fields) core.log(level, msg, fields) end,
   metrics_on = core.metrics_on,
+  -- Compensation runs in a shield, so that undos calling other services
+  -- still run after the call was cancelled or its deadline passed.
+  shield = function(secs, fn)
+    if core.in_handler() then return core.shield(secs, fn) end
+    return fn()
+  end,
 }
 
 local STEP_KEYS = {name = true, run = true, undo = true, timeout = true, retry = true,
@@ -377,22 +383,32 @@ function Pipeline:run(state, ctx)
     return state
   end
   -- Compensation, newest first; a failing undo is recorded and the rest go on.
+  -- It runs in a window of its own (each undo is bounded by undo_timeout),
+  -- which a cancellation of the call does not cut short.
   local compensated, undo_failed = {}, {}
-  for i = #completed, 1, -1 do
-    local s = completed[i]
-    if s.undo then
-      local t = env.now()
-      local ok, why, attempts = run_undo(self, s, state, ctx, failure)
-      if ok then
-        compensated[#compensated + 1] = s.name
-        record("undo:" .. s.name, "ok", t)
-      else
-        undo_failed[#undo_failed + 1] = s.name
-        record("undo:" .. s.name, "failed", t, attempts)
-        env.log("error", "pipeline undo failed", {pipeline = self.name, step = s.name,
-                                                  error = why})
+  local n_undo = 0
+  for _, s in ipairs(completed) do if s.undo then n_undo = n_undo + 1 end end
+  local function compensate()
+    for i = #completed, 1, -1 do
+      local s = completed[i]
+      if s.undo then
+        local t = env.now()
+        local ok, why, attempts = run_undo(self, s, state, ctx, failure)
+        if ok then
+          compensated[#compensated + 1] = s.name
+          record("undo:" .. s.name, "ok", t)
+        else
+          undo_failed[#undo_failed + 1] = s.name
+          record("undo:" .. s.name, "failed", t, attempts)
+          env.log("error", "pipeline undo failed", {pipeline = self.name, step = s.name,
+                                                    error = why})
+        end
       end
     end
+  end
+  if n_undo > 0 then
+    local shield = env.shield or function(_, fn) return fn() end
+    shield(min(n_undo * self.undo_timeout + 0.1, 3600), compensate)
   end
   local outcome = #undo_failed > 0 and "undo_failed" or "compensated"
   local md = {pipeline = self.name, failed_step = failed_step,

@@ -25,6 +25,7 @@ void mw_lctx_open(lua_State *L);    /* l_ctx.c: the ctx metatable,
                                        ctx_response_counts */
 void mw_lstream_open(lua_State *L); /* l_stream.c: the stream metatable */
 void mw_lsleep_open(lua_State *L);  /* l_sleep.c: sleep */
+void mw_lshield_open(lua_State *L); /* l_shield.c: shield */
 void mw_llog_open(lua_State *L);    /* l_log.c: log, stats */
 void mw_lschema_open(lua_State *L); /* l_schema.c: services, methods */
 void mw_lhandoff_open(lua_State *L);/* mw_handoff.c: on_reload, on_restore */

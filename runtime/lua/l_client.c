@@ -142,7 +142,7 @@ static int l_client_deadline(lua_State *L) {
   int parent = 0;
   mw_lcall *h = mw_co_current(L);
   if (h && !h->finished) {
-    double pd = mw_call_deadline(h->call);
+    double pd = mw_co_deadline(h);
     if (pd > 0 && (d == 0 || pd - margin_s < d)) {
       d = pd - margin_s;
       parent = 1;

@@ -10,6 +10,7 @@ int mw_lcore_open(lua_State *L) {
   mw_lctx_open(L);
   mw_lstream_open(L);
   mw_lsleep_open(L);
+  mw_lshield_open(L);
   mw_llog_open(L);
   mw_lschema_open(L);
   mw_lhandoff_open(L);

@@ -73,8 +73,25 @@ mw_lcall *mw_co_check(lua_State *L, mw_lcall *h, const char *what) {
   if (h->co != L)
     luaL_error(L, "%s must be called from the handler itself, not from "
                   "another coroutine", what);
-  if (mw_call_cancelled(h->call)) mw_co_raise_cancelled(L, h);
+  if (mw_call_cancelled(h->call) && !mw_co_shielded(h)) mw_co_raise_cancelled(L, h);
   return h;
+}
+
+int mw_co_shielded(const mw_lcall *h) {
+  return h->shield && h->shield->depth > 0 && mw_wall_now() < h->shield->until;
+}
+
+double mw_co_deadline(const mw_lcall *h) {
+  double d = mw_call_deadline(h->call);
+  if (d != 0 && mw_co_shielded(h) && h->shield->until > d) d = h->shield->until;
+  return d;
+}
+
+void mw_co_shield_free(mw_lcall *h) {
+  if (!h->shield) return;
+  mw_call_timer_cancel(&h->shield->timer);
+  free(h->shield);
+  h->shield = NULL;
 }
 
 upb_Arena *mw_co_arena(mw_lcall *h) {
@@ -382,7 +399,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar) {
     /* A coroutine a stopped handler left behind (one made at load time
      * outlives it) still fires on every instruction: back to the usual. */
     if (lua_gethookcount(L) == 1) lua_sethook(L, budget_hook, LUA_MASKCOUNT, MW_HOOK_COUNT);
-    double deadline = mw_call_deadline(h->call);
+    double deadline = mw_co_deadline(h);
     double budget = h->st->handler_cpu_s, slice = h->st->handler_slice_s;
     double ran = mw_now() - tl_run_start;
     if (deadline != 0 && mw_wall_now() >= deadline) {
@@ -415,7 +432,7 @@ int mw_co_overrun(lua_State *L) {
     return 1;
   }
   if (!h->kill_code) {
-    double deadline = mw_call_deadline(h->call), budget = h->st->handler_cpu_s;
+    double deadline = mw_co_deadline(h), budget = h->st->handler_cpu_s;
     if (deadline != 0 && mw_wall_now() >= deadline)
       h->kill_code = MW_STATUS_DEADLINE_EXCEEDED;
     else if (budget > 0 && h->ran_s + mw_now() - tl_run_start > budget)
@@ -492,6 +509,7 @@ void mw_co_resume(mw_lcall *h, int nargs) {
     h->finished = 1;
     h->wait = NULL;
     cancel_children(h);
+    mw_co_shield_free(h);
     mw_log(MW_LOG_WARN, "%s: handler stopped: %s", h->m->path,
            h->kill_code == MW_STATUS_DEADLINE_EXCEEDED
                ? "deadline exceeded while running"
@@ -510,6 +528,7 @@ void mw_co_resume(mw_lcall *h, int nargs) {
   }
   h->finished = 1;
   cancel_children(h);
+  mw_co_shield_free(h);
   if (st == LUA_OK) {
     /* A finished coroutine reports its whole stack as results: the anchors
      * below the handler are not among them. */
@@ -555,6 +574,7 @@ void mw_co_wake(mw_lcall *h, mw_wake how, int nres) {
 static void run_cancel_fns(mw_lcall *h);
 
 void mw_co_child_add(mw_lcall *h, mw_lchild *c) {
+  c->shielded = mw_co_shielded(h);
   c->prev = NULL;
   c->next = h->children;
   if (h->children) h->children->prev = c;
@@ -576,15 +596,31 @@ static void cancel_children(mw_lcall *h) {
 
 void mw_co_cancel(mw_lcall *h) {
   run_cancel_fns(h); /* once, even when the handler already ended */
+  if (mw_co_shielded(h)) {
+    /* Held back until the window ends (mw_co_unshield): only what the
+     * handler started outside the shield stops now. */
+    for (mw_lchild *c = h->children, *next; c; c = next) {
+      next = c->next;
+      if (!c->shielded) c->cancel(c);
+    }
+    return;
+  }
   cancel_children(h);
   if (h->finished || !h->wait) return;
   if (h->wait->cancel(h, 0)) mw_co_wake(h, MW_WAKE_CANCELLED, 0);
+}
+
+void mw_co_unshield(mw_lcall *h) {
+  if (h->finished || !mw_call_cancelled(h->call) || mw_co_shielded(h)) return;
+  cancel_children(h);
+  if (h->wait && h->wait->cancel(h, 0)) mw_co_wake(h, MW_WAKE_CANCELLED, 0);
 }
 
 void mw_co_abandon(mw_lcall *h) {
   if (h->wait) h->wait->cancel(h, 1);
   h->wait = NULL;
   cancel_children(h);
+  mw_co_shield_free(h);
 }
 
 static void run_cancel_fns(mw_lcall *h) {

@@ -31,6 +31,8 @@ typedef struct mw_lcall mw_lcall;
 typedef struct mw_lchild {
   struct mw_lchild *next, *prev;
   void (*cancel)(struct mw_lchild *c);
+  int shielded; /* started inside mw.shield: a cancellation of the call
+                   leaves it running until the shield ends */
 } mw_lchild;
 
 /* A kind of pending operation (one static instance per waiting API). */
@@ -69,6 +71,8 @@ struct mw_lcall {
   void *wait_arg;   /* what it waits on, for operations with several
                        (the outbound call), else unused */
   mw_lchild *children; /* running work it started (see mw_lchild) */
+  struct mw_shield *shield; /* mw.shield's window while the handler is in
+                               one, made on first use (owned; l_shield.c) */
   char traceparent[56]; /* the call's own span as a traceparent, once the
                            trace interceptor made it ("" before): what its
                            outbound calls carry */
@@ -173,6 +177,29 @@ void mw_co_abandon(mw_lcall *h);
 /* Links c into h's children / unlinks it (harmless when not linked). */
 void mw_co_child_add(mw_lcall *h, mw_lchild *c);
 void mw_co_child_remove(mw_lcall *h, mw_lchild *c);
+
+/* The handler's window inside mw.shield (l_shield.c): until it ends, a
+ * cancellation of the call (the client gone, the deadline passed) neither
+ * raises in the handler's waits nor stops the children it starts there;
+ * it is acted on when the window ends. */
+typedef struct mw_shield {
+  mw_call_timer timer; /* fires when the window ends */
+  mw_lcall *h;
+  double until;        /* epoch seconds; the window is open while now < until */
+  int depth;           /* nested shields; 0: not in one */
+} mw_shield;
+
+/* Whether h's handler is inside an open shield window now. */
+int mw_co_shielded(const mw_lcall *h);
+/* The deadline that bounds h's handler and the calls it starts (epoch
+ * seconds, 0: none): the call's own, and inside a shield the later of it
+ * and the window's end. */
+double mw_co_deadline(const mw_lcall *h);
+/* A shield window ended (left, or its time ran out): a cancellation it held
+ * back stops the children and wakes a waiting handler as cancelled now. */
+void mw_co_unshield(mw_lcall *h);
+/* Frees h's shield record (at the end of the handler); harmless without. */
+void mw_co_shield_free(mw_lcall *h);
 
 /* Raises the error a wait raises when the call is cancelled or its deadline
  * passed: a status object with cancelled = true. */

@@ -87,6 +87,20 @@ describe("moonwire", function()
     end)
   end)
 
+  describe("shield", function()
+    it("refuses to run outside a handler", function()
+      local ok, err = pcall(mw.shield, 1, function() end)
+      assert.is_false(ok)
+      assert.matches("from the handler itself", err)
+    end)
+
+    it("checks its window and function", function()
+      assert.has_error(function() mw.shield(0, function() end) end)
+      assert.has_error(function() mw.shield(3601, function() end) end)
+      assert.has_error(function() mw.shield(1, "nope") end)
+    end)
+  end)
+
   describe("log", function()
     it("has the four levels", function()
       for _, level in ipairs {"debug", "info", "warn", "error"} do

@@ -185,6 +185,31 @@ describe("moonwire.pipeline", function()
     assert.equal("true", info_of(err).metadata.cancelled)
   end)
 
+  it("runs the undos inside one shield sized by their number and undo_timeout", function()
+    local windows, inside = {}, {}
+    local shielding = false
+    pipeline.env.shield = function(secs, fn)
+      windows[#windows + 1] = secs
+      shielding = true
+      local r = fn()
+      shielding = false
+      return r
+    end
+    local function step(name, fail)
+      return {name = name, run = function() if fail then return nil, core.status(9, "no") end return 1 end,
+              undo = function() inside[#inside + 1] = name .. ":" .. tostring(shielding) end}
+    end
+    local p = pipeline.new("o", {step "a", step "b", step("c", true)}, {undo_timeout = 0.5})
+    assert.is_nil(p:run({}, ctx_with(nil)))
+    assert.same({"b:true", "a:true"}, inside)
+    assert.equal(1, #windows)
+    assert.near(2 * 0.5 + 0.1, windows[1], 1e-9)
+    -- nothing to undo: no shield
+    windows = {}
+    assert.is_nil(pipeline.new("o", {step("x", true)}):run({}, ctx_with(nil)))
+    assert.same({}, windows)
+  end)
+
   it("keeps the original failure's own details", function()
     local p = pipeline.new("o", {{name = "a", run = function()
       return nil, core.status(9, "no", {{["@type"] = "type.googleapis.com/google.rpc.ErrorInfo",
