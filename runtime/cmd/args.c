@@ -18,6 +18,7 @@
 static const char usage[] =
     "usage: moonwire serve [-c FILE] [--listen HOST:PORT] [TLS FILES] [DIR]\n"
     "       moonwire check [-c FILE] [TLS FILES] [DIR]\n"
+    "       moonwire new DIR [--proto FILE]\n"
     "       moonwire --version | --help\n"
     "\n"
     "  serve   serve the .proto and .lua files of DIR (default: the config's\n"
@@ -25,6 +26,9 @@ static const char usage[] =
     "          read as the config when -c is not given\n"
     "  check   load the config, protos and scripts, report every problem;\n"
     "          exit status 1 when there is any\n"
+    "  new     make DIR a service directory that serves at once: FILE (and\n"
+    "          its imports beside it) or a starter .proto, a .lua with a\n"
+    "          handler for every method, a moonwire.yaml\n"
     "\n"
     "  -c, --config FILE     YAML configuration (see docs/config.md)\n"
     "  -l, --listen ADDR     listen on ADDR instead of the config's listen;\n"
@@ -95,6 +99,14 @@ int mw_cmd_parse(int argc, char **argv, options *o) {
       o->config = a + 9;
     } else if (!strncmp(a, "--listen=", 9)) {
       o->listen = a + 9;
+    } else if (!strcmp(a, "--proto")) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "moonwire: %s needs a value\n", a);
+        return 2;
+      }
+      o->proto = argv[++i];
+    } else if (!strncmp(a, "--proto=", 8)) {
+      o->proto = a + 8;
     } else if (!strcmp(a, "--admin")) {
       if (i + 1 >= argc) {
         fprintf(stderr, "moonwire: %s needs a value\n", a);
@@ -121,8 +133,12 @@ int mw_cmd_parse(int argc, char **argv, options *o) {
       return 2;
     }
   }
-  if (!o->cmd || (strcmp(o->cmd, "serve") && strcmp(o->cmd, "check"))) {
+  if (!o->cmd || (strcmp(o->cmd, "serve") && strcmp(o->cmd, "check") && strcmp(o->cmd, "new"))) {
     fprintf(stderr, "moonwire: unknown command %s\n\n%s", o->cmd ? o->cmd : "", usage);
+    return 2;
+  }
+  if (o->proto && strcmp(o->cmd, "new")) {
+    fprintf(stderr, "moonwire: --proto is an option of moonwire new\n");
     return 2;
   }
   return -1; /* go on */

@@ -1,4 +1,4 @@
-/* The commands of the moonwire binary (serve, check) and what they share:
+/* The commands of the moonwire binary (serve, check, new) and what they share:
  * the command line and the config it names. main.c only dispatches. */
 #ifndef MW_CMD_H
 #define MW_CMD_H
@@ -14,6 +14,7 @@ typedef struct options {
   const char *dir;
   /* --tls-cert, --tls-key, --tls-client-ca: each replaces its tls key */
   const char *tls_cert, *tls_key, *tls_client_ca;
+  const char *proto; /* moonwire new --proto FILE */
 } options;
 
 /* Parses argv; returns an exit status to stop with (after --help, --version
@@ -27,6 +28,8 @@ int mw_cmd_load_config(const options *o, mw_config *cfg, mw_diag *diag);
 
 int mw_cmd_check(const options *o);
 int mw_cmd_serve(const options *o);
+/* moonwire new DIR [--proto FILE] (cmd/new.c). */
+int mw_cmd_new(const options *o);
 
 /* The outbound client's policy from cfg (allow-list, limits, deadline
  * margin), before any script runs; mw_client_shutdown undoes it. Returns 0,
