@@ -10,7 +10,7 @@
 local core = require "moonwire.core"
 local intercept = require "moonwire.intercept"
 
-local getinfo = debug.getinfo
+local getinfo, getlocal = debug.getinfo, debug.getlocal
 local pairs, type, tostring = pairs, type, tostring
 local concat, sort = table.concat, table.sort
 
@@ -80,6 +80,34 @@ local function config_chain(config, methods, problems)
   return cfg
 end
 
+-- Where each kind's handler takes the stream and ctx (parameter positions),
+-- and the signature to suggest.
+local SHAPES = {
+  unary = {ctx = 2, sig = "(req, ctx)", what = "unary"},
+  server_stream = {stream = 2, ctx = 3, sig = "(req, stream, ctx)", what = "server-streaming"},
+  client_stream = {stream = 1, ctx = 2, sig = "(stream, ctx)", what = "client-streaming"},
+  bidi_stream = {stream = 1, ctx = 2, sig = "(stream, ctx)", what = "bidi-streaming"},
+}
+local REQUEST_NAMES = {req = true, request = true}
+
+-- A handler whose parameter names say it was written for another RPC kind
+-- (a `stream`, `ctx` or `req` where this kind passes something else): the
+-- message, else nil. Only those names count, so any other naming passes.
+local function signature_problem(file, service, method, fn, kind)
+  local shape = SHAPES[kind]
+  if not shape then return nil end
+  local info = getinfo(fn, "Su")
+  for i = 1, info.nparams do
+    local p = getlocal(fn, i)
+    if (p == "stream" and shape.stream ~= i) or (p == "ctx" and shape.ctx ~= i)
+        or (REQUEST_NAMES[p] and shape.stream == i) then
+      return ("%s:%d: %s.%s is a %s method: its handler takes %s, but parameter %d is named '%s'")
+        :format(file, info.linedefined, service, method, shape.what, shape.sig, i, p)
+    end
+  end
+  return nil
+end
+
 --- Called by the runtime: bind(method_index, fn) for every handler that
 -- names a method of its service, wrapped in the interceptors that apply to
 -- it (moonwire.intercept). Returns the problems found, as messages with
@@ -111,6 +139,8 @@ function M.bind(bind, methods, config, seal)
       elseif type(fn) ~= "function" then
         problems[#problems + 1] = ("%s: handler %s.%s must be a function, not a %s")
           :format(d.file, name, k, type(fn))
+      elseif signature_problem(d.file, name, k, fn, kinds and kinds[k] or "unary") then
+        problems[#problems + 1] = signature_problem(d.file, name, k, fn, kinds and kinds[k] or "unary")
       else
         local chain = intercept.chain(name, "/" .. name .. "/" .. k, cfg)
         bind(index[k], intercept.compose(fn, kinds and kinds[k] or "unary", chain))

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "base/mw_fs.h"
+#include "gen/mw_gen.h"
+#include "schema/mw_schema.h"
 #include "shared/mw_shared.h"
 
 static const char usage[] =
@@ -265,4 +267,18 @@ int mw_cmd_shared_configure(const mw_config *cfg, mw_diag *warnings, mw_diag *er
   int rc = mw_shared_configure(specs, cfg->shared.n, warnings, errors);
   free(specs);
   return rc;
+}
+
+int mw_cmd_nothing_to_serve(const mw_config *cfg, const mw_gen *g, mw_diag *diag) {
+  const mw_schema *schema = mw_gen_schema(g);
+  for (size_t i = 0; i < mw_schema_service_count(schema); i++)
+    if (!mw_gen_is_builtin_service(g, mw_schema_service(schema, i))) return 0;
+  const char *dir = cfg->services.n ? cfg->services.v[0] : ".";
+  if (cfg->services.n > 1)
+    mw_diag_add(diag, "nothing to serve: no .proto in the %zu service directories (%s, ...) "
+                      "defines a service", cfg->services.n, dir);
+  else
+    mw_diag_add(diag, "nothing to serve: no .proto in %s defines a service (moonwire new %s "
+                      "writes a starter one)", dir, dir);
+  return 1;
 }

@@ -19,6 +19,7 @@ int mw_cmd_check(const options *o) {
   if (cfg.services.n) {
     mw_gen_options go = {.config = &cfg, .n_states = 1, .mem = NULL, .id = 1};
     g = mw_gen_build(&go, &diag);
+    if (g) mw_cmd_nothing_to_serve(&cfg, g, &diag);
   }
   /* The TLS files, with the checks serve makes at start. */
   mw_tls_set *tls = NULL;

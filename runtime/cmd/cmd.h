@@ -27,6 +27,13 @@ void mw_cmd_print_diag(const mw_diag *d);
 int mw_cmd_load_config(const options *o, mw_config *cfg, mw_diag *diag);
 
 int mw_cmd_check(const options *o);
+
+struct mw_gen;
+/* Adds a problem to diag when g serves no service of the user's (only the
+ * built-in ones): an empty or misspelt directory is an error of check and
+ * of serve's start, not a server that answers UNIMPLEMENTED to everything.
+ * Returns 1 when it added one. */
+int mw_cmd_nothing_to_serve(const mw_config *cfg, const struct mw_gen *g, mw_diag *diag);
 int mw_cmd_serve(const options *o);
 /* moonwire new DIR [--proto FILE] (cmd/new.c). */
 int mw_cmd_new(const options *o);

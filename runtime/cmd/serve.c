@@ -369,6 +369,10 @@ int mw_cmd_serve(const options *o) {
     mw_gen_options go = {.config = &sv.cfg, .n_states = sv.workers, .mem = sv.mem,
                          .id = sv.gen_id};
     g = mw_gen_build(&go, &diag);
+    if (g && mw_cmd_nothing_to_serve(&sv.cfg, g, &diag)) {
+      mw_gen_unref(g);
+      g = NULL;
+    }
   }
   sv.s = g ? mw_server_new(&sv.cfg, mw_gen_router(g), mw_gen_worker_hooks(), &diag) : NULL;
   int started = sv.s && mw_server_start(sv.s) == 0;
@@ -408,9 +412,6 @@ int mw_cmd_serve(const options *o) {
                                                              : "; built in: reflection";
   mw_log(MW_LOG_INFO, "serving %zu method(s) with %zu handler(s) on %d worker(s)%s", n_user,
          n_handlers, sv.workers, builtin);
-  if (n_user == 0)
-    mw_log(MW_LOG_WARN, "no service to serve: the service directories hold no "
-                        ".proto defining one (every call will be UNIMPLEMENTED)");
   if (sv.cfg.reload.watch) {
     sv.watch = mw_watch_new();
     if (!sv.watch) mw_log(MW_LOG_WARN, "cannot watch files (inotify): reload with SIGHUP");

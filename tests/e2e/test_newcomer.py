@@ -1,0 +1,91 @@
+"""What a new user meets first: `check` and `serve` refuse a directory with
+nothing to serve, and `check` names a handler written for another RPC kind
+(its file, line and the signature it needs) before a call fails at run
+time."""
+import unittest
+
+import mwtest
+from mwtest import run_cli, service_dir
+
+PROTO = """
+syntax = "proto3";
+package nc;
+message M { string s = 1; }
+service S {
+  rpc Unary(M) returns (M);
+  rpc Server(M) returns (stream M);
+  rpc Client(stream M) returns (M);
+  rpc Bidi(stream M) returns (stream M);
+}
+"""
+
+GOOD = """
+local mw = require "moonwire"
+local S = mw.service "nc.S"
+function S.Unary(req, ctx) return req end
+function S.Server(req, stream, ctx) stream:send(req) end
+function S.Client(stream, ctx) return {} end
+function S.Bidi(stream, ctx) end
+"""
+
+
+class NewcomerTest(mwtest.TestCase):
+    def check(self, files):
+        d = self.service_dir(files)
+        return d, run_cli("check", d.path)
+
+    def line_of(self, d, name, num):
+        with open("%s/%s" % (d.path, name)) as f:
+            return f.read().splitlines()[num - 1].strip()
+
+    def test_nothing_to_serve(self):
+        for files in ({}, {"only.proto": 'syntax = "proto3";\nmessage M {}\n'},
+                      {"a.lua": "local x = 1\n"}):
+            d, r = self.check(files)
+            self.assertEqual(r.returncode, 1, files)
+            self.assertIn("nothing to serve: no .proto in %s defines a service" % d.path, r.stderr)
+            s = run_cli("serve", "--listen", "127.0.0.1:0", d.path, timeout=10)
+            self.assertEqual(s.returncode, 1)
+            self.assertIn("nothing to serve", s.stderr)
+            self.assertNotIn("listening on", s.stdout)
+
+    def test_good_signatures_pass(self):
+        _, r = self.check({"nc.proto": PROTO, "s.lua": GOOD})
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("4 methods, 4 with handlers", r.stdout)
+
+    def test_a_handler_written_for_another_kind(self):
+        cases = [
+            ("Server", "function S.Server(req, ctx) end",
+             "nc.S.Server is a server-streaming method: its handler takes (req, stream, ctx), "
+             "but parameter 2 is named 'ctx'"),
+            ("Bidi", "function S.Bidi(req, ctx) end",
+             "nc.S.Bidi is a bidi-streaming method: its handler takes (stream, ctx), "
+             "but parameter 1 is named 'req'"),
+            ("Client", "function S.Client(req, stream, ctx) return {} end",
+             "nc.S.Client is a client-streaming method: its handler takes (stream, ctx), "
+             "but parameter 1 is named 'req'"),
+            ("Unary", "function S.Unary(req, stream, ctx) return {} end",
+             "nc.S.Unary is a unary method: its handler takes (req, ctx), "
+             "but parameter 2 is named 'stream'"),
+        ]
+        for method, line, message in cases:
+            lua = GOOD.replace([l for l in GOOD.splitlines() if ("S.%s(" % method) in l][0],
+                               line)
+            d, r = self.check({"nc.proto": PROTO, "s.lua": lua})
+            self.assertEqual(r.returncode, 1, method)
+            self.assertIn("s.lua:", r.stderr)
+            self.assertIn(message, r.stderr)
+            # the line is the handler's own
+            num = int(r.stderr.split("s.lua:")[1].split(":")[0])
+            self.assertEqual(self.line_of(d, "s.lua", num), line)
+
+    def test_other_names_are_left_alone(self):
+        lua = GOOD.replace("function S.Server(req, stream, ctx)", "function S.Server(point, out)")
+        lua = lua.replace("function S.Bidi(stream, ctx)", "function S.Bidi(s, ...)")
+        _, r = self.check({"nc.proto": PROTO, "s.lua": lua})
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
+if __name__ == "__main__":
+    mwtest.main()
