@@ -17,6 +17,7 @@ local concat, sort = table.concat, table.sort
 local M = {}
 
 local declared = {} -- service name -> {handlers = table, file = short_src}
+local where = {}    -- method path -> "file:line" of its handler, for messages
 local order = {}    -- service names in declaration order
 
 --- The handler table of a service (the same table on every call).
@@ -142,6 +143,7 @@ function M.bind(bind, methods, config, seal)
       elseif signature_problem(d.file, name, k, fn, kinds and kinds[k] or "unary") then
         problems[#problems + 1] = signature_problem(d.file, name, k, fn, kinds and kinds[k] or "unary")
       else
+        where["/" .. name .. "/" .. k] = ("%s:%d"):format(d.file, getinfo(fn, "S").linedefined)
         local chain = intercept.chain(name, "/" .. name .. "/" .. k, cfg)
         bind(index[k], intercept.compose(fn, kinds and kinds[k] or "unary", chain))
       end
@@ -150,6 +152,10 @@ function M.bind(bind, methods, config, seal)
   if seal ~= false then intercept.seal() end
   return problems
 end
+
+--- "file:line" of the handler bound to a method path, or nil: what the
+-- runtime names when a handler's reply is not a valid message.
+function M.where(path) return where[path] end
 
 --- The services declared so far, in order (for tools and tests).
 function M.declared()

@@ -127,16 +127,71 @@ int mw_codec_fail(mw_ctx *c, const char *fmt, ...) {
   return -1;
 }
 
-/* "unknown field 'path.key' in message pkg.Msg" */
+/* Edit distance with adjacent transpositions counted as one edit (a typo's
+ * usual shape: "cnets" for "cents"), for names of at most 63 bytes; more
+ * than the threshold is reported as threshold + 1. */
+#define MW_SUGGEST_MAX 63
+static size_t typo_distance(const char *a, size_t al, const char *b, size_t bl, size_t limit) {
+  if (al > MW_SUGGEST_MAX || bl > MW_SUGGEST_MAX) return limit + 1;
+  if ((al > bl ? al - bl : bl - al) > limit) return limit + 1;
+  /* Three rows of the table: the one being filled and the two before it
+   * (a transposition looks two rows back). */
+  size_t rows[3][MW_SUGGEST_MAX + 1];
+  size_t *pp = rows[0], *prev = rows[1], *cur = rows[2];
+  for (size_t j = 0; j <= bl; j++) prev[j] = j;
+  for (size_t i = 1; i <= al; i++) {
+    cur[0] = i;
+    for (size_t j = 1; j <= bl; j++) {
+      size_t v = prev[j] + 1;
+      if (cur[j - 1] + 1 < v) v = cur[j - 1] + 1;
+      if (prev[j - 1] + (a[i - 1] != b[j - 1]) < v) v = prev[j - 1] + (a[i - 1] != b[j - 1]);
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && pp[j - 2] + 1 < v)
+        v = pp[j - 2] + 1;
+      cur[j] = v;
+    }
+    size_t *t = pp;
+    pp = prev;
+    prev = cur;
+    cur = t;
+  }
+  return prev[bl];
+}
+
+/* The field of m whose name (or JSON name) is closest to key, when it is
+ * close enough to be the one meant: at most 2 edits, and fewer than half
+ * of key's length. NULL when none is. */
+static const char *closest_field(const upb_MessageDef *m, const char *key, size_t len) {
+  size_t limit = len / 2 < 2 ? len / 2 : 2;
+  const char *best = NULL;
+  size_t best_d = limit + 1;
+  for (int i = 0; i < upb_MessageDef_FieldCount(m); i++) {
+    const upb_FieldDef *f = upb_MessageDef_Field(m, i);
+    const char *names[2] = {upb_FieldDef_Name(f), upb_FieldDef_JsonName(f)};
+    for (int k = 0; k < 2; k++) {
+      size_t dd = typo_distance(key, len, names[k], strlen(names[k]), limit);
+      if (dd < best_d) {
+        best_d = dd;
+        best = upb_FieldDef_Name(f);
+      }
+    }
+  }
+  return best;
+}
+
+/* "unknown field 'path.key' in message pkg.Msg", and the field most likely
+ * meant: "(did you mean 'cents'?)". */
 int mw_codec_fail_unknown(mw_ctx *c, const char *key, size_t len,
                           const upb_MessageDef *m) {
   char path[MW_CODEC_PATHLEN];
   mw_seg_name(c, key, len);
   render_path(c, path, sizeof path);
   mw_seg_pop(c);
-  if (c->err && c->errlen)
-    snprintf(c->err, c->errlen, "unknown field '%s' in message %s", path,
-             upb_MessageDef_FullName(m));
+  if (c->err && c->errlen) {
+    const char *hint = closest_field(m, key, len);
+    snprintf(c->err, c->errlen, "unknown field '%s' in message %s%s%s%s", path,
+             upb_MessageDef_FullName(m), hint ? " (did you mean '" : "", hint ? hint : "",
+             hint ? "'?)" : "");
+  }
   return -1;
 }
 

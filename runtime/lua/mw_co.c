@@ -310,6 +310,23 @@ static void finish_with_error(mw_lcall *h, int status) {
   mw_call_finish(h->call, MW_STATUS_INTERNAL, client);
 }
 
+/* " (the handler at file:line)" of h's method, as moonwire.service bound
+ * it, else "": for the message of a reply that is not a valid message,
+ * when the handler's frames are gone. Runs Lua on the idle main thread. */
+static void handler_where(mw_lcall *h, char *out, size_t cap) {
+  out[0] = '\0';
+  lua_State *L = h->st->L;
+  int top = lua_gettop(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "moonwire.service") == LUA_TTABLE &&
+      lua_getfield(L, -1, "where") == LUA_TFUNCTION) {
+    lua_pushstring(L, h->m->path);
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+      snprintf(out, cap, " (the handler at %s)", lua_tostring(L, -1));
+  }
+  lua_settop(L, top);
+}
+
 /* A handler returned: unary and client-streaming handlers return the
  * response table, streaming-response handlers have sent theirs. */
 static void finish_ok(mw_lcall *h, int nres) {
@@ -331,7 +348,9 @@ static void finish_ok(mw_lcall *h, int nres) {
   if (rc == -2) {
     mw_call_finish(h->call, MW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
   } else if (rc == -1) {
-    mw_log(MW_LOG_ERROR, "%s: invalid response: %s", h->m->path, err);
+    char where[256];
+    handler_where(h, where, sizeof where);
+    mw_log(MW_LOG_ERROR, "%s: invalid response%s: %s", h->m->path, where, err);
     char msg[MW_CODEC_ERRLEN + 32];
     snprintf(msg, sizeof msg, "invalid response: %s", err);
     mw_call_finish(h->call, MW_STATUS_INTERNAL, msg);

@@ -4,8 +4,10 @@ nothing to serve, and `check` names a handler written for another RPC kind
 time."""
 import unittest
 
+import grpc
+
 import mwtest
-from mwtest import run_cli, service_dir
+from mwtest import Protos, Server, run_cli, service_dir
 
 PROTO = """
 syntax = "proto3";
@@ -85,6 +87,30 @@ class NewcomerTest(mwtest.TestCase):
         lua = lua.replace("function S.Bidi(stream, ctx)", "function S.Bidi(s, ...)")
         _, r = self.check({"nc.proto": PROTO, "s.lua": lua})
         self.assertEqual(r.returncode, 0, r.stderr)
+
+
+    def test_a_typo_in_a_reply_names_the_handler_and_the_field(self):
+        lua = GOOD.replace("function S.Unary(req, ctx) return req end",
+                           "function S.Unary(req, ctx) return {ss = req.s} end")
+        lua = lua.replace("function S.Server(req, stream, ctx) stream:send(req) end",
+                          "function S.Server(req, stream, ctx)\n  stream:send{s = 'a', sx = 1}\nend")
+        d = self.service_dir({"nc.proto": PROTO, "s.lua": lua})
+        protos = Protos(d)
+        with Server(d.path) as srv:
+            M = protos.msg("nc.M")
+            with self.assertRaises(grpc.RpcError) as cm:
+                protos.unary(srv.channel(), "/nc.S/Unary")(M(s="x"), timeout=5)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.INTERNAL)
+            self.assertIn("unknown field 'ss' in message nc.M (did you mean 's'?)",
+                          cm.exception.details())
+            srv.wait_log("invalid response (the handler at ")
+            line = [l for l in srv.logs().splitlines() if "invalid response" in l][-1]
+            num = int(line.split("s.lua:")[1].split(")")[0])
+            self.assertEqual(self.line_of(d, "s.lua", num),
+                             "function S.Unary(req, ctx) return {ss = req.s} end")
+            with self.assertRaises(grpc.RpcError) as cm:
+                list(protos.server_stream(srv.channel(), "/nc.S/Server")(M(), timeout=5))
+            self.assertIn("(did you mean 's'?)", cm.exception.details())
 
 
 if __name__ == "__main__":

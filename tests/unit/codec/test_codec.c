@@ -805,6 +805,22 @@ static void test_oneof(void) {
   MW_CHECK_STR(g_err, "unknown field 'choice' in message mwtest.Outer");
 }
 
+/* An unknown key names the field most likely meant: one or two edits away,
+ * a swap of neighbours counting as one, never more than half the key. */
+static void test_unknown_field_hint(void) {
+  MW_CHECK(enc_fails("mwtest.Inner", "{chidlren = {}}"));
+  MW_CHECK_STR(g_err, "unknown field 'chidlren' in message mwtest.Inner (did you mean 'children'?)");
+  MW_CHECK(enc_fails("mwtest.Inner", "{childs = {}}"));
+  MW_CHECK_STR(g_err, "unknown field 'childs' in message mwtest.Inner");
+  MW_CHECK(enc_fails("mwtest.Outer", "{inner = {ss = 'x'}}"));
+  MW_CHECK_STR(g_err, "unknown field 'inner.ss' in message mwtest.Inner (did you mean 's'?)");
+  /* one letter is too short to guess from */
+  MW_CHECK(enc_fails("mwtest.Inner", "{b = 1}"));
+  MW_CHECK_STR(g_err, "unknown field 'b' in message mwtest.Inner");
+  MW_CHECK(enc_fails("mwtest.Inner", "{zzzzzz = 1}"));
+  MW_CHECK_STR(g_err, "unknown field 'zzzzzz' in message mwtest.Inner");
+}
+
 static void test_optional(void) {
   MW_CHECK_INT(rt("mwtest.Outer", "{}"), 0);
   LCHECK("t.opt_num == nil and t.opt_str == nil");
@@ -814,7 +830,7 @@ static void test_optional(void) {
   LCHECK("t.opt_num == 5 and t.opt_str == nil");
   /* Nor is the synthetic oneof of a proto3 optional. */
   MW_CHECK(enc_fails("mwtest.Outer", "{_opt_num = 1}"));
-  MW_CHECK_STR(g_err, "unknown field '_opt_num' in message mwtest.Outer");
+  MW_CHECK_STR(g_err, "unknown field '_opt_num' in message mwtest.Outer (did you mean 'opt_num'?)");
   /* proto2 optional: absent -> nil, present default -> value. */
   MW_CHECK_INT(rt("mwtest2.P2", "{}"), 0);
   LCHECK("t.n == nil and t.s == nil and t.c == nil and next(t.r) == nil");
@@ -2180,6 +2196,7 @@ int main(void) {
   MW_RUN(test_any_url_without_slash);
   MW_RUN(test_oneof);
   MW_RUN(test_optional);
+  MW_RUN(test_unknown_field_hint);
   MW_RUN(test_any);
   MW_RUN(test_unknown_and_shape_errors);
   MW_RUN(test_depth);
