@@ -307,7 +307,17 @@ int mw_server_listener_dead(void) { return atomic_load(&listener_dead); }
 
 /* gRPC core's own log lines go through ours, so that JSON logs stay JSON;
  * its errors are details of what Moonwire reports itself: warn level. */
+/* While this thread adds a listening port: where core's error about it
+ * goes instead of the log, so that a busy port is one line of ours. */
+static _Thread_local char *tl_port_err;
+#define MW_PORT_ERR 2048
+
 static void grpc_log_to_mw(gpr_log_func_args *a) {
+  if (tl_port_err && a->severity == GPR_LOG_SEVERITY_ERROR) {
+    size_t n = strlen(tl_port_err);
+    snprintf(tl_port_err + n, MW_PORT_ERR - n, "%s", a->message ? a->message : "");
+    return;
+  }
   if (a->severity == GPR_LOG_SEVERITY_ERROR && a->message) note_listener_death(a->message);
   mw_log_level level = a->severity == GPR_LOG_SEVERITY_ERROR  ? MW_LOG_WARN
                        : a->severity == GPR_LOG_SEVERITY_INFO ? MW_LOG_INFO
@@ -477,11 +487,22 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
   for (size_t i = 0; i < cfg->listen.n; i++) {
     grpc_server_credentials *creds = mw_credentials_listener(s->creds);
     if (!creds) goto oom;
+    char err[MW_PORT_ERR] = "";
+    tl_port_err = err;
     int port = grpc_server_add_http2_port(s->server, cfg->listen.v[i], creds);
+    tl_port_err = NULL;
     grpc_server_credentials_release(creds);
     if (port <= 0) {
-      mw_diag_add(diag, "cannot listen on %s (address in use or not valid)",
-                  cfg->listen.v[i]);
+      /* Core's status text nests the system's reason as os_error:"...". */
+      const char *why = strstr(err, "os_error:\"");
+      const char *end = why ? strchr(why + 10, '"') : NULL;
+      if (why && end)
+        mw_diag_add(diag, "cannot listen on %s: %.*s%s", cfg->listen.v[i], (int)(end - why - 10),
+                    why + 10, strstr(err, "errno:98") ? " (another server has the port; "
+                                                        "--listen HOST:0 picks a free one)" : "");
+      else
+        mw_diag_add(diag, "cannot listen on %s: not an address this host can listen on",
+                    cfg->listen.v[i]);
       continue;
     }
     s->listeners[s->n_listeners++] = listener_name(cfg->listen.v[i], port);
