@@ -78,9 +78,10 @@ lua_State *mw_vm_new(const mw_vm_options *o) {
 
 /* --- service scripts ----------------------------------------------------------- */
 
-/* The first line of a traceback: the message itself. */
+/* A traceback's message without the traceback (a message may have lines
+ * of its own: require's list of the files it looked for). */
 static void add_first_line(mw_diag *diag, const char *msg) {
-  const char *nl = strchr(msg, '\n');
+  const char *nl = strstr(msg, "\nstack traceback:");
   mw_diag_add(diag, "%.*s", nl ? (int)(nl - msg) : (int)strlen(msg), msg);
 }
 

@@ -89,6 +89,14 @@ class NewcomerTest(mwtest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
 
 
+    def test_a_missing_module_names_where_it_was_looked_for(self):
+        d, r = self.check({"nc.proto": PROTO, "s.lua": 'local util = require "util"\n' + GOOD})
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("s.lua:1: module 'util' not found:", r.stderr)
+        self.assertIn("no file '%s/util.lua'" % d.path, r.stderr)
+        self.assertIn("no file '%s/util/init.lua'" % d.path, r.stderr)
+        self.assertNotIn("stack traceback", r.stderr)
+
     def test_a_typo_in_a_reply_names_the_handler_and_the_field(self):
         lua = GOOD.replace("function S.Unary(req, ctx) return req end",
                            "function S.Unary(req, ctx) return {ss = req.s} end")
