@@ -205,12 +205,33 @@ int mw_cmd_load_config(const options *o, mw_config *cfg, mw_diag *diag) {
       return -1;
     }
   }
+  int had_file = 1;
   if (o->config) {
     mw_config_load_file(cfg, o->config, diag);
   } else {
     char implicit[PATH_MAX + 16];
     snprintf(implicit, sizeof implicit, "%s/moonwire.yaml", real);
     if (access(implicit, F_OK) == 0) mw_config_load_file(cfg, implicit, diag);
+    else had_file = 0;
+  }
+  /* `moonwire serve DIR` at a terminal, with no config at all: someone
+   * trying things out, who should see each call arrive. Piped or run by a
+   * supervisor, or with any config file, nothing changes. */
+  if (!had_file && o->cmd && !strcmp(o->cmd, "serve") && cfg->interceptors.n == 0 &&
+      isatty(STDERR_FILENO)) {
+    mw_config_interceptor *e = calloc(1, sizeof *e);
+    char *name = strdup("access_log"), *where = strdup("(serve DIR at a terminal)");
+    if (e && name && where) {
+      e->name = name;
+      e->where = where;
+      e->opts.type = MW_CV_MAP;
+      cfg->interceptors.v = e;
+      cfg->interceptors.n = 1;
+    } else {
+      free(e);
+      free(name);
+      free(where);
+    }
   }
   if (dir && (o->config || cfg->services.n == 0)) mw_strvec_set1(&cfg->services, real);
   if (o->listen) {

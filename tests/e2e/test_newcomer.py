@@ -2,6 +2,13 @@
 nothing to serve, and `check` names a handler written for another RPC kind
 (its file, line and the signature it needs) before a call fails at run
 time."""
+import os
+import pty
+import re
+import select
+import subprocess
+import tempfile
+import time
 import unittest
 
 import grpc
@@ -121,6 +128,60 @@ class NewcomerTest(mwtest.TestCase):
             # a raised error: the client gets its id, the log the whole text
             self.assertIn("error id", cm.exception.details())
             srv.wait_log("unknown field 'sx' in message nc.M (did you mean 's'?)")
+
+
+    def serve_at_a_terminal(self, d):
+        """moonwire serve d with stdout and stderr on a pseudo-terminal:
+        (process, read_until(pattern) -> match or None)."""
+        master, slave = pty.openpty()
+        p = subprocess.Popen([mwtest.MOONWIRE_BIN, "serve", "--listen", "127.0.0.1:0", d],
+                             stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+        os.close(slave)
+        self.addCleanup(os.close, master)
+        self.addCleanup(p.wait)
+        self.addCleanup(p.terminate)
+        seen = [b""]
+
+        def read_until(pattern, timeout=5.0):
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                m = re.search(pattern, seen[0])
+                if m:
+                    return m
+                if select.select([master], [], [], 0.05)[0]:
+                    try:
+                        seen[0] += os.read(master, 65536)
+                    except OSError:
+                        return None
+            return re.search(pattern, seen[0])
+        return p, read_until
+
+    def test_calls_are_visible_to_someone_trying_things_out(self):
+        d = self.service_dir({"nc.proto": PROTO, "s.lua": GOOD})
+        protos = Protos(d)
+        M = protos.msg("nc.M")
+        # at a terminal, without a config: one access line per call
+        _, read_until = self.serve_at_a_terminal(d.path)
+        m = read_until(rb"listening on (\S+)")
+        self.assertIsNotNone(m)
+        ch = grpc.insecure_channel(m.group(1).decode())
+        self.addCleanup(ch.close)
+        protos.unary(ch, "/nc.S/Unary")(M(s="x"), timeout=5)
+        self.assertIsNotNone(read_until(rb"info access [^\n]*method=/nc.S/Unary"))
+        # piped (a supervisor, a test): no access log unless configured
+        with Server(d.path) as srv:
+            protos.unary(srv.channel(), "/nc.S/Unary")(M(s="x"), timeout=5)
+            time.sleep(0.2)
+            self.assertNotIn("info access", srv.logs())
+        # what moonwire new writes turns it on in the config, for every way of running
+        with tempfile.TemporaryDirectory() as tmp:
+            nd = os.path.join(tmp, "fresh")
+            self.assertEqual(run_cli("new", nd).returncode, 0)
+            fp = Protos(nd)
+            with Server(nd) as srv:
+                fp.unary(srv.channel(), "/fresh.Fresh/Hello")(
+                    fp.msg("fresh.HelloRequest")(name="Ada"), timeout=5)
+                srv.wait_log("method=/fresh.Fresh/Hello")
 
 
 if __name__ == "__main__":
