@@ -60,16 +60,26 @@ class Readme(unittest.TestCase):
             self.assertGreater(time.monotonic() - t0, 1.2)  # it sleeps between sends
 
     def test_call_through_reflection(self):
-        # The README's buf curl line, as written but for the address.
+        # The README's buf curl lines, as written but for the address.
         with open(README) as f:
-            (line,) = [l.strip() for l in f if l.strip().startswith("buf curl ")]
-        args = shlex.split(line)
+            unary, stream = [l.strip() for l in f if l.strip().startswith("buf curl ")]
         with Server(SHOP) as s:
-            args = [mwtest.tool("buf")] + args[1:-1] + [
-                args[-1].replace("127.0.0.1:50051", s.target())]
-            r = subprocess.run(args, capture_output=True, text=True, timeout=60)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertEqual(json.loads(r.stdout), {"cents": "900"})
+            def run(line):
+                args = shlex.split(line)
+                args = [mwtest.tool("buf")] + args[1:-1] + [
+                    args[-1].replace("127.0.0.1:50051", s.target())]
+                r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                return r.stdout
+            self.assertEqual(json.loads(run(unary)), {"cents": "900"})
+            # buf curl prints each streamed message as its own JSON document
+            dec, out, pos, msgs = json.JSONDecoder(), run(stream), 0, []
+            while out[pos:].strip():
+                while out[pos].isspace():
+                    pos += 1
+                m, pos = dec.raw_decode(out, pos)
+                msgs.append(m)
+            self.assertEqual(msgs, [{"left": 3}, {"left": 2}, {"left": 1}])
 
 
 if __name__ == "__main__":
