@@ -48,6 +48,7 @@ typedef struct room {
   double ttl_s; /* 0: no age limit */
   mw_sess_policy policy;
   uint64_t key[2];
+  topic *busy; /* the topic a publish walks: not dropped under it */
   topic *topics[BUCKETS];
   msub *ids[BUCKETS];
 } room;
@@ -150,7 +151,7 @@ static void hist_clear(room *r, topic *t) {
 
 /* A topic nobody listens to and nothing can be resumed from is dropped. */
 static void topic_maybe_drop(room *r, topic *t) {
-  if (t->nsubs || t->hn) return;
+  if (t->nsubs || t->hn || t == r->busy) return;
   topic **slot = &r->topics[t->hash % BUCKETS];
   while (*slot && *slot != t) slot = &(*slot)->next;
   if (*slot) *slot = t->next;
@@ -378,10 +379,12 @@ static mw_sess_rc m_publish(void *self, const char *name, size_t tlen, const cha
   *offset = t->top;
   hist_push(r, t, p);
   msub *next;
+  r->busy = t; /* deliver may end its last subscriber */
   for (msub *s = t->subs; s; s = next) {
     next = s->tnext; /* deliver may end s, which unlinks it */
     deliver(r, s, p, &w);
   }
+  r->busy = NULL;
   topic_maybe_drop(r, t);
   pthread_mutex_unlock(&r->lock);
   mw_sess_pub_unref(p);
