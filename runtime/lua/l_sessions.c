@@ -258,6 +258,8 @@ static int l_session_join(lua_State *L) {
     return luaL_error(L, "join: %s", mw_sess_strerror(rc));
   }
   mw_co_child_add(h, &ls->child);
+  /* Publications are sent while the handler may wait in stream:recv. */
+  mw_call_sends_anytime(h->call);
   /* Cancellation must reach a stream that only ever waits in sub:wait or
    * never waits at all. */
   mw_call_watch_cancel(h->call);

@@ -415,6 +415,16 @@ class TestSessions(unittest.TestCase):
 
         chat = self.protos.bidi(self.conn(), "/sess.S/Chat")(requests(), timeout=30)
         self.assertEqual(next(chat).kind, "joined")
+        # a member that says nothing after its first message: publications
+        # reach it while its handler waits for the client's next message
+        quiet_stop = threading.Event()
+
+        def quiet_requests():
+            yield self.Event(text="room1")
+            quiet_stop.wait(30)
+
+        quiet = self.protos.bidi(self.conn(), "/sess.S/Chat")(quiet_requests(), timeout=30)
+        self.assertEqual(next(quiet).kind, "joined")
         watcher, _ = self.watch(topic="room1")
         for i in range(1, 4):
             with cond:
@@ -423,6 +433,9 @@ class TestSessions(unittest.TestCase):
         # the chat stream receives its own publications, and so does the watcher
         self.assertEqual([next(chat).text for _ in range(3)], ["m1", "m2", "m3"])
         self.assertEqual([next(watcher).text for _ in range(3)], ["m1", "m2", "m3"])
+        self.assertEqual([next(quiet).text for _ in range(3)], ["m1", "m2", "m3"])
+        quiet_stop.set()
+        self.assertEqual(list(quiet), [])
         with cond:
             send_q.append(None)
             cond.notify()
