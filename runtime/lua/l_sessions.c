@@ -127,6 +127,8 @@ static void lsub_cancel(mw_lchild *c) {
   ls->room->backend->leave(ls->room->self, ls->sub);
   mw_sess_sub_unref(ls->sub);
   free(ls);
+  /* Its queue may have been the full one a publisher waits on. */
+  mw_notice_bump(&g_notice);
 }
 
 /* --- arguments ------------------------------------------------------------------- */
@@ -343,6 +345,7 @@ static int l_session_close(lua_State *L) {
   const char *msg = luaL_optstring(L, 4, "");
   mw_sess_rc rc = r->backend->close(r->self, (uint64_t)id, (int)code, msg);
   if (rc != MW_SESS_OK) return push_rc(L, rc);
+  mw_notice_bump(&g_notice); /* its queue is gone: a publisher may go on */
   lua_pushboolean(L, 1);
   return 1;
 }

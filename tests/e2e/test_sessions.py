@@ -274,6 +274,18 @@ class TestSessions(unittest.TestCase):
         slow.cancel()
         fast.cancel()
 
+    def test_block_publisher_goes_on_when_the_slow_stream_leaves(self):
+        n = 300
+        slow, fast, fast_got, rf, p, res = self.slow_and_fast("slow_block", n)
+        time.sleep(0.5 * mwtest.SLOW)
+        self.assertTrue(p.is_alive(), "the publisher finished with a stalled subscriber")
+        slow.cancel()  # the stalled stream goes: its queue no longer holds the topic
+        p.join(30)
+        rf.join(30)
+        self.assertIn("resp", res, res)
+        self.assertEqual(fast_got, list(range(1, n + 1)))
+        fast.cancel()
+
     def read_until_seq(self, st, n):
         seqs = []
         for ev in st:
