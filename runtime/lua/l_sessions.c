@@ -164,14 +164,21 @@ static const upb_MessageDef *room_type(lua_State *L, const mw_sess_room *r, int 
   return m;
 }
 
+/* A big message's block while it is encoded and published, owned here: a
+ * Lua error raised through the encoder (out of memory) leaves it for the
+ * next publish on this thread to free. Encoding and publishing never yield,
+ * so one slot per thread serves every state the thread runs. */
+static _Thread_local char *tl_block;
+
 /* The message at idx as the room's bytes: a table is encoded (into stack
- * while it fits, else into *block, the caller's to free); a string is
- * taken as already encoded. Raises on a table that is not a valid
- * message. */
+ * while it fits, else into tl_block, freed by the caller with
+ * free_block); a string is taken as already encoded. Raises on a table
+ * that is not a valid message. */
 static const char *message_bytes(lua_State *L, int idx, const mw_sess_room *r,
                                  const upb_MessageDef *m, char *stack, size_t cap,
-                                 char **block, size_t *len) {
-  *block = NULL;
+                                 size_t *len) {
+  free(tl_block);
+  tl_block = NULL;
   if (lua_type(L, idx) == LUA_TSTRING) return lua_tolstring(L, idx, len);
   luaL_checktype(L, idx, LUA_TTABLE);
   char err[MW_CODEC_ERRLEN];
@@ -179,13 +186,18 @@ static const char *message_bytes(lua_State *L, int idx, const mw_sess_room *r,
   upb_Arena *a = upb_Arena_Init(mem, sizeof mem, &upb_alloc_global);
   bool oom = false;
   const char *bytes =
-      mw_codec_encode_buf(L, idx, m, a, stack, cap, block, len, &oom, err, sizeof err);
+      mw_codec_encode_buf(L, idx, m, a, stack, cap, &tl_block, len, &oom, err, sizeof err);
   upb_Arena_Free(a);
   if (!bytes) {
     if (oom) luaL_error(L, "out of memory");
     luaL_error(L, "sessions '%s': not a valid %s: %s", r->name, r->message, err);
   }
   return bytes;
+}
+
+static void free_block(void) {
+  free(tl_block);
+  tl_block = NULL;
 }
 
 static int push_rc(lua_State *L, mw_sess_rc rc) {
@@ -311,11 +323,11 @@ static int l_session_publish(lua_State *L) {
   const char *topic = check_topic(L, 2, &tlen);
   int field;
   const upb_MessageDef *m = room_type(L, r, &field);
-  char stack[1024], *block;
-  const char *bytes = message_bytes(L, 3, r, m, stack, sizeof stack, &block, &len);
+  char stack[1024];
+  const char *bytes = message_bytes(L, 3, r, m, stack, sizeof stack, &len);
   uint64_t off = 0;
   mw_sess_rc rc = r->backend->publish(r->self, topic, tlen, bytes, len, field, &off);
-  free(block);
+  free_block();
   if (rc != MW_SESS_OK) return push_rc(L, rc);
   lua_pushinteger(L, (lua_Integer)off);
   return 1;
@@ -326,11 +338,11 @@ static int l_session_send(lua_State *L) {
   const mw_sess_room *r = check_room(L, 1);
   lua_Integer id = luaL_checkinteger(L, 2);
   const upb_MessageDef *m = room_type(L, r, NULL);
-  char stack[1024], *block;
+  char stack[1024];
   size_t len;
-  const char *bytes = message_bytes(L, 3, r, m, stack, sizeof stack, &block, &len);
+  const char *bytes = message_bytes(L, 3, r, m, stack, sizeof stack, &len);
   mw_sess_rc rc = r->backend->send(r->self, (uint64_t)id, bytes, len);
-  free(block);
+  free_block();
   if (rc != MW_SESS_OK) return push_rc(L, rc);
   lua_pushboolean(L, 1);
   return 1;
