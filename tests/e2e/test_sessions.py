@@ -6,6 +6,7 @@ send/list/close, leaving on cancel, streams that keep receiving across a
 script reload, and the errors of misuse."""
 
 import os
+import signal
 import threading
 import time
 import unittest
@@ -497,6 +498,43 @@ class TestSessionsLifetime(unittest.TestCase):
             protos.unary(s.channel(), "/sess.S/Publish")(Pub(topic="r", n=3), timeout=10)
             self.assertEqual([next(st).seq for _ in range(3)], [1, 2, 3])
             self.assertEqual([next(st2).seq for _ in range(3)], [1, 2, 3])
+            st.cancel()
+            st2.cancel()
+
+    def test_a_reload_adds_rooms_and_keeps_the_others(self):
+        d = service_dir(self, {"sess.proto": PROTO, "s.lua": LUA})
+        cfg_dir = service_dir(self, {})
+        cfg = cfg_dir.write("moonwire.yaml", CONFIG)
+        protos = Protos(d.path)
+        Join, Pub = protos.msg("sess.Join"), protos.msg("sess.Pub")
+        with Server(d.path, args=["-c", cfg]) as s:
+            st = protos.server_stream(s.channel(), "/sess.S/Watch")(Join(topic="k"), timeout=30)
+            joined = next(st)
+            protos.unary(s.channel(), "/sess.S/Publish")(Pub(topic="k", n=2), timeout=10)
+            self.assertEqual([next(st).seq for _ in range(2)], [1, 2])
+            # a room added, one changed, one dropped
+            with open(cfg, "w") as f:
+                f.write(CONFIG.replace("history: {size: 50, ttl: 60s}", "history: {size: 9}")
+                        .replace("  short:", "  extra: {message: sess.Event}\n  short_gone:"))
+            n = s.logs().count("reloaded (SIGHUP)")
+            os.kill(s.pid, signal.SIGHUP)
+            deadline = time.monotonic() + 10 * mwtest.SLOW
+            while s.logs().count("reloaded (SIGHUP)") <= n and time.monotonic() < deadline:
+                time.sleep(0.02)
+            logs = s.logs()
+            self.assertIn("sessions 'news' keep their settings", logs)
+            self.assertIn("sessions 'short' are no longer in the config: kept", logs)
+            # the stream joined before goes on, in the same epoch and offsets
+            protos.unary(s.channel(), "/sess.S/Publish")(Pub(topic="k", n=1), timeout=10)
+            ev = next(st)
+            self.assertEqual((ev.seq, ev.offset), (1, joined.offset + 3))
+            # the new room serves
+            st2 = protos.server_stream(s.channel(), "/sess.S/Watch")(Join(topic="k", room="extra"),
+                                                                      timeout=30)
+            next(st2)
+            protos.unary(s.channel(), "/sess.S/Publish")(Pub(topic="k", room="extra", n=1),
+                                                         timeout=10)
+            self.assertEqual(next(st2).seq, 1)
             st.cancel()
             st2.cancel()
 
