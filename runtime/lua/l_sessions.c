@@ -82,15 +82,18 @@ static void drain(void *arg) {
 }
 
 void mw_lsessions_on_writable(mw_lcall *h) {
-  for (mw_lchild *c = h->children; c; c = c->next) {
+  mw_lchild *next;
+  for (mw_lchild *c = h->children; c; c = next) {
+    next = c->next;
     if (c->cancel != lsub_cancel) continue;
     lsub *ls = (lsub *)c;
     if (!ls->stalled) continue;
     ls->stalled = 0;
-    /* a call has one joined stream in practice; a drain that ends the
-     * call frees the children, so stop at the first that ran */
     drain(ls);
-    return;
+    /* Ended (the children are gone with the call), or the queue is full
+     * again: the others wait for the next on_writable, which that full
+     * send has asked for. */
+    if (h->finished || ls->stalled) return;
   }
 }
 
