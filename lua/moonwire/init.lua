@@ -15,6 +15,7 @@ local intercept = require "moonwire.intercept"
 local details = require "moonwire.details"
 local errors = require "moonwire.errors"
 local metrics = require "moonwire.metrics"
+local sessions = require "moonwire.sessions"
 
 local M = {}
 
@@ -150,6 +151,22 @@ M.shared = setmetatable({}, {
     end
     rawset(t, name, d) -- one lookup per name and state
     return d
+  end,
+})
+
+--- Stream sessions: mw.sessions.NAME is the room the config's `sessions:`
+-- section names, the same on every worker and across reloads: streams join
+-- topics, publications reach every joined stream (room:join, room:publish,
+-- room:send, room:close, room:list, room:history, room:snapshot; see
+-- docs/lua-api.md). An unknown name raises, listing the configured ones.
+M.sessions = setmetatable({}, {
+  __index = function(t, name)
+    if type(name) ~= "string" then
+      error("mw.sessions: a room name (a string) expected, got " .. type(name), 2)
+    end
+    local room = sessions.room(name)
+    rawset(t, name, room) -- one lookup per name and state
+    return room
   end,
 })
 

@@ -15,6 +15,7 @@
 #include "base/mw_fs.h"
 #include "gen/mw_gen.h"
 #include "schema/mw_schema.h"
+#include "sessions/mw_sessions.h"
 #include "shared/mw_shared.h"
 
 static const char usage[] =
@@ -287,6 +288,28 @@ int mw_cmd_shared_configure(const mw_config *cfg, mw_diag *warnings, mw_diag *er
     specs[i] = (mw_shared_spec){cfg->shared.v[i].name, (size_t)cfg->shared.v[i].size};
   int rc = mw_shared_configure(specs, cfg->shared.n, warnings, errors);
   free(specs);
+  /* The session rooms share the dicts' lifetime and moment: made before the
+   * scripts that use them, kept across reloads. */
+  mw_sess_spec *ss = calloc(cfg->sessions.n ? cfg->sessions.n : 1, sizeof *ss);
+  if (!ss) {
+    mw_diag_add(errors, "sessions: out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < cfg->sessions.n; i++) {
+    const mw_config_session *s = &cfg->sessions.v[i];
+    ss[i] = (mw_sess_spec){.name = s->name,
+                           .message = s->message,
+                           .offset_field = s->offset_field,
+                           .history_size = (size_t)s->history_size,
+                           .history_ttl_ms = s->history_ttl_ms,
+                           .buffer = (size_t)s->buffer,
+                           .policy = s->policy == MW_CONFIG_SESS_CLOSE ? MW_SESS_CLOSE
+                                     : s->policy == MW_CONFIG_SESS_DROP_OLDEST
+                                         ? MW_SESS_DROP_OLDEST
+                                         : MW_SESS_BLOCK};
+  }
+  if (mw_sessions_configure(ss, cfg->sessions.n, warnings, errors) != 0) rc = -1;
+  free(ss);
   return rc;
 }
 

@@ -7,6 +7,7 @@
 #include "core/mw_client.h"
 #include "gen/mw_gen.h"
 #include "shared/mw_shared.h"
+#include "sessions/mw_sessions.h"
 #include "tls/mw_tls.h"
 
 int mw_cmd_check(const options *o) {
@@ -79,6 +80,7 @@ int mw_cmd_check(const options *o) {
   mw_gen_unref(g);
   mw_client_shutdown();
   mw_shared_free();
+  mw_sessions_free();
   mw_diag_free(&diag);
   mw_config_free(&cfg);
   return rc;

@@ -31,6 +31,7 @@
 #include "lua/mw_health.h"
 #include "metrics/mw_grpc_metrics.h"
 #include "metrics/mw_metrics.h"
+#include "sessions/mw_sessions.h"
 #include "shared/mw_shared.h"
 
 /* Everything a running server needs to reload. */
@@ -394,6 +395,7 @@ int mw_cmd_serve(const options *o) {
     mw_grpc_metrics_forget();
     mw_metrics_free(sv.metrics);
     mw_shared_free();
+    mw_sessions_free();
     free(sv.mem);
     return 1;
   }
@@ -443,6 +445,8 @@ int mw_cmd_serve(const options *o) {
     mw_server_free(sv.s);
     mw_health_free();
     mw_shared_free(); /* after the workers: no state uses a dict any more */
+    mw_sessions_free(); /* nor a joined stream a room */
+    mw_lsessions_free();
     mw_lidem_free();
     mw_grpc_metrics_forget();
     mw_metrics_free(sv.metrics);

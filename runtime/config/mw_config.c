@@ -167,6 +167,14 @@ void mw_config_free(mw_config *c) {
   free(c->shared.v);
   c->shared.v = NULL;
   c->shared.n = 0;
+  for (size_t i = 0; i < c->sessions.n; i++) {
+    free(c->sessions.v[i].name);
+    free(c->sessions.v[i].message);
+    free(c->sessions.v[i].offset_field);
+  }
+  free(c->sessions.v);
+  c->sessions.v = NULL;
+  c->sessions.n = 0;
   free(c->tracing.otlp);
   free(c->tracing.service_name);
   mw_config_init(c);
@@ -273,6 +281,7 @@ typedef struct ctx {
   mw_config_retry *retry;   /* the retry policy being read */
   mw_config_client_method *cmethod; /* the client.methods entry being read */
   mw_config_shared *shdict; /* the shared entry being read */
+  mw_config_session *session; /* the sessions entry being read */
   const char *name;
   const char *base_dir; /* absolute */
   perr *errs;
@@ -791,7 +800,7 @@ static const char *const top_keys[] = {
     "listen", "workers",   "services", "proto_path",        "limits",
     "keepalive", "reload", "log",      "shutdown_grace_ms", "protos",
     "shutdown", "health", "reflection", "tls", "methods", "transport", "lua",
-    "compression", "interceptors", "tracing", "admin", "metrics", "client", "shared", NULL};
+    "compression", "interceptors", "tracing", "admin", "metrics", "client", "shared", "sessions", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -870,6 +879,9 @@ static const char *const retry_keys[] = {"max_attempts", "initial_backoff", "max
 static const char *const budget_keys[] = {"tokens", "ratio", NULL};
 static const char *const client_method_keys[] = {"idempotent", "timeout", "retry", NULL};
 static const char *const shared_dict_keys[] = {"size", NULL};
+static const char *const session_keys[] = {"message", "offset_field", "history", "buffer",
+                                           "policy", NULL};
+static const char *const session_history_keys[] = {"size", "ttl", NULL};
 static const char *const compression_keys[] = {"algorithm", "min_bytes",
                                                "methods", NULL};
 static const char *const tracing_keys[] = {"otlp", "sample", "service_name", "batch",
@@ -2103,6 +2115,127 @@ static void shared_section(ctx *x, mw_config *c, const node *m) {
   }
 }
 
+/* sessions: NAME: {message: pkg.Type, history: {size: N, ttl: 60s},
+ * buffer: 64, policy: block|drop_oldest|close, offset_field: name}. */
+#define SESSION_MAX_HISTORY 1000000
+#define SESSION_MAX_BUFFER 1000000
+
+static void session_history_pair(ctx *x, mw_config *c, int idx, const node *k,
+                                 const node *v) {
+  char key[112];
+  snprintf(key, sizeof key, "sessions.%s.history.%s", x->session->name,
+           session_history_keys[idx]);
+  int64_t val;
+  if (idx == 0) {
+    if (number_value(x, v, key, K_INT, 0, SESSION_MAX_HISTORY, &val) == 0)
+      x->session->history_size = val;
+  } else if (number_value(x, v, key, K_DURATION, 0, INT64_C(1) << 40, &val) == 0) {
+    x->session->history_ttl_ms = val;
+  }
+}
+
+/* A dotted protobuf name (pkg.Type), or a field name. */
+static int proto_name(const char *s, size_t len, int dots) {
+  if (len == 0 || len > 512 || s[0] == '.' || s[len - 1] == '.') return 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = s[i];
+    if (ch == '.' && dots && s[i + 1] != '.') continue;
+    if (!isalnum((unsigned char)ch) && ch != '_') return 0;
+  }
+  return !isdigit((unsigned char)s[0]);
+}
+
+static void session_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  mw_config_session *s = x->session;
+  char key[96];
+  snprintf(key, sizeof key, "sessions.%s.%s", s->name, session_keys[idx]);
+  switch (idx) {
+  case 0: /* message */
+  case 1: /* offset_field */
+    if (want_scalar(x, v, key, idx ? "a field name" : "a message type (pkg.Type)") != 0) return;
+    if (!proto_name(v->s, v->len, idx == 0)) {
+      ERR(x, v, "%s: '%s' is not %s", key, EX(v),
+          idx ? "a field name" : "a full message type name such as chat.Event");
+      return;
+    }
+    {
+      char **dst = idx ? &s->offset_field : &s->message;
+      free(*dst);
+      *dst = strdup(v->s);
+      if (!*dst) ERR(x, v, "out of memory");
+    }
+    return;
+  case 2: /* history */
+    if (want_section(x, v, key) == 0) walk_map(x, c, v, key, session_history_keys,
+                                               session_history_pair);
+    return;
+  case 3: { /* buffer */
+    int64_t val;
+    if (number_value(x, v, key, K_INT, 1, SESSION_MAX_BUFFER, &val) == 0) s->buffer = val;
+    return;
+  }
+  case 4: /* policy */
+    if (want_scalar(x, v, key, "block, drop_oldest or close") != 0) return;
+    if (strcmp(v->s, "block") == 0) s->policy = MW_CONFIG_SESS_BLOCK;
+    else if (strcmp(v->s, "drop_oldest") == 0) s->policy = MW_CONFIG_SESS_DROP_OLDEST;
+    else if (strcmp(v->s, "close") == 0) s->policy = MW_CONFIG_SESS_CLOSE;
+    else ERR(x, v, "%s: expected block, drop_oldest or close, got '%s'", key, EX(v));
+    return;
+  }
+}
+
+static void sessions_section(ctx *x, mw_config *c, const node *m) {
+  if (want_section(x, m, "sessions") != 0) return;
+  for (size_t i = 0; i + 1 < m->n; i += 2) {
+    const node *k = m->kid[i], *v = m->kid[i + 1];
+    if (k->type != N_SCALAR) {
+      if (k->type != N_BAD) ERR(x, k, "keys must be plain strings, not %s", kind_name(k));
+      continue;
+    }
+    if (!lua_identifier(k->s, k->len) || strlen(k->s) != k->len) {
+      ERR(x, k, "sessions: '%s' is not a room name (letters, digits and _, not starting "
+                "with a digit, at most 64, not a Lua keyword: it is spelt mw.sessions.NAME)",
+          EX(k));
+      continue;
+    }
+    int dup = 0;
+    for (size_t j = 0; j < c->sessions.n && !dup; j++)
+      dup = strcmp(c->sessions.v[j].name, k->s) == 0;
+    if (dup) {
+      ERR(x, k, "sessions: '%s' is listed twice", EX(k));
+      continue;
+    }
+    if (v->type == N_BAD) continue;
+    if (v->type != N_MAP) {
+      ERR(x, v, "sessions.%s: expected a mapping with its message type "
+                "(message: pkg.Event), got %s", k->s, kind_name(v));
+      continue;
+    }
+    mw_config_session *grown = realloc(c->sessions.v, (c->sessions.n + 1) * sizeof *grown);
+    char *name = grown ? strdup(k->s) : NULL;
+    if (grown) c->sessions.v = grown;
+    if (!name) {
+      ERR(x, k, "out of memory");
+      return;
+    }
+    mw_config_session *s = &c->sessions.v[c->sessions.n++];
+    *s = (mw_config_session){.name = name, .buffer = 64, .policy = MW_CONFIG_SESS_BLOCK};
+    x->session = s;
+    char section[80];
+    snprintf(section, sizeof section, "sessions.%s", name);
+    walk_map(x, c, v, section, session_keys, session_pair);
+    x->session = NULL;
+    if (!s->message) {
+      int given = 0; /* a message given but refused has its own error */
+      for (size_t j = 0; j + 1 < v->n && !given; j += 2)
+        given = v->kid[j]->type == N_SCALAR && strcmp(v->kid[j]->s, "message") == 0;
+      if (!given)
+        ERR(x, k, "sessions.%s: 'message' is required: the type every publication is "
+                  "(for example message: chat.Event)", name);
+    }
+  }
+}
+
 static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
                      const node *v) {
   const char *key = top_keys[idx];
@@ -2228,6 +2361,9 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     return;
   case 23: /* shared */
     shared_section(x, c, v);
+    return;
+  case 24: /* sessions */
+    sessions_section(x, c, v);
     return;
   default:
     return;

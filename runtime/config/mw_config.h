@@ -86,6 +86,18 @@ typedef struct mw_config_shared {
   int64_t size; /* bytes, at least 64 KiB */
 } mw_config_shared;
 
+/* sessions: one room (sessions/mw_sessions.h). */
+enum { MW_CONFIG_SESS_BLOCK = 0, MW_CONFIG_SESS_DROP_OLDEST = 1, MW_CONFIG_SESS_CLOSE = 2 };
+typedef struct mw_config_session {
+  char *name;            /* a Lua identifier (owned) */
+  char *message;         /* the publications' type, a full name (owned) */
+  char *offset_field;    /* a field stamped with the offset, or NULL (owned) */
+  int64_t history_size;  /* publications kept per topic; default 0 (none) */
+  int64_t history_ttl_ms; /* their age limit; default 0 (none) */
+  int64_t buffer;        /* queued per stream; default 64 */
+  int policy;            /* MW_CONFIG_SESS_*; default block */
+} mw_config_session;
+
 typedef struct mw_config {
   char *file;     /* the config file's path, NULL when none (owned) */
   mw_strvec listen;      /* "host:port"; default ["127.0.0.1:50051"] */
@@ -207,6 +219,12 @@ typedef struct mw_config {
     mw_config_shared *v; /* owned, n long */
     size_t n;
   } shared;
+  /* Stream session rooms (mw.sessions.NAME), in the order written; made
+   * like the shared dicts: once, a reload may add rooms only. */
+  struct {
+    mw_config_session *v; /* owned, n long */
+    size_t n;
+  } sessions;
 } mw_config;
 
 /* compression.algorithm (the values of grpc_compression_algorithm). */

@@ -50,6 +50,7 @@ struct mw_call {
   int recv_started;
   int want_recv;   /* the backend asked for a message inside an event: the read
                       starts at the pump, with the send when there is one */
+  int sends_anytime; /* mw_call_sends_anytime: never a send with the read */
   int eos_wait;   /* an end of stream waits a moment to be told from a
                      cancellation (see on_recv) */
   mw_timer eos;   /* that wait (it holds the call as a batch in flight) */
@@ -389,7 +390,8 @@ static void pump(mw_call *c) {
       return;
     }
     if (c->q_len > 0) {
-      int with_recv = c->want_recv && c->q_len == 1 && !c->recv_started;
+      int with_recv =
+          c->want_recv && c->q_len == 1 && !c->recv_started && !c->sends_anytime;
       if (with_recv) c->want_recv = 0;
       start_send(c, with_recv);
     }
@@ -528,6 +530,8 @@ static int refuse_send(mw_call *c, size_t len) {
   mw_call_finish(c, MW_STATUS_RESOURCE_EXHAUSTED, msg);
   return 1;
 }
+
+void mw_call_sends_anytime(mw_call *c) { c->sends_anytime = 1; }
 
 int mw_call_send(mw_call *c, const char *data, size_t len) {
   if (refuse_send(c, len)) return 1;

@@ -121,6 +121,12 @@ int mw_call_reading(const mw_call *c);
  * drained; the first call wins. ops->on_done follows, after which the
  * backend must not touch the call. */
 void mw_call_finish(mw_call *c, int code, const char *msg);
+/* The backend may queue messages while its read is pending (a joined
+ * session's publications, sent while the handler waits in stream:recv).
+ * From then on a send is never started in one batch with a read: such a
+ * batch completes only when the client's next message arrives, and the
+ * sends behind it would wait for the client to talk. */
+void mw_call_sends_anytime(mw_call *c);
 /* Makes sure cancellation is observed (starts RECV_CLOSE_ON_SERVER). Called
  * when a handler first waits; unary handlers that never wait skip it. */
 void mw_call_watch_cancel(mw_call *c);

@@ -59,6 +59,15 @@ void mw_ltrace_open(lua_State *L);  /* l_trace.c: trace_start, trace_export,
 /* l_trace.c: pushes the span exporter's counters {exported=, dropped=,
  * queued=, failed_requests=} (core.trace_stats, mw.stats().tracing). */
 void mw_ltrace_push_stats(lua_State *L);
+void mw_lsessions_open(lua_State *L); /* l_sessions.c: session_* (mw.sessions),
+                                         the moonwire.sessions metatable */
+/* l_sessions.c: a joined session's publications continue once the call's
+ * queue has room (the call's on_writable, mw_lcall.c). */
+struct mw_lcall;
+void mw_lsessions_on_writable(struct mw_lcall *h);
+/* l_sessions.c: frees the blocked publishers' notice, once no server runs
+ * (cmd/serve.c, at the end); safe twice. */
+void mw_lsessions_free(void);
 void mw_lyaml_open(lua_State *L);   /* l_yaml.c: load_yaml */
 void mw_lmetrics_open(lua_State *L);/* l_metrics.c: metric_declare, metrics_on,
                                        moonwire.metric */

@@ -23,6 +23,7 @@ int mw_lcore_open(lua_State *L) {
   mw_ljws_open(L);
   mw_lratelimit_open(L);
   mw_lshared_open(L);
+  mw_lsessions_open(L);
   mw_lclient_open(L);
   mw_lidem_open(L);
   mw_ltrace_open(L);

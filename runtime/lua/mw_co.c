@@ -635,6 +635,17 @@ void mw_co_unshield(mw_lcall *h) {
   if (h->wait && h->wait->cancel(h, 0)) mw_co_wake(h, MW_WAKE_CANCELLED, 0);
 }
 
+void mw_co_end(mw_lcall *h, int code, const char *msg) {
+  if (h->finished) return;
+  /* as the budget's stop does: ending for good, whatever it waits on */
+  if (h->wait) h->wait->cancel(h, 1);
+  h->wait = NULL;
+  h->finished = 1;
+  cancel_children(h);
+  mw_co_shield_free(h);
+  mw_call_finish(h->call, code, msg);
+}
+
 void mw_co_abandon(mw_lcall *h) {
   if (h->wait) h->wait->cancel(h, 1);
   h->wait = NULL;

@@ -171,6 +171,11 @@ void mw_co_wake(mw_lcall *h, mw_wake how, int nres);
 /* The call was cancelled: runs ctx:on_cancel functions (once), and wakes a
  * waiting handler when its operation says so. */
 void mw_co_cancel(mw_lcall *h);
+/* Ends the call from outside its handler (a session the room closed):
+ * disarms the pending operation, stops the children and finishes the call
+ * with code and msg; the handler does not run again. No-op once the
+ * handler has finished. From an event of the call. */
+void mw_co_end(mw_lcall *h, int code, const char *msg);
 /* The call is over: disarms a pending operation without resuming. */
 void mw_co_abandon(mw_lcall *h);
 

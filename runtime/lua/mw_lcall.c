@@ -25,7 +25,14 @@ static void lcall_on_message(void *self, int ok, const char *data, size_t len, i
   mw_lstream_on_message(self, ok, data, len, has_msg);
 }
 
-static void lcall_on_writable(void *self) { mw_lstream_on_writable(self); }
+/* The queue has room: for a handler waiting in stream:send, and for the
+ * publications of a joined session waiting to be sent (l_sessions.c);
+ * neither can free the call inside an event. */
+static void lcall_on_writable(void *self) {
+  mw_lstream_on_writable(self);
+  mw_lcall *h = self;
+  if (h->children) mw_lsessions_on_writable(h);
+}
 
 static void lcall_on_cancel(void *self) { mw_co_cancel(self); }
 

@@ -23,6 +23,7 @@ forbid tls    "config/|schema/|codec/|compress/|$lower_than_core|lua\.h|grpc/" "
 forbid compress "config/|schema/|codec/|tls/|$lower_than_core|lua\.h|grpc/" "compress/ sits on base/ only"
 forbid trace  "config/|schema/|codec/|tls/|compress/|$lower_than_core|lua\.h|grpc/" "trace/ sits on base/ only"
 forbid shared "trace/|config/|schema/|codec/|tls/|compress/|metrics/|$lower_than_core|lua\.h|lauxlib\.h|grpc/" "shared/ sits on base/ only"
+forbid sessions "shared/|trace/|config/|schema/|codec/|tls/|compress/|metrics/|$lower_than_core|lua\.h|lauxlib\.h|grpc/" "sessions/ sits on base/ only"
 forbid config "schema/|codec/|tls/|compress/|$lower_than_core|lua\.h|grpc/" "config/ sits on base/ only"
 forbid schema "codec/|tls/|compress/|$lower_than_core|lua\.h|grpc/" "schema/ sits on base/ only"
 forbid codec  "compress/|$lower_than_core|grpc/" "codec/ is a leaf under lua/"
@@ -40,7 +41,7 @@ if [ -n "$hits" ]; then
 fi
 forbid gen    "cmd/|http/|grpc/|lua\.h" "gen/ joins core/ and lua/ by their headers only"
 # OpenSSL is tls/'s concern alone (gRPC core links its own use of it).
-for f in config shared schema codec compress trace metrics core lua gen cmd http; do
+for f in config shared sessions schema codec compress trace metrics core lua gen cmd http; do
   forbid "$f" "openssl/" "only tls/ includes OpenSSL"
 done
 # What siblings share stays among them.

@@ -760,7 +760,7 @@ static void test_unknown_keys(void) {
              "services, proto_path, limits, keepalive, reload, log, "
              "shutdown_grace_ms, protos, shutdown, health, reflection, tls, methods, "
              "transport, lua, compression, interceptors, tracing, admin, metrics, client, "
-             "shared)");
+             "shared, sessions)");
 }
 
 static void test_duplicates(void) {
@@ -1254,6 +1254,68 @@ static void test_tracing(void) {
   }
 }
 
+static void test_sessions(void) {
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d,
+                    "sessions:\n"
+                    "  chat:\n"
+                    "    message: chat.Event\n"
+                    "    offset_field: offset\n"
+                    "    history: {size: 100, ttl: 10m}\n"
+                    "    buffer: 16\n"
+                    "    policy: drop_oldest\n"
+                    "  feed: {message: a.b.Feed, policy: close}\n"
+                    "  plain: {message: P}\n"),
+               0);
+  MW_CHECK_INT((int)c.sessions.n, 3);
+  if (c.sessions.n == 3) {
+    MW_CHECK_STR(c.sessions.v[0].name, "chat");
+    MW_CHECK_STR(c.sessions.v[0].message, "chat.Event");
+    MW_CHECK_STR(c.sessions.v[0].offset_field, "offset");
+    MW_CHECK_INT(c.sessions.v[0].history_size, 100);
+    MW_CHECK_INT(c.sessions.v[0].history_ttl_ms, 600000);
+    MW_CHECK_INT(c.sessions.v[0].buffer, 16);
+    MW_CHECK_INT(c.sessions.v[0].policy, MW_CONFIG_SESS_DROP_OLDEST);
+    MW_CHECK_INT(c.sessions.v[1].policy, MW_CONFIG_SESS_CLOSE);
+    MW_CHECK(c.sessions.v[1].offset_field == NULL);
+    /* the defaults */
+    MW_CHECK_INT(c.sessions.v[2].buffer, 64);
+    MW_CHECK_INT(c.sessions.v[2].history_size, 0);
+    MW_CHECK_INT(c.sessions.v[2].history_ttl_ms, 0);
+    MW_CHECK_INT(c.sessions.v[2].policy, MW_CONFIG_SESS_BLOCK);
+  }
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  mw_config_free(&c); /* twice is safe */
+  expect_ok("sessions:\n");
+  expect_one("sessions:\n  chat: {}\n",
+             "t.yaml:2:3: sessions.chat: 'message' is required: the type every publication "
+             "is (for example message: chat.Event)");
+  expect_one("sessions:\n  chat: {message: chat..Event}\n",
+             "t.yaml:2:19: sessions.chat.message: 'chat..Event' is not a full message type "
+             "name such as chat.Event");
+  expect_one("sessions:\n  chat: {message: c.E, policy: later}\n",
+             "t.yaml:2:32: sessions.chat.policy: expected block, drop_oldest or close, got "
+             "'later'");
+  expect_one("sessions:\n  chat: {message: c.E, buffer: 0}\n",
+             "t.yaml:2:32: sessions.chat.buffer: must be at least 1, got '0'");
+  expect_one("sessions:\n  chat: {message: c.E, history: {size: 5, age: 1s}}\n",
+             "t.yaml:2:43: unknown key 'age' in 'sessions.chat.history' (valid keys: size, "
+             "ttl)");
+  expect_one("sessions:\n  chat: {message: c.E, offset_field: a.b}\n",
+             "t.yaml:2:38: sessions.chat.offset_field: 'a.b' is not a field name");
+  expect_one("sessions:\n  my-room: {message: c.E}\n",
+             "t.yaml:2:3: sessions: 'my-room' is not a room name (letters, digits and _, not "
+             "starting with a digit, at most 64, not a Lua keyword: it is spelt "
+             "mw.sessions.NAME)");
+  expect_one("sessions:\n  a: {message: c.E}\n  a: {message: c.E}\n",
+             "t.yaml:3:3: sessions: 'a' is listed twice");
+  expect_one("sessions:\n  a: 5\n",
+             "t.yaml:2:6: sessions.a: expected a mapping with its message type "
+             "(message: pkg.Event), got a scalar");
+}
+
 static void test_shared(void) {
   mw_config c;
   mw_diag d;
@@ -1429,5 +1491,6 @@ int main(void) {
   MW_RUN(test_tracing);
   MW_RUN(test_client);
   MW_RUN(test_shared);
+  MW_RUN(test_sessions);
   return mw_test_done();
 }

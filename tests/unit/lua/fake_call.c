@@ -326,6 +326,11 @@ void mw_call_finish(mw_call *c, int code, const char *msg) {
   snprintf(c->finish_msg, sizeof c->finish_msg, "%s", msg ? msg : "");
 }
 
+void mw_call_sends_anytime(mw_call *c) {
+  if (!alive(c, "mw_call_sends_anytime")) return;
+  trace(c, "sends_anytime");
+}
+
 void mw_call_watch_cancel(mw_call *c) {
   if (!alive(c, "mw_call_watch_cancel")) return;
   c->watch_cancel_calls++;

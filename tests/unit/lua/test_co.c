@@ -23,6 +23,7 @@
 #include "mw_test.h"
 #include "schema/mw_methods.h"
 #include "schema/mw_schema.h"
+#include "sessions/mw_sessions.h"
 
 #define DIR MW_TEST_TMP "/co"
 #define LOG MW_TEST_TMP "/co.log"
@@ -60,6 +61,10 @@ static const char proto_src[] =
     "  rpc Auth(Msg) returns (Msg);\n"
     "  rpc AuthLate(Msg) returns (Msg);\n"
     "  rpc CallInfo(Msg) returns (Msg);\n"
+    "  rpc SessJoin(Msg) returns (stream Msg);\n"
+    "  rpc SessPub(Msg) returns (Msg);\n"
+    "  rpc SessClose(Msg) returns (Msg);\n"
+    "  rpc SessList(Msg) returns (Msg);\n"
     "}\n";
 
 static const char lua_src[] =
@@ -83,6 +88,26 @@ static const char lua_src[] =
     "  return {text = table.concat({ctx.service, ctx.method_name, ctx.kind,\n"
     "    tostring(shortened), tostring(ctx:remaining() <= 100), tostring(ctx.deadline ~= nil),\n"
     "    io.msgs_in, io.bytes_in, tostring(math.abs(mw.now() - io.start) < 60)}, ',')}\n"
+    "end\n"
+    "\n"
+    "-- stream sessions (the room 'co' is made by setup)\n"
+    "function T.SessJoin(req, stream)\n"
+    "  local sub = mw.sessions.co:join(req.text, stream)\n"
+    "  stream:send({text = 'joined:' .. sub.id})\n"
+    "  sub:wait()\n"
+    "end\n"
+    "function T.SessPub(req)\n"
+    "  local topic, n = req.text:match('^(.*):(%d+)$')\n"
+    "  local off\n"
+    "  for i = 1, tonumber(n) do off = mw.sessions.co:publish(topic, {text = 'm' .. i}) end\n"
+    "  return {text = tostring(off)}\n"
+    "end\n"
+    "function T.SessClose(req)\n"
+    "  return {text = tostring(mw.sessions.co:close(math.tointeger(tonumber(req.text)),\n"
+    "    {code = 'ABORTED', message = 'bye'}))}\n"
+    "end\n"
+    "function T.SessList(req)\n"
+    "  return {text = tostring(#mw.sessions.co:list(req.text))}\n"
     "end\n"
     "\n"
     "function T.Echo(req, ctx)\n"
@@ -1044,6 +1069,88 @@ static void test_auth_pem_after_the_call(void) {
   fake_call_free(c);
 }
 
+/* ---- stream sessions ---------------------------------------------------------------- */
+
+/* Runs mail and timers until neither has work: the workers' loops. */
+static void settle(void) {
+  while (fake_run_mail() + fake_fire_timers() > 0) {
+  }
+}
+
+static mw_call *join_scripted(const char *topic, const int *rooms, int n) {
+  const mw_method *m = method("SessJoin");
+  mw_call *c = fake_call_new(m);
+  if (n) fake_call_script_room(c, rooms, n);
+  size_t len = enc(topic);
+  fake_start(c, mw_lua_backend_handler(g_b, m->index), enc_buf, len, 1);
+  return c;
+}
+
+/* Publications reach each joined stream through its worker's mail, in
+ * order; a publisher facing a full queue (block, buffer 2) waits and goes
+ * on as the queues drain; a stream whose call queue is full holds the rest
+ * until on_writable; cancelled streams leave. */
+static void test_sessions_delivery_and_backpressure(void) {
+  static const int stall[] = {1, 0}; /* the joined message, then full */
+  mw_call *a = join_scripted("t1", stall, 2), *b = join_scripted("t1", NULL, 0);
+  MW_CHECK_INT(a->n_sent, 1);
+  MW_CHECK_CONTAINS(a->trace, "sends_anytime");
+  mw_call *p = start("SessPub", "t1:3");
+  MW_CHECK_INT(p->finished, 0); /* the third found both queues full */
+  settle();
+  MW_CHECK_INT(p->finish_code, MW_STATUS_OK);
+  MW_CHECK_STR(sent(p, 0), "3");
+  MW_CHECK_INT(b->n_sent, 4);
+  MW_CHECK_STR(sent(b, 1), "m1");
+  MW_CHECK_STR(sent(b, 2), "m2");
+  MW_CHECK_STR(sent(b, 3), "m3");
+  MW_CHECK_INT(a->n_sent, 2); /* m1, then its call's queue was full */
+  MW_CHECK_STR(sent(a, 1), "m1");
+  fake_writable(a);
+  MW_CHECK_INT(a->n_sent, 4);
+  MW_CHECK_STR(sent(a, 2), "m2");
+  MW_CHECK_STR(sent(a, 3), "m3");
+  fake_done(p);
+  fake_call_free(p);
+  mw_call *l = start("SessList", "t1");
+  MW_CHECK_STR(sent(l, 0), "2");
+  fake_done(l);
+  fake_call_free(l);
+  fake_cancel(a);
+  fake_cancel(b);
+  MW_CHECK_INT(a->finish_code, MW_STATUS_CANCELLED);
+  l = start("SessList", "t1");
+  MW_CHECK_STR(sent(l, 0), "0"); /* they left with their calls */
+  fake_done(l);
+  fake_call_free(l);
+  fake_done(a);
+  fake_done(b);
+  fake_call_free(a);
+  fake_call_free(b);
+}
+
+/* room:close ends a stream whose handler waits in sub:wait with the status
+ * given, from its own worker's mail. */
+static void test_sessions_close_ends_a_waiting_stream(void) {
+  mw_call *a = join_scripted("t2", NULL, 0);
+  const char *joined = sent(a, 0);
+  MW_CHECK(strncmp(joined, "joined:", 7) == 0);
+  mw_call *c = start("SessClose", joined + 7);
+  MW_CHECK_STR(sent(c, 0), "true");
+  fake_done(c);
+  fake_call_free(c);
+  MW_CHECK_INT(a->finished, 0);
+  settle();
+  MW_CHECK_INT(a->finish_code, MW_STATUS_ABORTED);
+  MW_CHECK_STR(a->finish_msg, "bye");
+  fake_done(a);
+  fake_call_free(a);
+  mw_call *l = start("SessList", "t2");
+  MW_CHECK_STR(sent(l, 0), "0");
+  fake_done(l);
+  fake_call_free(l);
+}
+
 /* ---- setup ------------------------------------------------------------------------------ */
 
 /* A handler waiting on the health board is woken on its worker: the set
@@ -1153,6 +1260,9 @@ static int setup(void) {
   mw_log_configure(MW_LOG_WARN, 0, fd);
   const char *dirs[] = {DIR};
   mw_diag d = {0};
+  mw_sess_spec room = {.name = "co", .message = "co.Msg", .buffer = 2, .history_size = 4,
+                       .policy = MW_SESS_BLOCK};
+  if (mw_sessions_configure(&room, 1, NULL, &d) != 0) return -1;
   mw_schema_input in = {dirs, 1, NULL, 0, NULL, 0};
   g_schema = mw_schema_load(&in, &d);
   if (g_schema) g_methods = mw_methods_new(g_schema);
@@ -1214,6 +1324,8 @@ int main(void) {
   RUN(test_kept_ctx_after_an_error);
   RUN(test_failed_handler_leaves_other_calls_alone);
   RUN(test_health_wait_woken_by_a_set);
+  RUN(test_sessions_delivery_and_backpressure);
+  RUN(test_sessions_close_ends_a_waiting_stream);
   RUN(test_health_wait_cancelled);
   RUN(test_health_wait_two_waiters);
   RUN(test_health_wait_without_a_server);
@@ -1223,6 +1335,7 @@ int main(void) {
   RUN(test_auth_pem_on_demand);
   RUN(test_auth_pem_after_the_call);
   mw_lua_backend_free(g_b);
+  mw_sessions_free();
   mw_methods_free(g_methods);
   mw_schema_free(g_schema);
   mw_lua_thread_exit();
