@@ -429,6 +429,33 @@ class MoonwireTest(Calls, unittest.TestCase):
         cls.server.close()
         shutil.rmtree(cls.dir, ignore_errors=True)
 
+    def test_indented_at_a_terminal(self):
+        import pty
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.Popen([mwtest.MOONWIRE_BIN, "call", self.addr, "shop.Shop/Buy",
+                                  '{"sku": "p", "tags": ["a", "b"], "price": {}}'],
+                                 stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            os.close(slave)
+            slave = None
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # the pty closes when the process exits
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            self.assertEqual(p.wait(timeout=20), 0)
+            p.stderr.close()
+        finally:
+            os.close(master)
+            if slave is not None:
+                os.close(slave)
+        self.assertEqual(out.decode().replace("\r\n", "\n"),
+                         '{\n  "sku": "p",\n  "price": {},\n  "tags": [\n    "a",\n    "b"\n  ]\n}\n')
+
     def test_unreachable(self):
         r = cli("call", "127.0.0.1:1", "shop.Shop/Buy", "--deadline", "5")
         self.assertEqual(r.returncode, 14, r.stderr)  # UNAVAILABLE, from reflection
