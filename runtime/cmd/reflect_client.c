@@ -380,9 +380,13 @@ static void emit(const fileset *fs, size_t i, const mw_schema *s, mw_buf *out, u
   size_t n = 0;
   if (for_deps(fs, i, a, &deps, &n) == 0) {
     for (size_t d = 0; d < n; d++) {
-      char name[512];
-      snprintf(name, sizeof name, "%.*s", (int)deps[d].size, deps[d].data);
+      char *name = strndup(deps[d].data, deps[d].size);
+      if (!name) {
+        out->oom = 1; /* reported as out of memory */
+        continue;
+      }
       ptrdiff_t j = fileset_find(fs, name);
+      free(name);
       if (j >= 0) emit(fs, (size_t)j, s, out, a);
     }
   }
