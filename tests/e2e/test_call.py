@@ -602,4 +602,4 @@ class TlsTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    mwtest.main()
