@@ -8,6 +8,7 @@ and list/describe output compared to the source .proto."""
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -599,6 +600,92 @@ class TlsTest(unittest.TestCase):
         r = cli("call", self.addr, "shop.Shop/Buy", "--cacert", p("ca.db/ca.cnf"))
         self.assertEqual(r.returncode, 65)
         self.assertIn("not a PEM file", r.stderr)
+
+
+DOCS = os.path.join(mwtest.SOURCE_DIR, "docs", "commands")
+
+
+def doc_examples(name):
+    """(command, expected output or None) of docs/commands/NAME: indented
+    blocks, either `$ cmd` lines each followed by its output, or shell
+    commands (as many lines as shlex needs to close their quotes, or ending
+    in \\ or |) followed, in the same paragraph, by their output."""
+    with open(os.path.join(DOCS, name)) as f:
+        text = f.read()
+    paragraphs, cur = [], []
+    for line in text.splitlines():
+        if line.startswith("    "):
+            cur.append(line[4:])
+        else:
+            if cur:
+                paragraphs.append(cur)
+            cur = []
+    if cur:
+        paragraphs.append(cur)
+    out = []
+    for para in paragraphs:
+        if para[0].startswith("$ moonwire "):
+            out.append((para[0][2:], "\n".join(para[1:]) + "\n"))
+            continue
+        lines = [l for l in para if not l.startswith("#")]
+        if not lines or not lines[0].startswith(("moonwire ", "printf ")):
+            continue
+        n = 0
+        while n < len(lines):
+            n += 1
+            cmd = "\n".join(lines[:n])
+            if cmd.endswith(("\\", "|")):
+                continue
+            try:
+                shlex.split(cmd)
+            except ValueError:
+                continue
+            break
+        rest = lines[n:]
+        out.append((cmd, "\n".join(rest) + "\n" if rest else None))
+    # the synopses (ADDR) and quoted messages are not commands to run
+    return [(c, w) for c, w in out if "127.0.0.1:50051" in c]
+
+
+class DocsTest(unittest.TestCase):
+    """The examples of docs/commands/ run as written against the examples/
+    they name, and print what the pages show."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.servers = {}
+        for name in ("routeguide", "helloworld", "shop"):
+            s = Server(mwtest.example(name))
+            s.start()
+            cls.servers[name] = s
+
+    @classmethod
+    def tearDownClass(cls):
+        for s in cls.servers.values():
+            s.close()
+
+    def run_example(self, cmd):
+        # a command naming no package (list ADDR) is list.md's helloworld one
+        pkg = next((p for p in self.servers if p + "." in cmd), "helloworld")
+        script = cmd.replace("127.0.0.1:50051", self.servers[pkg].addr)
+        script = 'moonwire() { "$MOONWIRE_BIN" "$@"; }\n' + script
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                              timeout=60, env=dict(os.environ, MOONWIRE_BIN=mwtest.MOONWIRE_BIN))
+
+    def test_examples(self):
+        seen = 0
+        for page in ("call.md", "list.md", "describe.md"):
+            for cmd, want in doc_examples(page):
+                seen += 1
+                r = self.run_example(cmd)
+                self.assertEqual(r.returncode, 0, (page, cmd, r.stderr))
+                if want is not None:
+                    self.assertEqual(r.stdout, want, (page, cmd))
+                else:
+                    for line in r.stdout.splitlines():
+                        json.loads(line)  # NDJSON
+                    self.assertTrue(r.stdout, (page, cmd))
+        self.assertGreaterEqual(seen, 9)
 
 
 if __name__ == "__main__":
