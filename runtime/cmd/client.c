@@ -30,7 +30,8 @@ static const char usage[] =
     "            syntax; without SYMBOL, every service\n"
     "\n"
     "  ADDR is HOST:PORT, [IPv6]:PORT or unix:PATH. The schema comes from\n"
-    "  the server's reflection unless --proto or --protoset is given.\n"
+    "  the server's reflection unless --proto or --protoset is given (then\n"
+    "  list and describe need no ADDR).\n"
     "\n"
     "  -H, --header 'KEY: VALUE'  request metadata (repeatable); a -bin\n"
     "                          key's VALUE is base64\n"
@@ -267,9 +268,20 @@ int mw_cli_parse(int argc, char **argv, mw_cli *c) {
     }
     if (rc >= 0) return rc;
   }
-  if (!addr) return usage_error(c, "%s", "no ADDR given");
+  /* list and describe over --proto / --protoset ask no server: ADDR may be
+   * left out (an address has a ':', a symbol never does). */
+  int local = c->protos.n || c->protosets.n;
+  if (local && strcmp(c->cmd, "call") && addr && !strchr(addr, ':')) {
+    if (c->n_args == 2) return usage_error(c, "unexpected argument %s", c->args[1]);
+    c->args[1] = c->args[0];
+    c->args[0] = addr;
+    c->n_args = c->n_args ? 2 : 1;
+    addr = NULL;
+  }
+  if (!addr && !(local && strcmp(c->cmd, "call")))
+    return usage_error(c, "%s", "no ADDR given");
   /* `-` as the request is an argument, not an option: taken above. */
-  if (!strncmp(addr, "unix:", 5) ? !addr[5] : !strchr(addr, ':'))
+  if (addr && (!strncmp(addr, "unix:", 5) ? !addr[5] : !strchr(addr, ':')))
     return usage_error(c, "%s: ADDR is HOST:PORT, [IPv6]:PORT or unix:PATH", addr);
   c->target.addr = addr;
   if (plaintext && c->target.tls)

@@ -542,6 +542,13 @@ class WithoutReflectionTest(unittest.TestCase):
         self.assertEqual(r.stdout.split("\n", 1)[1], block(mwtest.dedent(SHOP), "message Item {"))
         r = cli("list", self.mw.addr, "--proto", shop)
         self.assertEqual(r.stdout, "shop.Shop\n")
+        # no server is asked: ADDR may be left out
+        r = cli("list", "--proto", shop)
+        self.assertEqual((r.returncode, r.stdout), (0, "shop.Shop\n"), r.stderr)
+        r = cli("describe", "shop.Query", "--proto", shop)
+        self.assertEqual(r.stdout.split("\n", 1)[1], block(mwtest.dedent(SHOP), "message Query {"))
+        r = cli("call", "shop.Shop/Buy", "--proto", shop)
+        self.assertEqual(r.returncode, 64)  # a call needs its server
         r = cli("call", self.mw.addr, "shop.Shop/Buy", "--proto", os.path.join(self.dir, "no.proto"))
         self.assertEqual(r.returncode, 65)
         self.assertIn("no.proto", r.stderr)
