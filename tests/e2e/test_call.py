@@ -597,6 +597,13 @@ class TlsTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         r = cli("call", self.addr, "shop.Shop/Buy", "--insecure")
         self.assertEqual(r.returncode, 0, r.stderr)
+        # the name checked is --servername's, not the address's
+        r = cli("call", self.addr, "shop.Shop/Buy", "--cacert", p("ca.pem"),
+                "--servername", "localhost")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = cli("call", self.addr, "shop.Shop/Buy", "--cacert", p("ca.pem"), "--deadline", "5",
+                "--servername", "elsewhere.test")
+        self.assertEqual(r.returncode, 14, r.stderr)
         # an unknown CA (the system's roots), another CA, plaintext to TLS
         for args in (["--tls"], ["--cacert", p("ca2.pem")], ["--plaintext"], []):
             r = cli("call", self.addr, "shop.Shop/Buy", "--deadline", "5", *args)
