@@ -333,6 +333,23 @@ class Calls:
             p.stdout.close()
             p.stderr.close()
 
+    def test_call_ends_while_stdin_stays_open(self):
+        p = subprocess.Popen([mwtest.MOONWIRE_BIN, "call", self.addr, "shop.Shop/Chat",
+                              "--deadline", "1"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            # the status ends the command; the input is never closed
+            self.assertEqual(p.wait(timeout=15), 4)
+            self.assertIn("DEADLINE_EXCEEDED", p.stderr.read())
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdin.close()
+            p.stdout.close()
+            p.stderr.close()
+
     def test_metadata_and_verbose(self):
         r = self.call("shop.Shop/Buy", "{}", "-H", "X-Token: secret", "-H",
                       "x-raw-bin: AAECAw==", "-v")
