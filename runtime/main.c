@@ -4,6 +4,10 @@
 #include "cmd/cmd.h"
 
 int main(int argc, char **argv) {
+  /* The client commands parse their own flags (cmd/client.h). */
+  if (argc > 1 && !strcmp(argv[1], "call")) return mw_cmd_call(argc, argv);
+  if (argc > 1 && !strcmp(argv[1], "list")) return mw_cmd_list(argc, argv);
+  if (argc > 1 && !strcmp(argv[1], "describe")) return mw_cmd_describe(argc, argv);
   options o;
   int rc = mw_cmd_parse(argc, argv, &o);
   if (rc >= 0) return rc;

@@ -1,4 +1,5 @@
-/* The commands of the moonwire binary (serve, check, new) and what they share:
+/* The commands of the moonwire binary (serve, check, new; call, list and
+ * describe, the client ones) and what they share:
  * the command line and the config it names. main.c only dispatches. */
 #ifndef MW_CMD_H
 #define MW_CMD_H
@@ -37,6 +38,13 @@ int mw_cmd_nothing_to_serve(const mw_config *cfg, const struct mw_gen *g, mw_dia
 int mw_cmd_serve(const options *o);
 /* moonwire new DIR [--proto FILE] (cmd/new.c). */
 int mw_cmd_new(const options *o);
+
+/* moonwire call / list / describe (cmd/call.c, cmd/describe.c): clients of
+ * any gRPC server, with a command line of their own (cmd/client.h); main.c
+ * hands them argv whole when argv[1] names one. Return the exit status. */
+int mw_cmd_call(int argc, char **argv);
+int mw_cmd_list(int argc, char **argv);
+int mw_cmd_describe(int argc, char **argv);
 
 /* The outbound client's policy from cfg (allow-list, limits, deadline
  * margin), before any script runs; mw_client_shutdown undoes it. Returns 0,

@@ -81,6 +81,30 @@ class Readme(unittest.TestCase):
                 msgs.append(m)
             self.assertEqual(msgs, [{"left": 3}, {"left": 2}, {"left": 1}])
 
+    def test_moonwire_call(self):
+        # The README's moonwire call lines, as written but for the address
+        # and the binary's path.
+        with open(README) as f:
+            lines = [l.strip() for l in f if l.strip().startswith("build/moonwire call ")]
+        self.assertEqual(len(lines), 2)
+        with Server(SHOP) as s:
+            def run(line, *extra):
+                args = shlex.split(line)
+                args = [mwtest.MOONWIRE_BIN, "call", s.target()] + args[3:] + list(extra)
+                return subprocess.run(args, capture_output=True, text=True, timeout=60)
+            r = run(lines[0])
+            self.assertEqual((r.returncode, r.stdout), (0, '{"cents":"900"}\n'), r.stderr)
+            r = run(lines[1])
+            self.assertEqual((r.returncode, r.stdout),
+                             (0, '{"left":3}\n{"left":2}\n{"left":1}\n'), r.stderr)
+            # the failure the README shows: exit 5, the status on stderr
+            args = shlex.split(lines[0])
+            r = subprocess.run([mwtest.MOONWIRE_BIN, "call", s.target(), args[3],
+                                '{"sku": "milk", "quantity": 1}'],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 5)
+            self.assertIn("NOT_FOUND (5): no such item: milk", r.stderr)
+
 
 if __name__ == "__main__":
     mwtest.main()
