@@ -408,12 +408,15 @@ static int wait_async(lua_State *L, mw_lcall *h, const mw_shared_dict *d, const 
 
 /* Runs rq on d and returns its values: at once for the memory store; for
  * Redis, a handler waits (its worker goes on with other calls), and code
- * outside any handler (a module's top level) blocks, for at most the
- * dict's timeout. */
+ * outside any handler (a module's top level, ctx:on_done functions)
+ * blocks, for at most the dict's timeout. So does a handler whose call was
+ * cancelled: it cannot wait any more, but it may still have to tidy up
+ * (release what it claimed) rather than raise. */
 static int run(lua_State *L, const mw_shared_dict *d, const mw_shreq *rq) {
   if (d->backend->submit) {
     mw_lcall *h = mw_co_current(L);
-    if (h || mw_co_running()) h = mw_co_check(L, h, "mw.shared (on redis)");
+    if (h && (h->finished || mw_call_cancelled(h->call))) h = NULL;
+    else if (h || mw_co_running()) h = mw_co_check(L, h, "mw.shared (on redis)");
     if (h) return wait_async(L, h, d, rq);
   }
   mw_shres res;

@@ -1,0 +1,155 @@
+"""Idempotency keys kept in a shared dict on Redis (`store: {shared:
+NAME}`): every case of test_idempotency.py again, with the keys in a real
+redis-server, and then two instances sharing that Redis: a duplicate sent
+to the second while the first runs on the first waits for it and gets its
+reply; a crashed instance's claim runs out with its lease; Redis down
+fails keyed calls UNAVAILABLE without running them."""
+
+import threading
+import time
+import uuid
+
+import grpc
+
+import mwtest
+import test_idempotency as base
+from mwtest import Protos, RedisServer, Server
+
+
+def config(redis, lease=None):
+    store = "{shared: idem%s}" % (", lease: %s" % lease if lease else "")
+    return """
+workers: 2
+log: {format: json}
+shared:
+  idem: {redis: "%s", timeout: 1s}
+methods:
+  /idem.Svc/Run: {idempotency: {key: metadata, store: %s}}
+  /idem.Svc/Abort: {idempotency: {concurrent: abort, store: %s}}
+  /idem.Svc/Short: {idempotency: {ttl: 300ms, store: %s}}
+  /idem.Svc/Required: {idempotency: {required: true, store: %s}}
+  /idem.Svc/ByField: {idempotency: {key: {field: id}, store: %s}}
+""" % ((redis.url(2),) + (store,) * 5)
+
+
+class IdempotencyOnRedis(base.Idempotency):
+    """The cases of test_idempotency.py, with the keys in Redis."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = RedisServer().start()
+        cls.dir = mwtest.ServiceDir({"idem.proto": base.PROTO, "idem.lua": base.LUA})
+        cls.protos = Protos(cls.dir.path)
+        cls.Req = cls.protos.msg("idem.Req")
+        cls.server = Server(cls.dir, config=config(cls.redis),
+                            args=["--admin", "127.0.0.1:0"]).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__(None, None, None)
+        cls.dir.cleanup()
+        cls.redis.close()
+
+    def test_keys_are_in_redis(self):
+        k, text = base.key(), "inredis-" + base.key()
+        self.stub("Run")(self.Req(text=text), metadata=base.md(k), timeout=10)
+        # (the entry's name holds NULs, which redis-cli's output cuts)
+        self.assertNotEqual(self.redis.cli("-n", "2", "--scan", "--pattern", "idem:*" + k).strip(), "")
+
+
+class AcrossInstances(mwtest.TestCase):
+    def setUp(self):
+        self.redis = RedisServer().start()
+        self.addCleanup(self.redis.close)
+        self.dir = self.service_dir({"idem.proto": base.PROTO, "idem.lua": base.LUA})
+        self.protos = Protos(self.dir.path)
+        self.Req = self.protos.msg("idem.Req")
+
+    def start(self, lease=None):
+        s = Server(self.dir, config=config(self.redis, lease)).start()
+        self.addCleanup(s.close)
+        return s
+
+    def stub(self, s, method):
+        return self.protos.unary(s.channel(), "/idem.Svc/" + method)
+
+    def runs(self, servers, text):
+        return sum(s.logs().count('"text":"%s"' % text) for s in servers)
+
+    def test_a_duplicate_on_another_instance_waits_and_replays(self):
+        a, b = self.start(), self.start()
+        k, text = str(uuid.uuid4()), "across-" + str(uuid.uuid4())
+        req = self.Req(text=text, sleep_ms=800)
+        out = {}
+
+        def first():
+            out["a"] = self.stub(a, "Run")(req, metadata=base.md(k), timeout=10)
+
+        t = threading.Thread(target=first)
+        t.start()
+        deadline = time.monotonic() + 5
+        while self.runs([a], text) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(self.runs([a], text), 1)
+        t0 = time.monotonic()
+        dup, call = self.stub(b, "Run").with_call(req, metadata=base.md(k), timeout=10)
+        waited = time.monotonic() - t0
+        t.join(10)
+        self.assertEqual(dup, out["a"])
+        self.assertEqual(dict(call.initial_metadata())["idempotent-replayed"], "true")
+        self.assertGreater(waited, 0.3)
+        # and later, a replay from either instance; the handler ran once
+        self.assertEqual(self.stub(b, "Run")(req, metadata=base.md(k), timeout=10), out["a"])
+        self.assertEqual(self.stub(a, "Run")(req, metadata=base.md(k), timeout=10), out["a"])
+        # another request with the key, on the other instance
+        with self.assertRaises(grpc.RpcError) as e:
+            self.stub(b, "Run")(self.Req(text="other"), metadata=base.md(k), timeout=10)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        time.sleep(0.1)
+        self.assertEqual(self.runs([a, b], text), 1)
+
+    def test_a_crashed_instance_claim_runs_out_with_its_lease(self):
+        a, b = self.start(lease="1s"), self.start(lease="1s")
+        k, text = str(uuid.uuid4()), "crash-" + str(uuid.uuid4())
+        req = self.Req(text=text, sleep_ms=5000)
+        fut = self.stub(a, "Abort").future(req, metadata=base.md(k), timeout=10)
+        deadline = time.monotonic() + 5
+        while self.runs([a], text) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        a.kill()  # no release: the claim stays until its lease ends
+        fut.cancel()
+        quick = self.Req(text=text)
+        with self.assertRaises(grpc.RpcError) as e:
+            self.stub(b, "Abort")(req, metadata=base.md(k), timeout=10)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.ABORTED)
+        time.sleep(1.2)
+        # a different request now: the old claim is gone, not a mismatch
+        res = self.stub(b, "Abort")(quick, metadata=base.md(k), timeout=10)
+        self.assertEqual(res.text, text)
+
+    def test_redis_down_fails_unavailable_without_running(self):
+        a = self.start()
+        k, text = str(uuid.uuid4()), "down-" + str(uuid.uuid4())
+        self.redis.kill()
+        with self.assertRaises(grpc.RpcError) as e:
+            self.stub(a, "Run")(self.Req(text=text), metadata=base.md(k), timeout=10)
+        self.assertEqual(e.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertIn("the idempotency store is unavailable: redis: ", e.exception.details())
+        time.sleep(0.1)
+        self.assertEqual(self.runs([a], text), 0)
+        self.redis.restart()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                res = self.stub(a, "Run")(self.Req(text=text), metadata=base.md(k), timeout=10)
+                break
+            except grpc.RpcError as err:
+                self.assertEqual(err.code(), grpc.StatusCode.UNAVAILABLE)
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.05)
+        self.assertEqual(res.text, text)
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
