@@ -19,6 +19,8 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "base/mw_log.h"
+
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
 
@@ -39,8 +41,19 @@ struct mw_rconn {
   int state;
   int want_read, want_write;
   int64_t next_try_ms, connect_started_ms, backoff_ms;
+  /* Commands sent and not answered, and when the connection last showed
+   * progress (a reply, or the first command after none was pending): a
+   * connection with commands pending and no reply for STALL_FACTOR times
+   * the timeout is dropped and made again, so a Redis that stopped
+   * answering (a half-open connection, a stopped process) does not pile
+   * up commands without end. */
+  size_t inflight;
+  int64_t progress_ms;
+  int logged_down; /* the loss was logged; the next connect is */
   char err[160]; /* why the connection is down, as hiredis says it */
 };
+
+#define STALL_FACTOR 3
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -122,6 +135,14 @@ static void ev_cleanup(void *p) {
 
 static void went_down(mw_rconn *c, const char *why) {
   set_err(c, why);
+  /* One line per change, not one per attempt: the first failure after
+   * being up (or at start), then the next success. */
+  if ((c->state == ST_UP || !c->logged_down) && !c->stop) {
+    mw_log(MW_LOG_WARN, "redis %s:%d: %s%s", c->addr.host, c->addr.port, c->err,
+           c->state == ST_UP ? "; reconnecting" : "; retrying");
+    c->logged_down = 1;
+  }
+  c->inflight = 0; /* hiredis answers each of them as it lets go */
   c->ac = NULL;
   c->state = ST_DOWN;
   atomic_store(&c->up, 0);
@@ -137,6 +158,8 @@ static void on_connect(const redisAsyncContext *ac, int status) {
     went_down(c, ac->errstr);
     return;
   }
+  if (c->logged_down) mw_log(MW_LOG_INFO, "redis %s:%d: connected", c->addr.host, c->addr.port);
+  c->logged_down = 0;
   c->state = ST_UP;
   atomic_store(&c->up, 1);
   c->backoff_ms = BACKOFF_MIN_MS;
@@ -159,6 +182,10 @@ static const char *reason(mw_rconn *c, redisAsyncContext *ac) {
 static void on_reply(redisAsyncContext *ac, void *r, void *priv) {
   mw_rconn *c = ac->data;
   mw_rcmd *cmd = priv;
+  if (r) {
+    if (c->inflight) c->inflight--;
+    c->progress_ms = now_ms();
+  }
   if (r) cmd->on_reply(cmd, r, NULL);
   else cmd->on_reply(cmd, NULL, reason(c, ac));
 }
@@ -221,8 +248,11 @@ static void send_cmd(mw_rconn *c, mw_rcmd *cmd) {
     cmd->on_reply(cmd, NULL, c->stop ? "shutting down" : c->err);
     return;
   }
-  if (redisAsyncFormattedCommand(c->ac, on_reply, cmd, cmd->cmd, cmd->len) != REDIS_OK)
+  if (redisAsyncFormattedCommand(c->ac, on_reply, cmd, cmd->cmd, cmd->len) != REDIS_OK) {
     cmd->on_reply(cmd, NULL, reason(c, c->ac));
+    return;
+  }
+  if (c->inflight++ == 0) c->progress_ms = now_ms();
 }
 
 void mw_rconn_resend(mw_rconn *c, mw_rcmd *cmd) { send_cmd(c, cmd); }
@@ -253,6 +283,9 @@ static void *io_main(void *arg) {
     if (c->ac && c->state == ST_CONNECTING &&
         now - c->connect_started_ms >= c->connect_timeout_ms)
       drop(c, "connect timeout");
+    int64_t stall = STALL_FACTOR * c->connect_timeout_ms;
+    if (c->ac && c->state == ST_UP && c->inflight && now - c->progress_ms >= stall)
+      drop(c, "no reply in time: connection dropped");
     drain(c);
     struct pollfd pf[2] = {{.fd = c->wakefd, .events = POLLIN}};
     int n = 1;
@@ -265,6 +298,8 @@ static void *io_main(void *arg) {
     if (!c->ac) timeout = (int)(c->next_try_ms > now ? c->next_try_ms - now : 0);
     else if (c->state == ST_CONNECTING)
       timeout = (int)(c->connect_started_ms + c->connect_timeout_ms - now);
+    else if (c->inflight)
+      timeout = (int)(c->progress_ms + stall - now);
     if (timeout < -1) timeout = 0;
     if (poll(pf, (nfds_t)n, timeout) < 0 && errno != EINTR) break;
     if (pf[0].revents & POLLIN) {

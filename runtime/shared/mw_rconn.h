@@ -9,8 +9,12 @@
  * a loss, with a backoff from 50 ms doubling to 1 s. While it is down a
  * command fails at once with the reason of the last failure ("connection
  * refused"): a worker never waits on a Redis that is not there. A connect
- * attempt is bounded by the configured timeout. Nothing here knows the
- * dict operations, and nothing here blocks the caller of submit. */
+ * attempt is bounded by the configured timeout, and a connection with
+ * commands pending that gets no reply for three times that timeout (a
+ * stopped Redis, a half-open connection) is dropped and made again, so
+ * pending commands never pile up without end. Losses and recoveries are
+ * logged once each. Nothing here knows the dict operations, and nothing
+ * here blocks the caller of submit. */
 #ifndef MW_RCONN_H
 #define MW_RCONN_H
 

@@ -312,6 +312,10 @@ class TestSharedRedis(unittest.TestCase):
                     states.add(self.call(self.conn(s), "Ping", timeout=2).state)
                 self.assertEqual(len(states), 2)
                 self.assertLess(time.monotonic() - t0, 3.0)
+                # commands pending with no reply for 3 timeouts: the
+                # connection is dropped and made again (nothing piles up)
+                self.assertTrue(s.wait_log("no reply in time: connection dropped", timeout=5),
+                                s.logs())
             finally:
                 r.resume()
             # the late replies are dropped, and the dict works again
@@ -322,6 +326,7 @@ class TestSharedRedis(unittest.TestCase):
                     break
                 time.sleep(0.05)
             self.assertEqual((res.value, res.err), ("v", ""))
+            self.assertTrue(s.wait_log("connected", timeout=5), s.logs())
 
     def test_redis_down_at_start(self):
         r = RedisServer()  # not started: the server starts anyway
