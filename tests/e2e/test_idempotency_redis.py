@@ -7,6 +7,7 @@ fails keyed calls UNAVAILABLE without running them."""
 
 import threading
 import time
+import unittest
 import uuid
 
 import grpc
@@ -150,6 +151,48 @@ class AcrossInstances(mwtest.TestCase):
         self.assertEqual(res.text, text)
 
 
+class Figures(mwtest.TestCase):
+    @unittest.skipIf(mwtest.SANITIZED, "figures only from the optimised build")
+    def test_latency_figures(self):
+        """Prints the median wall time of a keyed call (a new key: claimed,
+        run, kept; and a replay) with the process store and with the Redis
+        store, beside a call without a key, from one client calling in a
+        row (docs/performance.md). Checks only that the calls ran."""
+        redis = RedisServer().start()
+        self.addCleanup(redis.close)
+        d = self.service_dir({"idem.proto": base.PROTO, "idem.lua": base.LUA.replace(
+            'mw.log.info("handler ran"', '-- mw.log.info("handler ran"')})
+        protos = Protos(d.path)
+        Req = protos.msg("idem.Req")
+        cfg = """
+workers: 1
+shared:
+  idem: {redis: "%s"}
+methods:
+  /idem.Svc/Run: {idempotency: {}}
+  /idem.Svc/Abort: {idempotency: {store: {shared: idem}}}
+""" % redis.url()
+        n = 400
+        with Server(d, config=cfg) as s:
+            ch = s.channel()
+            for label, method, keyed, same in (
+                    ("no key", "Run", False, False),
+                    ("process store, new key", "Run", True, False),
+                    ("process store, replay", "Run", True, True),
+                    ("redis store, new key", "Abort", True, False),
+                    ("redis store, replay", "Abort", True, True)):
+                stub = protos.unary(ch, "/idem.Svc/" + method)
+                k0 = str(uuid.uuid4())
+                times = []
+                for i in range(n):
+                    md = base.md(k0 if same else "%s-%d" % (k0, i)) if keyed else None
+                    t0 = time.perf_counter()
+                    stub(Req(text="x"), metadata=md, timeout=10)
+                    times.append(time.perf_counter() - t0)
+                times.sort()
+                print("idempotency %-24s median %.0f us, p90 %.0f us" % (
+                    label, times[n // 2] * 1e6, times[n * 9 // 10] * 1e6))
+
+
 if __name__ == "__main__":
-    import unittest
     unittest.main()
