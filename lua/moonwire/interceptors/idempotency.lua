@@ -189,7 +189,7 @@ end
 --- A store over a shared dict (mw.shared.NAME), on either backend: on
 -- Redis the keys are shared by every instance using it. One dict entry per
 -- key: "R" .. fingerprint .. token while the first call runs (made by
--- `add`, Redis's SET NX PX: the atomic claim, with a lease so that a
+-- `safe_add`, Redis's SET NX PX: the atomic claim, with a lease so that a
 -- crashed instance cannot hold a key forever), then "D" .. fingerprint ..
 -- reply until ttl (flags 1: the reply could not be kept). A duplicate
 -- waiting for a running call polls (5 ms, doubling to 50 ms, until its own
@@ -218,7 +218,9 @@ function M.dict_store(d, opts)
     local k = entry(scope, key)
     for _ = 1, 3 do -- an entry that expires between add and get: again
       local token = string.format("%x%x", math.random(0, 1 << 62), math.random(0, 1 << 62))
-      local ok, err = d:add(k, "R" .. fp .. token, lease)
+      -- safe_: a store in memory never evicts other keys (running claims
+      -- among them) to make room; a full one refuses the call instead
+      local ok, err = d:safe_add(k, "R" .. fp .. token, lease)
       if ok then return "new", token end
       if err ~= "exists" then
         if err == "no memory" then return "full" end
@@ -245,10 +247,10 @@ function M.dict_store(d, opts)
     local v = d:get(k)
     if not running_marker(v, token) then return "stale" end
     local fp = sub(v, 2, 1 + FP_LEN)
-    local ok, err = d:set(k, "D" .. fp .. reply, ttl)
+    local ok, err = d:safe_set(k, "D" .. fp .. reply, ttl)
     if ok then return "stored" end
     if err == "no memory" then
-      d:set(k, "D" .. fp, ttl, 1)
+      d:safe_set(k, "D" .. fp, ttl, 1) -- smaller than the claim it replaces
       return "unkept"
     end
     return "stale"
