@@ -367,7 +367,7 @@ static int pend_cancel(mw_lcall *h, int ending) {
   return 1;
 }
 
-static const mw_wait_ops shared_wait = {"a shared dict on redis", pend_cancel};
+static const mw_wait_ops shared_wait = {"shared:redis", pend_cancel};
 
 /* Sends rq and makes h wait for its answer, at most the dict's timeout
  * (and the call's deadline, which cancels the wait on its own). */

@@ -6,9 +6,11 @@ Redis killed and restarted mid-test (errors, then recovery), a stopped
 Redis bounded by the dict's timeout and by the call's deadline without a
 hung worker, module code at load, and the figures of docs/performance.md."""
 
+import json
 import threading
 import time
 import unittest
+import urllib.request
 
 import grpc
 
@@ -288,10 +290,26 @@ class TestSharedRedis(unittest.TestCase):
             self.assertEqual(self.call(s.channel(), "Incr", dict="red", key="c", n=3).n, 3)
 
     def test_stopped_redis_is_bounded_and_no_worker_hangs(self):
-        with RedisServer() as r, Server(self.dir.path, config=config(r, timeout="300ms")) as s:
+        with RedisServer() as r, Server(self.dir.path, config=config(r, timeout="300ms"),
+                                        args=["--admin", "127.0.0.1:0"]) as s:
             self.call(s.channel(), "Set", dict="red", key="k", value="v")
             r.pause()
             try:
+                # a waiting handler shows what it waits on in /debug/calls
+                admin = [l.split()[-1] for l in s.stdout().splitlines()
+                         if l.startswith("admin listening on ")][0]
+                states, futs = [], []
+                deadline = time.monotonic() + 5
+                while "shared:redis" not in states and time.monotonic() < deadline:
+                    futs.append(self.protos.unary(s.channel(), "/rds.S/Get").future(
+                        self.Req(dict="red", key="k"), timeout=10))
+                    time.sleep(0.05)
+                    with urllib.request.urlopen("http://%s/debug/calls" % admin,
+                                                timeout=5) as resp:
+                        states = [c["state"] for c in json.loads(resp.read())["calls"]]
+                self.assertIn("shared:redis", states)
+                for f in futs:
+                    self.assertEqual(f.result().err, "redis: timeout")
                 # the dict's timeout
                 t0 = time.monotonic()
                 res = self.call(s.channel(), "Get", dict="red", key="k")
