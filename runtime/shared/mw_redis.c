@@ -54,16 +54,17 @@ static const char SCRIPT_EXPIRE[] =
     "if ARGV[1]=='0' then redis.call('PERSIST',k) else redis.call('PEXPIRE',k,ARGV[1]) end "
     "return 1";
 
-/* get_keys / flush_all: ARGV = MATCH pattern, max (0: all), delete (1/0).
- * SCAN in steps of 1000; the keys (get_keys) or how many went. */
+/* get_keys / flush_all, one SCAN step (COUNT 1000) at a time, so that
+ * Redis is never held by one long script: ARGV = MATCH pattern, how many
+ * keys are still wanted (0: all), delete (1/0), cursor. {next cursor,
+ * keys found} or {next cursor, how many went}. */
 static const char SCRIPT_SCAN[] =
-    "local c='0' local out={} local n=0 local max=tonumber(ARGV[2]) "
-    "repeat local r=redis.call('SCAN',c,'MATCH',ARGV[1],'COUNT',1000) c=r[1] "
+    "local r=redis.call('SCAN',ARGV[4],'MATCH',ARGV[1],'COUNT',1000) "
+    "local want=tonumber(ARGV[2]) local out={} local n=0 "
     "for _,k in ipairs(r[2]) do "
     "if ARGV[3]=='1' then redis.call('UNLINK',k) n=n+1 "
-    "elseif max==0 or #out<max then out[#out+1]=k end end "
-    "until c=='0' or (ARGV[3]~='1' and max>0 and #out>=max) "
-    "if ARGV[3]=='1' then return n end return out";
+    "elseif want==0 or #out<want then out[#out+1]=k end end "
+    "if ARGV[3]=='1' then return {r[1],n} end return {r[1],out}";
 
 enum { S_SET, S_INCR, S_EXPIRE, S_SCAN, S_COUNT };
 static const char *const scripts[S_COUNT] = {SCRIPT_SET, SCRIPT_INCR, SCRIPT_EXPIRE,
@@ -135,6 +136,9 @@ typedef struct rop {
   mw_shop op;
   int script; /* S_* when sent as EVALSHA, else -1 */
   int evalled; /* sent again as EVAL already */
+  int del;     /* a plain DEL (set to nil): an integer reply, nothing to say */
+  size_t max;  /* get_keys: the most keys wanted (0: all) */
+  size_t koff; /* get_keys: bytes of keys packed so far in the buffer */
   mw_shared_async *a;
 } rop;
 
@@ -210,11 +214,11 @@ static int decode(char t, const char *p, size_t len, mw_shval *v, mw_shbuf *buf)
 
 /* The contract's result of one reply (I/O thread). */
 static void parse(rop *o, const redisReply *r, mw_shres *res, mw_shbuf *buf) {
-  memset(res, 0, sizeof *res);
   if (r->type == REDIS_REPLY_ERROR && !is_wrongtype(r)) {
     fail(res, buf, r->str, r->len);
     return;
   }
+  if (o->del) return;
   switch (o->op) {
   case MW_SHOP_GET:
   case MW_SHOP_GET_STALE:
@@ -292,33 +296,39 @@ static void parse(rop *o, const redisReply *r, mw_shres *res, mw_shbuf *buf) {
     if (r->integer == 0) res->rc = MW_SH_NOT_FOUND;
     return;
   case MW_SHOP_FLUSH_ALL:
-    if (r->type != REDIS_REPLY_INTEGER) break;
-    res->n = r->integer;
-    return;
-  case MW_SHOP_KEYS: {
-    if (r->type != REDIS_REPLY_ARRAY) break;
-    size_t need = sizeof(uint32_t), plen = o->r->plen;
-    for (size_t i = 0; i < r->elements; i++)
-      if (r->element[i]->type == REDIS_REPLY_STRING && r->element[i]->len > plen)
-        need += sizeof(uint32_t) + r->element[i]->len - plen;
-    if (grow(buf, need) != 0) {
-      failz(res, buf, "out of memory");
+  case MW_SHOP_KEYS: /* one step's: what it found is added to the result */
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) break;
+    if (o->op == MW_SHOP_FLUSH_ALL) {
+      if (r->element[1]->type != REDIS_REPLY_INTEGER) break;
+      res->n += r->element[1]->integer;
       return;
     }
-    size_t off = 0;
-    for (size_t i = 0; i < r->elements; i++) {
-      const redisReply *k = r->element[i];
-      if (k->type != REDIS_REPLY_STRING || k->len <= plen) continue;
-      uint32_t kl = (uint32_t)(k->len - plen);
-      memcpy(buf->p + off, &kl, sizeof kl);
-      memcpy(buf->p + off + sizeof kl, k->str + plen, kl);
-      off += sizeof kl + kl;
-      res->n++;
+    if (r->element[1]->type != REDIS_REPLY_ARRAY) break;
+    {
+      const redisReply *ks = r->element[1];
+      size_t plen = o->r->plen;
+      for (size_t i = 0; i < ks->elements; i++) {
+        const redisReply *k = ks->element[i];
+        if (k->type != REDIS_REPLY_STRING || k->len <= plen) continue;
+        if (o->max && (size_t)res->n >= o->max) break;
+        uint32_t kl = (uint32_t)(k->len - plen);
+        if (grow(buf, o->koff + 2 * sizeof kl + kl) != 0) {
+          failz(res, buf, "out of memory");
+          return;
+        }
+        memcpy(buf->p + o->koff, &kl, sizeof kl);
+        memcpy(buf->p + o->koff + sizeof kl, k->str + plen, kl);
+        o->koff += sizeof kl + kl;
+        res->n++;
+      }
+      uint32_t zero = 0;
+      if (grow(buf, o->koff + sizeof zero) != 0) {
+        failz(res, buf, "out of memory");
+        return;
+      }
+      memcpy(buf->p + o->koff, &zero, sizeof zero);
     }
-    uint32_t zero = 0;
-    memcpy(buf->p + off, &zero, sizeof zero);
     return;
-  }
   case MW_SHOP_CAPACITY:
   case MW_SHOP_FREE_SPACE: {
     if (r->type != REDIS_REPLY_STRING) break;
@@ -373,6 +383,8 @@ static int to_eval(rop *o) {
   return 0;
 }
 
+static int format_scan(rop *o, const char *cursor, size_t clen, size_t found);
+
 static void on_reply(mw_rcmd *c, redisReply *r, const char *err) {
   rop *o = (rop *)c;
   mw_shared_async *a = o->a;
@@ -387,6 +399,19 @@ static void on_reply(mw_rcmd *c, redisReply *r, const char *err) {
     return;
   } else {
     parse(o, r, &a->res, &a->buf);
+    /* get_keys, flush_all: the next SCAN step, until the cursor is back at
+     * 0 or get_keys has its keys */
+    if ((o->op == MW_SHOP_KEYS || o->op == MW_SHOP_FLUSH_ALL) && a->res.rc == MW_SH_OK &&
+        r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING &&
+        !(r->element[0]->len == 1 && r->element[0]->str[0] == '0') &&
+        !(o->max && (size_t)a->res.n >= o->max)) {
+      if (format_scan(o, r->element[0]->str, r->element[0]->len, (size_t)a->res.n) == 0) {
+        mw_rconn_resend(o->r->conn, &o->cmd);
+        return;
+      }
+      failz(&a->res, &a->buf, "out of memory");
+    }
   }
   rop_free(o);
   a->done(a);
@@ -440,6 +465,27 @@ static void argscript(args *a, int s) {
   argz(a, "1");
 }
 
+/* One SCAN step of get_keys or flush_all from cursor into o's command;
+ * found: how many keys get_keys has so far. Any thread (the I/O thread
+ * formats the steps after the first). Returns 0, or -1 when out of memory. */
+static int format_scan(rop *o, const char *cursor, size_t clen, size_t found) {
+  args a = {0};
+  argscript(&a, S_SCAN);
+  o->script = S_SCAN;
+  o->evalled = 0;
+  arg(&a, "", 0); /* KEYS[1]: unused, the script reads what SCAN finds */
+  argz(&a, o->r->match);
+  argf(&a, "%zu", o->max ? o->max - found : 0);
+  argz(&a, o->op == MW_SHOP_FLUSH_ALL ? "1" : "0");
+  arg(&a, cursor, clen);
+  free(o->cmd.cmd);
+  o->cmd.cmd = NULL;
+  int n = redisFormatCommandArgv(&o->cmd.cmd, a.n, a.v, a.len);
+  if (n < 0) return -1;
+  o->cmd.len = (size_t)n;
+  return 0;
+}
+
 /* The command of rq into o (the key is prefixed in a scratch block that
  * only lives for the formatting). Returns 0, 1 when answered at once
  * (res/buf filled), -1 when out of memory. */
@@ -476,7 +522,7 @@ static int format(mw_redis *r, const mw_shreq *rq, rop *o, mw_shres *res, mw_shb
     if (rq->val.type == MW_SHV_NIL && (rq->op == MW_SHOP_SET || rq->op == MW_SHOP_SAFE_SET)) {
       argz(&a, "DEL");
       arg(&a, key, klen);
-      o->op = MW_SHOP_FLUSH_ALL; /* an integer reply, and nothing to say */
+      o->del = 1;
       break;
     }
     argscript(&a, S_SET);
@@ -542,13 +588,9 @@ static int format(mw_redis *r, const mw_shreq *rq, rop *o, mw_shres *res, mw_shb
     break;
   case MW_SHOP_FLUSH_ALL:
   case MW_SHOP_KEYS:
-    argscript(&a, S_SCAN);
-    o->script = S_SCAN;
-    arg(&a, "", 0); /* KEYS[1]: unused, the script reads what SCAN finds */
-    argz(&a, r->match);
-    argf(&a, "%zu", rq->op == MW_SHOP_KEYS ? rq->max : 0);
-    argz(&a, rq->op == MW_SHOP_FLUSH_ALL ? "1" : "0");
-    break;
+    o->max = rq->op == MW_SHOP_KEYS ? rq->max : 0;
+    free(key);
+    return format_scan(o, "0", 1, 0) == 0 ? 0 : -1;
   case MW_SHOP_CAPACITY:
   case MW_SHOP_FREE_SPACE:
     argz(&a, "INFO");

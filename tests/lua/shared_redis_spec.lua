@@ -208,6 +208,21 @@ describe("mw.shared on redis", function()
     assert.equal(0, #d:get_keys())
   end)
 
+  it("walks many keys in bounded SCAN steps", function()
+    for i = 1, 2500 do d:set("m" .. i, i) end
+    mw.shared.rother:set("stay", 1)
+    assert.equal(2500, #d:get_keys(0))
+    assert.equal(1024, #d:get_keys())
+    assert.equal(1500, #d:get_keys(1500))
+    local seen = {}
+    for _, k in ipairs(d:get_keys(0)) do
+      assert.is_nil(seen[k]); seen[k] = true
+    end
+    d:flush_all()
+    assert.equal(0, #d:get_keys(0))
+    assert.equal(1, mw.shared.rother:get("stay"))
+  end)
+
   it("reports Redis's memory as capacity and free space", function()
     cli("config set maxmemory 0")
     assert.equal(0, d:capacity())
