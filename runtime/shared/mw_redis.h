@@ -19,9 +19,11 @@
  *     are Redis's WRONGTYPE, reported with the memory dict's messages;
  *   - ttl is PTTL; expired keys are gone in Redis, so get_stale never
  *     reports a stale value and flush_expired frees nothing (0);
- *   - get_keys is a script of bounded SCANs (MATCH PREFIX*, never KEYS)
- *     returning at most max keys (0: all) in Redis's order; flush_all
- *     deletes the prefix's keys the same way (UNLINK, never FLUSHDB);
+ *   - get_keys walks SCAN MATCH PREFIX* (never KEYS), one step of COUNT
+ *     1000 per script call, the next step sent from the I/O thread when
+ *     a reply comes, until max keys (0: all) or the end, in Redis's
+ *     order; flush_all deletes the prefix's keys the same way (UNLINK,
+ *     never FLUSHDB), so no call holds Redis for long;
  *   - capacity is Redis's maxmemory and free_space maxmemory less
  *     used_memory (INFO memory), both 0 when Redis has no maxmemory: the
  *     memory is Redis's, shared by every prefix, and set never evicts on
