@@ -118,6 +118,18 @@ static void human_size(char *out, size_t cap, size_t n) {
   else snprintf(out, cap, "%zu bytes", n);
 }
 
+/* A store for messages: "memory", or its URL without the password a
+ * redis://:PASSWORD@HOST URL may carry (logs are read by more people). */
+static void redacted(char *out, size_t cap, const char *url) {
+  if (!url) {
+    snprintf(out, cap, "memory");
+    return;
+  }
+  const char *at = strchr(url, '@');
+  if (at && strncmp(url, "redis://", 8) == 0) snprintf(out, cap, "redis://***@%s", at + 1);
+  else snprintf(out, cap, "%s", url);
+}
+
 int mw_shared_configure(const mw_shared_spec *specs, size_t n, mw_diag *warnings,
                         mw_diag *errors) {
   int rc = 0;
@@ -128,9 +140,12 @@ int mw_shared_configure(const mw_shared_spec *specs, size_t n, mw_diag *warnings
       const dict_rec *r = (const dict_rec *)d;
       const char *url = specs[i].redis;
       if (warnings && (!url != !r->redis || (url && strcmp(url, r->redis) != 0))) {
+        char was[160], want[160];
+        redacted(was, sizeof was, r->redis);
+        redacted(want, sizeof want, url);
         mw_diag_add(warnings, "shared dict '%s' keeps its store (%s; the config asks for %s: "
                               "a store changes at the next start)",
-                    d->name, r->redis ? r->redis : "memory", url ? url : "memory");
+                    d->name, was, want);
         continue;
       }
       if (!url && d->size != specs[i].size && warnings) {

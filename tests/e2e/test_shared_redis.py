@@ -7,6 +7,8 @@ Redis bounded by the dict's timeout and by the call's deadline without a
 hung worker, module code at load, and the figures of docs/performance.md."""
 
 import json
+import os
+import signal
 import threading
 import time
 import unittest
@@ -345,6 +347,32 @@ class TestSharedRedis(unittest.TestCase):
                 time.sleep(0.05)
             self.assertEqual((res.value, res.err), ("v", ""))
             self.assertTrue(s.wait_log("connected", timeout=5), s.logs())
+
+    def test_reload_keeps_a_dict_on_redis(self):
+        with RedisServer() as r:
+            cfg_dir = mwtest.service_dir(self, {})
+            cfg = cfg_dir.write("moonwire.yaml", config(r))
+            with Server(self.dir.path, args=["-c", cfg]) as s:
+                self.call(s.channel(), "Set", dict="red", key="k", value="kept")
+                # another URL (with a password, which no log shows) and a new
+                # dict on Redis: the first keeps its store, the second is made
+                with open(cfg, "w") as f:
+                    f.write("workers: 2\nshared:\n  mem: {size: 1MiB}\n"
+                            "  red: {redis: \"redis://:secret@127.0.0.1:1/0\"}\n"
+                            "  more: {redis: \"%s\"}\n" % r.url(1))
+                n = s.logs().count("reloaded (SIGHUP)")
+                os.kill(s.pid, signal.SIGHUP)
+                deadline = time.monotonic() + 10 * mwtest.SLOW
+                while s.logs().count("reloaded (SIGHUP)") <= n and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                logs = s.logs()
+                self.assertIn("shared dict 'red' keeps its store (%s; the config asks for "
+                              "redis://***@127.0.0.1:1/0" % r.url(1), logs)
+                self.assertNotIn("secret", logs)
+                self.assertEqual(self.call(s.channel(), "Get", dict="red", key="k").value, "kept")
+                self.call(s.channel(), "Set", dict="more", key="k", value="new")
+                self.assertEqual(self.call(s.channel(), "Get", dict="more", key="k").value, "new")
+                self.assertEqual(r.cli("-n", "1", "hget", "more:k", "v").strip(), "new")
 
     def test_redis_down_at_start(self):
         r = RedisServer()  # not started: the server starts anyway
