@@ -22,13 +22,14 @@
 /* --- the scripts ---------------------------------------------------------- */
 
 /* set, add, replace: ARGV = mode (s, n: only when absent, x: only when
- * present), payload, type+flags, ttl ms (0: none). 1 ok, 0 exists,
- * -1 not found. */
+ * present), payload, type+flags ('' for nil: the key is deleted, as the
+ * memory store does), ttl ms (0: none). 1 ok, 0 exists, -1 not found. */
 static const char SCRIPT_SET[] =
     "local k=KEYS[1] local m=ARGV[1] "
     "if m~='s' then local e=redis.call('EXISTS',k)==1 "
     "if m=='n' and e then return 0 end if m=='x' and not e then return -1 end end "
-    "redis.call('DEL',k) redis.call('HSET',k,'v',ARGV[2],'t',ARGV[3]) "
+    "redis.call('DEL',k) if ARGV[3]=='' then return 1 end "
+    "redis.call('HSET',k,'v',ARGV[2],'t',ARGV[3]) "
     "if ARGV[4]~='0' then redis.call('PEXPIRE',k,ARGV[4]) end return 1";
 
 /* incr: ARGV = step, step type (i/f), init ('' when none), init type,
@@ -182,7 +183,8 @@ static int is_wrongtype(const redisReply *r) {
 
 /* A payload of type letter t into v (strings copied into buf). */
 static int decode(char t, const char *p, size_t len, mw_shval *v, mw_shbuf *buf) {
-  char num[64];
+  /* HINCRBYFLOAT writes floats without an exponent: 1e300 is 300 digits */
+  char num[400];
   switch (t) {
   case 's':
     if (grow(buf, len + 1) != 0) return -1;
@@ -535,7 +537,8 @@ static int format(mw_redis *r, const mw_shreq *rq, rop *o, mw_shres *res, mw_shb
     else if (rq->val.type == MW_SHV_BOOL) argz(&a, rq->val.u.b ? "1" : "0");
     else if (rq->val.type == MW_SHV_NIL) argz(&a, "");
     else argnum(&a, &rq->val);
-    if (rq->flags) snprintf(tf, sizeof tf, "%c%" PRIu32, letter(&rq->val), rq->flags);
+    if (rq->val.type == MW_SHV_NIL) tf[0] = '\0';
+    else if (rq->flags) snprintf(tf, sizeof tf, "%c%" PRIu32, letter(&rq->val), rq->flags);
     else snprintf(tf, sizeof tf, "%c", letter(&rq->val));
     argz(&a, tf);
     argf(&a, "%" PRId64, rq->ttl_ms);
