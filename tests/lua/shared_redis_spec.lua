@@ -277,11 +277,21 @@ describe("mw.shared on redis", function()
     cli("config set maxmemory 0")
   end)
 
-  it("sends a script as EVAL when Redis has lost it", function()
-    d:set("k", 1)
+  it("sends scripts as EVALSHA, and as EVAL once when Redis has lost them", function()
+    local function calls(cmd)
+      return tonumber(cli("info commandstats"):match("cmdstat_" .. cmd .. ":calls=(%d+)")) or 0
+    end
+    d:set("k", 1) -- loaded, whatever happened before
+    cli("config resetstat")
+    d:set("k", 1); d:set("k", 2)
+    assert.equal(2, calls("evalsha")) -- our SHA1 is Redis's
+    assert.equal(0, calls("eval"))
     cli("script flush")
     assert.same({true, nil, false}, {d:set("k", 2)})
-    assert.equal(3, d:incr("k", 1))
+    assert.equal(1, calls("eval"))
+    assert.same({true, nil, false}, {d:set("k", 3)})
+    assert.equal(1, calls("eval"))
+    assert.equal(4, d:incr("k", 1))
   end)
 
   it("fails fast while Redis is down and recovers when it is back", function()
