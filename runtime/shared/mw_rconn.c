@@ -93,6 +93,13 @@ int mw_rconn_parse_url(const char *url, mw_rconn_addr *out, char *err, size_t er
     snprintf(err, errlen, "'%s' names no host (redis://HOST:PORT/DB)", url);
     return -1;
   }
+  for (size_t i = 0; i < hl; i++) {
+    unsigned char ch = (unsigned char)p[i];
+    if (!isalnum(ch) && ch != '.' && ch != '-' && ch != '_') {
+      snprintf(err, errlen, "'%s' has a bad host name (redis://HOST:PORT/DB)", url);
+      return -1;
+    }
+  }
   memcpy(out->host, p, hl);
   p += hl;
   if (*p == ':') {
