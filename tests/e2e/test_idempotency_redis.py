@@ -5,6 +5,7 @@ to the second while the first runs on the first waits for it and gets its
 reply; a crashed instance's claim runs out with its lease; Redis down
 fails keyed calls UNAVAILABLE without running them."""
 
+import os
 import threading
 import time
 import unittest
@@ -149,6 +150,42 @@ class AcrossInstances(mwtest.TestCase):
                 self.assertLess(time.monotonic(), deadline)
                 time.sleep(0.05)
         self.assertEqual(res.text, text)
+
+
+class ShopExample(mwtest.TestCase):
+    def test_redis_yaml_charges_once_across_instances(self):
+        """examples/shop/redis.yaml as written, but for the Redis URL (the
+        test's own Redis) and the services path (the file is copied)."""
+        shop = mwtest.example("shop")
+        with open(os.path.join(shop, "redis.yaml")) as f:
+            yaml = f.read()
+        with open(os.path.join(shop, "README.md")) as f:
+            readme = f.read()
+        # the README shows the file's settings
+        for line in ("idem: {redis: \"redis://127.0.0.1:6379/0\", prefix: \"shop:idem:\", "
+                     "timeout: 500ms}",
+                     "idempotency: {key: metadata, ttl: 24h, concurrent: wait, store: "
+                     "{shared: idem}}"):
+            self.assertIn(line, yaml)
+            self.assertIn(line, readme)
+        redis = RedisServer().start()
+        self.addCleanup(redis.close)
+        cfg = yaml.replace("redis://127.0.0.1:6379/0", redis.url()).replace(
+            'services: ["."]', 'services: ["%s"]' % shop)
+        protos = Protos(shop)
+        Req = protos.msg("shop.ChargeRequest")
+        with Server(config=cfg) as a, Server(config=cfg) as b:
+            k = str(uuid.uuid4())
+            first = protos.unary(a.channel(), "/shop.Payments/Charge")(
+                Req(card="visa", cents=500), metadata=base.md(k), timeout=10)
+            again, call = protos.unary(b.channel(), "/shop.Payments/Charge").with_call(
+                Req(card="visa", cents=500), metadata=base.md(k), timeout=10)
+            self.assertEqual(again, first)
+            self.assertEqual(dict(call.initial_metadata())["idempotent-replayed"], "true")
+            other = protos.unary(b.channel(), "/shop.Payments/Charge")(
+                Req(card="visa", cents=500), metadata=base.md(str(uuid.uuid4())), timeout=10)
+            self.assertNotEqual(other.charge_id, first.charge_id)
+            self.assertNotEqual(redis.cli("--scan", "--pattern", "shop:idem:*").strip(), "")
 
 
 class Figures(mwtest.TestCase):
