@@ -110,24 +110,50 @@ class AcrossInstances(mwtest.TestCase):
         time.sleep(0.1)
         self.assertEqual(self.runs([a, b], text), 1)
 
-    def test_a_crashed_instance_claim_runs_out_with_its_lease(self):
+    def crash_holding(self, timeout):
+        """Starts a long keyed call on an instance and kills the instance;
+        returns the other instance, the key and a request of another text."""
         a, b = self.start(lease="1s"), self.start(lease="1s")
         k, text = str(uuid.uuid4()), "crash-" + str(uuid.uuid4())
-        req = self.Req(text=text, sleep_ms=5000)
-        fut = self.stub(a, "Abort").future(req, metadata=base.md(k), timeout=10)
+        req = self.Req(text=text, sleep_ms=8000)
+        fut = self.stub(a, "Abort").future(req, metadata=base.md(k), timeout=timeout)
         deadline = time.monotonic() + 5
         while self.runs([a], text) < 1 and time.monotonic() < deadline:
             time.sleep(0.02)
-        a.kill()  # no release: the claim stays until its lease ends
+        t0 = time.monotonic()
+        a.kill()  # no release: the claim stays until it runs out
         fut.cancel()
-        quick = self.Req(text=text)
         with self.assertRaises(grpc.RpcError) as e:
             self.stub(b, "Abort")(req, metadata=base.md(k), timeout=10)
         self.assertEqual(e.exception.code(), grpc.StatusCode.ABORTED)
-        time.sleep(1.2)
-        # a different request now: the old claim is gone, not a mismatch
-        res = self.stub(b, "Abort")(quick, metadata=base.md(k), timeout=10)
-        self.assertEqual(res.text, text)
+        return b, k, self.Req(text=text), t0
+
+    def free_at(self, b, k, quick):
+        """Waits until the key can be claimed by another request: while the
+        old claim holds, that request is a mismatch."""
+        t0 = time.monotonic()
+        while True:
+            try:
+                res = self.stub(b, "Abort")(quick, metadata=base.md(k), timeout=10)
+                self.assertEqual(res.text, quick.text)
+                return time.monotonic() - t0
+            except grpc.RpcError as err:
+                self.assertEqual(err.code(), grpc.StatusCode.INVALID_ARGUMENT)
+                self.assertLess(time.monotonic() - t0, 10)
+                time.sleep(0.05)
+
+    def test_a_crashed_instance_claim_runs_out_with_its_lease(self):
+        # no deadline: the claim holds for the lease (1s)
+        b, k, quick, t0 = self.crash_holding(timeout=None)
+        self.free_at(b, k, quick)
+        self.assertLess(time.monotonic() - t0, 2.5)
+
+    def test_a_claim_holds_until_its_call_deadline(self):
+        # a deadline of 3s, past the lease: the key stays claimed until then,
+        # since the first call could still be running
+        b, k, quick, t0 = self.crash_holding(timeout=3)
+        self.free_at(b, k, quick)
+        self.assertGreater(time.monotonic() - t0, 2.0)
 
     def test_redis_down_fails_unavailable_without_running(self):
         a = self.start()

@@ -45,9 +45,10 @@
 -- The store is an object of four functions (the process-wide table in C by
 -- default, base/mw_idem.h, through core.idem_*); another backing (shared
 -- dicts, Redis) replaces it without changing this interceptor:
---   claim(scope, key, fp)  -> "new", token | "done", reply or nil (ran, its
---                             reply not kept) | "running", version |
---                             "mismatch" | "full"
+--   claim(scope, key, fp, ctx) -> "new", token | "done", reply or nil (ran,
+--                             its reply not kept) | "running", version |
+--                             "mismatch" | "full" (ctx: the call's, for its
+--                             deadline)
 --   complete(scope, key, token, reply, ttl) -> "stored" | "unkept" | "stale"
 --   release(scope, key, token)
 --   wait(version, n)       in a handler: returns once a claim may have
@@ -189,8 +190,9 @@ end
 --- A store over a shared dict (mw.shared.NAME), on either backend: on
 -- Redis the keys are shared by every instance using it. One dict entry per
 -- key: "R" .. fingerprint .. token while the first call runs (made by
--- `safe_add`, Redis's SET NX PX: the atomic claim, with a lease so that a
--- crashed instance cannot hold a key forever), then "D" .. fingerprint ..
+-- `safe_add`, Redis's SET NX PX: the atomic claim, held until the call's
+-- deadline, or for a lease when it has none, so that a crashed instance
+-- cannot hold a key forever), then "D" .. fingerprint ..
 -- reply until ttl (flags 1: the reply could not be kept). A duplicate
 -- waiting for a running call polls (5 ms, doubling to 50 ms, until its own
 -- deadline): see docs/lua-api.md for why not pub/sub.
@@ -214,13 +216,18 @@ function M.dict_store(d, opts)
     return type(v) == "string" and sub(v, 1, 1) == "R" and sub(v, 2 + FP_LEN) == token
   end
   local store = {}
-  function store.claim(scope, key, fp)
+  function store.claim(scope, key, fp, ctx)
     local k = entry(scope, key)
+    -- A call cannot run past its deadline (it is stopped there): its claim
+    -- holds the key that long, and a second more, whatever the lease.
+    local hold = lease
+    local left = ctx and ctx.remaining and ctx:remaining()
+    if left and left < math.huge then hold = left + 1 end
     for _ = 1, 3 do -- an entry that expires between add and get: again
       local token = string.format("%x%x", math.random(0, 1 << 62), math.random(0, 1 << 62))
       -- safe_: a store in memory never evicts other keys (running claims
       -- among them) to make room; a full one refuses the call instead
-      local ok, err = d:safe_add(k, "R" .. fp .. token, lease)
+      local ok, err = d:safe_add(k, "R" .. fp .. token, hold)
       if ok then return "new", token end
       if err ~= "exists" then
         if err == "no memory" then return "full" end
@@ -447,7 +454,7 @@ function M.new(opts, env)
       if not fp then mw.fail(mw.INTERNAL, "idempotency: cannot encode the request: " .. err) end
       local waited = 0
       while true do
-        local state, v = claim(scope, key, fp)
+        local state, v = claim(scope, key, fp, ctx)
         if state == "new" then return run(m, path, scope, key, v, req, ctx, next) end
         if state == "done" then return replay(m, path, v, ctx) end
         if state == "mismatch" then
