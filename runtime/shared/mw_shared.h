@@ -138,8 +138,11 @@ const char *mw_shared_strerror(mw_shrc rc);
  * once, on a thread of its own. The record must live until done runs. */
 typedef struct mw_shared_async mw_shared_async;
 struct mw_shared_async {
-  mw_shres res;
-  mw_shbuf buf;
+  mw_shres res; /* written by the backend before done */
+  mw_shbuf buf; /* grown by the backend, freed by the record's owner */
+  /* Set by the caller before submit; called by the backend once, from
+   * its own thread (Redis: the connection's I/O thread), when res and buf
+   * hold the outcome. It must not block: the binding posts mail. */
   void (*done)(mw_shared_async *a);
 };
 
@@ -152,8 +155,13 @@ struct mw_shared_async {
  * filled, done does not run). submit is NULL for the memory store. */
 typedef struct mw_shared_backend {
   const char *kind; /* "memory", "redis" */
+  /* Any thread (the binding outside handlers, tests): the outcome now. */
   mw_shrc (*exec)(void *self, const mw_shreq *req, mw_shres *res, mw_shbuf *buf);
+  /* Any thread (the binding in a handler): sends req, whose bytes are
+   * copied before it returns; see above for what it returns. */
   int (*submit)(void *self, const mw_shreq *req, mw_shared_async *a);
+  /* The registry, at mw_shared_free: stops the backend's threads (each
+   * pending record's done runs first) and frees it. */
   void (*free)(void *self);
 } mw_shared_backend;
 
