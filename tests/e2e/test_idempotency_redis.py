@@ -146,7 +146,7 @@ class AcrossInstances(mwtest.TestCase):
         # no deadline: the claim holds for the lease (1s)
         b, k, quick, t0 = self.crash_holding(timeout=None)
         self.free_at(b, k, quick)
-        self.assertLess(time.monotonic() - t0, 2.5)
+        self.assertLess(time.monotonic() - t0, 2.5 * mwtest.SLOW)
 
     def test_a_claim_holds_until_its_call_deadline(self):
         # a deadline of 3s, past the lease: the key stays claimed until then,
