@@ -8,6 +8,7 @@ hung worker, module code at load, and the figures of docs/performance.md."""
 
 import json
 import os
+import random
 import signal
 import threading
 import time
@@ -347,6 +348,68 @@ class TestSharedRedis(unittest.TestCase):
                 time.sleep(0.05)
             self.assertEqual((res.value, res.err), ("v", ""))
             self.assertTrue(s.wait_log("connected", timeout=5), s.logs())
+
+    def test_a_storm_of_kills_and_stops_leaves_it_serving(self):
+        """12 clients calling the Redis dict while Redis is killed,
+        restarted and stopped at random for 4 s: every call ends within
+        its deadline (an answer, a "redis: ..." error or
+        DEADLINE_EXCEEDED), and afterwards the dict works."""
+        rnd = random.Random(7)
+        with RedisServer() as r, Server(self.dir.path, config=config(r, timeout="200ms")) as s:
+            stop, late, lock = [False], [], threading.Lock()
+            counts = {"ok": 0, "err": 0, "deadline": 0}
+
+            def client(i):
+                ch = self.conn(s)
+                own = random.Random(i)
+                while not stop[0]:
+                    m = own.choice(["Incr", "Get", "Set", "Case"])
+                    timeout = own.choice([0.05, 0.3, 2.0])
+                    t0 = time.monotonic()
+                    try:
+                        res = self.call(ch, m, timeout=timeout, dict="red", key="k%d" % (i % 4),
+                                        n=3, value="v", op=own.choice(["types", "lists", "keys"]))
+                        kind = "err" if res.err else "ok"
+                    except grpc.RpcError as e:
+                        kind = "deadline"
+                        if e.code() not in (grpc.StatusCode.DEADLINE_EXCEEDED,
+                                            grpc.StatusCode.INTERNAL):  # Case: an assert
+                            kind = "other: %s" % e.code()
+                    took = time.monotonic() - t0
+                    with lock:
+                        counts[kind] = counts.get(kind, 0) + 1
+                        if took > timeout + 1.0 * mwtest.SLOW:
+                            late.append((m, timeout, took))
+
+            ts = [threading.Thread(target=client, args=(i,)) for i in range(12)]
+            for t in ts:
+                t.start()
+            t0 = time.monotonic()
+            try:
+                while time.monotonic() - t0 < 4:
+                    act = rnd.choice(["kill", "pause", "none"])
+                    if act == "kill":
+                        r.restart()
+                    elif act == "pause":
+                        r.pause()
+                        time.sleep(rnd.uniform(0.1, 0.8))
+                        r.resume()
+                    time.sleep(rnd.uniform(0.2, 0.6))
+            finally:
+                stop[0] = True
+                for t in ts:
+                    t.join()
+            self.assertEqual(late, [])
+            self.assertEqual([k for k in counts if k.startswith("other")], [], counts)
+            self.assertGreater(counts["ok"], 0, counts)
+            deadline = time.monotonic() + 5
+            while True:
+                res = self.call(s.channel(), "Set", dict="red", key="z", value="fine")
+                if res.value == "true" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            self.assertEqual((res.value, res.err), ("true", ""))
+            self.assertTrue(s.alive())
 
     def test_reload_keeps_a_dict_on_redis(self):
         with RedisServer() as r:
