@@ -12,7 +12,7 @@ upb_dir=$build_dir/deps/upb
 
 packages=(
   build-essential cmake pkg-config zlib1g-dev
-  libgrpc-dev liblua5.4-dev lua5.4 libyaml-dev libssl-dev openssl libh2o-evloop-dev
+  libgrpc-dev liblua5.4-dev lua5.4 libyaml-dev libssl-dev openssl libh2o-evloop-dev libhiredis-dev
   protobuf-compiler libprotobuf-dev
   lua-busted python3-grpcio python3-protobuf
   nghttp2-client grpc-proto dpkg-dev

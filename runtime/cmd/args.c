@@ -292,7 +292,11 @@ int mw_cmd_shared_configure(const mw_config *cfg, mw_diag *warnings, mw_diag *er
     return -1;
   }
   for (size_t i = 0; i < cfg->shared.n; i++)
-    specs[i] = (mw_shared_spec){cfg->shared.v[i].name, (size_t)cfg->shared.v[i].size};
+    specs[i] = (mw_shared_spec){.name = cfg->shared.v[i].name,
+                                .size = cfg->shared.v[i].redis ? 0 : (size_t)cfg->shared.v[i].size,
+                                .redis = cfg->shared.v[i].redis,
+                                .prefix = cfg->shared.v[i].prefix,
+                                .timeout_ms = cfg->shared.v[i].timeout_ms};
   int rc = mw_shared_configure(specs, cfg->shared.n, warnings, errors);
   free(specs);
   /* The session rooms share the dicts' lifetime and moment: made before the

@@ -163,7 +163,11 @@ void mw_config_free(mw_config *c) {
   free(c->client.methods);
   c->client.methods = NULL;
   c->client.n_methods = 0;
-  for (size_t i = 0; i < c->shared.n; i++) free(c->shared.v[i].name);
+  for (size_t i = 0; i < c->shared.n; i++) {
+    free(c->shared.v[i].name);
+    free(c->shared.v[i].redis);
+    free(c->shared.v[i].prefix);
+  }
   free(c->shared.v);
   c->shared.v = NULL;
   c->shared.n = 0;
@@ -878,7 +882,7 @@ static const char *const retry_keys[] = {"max_attempts", "initial_backoff", "max
                                          "multiplier", "codes", NULL};
 static const char *const budget_keys[] = {"tokens", "ratio", NULL};
 static const char *const client_method_keys[] = {"idempotent", "timeout", "retry", NULL};
-static const char *const shared_dict_keys[] = {"size", NULL};
+static const char *const shared_dict_keys[] = {"size", "redis", "prefix", "timeout", NULL};
 static const char *const session_keys[] = {"message", "offset_field", "history", "buffer",
                                            "policy", NULL};
 static const char *const session_history_keys[] = {"size", "ttl", NULL};
@@ -2037,16 +2041,42 @@ static void client_pair(ctx *x, mw_config *c, int idx, const node *k, const node
   }
 }
 
-/* shared: NAME: {size: SIZE}. */
+/* shared: NAME: {size: SIZE} in memory, or {redis: URL, prefix: P,
+ * timeout: DURATION} in Redis. */
 #define SHARED_MIN_SIZE (64 << 10) /* shared/mw_shared.h's MW_SHARED_MIN_SIZE */
 #define SHARED_MAX_SIZE (INT64_C(64) << 30)
 
 static void shared_dict_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
   char key[96];
-  snprintf(key, sizeof key, "shared.%s.size", x->shdict->name);
+  snprintf(key, sizeof key, "shared.%s.%s", x->shdict->name, shared_dict_keys[idx]);
   int64_t val;
-  if (number_value(x, v, key, K_SIZE, SHARED_MIN_SIZE, SHARED_MAX_SIZE, &val) == 0)
-    x->shdict->size = val;
+  switch (idx) {
+  case 0: /* size */
+    if (number_value(x, v, key, K_SIZE, SHARED_MIN_SIZE, SHARED_MAX_SIZE, &val) == 0)
+      x->shdict->size = val;
+    return;
+  case 1: /* redis: the URL is read in full when the dict is made */
+    if (want_scalar(x, v, key, "a redis:// URL") != 0) return;
+    if (strncmp(v->s, "redis://", 8) != 0 || v->len <= 8 || v->s[8] == '/') {
+      ERR(x, v, "%s: expected a redis://HOST[:PORT][/DB] URL, got '%s'", key, EX(v));
+      return;
+    }
+    free(x->shdict->redis);
+    x->shdict->redis = strdup(v->s);
+    return;
+  case 2: /* prefix */
+    if (want_scalar(x, v, key, "a key prefix") != 0) return;
+    if (v->len > 100 || strlen(v->s) != v->len) {
+      ERR(x, v, "%s: expected a key prefix of at most 100 bytes, got '%s'", key, EX(v));
+      return;
+    }
+    free(x->shdict->prefix);
+    x->shdict->prefix = strdup(v->s);
+    return;
+  case 3: /* timeout */
+    if (number_value(x, v, key, K_DURATION, 1, 3600000, &val) == 0) x->shdict->timeout_ms = val;
+    return;
+  }
 }
 
 /* A name mw.shared.NAME can spell: an identifier that is not a keyword. */
@@ -2084,7 +2114,8 @@ static void shared_section(ctx *x, mw_config *c, const node *m) {
     }
     if (v->type == N_BAD) continue;
     if (v->type != N_MAP) {
-      ERR(x, v, "shared.%s: expected a mapping with its size (size: 1MiB), got %s", k->s,
+      ERR(x, v, "shared.%s: expected a mapping with its size (size: 1MiB) or its Redis "
+                "(redis: \"redis://127.0.0.1:6379/0\"), got %s", k->s,
           kind_name(v));
       continue;
     }
@@ -2102,14 +2133,25 @@ static void shared_section(ctx *x, mw_config *c, const node *m) {
     snprintf(section, sizeof section, "shared.%s", name);
     walk_map(x, c, v, section, shared_dict_keys, shared_dict_pair);
     x->shdict = NULL;
-    if (d->size < 0) {
+    if (d->redis && d->size >= 0) {
+      ERR(x, k, "shared.%s: 'size' and 'redis' exclude each other (Redis keeps the "
+                "memory of a dict on Redis)", name);
+    } else if (!d->redis && (d->prefix || d->timeout_ms)) {
+      ERR(x, k, "shared.%s: 'prefix' and 'timeout' are for a dict on Redis (redis: URL)",
+          name);
+    }
+    if (d->size < 0 && !d->redis) {
       int bad = 0; /* a size given but refused has its own message already */
       for (size_t j = 0; j + 1 < v->n && !bad; j += 2)
-        bad = v->kid[j]->type == N_SCALAR && strcmp(v->kid[j]->s, "size") == 0;
-      if (!bad) ERR(x, k, "shared.%s: 'size' is required (for example size: 16MiB)", name);
+        bad = v->kid[j]->type == N_SCALAR &&
+              (strcmp(v->kid[j]->s, "size") == 0 || strcmp(v->kid[j]->s, "redis") == 0);
+      if (!bad)
+        ERR(x, k, "shared.%s: 'size' is required (for example size: 16MiB), or 'redis' (a URL) "
+                  "for a dict on Redis", name);
       /* dropped: a config with errors is not used, and no entry is
        * left without its size */
       free(d->name);
+      free(d->prefix);
       c->shared.n--;
     }
   }

@@ -83,7 +83,10 @@ typedef struct mw_config_client_method {
 /* shared: one dict (shared/mw_shared.h). */
 typedef struct mw_config_shared {
   char *name;   /* a Lua identifier (owned) */
-  int64_t size; /* bytes, at least 64 KiB */
+  int64_t size; /* bytes, at least 64 KiB; -1 for a dict on Redis */
+  char *redis;  /* redis://HOST:PORT/DB, NULL in memory (owned) */
+  char *prefix; /* the keys' prefix in Redis, NULL: "NAME:" (owned) */
+  int64_t timeout_ms; /* the wait for Redis's answer, 0: 1s */
 } mw_config_shared;
 
 /* sessions: one room (sessions/mw_sessions.h). */

@@ -7,12 +7,24 @@
  * result into Lua values; misuse (a wrong argument type, a negative ttl)
  * raises, expected failures return nil or false and a message, as
  * OpenResty's do. The dict's lock is never held while Lua runs: a value is
- * copied out into a buffer of this state's first, then pushed. */
+ * copied out into a buffer of this state's first, then pushed.
+ *
+ * A dict on Redis answers later: in a handler the operation is a pending
+ * operation of the handler (lua/mw_co.h), woken on its own worker by mail
+ * (core/mw_post.h) when the answer comes, or by a timer after the dict's
+ * timeout (bounded by the call's deadline) with nil, "redis: timeout";
+ * outside a handler it blocks for at most that timeout. */
 #include <lauxlib.h>
 #include <math.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "base/mw_timer.h"
+#include "core/mw_post.h"
 #include "lua/l_api.h"
+#include "lua/mw_co.h"
 #include "shared/mw_shared.h"
 
 #define MW_MT_SHARED_BUF "moonwire.shared.buf"
@@ -38,13 +50,6 @@ static int buf_gc(lua_State *L) {
 static const mw_shared_dict *check_dict(lua_State *L) {
   shared_handle *h = luaL_checkudata(L, 1, MW_MT_SHARED);
   return h->d;
-}
-
-static int push_err(lua_State *L, int first_false, mw_shrc rc) {
-  if (first_false) lua_pushboolean(L, 0);
-  else lua_pushnil(L);
-  lua_pushstring(L, mw_shared_strerror(rc));
-  return 2;
 }
 
 /* The key at idx into rq: a string, or a number (as tostring writes it).
@@ -133,9 +138,294 @@ static void get_number(lua_State *L, int idx, const char *what, mw_shval *v) {
   get_value(L, idx, v);
 }
 
-static mw_shrc exec(lua_State *L, const mw_shared_dict *d, const mw_shreq *rq, mw_shres *res) {
-  return mw_shared_exec(d, rq, res, state_buf(L));
+/* --- results ---------------------------------------------------------------- */
+
+/* Whether op answers false (not nil) first on failure: the stores. */
+static int is_store(mw_shop op) {
+  return op == MW_SHOP_SET || op == MW_SHOP_SAFE_SET || op == MW_SHOP_ADD ||
+         op == MW_SHOP_SAFE_ADD || op == MW_SHOP_REPLACE;
 }
+
+/* A failure's values: OpenResty's message, or the backend's own. */
+static int push_fail(lua_State *L, int first_false, mw_shrc rc, const mw_shres *res) {
+  if (first_false) lua_pushboolean(L, 0);
+  else lua_pushnil(L);
+  if (rc == MW_SH_BACKEND && res->val.type == MW_SHV_STR)
+    lua_pushlstring(L, res->val.u.s.p, res->val.u.s.len);
+  else lua_pushstring(L, mw_shared_strerror(rc));
+  return 2;
+}
+
+/* The keys packed in b as a table. Filling the table can run a collection
+ * step, and with it a finalizer that uses a dict and so the state's
+ * buffer: the packed keys are first copied into one Lua string (anchored
+ * on the stack), and read from there. */
+static int push_keys(lua_State *L, const mw_shbuf *b, int64_t n) {
+  size_t off = 0, len;
+  const char *k;
+  while (mw_shared_next_key(b, &off, &k, &len)) {
+  }
+  lua_pushlstring(L, b->p ? b->p : "", b->p ? off + sizeof(uint32_t) : 0); /* with the end mark */
+  mw_shbuf copy = {(char *)lua_tostring(L, -1), b->p ? off + sizeof(uint32_t) : 0};
+  lua_createtable(L, n > 0 && n < INT32_MAX ? (int)n : 0, 0);
+  off = 0;
+  lua_Integer i = 0;
+  while (mw_shared_next_key(&copy, &off, &k, &len)) {
+    lua_pushlstring(L, k, len);
+    lua_rawseti(L, -2, ++i);
+  }
+  lua_remove(L, -2);
+  return 1;
+}
+
+/* The Lua values of one operation's outcome, whichever backend answered
+ * and whenever: the one place results become values. */
+static int push_result(lua_State *L, mw_shop op, int has_init, mw_shrc rc, const mw_shres *res,
+                       const mw_shbuf *buf) {
+  if (rc == MW_SH_BACKEND) {
+    if (!is_store(op)) return push_fail(L, 0, rc, res);
+    push_fail(L, 1, rc, res);
+    lua_pushboolean(L, 0);
+    return 3;
+  }
+  switch (op) {
+  case MW_SHOP_GET:
+  case MW_SHOP_GET_STALE:
+    if (rc == MW_SH_NOT_FOUND) {
+      lua_pushnil(L);
+      return 1;
+    }
+    if (rc != MW_SH_OK) return push_fail(L, 0, rc, res);
+    push_value(L, &res->val);
+    if (op == MW_SHOP_GET) {
+      if (!res->flags) return 1;
+      lua_pushinteger(L, (lua_Integer)res->flags);
+      return 2;
+    }
+    if (res->flags) lua_pushinteger(L, (lua_Integer)res->flags);
+    else lua_pushnil(L);
+    lua_pushboolean(L, res->stale);
+    return 3;
+  case MW_SHOP_SET:
+  case MW_SHOP_SAFE_SET:
+  case MW_SHOP_ADD:
+  case MW_SHOP_SAFE_ADD:
+  case MW_SHOP_REPLACE:
+    if (rc == MW_SH_OK) {
+      lua_pushboolean(L, 1);
+      lua_pushnil(L);
+      lua_pushboolean(L, res->forcible);
+      return 3;
+    }
+    if ((op == MW_SHOP_SAFE_SET || op == MW_SHOP_SAFE_ADD) && rc == MW_SH_NO_MEMORY)
+      return push_fail(L, 0, rc, res);
+    push_fail(L, 1, rc, res);
+    lua_pushboolean(L, res->forcible);
+    return 3;
+  case MW_SHOP_INCR:
+    if (rc != MW_SH_OK) return push_fail(L, 0, rc, res);
+    push_value(L, &res->val);
+    if (!has_init) return 1;
+    lua_pushnil(L);
+    lua_pushboolean(L, res->forcible);
+    return 3;
+  case MW_SHOP_LPOP:
+  case MW_SHOP_RPOP:
+    if (rc == MW_SH_NOT_FOUND) {
+      lua_pushnil(L);
+      return 1;
+    }
+    if (rc != MW_SH_OK) return push_fail(L, 0, rc, res);
+    push_value(L, &res->val);
+    return 1;
+  case MW_SHOP_TTL:
+    if (rc != MW_SH_OK) return push_fail(L, 0, rc, res);
+    lua_pushnumber(L, (lua_Number)res->n / 1000);
+    return 1;
+  case MW_SHOP_EXPIRE:
+    if (rc != MW_SH_OK) return push_fail(L, 0, rc, res);
+    lua_pushboolean(L, 1);
+    return 1;
+  case MW_SHOP_FLUSH_ALL:
+    return 0;
+  case MW_SHOP_KEYS:
+    if (rc != MW_SH_OK) return push_fail(L, 0, rc, res);
+    return push_keys(L, buf, res->n);
+  default: /* pushes, llen, flush_expired, capacity, free_space: a count */
+    if (rc != MW_SH_OK) return push_fail(L, 0, rc, res);
+    lua_pushinteger(L, (lua_Integer)res->n);
+    return 1;
+  }
+}
+
+/* --- waiting for a backend that answers later (Redis) ----------------------- */
+
+/* One operation a handler waits for. Two owners: the backend (until done
+ * has run and its mail has been handled) and the waiting handler (until
+ * its wait ends: the answer, its timeout, or its cancellation); the last
+ * to let go frees it. `h` is touched only on the handler's worker. */
+typedef struct lpend {
+  mw_shared_async a; /* first */
+  mw_mail mail;
+  _Atomic int refs;
+  mw_lcall *h; /* the waiting handler; NULL once its wait ended */
+  int worker;
+  mw_shop op;
+  int has_init;
+} lpend;
+
+static void pend_unref(lpend *p) {
+  if (atomic_fetch_sub(&p->refs, 1) != 1) return;
+  free(p->a.buf.p);
+  free(p);
+}
+
+/* Pushes the outcome for the handler, under lua_pcall on the state's main
+ * thread, then moves it onto the handler's coroutine: this runs outside
+ * lua_resume, where a memory error would have nowhere to land. */
+typedef struct push_args {
+  lpend *p;
+  int timeout;
+} push_args;
+
+static int push_protected(lua_State *L) {
+  push_args *a = lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  if (a->timeout) {
+    mw_shres res = {.rc = MW_SH_BACKEND, .val = {.type = MW_SHV_STR}};
+    res.val.u.s.p = "redis: timeout";
+    res.val.u.s.len = strlen(res.val.u.s.p);
+    return push_result(L, a->p->op, a->p->has_init, MW_SH_BACKEND, &res, NULL);
+  }
+  return push_result(L, a->p->op, a->p->has_init, a->p->a.res.rc, &a->p->a.res, &a->p->a.buf);
+}
+
+typedef struct wake_args {
+  mw_lcall *h;
+  mw_wake how;
+  int n;
+} wake_args;
+
+static void do_wake(void *arg) {
+  wake_args *w = arg;
+  mw_co_wake(w->h, w->how, w->n);
+}
+
+/* Ends h's wait on p with its outcome (or the timeout). */
+static void finish_wait(mw_lcall *h, lpend *p, int timeout, int via_run) {
+  p->h = NULL;
+  h->wait_arg = NULL;
+  lua_State *L = h->st->L;
+  int top = lua_gettop(L);
+  push_args a = {p, timeout};
+  lua_pushcfunction(L, push_protected);
+  lua_pushlightuserdata(L, &a);
+  int rc = lua_pcall(L, 1, LUA_MULTRET, 0);
+  int n = lua_gettop(L) - top;
+  lua_xmove(L, h->co, n); /* 3 values at most: within LUA_MINSTACK */
+  if (rc == LUA_ERRMEM) h->oom = 1;
+  wake_args w = {h, rc == LUA_OK ? MW_WAKE_OK : MW_WAKE_RAISE, n};
+  /* From mail the handler resumes as in an event of its own call, so that
+   * what it does to the call starts at once; a timer is such an event. */
+  if (via_run) mw_call_run(h->call, do_wake, &w);
+  else do_wake(&w);
+  pend_unref(p);
+}
+
+/* The answer reached the handler's worker. */
+static void on_mail(mw_mail *m) {
+  lpend *p = (lpend *)((char *)m - offsetof(lpend, mail));
+  mw_lcall *h = p->h;
+  if (h) {
+    mw_call_timer_cancel(&h->timer);
+    finish_wait(h, p, 0, 1);
+  }
+  pend_unref(p);
+}
+
+/* The backend's thread: the answer goes to the handler's worker. When no
+ * worker takes it (the server stops), the handler's timer ends its wait. */
+static void on_done(mw_shared_async *a) {
+  lpend *p = (lpend *)a;
+  if (mw_post(p->worker, &p->mail) != 0) pend_unref(p);
+}
+
+static void on_timeout(mw_call_timer *t) {
+  mw_lcall *h = (mw_lcall *)((char *)t - offsetof(mw_lcall, timer));
+  lpend *p = h->wait_arg;
+  if (p) finish_wait(h, p, 1, 0);
+}
+
+static int pend_cancel(mw_lcall *h, int ending) {
+  mw_call_timer_cancel(&h->timer);
+  lpend *p = h->wait_arg;
+  h->wait_arg = NULL;
+  if (p) {
+    p->h = NULL;
+    pend_unref(p);
+  }
+  return 1;
+}
+
+static const mw_wait_ops shared_wait = {"shared:redis", pend_cancel};
+
+/* Sends rq and makes h wait for its answer, at most the dict's timeout
+ * (and the call's deadline, which cancels the wait on its own). */
+static int wait_async(lua_State *L, mw_lcall *h, const mw_shared_dict *d, const mw_shreq *rq) {
+  lpend *p = calloc(1, sizeof *p);
+  if (!p) return luaL_error(L, "out of memory");
+  p->a.done = on_done;
+  p->mail.fn = on_mail;
+  p->op = rq->op;
+  p->has_init = rq->has_init;
+  p->worker = mw_call_worker_id(h->call);
+  atomic_store(&p->refs, 2);
+  int rc = d->backend->submit(d->self, rq, &p->a);
+  if (rc == 1) { /* answered at once: no wait */
+    int n = push_result(L, p->op, p->has_init, p->a.res.rc, &p->a.res, &p->a.buf);
+    free(p->a.buf.p);
+    free(p);
+    return n;
+  }
+  p->h = h;
+  h->wait_arg = p;
+  double wait_s = d->timeout_s;
+  double dl = mw_call_deadline(h->call);
+  if (dl > 0) {
+    double left = dl - mw_wall_now();
+    if (left < wait_s) wait_s = left > 0 ? left : 0;
+  }
+  h->timer.fn = on_timeout;
+  if (mw_call_timer_start(h->call, &h->timer, wait_s) != 0) {
+    /* no timer, no bound on the wait: give up on this one now */
+    p->h = NULL;
+    h->wait_arg = NULL;
+    pend_unref(p);
+    return luaL_error(L, "out of memory");
+  }
+  return mw_co_wait(L, h, &shared_wait);
+}
+
+/* Runs rq on d and returns its values: at once for the memory store; for
+ * Redis, a handler waits (its worker goes on with other calls), and code
+ * outside any handler (a module's top level, ctx:on_done functions)
+ * blocks, for at most the dict's timeout. So does a handler whose call was
+ * cancelled: it cannot wait any more, but it may still have to tidy up
+ * (release what it claimed) rather than raise. */
+static int run(lua_State *L, const mw_shared_dict *d, const mw_shreq *rq) {
+  if (d->backend->submit) {
+    mw_lcall *h = mw_co_current(L);
+    if (h && (h->finished || mw_call_cancelled(h->call))) h = NULL;
+    else if (h || mw_co_running()) h = mw_co_check(L, h, "mw.shared (on redis)");
+    if (h) return wait_async(L, h, d, rq);
+  }
+  mw_shres res;
+  mw_shbuf *buf = state_buf(L);
+  mw_shrc rc = mw_shared_exec(d, rq, &res, buf);
+  return push_result(L, rq->op, rq->has_init, rc, &res, buf);
+}
+
+/* --- the methods -------------------------------------------------------------- */
 
 /* d:get(key) -> value, flags (flags only when not 0) | nil | nil, err */
 static int get_common(lua_State *L, mw_shop op) {
@@ -143,23 +433,7 @@ static int get_common(lua_State *L, mw_shop op) {
   mw_shreq rq = {.op = op};
   int n = get_key(L, 2, &rq);
   if (n) return n;
-  mw_shres res;
-  mw_shrc rc = exec(L, d, &rq, &res);
-  if (rc == MW_SH_NOT_FOUND) {
-    lua_pushnil(L);
-    return 1;
-  }
-  if (rc != MW_SH_OK) return push_err(L, 0, rc);
-  push_value(L, &res.val);
-  if (op == MW_SHOP_GET) {
-    if (!res.flags) return 1;
-    lua_pushinteger(L, (lua_Integer)res.flags);
-    return 2;
-  }
-  if (res.flags) lua_pushinteger(L, (lua_Integer)res.flags);
-  else lua_pushnil(L);
-  lua_pushboolean(L, res.stale);
-  return 3;
+  return run(L, d, &rq);
 }
 
 static int l_get(lua_State *L) { return get_common(L, MW_SHOP_GET); }
@@ -179,19 +453,7 @@ static int store_common(lua_State *L, mw_shop op) {
     lua_pushliteral(L, "bad value type");
     return 2;
   }
-  mw_shres res;
-  mw_shrc rc = exec(L, d, &rq, &res);
-  if (rc == MW_SH_OK) {
-    lua_pushboolean(L, 1);
-    lua_pushnil(L);
-    lua_pushboolean(L, res.forcible);
-    return 3;
-  }
-  int safe = op == MW_SHOP_SAFE_SET || op == MW_SHOP_SAFE_ADD;
-  if (safe && rc == MW_SH_NO_MEMORY) return push_err(L, 0, rc);
-  push_err(L, 1, rc);
-  lua_pushboolean(L, res.forcible);
-  return 3;
+  return run(L, d, &rq);
 }
 
 static int l_set(lua_State *L) { return store_common(L, MW_SHOP_SET); }
@@ -223,14 +485,7 @@ static int l_incr(lua_State *L) {
   }
   int n = get_key(L, 2, &rq);
   if (n) return n;
-  mw_shres res;
-  mw_shrc rc = exec(L, d, &rq, &res);
-  if (rc != MW_SH_OK) return push_err(L, 0, rc);
-  push_value(L, &res.val);
-  if (!rq.has_init) return 1;
-  lua_pushnil(L);
-  lua_pushboolean(L, res.forcible);
-  return 3;
+  return run(L, d, &rq);
 }
 
 /* d:lpush(key, value) / d:rpush -> length | nil, err */
@@ -246,61 +501,28 @@ static int push_common(lua_State *L, mw_shop op) {
     return 2;
   }
   get_value(L, 3, &rq.val);
-  mw_shres res;
-  mw_shrc rc = exec(L, d, &rq, &res);
-  if (rc != MW_SH_OK) return push_err(L, 0, rc);
-  lua_pushinteger(L, (lua_Integer)res.n);
-  return 1;
+  return run(L, d, &rq);
 }
 
 static int l_lpush(lua_State *L) { return push_common(L, MW_SHOP_LPUSH); }
 static int l_rpush(lua_State *L) { return push_common(L, MW_SHOP_RPUSH); }
 
-/* d:lpop(key) / d:rpop -> value | nil | nil, err */
-static int pop_common(lua_State *L, mw_shop op) {
+/* d:lpop(key) / d:rpop, d:llen(key), d:ttl(key): one key, no more. */
+static int key_only(lua_State *L, mw_shop op) {
   const mw_shared_dict *d = check_dict(L);
   mw_shreq rq = {.op = op};
   int n = get_key(L, 2, &rq);
   if (n) return n;
-  mw_shres res;
-  mw_shrc rc = exec(L, d, &rq, &res);
-  if (rc == MW_SH_NOT_FOUND) {
-    lua_pushnil(L);
-    return 1;
-  }
-  if (rc != MW_SH_OK) return push_err(L, 0, rc);
-  push_value(L, &res.val);
-  return 1;
+  return run(L, d, &rq);
 }
 
-static int l_lpop(lua_State *L) { return pop_common(L, MW_SHOP_LPOP); }
-static int l_rpop(lua_State *L) { return pop_common(L, MW_SHOP_RPOP); }
-
-/* d:llen(key) -> length (0 when missing) | nil, err */
-static int l_llen(lua_State *L) {
-  const mw_shared_dict *d = check_dict(L);
-  mw_shreq rq = {.op = MW_SHOP_LLEN};
-  int n = get_key(L, 2, &rq);
-  if (n) return n;
-  mw_shres res;
-  mw_shrc rc = exec(L, d, &rq, &res);
-  if (rc != MW_SH_OK) return push_err(L, 0, rc);
-  lua_pushinteger(L, (lua_Integer)res.n);
-  return 1;
-}
-
-/* d:ttl(key) -> seconds left (0: never expires) | nil, "not found" */
-static int l_ttl(lua_State *L) {
-  const mw_shared_dict *d = check_dict(L);
-  mw_shreq rq = {.op = MW_SHOP_TTL};
-  int n = get_key(L, 2, &rq);
-  if (n) return n;
-  mw_shres res;
-  mw_shrc rc = exec(L, d, &rq, &res);
-  if (rc != MW_SH_OK) return push_err(L, 0, rc);
-  lua_pushnumber(L, (lua_Number)res.n / 1000);
-  return 1;
-}
+/* -> value | nil | nil, err */
+static int l_lpop(lua_State *L) { return key_only(L, MW_SHOP_LPOP); }
+static int l_rpop(lua_State *L) { return key_only(L, MW_SHOP_RPOP); }
+/* -> length (0 when missing) | nil, err */
+static int l_llen(lua_State *L) { return key_only(L, MW_SHOP_LLEN); }
+/* -> seconds left (0: never expires) | nil, "not found" */
+static int l_ttl(lua_State *L) { return key_only(L, MW_SHOP_TTL); }
 
 /* d:expire(key, exptime) -> true | nil, "not found" */
 static int l_expire(lua_State *L) {
@@ -309,11 +531,7 @@ static int l_expire(lua_State *L) {
   rq.ttl_ms = get_seconds(L, 3, 0, "exptime");
   int n = get_key(L, 2, &rq);
   if (n) return n;
-  mw_shres res;
-  mw_shrc rc = exec(L, d, &rq, &res);
-  if (rc != MW_SH_OK) return push_err(L, 0, rc);
-  lua_pushboolean(L, 1);
-  return 1;
+  return run(L, d, &rq);
 }
 
 static size_t get_max(lua_State *L, int idx, size_t dflt) {
@@ -324,23 +542,18 @@ static size_t get_max(lua_State *L, int idx, size_t dflt) {
   return (size_t)m;
 }
 
-/* d:flush_all(): every item expired, nothing freed. */
+/* d:flush_all(): every item expired, nothing freed (on Redis: deleted). */
 static int l_flush_all(lua_State *L) {
   const mw_shared_dict *d = check_dict(L);
   mw_shreq rq = {.op = MW_SHOP_FLUSH_ALL};
-  mw_shres res;
-  exec(L, d, &rq, &res);
-  return 0;
+  return run(L, d, &rq);
 }
 
 /* d:flush_expired([max_count]) -> items freed (max 0 or nil: all) */
 static int l_flush_expired(lua_State *L) {
   const mw_shared_dict *d = check_dict(L);
   mw_shreq rq = {.op = MW_SHOP_FLUSH_EXPIRED, .max = get_max(L, 2, 0)};
-  mw_shres res;
-  exec(L, d, &rq, &res);
-  lua_pushinteger(L, (lua_Integer)res.n);
-  return 1;
+  return run(L, d, &rq);
 }
 
 /* d:get_keys([max_count]) -> {key...} (default 1024; 0: all, with the
@@ -348,45 +561,19 @@ static int l_flush_expired(lua_State *L) {
 static int l_get_keys(lua_State *L) {
   const mw_shared_dict *d = check_dict(L);
   mw_shreq rq = {.op = MW_SHOP_KEYS, .max = get_max(L, 2, 1024)};
-  mw_shres res;
-  mw_shrc rc = exec(L, d, &rq, &res);
-  if (rc != MW_SH_OK) return push_err(L, 0, rc);
-  /* Filling the table can run a collection step, and with it a finalizer
-   * that uses a dict and so this buffer: the packed keys are first copied
-   * into one Lua string (anchored on the stack), and read from there. */
-  mw_shbuf *b = state_buf(L);
-  size_t off = 0, len;
-  const char *k;
-  while (mw_shared_next_key(b, &off, &k, &len)) {
-  }
-  lua_pushlstring(L, b->p, off + sizeof(uint32_t)); /* with the end mark */
-  mw_shbuf copy = {(char *)lua_tostring(L, -1), off + sizeof(uint32_t)};
-  lua_createtable(L, res.n > 0 && res.n < INT32_MAX ? (int)res.n : 0, 0);
-  off = 0;
-  lua_Integer i = 0;
-  while (mw_shared_next_key(&copy, &off, &k, &len)) {
-    lua_pushlstring(L, k, len);
-    lua_rawseti(L, -2, ++i);
-  }
-  return 1;
+  return run(L, d, &rq);
 }
 
 static int l_capacity(lua_State *L) {
   const mw_shared_dict *d = check_dict(L);
   mw_shreq rq = {.op = MW_SHOP_CAPACITY};
-  mw_shres res;
-  exec(L, d, &rq, &res);
-  lua_pushinteger(L, (lua_Integer)res.n);
-  return 1;
+  return run(L, d, &rq);
 }
 
 static int l_free_space(lua_State *L) {
   const mw_shared_dict *d = check_dict(L);
   mw_shreq rq = {.op = MW_SHOP_FREE_SPACE};
-  mw_shres res;
-  exec(L, d, &rq, &res);
-  lua_pushinteger(L, (lua_Integer)res.n);
-  return 1;
+  return run(L, d, &rq);
 }
 
 static int l_tostring(lua_State *L) {
@@ -463,14 +650,30 @@ void mw_lshared_open(lua_State *L) {
   lua_setfield(L, -2, "shared_dict");
 }
 
-/* core.shared_define(name, size): makes a dict outside the server (the
- * specs' moonwire.core); a name already made is kept as it is. */
+/* core.shared_define(name, size | {redis = URL, prefix = P, timeout = S}):
+ * makes a dict outside the server (the specs' moonwire.core); a name
+ * already made is kept as it is. */
 static int l_shared_define(lua_State *L) {
-  mw_shared_spec s = {luaL_checkstring(L, 1), (size_t)luaL_checkinteger(L, 2)};
-  luaL_argcheck(L, s.size >= MW_SHARED_MIN_SIZE, 2, "at least 64 KiB");
+  mw_shared_spec s = {.name = luaL_checkstring(L, 1)};
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "redis");
+    s.redis = luaL_checkstring(L, -1);
+    if (lua_getfield(L, 2, "prefix") != LUA_TNIL) s.prefix = luaL_checkstring(L, -1);
+    if (lua_getfield(L, 2, "timeout") != LUA_TNIL)
+      s.timeout_ms = (int64_t)(luaL_checknumber(L, -1) * 1000);
+  } else {
+    s.size = (size_t)luaL_checkinteger(L, 2);
+    luaL_argcheck(L, s.size >= MW_SHARED_MIN_SIZE, 2, "at least 64 KiB");
+  }
   if (mw_shared_find(s.name)) return 0;
   /* only this spec: the others are kept, and their warnings are not wanted */
-  if (mw_shared_configure(&s, 1, NULL, NULL) != 0) return luaL_error(L, "out of memory");
+  mw_diag errors = {0};
+  if (mw_shared_configure(&s, 1, NULL, &errors) != 0) {
+    lua_pushstring(L, errors.n && errors.msgs[0] ? errors.msgs[0] : "out of memory");
+    mw_diag_free(&errors);
+    return lua_error(L);
+  }
+  mw_diag_free(&errors);
   return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/mw_redis.h"
 #include "shared/mw_shdict.h"
 
 const char *mw_shared_strerror(mw_shrc rc) {
@@ -21,6 +22,7 @@ const char *mw_shared_strerror(mw_shrc rc) {
   case MW_SH_EMPTY_KEY: return "empty key";
   case MW_SH_LONG_KEY: return "key too long";
   case MW_SH_BAD_VALUE: return "bad value type";
+  case MW_SH_BACKEND: return "backend error";
   }
   return "unknown error";
 }
@@ -55,36 +57,77 @@ static mw_shared_dict *find_locked(const char *name) {
   return NULL;
 }
 
+/* A dict's Redis URL and prefix, kept to tell a reload that changes them
+ * (the registry's record has no room for them in its public part). */
+typedef struct dict_rec {
+  mw_shared_dict d; /* first: the registry hands out &rec->d */
+  char *redis, *prefix;
+} dict_rec;
+
 static void dict_free(mw_shared_dict *d) {
   if (!d) return;
   if (d->backend) d->backend->free(d->self);
   free((char *)d->name);
-  free(d);
+  dict_rec *r = (dict_rec *)d;
+  free(r->redis);
+  free(r->prefix);
+  free(r);
 }
 
-static int make_dict(const mw_shared_spec *s) {
+static int make_dict(const mw_shared_spec *s, char *err, size_t errlen) {
+  snprintf(err, errlen, "out of memory");
   mw_shared_dict **grown = realloc(g_dicts, (g_n + 1) * sizeof *grown);
   if (!grown) return -1;
   g_dicts = grown;
-  mw_shared_dict *d = calloc(1, sizeof *d);
+  dict_rec *d = calloc(1, sizeof *d);
   char *name = strdup(s->name);
-  mw_shdict *store = mw_shdict_new(s->size);
-  if (!d || !name || !store) {
-    free(d);
-    free(name);
-    mw_shdict_free(store);
-    return -1;
+  char prefix[128];
+  snprintf(prefix, sizeof prefix, "%s:", s->name);
+  if (s->redis && d) {
+    d->redis = strdup(s->redis);
+    d->prefix = strdup(s->prefix ? s->prefix : prefix);
   }
-  *d = (mw_shared_dict){.name = name, .size = s->size, .backend = &mw_shdict_backend,
-                        .self = store};
-  g_dicts[g_n++] = d;
+  if (!d || !name || (s->redis && (!d->redis || !d->prefix))) goto fail;
+  if (s->redis) {
+    int64_t t = s->timeout_ms > 0 ? s->timeout_ms : 1000;
+    mw_redis *r = mw_redis_new(s->redis, d->prefix, t, err, errlen);
+    if (!r) goto fail;
+    d->d = (mw_shared_dict){.name = name, .timeout_s = (double)t / 1000,
+                            .backend = &mw_redis_backend, .self = r};
+  } else {
+    mw_shdict *store = mw_shdict_new(s->size);
+    if (!store) goto fail;
+    d->d = (mw_shared_dict){.name = name, .size = s->size, .backend = &mw_shdict_backend,
+                            .self = store};
+  }
+  g_dicts[g_n++] = &d->d;
   return 0;
+fail:
+  if (d) {
+    free(d->redis);
+    free(d->prefix);
+  }
+  free(d);
+  free(name);
+  return -1;
 }
 
 static void human_size(char *out, size_t cap, size_t n) {
   if (n % (1u << 20) == 0) snprintf(out, cap, "%zuMiB", n >> 20);
   else if (n % (1u << 10) == 0) snprintf(out, cap, "%zuKiB", n >> 10);
   else snprintf(out, cap, "%zu bytes", n);
+}
+
+/* A store for messages: "memory", or its URL without the password a
+ * redis://:PASSWORD@HOST URL may carry (logs are read by more people). */
+static void redacted(char *out, size_t cap, const char *url) {
+  if (!url) {
+    snprintf(out, cap, "memory");
+    return;
+  }
+  const char *at = strchr(url, '@');
+  if (at && strncmp(url, "redis://", 8) == 0) snprintf(out, cap, "redis://***@%s", at + 1);
+  else snprintf(out, cap, "%s", url);
 }
 
 int mw_shared_configure(const mw_shared_spec *specs, size_t n, mw_diag *warnings,
@@ -94,7 +137,18 @@ int mw_shared_configure(const mw_shared_spec *specs, size_t n, mw_diag *warnings
   for (size_t i = 0; i < n; i++) {
     mw_shared_dict *d = find_locked(specs[i].name);
     if (d) {
-      if (d->size != specs[i].size && warnings) {
+      const dict_rec *r = (const dict_rec *)d;
+      const char *url = specs[i].redis;
+      if (warnings && (!url != !r->redis || (url && strcmp(url, r->redis) != 0))) {
+        char was[160], want[160];
+        redacted(was, sizeof was, r->redis);
+        redacted(want, sizeof want, url);
+        mw_diag_add(warnings, "shared dict '%s' keeps its store (%s; the config asks for %s: "
+                              "a store changes at the next start)",
+                    d->name, was, want);
+        continue;
+      }
+      if (!url && d->size != specs[i].size && warnings) {
         char was[32], want[32];
         human_size(was, sizeof was, d->size);
         human_size(want, sizeof want, specs[i].size);
@@ -104,9 +158,9 @@ int mw_shared_configure(const mw_shared_spec *specs, size_t n, mw_diag *warnings
       }
       continue;
     }
-    if (make_dict(&specs[i]) != 0) {
-      if (errors)
-        mw_diag_add(errors, "shared dict '%s': out of memory", specs[i].name);
+    char why[256];
+    if (make_dict(&specs[i], why, sizeof why) != 0) {
+      if (errors) mw_diag_add(errors, "shared dict '%s': %s", specs[i].name, why);
       rc = -1;
     }
   }

@@ -8,8 +8,10 @@
  *     network (Redis), can carry them across threads and hand the same
  *     result to the binding, which turns results into Lua values in one
  *     place whatever the backend;
- *   - a backend is a table of functions (mw_shared_backend); today there
- *     is one, the in-process store (shared/mw_shdict.h);
+ *   - a backend is a table of functions (mw_shared_backend): the
+ *     in-process store (shared/mw_shdict.h), which answers at once, and
+ *     Redis (shared/mw_redis.h), which answers later from a thread of its
+ *     own (submit) and blocks only when asked to (exec);
  *   - the registry maps the names of the config's `shared:` section to
  *     backends. It is process-wide and outlives generations: dicts are
  *     made once from the config the server starts with, a reload may add
@@ -100,6 +102,8 @@ typedef enum mw_shrc {
   MW_SH_EMPTY_KEY,  /* "empty key" */
   MW_SH_LONG_KEY,   /* "key too long" */
   MW_SH_BAD_VALUE,  /* "bad value type" */
+  MW_SH_BACKEND,    /* the store failed (Redis down, slow, refusing): the
+                       message is res->val, a string ("redis: timeout") */
 } mw_shrc;
 
 /* A growable byte buffer a result's string (or a key list) is copied into,
@@ -128,12 +132,36 @@ int mw_shared_next_key(const mw_shbuf *buf, size_t *off, const char **key, size_
 /* OpenResty's message for rc ("ok" for MW_SH_OK). */
 const char *mw_shared_strerror(mw_shrc rc);
 
+/* An operation answered later (submit). The caller fills done and owns
+ * the record; the backend fills res and buf (the bytes res->val or a key
+ * list point to; the caller frees buf.p) and then calls done, exactly
+ * once, on a thread of its own. The record must live until done runs. */
+typedef struct mw_shared_async mw_shared_async;
+struct mw_shared_async {
+  mw_shres res; /* written by the backend before done */
+  mw_shbuf buf; /* grown by the backend, freed by the record's owner */
+  /* Set by the caller before submit; called by the backend once, from
+   * its own thread (Redis: the connection's I/O thread), when res and buf
+   * hold the outcome. It must not block: the binding posts mail. */
+  void (*done)(mw_shared_async *a);
+};
+
 /* A dict's implementation. exec runs one operation atomically (against
  * every other thread's operations on the same dict) and fills *res; buf
- * receives the bytes res->val or the key list point to; returns res->rc. */
+ * receives the bytes res->val or the key list point to; returns res->rc.
+ * A backend over the network blocks in exec for at most its timeout; it
+ * also has submit, which never blocks: it returns 0 when the operation
+ * was sent (done follows), 1 when it was answered at once (res and buf
+ * filled, done does not run). submit is NULL for the memory store. */
 typedef struct mw_shared_backend {
-  const char *kind; /* "memory" */
+  const char *kind; /* "memory", "redis" */
+  /* Any thread (the binding outside handlers, tests): the outcome now. */
   mw_shrc (*exec)(void *self, const mw_shreq *req, mw_shres *res, mw_shbuf *buf);
+  /* Any thread (the binding in a handler): sends req, whose bytes are
+   * copied before it returns; see above for what it returns. */
+  int (*submit)(void *self, const mw_shreq *req, mw_shared_async *a);
+  /* The registry, at mw_shared_free: stops the backend's threads (each
+   * pending record's done runs first) and frees it. */
   void (*free)(void *self);
 } mw_shared_backend;
 
@@ -141,7 +169,9 @@ typedef struct mw_shared_backend {
  * mw_shared_free, so a Lua state may keep one for its whole life. */
 typedef struct mw_shared_dict {
   const char *name;
-  size_t size; /* bytes, as configured */
+  size_t size; /* bytes, as configured (0 for Redis) */
+  double timeout_s; /* how long a handler waits for an answer (Redis's
+                       timeout; 0 for the memory store, which never waits) */
   const mw_shared_backend *backend;
   void *self;
 } mw_shared_dict;
@@ -150,10 +180,15 @@ typedef struct mw_shared_dict {
 mw_shrc mw_shared_exec(const mw_shared_dict *d, const mw_shreq *req, mw_shres *res,
                        mw_shbuf *buf);
 
-/* What the config asks for: a dict name (a Lua identifier) and its size. */
+/* What the config asks for: a dict name (a Lua identifier) and its size,
+ * or a Redis URL (then size is unused) with its key prefix (NULL:
+ * "NAME:") and timeout (ms; 0: 1000). */
 typedef struct mw_shared_spec {
   const char *name;
   size_t size;
+  const char *redis;
+  const char *prefix;
+  int64_t timeout_ms;
 } mw_shared_spec;
 
 /* Smallest size a dict may have: its table and a few entries must fit. */
@@ -162,9 +197,11 @@ typedef struct mw_shared_spec {
 /* Makes the registry's dicts from specs. The first call makes them all;
  * a later one (a reload) makes the dicts it names that do not exist yet
  * and keeps every existing one as it is: what it could not apply (a dict
- * removed from the config, or with another size) is added to warnings.
- * Returns 0, or -1 when a dict could not be made (out of memory; the
- * message goes to errors, may be NULL) with the dicts made so far kept.
+ * removed from the config, or with another size or Redis URL) is added
+ * to warnings.
+ * Returns 0, or -1 when a dict could not be made (out of memory, a bad
+ * Redis URL; the message goes to errors, may be NULL) with the dicts made
+ * so far kept.
  * Thread-safe against lookups. */
 int mw_shared_configure(const mw_shared_spec *specs, size_t n, mw_diag *warnings,
                         mw_diag *errors);

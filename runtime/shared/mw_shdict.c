@@ -590,4 +590,4 @@ static mw_shrc backend_exec(void *self, const mw_shreq *req, mw_shres *res, mw_s
 
 static void backend_free(void *self) { mw_shdict_free(self); }
 
-const mw_shared_backend mw_shdict_backend = {"memory", backend_exec, backend_free};
+const mw_shared_backend mw_shdict_backend = {"memory", backend_exec, NULL, backend_free};

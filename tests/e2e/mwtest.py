@@ -23,6 +23,11 @@ What is here:
       Writes a temporary service directory from {name: text}.
 
   run_cli(*args) -> subprocess.CompletedProcess (text, bounded time)
+
+  RedisServer()
+      A context manager running Debian's redis-server on a free loopback
+      port, with no persistence; .url(db), .cli(*args), .kill(), .restart(),
+      .pause() / .resume() (SIGSTOP / SIGCONT).
 """
 
 import os
@@ -473,6 +478,73 @@ class Protos:
         resp = self.msg(md.output_type.full_name)
         return channel.unary_unary(path, request_serializer=lambda b: b,
                                    response_deserializer=resp.FromString)
+
+
+def free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """`with RedisServer() as r:` runs redis-server on 127.0.0.1:r.port,
+    in the foreground of a child process, without saving anything. A
+    restart keeps the port, so that clients reconnect to the same URL."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="mw-e2e-redis-")
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", self.dir],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerError("redis-server exited with %s" % self.proc.returncode)
+            if self.cli("ping").strip() == "PONG":
+                return self
+            time.sleep(0.02)
+        raise ServerError("redis-server did not answer PING on port %d" % self.port)
+
+    def url(self, db=0):
+        return "redis://127.0.0.1:%d/%d" % (self.port, db)
+
+    def cli(self, *args):
+        r = subprocess.run(["redis-cli", "-p", str(self.port)] + [str(a) for a in args],
+                           capture_output=True, text=True, timeout=10)
+        return r.stdout
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self):
+        self.kill()
+        return self.start()
+
+    def pause(self):
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            self.resume()
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def raw_unary(channel, path):

@@ -19,9 +19,10 @@ die() { printf 'test-tools: error: %s\n' "$*" >&2; exit 1; }
 # proxy of docs/deploy.md, Prometheus (its server and promtool) with the
 # Python client's text parser, which read the admin listener's /metrics, and
 # PyJWT and python3-cryptography, which make the bearer tokens of the auth
-# tests. Debian's versions, as the CI image has them.
+# tests, and redis-server, which the Redis shared-dict tests start on a free
+# loopback port of their own. Debian's versions, as the CI image has them.
 apt_missing=()
-for p in python3-hpack python3-hyperframe nginx prometheus python3-prometheus-client python3-jwt python3-cryptography; do
+for p in python3-hpack python3-hyperframe nginx prometheus python3-prometheus-client python3-jwt python3-cryptography redis-server; do
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" = installed ] ||
     apt_missing+=("$p")
 done

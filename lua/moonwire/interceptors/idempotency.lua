@@ -19,7 +19,11 @@
 --               DEADLINE_EXCEEDED); abort: ABORTED at once
 --   required    true: a call without a key fails with INVALID_ARGUMENT;
 --               false (default): it just runs
---   store       (Lua only) the backing store, see below
+--   store       where keys are kept: process (default; the process-wide
+--               table), {shared = NAME} (a shared dict: on Redis, keys are
+--               shared by every instance; optional lease, how long a
+--               running claim holds its key, default 60s), or (Lua only) a
+--               store object, see below
 --
 -- What a call gets: the first call with a key runs. Its status, message,
 -- details, response, and the headers and trailers set inside this
@@ -41,14 +45,18 @@
 -- The store is an object of four functions (the process-wide table in C by
 -- default, base/mw_idem.h, through core.idem_*); another backing (shared
 -- dicts, Redis) replaces it without changing this interceptor:
---   claim(scope, key, fp)  -> "new", token | "done", reply or nil (ran, its
---                             reply not kept) | "running", version |
---                             "mismatch" | "full"
+--   claim(scope, key, fp, ctx) -> "new", token | "done", reply or nil (ran,
+--                             its reply not kept) | "running", version |
+--                             "mismatch" | "full" (ctx: the call's, for its
+--                             deadline)
 --   complete(scope, key, token, reply, ttl) -> "stored" | "unkept" | "stale"
 --   release(scope, key, token)
---   wait(version)          in a handler: returns once a claim may have
+--   wait(version, n)       in a handler: returns once a claim may have
 --                          ended after `version` (raises when the call is
---                          cancelled or its deadline passes)
+--                          cancelled or its deadline passes); n: how many
+--                          times this call waited before (for a backoff)
+-- claim may also answer "unavailable", message: the store cannot be
+-- reached (Redis down): the call fails UNAVAILABLE and is not run.
 local mw = require "moonwire"
 local core = require "moonwire.core"
 
@@ -179,8 +187,99 @@ local function key_getter(spec, input)
   end, ("the request field '%s'"):format(field)
 end
 
+--- A store over a shared dict (mw.shared.NAME), on either backend: on
+-- Redis the keys are shared by every instance using it. One dict entry per
+-- key: "R" .. fingerprint .. token while the first call runs (made by
+-- `safe_add`, Redis's SET NX PX: the atomic claim, held until the call's
+-- deadline, or for a lease when it has none, so that a crashed instance
+-- cannot hold a key forever), then "D" .. fingerprint ..
+-- reply until ttl (flags 1: the reply could not be kept). A duplicate
+-- waiting for a running call polls (5 ms, doubling to 50 ms, until its own
+-- deadline): see docs/lua-api.md for why not pub/sub.
+local POLL_MIN, POLL_MAX = 0.005, 0.05
+local FP_LEN = 32
+
+function M.dict_store(d, opts)
+  opts = opts or {}
+  check_options(opts, {"shared", "lease"})
+  local lease = 60
+  if opts.lease ~= nil then
+    local ok, sec = pcall(mw.duration, opts.lease)
+    if not ok or sec <= 0 then
+      error(("store.lease must be a positive duration (like 60s), not '%s'"):format(tostring(opts.lease)), 0)
+    end
+    lease = sec
+  end
+  local sub = string.sub
+  local function entry(scope, key) return "idem\0" .. scope .. "\0" .. key end
+  local function running_marker(v, token)
+    return type(v) == "string" and sub(v, 1, 1) == "R" and sub(v, 2 + FP_LEN) == token
+  end
+  local store = {}
+  function store.claim(scope, key, fp, ctx)
+    local k = entry(scope, key)
+    -- A call cannot run past its deadline (it is stopped there): its claim
+    -- holds the key that long, and a second more, whatever the lease.
+    local hold = lease
+    local left = ctx and ctx.remaining and ctx:remaining()
+    if left and left < math.huge then hold = left + 1 end
+    for _ = 1, 3 do -- an entry that expires between add and get: again
+      local token = string.format("%x%x", math.random(0, 1 << 62), math.random(0, 1 << 62))
+      -- safe_: a store in memory never evicts other keys (running claims
+      -- among them) to make room; a full one refuses the call instead
+      local ok, err = d:safe_add(k, "R" .. fp .. token, hold)
+      if ok then return "new", token end
+      if err ~= "exists" then
+        if err == "no memory" then return "full" end
+        return "unavailable", err
+      end
+      local v, flags = d:get(k)
+      if type(v) == "string" then
+        if sub(v, 2, 1 + FP_LEN) ~= fp then return "mismatch" end
+        if sub(v, 1, 1) == "R" then return "running", nil end
+        if flags == 1 then return "done", nil end
+        return "done", sub(v, 2 + FP_LEN)
+      elseif v ~= nil then
+        return "unavailable", "the idempotency entry is not a string"
+      elseif flags ~= nil then -- nil, err: the store failed
+        return "unavailable", flags
+      end
+    end
+    return "unavailable", "the idempotency entry keeps changing"
+  end
+  -- Only the claim's owner ends it, and only while its marker is there
+  -- (a lease that ran out may have let another call claim the key).
+  function store.complete(scope, key, token, reply, ttl)
+    local k = entry(scope, key)
+    local v = d:get(k)
+    if not running_marker(v, token) then return "stale" end
+    local fp = sub(v, 2, 1 + FP_LEN)
+    local ok, err = d:safe_set(k, "D" .. fp .. reply, ttl)
+    if ok then return "stored" end
+    if err == "no memory" then
+      d:safe_set(k, "D" .. fp, ttl, 1) -- smaller than the claim it replaces
+      return "unkept"
+    end
+    return "stale"
+  end
+  function store.release(scope, key, token)
+    local k = entry(scope, key)
+    if running_marker(d:get(k), token) then d:delete(k) end
+  end
+  -- The interceptor claims again after each wait; n counts the waits.
+  function store.wait(_, n)
+    mw.sleep(math.min(POLL_MIN * 2 ^ (n or 0), POLL_MAX))
+  end
+  return store
+end
+
 local function check_store(s)
-  if type(s) ~= "table" then error("store must be a table of claim, complete, release and wait", 0) end
+  if s == nil or s == "process" then return M.process_store end
+  if type(s) == "table" and s.shared ~= nil then
+    if type(s.shared) ~= "string" then error("store.shared must name a shared dict", 0) end
+    return M.dict_store(mw.shared[s.shared], s)
+  end
+  if type(s) ~= "table" then error("store must be process, {shared = NAME}, or a table of claim, complete, release and wait", 0) end
   for _, f in pairs {"claim", "complete", "release", "wait"} do
     if type(s[f]) ~= "function" then error(("store: %s must be a function"):format(f), 0) end
   end
@@ -206,7 +305,7 @@ function M.new(opts, env)
   local abort = concurrent == "abort"
   local required = opts.required
   if required ~= nil and type(required) ~= "boolean" then error("required must be true or false", 0) end
-  local store = check_store(opts.store or M.process_store)
+  local store = check_store(opts.store)
 
   -- One method named: it must be unary, and a key field must be its request's.
   local input
@@ -353,9 +452,9 @@ function M.new(opts, env)
       if type(id) == "table" and id.subject ~= nil then scope = path .. "\0" .. tostring(id.subject) end
       local fp, err = core.idem_fingerprint(m.input, path, req, m.maps)
       if not fp then mw.fail(mw.INTERNAL, "idempotency: cannot encode the request: " .. err) end
-      local waited = false
+      local waited = 0
       while true do
-        local state, v = claim(scope, key, fp)
+        local state, v = claim(scope, key, fp, ctx)
         if state == "new" then return run(m, path, scope, key, v, req, ctx, next) end
         if state == "done" then return replay(m, path, v, ctx) end
         if state == "mismatch" then
@@ -367,16 +466,18 @@ function M.new(opts, env)
           count(m, path, "full")
           mw.fail(mw.RESOURCE_EXHAUSTED, "the idempotency store is full; retry later")
         end
+        if state == "unavailable" then
+          count(m, path, "unavailable")
+          mw.fail(mw.UNAVAILABLE, "the idempotency store is unavailable: " .. tostring(v))
+        end
         -- running
         if abort then
           count(m, path, "aborted")
           mw.fail(mw.ABORTED, "a call with this idempotency key is in progress")
         end
-        if not waited then
-          waited = true
-          count(m, path, "waited")
-        end
-        wait(v)
+        if waited == 0 then count(m, path, "waited") end
+        wait(v, waited)
+        waited = waited + 1
       end
     end,
   }

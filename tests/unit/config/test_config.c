@@ -1349,12 +1349,14 @@ static void test_shared(void) {
              "t.yaml:2:17: shared.cache.size: expected a size in bytes (an integer, or with a "
              "unit: 512KiB, 4MiB, 1GiB, 4MB), got 'lots'");
   expect_one("shared:\n  cache: {}\n",
-             "t.yaml:2:3: shared.cache: 'size' is required (for example size: 16MiB)");
+             "t.yaml:2:3: shared.cache: 'size' is required (for example size: 16MiB), or "
+             "'redis' (a URL) for a dict on Redis");
   expect_one("shared:\n  cache: 1MiB\n",
-             "t.yaml:2:10: shared.cache: expected a mapping with its size (size: 1MiB), got a "
-             "scalar");
+             "t.yaml:2:10: shared.cache: expected a mapping with its size (size: 1MiB) or its "
+             "Redis (redis: \"redis://127.0.0.1:6379/0\"), got a scalar");
   expect_one("shared:\n  cache: {size: 1MiB, ttl: 5}\n",
-             "t.yaml:2:23: unknown key 'ttl' in 'shared.cache' (valid keys: size)");
+             "t.yaml:2:23: unknown key 'ttl' in 'shared.cache' (valid keys: size, redis, "
+             "prefix, timeout)");
   expect_one("shared:\n  my-cache: {size: 1MiB}\n",
              "t.yaml:2:3: shared: 'my-cache' is not a dict name (letters, digits and _, not "
              "starting with a digit, at most 64, not a Lua keyword: it is spelt "
@@ -1369,6 +1371,28 @@ static void test_shared(void) {
              "mw.shared.NAME)");
   expect_one("shared:\n  a: {size: 1MiB}\n  a: {size: 2MiB}\n",
              "t.yaml:3:3: shared: 'a' is listed twice");
+  /* on Redis: a URL, an optional prefix and timeout, and no size */
+  MW_CHECK_INT(load(&c, &d,
+                    "shared:\n"
+                    "  r: {redis: \"redis://127.0.0.1:6390/2\", prefix: \"app:\", timeout: 250ms}\n"
+                    "  q: {redis: \"redis://localhost\"}\n"),
+               0);
+  MW_CHECK_INT((int)c.shared.n, 2);
+  MW_CHECK_STR(c.shared.v[0].redis, "redis://127.0.0.1:6390/2");
+  MW_CHECK_STR(c.shared.v[0].prefix, "app:");
+  MW_CHECK_INT(c.shared.v[0].timeout_ms, 250);
+  MW_CHECK_INT(c.shared.v[1].prefix == NULL, 1);
+  MW_CHECK_INT(c.shared.v[1].timeout_ms, 0);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  expect_one("shared:\n  r: {redis: \"http://x\"}\n",
+             "t.yaml:2:14: shared.r.redis: expected a redis://HOST[:PORT][/DB] URL, got "
+             "'http://x'");
+  expect_one("shared:\n  r: {redis: \"redis://x\", size: 1MiB}\n",
+             "t.yaml:2:3: shared.r: 'size' and 'redis' exclude each other (Redis keeps the "
+             "memory of a dict on Redis)");
+  expect_one("shared:\n  r: {size: 1MiB, timeout: 1s}\n",
+             "t.yaml:2:3: shared.r: 'prefix' and 'timeout' are for a dict on Redis (redis: URL)");
   expect_one("shared:\n  a: {size: 128GiB}\n",
              "t.yaml:2:13: shared.a.size: '128GiB' is too large (at most 68719476736 bytes)");
 }

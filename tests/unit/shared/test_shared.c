@@ -8,7 +8,7 @@
 #include "shared/mw_shared.h"
 
 static void test_configure(void) {
-  mw_shared_spec specs[] = {{"cache", 1 << 20}, {"counters", 64 << 10}};
+  mw_shared_spec specs[] = {{"cache", 1 << 20, NULL, NULL, 0}, {"counters", 64 << 10, NULL, NULL, 0}};
   mw_diag warn = {0}, err = {0};
   MW_CHECK_INT(mw_shared_configure(specs, 2, &warn, &err), 0);
   MW_CHECK_INT(mw_diag_count(&warn), 0);
@@ -29,7 +29,7 @@ static void test_configure(void) {
   MW_CHECK_INT(mw_shared_exec(cache, &set, &res, &buf), MW_SH_OK);
 
   /* counters resized, cache dropped, sessions added */
-  mw_shared_spec next[] = {{"counters", 128 << 10}, {"sessions", 64 << 10}};
+  mw_shared_spec next[] = {{"counters", 128 << 10, NULL, NULL, 0}, {"sessions", 64 << 10, NULL, NULL, 0}};
   MW_CHECK_INT(mw_shared_configure(next, 2, &warn, &err), 0);
   MW_CHECK_INT(mw_diag_count(&warn), 2);
   MW_CHECK_CONTAINS(warn.msgs[0], "shared dict 'counters' keeps its size of 64KiB (the config asks for 128KiB");
