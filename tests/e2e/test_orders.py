@@ -49,8 +49,7 @@ def order_lines(server, order_id):
 class Orders(mwtest.TestCase):
     @classmethod
     def setUpClass(cls):
-        serve = readme_commands("build/moonwire serve ")
-        assert len(serve) == 3, serve
+        serve = readme_commands("build/moonwire serve ")[:3]  # then the Redis section
         assert [c[3] for c in serve[:2]] == [STOCK_TARGET, PAYMENTS_TARGET], serve
         cls.stock = Server(os.path.join(mwtest.SOURCE_DIR, serve[0][4])).start()
         cls.addClassCleanup(cls.stock.close)
@@ -152,6 +151,90 @@ class Orders(mwtest.TestCase):
         self.assertGreaterEqual(runs[("place_order", "compensated")], 1)
         self.assertIn('moonwire_pipeline_step_seconds_count{pipeline="place_order",'
                       'step="undo:charge",outcome="ok"}', text)
+
+
+class AcrossInstances(mwtest.TestCase):
+    """The README's Redis section: every piece twice, state in one Redis,
+    each server started as its line says but on a free port, and with the
+    test's Redis in place of 127.0.0.1:6379."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = mwtest.RedisServer().start()
+        cls.addClassCleanup(cls.redis.kill)
+        with open(README) as f:
+            text = f.read()
+        section = text[text.index("## Across two instances"):]
+        lines = [l[4:] for l in section.splitlines() if l.startswith("    ")]
+        serve = [shlex.split(l) for l in lines if "moonwire serve" in l]
+        cls.buf_lines = [shlex.split(l) for l in lines if l.startswith("buf curl ")]
+        assert len(serve) == 6 and len(cls.buf_lines) == 2, serve
+        d = ServiceDir()
+        cls.addClassCleanup(d.cleanup)
+        for name in ("front", "stock", "payments"):
+            os.symlink(os.path.join(EX, name), d.file(name))
+        os.makedirs(d.file("cfg"))
+        ports = {}  # the README's address -> the test's server
+
+        def config(rel):
+            """The example's config file with the test's Redis and ports."""
+            with open(os.path.join(mwtest.SOURCE_DIR, rel)) as f:
+                body = f.read().replace("redis://127.0.0.1:6379/0", cls.redis.url())
+            for old, srv in ports.items():
+                body = body.replace(old, srv.addr)
+            rel_in = rel.replace("examples/orders/", "")
+            if "/" in rel_in:  # a backend's: its directory by absolute path
+                sub = rel_in.split("/")[0]
+                path = os.path.join(d.file("cfg"), sub + ".yaml")
+                body = body.replace('services: ["."]', 'services: ["%s"]' % os.path.join(EX, sub))
+            else:  # the front's, beside links to the directories it names
+                path = d.file(rel_in)
+            with open(path, "w") as f:
+                f.write(body)
+            return path
+
+        cls.servers = []
+        for cmd in serve:
+            env = dict(a.split("=", 1) for a in cmd if "=" in a and not a.startswith("-")
+                       and a.split("=", 1)[0].isupper())
+            argv = [a for a in cmd if a.split("=", 1)[0] not in env]
+            cfg, addr = argv[argv.index("-c") + 1], argv[argv.index("--listen") + 1]
+            # the front's own defaults when the line sets none (orders.lua)
+            if cfg == "examples/orders/redis.yaml" and not env:
+                env = {"STOCK_ADDR": STOCK_TARGET, "PAYMENTS_ADDR": PAYMENTS_TARGET}
+            env = {k: ports[v].addr for k, v in env.items()}
+            srv = Server(args=["-c", config(cfg)], env=env or None).start()
+            cls.addClassCleanup(srv.close)
+            ports[addr] = srv
+            cls.servers.append(srv)
+        cls.ports = ports
+
+    def place(self, cmd):
+        if not os.path.exists(BUF):
+            self.skipTest("buf is not installed (tests/tools/setup.sh)")
+        url = cmd[-1]
+        for old, srv in self.ports.items():
+            url = url.replace(old, srv.addr)
+        r = subprocess.run([BUF] + cmd[1:-1] + [url], capture_output=True, text=True,
+                           timeout=30)
+        return r
+
+    def test_a_retry_on_the_other_front_runs_once_and_the_stock_is_shared(self):
+        first, retry = (self.place(c) for c in self.buf_lines)
+        self.assertEqual(first.returncode, 0, first.stderr)
+        self.assertEqual(retry.returncode, 0, retry.stderr)
+        self.assertEqual(json.loads(first.stdout), json.loads(retry.stdout))
+        charged = sum(order_lines(self.ports[a], "o3").count("charged")
+                      for a in ("127.0.0.1:50072", "127.0.0.1:50082"))
+        self.assertEqual(charged, 1)
+        # both teapots are gone, for either stock instance
+        for front in ("127.0.0.1:50070", "127.0.0.1:50080"):
+            cmd = [a.replace('"o3"', '"o4-%s"' % front[-2:]).replace('"qty": 2', '"qty": 1')
+                   for a in self.buf_lines[0]]
+            cmd[-1] = cmd[-1].replace("127.0.0.1:50070", front)
+            r = self.place(cmd)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("not enough teapot in stock", r.stderr)
 
 
 if __name__ == "__main__":
