@@ -27,6 +27,7 @@
 #include "gen/mw_watch.h"
 #include "core/mw_client.h"
 #include "http/mw_admin.h"
+#include "http/mw_web.h"
 #include "lua/l_api.h"
 #include "lua/mw_health.h"
 #include "metrics/mw_grpc_metrics.h"
@@ -43,6 +44,7 @@ typedef struct serving {
   unsigned gen_id;
   mw_watch *watch;   /* NULL when watching is off or unavailable */
   mw_admin *admin;   /* the admin listener, NULL when admin.listen is unset */
+  mw_web *web;       /* the HTTP listener, NULL when http.listen is unset */
   mw_metrics *metrics; /* the registry, while the admin listener is on */
 } serving;
 
@@ -379,9 +381,18 @@ int mw_cmd_serve(const options *o) {
       started = 0;
     }
   }
+  if (started && sv.cfg.http.listen) {
+    sv.web = mw_web_start(&sv.cfg, sv.s, &diag);
+    if (!sv.web) {
+      mw_admin_stop(sv.admin);
+      sv.admin = NULL;
+      mw_server_stop(sv.s, 0);
+      started = 0;
+    }
+  }
   if (!started) {
     mw_cmd_print_diag(&diag);
-    if (sv.s && !sv.cfg.admin.listen) fprintf(stderr, "moonwire: cannot start the server\n");
+    if (sv.s && !sv.cfg.admin.listen && !sv.cfg.http.listen) fprintf(stderr, "moonwire: cannot start the server\n");
     mw_server_free(sv.s);
     mw_otlp_stop(0);
     mw_gen_unref(g);
@@ -420,6 +431,7 @@ int mw_cmd_serve(const options *o) {
   mw_gen_unref(g); /* the server holds its own reference */
   for (size_t i = 0; i < mw_server_listener_count(sv.s); i++)
     printf("listening on %s\n", mw_server_listener(sv.s, i));
+  if (sv.web) printf("http listening on %s\n", mw_web_address(sv.web));
   if (sv.admin) printf("admin listening on %s\n", mw_admin_address(sv.admin));
   fflush(stdout);
 
@@ -436,6 +448,9 @@ int mw_cmd_serve(const options *o) {
   /* The admin thread posts to the workers and reads the server: it stops
    * before the server goes. */
   mw_admin_stop(sv.admin);
+  /* Its calls have ended with the server's drain; it reads the server's
+   * router, so it too stops before the server goes. */
+  mw_web_stop(sv.web);
   if (rc != 70) {
     /* With a stuck worker left running, what it may still touch stays:
      * the process ends right after this. */

@@ -29,9 +29,25 @@ typedef struct mw_http_reply {
 typedef void (*mw_http_route)(void *ud, const char *method, size_t mlen, const char *path,
                               size_t plen, mw_http_reply *out);
 
+struct st_h2o_req_t;
+struct st_h2o_evloop_t;
+
 typedef struct mw_http_opts {
   long max_connections; /* > 0 */
   long timeout_ms;      /* > 0 */
+  /* The rest may be left zero (the admin listener does). */
+  const char *name;     /* the config section, in messages; NULL: "admin" */
+  size_t max_body;      /* request bodies at most; 0: 64 KiB */
+  /* A listener that answers asynchronously (http/mw_web.h): every request
+   * goes to raw, on the server's thread, instead of the route function;
+   * it answers through h2o itself (h2o_start_response / h2o_send). */
+  int (*raw)(void *ud, struct st_h2o_req_t *req);
+  /* Called once with the event loop before it runs (on the starting
+   * thread), to put the listener's own sockets on it. */
+  void (*on_loop)(void *ud, struct st_h2o_evloop_t *loop);
+  /* Called on the server's thread when it stops, after the connections
+   * closed (leftover: how many did not), before the loop is freed. */
+  void (*on_stop)(void *ud, size_t leftover);
 } mw_http_opts;
 
 typedef struct mw_http mw_http;
