@@ -1,10 +1,13 @@
 /* The HTTP listener (http/mw_web.h): gRPC-Web and Connect requests, each
  * turned into one loopback call (core/mw_loopback.h) and its answer written
  * back through an h2o generator. Wire details are in http/mw_webwire.h. */
+/* POLLRDHUP (a peer that hung up) is Linux's. */
+#define _GNU_SOURCE
 #include "http/mw_web.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +48,12 @@ struct mw_web {
   char *allow_headers; /* ALLOW_HEADERS plus http.cors.headers */
   size_t max_body;
   size_t leftover; /* connections still open at the stop */
+  h2o_evloop_t *loop;
+  /* HTTP/1 reads nothing while a request is being answered, so h2o would
+   * not see a client that went away until it writes: calls waiting on an
+   * HTTP/1 connection look at their socket this often (see on_watch). */
+  h2o_timeout_t watch_timeout;
+  int watch_ready;
 };
 
 /* One request and its loopback call; lives as long as h2o's request (its
@@ -65,6 +74,7 @@ typedef struct wcall {
   int ended;         /* the loopback call's responses ended */
   int busy;          /* inside an event of ours: the dispose waits */
   int disposed;      /* h2o disposed the request while busy */
+  h2o_timeout_entry_t watch; /* linked while an HTTP/1 request waits */
   mw_buf out;        /* the bytes h2o holds (valid until proceed) */
   mw_buf pend;       /* bytes waiting for the next proceed */
 } wcall;
@@ -361,6 +371,7 @@ static int plain(h2o_req_t *req, int cors, int status, const char *allow, const 
 /* --- the loopback call's events ----------------------------------------------------- */
 
 static void wcall_free(wcall *wc) {
+  if (h2o_timeout_is_linked(&wc->watch)) h2o_timeout_unlink(&wc->watch);
   mw_lb_call_release(wc->lb);
   mw_buf_free(&wc->out);
   mw_buf_free(&wc->pend);
@@ -476,6 +487,30 @@ static void gen_proceed(h2o_generator_t *g, h2o_req_t *req) {
 }
 
 static const mw_lb_ops lb_ops = {on_lb_message, on_lb_status};
+
+/* The client of an HTTP/1 request hung up (or reset): its call is
+ * cancelled, and the answer ended so that h2o closes the connection. */
+static void on_watch(h2o_timeout_entry_t *e) {
+  wcall *wc = (wcall *)((char *)e - offsetof(wcall, watch));
+  if (!wc->req || wc->finished) return;
+  h2o_socket_t *sock =
+      wc->req->conn->callbacks->get_socket ? wc->req->conn->callbacks->get_socket(wc->req->conn)
+                                           : NULL;
+  int fd = sock ? h2o_socket_get_fd(sock) : -1;
+  struct pollfd p = {fd, POLLRDHUP, 0};
+  if (fd < 0 || poll(&p, 1, 0) != 1 || !(p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+    h2o_timeout_link(wc->w->loop, &wc->w->watch_timeout, &wc->watch);
+    return;
+  }
+  ENTER(wc);
+  mw_lb_call_release(wc->lb);
+  wc->lb = NULL;
+  wc->ended = 1;
+  if (!wc->started && !wc->sending) local_error(wc, MW_STATUS_CANCELLED, "the client went away");
+  else if (wc->sending) wc->final_queued = 1;
+  else flush(wc, 1);
+  LEAVE(wc);
+}
 
 /* --- requests ------------------------------------------------------------------------ */
 
@@ -646,6 +681,10 @@ static void start_call(mw_web *w, wcall *wc, parsed *p) {
     goto out;
   }
   if (!wc->unary) mw_lb_call_recv(wc->lb);
+  if (req->version < 0x200 && w->watch_ready) {
+    wc->watch.cb = on_watch;
+    h2o_timeout_link(w->loop, &w->watch_timeout, &wc->watch);
+  }
 out:
   if (msgs != inline_msgs) free(msgs);
   if (msg_lens != inline_lens) free(msg_lens);
@@ -994,6 +1033,9 @@ static void on_lb_ready(h2o_socket_t *sock, const char *err) {
 
 static void on_loop(void *ud, h2o_evloop_t *loop) {
   mw_web *w = ud;
+  w->loop = loop;
+  h2o_timeout_init(loop, &w->watch_timeout, 100);
+  w->watch_ready = 1;
   int fd = dup(mw_loopback_fd(w->lb));
   if (fd < 0) return;
   w->lb_sock = h2o_evloop_socket_create(loop, fd, H2O_SOCKET_FLAG_DONT_READ);
@@ -1004,6 +1046,10 @@ static void on_loop(void *ud, h2o_evloop_t *loop) {
 static void on_stop(void *ud, size_t leftover) {
   mw_web *w = ud;
   w->leftover = leftover;
+  if (w->watch_ready && !leftover) {
+    h2o_timeout_dispose(w->loop, &w->watch_timeout);
+    w->watch_ready = 0;
+  }
   if (w->lb_sock) {
     h2o_socket_read_stop(w->lb_sock);
     h2o_socket_close(w->lb_sock);

@@ -1,0 +1,484 @@
+"""The HTTP listener (http:) with the real binary: gRPC-Web (binary and
+text) and Connect (unary, GET, streaming) from hand-made requests over
+http.client, real clients (buf curl), CORS, the conformance suite's edge
+cases, deadlines, cancellation by disconnect, ctx.protocol and the peer
+(which no external client can spoof), and a reload during HTTP calls."""
+
+import base64
+import gzip
+import http.client
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+import zlib
+
+import grpc
+
+import mwtest
+from mwtest import Protos, Server, service_dir
+
+PROTO = """
+syntax = "proto3";
+package web;
+
+message Req { string name = 1; int32 n = 2; double sleep = 3; string key = 4; }
+message Resp { string text = 1; string protocol = 2; string peer = 3; string md = 4;
+               double remaining = 5; int32 i = 6; }
+
+service W {
+  rpc Echo(Req) returns (Resp) { option idempotency_level = NO_SIDE_EFFECTS; }
+  rpc Count(Req) returns (stream Resp);
+  rpc Fail(Req) returns (Resp);
+  rpc Slow(Req) returns (Resp);
+  rpc Peek(Req) returns (Resp);
+  rpc Total(stream Req) returns (Resp);
+}
+"""
+
+LUA = """
+local mw = require "moonwire"
+local W = mw.service "web.W"
+local VERSION = "v1"
+local marks = mw.shared.marks
+
+function W.Echo(req, ctx)
+  ctx:set_header("x-echo", "h")
+  ctx:set_trailer("x-trail", "t")
+  local md = {}
+  for k, v in pairs(ctx.metadata) do md[#md + 1] = k .. "=" .. v end
+  table.sort(md)
+  local left = ctx:remaining()
+  return {text = VERSION .. " hi " .. req.name, protocol = ctx.protocol, peer = ctx.peer,
+          md = table.concat(md, ","), remaining = left == math.huge and -1 or left}
+end
+
+function W.Count(req, stream, ctx)
+  for i = 1, req.n do stream:send{i = i, protocol = ctx.protocol} end
+  if req.name == "fail" then mw.fail(mw.NOT_FOUND, "no more") end
+end
+
+function W.Fail(req)
+  mw.fail(mw.INVALID_ARGUMENT, "bad name", {mw.details.BadRequest{name = "must not be empty"}})
+end
+
+function W.Slow(req, ctx)
+  ctx:on_cancel(function() marks:set(req.key, "cancelled") end)
+  marks:set(req.key, "started")
+  mw.sleep(req.sleep)
+  marks:set(req.key, "finished")
+  return {text = VERSION}
+end
+
+function W.Peek(req)
+  return {text = tostring(marks:get(req.key))}
+end
+
+function W.Total(stream)
+  local n = 0
+  for m in stream:iter() do n = n + m.n end
+  return {i = n}
+end
+"""
+
+CONFIG = """
+shared:
+  marks: {size: 1MiB}
+limits:
+  max_receive_bytes: 64KiB
+http:
+  listen: 127.0.0.1:0
+  cors:
+    origins: ["https://app.example.com"]
+    headers: [authorization]
+"""
+
+ORIGIN = "https://app.example.com"
+
+
+def frame(payload, flags=0):
+    return struct.pack(">BI", flags, len(payload)) + payload
+
+
+def frames(data):
+    """[(flags, payload)] of an enveloped body."""
+    out, pos = [], 0
+    while pos < len(data):
+        flags, n = struct.unpack(">BI", data[pos:pos + 5])
+        out.append((flags, data[pos + 5:pos + 5 + n]))
+        pos += 5 + n
+    return out
+
+
+def text_chunks(data):
+    """A grpc-web-text body: padded base64 chunks, each decoded on its own
+    (the concatenation is not one valid base64 document)."""
+    out, start = b"", 0
+    for i in range(0, len(data), 4):
+        if data[i + 3:i + 4] == b"=" or i + 4 == len(data):
+            out += base64.b64decode(data[start:i + 4], validate=True)
+            start = i + 4
+    return out
+
+
+def trailer_lines(payload):
+    d = {}
+    for line in payload.decode().split("\r\n"):
+        if line:
+            k, v = line.split(":", 1)
+            d[k] = v
+    return d
+
+
+class WebTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = mwtest.ServiceDir({"web.proto": PROTO, "web.lua": LUA})
+        cls.protos = Protos(cls.dir.path)
+        cls.Req = cls.protos.msg("web.Req")
+        cls.Resp = cls.protos.msg("web.Resp")
+        cls.server = Server(cls.dir.path, config=CONFIG)
+        cls.server.start()
+        deadline = time.monotonic() + 10
+        while "http listening on " not in cls.server.stdout() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        addr = cls.server.stdout().split("http listening on ")[1].split()[0]
+        cls.http_port = int(addr.rsplit(":", 1)[1])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.dir.cleanup()
+
+    # --- helpers ---------------------------------------------------------
+    def post(self, path, body, ct, headers=None, method="POST"):
+        c = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        h = {"content-type": ct} if ct else {}
+        h.update(headers or {})
+        c.request(method, path, body, h)
+        r = c.getresponse()
+        data = r.read()
+        local = c.sock.getsockname() if c.sock else None
+        c.close()
+        return r, data, local
+
+    def req(self, **kw):
+        return self.Req(**kw).SerializeToString()
+
+    def grpc_web(self, path, msg_bytes, text=False, accept_text=True, headers=None):
+        body = frame(msg_bytes)
+        ct = "application/grpc-web+proto"
+        h = dict(headers or {})
+        if text:
+            body = base64.b64encode(body)
+            ct = "application/grpc-web-text"
+            if accept_text:
+                h["accept"] = "application/grpc-web-text"
+        return self.post(path, body, ct, h)
+
+    def peek(self, key):
+        with self.server.channel() as ch:
+            r = self.protos.unary(ch, "/web.W/Peek")(self.Req(key=key), timeout=5)
+        return r.text
+
+    # --- Connect unary -----------------------------------------------------
+    def test_connect_unary_proto(self):
+        r, data, local = self.post("/web.W/Echo", self.req(name="c"), "application/proto",
+                                   {"connect-protocol-version": "1", "x-user": "u1"})
+        self.assertEqual(r.status, 200, data)
+        self.assertEqual(r.getheader("content-type"), "application/proto")
+        self.assertEqual(r.getheader("x-echo"), "h")
+        self.assertEqual(r.getheader("trailer-x-trail"), "t")
+        m = self.Resp.FromString(data)
+        self.assertEqual(m.text, "v1 hi c")
+        self.assertEqual(m.protocol, "connect")
+        # the HTTP client's own address, not the loopback's
+        self.assertEqual(m.peer, "ipv4:127.0.0.1:%d" % local[1])
+        self.assertIn("x-user=u1", m.md)
+        self.assertNotIn("content-type", m.md)
+        self.assertEqual(m.remaining, -1)
+
+    def test_connect_get(self):
+        msg = base64.urlsafe_b64encode(self.req(name="g")).rstrip(b"=").decode()
+        r, data, _ = self.post("/web.W/Echo?encoding=proto&base64=1&connect=v1&message=" + msg,
+                               None, None, method="GET")
+        self.assertEqual(r.status, 200, data)
+        self.assertEqual(self.Resp.FromString(data).text, "v1 hi g")
+        # GET only for NO_SIDE_EFFECTS methods
+        r, data, _ = self.post("/web.W/Fail?encoding=proto&base64=1&message=", None, None,
+                               method="GET")
+        self.assertEqual(r.status, 405, data)
+
+    def test_connect_error_json_and_details(self):
+        r, data, _ = self.post("/web.W/Fail", self.req(), "application/proto")
+        self.assertEqual(r.status, 400)
+        self.assertEqual(r.getheader("content-type"), "application/json")
+        e = json.loads(data)
+        self.assertEqual(e["code"], "invalid_argument")
+        self.assertEqual(e["message"], "bad name")
+        self.assertEqual(e["details"][0]["type"], "google.rpc.BadRequest")
+        raw = base64.b64decode(e["details"][0]["value"] + "==")
+        self.assertIn(b"must not be empty", raw)
+
+    def test_connect_compressed_request(self):
+        r, data, _ = self.post("/web.W/Echo", gzip.compress(self.req(name="z")),
+                               "application/proto", {"content-encoding": "gzip"})
+        self.assertEqual(r.status, 200, data)
+        self.assertEqual(self.Resp.FromString(data).text, "v1 hi z")
+
+    # --- gRPC-Web --------------------------------------------------------------
+    def test_grpc_web_binary_unary(self):
+        r, data, _ = self.grpc_web("/web.W/Echo", self.req(name="b"))
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.getheader("content-type"), "application/grpc-web+proto")
+        self.assertEqual(r.getheader("x-echo"), "h")
+        fs = frames(data)
+        self.assertEqual([f for f, _ in fs], [0, 0x80])
+        m = self.Resp.FromString(fs[0][1])
+        self.assertEqual((m.text, m.protocol), ("v1 hi b", "grpc-web"))
+        t = trailer_lines(fs[1][1])
+        self.assertEqual(t["grpc-status"], "0")
+        self.assertEqual(t["x-trail"], "t")
+
+    def test_grpc_web_text(self):
+        r, data, _ = self.grpc_web("/web.W/Echo", self.req(name="t"), text=True)
+        self.assertEqual(r.getheader("content-type"), "application/grpc-web-text+proto")
+        # one padded base64 chunk per flush: decoded chunk by chunk
+        fs = frames(text_chunks(data))
+        m = self.Resp.FromString(fs[0][1])
+        self.assertEqual((m.text, m.protocol), ("v1 hi t", "grpc-web-text"))
+        self.assertEqual(trailer_lines(fs[-1][1])["grpc-status"], "0")
+        # without Accept asking for text, the answer is binary
+        r, data, _ = self.grpc_web("/web.W/Echo", self.req(name="t"), text=True,
+                                   accept_text=False)
+        self.assertEqual(r.getheader("content-type"), "application/grpc-web+proto")
+        self.assertEqual(self.Resp.FromString(frames(data)[0][1]).text, "v1 hi t")
+        # bad base64: 400
+        r, data, _ = self.post("/web.W/Echo", b"AAA*", "application/grpc-web-text")
+        self.assertEqual(r.status, 400, data)
+
+    def test_grpc_web_trailers_only_error(self):
+        r, data, _ = self.grpc_web("/web.W/Fail", self.req())
+        self.assertEqual(r.status, 200)
+        self.assertEqual(data, b"")
+        self.assertEqual(r.getheader("grpc-status"), "3")
+        self.assertEqual(r.getheader("grpc-message"), "bad name")
+        details = r.getheader("grpc-status-details-bin")
+        self.assertIn(b"must not be empty", base64.b64decode(details + "=" * (-len(details) % 4)))
+
+    def test_server_streaming(self):
+        r, data, _ = self.grpc_web("/web.W/Count", self.req(n=3))
+        fs = frames(data)
+        self.assertEqual([self.Resp.FromString(p).i for f, p in fs if f == 0], [1, 2, 3])
+        self.assertEqual(trailer_lines(fs[-1][1])["grpc-status"], "0")
+        # an error after messages: in the trailer frame
+        r, data, _ = self.grpc_web("/web.W/Count", self.req(n=2, name="fail"))
+        t = trailer_lines(frames(data)[-1][1])
+        self.assertEqual((t["grpc-status"], t["grpc-message"]), ("5", "no more"))
+        # Connect streaming: the end-of-stream frame
+        r, data, _ = self.post("/web.W/Count", frame(self.req(n=2)), "application/connect+proto")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.getheader("content-type"), "application/connect+proto")
+        fs = frames(data)
+        self.assertEqual([f for f, _ in fs], [0, 0, 2])
+        self.assertEqual(self.Resp.FromString(fs[0][1]).protocol, "connect")
+        self.assertEqual(json.loads(fs[2][1]), {})
+        r, data, _ = self.post("/web.W/Count", frame(self.req(n=1, name="fail")),
+                               "application/connect+proto")
+        end = json.loads(frames(data)[-1][1])
+        self.assertEqual(end["error"], {"code": "not_found", "message": "no more"})
+
+    def test_client_streaming_over_connect(self):
+        body = b"".join(frame(self.req(n=n)) for n in (1, 2, 3))
+        r, data, _ = self.post("/web.W/Total", body, "application/connect+proto")
+        fs = frames(data)
+        self.assertEqual(self.Resp.FromString(fs[0][1]).i, 6)
+        self.assertEqual(json.loads(fs[-1][1]), {})
+
+    # --- the conformance suite's edge cases -------------------------------------
+    def test_edge_cases(self):
+        r, _, _ = self.post("/web.W/Echo", self.req(), "image/jpeg")
+        self.assertEqual(r.status, 415)
+        r, _, _ = self.post("/web.W/Echo", self.req(), "application/proto", method="DELETE")
+        self.assertEqual(r.status, 405)
+        r, data, _ = self.post("/web.Nope/Echo", self.req(), "application/proto")
+        self.assertEqual((r.status, json.loads(data)["code"]), (404, "unimplemented"))
+        r, data, _ = self.grpc_web("/web.Nope/Echo", self.req())
+        self.assertEqual(r.getheader("grpc-status"), "12")
+        r, data, _ = self.post("/web.W/Echo", self.req(), "application/proto",
+                               {"content-encoding": "foo"})
+        self.assertEqual(json.loads(data)["code"], "unimplemented")
+        r, _, _ = self.grpc_web("/web.W/Echo", self.req(), headers={"grpc-encoding": "foo"})
+        self.assertEqual(r.getheader("grpc-status"), "12")
+        # 0 or 2 request messages for unary and server streaming
+        for path in ("/web.W/Echo", "/web.W/Count"):
+            for body in (b"", frame(self.req()) * 2):
+                r, _, _ = self.post(path, body, "application/grpc-web+proto")
+                self.assertEqual(r.getheader("grpc-status"), "12", (path, body))
+        for body in (b"", frame(self.req()) * 2):
+            r, data, _ = self.post("/web.W/Count", body, "application/connect+proto")
+            self.assertEqual(json.loads(frames(data)[-1][1])["error"]["code"], "unimplemented")
+        # flag 0x01 with identity: internal
+        r, _, _ = self.post("/web.W/Echo", frame(self.req(), flags=1),
+                            "application/grpc-web+proto")
+        self.assertEqual(r.getheader("grpc-status"), "13")
+        r, data, _ = self.post("/web.W/Count", frame(self.req(), flags=1),
+                               "application/connect+proto",
+                               {"connect-content-encoding": "identity"})
+        self.assertEqual(json.loads(frames(data)[-1][1])["error"]["code"], "internal")
+        # a compressed message with its encoding is read
+        r, data, _ = self.post("/web.W/Echo", frame(gzip.compress(self.req(name="gz")), flags=1),
+                               "application/grpc-web+proto", {"grpc-encoding": "gzip"})
+        self.assertEqual(self.Resp.FromString(frames(data)[0][1]).text, "v1 hi gz")
+        # a body over limits.max_receive_bytes (and its base64 share)
+        r, _, _ = self.post("/web.W/Echo", b"\0" * (200 * 1024), "application/proto")
+        self.assertEqual(r.status, 413)
+        # JSON is answered 415 on this listener, with the reason
+        r, data, _ = self.post("/web.W/Echo", b"{}", "application/json")
+        self.assertEqual(r.status, 415)
+        self.assertIn(b"JSON", data)
+
+    # --- CORS ----------------------------------------------------------------------
+    def test_cors(self):
+        r, _, _ = self.post("/web.W/Echo", None, None, method="OPTIONS", headers={
+            "origin": ORIGIN, "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type,x-grpc-web"})
+        self.assertEqual(r.status, 204)
+        self.assertEqual(r.getheader("access-control-allow-origin"), ORIGIN)
+        self.assertIn("POST", r.getheader("access-control-allow-methods"))
+        allowed = r.getheader("access-control-allow-headers").lower()
+        for h in ("content-type", "x-grpc-web", "grpc-timeout", "connect-timeout-ms",
+                  "connect-protocol-version", "authorization"):
+            self.assertIn(h, allowed)
+        self.assertEqual(r.getheader("access-control-max-age"), "7200")
+        r, _, _ = self.post("/web.W/Echo", None, None, method="OPTIONS", headers={
+            "origin": "https://evil.example.com", "access-control-request-method": "POST"})
+        self.assertEqual(r.status, 403)
+        self.assertIsNone(r.getheader("access-control-allow-origin"))
+        # the actual answer exposes the status headers (trailers-only errors)
+        r, _, _ = self.grpc_web("/web.W/Fail", self.req(), headers={"origin": ORIGIN})
+        self.assertEqual(r.getheader("access-control-allow-origin"), ORIGIN)
+        exposed = r.getheader("access-control-expose-headers").lower()
+        for h in ("grpc-status", "grpc-message", "grpc-status-details-bin"):
+            self.assertIn(h, exposed)
+        r, _, _ = self.grpc_web("/web.W/Echo", self.req(), headers={"origin": "https://x.org"})
+        self.assertIsNone(r.getheader("access-control-allow-origin"))
+
+    # --- deadlines, cancellation --------------------------------------------------
+    def test_deadlines(self):
+        t0 = time.monotonic()
+        r, data, _ = self.post("/web.W/Slow", self.req(sleep=3, key="d1"), "application/proto",
+                               {"connect-timeout-ms": "200"})
+        self.assertLess(time.monotonic() - t0, 2)
+        self.assertEqual((r.status, json.loads(data)["code"]), (504, "deadline_exceeded"))
+        r, data, _ = self.grpc_web("/web.W/Slow", self.req(sleep=3, key="d2"),
+                                   headers={"grpc-timeout": "200m"})
+        self.assertEqual(r.getheader("grpc-status"), "4")
+        # the handler sees the budget
+        r, data, _ = self.post("/web.W/Echo", self.req(), "application/proto",
+                               {"connect-timeout-ms": "5000"})
+        left = self.Resp.FromString(data).remaining
+        self.assertTrue(3 < left <= 5.1, left)
+
+    def test_disconnect_cancels(self):
+        s = socket.create_connection(("127.0.0.1", self.http_port))
+        body = frame(self.req(sleep=10, key="gone"))
+        s.sendall(b"POST /web.W/Slow HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/grpc-web+proto\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        deadline = time.monotonic() + 5
+        while self.peek("gone") != "started" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(self.peek("gone"), "started")
+        s.close()
+        deadline = time.monotonic() + 5
+        while self.peek("gone") != "cancelled" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(self.peek("gone"), "cancelled")
+
+    # --- protocol and peer: not spoofable -------------------------------------------
+    def test_protocol_on_grpc_and_spoofing(self):
+        fake = "0" * 64 + ";connect;ipv4:6.6.6.6:1"
+        with self.server.channel() as ch:
+            m = self.protos.unary(ch, "/web.W/Echo")(
+                self.Req(name="g"), metadata=[("mw-loopback", fake)], timeout=5)
+        self.assertEqual(m.protocol, "grpc")
+        self.assertNotIn("6.6.6.6", m.peer)
+        self.assertNotIn("mw-loopback", m.md)
+        # nor from an HTTP client
+        r, data, _ = self.post("/web.W/Echo", self.req(), "application/proto",
+                               {"mw-loopback": fake})
+        m = self.Resp.FromString(data)
+        self.assertEqual(m.protocol, "connect")
+        self.assertNotIn("6.6.6.6", m.peer)
+        self.assertNotIn("mw-loopback", m.md)
+
+    # --- real clients ------------------------------------------------------------
+    def test_buf_curl(self):
+        buf = mwtest.tool("buf")
+        fd, desc = tempfile.mkstemp(suffix=".binpb")
+        os.close(fd)
+        self.addCleanup(os.unlink, desc)
+        with open(desc, "wb") as f:
+            f.write(self.protos.fds.SerializeToString())
+        base = "http://127.0.0.1:%d" % self.http_port
+        for proto in ("connect", "grpcweb"):
+            r = subprocess.run([buf, "curl", "--schema", desc, "--protocol", proto,
+                                "-d", '{"name": "buf"}', base + "/web.W/Echo"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            out = json.loads(r.stdout)
+            self.assertEqual(out["text"], "v1 hi buf")
+            self.assertEqual(out["protocol"], "connect" if proto == "connect" else "grpc-web")
+            r = subprocess.run([buf, "curl", "--schema", desc, "--protocol", proto,
+                                "-d", '{"n": 2}', base + "/web.W/Count"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout.count('"i"'), 2, r.stdout)
+            r = subprocess.run([buf, "curl", "--schema", desc, "--protocol", proto,
+                                "-d", "{}", base + "/web.W/Fail"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("invalid_argument", r.stderr)
+
+    # --- reload ------------------------------------------------------------------------
+    def test_reload_during_calls(self):
+        out = {}
+
+        def slow():
+            out["r"] = self.post("/web.W/Slow", self.req(sleep=1.0, key="rl"),
+                                 "application/proto")
+
+        t = threading.Thread(target=slow)
+        t.start()
+        deadline = time.monotonic() + 5
+        while self.peek("rl") != "started" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        n = self.server.logs().count("reloaded (")
+        self.dir.write("web.lua", LUA.replace('VERSION = "v1"', 'VERSION = "v2"'))
+        self.addCleanup(self.dir.write, "web.lua", LUA)
+        deadline = time.monotonic() + 10
+        while self.server.logs().count("reloaded (") <= n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        r, data, _ = self.post("/web.W/Echo", self.req(name="r"), "application/proto")
+        self.assertEqual(self.Resp.FromString(data).text, "v2 hi r")
+        t.join(10)
+        r, data, _ = out["r"]
+        self.assertEqual(r.status, 200, data)
+        self.assertEqual(self.Resp.FromString(data).text, "v1")
+        # back to v1 for the other tests
+        n = self.server.logs().count("reloaded (")
+        self.dir.write("web.lua", LUA)
+        deadline = time.monotonic() + 10
+        while self.server.logs().count("reloaded (") <= n and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+if __name__ == "__main__":
+    unittest.main()
