@@ -1390,6 +1390,53 @@ static void test_client(void) {
   }
 }
 
+/* http: the HTTP listener's section. */
+static void test_http(void) {
+  mw_test_current = "http";
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d, "listen: 127.0.0.1:1\n"), 0);
+  MW_CHECK(c.http.listen == NULL);
+  MW_CHECK_INT(c.http.max_connections, 1024);
+  MW_CHECK_INT(c.http.timeout_ms, 30000);
+  MW_CHECK_INT(c.http.cors_origins.n, 0);
+  mw_config_free(&c);
+  mw_diag_free(&d);
+  MW_CHECK_INT(load(&c, &d,
+                    "http:\n  listen: 127.0.0.1:8080\n  max_connections: 10\n  timeout: 5s\n"
+                    "  cors:\n    origins: [\"https://a.example.com\", \"http://localhost:3000\"]\n"
+                    "    headers: authorization\n"),
+               0);
+  MW_CHECK_STR(c.http.listen, "127.0.0.1:8080");
+  MW_CHECK_INT(c.http.max_connections, 10);
+  MW_CHECK_INT(c.http.timeout_ms, 5000);
+  MW_CHECK_INT(c.http.cors_origins.n, 2);
+  MW_CHECK_STR(c.http.cors_origins.v[1], "http://localhost:3000");
+  MW_CHECK_INT(c.http.cors_headers.n, 1);
+  MW_CHECK_STR(c.http.cors_headers.v[0], "authorization");
+  mw_config_free(&c);
+  mw_config_free(&c); /* twice: harmless */
+  mw_diag_free(&d);
+  expect_ok("http: {listen: \"[::1]:0\", cors: {origins: \"*\"}}\n");
+  expect_one("http: {listen: 8080}\n",
+             "t.yaml:1:16: http.listen: invalid address '8080': missing port (expected "
+             "HOST:PORT)");
+  expect_one("http: {cors: {origins: [\"app.example.com\"]}}\n",
+             "t.yaml:1:25: http.cors.origins: 'app.example.com' is not an origin (expected "
+             "\"*\" or SCHEME://HOST[:PORT], e.g. https://app.example.com)");
+  expect_one("http: {cors: {origins: [\"https://a.com/\"]}}\n",
+             "t.yaml:1:25: http.cors.origins: 'https://a.com/' is not an origin (expected "
+             "\"*\" or SCHEME://HOST[:PORT], e.g. https://app.example.com)");
+  expect_one("http: {cors: {headers: [\"x y\"]}}\n",
+             "t.yaml:1:25: http.cors.headers: 'x y' is not a header name (letters, digits, "
+             "'-', '_')");
+  expect_one("http: {max_connections: 0}\n",
+             "t.yaml:1:25: http.max_connections: must be at least 1, got '0'");
+  expect_one("http: {origins: []}\n",
+             "t.yaml:1:8: unknown key 'origins' in 'http' (valid keys: listen, "
+             "max_connections, timeout, cors)");
+}
+
 int main(void) {
   char p[PATH_MAX];
   snprintf(p, sizeof p, "%s/config", MW_TEST_TMP);
@@ -1429,5 +1476,6 @@ int main(void) {
   MW_RUN(test_tracing);
   MW_RUN(test_client);
   MW_RUN(test_shared);
+  MW_RUN(test_http);
   return mw_test_done();
 }
