@@ -447,6 +447,32 @@ class WebTest(unittest.TestCase):
             self.assertNotEqual(r.returncode, 0)
             self.assertIn("invalid_argument", r.stderr)
 
+    def test_connect_es_clients(self):
+        """Connect-ES's Node transports (Connect binary and gRPC-Web, HTTP/1.1)
+        with a runtime registry built from a descriptor set."""
+        mwtest.tool("buf")  # the tools are installed (the same npm cache)
+        fd, desc = tempfile.mkstemp(suffix=".binpb")
+        os.close(fd)
+        self.addCleanup(os.unlink, desc)
+        with open(desc, "wb") as f:
+            f.write(self.protos.fds.SerializeToString())
+        env = dict(os.environ, NODE_PATH=os.path.join(mwtest.SOURCE_DIR, "tests", "tools",
+                                                      "node_modules"))
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web_client.cjs")
+        r = subprocess.run(["node", script, "http://127.0.0.1:%d" % self.http_port, desc],
+                           capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout)
+        for name, proto in (("connect", "connect"), ("grpcweb", "grpc-web")):
+            res = out[name]
+            self.assertEqual(res["echo"]["text"], "v1 hi " + name)
+            self.assertEqual(res["echo"]["protocol"], proto)
+            self.assertIn("x-from=node", res["echo"]["md"])
+            self.assertEqual(res["count"], [1, 2, 3])
+            self.assertEqual(res["fail"], {"code": "InvalidArgument", "message": "bad name",
+                                           "details": 1})
+            self.assertEqual(res["deadline"], "DeadlineExceeded")
+
     # --- reload ------------------------------------------------------------------------
     def test_reload_during_calls(self):
         out = {}
