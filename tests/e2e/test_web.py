@@ -506,5 +506,32 @@ class WebTest(unittest.TestCase):
             time.sleep(0.05)
 
 
+class ReadmeCurlTest(unittest.TestCase):
+    """The README's curl lines, as written but for the port, against
+    helloworld served with --http (what `make run` passes)."""
+
+    def test_readme_curl(self):
+        with open(os.path.join(mwtest.SOURCE_DIR, "README.md")) as f:
+            text = f.read()
+        lines = [l.strip() for l in text.splitlines() if l.strip().startswith("printf ")]
+        self.assertEqual(len(lines), 2, lines)
+        with Server(mwtest.example("helloworld"), args=["--http", "127.0.0.1:0"]) as s:
+            deadline = time.monotonic() + 10
+            while "http listening on " not in s.stdout() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            addr = s.stdout().split("http listening on ")[1].split()[0]
+            outs = []
+            for line in lines:
+                r = subprocess.run(["bash", "-c", line.replace("127.0.0.1:8080", addr)],
+                                   capture_output=True, text=True, timeout=30)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                outs.append(" ".join(r.stdout.split()))
+        # the output the README shows for the Connect line
+        shown = text.split("SayHello | od -An -c\n\nprints `", 1)[1].split("`", 1)[0]
+        self.assertEqual(outs[0], " ".join(shown.split()))
+        self.assertIn("H e l l o w o r l d", outs[1])
+        self.assertIn("g r p c - s t a t u s : 0", outs[1])
+
+
 if __name__ == "__main__":
     unittest.main()
