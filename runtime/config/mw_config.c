@@ -151,6 +151,9 @@ void mw_config_free(mw_config *c) {
   c->http.listen = NULL;
   mw_strvec_free(&c->http.cors_origins);
   mw_strvec_free(&c->http.cors_headers);
+  free(c->http.tls_cert);
+  free(c->http.tls_key);
+  c->http.tls_cert = c->http.tls_key = NULL;
   for (size_t i = 0; i < c->n_methods; i++) {
     free(c->methods[i].path);
     interceptors_free(&c->methods[i].interceptors);
@@ -867,7 +870,9 @@ static const char *const tls_keys[] = {"cert", "key", "client_ca",
 static const char *const lua_keys[] = {"unsafe", NULL};
 static const char *const admin_keys[] = {"listen", "max_connections", "timeout", NULL};
 static const char *const metrics_keys[] = {"max_series", NULL};
-static const char *const http_keys[] = {"listen", "max_connections", "timeout", "cors", NULL};
+static const char *const http_keys[] = {"listen", "max_connections", "timeout", "cors", "tls",
+                                        NULL};
+static const char *const http_tls_keys[] = {"cert", "key", NULL};
 static const char *const http_cors_keys[] = {"origins", "headers", NULL};
 static const char *const client_keys[] = {
     "allow", "propagate", "deadline_margin", "max_receive_bytes", "max_metadata_bytes",
@@ -2018,6 +2023,12 @@ static void http_cors_pair(ctx *x, mw_config *c, int idx, const node *k, const n
   mw_strvec_free(&l);
 }
 
+static void http_tls_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  (void)k;
+  if (idx == 0) tls_path(x, v, "http.tls.cert", &c->http.tls_cert);
+  else tls_path(x, v, "http.tls.key", &c->http.tls_key);
+}
+
 static void http_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
   int64_t val;
   switch (idx) {
@@ -2049,6 +2060,13 @@ static void http_pair(ctx *x, mw_config *c, int idx, const node *k, const node *
   case 3:
     if (want_section(x, v, "http.cors") == 0)
       walk_map(x, c, v, "http.cors", http_cors_keys, http_cors_pair);
+    return;
+  case 4:
+    if (want_section(x, v, "http.tls") != 0) return;
+    walk_map(x, c, v, "http.tls", http_tls_keys, http_tls_pair);
+    if (!c->http.tls_cert != !c->http.tls_key)
+      ERR(x, v, "http.tls needs both cert and key (the certificate chain and its "
+                "private key, PEM files)");
     return;
   }
 }

@@ -188,6 +188,8 @@ typedef struct mw_config {
     mw_strvec cors_origins;  /* origins answered with CORS headers; "*": any;
                                 empty: no CORS headers at all */
     mw_strvec cors_headers;  /* request headers allowed beyond the protocols' own */
+    char *tls_cert;          /* owned path: serve HTTPS (ALPN h2, http/1.1); NULL: cleartext */
+    char *tls_key;           /* owned path, with tls_cert */
   } http;
   struct {
     int64_t max_series; /* series per metric family at most; default 1000 */

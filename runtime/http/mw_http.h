@@ -38,6 +38,9 @@ typedef struct mw_http_opts {
   /* The rest may be left zero (the admin listener does). */
   const char *name;     /* the config section, in messages; NULL: "admin" */
   size_t max_body;      /* request bodies at most; 0: 64 KiB */
+  /* TLS: PEM files of the certificate chain and its key (checked by the
+   * caller); ALPN offers h2 and http/1.1. NULL: cleartext (h2c). */
+  const char *tls_cert, *tls_key;
   /* A listener that answers asynchronously (http/mw_web.h): every request
    * goes to raw, on the server's thread, instead of the route function;
    * it answers through h2o itself (h2o_start_response / h2o_send). */

@@ -27,6 +27,7 @@
 #include "google/protobuf/descriptor.upb.h"
 #include "http/mw_http.h"
 #include "http/mw_webwire.h"
+#include "tls/mw_tls.h"
 #include "upb/def.h"
 
 #define MAX_FRAMES 4096 /* request messages in one body at most */
@@ -1091,6 +1092,21 @@ mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_diag *diag) {
     w->origins[w->n_origins] = strdup(o->v[i]);
     if (w->origins[w->n_origins]) w->n_origins++;
   }
+  if (cfg->http.tls_cert) {
+    /* The files are checked as the gRPC listeners' are: each problem with
+     * its file's name, before anything listens. */
+    mw_tls_files tf = {cfg->http.tls_cert, cfg->http.tls_key, NULL};
+    mw_diag errs = {0};
+    mw_tls_set *set = mw_tls_load(&tf, 0, &errs, NULL);
+    for (size_t i = 0; i < errs.n; i++)
+      if (errs.msgs[i]) mw_diag_add(diag, "http.tls: %s", errs.msgs[i]);
+    mw_diag_free(&errs);
+    if (!set) {
+      web_free(w);
+      return NULL;
+    }
+    mw_tls_set_unref(set);
+  }
   const char *target = mw_server_internal_target(server);
   char err[256];
   w->lb = target ? mw_loopback_open(target, err, sizeof err) : NULL;
@@ -1106,6 +1122,8 @@ mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_diag *diag) {
                        .timeout_ms = (long)cfg->http.timeout_ms,
                        .name = "http",
                        .max_body = max_body,
+                       .tls_cert = cfg->http.tls_cert,
+                       .tls_key = cfg->http.tls_key,
                        .raw = on_req,
                        .on_loop = on_loop,
                        .on_stop = on_stop};

@@ -506,6 +506,57 @@ class WebTest(unittest.TestCase):
             time.sleep(0.05)
 
 
+class TlsTest(unittest.TestCase):
+    """http.tls: HTTPS with ALPN (h2 and http/1.1), the files checked at
+    start."""
+
+    def test_https_alpn(self):
+        from test_tls import PKI
+        import ssl
+        tmp = tempfile.mkdtemp(prefix="mw-web-tls-")
+        self.addCleanup(subprocess.run, ["rm", "-rf", tmp])
+        pki = PKI(tmp)
+        pki.ca("ca", "Moonwire Test CA")
+        pki.issue("server", "ca", "localhost", ["DNS:localhost", "IP:127.0.0.1"], "serverAuth")
+        svc = service_dir(self, {"web.proto": PROTO, "web.lua": LUA})
+        protos = Protos(svc.path)
+        cfg = CONFIG.replace("  listen: 127.0.0.1:0\n", "  listen: 127.0.0.1:0\n  tls: {cert: %s, key: %s}\n"
+                             % (pki.path("server.pem"), pki.path("server.key")))
+        with Server(svc, config=cfg) as s:
+            deadline = time.monotonic() + 10
+            while "http listening on " not in s.stdout() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            port = int(s.stdout().split("http listening on ")[1].split()[0].rsplit(":", 1)[1])
+            for alpn in (["h2", "http/1.1"], ["http/1.1"]):
+                ctx = ssl.create_default_context(cafile=pki.path("ca.pem"))
+                ctx.set_alpn_protocols(alpn)
+                with socket.create_connection(("127.0.0.1", port)) as raw:
+                    with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                        self.assertEqual(tls.selected_alpn_protocol(), alpn[0])
+            ctx = ssl.create_default_context(cafile=pki.path("ca.pem"))
+            c = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+            c.request("POST", "/web.W/Echo", protos.msg("web.Req")(name="s").SerializeToString(),
+                      {"content-type": "application/proto"})
+            r = c.getresponse()
+            self.assertEqual(r.status, 200)
+            self.assertEqual(protos.msg("web.Resp").FromString(r.read()).text, "v1 hi s")
+            c.close()
+            # HTTP/2 over TLS, as browsers speak it
+            r = subprocess.run(["curl", "-s", "--http2", "--cacert", pki.path("ca.pem"),
+                                "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                                "-H", "content-type: application/proto", "--data-binary", "",
+                                "https://localhost:%d/web.W/Echo" % port],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.stdout, "2 200", r.stderr)
+        # a key that is not the certificate's: refused at start, by file name
+        pki.issue("other", "ca", "localhost", ["DNS:localhost"], "serverAuth")
+        bad = CONFIG.replace("  listen: 127.0.0.1:0\n", "  listen: 127.0.0.1:0\n  tls: {cert: %s, key: %s}\n"
+                             % (pki.path("server.pem"), pki.path("other.key")))
+        with self.assertRaises(mwtest.ServerError) as e:
+            Server(svc, config=bad).start()
+        self.assertIn("http.tls:", str(e.exception))
+
+
 class ReadmeCurlTest(unittest.TestCase):
     """The README's curl lines, as written but for the port, against
     helloworld served with --http (what `make run` passes)."""

@@ -1434,7 +1434,15 @@ static void test_http(void) {
              "t.yaml:1:25: http.max_connections: must be at least 1, got '0'");
   expect_one("http: {origins: []}\n",
              "t.yaml:1:8: unknown key 'origins' in 'http' (valid keys: listen, "
-             "max_connections, timeout, cors)");
+             "max_connections, timeout, cors, tls)");
+  expect_one("http: {tls: {cert: a.pem}}\n",
+             "t.yaml:1:13: http.tls needs both cert and key (the certificate chain and its "
+             "private key, PEM files)");
+  MW_CHECK_INT(load(&c, &d, "http: {tls: {cert: a.pem, key: k/a.key}}\n"), 0);
+  MW_CHECK(c.http.tls_cert && strstr(c.http.tls_cert, "/a.pem"));
+  MW_CHECK(c.http.tls_key && strstr(c.http.tls_key, "/k/a.key"));
+  mw_config_free(&c);
+  mw_diag_free(&d);
 }
 
 int main(void) {
