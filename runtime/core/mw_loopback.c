@@ -80,16 +80,15 @@ int mw_loopback_verify(const char *v, size_t vl, const char **protocol, const ch
 
 enum { OP_UNARY, OP_SEND, OP_RECV, OP_STATUS };
 
+/* A batch's tag, and its completion's place in the queue: each kind of
+ * batch has at most one in flight per call (sends go one after another),
+ * so the pump links the tag itself and allocates nothing. */
 typedef struct lb_tag {
   mw_lb_call *c;
   int op;
+  int ok;               /* set by the pump */
+  struct lb_tag *next;  /* in the queue, under the lock */
 } lb_tag;
-
-typedef struct lb_event {
-  lb_tag *tag;
-  int ok;
-  struct lb_event *next;
-} lb_event;
 
 struct mw_loopback {
   grpc_channel *ch;
@@ -98,7 +97,7 @@ struct mw_loopback {
   int pump_started;
   int efd;
   pthread_mutex_t lock;
-  lb_event *head, *tail; /* waiting for mw_loopback_run */
+  lb_tag *head, *tail;   /* completions waiting for mw_loopback_run */
   size_t live;           /* call records alive (driving thread only) */
 };
 
@@ -137,9 +136,7 @@ static void *pump_main(void *arg) {
         grpc_completion_queue_next(lb->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
     if (ev.type != GRPC_OP_COMPLETE) continue;
-    lb_event *e = malloc(sizeof *e);
-    if (!e) abort(); /* a lost completion would leak its call for good */
-    e->tag = ev.tag;
+    lb_tag *e = ev.tag;
     e->ok = ev.success;
     e->next = NULL;
     pthread_mutex_lock(&lb->lock);
@@ -328,14 +325,13 @@ void mw_loopback_run(mw_loopback *lb) {
   (void)r; /* EAGAIN: nothing rang; the list says what waits */
   for (;;) {
     pthread_mutex_lock(&lb->lock);
-    lb_event *e = lb->head;
+    lb_tag *e = lb->head;
     lb->head = lb->tail = NULL;
     pthread_mutex_unlock(&lb->lock);
     if (!e) return;
     while (e) {
-      lb_event *next = e->next;
-      on_complete(e->tag, e->ok);
-      free(e);
+      lb_tag *next = e->next; /* read first: the event may free the call */
+      on_complete(e, e->ok);
       e = next;
     }
   }
@@ -357,7 +353,7 @@ void mw_loopback_close(mw_loopback *lb, long wait_ms) {
     if (lb->pump_started) pthread_join(lb->pump, NULL);
     grpc_completion_queue_destroy(lb->cq);
   }
-  mw_loopback_run(lb); /* nothing should wait; frees the list if so */
+  mw_loopback_run(lb); /* nothing should wait by now */
   if (lb->efd >= 0) close(lb->efd);
   pthread_mutex_destroy(&lb->lock);
   free(lb);
@@ -386,10 +382,10 @@ mw_lb_call *mw_lb_call_start(mw_loopback *lb, const mw_lb_start *a, char *err,
   c->details = grpc_empty_slice();
   grpc_metadata_array_init(&c->headers);
   grpc_metadata_array_init(&c->trailers);
-  c->t_unary = (lb_tag){c, OP_UNARY};
-  c->t_send = (lb_tag){c, OP_SEND};
-  c->t_recv = (lb_tag){c, OP_RECV};
-  c->t_status = (lb_tag){c, OP_STATUS};
+  c->t_unary = (lb_tag){c, OP_UNARY, 0, NULL};
+  c->t_send = (lb_tag){c, OP_SEND, 0, NULL};
+  c->t_recv = (lb_tag){c, OP_RECV, 0, NULL};
+  c->t_status = (lb_tag){c, OP_STATUS, 0, NULL};
   c->md = calloc(a->md_n ? a->md_n : 1, sizeof *c->md);
   c->msgs = calloc(a->n_msgs ? a->n_msgs : 1, sizeof *c->msgs);
   if (!c->md || !c->msgs) goto oom;
