@@ -21,6 +21,7 @@
 #include "base/mw_log.h"
 #include "base/mw_status.h"
 #include "base/mw_timer.h"
+#include "codec/mw_json.h"
 #include "compress/mw_inflate.h"
 #include "core/mw_loopback.h"
 #include "core/mw_router.h"
@@ -75,6 +76,9 @@ typedef struct wcall {
   int ended;         /* the loopback call's responses ended */
   int busy;          /* inside an event of ours: the dispose waits */
   int disposed;      /* h2o disposed the request while busy */
+  int json;          /* the JSON codec: messages converted both ways */
+  mw_router *router; /* with json: a reference that keeps m's schema alive */
+  const mw_method *m; /* with json: the method, in router's generation */
   h2o_timeout_entry_t watch; /* linked while an HTTP/1 request waits */
   mw_buf out;        /* the bytes h2o holds (valid until proceed) */
   mw_buf pend;       /* bytes waiting for the next proceed */
@@ -205,10 +209,34 @@ static const char *content_type_of(const wcall *wc) {
   switch (wc->kind) {
   case MW_WEB_GRPC_WEB:
   case MW_WEB_GRPC_WEB_TEXT:
+    if (wc->json) return "application/grpc-web+json";
     return wc->text ? "application/grpc-web-text+proto" : "application/grpc-web+proto";
-  case MW_WEB_CONNECT_STREAM: return "application/connect+proto";
-  default: return "application/proto";
+  case MW_WEB_CONNECT_STREAM:
+    return wc->json ? "application/connect+json" : "application/connect+proto";
+  default: return wc->json ? "application/json" : "application/proto";
   }
+}
+
+/* A response message as the client's codec wants it: the bytes, or their
+ * canonical JSON (in *arena, the caller frees it). NULL with err filled
+ * when the conversion fails. */
+static const char *response_bytes(wcall *wc, const char *data, size_t len, size_t *out_len,
+                                  upb_Arena **arena, char *err, size_t errlen) {
+  *arena = NULL;
+  if (!wc->json) {
+    *out_len = len;
+    return data;
+  }
+  *arena = upb_Arena_New();
+  const char *out = NULL;
+  if (!*arena ||
+      mw_json_from_binary(data, len, wc->m->output, mw_schema_pool(mw_methods_schema(
+                              mw_router_methods(wc->router))),
+                          0, NULL, *arena, &out, out_len, err, errlen) != MW_JSON_OK) {
+    if (!*arena) snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  return out;
 }
 
 /* The head: status, content type, CORS. */
@@ -374,6 +402,7 @@ static int plain(h2o_req_t *req, int cors, int status, const char *allow, const 
 static void wcall_free(wcall *wc) {
   if (h2o_timeout_is_linked(&wc->watch)) h2o_timeout_unlink(&wc->watch);
   mw_lb_call_release(wc->lb);
+  mw_router_unref(wc->router);
   mw_buf_free(&wc->out);
   mw_buf_free(&wc->pend);
   free(wc);
@@ -405,11 +434,34 @@ static void on_lb_message(void *self, const char *data, size_t len, int has_msg)
   if (!has_msg) {
     wc->ended = 1;
   } else {
+    upb_Arena *arena;
+    char err[200];
+    size_t ol;
+    const char *out = response_bytes(wc, data, len, &ol, &arena, err, sizeof err);
+    if (!out) {
+      /* The handler's message cannot be shown in JSON: the call ends. */
+      mw_lb_call_release(wc->lb);
+      wc->lb = NULL;
+      wc->ended = 1;
+      if (!wc->started && !wc->sending) {
+        local_error(wc, MW_STATUS_INTERNAL, err);
+      } else {
+        if (wc->kind == MW_WEB_CONNECT_STREAM) put_end_stream(wc, MW_STATUS_INTERNAL, err,
+                                                              strlen(err));
+        else put_trailer_frame(wc, MW_STATUS_INTERNAL, err, strlen(err));
+        if (wc->sending) wc->final_queued = 1;
+        else flush(wc, 1);
+      }
+      if (arena) upb_Arena_Free(arena);
+      LEAVE(wc);
+      return;
+    }
     if (!wc->started && wc->pend.len == 0 && !wc->sending) {
       set_head(wc, 200, content_type_of(wc));
       add_md_headers(wc, 0, "");
     }
-    put_frame(wc, 0, data, len);
+    put_frame(wc, 0, out, ol);
+    if (arena) upb_Arena_Free(arena);
     if (!wc->sending) flush(wc, 0);
   }
   LEAVE(wc);
@@ -425,6 +477,21 @@ static void on_lb_status(void *self) {
   const char *reply = NULL;
   size_t rl = 0;
   int has_reply = wc->unary && mw_lb_call_response(wc->lb, &reply, &rl);
+  upb_Arena *arena = NULL;
+  char jerr[200];
+  if (has_reply && wc->json) {
+    size_t ol;
+    const char *out = response_bytes(wc, reply, rl, &ol, &arena, jerr, sizeof jerr);
+    if (out) {
+      reply = out;
+      rl = ol;
+    } else {
+      has_reply = 0;
+      code = MW_STATUS_INTERNAL;
+      msg = jerr;
+      ml = strlen(jerr);
+    }
+  }
   switch (wc->kind) {
   case MW_WEB_GRPC_WEB:
   case MW_WEB_GRPC_WEB_TEXT:
@@ -451,7 +518,7 @@ static void on_lb_status(void *self) {
     break;
   default:
     if (code == MW_STATUS_OK && has_reply) {
-      set_head(wc, 200, "application/proto");
+      set_head(wc, 200, content_type_of(wc));
       add_md_headers(wc, 0, "");
       add_md_headers(wc, 1, "trailer-");
       mw_buf_put(&wc->pend, reply, rl);
@@ -472,6 +539,7 @@ static void on_lb_status(void *self) {
   }
   if (wc->sending) wc->final_queued = 1;
   else flush(wc, 1);
+  if (arena) upb_Arena_Free(arena);
   LEAVE(wc);
 }
 
@@ -565,9 +633,11 @@ typedef struct parsed {
   mw_web_frame inline_frames[INLINE_FRAMES];
   char *inline_owned[INLINE_FRAMES];
   double timeout; /* seconds; 0: none */
+  upb_Arena *arena; /* requests converted from JSON, until the call started */
 } parsed;
 
 static void parsed_free(parsed *p) {
+  if (p->arena) upb_Arena_Free(p->arena);
   for (size_t i = 0; i < p->n_frames; i++) free(p->owned[i]);
   if (p->frames != p->inline_frames) {
     free(p->frames);
@@ -597,6 +667,40 @@ static int inflate_frame(mw_web *w, parsed *p, size_t i, int coding, char *msg, 
   p->owned[i] = out;
   p->frames[i].data = out;
   p->frames[i].len = out_len;
+  return 0;
+}
+
+/* With the JSON codec, each request message's JSON becomes the input
+ * type's binary (unknown fields skipped, as Connect's servers do). 0, or
+ * -1 after answering. */
+static int json_requests(mw_web *w, wcall *wc, parsed *p) {
+  if (!wc->json) return 0;
+  if (!p->arena) p->arena = upb_Arena_New();
+  if (!p->arena) {
+    local_error(wc, MW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    return -1;
+  }
+  const upb_DefPool *pool = mw_schema_pool(mw_methods_schema(mw_router_methods(wc->router)));
+  mw_json_limits lim = {0, w->max_body, 0};
+  for (size_t i = 0; i < p->n_frames; i++) {
+    char err[200];
+    const char *out;
+    size_t ol;
+    /* An empty Connect unary body is the empty message. */
+    if (p->frames[i].len == 0) continue;
+    mw_json_status st = mw_json_to_binary(p->frames[i].data, p->frames[i].len, p->m->input,
+                                          pool, MW_JSON_IGNORE_UNKNOWN, &lim, p->arena, &out,
+                                          &ol, err, sizeof err);
+    if (st != MW_JSON_OK) {
+      char m[260];
+      snprintf(m, sizeof m, "request message: %s", err);
+      local_error(wc, st == MW_JSON_INVALID ? MW_STATUS_INVALID_ARGUMENT
+                                            : MW_STATUS_RESOURCE_EXHAUSTED, m);
+      return -1;
+    }
+    p->frames[i].data = out;
+    p->frames[i].len = ol;
+  }
   return 0;
 }
 
@@ -816,7 +920,7 @@ static int read_frames(mw_web *w, wcall *wc, parsed *p, const char *body, size_t
     local_error(wc, MW_STATUS_UNIMPLEMENTED, msg);
     return -1;
   }
-  return 0;
+  return json_requests(w, wc, p);
 }
 
 static int on_req(void *ud, h2o_req_t *req) {
@@ -855,10 +959,6 @@ static int on_req(void *ud, h2o_req_t *req) {
                    "application/grpc-web-text[+proto], application/proto or "
                    "application/connect+proto\n");
   }
-  if (json)
-    return plain(req, cors, 415, NULL,
-                 "the JSON codec is not available on this listener: use the +proto / "
-                 "application/proto content types\n");
 
   wcall *wc = calloc(1, sizeof *wc);
   if (!wc) return plain(req, cors, 503, NULL, "out of memory\n");
@@ -904,6 +1004,12 @@ static int on_req(void *ud, h2o_req_t *req) {
     goto done;
   }
   p->m = m;
+  if (json) {
+    wc->json = 1;
+    wc->m = m;
+    wc->router = r;
+    mw_router_ref(r);
+  }
   const char *body = req->entity.base ? req->entity.base : "";
   size_t blen = req->entity.base ? req->entity.len : 0;
 
@@ -1011,6 +1117,7 @@ static int on_req(void *ud, h2o_req_t *req) {
       local_error(wc, MW_STATUS_INVALID_ARGUMENT, msg);
       goto done;
     }
+    if (json_requests(w, wc, p) != 0) goto done;
     wc->unary = 1;
     break;
   }

@@ -232,6 +232,41 @@ class WebTest(unittest.TestCase):
         self.assertEqual(r.status, 200, data)
         self.assertEqual(self.Resp.FromString(data).text, "v1 hi z")
 
+    def test_json_codec(self):
+        """application/json, +json: canonical proto3 JSON both ways."""
+        r, data, _ = self.post("/web.W/Echo", b'{"name": "j", "unknownField": 1}',
+                               "application/json")
+        self.assertEqual(r.status, 200, data)
+        self.assertEqual(r.getheader("content-type"), "application/json")
+        m = json.loads(data)
+        self.assertEqual((m["text"], m["protocol"]), ("v1 hi j", "connect"))
+        self.assertEqual(m["remaining"], -1)
+        # an empty body is the empty message
+        r, data, _ = self.post("/web.W/Echo", b"", "application/json")
+        self.assertEqual(json.loads(data)["text"], "v1 hi ")
+        # not valid for the type: invalid_argument, with the field's path
+        r, data, _ = self.post("/web.W/Echo", b'{"n": "many"}', "application/json")
+        self.assertEqual(r.status, 400, data)
+        e = json.loads(data)
+        self.assertEqual(e["code"], "invalid_argument")
+        self.assertIn("n", e["message"])
+        # GET with encoding=json
+        q = "%7B%22name%22%3A%22q%22%7D"
+        r, data, _ = self.post("/web.W/Echo?encoding=json&message=" + q, None, None,
+                               method="GET")
+        self.assertEqual((r.status, json.loads(data)["text"]), (200, "v1 hi q"))
+        # streaming, both ways JSON
+        r, data, _ = self.post("/web.W/Count", frame(b'{"n": 2}'), "application/connect+json")
+        self.assertEqual(r.getheader("content-type"), "application/connect+json")
+        fs = frames(data)
+        self.assertEqual([json.loads(p).get("i") for f, p in fs if f == 0], [1, 2])
+        self.assertEqual(json.loads(fs[-1][1]), {})
+        r, data, _ = self.post("/web.W/Echo", frame(b'{"name": "w"}'), "application/grpc-web+json")
+        self.assertEqual(r.getheader("content-type"), "application/grpc-web+json")
+        fs = frames(data)
+        self.assertEqual(json.loads(fs[0][1])["protocol"], "grpc-web")
+        self.assertEqual(trailer_lines(fs[1][1])["grpc-status"], "0")
+
     # --- gRPC-Web --------------------------------------------------------------
     def test_grpc_web_binary_unary(self):
         r, data, _ = self.grpc_web("/web.W/Echo", self.req(name="b"))
@@ -339,10 +374,9 @@ class WebTest(unittest.TestCase):
         # a body over limits.max_receive_bytes (and its base64 share)
         r, _, _ = self.post("/web.W/Echo", b"\0" * (200 * 1024), "application/proto")
         self.assertEqual(r.status, 413)
-        # JSON is answered 415 on this listener, with the reason
-        r, data, _ = self.post("/web.W/Echo", b"{}", "application/json")
+        # grpc-web-text has no JSON form
+        r, _, _ = self.post("/web.W/Echo", b"", "application/grpc-web-text+json")
         self.assertEqual(r.status, 415)
-        self.assertIn(b"JSON", data)
 
     # --- CORS ----------------------------------------------------------------------
     def test_cors(self):
@@ -448,7 +482,7 @@ class WebTest(unittest.TestCase):
             self.assertIn("invalid_argument", r.stderr)
 
     def test_connect_es_clients(self):
-        """Connect-ES's Node transports (Connect binary and gRPC-Web, HTTP/1.1)
+        """Connect-ES's Node transports (Connect binary and JSON, gRPC-Web; HTTP/1.1)
         with a runtime registry built from a descriptor set."""
         mwtest.tool("buf")  # the tools are installed (the same npm cache)
         fd, desc = tempfile.mkstemp(suffix=".binpb")
@@ -463,7 +497,8 @@ class WebTest(unittest.TestCase):
                            capture_output=True, text=True, timeout=60, env=env)
         self.assertEqual(r.returncode, 0, r.stderr)
         out = json.loads(r.stdout)
-        for name, proto in (("connect", "connect"), ("grpcweb", "grpc-web")):
+        for name, proto in (("connect", "connect"), ("connectjson", "connect"),
+                            ("grpcweb", "grpc-web")):
             res = out[name]
             self.assertEqual(res["echo"]["text"], "v1 hi " + name)
             self.assertEqual(res["echo"]["protocol"], proto)
@@ -564,7 +599,9 @@ class ReadmeCurlTest(unittest.TestCase):
     def test_readme_curl(self):
         with open(os.path.join(mwtest.SOURCE_DIR, "README.md")) as f:
             text = f.read()
-        lines = [l.strip() for l in text.splitlines() if l.strip().startswith("printf ")]
+        section = text.split("## From a browser, or curl", 1)[1].split("\n## ", 1)[0]
+        lines = [l.strip() for l in section.splitlines()
+                 if l.strip().startswith(("curl ", "printf "))]
         self.assertEqual(len(lines), 2, lines)
         with Server(mwtest.example("helloworld"), args=["--http", "127.0.0.1:0"]) as s:
             deadline = time.monotonic() + 10
@@ -577,11 +614,15 @@ class ReadmeCurlTest(unittest.TestCase):
                                    capture_output=True, text=True, timeout=30)
                 self.assertEqual(r.returncode, 0, r.stderr)
                 outs.append(" ".join(r.stdout.split()))
-        # the output the README shows for the Connect line
-        shown = text.split("SayHello | od -An -c\n\nprints `", 1)[1].split("`", 1)[0]
-        self.assertEqual(outs[0], " ".join(shown.split()))
+        # what the README says each prints
+        self.assertEqual(outs[0], section.split("prints `", 1)[1].split("`", 1)[0])
+        envelope = section.split("prints the reply's envelope, `", 1)[1].split("`", 1)[0]
+        trailer = section.split("then the trailer frame's `", 1)[1].split("`", 1)[0]
         self.assertIn("H e l l o w o r l d", outs[1])
+        self.assertTrue(outs[1].startswith(" ".join(envelope.split())[:13]), outs[1])
         self.assertIn("g r p c - s t a t u s : 0", outs[1])
+        self.assertIn("200 \\0 \\0 \\0 017", outs[1])
+        self.assertIn("grpc-status:0", trailer)
 
 
 if __name__ == "__main__":

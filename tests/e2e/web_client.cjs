@@ -1,5 +1,5 @@
 // Calls the HTTP listener with real Connect-ES clients (@connectrpc/connect-node):
-// the Connect transport (binary) and the gRPC-Web transport, both over HTTP/1.1,
+// the Connect transport (binary and JSON) and the gRPC-Web transport, both over HTTP/1.1,
 // with the schema from a FileDescriptorSet in @bufbuild/protobuf's runtime
 // registry (no code generation). Prints one JSON line of results for
 // test_web.py to assert.
@@ -20,6 +20,7 @@ const service = registry.getService("web.W");
 
 const transports = {
   connect: createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true }),
+  connectjson: createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false }),
   grpcweb: createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }),
 };
 
