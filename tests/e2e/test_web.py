@@ -541,6 +541,39 @@ class WebTest(unittest.TestCase):
             time.sleep(0.05)
 
 
+class BoundsTest(unittest.TestCase):
+    """http.timeout closes a client that is slow to send its request;
+    http.max_connections closes connections past the bound."""
+
+    def test_slow_client_and_connection_cap(self):
+        svc = service_dir(self, {"web.proto": PROTO, "web.lua": LUA})
+        cfg = CONFIG.replace("  listen: 127.0.0.1:0\n",
+                             "  listen: 127.0.0.1:0\n  timeout: 500ms\n  max_connections: 2\n")
+        with Server(svc, config=cfg) as s:
+            deadline = time.monotonic() + 10
+            while "http listening on " not in s.stdout() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            port = int(s.stdout().split("http listening on ")[1].split()[0].rsplit(":", 1)[1])
+            slow = socket.create_connection(("127.0.0.1", port))
+            slow.sendall(b"POST /web.W/Echo HTTP/1.1\r\nHost: x\r\n")  # and no more
+            other = socket.create_connection(("127.0.0.1", port))
+            time.sleep(0.1)
+            # a third connection is closed as it is accepted
+            third = socket.create_connection(("127.0.0.1", port))
+            third.settimeout(5)
+            self.assertEqual(third.recv(1), b"")
+            third.close()
+            t0 = time.monotonic()
+            slow.settimeout(5)
+            while slow.recv(4096):  # h2o may answer 408 first; then it closes
+                pass
+            self.assertLess(time.monotonic() - t0, 3)
+            slow.close()
+            other.close()
+            self.assertTrue(s.wait_log("http: 2 connections open (http.max_connections)"),
+                            s.logs())
+
+
 class TlsTest(unittest.TestCase):
     """http.tls: HTTPS with ALPN (h2 and http/1.1), the files checked at
     start."""
