@@ -16,10 +16,9 @@
 #include <unistd.h>
 
 #include <h2o.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 
 #include "base/mw_log.h"
+#include "tls/mw_tlsctx.h"
 
 #ifdef __SANITIZE_ADDRESS__
 /* LeakSanitizer: h2o 2.2.5 keeps memory-pool chunks in a thread-local
@@ -214,23 +213,13 @@ mw_http *mw_http_start(const char *listen_addr, const mw_http_opts *opts, mw_htt
   h2o_context_init(&h->ctx, h->loop, &h->config);
   h->ctx_ready = 1;
   if (opts->tls_cert) {
-    h->ssl_ctx = SSL_CTX_new(TLS_server_method());
-    if (!h->ssl_ctx || SSL_CTX_set_min_proto_version(h->ssl_ctx, TLS1_2_VERSION) != 1 ||
-        SSL_CTX_use_certificate_chain_file(h->ssl_ctx, opts->tls_cert) != 1 ||
-        SSL_CTX_use_PrivateKey_file(h->ssl_ctx, opts->tls_key, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_check_private_key(h->ssl_ctx) != 1) {
-      char e[256];
-      ERR_error_string_n(ERR_get_error(), e, sizeof e);
-      mw_diag_add(diag, "%s.tls: cannot use %s and %s: %s", h->name, opts->tls_cert,
-                  opts->tls_key, e);
+    char err[512];
+    h->ssl_ctx = mw_tlsctx_server(opts->tls_cert, opts->tls_key, err, sizeof err);
+    if (!h->ssl_ctx) {
+      mw_diag_add(diag, "%s.tls: %s", h->name, err);
       mw_http_stop(h);
       return NULL;
     }
-    SSL_CTX_set_options(h->ssl_ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-    /* ALPN: h2 first, then http/1.1 (a client that offers neither gets
-     * HTTP/1.1). */
-    static const h2o_iovec_t alpn[] = {{H2O_STRLIT("h2")}, {H2O_STRLIT("http/1.1")}, {NULL, 0}};
-    h2o_ssl_register_alpn_protocols(h->ssl_ctx, alpn);
   }
   h->accept_ctx.ctx = &h->ctx;
   h->accept_ctx.ssl_ctx = h->ssl_ctx;
@@ -259,6 +248,6 @@ void mw_http_stop(mw_http *h) {
   if (h->ctx_ready) h2o_context_dispose(&h->ctx);
   if (h->loop) h2o_evloop_destroy(h->loop);
   if (h->config_ready) h2o_config_dispose(&h->config);
-  if (h->ssl_ctx) SSL_CTX_free(h->ssl_ctx);
+  mw_tlsctx_free(h->ssl_ctx);
   free(h);
 }

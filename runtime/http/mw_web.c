@@ -288,7 +288,7 @@ static void put_trailer_frame(wcall *wc, int code, const char *msg, size_t msg_l
     mw_web_percent_encode(&t, msg, msg_len);
     mw_buf_puts(&t, "\r\n");
   }
-  size_t n = mw_lb_call_md_count(wc->lb, 1);
+  size_t n = wc->lb ? mw_lb_call_md_count(wc->lb, 1) : 0;
   for (size_t i = 0; i < n; i++) {
     const char *k, *v;
     size_t kl, vl;
@@ -303,13 +303,12 @@ static void put_trailer_frame(wcall *wc, int code, const char *msg, size_t msg_l
 }
 
 /* A gRPC-Web answer without a body: the status in the HTTP headers. */
-static void grpc_web_trailers_only(h2o_req_t *req, int cors, int text, int code,
-                                   const char *msg, size_t msg_len) {
+static void grpc_web_trailers_only(wcall *wc, int code, const char *msg, size_t msg_len) {
+  h2o_req_t *req = wc->req;
   req->res.status = 200;
   req->res.reason = "OK";
-  add_header_s(req, "content-type",
-               text ? "application/grpc-web-text+proto" : "application/grpc-web+proto");
-  if (cors) add_cors(req);
+  add_header_s(req, "content-type", content_type_of(wc));
+  if (wc->cors) add_cors(req);
   char num[16];
   snprintf(num, sizeof num, "%d", code);
   add_header_s(req, "grpc-status", num);
@@ -360,21 +359,20 @@ static void put_end_stream(wcall *wc, int code, const char *msg, size_t msg_len)
  * method): in each protocol's own form. */
 static void local_error(wcall *wc, int code, const char *msg) {
   size_t ml = strlen(msg);
-  h2o_req_t *req = wc->req;
   switch (wc->kind) {
   case MW_WEB_GRPC_WEB:
   case MW_WEB_GRPC_WEB_TEXT:
-    grpc_web_trailers_only(req, wc->cors, wc->text, code, msg, ml);
+    grpc_web_trailers_only(wc, code, msg, ml);
     flush(wc, 1);
     return;
   case MW_WEB_CONNECT_STREAM:
-    set_head(wc, 200, "application/connect+proto");
+    set_head(wc, 200, content_type_of(wc));
     put_end_stream(wc, code, msg, ml);
     flush(wc, 1);
     return;
   default: {
-    /* Connect unary; an unknown method is 404 (the conformance suite's
-     * reading), every other code takes the table's status. */
+    /* Connect unary: errors are JSON whatever the codec, with the
+     * table's HTTP status. */
     int status = mw_web_code_http(code);
     set_head(wc, status, "application/json");
     mw_web_error_json(&wc->pend, code, msg, ml, NULL, 0);
@@ -439,9 +437,8 @@ static void on_lb_message(void *self, const char *data, size_t len, int has_msg)
     size_t ol;
     const char *out = response_bytes(wc, data, len, &ol, &arena, err, sizeof err);
     if (!out) {
-      /* The handler's message cannot be shown in JSON: the call ends. */
-      mw_lb_call_release(wc->lb);
-      wc->lb = NULL;
+      /* The handler's message cannot be shown in JSON: the call ends
+       * (cancelled once the answer's end is written). */
       wc->ended = 1;
       if (!wc->started && !wc->sending) {
         local_error(wc, MW_STATUS_INTERNAL, err);
@@ -452,6 +449,8 @@ static void on_lb_message(void *self, const char *data, size_t len, int has_msg)
         if (wc->sending) wc->final_queued = 1;
         else flush(wc, 1);
       }
+      mw_lb_call_release(wc->lb);
+      wc->lb = NULL;
       if (arena) upb_Arena_Free(arena);
       LEAVE(wc);
       return;
@@ -497,7 +496,7 @@ static void on_lb_status(void *self) {
   case MW_WEB_GRPC_WEB_TEXT:
     if (!wc->started && !wc->sending && !has_reply) {
       /* Nothing was sent: trailers-only, the status in the headers. */
-      grpc_web_trailers_only(wc->req, wc->cors, wc->text, code, msg, ml);
+      grpc_web_trailers_only(wc, code, msg, ml);
       add_md_headers(wc, 0, "");
       add_md_headers(wc, 1, "");
     } else {
