@@ -473,6 +473,12 @@ static void on_lb_status(void *self) {
   int code = mw_lb_call_code(wc->lb);
   size_t ml;
   const char *msg = mw_lb_call_message(wc->lb, &ml);
+  if (code == MW_STATUS_UNAVAILABLE && ml >= 17 && memcmp(msg, "failed to connect", 17) == 0) {
+    /* The internal listener closed: the server drains. gRPC core's text
+     * would name the internal socket. */
+    msg = "the server is shutting down";
+    ml = strlen(msg);
+  }
   const char *reply = NULL;
   size_t rl = 0;
   int has_reply = wc->unary && mw_lb_call_response(wc->lb, &reply, &rl);

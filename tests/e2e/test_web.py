@@ -574,6 +574,53 @@ class BoundsTest(unittest.TestCase):
                             s.logs())
 
 
+class DrainTest(unittest.TestCase):
+    """SIGTERM: an HTTP call in flight finishes; a new one is told the
+    server is shutting down (503 unavailable), without internal details."""
+
+    def test_drain(self):
+        svc = service_dir(self, {"web.proto": PROTO, "web.lua": LUA})
+        protos = Protos(svc.path)
+        Req, Resp = protos.msg("web.Req"), protos.msg("web.Resp")
+        with Server(svc, config=CONFIG) as s:
+            deadline = time.monotonic() + 10
+            while "http listening on " not in s.stdout() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            port = int(s.stdout().split("http listening on ")[1].split()[0].rsplit(":", 1)[1])
+
+            def call(req):
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                c.request("POST", "/web.W/Slow", req.SerializeToString(),
+                          {"content-type": "application/proto"})
+                r = c.getresponse()
+                data = r.read()
+                c.close()
+                return r.status, data
+
+            out = {}
+            t = threading.Thread(target=lambda: out.update(r=call(Req(sleep=1.0, key="dr"))))
+            t.start()
+            with s.channel() as ch:
+                peek = protos.unary(ch, "/web.W/Peek")
+                deadline = time.monotonic() + 5
+                while peek(Req(key="dr"), timeout=5).text != "started" and \
+                        time.monotonic() < deadline:
+                    time.sleep(0.02)
+            os.kill(s.pid, signal.SIGTERM)
+            self.assertTrue(s.wait_log("draining"))
+            time.sleep(0.2)
+            status, body = call(Req(sleep=0, key="late"))
+            self.assertEqual(status, 503, body)
+            self.assertEqual(json.loads(body), {"code": "unavailable",
+                                                "message": "the server is shutting down"})
+            t.join(10)
+            status, body = out["r"]
+            self.assertEqual(status, 200, body)
+            self.assertEqual(Resp.FromString(body).text, "v1")
+            s.proc.wait(10)
+            self.assertIn("stopped", s.logs())
+
+
 class TlsTest(unittest.TestCase):
     """http.tls: HTTPS with ALPN (h2 and http/1.1), the files checked at
     start."""
