@@ -39,6 +39,7 @@ service W {
   rpc Slow(Req) returns (Resp);
   rpc Peek(Req) returns (Resp);
   rpc Total(stream Req) returns (Resp);
+  rpc Flood(Req) returns (stream Resp);
 }
 """
 
@@ -80,6 +81,15 @@ function W.Peek(req)
   return {text = tostring(marks:get(req.key))}
 end
 
+-- n messages of 8 KiB, counting in marks[key] how many were queued
+function W.Flood(req, stream)
+  local pad = string.rep("x", 8192)
+  for i = 1, req.n do
+    stream:send{i = i, text = pad}
+    marks:set(req.key, i)
+  end
+end
+
 function W.Total(stream)
   local n = 0
   for m in stream:iter() do n = n + m.n end
@@ -108,10 +118,11 @@ def frame(payload, flags=0):
 
 def frames(data):
     """[(flags, payload)] of an enveloped body."""
+    data = memoryview(data)
     out, pos = [], 0
     while pos < len(data):
         flags, n = struct.unpack(">BI", data[pos:pos + 5])
-        out.append((flags, data[pos + 5:pos + 5 + n]))
+        out.append((flags, bytes(data[pos + 5:pos + 5 + n])))
         pos += 5 + n
     return out
 
@@ -329,6 +340,37 @@ class WebTest(unittest.TestCase):
         end = json.loads(frames(data)[-1][1])
         self.assertEqual(end["error"], {"code": "not_found", "message": "no more"})
 
+    def test_backpressure(self):
+        """A client that does not read holds the handler back (h2o's
+        generator asks for the next message only once the last is written);
+        reading again lets it finish, every message there."""
+        n = 4000  # 32 MiB, far past the socket buffers, windows and queues
+        s = socket.create_connection(("127.0.0.1", self.http_port))
+        self.addCleanup(s.close)
+        body = frame(self.req(n=n, key="flood"))
+        s.sendall(b"POST /web.W/Flood HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/grpc-web+proto\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        time.sleep(1.0)
+        stalled = int(self.peek("flood"))
+        self.assertLess(stalled, n // 2)
+        time.sleep(0.3)
+        self.assertLess(int(self.peek("flood")) - stalled, 10)  # not moving
+        f = s.makefile("rb")
+        while f.readline() not in (b"\r\n", b""):
+            pass  # the head
+        parts = []
+        while True:  # chunked
+            size = int(f.readline().strip(), 16)
+            if size == 0:
+                break
+            parts.append(f.read(size))
+            f.readline()
+        fs = frames(b"".join(parts))
+        self.assertEqual(sum(1 for fl, _ in fs if fl == 0), n)
+        self.assertEqual(trailer_lines(fs[-1][1])["grpc-status"], "0")
+        self.assertEqual(self.peek("flood"), str(n))
+
     def test_client_streaming_over_connect(self):
         body = b"".join(frame(self.req(n=n)) for n in (1, 2, 3))
         r, data, _ = self.post("/web.W/Total", body, "application/connect+proto")
@@ -435,6 +477,32 @@ class WebTest(unittest.TestCase):
         while self.peek("gone") != "cancelled" and time.monotonic() < deadline:
             time.sleep(0.02)
         self.assertEqual(self.peek("gone"), "cancelled")
+
+    def test_h2_stream_reset_cancels(self):
+        """h2c: a reset stream cancels its call; the connection lives on."""
+        from hpack import Encoder
+        from hyperframe.frame import DataFrame, HeadersFrame, RstStreamFrame, SettingsFrame
+        body = frame(self.req(sleep=10, key="rst"))
+        s = socket.create_connection(("127.0.0.1", self.http_port))
+        self.addCleanup(s.close)
+        hdrs = Encoder().encode([(":method", "POST"), (":scheme", "http"),
+                                 (":path", "/web.W/Slow"), (":authority", "x"),
+                                 ("content-type", "application/grpc-web+proto")])
+        h = HeadersFrame(1, hdrs)
+        h.flags.add("END_HEADERS")
+        d = DataFrame(1, body)
+        d.flags.add("END_STREAM")
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize() +
+                  h.serialize() + d.serialize())
+        deadline = time.monotonic() + 5
+        while self.peek("rst") != "started" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(self.peek("rst"), "started")
+        s.sendall(RstStreamFrame(1, error_code=8).serialize())  # CANCEL
+        deadline = time.monotonic() + 5
+        while self.peek("rst") != "cancelled" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(self.peek("rst"), "cancelled")
 
     # --- protocol and peer: not spoofable -------------------------------------------
     def test_protocol_on_grpc_and_spoofing(self):
