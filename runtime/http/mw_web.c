@@ -22,6 +22,7 @@
 #include "base/mw_status.h"
 #include "base/mw_timer.h"
 #include "codec/mw_json.h"
+#include "compress/mw_deflate.h"
 #include "compress/mw_inflate.h"
 #include "core/mw_loopback.h"
 #include "core/mw_router.h"
@@ -49,6 +50,8 @@ struct mw_web {
   int any_origin;
   char *allow_headers; /* ALLOW_HEADERS plus http.cors.headers */
   size_t max_body;
+  size_t compress_min; /* Connect answers this big or more are compressed
+                          when the client accepts it (compression.min_bytes) */
   size_t leftover; /* connections still open at the stop */
   h2o_evloop_t *loop;
   /* HTTP/1 reads nothing while a request is being answered, so h2o would
@@ -77,6 +80,7 @@ typedef struct wcall {
   int busy;          /* inside an event of ours: the dispose waits */
   int disposed;      /* h2o disposed the request while busy */
   int json;          /* the JSON codec: messages converted both ways */
+  int coding;        /* Connect: the answer's compression (a mw_coding), 0: none */
   mw_router *router; /* with json: a reference that keeps m's schema alive */
   const mw_method *m; /* with json: the method, in router's generation */
   h2o_timeout_entry_t watch; /* linked while an HTTP/1 request waits */
@@ -246,6 +250,15 @@ static void set_head(wcall *wc, int status, const char *ct) {
   req->res.reason = reason_of(status);
   add_header_s(req, "content-type", ct);
   if (wc->cors) add_cors(req);
+}
+
+/* The head of a Connect stream: its compression, when one was agreed. */
+static void stream_head(wcall *wc) {
+  set_head(wc, 200, content_type_of(wc));
+  if (wc->kind == MW_WEB_CONNECT_STREAM && wc->coding)
+    add_header_s(wc->req, "connect-content-encoding", wc->coding == MW_CODING_GZIP ? "gzip"
+                                                                                  : "deflate");
+  add_md_headers(wc, 0, "");
 }
 
 /* Hands pend to h2o (final: the last bytes of the answer). */
@@ -455,11 +468,15 @@ static void on_lb_message(void *self, const char *data, size_t len, int has_msg)
       LEAVE(wc);
       return;
     }
-    if (!wc->started && wc->pend.len == 0 && !wc->sending) {
-      set_head(wc, 200, content_type_of(wc));
-      add_md_headers(wc, 0, "");
-    }
-    put_frame(wc, 0, out, ol);
+    if (!wc->started && wc->pend.len == 0 && !wc->sending) stream_head(wc);
+    char *z = NULL;
+    size_t zl = 0;
+    if (wc->kind == MW_WEB_CONNECT_STREAM && wc->coding && ol >= wc->w->compress_min &&
+        mw_deflate((mw_coding)wc->coding, out, ol, &z, &zl) == 0)
+      put_frame(wc, 1, z, zl);
+    else
+      put_frame(wc, 0, out, ol);
+    free(z);
     if (arena) upb_Arena_Free(arena);
     if (!wc->sending) flush(wc, 0);
   }
@@ -515,10 +532,7 @@ static void on_lb_status(void *self) {
     }
     break;
   case MW_WEB_CONNECT_STREAM:
-    if (!wc->started && !wc->sending) {
-      set_head(wc, 200, content_type_of(wc));
-      add_md_headers(wc, 0, "");
-    }
+    if (!wc->started && !wc->sending) stream_head(wc);
     put_end_stream(wc, code, msg, ml);
     break;
   default:
@@ -526,7 +540,17 @@ static void on_lb_status(void *self) {
       set_head(wc, 200, content_type_of(wc));
       add_md_headers(wc, 0, "");
       add_md_headers(wc, 1, "trailer-");
-      mw_buf_put(&wc->pend, reply, rl);
+      char *z = NULL;
+      size_t zl = 0;
+      if (wc->coding && rl >= wc->w->compress_min &&
+          mw_deflate((mw_coding)wc->coding, reply, rl, &z, &zl) == 0) {
+        add_header_s(wc->req, "content-encoding", wc->coding == MW_CODING_GZIP ? "gzip"
+                                                                              : "deflate");
+        mw_buf_put(&wc->pend, z, zl);
+        free(z);
+      } else {
+        mw_buf_put(&wc->pend, reply, rl);
+      }
     } else {
       if (code == MW_STATUS_OK) {
         code = MW_STATUS_INTERNAL;
@@ -982,6 +1006,12 @@ static int on_req(void *ud, h2o_req_t *req) {
                    SIZE_MAX;
   }
 
+  if (kind == MW_WEB_CONNECT_UNARY)
+    wc->coding = mw_web_accepted_coding(find_header(req, H2O_TOKEN_ACCEPT_ENCODING).base,
+                                        find_header(req, H2O_TOKEN_ACCEPT_ENCODING).len);
+  else if (kind == MW_WEB_CONNECT_STREAM)
+    wc->coding = mw_web_accepted_coding(find_header_str(req, "connect-accept-encoding").base,
+                                        find_header_str(req, "connect-accept-encoding").len);
   parsed pp = {0}, *p = &pp;
   p->frames = p->inline_frames;
   p->owned = p->inline_owned;
@@ -1185,6 +1215,7 @@ mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_diag *diag) {
   }
   w->server = server;
   w->max_body = (size_t)cfg->limits.max_receive_bytes;
+  w->compress_min = cfg->compression.min_bytes > 0 ? (size_t)cfg->compression.min_bytes : 0;
   const mw_strvec *o = &cfg->http.cors_origins;
   w->origins = calloc(o->n ? o->n : 1, sizeof *w->origins);
   mw_buf ah = {0};

@@ -206,6 +206,36 @@ void mw_web_percent_encode(mw_buf *b, const char *s, size_t len) {
   }
 }
 
+int mw_web_accepted_coding(const char *v, size_t len) {
+  int gzip = 0, deflate = 0;
+  if (!v) return 0;
+  size_t i = 0;
+  while (i < len) {
+    /* One element: [i, e), its name [n0, n1), its parameters after ';'. */
+    size_t e = i;
+    while (e < len && v[e] != ',') e++;
+    size_t n0 = i;
+    while (n0 < e && (v[n0] == ' ' || v[n0] == '\t')) n0++;
+    size_t n1 = n0;
+    while (n1 < e && v[n1] != ';' && v[n1] != ' ' && v[n1] != '\t') n1++;
+    int refused = 0;
+    for (size_t q = n1; q + 2 < e; q++) {
+      if (v[q] != 'q' || v[q + 1] != '=') continue;
+      /* "q=0", "q=0.0", "q=0.000": a weight of zero refuses the coding. */
+      refused = 1;
+      for (size_t c = q + 2; c < e && v[c] != ' ' && v[c] != ';'; c++)
+        if (v[c] >= '1' && v[c] <= '9') refused = 0;
+      break;
+    }
+    if (!refused) {
+      if (n1 - n0 == 4 && strncasecmp(v + n0, "gzip", 4) == 0) gzip = 1;
+      if (n1 - n0 == 7 && strncasecmp(v + n0, "deflate", 7) == 0) deflate = 1;
+    }
+    i = e + 1;
+  }
+  return gzip ? 2 : deflate ? 1 : 0;
+}
+
 /* --- a minimal protobuf reader for google.rpc.Status ----------------------- */
 
 static int varint(const unsigned char **p, const unsigned char *end, uint64_t *v) {

@@ -59,6 +59,12 @@ double mw_web_connect_timeout(const char *v, size_t len);
 const char *mw_web_code_name(int code);
 int mw_web_code_http(int code);
 
+/* The coding to answer with from an accept list (Accept-Encoding,
+ * connect-accept-encoding: "gzip, deflate;q=0.5", "identity"): 2 gzip,
+ * else 1 deflate (compress/mw_inflate.h's mw_coding values), else 0. A
+ * weight of 0 refuses a coding. v may be NULL. */
+int mw_web_accepted_coding(const char *v, size_t len);
+
 /* grpc-message's percent-encoding (the gRPC spec: bytes outside 0x20..0x7e
  * and '%' as %XX). */
 void mw_web_percent_encode(mw_buf *b, const char *s, size_t len);

@@ -278,6 +278,31 @@ class WebTest(unittest.TestCase):
         self.assertEqual(json.loads(fs[0][1])["protocol"], "grpc-web")
         self.assertEqual(trailer_lines(fs[1][1])["grpc-status"], "0")
 
+    def test_connect_compressed_answers(self):
+        """Accept-Encoding (unary) and connect-accept-encoding (streams):
+        answers of compression.min_bytes or more come back gzipped."""
+        big = "n" * 2000
+        r, data, _ = self.post("/web.W/Echo", self.req(name=big), "application/proto",
+                               {"accept-encoding": "br, gzip"})
+        self.assertEqual(r.getheader("content-encoding"), "gzip")
+        self.assertEqual(self.Resp.FromString(gzip.decompress(data)).text, "v1 hi " + big)
+        # small answers, and clients that do not accept it, get identity
+        r, data, _ = self.post("/web.W/Echo", self.req(name="s"), "application/proto",
+                               {"accept-encoding": "gzip"})
+        self.assertIsNone(r.getheader("content-encoding"))
+        self.assertEqual(self.Resp.FromString(data).text, "v1 hi s")
+        r, data, _ = self.post("/web.W/Echo", self.req(name=big), "application/proto",
+                               {"accept-encoding": "gzip;q=0"})
+        self.assertIsNone(r.getheader("content-encoding"))
+        r, data, _ = self.post("/web.W/Flood", frame(self.req(n=2, key="fz")),
+                               "application/connect+proto",
+                               {"connect-accept-encoding": "gzip"})
+        self.assertEqual(r.getheader("connect-content-encoding"), "gzip")
+        fs = frames(data)
+        self.assertEqual([f for f, _ in fs], [1, 1, 2])
+        self.assertEqual([self.Resp.FromString(gzip.decompress(p)).i for _, p in fs[:2]], [1, 2])
+        self.assertEqual(json.loads(fs[2][1]), {})
+
     # --- gRPC-Web --------------------------------------------------------------
     def test_grpc_web_binary_unary(self):
         r, data, _ = self.grpc_web("/web.W/Echo", self.req(name="b"))

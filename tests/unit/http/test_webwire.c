@@ -152,6 +152,31 @@ static void test_codes(void) {
   mw_buf_free(&b);
 }
 
+static void test_accepted_coding(void) {
+  mw_test_current = "accepted coding";
+  struct {
+    const char *v;
+    int want;
+  } cases[] = {{"gzip", 2},
+               {"deflate", 1},
+               {"gzip, deflate, br", 2},
+               {"br, deflate", 1},
+               {"identity", 0},
+               {"", 0},
+               {"GZIP", 2},
+               {" gzip ;q=0.8", 2},
+               {"gzip;q=0, deflate", 1},
+               {"gzip; q=0.000", 0},
+               {"gzip;q=0.001", 2},
+               {"gzipx, xgzip", 0},
+               {"*", 0}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    mw_test_current = cases[i].v;
+    MW_CHECK_INT(mw_web_accepted_coding(cases[i].v, strlen(cases[i].v)), cases[i].want);
+  }
+  MW_CHECK_INT(mw_web_accepted_coding(NULL, 0), 0);
+}
+
 static void test_error_json(void) {
   mw_test_current = "error json";
   mw_buf b = {0};
@@ -198,5 +223,6 @@ int main(void) {
   test_timeouts();
   test_codes();
   test_error_json();
+  test_accepted_coding();
   return mw_test_done();
 }
