@@ -75,6 +75,27 @@ static void watch_gen(serving *sv, mw_gen *g) {
   free(files);
 }
 
+static int same_str(const char *a, const char *b);
+
+static int same_strvec(const mw_strvec *a, const mw_strvec *b) {
+  if (a->n != b->n) return 0;
+  for (size_t i = 0; i < a->n; i++)
+    if (strcmp(a->v[i], b->v[i]) != 0) return 0;
+  return 1;
+}
+
+/* Whether two configs' http sections are the same (the listener reads its
+ * section at start only). */
+static int same_http(const mw_config *a, const mw_config *b) {
+  return same_str(a->http.listen, b->http.listen) &&
+         a->http.max_connections == b->http.max_connections &&
+         a->http.timeout_ms == b->http.timeout_ms &&
+         same_str(a->http.tls_cert, b->http.tls_cert) &&
+         same_str(a->http.tls_key, b->http.tls_key) &&
+         same_strvec(&a->http.cors_origins, &b->http.cors_origins) &&
+         same_strvec(&a->http.cors_headers, &b->http.cors_headers);
+}
+
 /* Whether two configs name the same TLS files (the server's listeners keep
  * the ones they started with; the files' contents are re-read anyway). */
 static int same_str(const char *a, const char *b) {
@@ -120,6 +141,8 @@ static void reload(serving *sv, const char *why) {
   if (!same_tls(&ncfg, &sv->cfg))
     mw_log(MW_LOG_WARN, "tls changes take effect at the next start (replacing the "
                         "files themselves needs no restart)");
+  if (!same_http(&ncfg, &sv->cfg))
+    mw_log(MW_LOG_WARN, "http changes take effect at the next start");
   sv->gen_id++;
   mw_server_swap(sv->s, mw_gen_router(g));
   publish_served(g);

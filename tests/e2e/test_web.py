@@ -632,6 +632,17 @@ class WebTest(unittest.TestCase):
         deadline = time.monotonic() + 10
         while self.server.logs().count("reloaded (") <= n and time.monotonic() < deadline:
             time.sleep(0.05)
+        # the http section is read at start: a change to it says so
+        with open(self.server.config_path, "w") as f:
+            f.write(CONFIG.replace("https://app.example.com", "https://other.example.com"))
+        n = self.server.logs().count("reloaded (")
+        os.kill(self.server.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while self.server.logs().count("reloaded (") <= n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertIn("http changes take effect at the next start", self.server.logs())
+        with open(self.server.config_path, "w") as f:
+            f.write(CONFIG)
 
 
 class BoundsTest(unittest.TestCase):
