@@ -984,9 +984,9 @@ static int on_req(void *ud, h2o_req_t *req) {
     kind = mw_web_classify(ct.base, ct.len, &json);
     if (kind == MW_WEB_NONE)
       return plain(req, cors, 415, NULL,
-                   "content-type must be application/grpc-web[+proto], "
-                   "application/grpc-web-text[+proto], application/proto or "
-                   "application/connect+proto\n");
+                   "content-type must be application/grpc-web[+proto|+json], "
+                   "application/grpc-web-text[+proto], application/proto, "
+                   "application/json or application/connect+proto|+json\n");
   }
 
   wcall *wc = calloc(1, sizeof *wc);
@@ -1085,8 +1085,8 @@ static int on_req(void *ud, h2o_req_t *req) {
   case MW_WEB_CONNECT_STREAM:
     if (m->kind == MW_KIND_UNARY) {
       plain(req, cors, 415, NULL,
-            "a unary method takes application/proto (Connect unary), not "
-            "application/connect+proto\n");
+            "a unary method takes application/proto or application/json (Connect "
+            "unary), not application/connect+*\n");
       wc->finished = 1;
       goto done;
     }
@@ -1097,8 +1097,8 @@ static int on_req(void *ud, h2o_req_t *req) {
   default: { /* Connect unary, POST or GET */
     if (m->kind != MW_KIND_UNARY) {
       plain(req, cors, 415, NULL,
-            "a streaming method takes application/connect+proto, not the unary "
-            "content types\n");
+            "a streaming method takes application/connect+proto|+json, not the "
+            "unary content types\n");
       wc->finished = 1;
       goto done;
     }
