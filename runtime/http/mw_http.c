@@ -1,7 +1,7 @@
 /* The HTTP server thread (mw_http.h) on h2o's own event loop. One h2o
- * context on one thread: requests are answered synchronously by the route
- * function, which is all the admin listener needs; later protocols use
- * h2o's generators (proceed/stop) for streaming with backpressure. */
+ * context on one thread: the admin listener's requests are answered
+ * synchronously by the route function; the HTTP listener's go to its raw
+ * handler, which answers later through h2o's generators (proceed/stop). */
 #include "http/mw_http.h"
 
 #include <errno.h>

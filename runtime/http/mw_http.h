@@ -1,9 +1,11 @@
 /* An HTTP server on its own thread, on h2o's event loop (libh2o-evloop:
- * HTTP/1.1 and HTTP/2 over cleartext; docs/architecture.md says why h2o).
- * Today it carries the admin listener (http/mw_admin.h); the route
- * function is the only thing it knows of what it serves.
+ * HTTP/1.1 and HTTP/2 over cleartext, or over TLS with ALPN;
+ * docs/architecture.md says why h2o). It carries the admin listener
+ * (http/mw_admin.h: a synchronous route function) and the HTTP listener
+ * (http/mw_web.h: raw requests answered through h2o's generators); each is
+ * a server of its own, and what it serves is all in those callbacks.
  *
- * Bounds: request bodies over 64 KiB are refused by h2o (413), request
+ * Bounds: request bodies over max_body (64 KiB) are refused by h2o (413), request
  * heads over h2o's 8 KiB / 100 headers are refused, an idle or slow
  * connection is closed after timeout_ms, and past max_connections new
  * connections are closed as they are accepted. */
