@@ -98,6 +98,7 @@ end
 """
 
 CONFIG = """
+interceptors: [access_log]
 shared:
   marks: {size: 1MiB}
 limits:
@@ -214,6 +215,12 @@ class WebTest(unittest.TestCase):
         self.assertIn("x-user=u1", m.md)
         self.assertNotIn("content-type", m.md)
         self.assertEqual(m.remaining, -1)
+        # the access log names the protocol and the HTTP client
+        line = "peer=ipv4:127.0.0.1:%d" % local[1]
+        self.assertTrue(self.server.wait_log(line), self.server.logs())
+        (logged,) = [l for l in self.server.logs().splitlines() if line in l]
+        self.assertIn("protocol=connect", logged)
+        self.assertIn("method=/web.W/Echo", logged)
 
     def test_connect_get(self):
         msg = base64.urlsafe_b64encode(self.req(name="g")).rstrip(b"=").decode()
