@@ -4,6 +4,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 LISTEN     ?= 127.0.0.1:50051
 ADMIN_LISTEN ?= 127.0.0.1:9090
+HTTP_LISTEN ?= 127.0.0.1:8080
 
 .PHONY: all setup build run install test test-asan soak bench bench-client profile fuzz clean
 
@@ -19,7 +20,7 @@ build: setup $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	$(BUILD)/moonwire serve --listen $(LISTEN) --admin $(ADMIN_LISTEN) examples/helloworld
+	$(BUILD)/moonwire serve --listen $(LISTEN) --admin $(ADMIN_LISTEN) --http $(HTTP_LISTEN) examples/helloworld
 
 # The binary, with its Lua library compiled in: PREFIX/bin/moonwire.
 PREFIX ?= /usr/local

@@ -45,6 +45,8 @@ static const char usage[] =
     "                        port 0 picks a free port\n"
     "      --admin ADDR      serve the admin listener (/metrics, /healthz,\n"
     "                        /readyz, /debug/...) on ADDR (admin.listen)\n"
+    "      --http ADDR       serve gRPC-Web and Connect for browsers and HTTP\n"
+    "                        clients on ADDR (http.listen)\n"
     "  -h, --help            this text\n"
     "  -V, --version         the version\n"
     "\n"
@@ -125,6 +127,14 @@ int mw_cmd_parse(int argc, char **argv, options *o) {
       o->admin = argv[++i];
     } else if (!strncmp(a, "--admin=", 8)) {
       o->admin = a + 8;
+    } else if (!strcmp(a, "--http")) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "moonwire: %s needs a value\n", a);
+        return 2;
+      }
+      o->http = argv[++i];
+    } else if (!strncmp(a, "--http=", 7)) {
+      o->http = a + 7;
     } else if ((tls_field = tls_flag(o, a, &tls_val))) {
       if (!tls_val && i + 1 >= argc) {
         fprintf(stderr, "moonwire: %s needs a value\n", a);
@@ -260,6 +270,18 @@ int mw_cmd_load_config(const options *o, mw_config *cfg, mw_diag *diag) {
     } else {
       free(cfg->admin.listen);
       cfg->admin.listen = copy;
+    }
+  }
+  if (o->http) {
+    const char *problem = mw_config_check_address(o->http);
+    char *copy = problem ? NULL : strdup(o->http);
+    if (problem) {
+      mw_diag_add(diag, "--http %s: %s", o->http, problem);
+    } else if (!copy) {
+      mw_diag_add(diag, "--http: out of memory");
+    } else {
+      free(cfg->http.listen);
+      cfg->http.listen = copy;
     }
   }
   apply_tls_flags(o, cfg, diag);

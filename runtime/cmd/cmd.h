@@ -12,6 +12,7 @@ typedef struct options {
   const char *config;
   const char *listen;
   const char *admin; /* --admin ADDR: replaces admin.listen */
+  const char *http;  /* --http ADDR: replaces http.listen */
   const char *dir;
   /* --tls-cert, --tls-key, --tls-client-ca: each replaces its tls key */
   const char *tls_cert, *tls_key, *tls_client_ca;

@@ -27,6 +27,7 @@
 #include "gen/mw_watch.h"
 #include "core/mw_client.h"
 #include "http/mw_admin.h"
+#include "http/mw_web.h"
 #include "lua/l_api.h"
 #include "lua/mw_health.h"
 #include "metrics/mw_grpc_metrics.h"
@@ -44,6 +45,7 @@ typedef struct serving {
   unsigned gen_id;
   mw_watch *watch;   /* NULL when watching is off or unavailable */
   mw_admin *admin;   /* the admin listener, NULL when admin.listen is unset */
+  mw_web *web;       /* the HTTP listener, NULL when http.listen is unset */
   mw_metrics *metrics; /* the registry, while the admin listener is on */
 } serving;
 
@@ -72,6 +74,27 @@ static void watch_gen(serving *sv, mw_gen *g) {
   mw_watch_set(sv->watch, (const char *const *)sv->cfg.services.v, sv->cfg.services.n,
                files, n, sv->cfg.file);
   free(files);
+}
+
+static int same_str(const char *a, const char *b);
+
+static int same_strvec(const mw_strvec *a, const mw_strvec *b) {
+  if (a->n != b->n) return 0;
+  for (size_t i = 0; i < a->n; i++)
+    if (strcmp(a->v[i], b->v[i]) != 0) return 0;
+  return 1;
+}
+
+/* Whether two configs' http sections are the same (the listener reads its
+ * section at start only). */
+static int same_http(const mw_config *a, const mw_config *b) {
+  return same_str(a->http.listen, b->http.listen) &&
+         a->http.max_connections == b->http.max_connections &&
+         a->http.timeout_ms == b->http.timeout_ms &&
+         same_str(a->http.tls_cert, b->http.tls_cert) &&
+         same_str(a->http.tls_key, b->http.tls_key) &&
+         same_strvec(&a->http.cors_origins, &b->http.cors_origins) &&
+         same_strvec(&a->http.cors_headers, &b->http.cors_headers);
 }
 
 /* Whether two configs name the same TLS files (the server's listeners keep
@@ -119,6 +142,8 @@ static void reload(serving *sv, const char *why) {
   if (!same_tls(&ncfg, &sv->cfg))
     mw_log(MW_LOG_WARN, "tls changes take effect at the next start (replacing the "
                         "files themselves needs no restart)");
+  if (!same_http(&ncfg, &sv->cfg))
+    mw_log(MW_LOG_WARN, "http changes take effect at the next start");
   sv->gen_id++;
   mw_server_swap(sv->s, mw_gen_router(g));
   publish_served(g);
@@ -384,9 +409,18 @@ int mw_cmd_serve(const options *o) {
       started = 0;
     }
   }
+  if (started && sv.cfg.http.listen) {
+    sv.web = mw_web_start(&sv.cfg, sv.s, &diag);
+    if (!sv.web) {
+      mw_admin_stop(sv.admin);
+      sv.admin = NULL;
+      mw_server_stop(sv.s, 0);
+      started = 0;
+    }
+  }
   if (!started) {
     mw_cmd_print_diag(&diag);
-    if (sv.s && !sv.cfg.admin.listen) fprintf(stderr, "moonwire: cannot start the server\n");
+    if (sv.s && !sv.cfg.admin.listen && !sv.cfg.http.listen) fprintf(stderr, "moonwire: cannot start the server\n");
     mw_server_free(sv.s);
     mw_otlp_stop(0);
     mw_gen_unref(g);
@@ -423,6 +457,7 @@ int mw_cmd_serve(const options *o) {
   mw_gen_unref(g); /* the server holds its own reference */
   for (size_t i = 0; i < mw_server_listener_count(sv.s); i++)
     printf("listening on %s\n", mw_server_listener(sv.s, i));
+  if (sv.web) printf("http listening on %s\n", mw_web_address(sv.web));
   if (sv.admin) printf("admin listening on %s\n", mw_admin_address(sv.admin));
   fflush(stdout);
 
@@ -439,6 +474,9 @@ int mw_cmd_serve(const options *o) {
   /* The admin thread posts to the workers and reads the server: it stops
    * before the server goes. */
   mw_admin_stop(sv.admin);
+  /* Its calls have ended with the server's drain; it reads the server's
+   * router, so it too stops before the server goes. */
+  mw_web_stop(sv.web);
   if (rc != 70) {
     /* With a stuck worker left running, what it may still touch stays:
      * the process ends right after this. */

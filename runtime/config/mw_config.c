@@ -106,6 +106,8 @@ void mw_config_init(mw_config *c) {
   c->reflection = 1;
   c->admin.max_connections = 64;
   c->admin.timeout_ms = 10000;
+  c->http.max_connections = 1024;
+  c->http.timeout_ms = 30000;
   c->metrics.max_series = 1000;
   c->compression.algorithm = MW_CONFIG_COMPRESS_NONE;
   c->compression.min_bytes = 1024;
@@ -145,6 +147,13 @@ void mw_config_free(mw_config *c) {
   free(c->tls.client_ca);
   free(c->admin.listen);
   c->admin.listen = NULL;
+  free(c->http.listen);
+  c->http.listen = NULL;
+  mw_strvec_free(&c->http.cors_origins);
+  mw_strvec_free(&c->http.cors_headers);
+  free(c->http.tls_cert);
+  free(c->http.tls_key);
+  c->http.tls_cert = c->http.tls_key = NULL;
   for (size_t i = 0; i < c->n_methods; i++) {
     free(c->methods[i].path);
     interceptors_free(&c->methods[i].interceptors);
@@ -804,7 +813,8 @@ static const char *const top_keys[] = {
     "listen", "workers",   "services", "proto_path",        "limits",
     "keepalive", "reload", "log",      "shutdown_grace_ms", "protos",
     "shutdown", "health", "reflection", "tls", "methods", "transport", "lua",
-    "compression", "interceptors", "tracing", "admin", "metrics", "client", "shared", "sessions", NULL};
+    "compression", "interceptors", "tracing", "admin", "metrics", "client", "shared", "sessions",
+    "http", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -874,6 +884,10 @@ static const char *const tls_keys[] = {"cert", "key", "client_ca",
 static const char *const lua_keys[] = {"unsafe", NULL};
 static const char *const admin_keys[] = {"listen", "max_connections", "timeout", NULL};
 static const char *const metrics_keys[] = {"max_series", NULL};
+static const char *const http_keys[] = {"listen", "max_connections", "timeout", "cors", "tls",
+                                        NULL};
+static const char *const http_tls_keys[] = {"cert", "key", NULL};
+static const char *const http_cors_keys[] = {"origins", "headers", NULL};
 static const char *const client_keys[] = {
     "allow", "propagate", "deadline_margin", "max_receive_bytes", "max_metadata_bytes",
     "keepalive", "connect_timeout", "max_backoff", "max_channels", "retry", "retry_budget",
@@ -908,6 +922,7 @@ static const struct {
                 {"compression", compression_keys},
                 {"tracing", tracing_keys},
                 {"admin", admin_keys},
+                {"http", http_keys},
                 {"metrics", metrics_keys},
                 {"client", client_keys}};
 
@@ -1971,6 +1986,108 @@ static void client_methods(ctx *x, mw_config *c, const node *m) {
   }
 }
 
+/* An origin of http.cors.origins: "*", or scheme://host[:port] as a
+ * browser sends it in Origin (no path, no trailing slash). */
+static int origin_elem(ctx *x, const node *e, const char *key, void *arg) {
+  mw_strvec *l = arg;
+  const char *sep = strstr(e->s, "://");
+  int ok = strcmp(e->s, "*") == 0 ||
+           (sep && sep > e->s && sep[3] != '\0' && !strchr(sep + 3, '/'));
+  if (!ok) {
+    ERR(x, e, "%s: '%s' is not an origin (expected \"*\" or SCHEME://HOST[:PORT], "
+              "e.g. https://app.example.com)", key, EX(e));
+    return -1;
+  }
+  if (!mw_strvec_has(l, e->s) && mw_strvec_push(l, e->s) != 0) {
+    ERR(x, e, "%s: out of memory", key);
+    return -1;
+  }
+  return 0;
+}
+
+/* A header name of http.cors.headers (an HTTP token, compared case-blind). */
+static int header_elem(ctx *x, const node *e, const char *key, void *arg) {
+  mw_strvec *l = arg;
+  int ok = e->len > 0;
+  for (size_t i = 0; ok && i < e->len; i++) {
+    char ch = e->s[i];
+    ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+         ch == '-' || ch == '_';
+  }
+  if (!ok) {
+    ERR(x, e, "%s: '%s' is not a header name (letters, digits, '-', '_')", key, EX(e));
+    return -1;
+  }
+  if (!mw_strvec_has(l, e->s) && mw_strvec_push(l, e->s) != 0) {
+    ERR(x, e, "%s: out of memory", key);
+    return -1;
+  }
+  return 0;
+}
+
+static void http_cors_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  (void)k;
+  mw_strvec l = {0};
+  const char *key = idx == 0 ? "http.cors.origins" : "http.cors.headers";
+  int rc = idx == 0 ? string_or_list(x, v, key, "an origin", origin_elem, &l)
+                    : string_or_list(x, v, key, "a header name", header_elem, &l);
+  if (rc == 0) {
+    mw_strvec *dst = idx == 0 ? &c->http.cors_origins : &c->http.cors_headers;
+    mw_strvec_free(dst);
+    *dst = l;
+    return;
+  }
+  mw_strvec_free(&l);
+}
+
+static void http_tls_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  (void)k;
+  if (idx == 0) tls_path(x, v, "http.tls.cert", &c->http.tls_cert);
+  else tls_path(x, v, "http.tls.key", &c->http.tls_key);
+}
+
+static void http_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  int64_t val;
+  switch (idx) {
+  case 0: /* listen */
+    if (want_scalar(x, v, "http.listen", "a HOST:PORT address") != 0) return;
+    {
+      const char *problem = mw_config_check_address(v->s);
+      if (problem) {
+        ERR(x, v, "http.listen: invalid address '%s': %s", EX(v), problem);
+        return;
+      }
+      char *dup = strdup(v->s);
+      if (!dup) {
+        ERR(x, v, "http.listen: out of memory");
+        return;
+      }
+      free(c->http.listen);
+      c->http.listen = dup;
+    }
+    return;
+  case 1:
+    if (number_value(x, v, "http.max_connections", K_INT, 1, 100000, &val) == 0)
+      c->http.max_connections = val;
+    return;
+  case 2:
+    if (number_value(x, v, "http.timeout", K_DURATION, 1, INT32_MAX, &val) == 0)
+      c->http.timeout_ms = val;
+    return;
+  case 3:
+    if (want_section(x, v, "http.cors") == 0)
+      walk_map(x, c, v, "http.cors", http_cors_keys, http_cors_pair);
+    return;
+  case 4:
+    if (want_section(x, v, "http.tls") != 0) return;
+    walk_map(x, c, v, "http.tls", http_tls_keys, http_tls_pair);
+    if (!c->http.tls_cert != !c->http.tls_key)
+      ERR(x, v, "http.tls needs both cert and key (the certificate chain and its "
+                "private key, PEM files)");
+    return;
+  }
+}
+
 static void client_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
   int64_t val;
   switch (idx) {
@@ -2406,6 +2523,9 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     return;
   case 24: /* sessions */
     sessions_section(x, c, v);
+    return;
+  case 25: /* http */
+    if (want_section(x, v, key) == 0) walk_map(x, c, v, key, http_keys, http_pair);
     return;
   default:
     return;

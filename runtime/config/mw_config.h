@@ -194,6 +194,18 @@ typedef struct mw_config {
     int64_t max_connections; /* open at once; default 64 */
     int64_t timeout_ms;      /* a connection's idle/read timeout; default 10 s */
   } admin;
+  /* The HTTP listener for browsers and HTTP clients (gRPC-Web, Connect;
+   * http/mw_web.h); off while listen is NULL. Read when the server starts. */
+  struct {
+    char *listen;            /* "host:port" (owned); default NULL: off */
+    int64_t max_connections; /* open at once; default 1024 */
+    int64_t timeout_ms;      /* a connection's idle/read timeout; default 30 s */
+    mw_strvec cors_origins;  /* origins answered with CORS headers; "*": any;
+                                empty: no CORS headers at all */
+    mw_strvec cors_headers;  /* request headers allowed beyond the protocols' own */
+    char *tls_cert;          /* owned path: serve HTTPS (ALPN h2, http/1.1); NULL: cleartext */
+    char *tls_key;           /* owned path, with tls_cert */
+  } http;
   struct {
     int64_t max_series; /* series per metric family at most; default 1000 */
   } metrics;

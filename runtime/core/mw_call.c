@@ -22,6 +22,7 @@
 #include "base/mw_status.h"
 #include "core/mw_compress.h"
 #include "core/mw_core_internal.h"
+#include "core/mw_loopback.h"
 #include "core/mw_metadata.h"
 #include "metrics/mw_grpc_metrics.h"
 
@@ -42,6 +43,11 @@ struct mw_call {
   grpc_metadata_array md;  /* request metadata, owned */
   double deadline;         /* epoch seconds, 0 = none */
   char *peer;              /* gpr_malloc'd, lazily */
+  /* Set by authenticated loopback metadata (core/mw_loopback.h): the HTTP
+   * protocol the call came in by and its real client; else NULL ("grpc"
+   * and core's peer). */
+  const char *protocol;    /* static */
+  char *lb_peer;           /* owned */
   int inflight;            /* batches started, not completed */
   int busy;                /* inside a hook: freeing waits */
   mw_tag recv_tag, send_tag, close_tag, final_tag, sendrecv_tag;
@@ -112,7 +118,10 @@ int mw_call_reading(const mw_call *c) {
   return c->recv_started || c->want_recv || c->eos_wait;
 }
 
+const char *mw_call_protocol(const mw_call *c) { return c->protocol ? c->protocol : "grpc"; }
+
 const char *mw_call_peer(mw_call *c) {
+  if (c->lb_peer) return c->lb_peer;
   if (!c->peer) c->peer = grpc_call_get_peer(c->call);
   return c->peer ? c->peer : "";
 }
@@ -225,6 +234,7 @@ static void call_free(mw_call *c) {
   grpc_slice_unref(c->status_msg);
   grpc_metadata_array_destroy(&c->md);
   if (c->peer) gpr_free(c->peer);
+  free(c->lb_peer);
   grpc_call_unref(c->call);
   c->w->live_calls--;
   if (c->counted) atomic_fetch_sub(&c->w->counters->inflight, 1);
@@ -709,6 +719,31 @@ static int shed(mw_call *c, const char *path, size_t path_len, char *msg, size_t
   return 0;
 }
 
+/* The loopback's metadata (core/mw_loopback.h) is removed from every
+ * call, whoever sent it, so that no handler sees it; the protocol and the
+ * peer it names are believed only when its secret matches. */
+static void take_loopback_md(mw_call *c) {
+  static const size_t klen = sizeof MW_LOOPBACK_KEY - 1;
+  size_t out = 0;
+  for (size_t i = 0; i < c->md.count; i++) {
+    const grpc_metadata *m = &c->md.metadata[i];
+    if (GRPC_SLICE_LENGTH(m->key) == klen &&
+        memcmp(GRPC_SLICE_START_PTR(m->key), MW_LOOPBACK_KEY, klen) == 0) {
+      const char *proto, *peer;
+      size_t peer_len;
+      if (!c->protocol &&
+          mw_loopback_verify((const char *)GRPC_SLICE_START_PTR(m->value),
+                             GRPC_SLICE_LENGTH(m->value), &proto, &peer, &peer_len)) {
+        c->protocol = proto;
+        c->lb_peer = strndup(peer, peer_len);
+      }
+      continue;
+    }
+    c->md.metadata[out++] = *m;
+  }
+  c->md.count = out;
+}
+
 void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
                      size_t path_len, gpr_timespec deadline,
                      grpc_metadata_array *md, grpc_byte_buffer *payload,
@@ -726,6 +761,7 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
   c->call = call;
   c->md = *md;
   grpc_metadata_array_init(md);
+  if (mw_loopback_active()) take_loopback_md(c);
   c->deadline = deadline_seconds(deadline);
   c->io.start = mw_now();
   c->status_msg = grpc_empty_slice();

@@ -20,7 +20,12 @@ typedef struct mw_call mw_call;
 const mw_method *mw_call_method(const mw_call *c);
 /* The worker the call runs on (0 .. workers-1). */
 int mw_call_worker_id(const mw_call *c);
-/* The peer address ("ipv4:127.0.0.1:5555"); owned by the call. */
+/* The protocol the call came in by: "grpc", or for a call of the HTTP
+ * listener (core/mw_loopback.h) "grpc-web", "grpc-web-text", "connect". A
+ * static string. */
+const char *mw_call_protocol(const mw_call *c);
+/* The peer address ("ipv4:127.0.0.1:5555"), the HTTP client's for a call
+ * of the HTTP listener; owned by the call. */
 const char *mw_call_peer(mw_call *c);
 /* Absolute deadline in seconds since the epoch; 0 when there is none. */
 double mw_call_deadline(const mw_call *c);

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "core/mw_server.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include "core/mw_compress.h"
 #include "core/mw_core_internal.h"
 #include "core/mw_credentials.h"
+#include "core/mw_loopback.h"
 
 /* Request slots each worker keeps posted: per registered method, and for
  * the generic path (methods a reload added, unknown methods). A call that
@@ -68,6 +70,10 @@ struct mw_server {
   size_t n_reg;
   char **listeners;   /* owned */
   size_t n_listeners;
+  /* The internal listener of the HTTP listener's loopback calls
+   * (core/mw_loopback.h): a unix socket in a 0700 directory of its own,
+   * removed with the server; NULL without an HTTP listener. */
+  char *internal_dir, *internal_sock, *internal_target;
   mw_credentials *creds; /* owned: what every listener speaks */
   mw_tag shutdown_tag;
   mw_worker_hooks hooks;
@@ -279,6 +285,48 @@ static char *listener_name(const char *addr, int port) {
   char *out = malloc(host_len + 16);
   if (out) snprintf(out, host_len + 16, "%.*s:%d", (int)host_len, addr, port);
   return out;
+}
+
+/* The internal listener: only this user can enter the directory, and the
+ * secret authenticates what the HTTP side says of its calls. */
+static void add_internal_listener(mw_server *s, mw_diag *diag) {
+  const char *tmp = getenv("TMPDIR");
+  char tmpl[256];
+  snprintf(tmpl, sizeof tmpl, "%s/moonwire-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (mw_loopback_secret_init() != 0) {
+    mw_diag_add(diag, "http: no random bytes for the loopback secret");
+    return;
+  }
+  if (!mkdtemp(tmpl)) {
+    mw_diag_add(diag, "http: cannot make the internal socket's directory %s: %s", tmpl,
+                strerror(errno));
+    return;
+  }
+  s->internal_dir = strdup(tmpl);
+  size_t n = strlen(tmpl) + 16;
+  s->internal_sock = malloc(n);
+  s->internal_target = malloc(n + 5);
+  if (!s->internal_dir || !s->internal_sock || !s->internal_target) {
+    mw_diag_add(diag, "out of memory");
+    return;
+  }
+  snprintf(s->internal_sock, n, "%s/grpc.sock", tmpl);
+  snprintf(s->internal_target, n + 5, "unix:%s", s->internal_sock);
+  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  int port = grpc_server_add_http2_port(s->server, s->internal_target, creds);
+  grpc_server_credentials_release(creds);
+  if (port <= 0) mw_diag_add(diag, "http: cannot listen on the internal socket %s",
+                             s->internal_sock);
+}
+
+const char *mw_server_internal_target(const mw_server *s) { return s->internal_target; }
+
+mw_router *mw_server_router_acquire(mw_server *s) {
+  pthread_mutex_lock(&s->gen_lock);
+  mw_router *r = s->current;
+  mw_router_ref(r);
+  pthread_mutex_unlock(&s->gen_lock);
+  return r;
 }
 
 /* Written once when a listener has died (see grpc_log_to_mw); the serve
@@ -507,6 +555,7 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
     }
     s->listeners[s->n_listeners++] = listener_name(cfg->listen.v[i], port);
   }
+  if (cfg->http.listen && !mw_diag_count(diag)) add_internal_listener(s, diag);
   if (mw_diag_count(diag)) {
     mw_server_free(s);
     return NULL;
@@ -704,6 +753,11 @@ void mw_server_free(mw_server *s) {
   free(s->reg);
   for (size_t i = 0; i < s->n_listeners; i++) free(s->listeners[i]);
   free(s->listeners);
+  if (s->internal_sock) unlink(s->internal_sock);
+  if (s->internal_dir) rmdir(s->internal_dir);
+  free(s->internal_sock);
+  free(s->internal_dir);
+  free(s->internal_target);
   mw_router_unref(s->current);
   pthread_mutex_destroy(&s->gen_lock);
   pthread_mutex_destroy(&s->idle_lock);

@@ -39,6 +39,14 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
 /* "host:port" of listener i, with the port actually bound. */
 size_t mw_server_listener_count(const mw_server *s);
 const char *mw_server_listener(const mw_server *s, size_t i);
+/* The internal listener's target ("unix:/tmp/moonwire-XXXXXX/grpc.sock")
+ * for the HTTP listener's loopback calls (core/mw_loopback.h), opened by
+ * mw_server_new when the config has http.listen; NULL otherwise. */
+const char *mw_server_internal_target(const mw_server *s);
+/* A reference to the current router (drop it with mw_router_unref), for a
+ * thread other than the workers' that needs the current generation's
+ * methods (the HTTP listener, per request). Any thread. */
+mw_router *mw_server_router_acquire(mw_server *s);
 /* Starts the workers. */
 int mw_server_start(mw_server *s);
 /* Publishes a new current router (takes a reference to it); every worker is

@@ -242,6 +242,21 @@ char *mw_admin_config_json(const mw_config *c, size_t *len) {
   jint(&b, &s, "max_connections", c->admin.max_connections);
   jint(&b, &s, "timeout_ms", c->admin.timeout_ms);
   mw_buf_puts(&b, "}");
+  jkey(&b, &f, "http");
+  s = 1;
+  mw_buf_puts(&b, "{");
+  jstr(&b, &s, "listen", c->http.listen);
+  jint(&b, &s, "max_connections", c->http.max_connections);
+  jint(&b, &s, "timeout_ms", c->http.timeout_ms);
+  jkey(&b, &s, "cors");
+  {
+    int s2 = 1;
+    mw_buf_puts(&b, "{");
+    jlist(&b, &s2, "origins", &c->http.cors_origins);
+    jlist(&b, &s2, "headers", &c->http.cors_headers);
+    mw_buf_puts(&b, "}");
+  }
+  mw_buf_puts(&b, "}");
   jkey(&b, &f, "metrics");
   s = 1;
   mw_buf_puts(&b, "{");

@@ -1,7 +1,7 @@
 /* The HTTP server thread (mw_http.h) on h2o's own event loop. One h2o
- * context on one thread: requests are answered synchronously by the route
- * function, which is all the admin listener needs; later protocols use
- * h2o's generators (proceed/stop) for streaming with backpressure. */
+ * context on one thread: the admin listener's requests are answered
+ * synchronously by the route function; the HTTP listener's go to its raw
+ * handler, which answers later through h2o's generators (proceed/stop). */
 #include "http/mw_http.h"
 
 #include <errno.h>
@@ -18,6 +18,7 @@
 #include <h2o.h>
 
 #include "base/mw_log.h"
+#include "tls/mw_tlsctx.h"
 
 #ifdef __SANITIZE_ADDRESS__
 /* LeakSanitizer: h2o 2.2.5 keeps memory-pool chunks in a thread-local
@@ -48,11 +49,14 @@ struct mw_http {
   char address[96];
   mw_http_route route;
   void *ud;
+  mw_http_opts opts;
+  const char *name;
   long max_connections;
   pthread_t thread;
   int thread_started;
   _Atomic int stop;
   int config_ready, ctx_ready;
+  SSL_CTX *ssl_ctx; /* with TLS; NULL for cleartext */
   size_t leftover; /* connections that outlived the stop */
 };
 
@@ -68,6 +72,7 @@ static size_t open_connections(mw_http *h) {
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req) {
   mw_http *h = ((route_handler *)self)->http;
+  if (h->opts.raw) return h->opts.raw(h->ud, req);
   mw_http_reply r = {0};
   size_t plen = req->path_normalized.len;
   h->route(h->ud, req->method.base, req->method.len, req->path_normalized.base, plen, &r);
@@ -95,8 +100,8 @@ static void on_accept(h2o_socket_t *listener, const char *err) {
   h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
   if (!sock) return;
   if (open_connections(h) >= (size_t)h->max_connections) {
-    mw_log(MW_LOG_WARN, "admin: %ld connections open (admin.max_connections): "
-                        "closing a new one", h->max_connections);
+    mw_log(MW_LOG_WARN, "%s: %ld connections open (%s.max_connections): "
+                        "closing a new one", h->name, h->max_connections, h->name);
     h2o_socket_close(sock);
     return;
   }
@@ -123,16 +128,18 @@ static void *http_main(void *arg) {
     h2o_timeout_unlink(&h->ctx.http2._graceful_shutdown_timeout);
   h->leftover = open_connections(h);
   if (h->leftover)
-    mw_log(MW_LOG_WARN, "admin: %zu connection(s) still open at the stop", h->leftover);
+    mw_log(MW_LOG_WARN, "%s: %zu connection(s) still open at the stop", h->name, h->leftover);
+  if (h->opts.on_stop) h->opts.on_stop(h->ud, h->leftover);
   return NULL;
 }
 
 /* "host:port" -> a bound, listening socket; -1 with diag. */
-static int bind_listen(const char *listen_addr, char *bound, size_t blen, mw_diag *diag) {
+static int bind_listen(const char *name, const char *listen_addr, char *bound, size_t blen,
+                       mw_diag *diag) {
   char host[80];
   const char *colon = strrchr(listen_addr, ':');
   if (!colon || (size_t)(colon - listen_addr) >= sizeof host) {
-    mw_diag_add(diag, "admin.listen: invalid address '%s'", listen_addr);
+    mw_diag_add(diag, "%s.listen: invalid address '%s'", name, listen_addr);
     return -1;
   }
   const char *hs = listen_addr, *he = colon;
@@ -148,13 +155,15 @@ static int bind_listen(const char *listen_addr, char *bound, size_t blen, mw_dia
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   int rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
   if (rc != 0) {
-    mw_diag_add(diag, "admin.listen: cannot resolve '%s': %s", listen_addr, gai_strerror(rc));
+    mw_diag_add(diag, "%s.listen: cannot resolve '%s': %s", name, listen_addr,
+                gai_strerror(rc));
     return -1;
   }
   int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
   if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
       bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 128) != 0) {
-    mw_diag_add(diag, "admin.listen: cannot listen on %s: %s", listen_addr, strerror(errno));
+    mw_diag_add(diag, "%s.listen: cannot listen on %s: %s", name, listen_addr,
+                strerror(errno));
     if (fd >= 0) close(fd);
     freeaddrinfo(ai);
     return -1;
@@ -174,20 +183,22 @@ mw_http *mw_http_start(const char *listen_addr, const mw_http_opts *opts, mw_htt
                        void *ud, mw_diag *diag) {
   mw_http *h = calloc(1, sizeof *h);
   if (!h) {
-    mw_diag_add(diag, "admin: out of memory");
+    mw_diag_add(diag, "%s: out of memory", opts->name ? opts->name : "admin");
     return NULL;
   }
   h->route = route;
   h->ud = ud;
+  h->opts = *opts;
+  h->name = opts->name ? opts->name : "admin";
   h->max_connections = opts->max_connections > 0 ? opts->max_connections : 64;
-  h->fd = bind_listen(listen_addr, h->address, sizeof h->address, diag);
+  h->fd = bind_listen(h->name, listen_addr, h->address, sizeof h->address, diag);
   if (h->fd < 0) {
     free(h);
     return NULL;
   }
   h2o_config_init(&h->config);
   h->config_ready = 1;
-  h->config.max_request_entity_size = MW_HTTP_MAX_BODY;
+  h->config.max_request_entity_size = opts->max_body ? opts->max_body : MW_HTTP_MAX_BODY;
   uint64_t t = (uint64_t)(opts->timeout_ms > 0 ? opts->timeout_ms : 10000);
   h->config.http1.req_timeout = t;
   h->config.http2.idle_timeout = t;
@@ -201,13 +212,24 @@ mw_http *mw_http_start(const char *listen_addr, const mw_http_opts *opts, mw_htt
   h->loop = h2o_evloop_create();
   h2o_context_init(&h->ctx, h->loop, &h->config);
   h->ctx_ready = 1;
+  if (opts->tls_cert) {
+    char err[512];
+    h->ssl_ctx = mw_tlsctx_server(opts->tls_cert, opts->tls_key, err, sizeof err);
+    if (!h->ssl_ctx) {
+      mw_diag_add(diag, "%s.tls: %s", h->name, err);
+      mw_http_stop(h);
+      return NULL;
+    }
+  }
   h->accept_ctx.ctx = &h->ctx;
+  h->accept_ctx.ssl_ctx = h->ssl_ctx;
   h->accept_ctx.hosts = h->config.hosts;
   h->listener = h2o_evloop_socket_create(h->loop, h->fd, H2O_SOCKET_FLAG_DONT_READ);
   h->listener->data = h;
   h2o_socket_read_start(h->listener, on_accept);
+  if (opts->on_loop) opts->on_loop(ud, h->loop);
   if (pthread_create(&h->thread, NULL, http_main, h) != 0) {
-    mw_diag_add(diag, "admin: cannot start its thread");
+    mw_diag_add(diag, "%s: cannot start its thread", h->name);
     mw_http_stop(h);
     return NULL;
   }
@@ -226,5 +248,6 @@ void mw_http_stop(mw_http *h) {
   if (h->ctx_ready) h2o_context_dispose(&h->ctx);
   if (h->loop) h2o_evloop_destroy(h->loop);
   if (h->config_ready) h2o_config_dispose(&h->config);
+  mw_tlsctx_free(h->ssl_ctx);
   free(h);
 }

@@ -1,9 +1,11 @@
 /* An HTTP server on its own thread, on h2o's event loop (libh2o-evloop:
- * HTTP/1.1 and HTTP/2 over cleartext; docs/architecture.md says why h2o).
- * Today it carries the admin listener (http/mw_admin.h); the route
- * function is the only thing it knows of what it serves.
+ * HTTP/1.1 and HTTP/2 over cleartext, or over TLS with ALPN;
+ * docs/architecture.md says why h2o). It carries the admin listener
+ * (http/mw_admin.h: a synchronous route function) and the HTTP listener
+ * (http/mw_web.h: raw requests answered through h2o's generators); each is
+ * a server of its own, and what it serves is all in those callbacks.
  *
- * Bounds: request bodies over 64 KiB are refused by h2o (413), request
+ * Bounds: request bodies over max_body (64 KiB) are refused by h2o (413), request
  * heads over h2o's 8 KiB / 100 headers are refused, an idle or slow
  * connection is closed after timeout_ms, and past max_connections new
  * connections are closed as they are accepted. */
@@ -29,9 +31,28 @@ typedef struct mw_http_reply {
 typedef void (*mw_http_route)(void *ud, const char *method, size_t mlen, const char *path,
                               size_t plen, mw_http_reply *out);
 
+struct st_h2o_req_t;
+struct st_h2o_evloop_t;
+
 typedef struct mw_http_opts {
   long max_connections; /* > 0 */
   long timeout_ms;      /* > 0 */
+  /* The rest may be left zero (the admin listener does). */
+  const char *name;     /* the config section, in messages; NULL: "admin" */
+  size_t max_body;      /* request bodies at most; 0: 64 KiB */
+  /* TLS: PEM files of the certificate chain and its key (checked by the
+   * caller); ALPN offers h2 and http/1.1. NULL: cleartext (h2c). */
+  const char *tls_cert, *tls_key;
+  /* A listener that answers asynchronously (http/mw_web.h): every request
+   * goes to raw, on the server's thread, instead of the route function;
+   * it answers through h2o itself (h2o_start_response / h2o_send). */
+  int (*raw)(void *ud, struct st_h2o_req_t *req);
+  /* Called once with the event loop before it runs (on the starting
+   * thread), to put the listener's own sockets on it. */
+  void (*on_loop)(void *ud, struct st_h2o_evloop_t *loop);
+  /* Called on the server's thread when it stops, after the connections
+   * closed (leftover: how many did not), before the loop is freed. */
+  void (*on_stop)(void *ud, size_t leftover);
 } mw_http_opts;
 
 typedef struct mw_http mw_http;

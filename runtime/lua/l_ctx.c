@@ -404,6 +404,8 @@ static int ctx_index(lua_State *L) {
     lua_pushstring(L, kinds[h->m->kind & 3]);
   } else if (strcmp(key, "peer") == 0) {
     lua_pushstring(L, mw_call_peer(h->call));
+  } else if (strcmp(key, "protocol") == 0) {
+    lua_pushstring(L, mw_call_protocol(h->call));
   } else if (strcmp(key, "metadata") == 0) {
     push_metadata(L, h);
   } else if (strcmp(key, "deadline") == 0) {

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the clients that only the tests use (today buf, for `buf curl`
-# through server reflection), pinned by package-lock.json, into a cache
+# Installs the clients that only the tests use (buf, for `buf curl`
+# through server reflection and against the HTTP listener; Connect-ES's
+# Node clients, @connectrpc/connect-node with @bufbuild/protobuf, for
+# Connect and gRPC-Web), pinned by package-lock.json, into a cache
 # outside the checkout keyed by the lock file's hash, and links it here as
 # tests/tools/node_modules. Idempotent: with the cache present it needs
 # neither root nor the network, so a clean clone on the same machine reuses
@@ -60,6 +62,8 @@ if [ ! -x "$dir/node_modules/.bin/buf" ]; then
   cp "$here/package.json" "$here/package-lock.json" "$dir.tmp/"
   (cd "$dir.tmp" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
   "$dir.tmp/node_modules/.bin/buf" --version >/dev/null || die "buf does not run after the install"
+  [ -f "$dir.tmp/node_modules/@connectrpc/connect-node/package.json" ] ||
+    die "@connectrpc/connect-node is missing after the install"
   rm -rf "$dir"
   mv "$dir.tmp" "$dir"
 fi

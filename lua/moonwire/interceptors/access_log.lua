@@ -5,6 +5,7 @@
 --   access method=/pkg.S/M kind=unary status=OK duration_ms=0.41
 --     peer=ipv4:127.0.0.1:5555 request_bytes=12 response_bytes=30
 --     request_messages=1 response_messages=1 generation=1 [trace_id=...]
+--     [protocol=connect]     (calls of the HTTP listener: grpc-web, connect...)
 --
 -- Options: calls = "all" (default) or "errors" (only calls that did not end
 -- OK); level = "info" (default), "debug", "warn" or "error".
@@ -60,6 +61,8 @@ function M.new(opts, env)
         end
         local trace = ctx.trace
         if trace then fields.trace_id = trace.trace_id end
+        local protocol = ctx.protocol
+        if protocol ~= "grpc" then fields.protocol = protocol end
         log(level, "access", fields)
       end)
       return next(req, ctx)

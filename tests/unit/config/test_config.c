@@ -760,7 +760,7 @@ static void test_unknown_keys(void) {
              "services, proto_path, limits, keepalive, reload, log, "
              "shutdown_grace_ms, protos, shutdown, health, reflection, tls, methods, "
              "transport, lua, compression, interceptors, tracing, admin, metrics, client, "
-             "shared, sessions)");
+             "shared, sessions, http)");
 }
 
 static void test_duplicates(void) {
@@ -1476,6 +1476,61 @@ static void test_client(void) {
   }
 }
 
+/* http: the HTTP listener's section. */
+static void test_http(void) {
+  mw_test_current = "http";
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d, "listen: 127.0.0.1:1\n"), 0);
+  MW_CHECK(c.http.listen == NULL);
+  MW_CHECK_INT(c.http.max_connections, 1024);
+  MW_CHECK_INT(c.http.timeout_ms, 30000);
+  MW_CHECK_INT(c.http.cors_origins.n, 0);
+  mw_config_free(&c);
+  mw_diag_free(&d);
+  MW_CHECK_INT(load(&c, &d,
+                    "http:\n  listen: 127.0.0.1:8080\n  max_connections: 10\n  timeout: 5s\n"
+                    "  cors:\n    origins: [\"https://a.example.com\", \"http://localhost:3000\"]\n"
+                    "    headers: authorization\n"),
+               0);
+  MW_CHECK_STR(c.http.listen, "127.0.0.1:8080");
+  MW_CHECK_INT(c.http.max_connections, 10);
+  MW_CHECK_INT(c.http.timeout_ms, 5000);
+  MW_CHECK_INT(c.http.cors_origins.n, 2);
+  MW_CHECK_STR(c.http.cors_origins.v[1], "http://localhost:3000");
+  MW_CHECK_INT(c.http.cors_headers.n, 1);
+  MW_CHECK_STR(c.http.cors_headers.v[0], "authorization");
+  mw_config_free(&c);
+  mw_config_free(&c); /* twice: harmless */
+  mw_diag_free(&d);
+  expect_ok("http: {listen: \"[::1]:0\", cors: {origins: \"*\"}}\n");
+  expect_one("http: {listen: 8080}\n",
+             "t.yaml:1:16: http.listen: invalid address '8080': missing port (expected "
+             "HOST:PORT)");
+  expect_one("http: {cors: {origins: [\"app.example.com\"]}}\n",
+             "t.yaml:1:25: http.cors.origins: 'app.example.com' is not an origin (expected "
+             "\"*\" or SCHEME://HOST[:PORT], e.g. https://app.example.com)");
+  expect_one("http: {cors: {origins: [\"https://a.com/\"]}}\n",
+             "t.yaml:1:25: http.cors.origins: 'https://a.com/' is not an origin (expected "
+             "\"*\" or SCHEME://HOST[:PORT], e.g. https://app.example.com)");
+  expect_one("http: {cors: {headers: [\"x y\"]}}\n",
+             "t.yaml:1:25: http.cors.headers: 'x y' is not a header name (letters, digits, "
+             "'-', '_')");
+  expect_one("http: {max_connections: 0}\n",
+             "t.yaml:1:25: http.max_connections: must be at least 1, got '0'");
+  expect_one("http: {origins: []}\n",
+             "t.yaml:1:8: unknown key 'origins' in 'http' (valid keys: listen, "
+             "max_connections, timeout, cors, tls)");
+  expect_one("http: {tls: {cert: a.pem}}\n",
+             "t.yaml:1:13: http.tls needs both cert and key (the certificate chain and its "
+             "private key, PEM files)");
+  MW_CHECK_INT(load(&c, &d, "http: {tls: {cert: a.pem, key: k/a.key}}\n"), 0);
+  MW_CHECK(c.http.tls_cert && strstr(c.http.tls_cert, "/a.pem"));
+  MW_CHECK(c.http.tls_key && strstr(c.http.tls_key, "/k/a.key"));
+  mw_config_free(&c);
+  mw_diag_free(&d);
+}
+
 int main(void) {
   char p[PATH_MAX];
   snprintf(p, sizeof p, "%s/config", MW_TEST_TMP);
@@ -1516,5 +1571,6 @@ int main(void) {
   MW_RUN(test_client);
   MW_RUN(test_shared);
   MW_RUN(test_sessions);
+  MW_RUN(test_http);
   return mw_test_done();
 }

@@ -134,6 +134,10 @@ const char *mw_call_peer(mw_call *c) {
   alive(c, "mw_call_peer");
   return c->peer;
 }
+const char *mw_call_protocol(const mw_call *c) {
+  alive((mw_call *)c, "mw_call_protocol");
+  return "grpc";
+}
 double mw_call_deadline(const mw_call *c) {
   alive(c, "mw_call_deadline");
   return c->deadline;

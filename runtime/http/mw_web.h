@@ -1,0 +1,44 @@
+/* The HTTP listener for browsers and HTTP clients (config http:): gRPC-Web
+ * (binary and text) and Connect (unary and streaming, binary codec) on
+ * HTTP/1.1 and h2c, served by the HTTP server thread (http/mw_http.h).
+ *
+ * Every request becomes a loopback gRPC call into this process's own
+ * server (core/mw_loopback.h), so interceptors, deadlines, cancellation,
+ * limits, metrics, access logs and handlers apply to it as to any gRPC
+ * call; a handler tells the protocol only by ctx.protocol, and ctx.peer is
+ * the HTTP client's address.
+ *
+ * Threads: everything here runs on the HTTP thread. The loopback's pump
+ * thread only rings an eventfd that sits on the HTTP event loop; the loop
+ * then runs the calls' events (mw_loopback_run), so a call's completions
+ * never block the loop and never race with h2o.
+ *
+ * Flow control: a streaming response is read from the loopback call one
+ * message at a time, the next one asked for only when h2o's generator has
+ * proceeded (the previous bytes were written to the client): a slow client
+ * holds the handler back through the call's send queue, not memory here.
+ * A client that goes away (its request disposed by h2o: a closed connection
+ * or a reset stream) cancels the loopback call; the handler sees it.
+ *
+ * Bounds: request bodies at most limits.max_receive_bytes (413 past it),
+ * http.timeout for idle or slow connections, http.max_connections. */
+#ifndef MW_WEB_H
+#define MW_WEB_H
+
+#include "base/mw_diag.h"
+#include "config/mw_config.h"
+#include "core/mw_server.h"
+
+typedef struct mw_web mw_web;
+
+/* Starts the listener on cfg->http.listen, with a loopback channel to
+ * server's internal listener (mw_server_internal_target). server is
+ * borrowed and must outlive the listener. NULL with diag filled. */
+mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_diag *diag);
+/* "host:port" with the port actually bound. */
+const char *mw_web_address(const mw_web *w);
+/* Stops the thread (requests in flight are cancelled), closes the
+ * loopback channel, frees w. NULL ok. */
+void mw_web_stop(mw_web *w);
+
+#endif
