@@ -1363,6 +1363,15 @@ static bool r_enum(reader *r, const upb_FieldDef *f, upb_MessageValue *out, bool
     str s;
     if (!r_string(r, &s)) return false;
     const upb_EnumValueDef *ev = upb_EnumDef_FindValueByNameWithSize(e, s.s, s.len);
+    int64_t num;
+    if (!ev && parse_int_text(s.s, s.len, true, &num, NULL) && num >= INT32_MIN &&
+        num <= INT32_MAX &&
+        (upb_FileDef_Syntax(upb_EnumDef_File(e)) == kUpb_Syntax_Proto3 ||
+         upb_EnumDef_FindValueByNumber(e, (int32_t)num))) {
+      /* a number in a string, as json_format takes it */
+      out->int32_val = (int32_t)num;
+      return true;
+    }
     if (!ev) {
       if (r->options & MW_JSON_IGNORE_UNKNOWN) {
         *skip = true;
@@ -2077,5 +2086,172 @@ mw_json_status mw_json_to_binary(const char *json, size_t len, const upb_Message
   if (!buf) buf = (char *)"";
   *out = buf;
   *out_len = n;
+  return MW_JSON_OK;
+}
+
+/* ---- one field at a time (mw_json_internal.h) ----------------------------- */
+
+#include "codec/mw_json_internal.h"
+
+static void reader_init(reader *r, const char *json, size_t len, const upb_DefPool *pool,
+                        int options, const mw_json_limits *limits, upb_Arena *a, char *err,
+                        size_t errlen) {
+  memset(r, 0, sizeof *r);
+  r->start = r->p = json;
+  r->end = json + len;
+  r->a = a;
+  r->pool = pool;
+  r->options = options;
+  r->max_depth = depth_limit(limits);
+  r->err = err;
+  r->errlen = errlen;
+}
+
+/* Reads the value of field f (map, repeated or single) at r->p into msg. */
+static bool r_field_value(reader *r, upb_Message *msg, const upb_FieldDef *f) {
+  if (r_is_null(r) && !(is_value_type(f) && !upb_FieldDef_IsRepeated(f))) {
+    upb_Message_ClearField(msg, f);
+    return r_literal(r, "null");
+  }
+  if (upb_FieldDef_IsMap(f)) return r_map(r, msg, f);
+  if (upb_FieldDef_IsRepeated(f)) return r_array(r, msg, f);
+  upb_MessageValue v;
+  bool skip;
+  if (upb_FieldDef_CType(f) == kUpb_CType_Message) {
+    /* merge into what is there (path variables may have set fields) */
+    upb_Message *sub = upb_Message_Mutable(msg, f, r->a).msg;
+    if (!sub) return r_fail(r, MW_JSON_NOMEM, "out of memory");
+    return r_message(r, sub, upb_FieldDef_MessageSubDef(f));
+  }
+  if (!r_single(r, f, &v, &skip)) return false;
+  if (!skip && !upb_Message_Set(msg, f, v, r->a)) return r_fail(r, MW_JSON_NOMEM, "out of memory");
+  return true;
+}
+
+mw_json_status mw_json_decode_field(const char *json, size_t len, upb_Message *msg,
+                                    const upb_FieldDef *f, const upb_DefPool *pool, int options,
+                                    const mw_json_limits *limits, upb_Arena *a, char *err,
+                                    size_t errlen) {
+  if (limits && limits->max_in_bytes && len > limits->max_in_bytes) {
+    set_err(err, errlen, "JSON of %zu bytes is larger than %zu bytes", len, limits->max_in_bytes);
+    return MW_JSON_TOO_LARGE;
+  }
+  reader *r = upb_Arena_Malloc(a, sizeof *r);
+  if (!r) {
+    set_err(err, errlen, "out of memory");
+    return MW_JSON_NOMEM;
+  }
+  reader_init(r, json, len, pool, options, limits, a, err, errlen);
+  if (!r_field_value(r, msg, f)) return r->status;
+  if (r_peek(r) != 0) {
+    r_syntax(r, "text after the JSON value");
+    return r->status;
+  }
+  return MW_JSON_OK;
+}
+
+mw_json_status mw_json_field_from_text(upb_Message *msg, const upb_FieldDef *f, const char *text,
+                                       size_t len, const upb_DefPool *pool, upb_Arena *a, char *err,
+                                       size_t errlen) {
+  upb_CType t = upb_FieldDef_CType(f);
+  const upb_MessageDef *sm = t == kUpb_CType_Message ? upb_FieldDef_MessageSubDef(f) : NULL;
+  upb_WellKnown wk = sm ? upb_MessageDef_WellKnownType(sm) : kUpb_WellKnown_Unspecified;
+  if (upb_FieldDef_IsMap(f) ||
+      (sm && (wk == kUpb_WellKnown_Unspecified || wk == kUpb_WellKnown_Any ||
+              wk == kUpb_WellKnown_Struct || wk == kUpb_WellKnown_ListValue))) {
+    set_err(err, errlen, "%s cannot be given as text",
+            upb_FieldDef_IsMap(f) ? "a map" : upb_MessageDef_FullName(sm));
+    return MW_JSON_INVALID;
+  }
+  /* The text as one JSON token: a string literal, but for bools (true,
+   * false) and Value, whose string form is a JSON string. */
+  bool literal = t == kUpb_CType_Bool || wk == kUpb_WellKnown_BoolValue;
+  char *json = upb_Arena_Malloc(a, 6 * len + 3);
+  if (!json) {
+    set_err(err, errlen, "out of memory");
+    return MW_JSON_NOMEM;
+  }
+  size_t n = 0;
+  if (literal) {
+    if (!((len == 4 && memcmp(text, "true", 4) == 0) ||
+          (len == 5 && memcmp(text, "false", 5) == 0))) {
+      set_err(err, errlen, "'%.*s' is not true or false", (int)(len > 64 ? 64 : len), text);
+      return MW_JSON_INVALID;
+    }
+    memcpy(json, text, len);
+    n = len;
+  } else {
+    json[n++] = '"';
+    for (size_t i = 0; i < len; i++) {
+      unsigned char c = (unsigned char)text[i];
+      if (c == '"' || c == '\\') {
+        json[n++] = '\\';
+        json[n++] = (char)c;
+      } else if (c < 0x20) {
+        n += (size_t)snprintf(json + n, 7, "\\u%04x", c);
+      } else {
+        json[n++] = (char)c;
+      }
+    }
+    json[n++] = '"';
+  }
+  reader *r = upb_Arena_Malloc(a, sizeof *r);
+  if (!r) {
+    set_err(err, errlen, "out of memory");
+    return MW_JSON_NOMEM;
+  }
+  reader_init(r, json, n, pool, 0, NULL, a, err, errlen);
+  upb_MessageValue v;
+  bool skip;
+  if (!r_single(r, f, &v, &skip)) return r->status;
+  bool ok = upb_FieldDef_IsRepeated(f)
+                ? upb_Array_Append(upb_Message_Mutable(msg, f, a).array, v, a)
+                : upb_Message_Set(msg, f, v, a);
+  if (!ok) {
+    set_err(err, errlen, "out of memory");
+    return MW_JSON_NOMEM;
+  }
+  return MW_JSON_OK;
+}
+
+mw_json_status mw_json_encode_field(const upb_Message *msg, const upb_FieldDef *f,
+                                    const upb_DefPool *pool, int options,
+                                    const mw_json_limits *limits, upb_Arena *a, const char **out,
+                                    size_t *out_len, char *err, size_t errlen) {
+  writer *w = upb_Arena_Malloc(a, sizeof *w);
+  *out = NULL;
+  *out_len = 0;
+  if (!w) {
+    set_err(err, errlen, "out of memory");
+    return MW_JSON_NOMEM;
+  }
+  memset(w, 0, sizeof *w);
+  w->a = a;
+  w->pool = pool;
+  w->options = options;
+  w->max_depth = depth_limit(limits);
+  w->max_out = limits ? limits->max_out_bytes : 0;
+  w->err = err;
+  w->errlen = errlen;
+  /* w_field writes "name":value; write into the buffer and keep the value. */
+  bool first = true;
+  if (!w_field(w, f, upb_Message_Get(msg, f), &first) || !w_reserve(w, 0)) return w->status;
+  const char *name =
+      (options & MW_JSON_PROTO_NAMES) ? upb_FieldDef_Name(f) : upb_FieldDef_JsonName(f);
+  size_t skip = strlen(name) + 3; /* "name": */
+  if (upb_FieldDef_CType(f) == kUpb_CType_Message && !upb_FieldDef_IsRepeated(f) &&
+      !upb_Message_Has(msg, f)) {
+    /* an unset message field: its empty message, in its JSON form */
+    upb_Message *empty = upb_Message_New(upb_FieldDef_MessageSubDef(f), a);
+    if (!empty) {
+      set_err(err, errlen, "out of memory");
+      return MW_JSON_NOMEM;
+    }
+    return mw_json_encode_msg(empty, upb_FieldDef_MessageSubDef(f), pool, options, limits, a, out,
+                              out_len, err, errlen);
+  }
+  w->buf[w->len] = '\0';
+  *out = w->buf + skip;
+  *out_len = w->len - skip;
   return MW_JSON_OK;
 }

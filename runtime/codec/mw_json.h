@@ -42,7 +42,8 @@
  *     ("-12", not "1e3" nor " 1"), exact over all 64 bits; floats as
  *     numbers, numeric strings or "NaN"/"Infinity"/"-Infinity" (a number
  *     beyond the type's range is an error, but 3.4028235e38, FLT_MAX's
- *     shortest text, reads back as FLT_MAX); enums by name or number;
+ *     shortest text, reads back as FLT_MAX); enums by name or number (a
+ *     number in a string too);
  *     bytes in standard or URL-safe base64, with or without padding;
  *     Timestamps with any UTC offset; Any with "@type" anywhere in the
  *     object, resolved in the pool (a type the pool lacks is an error

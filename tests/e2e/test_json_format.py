@@ -361,6 +361,7 @@ class JsonFormatComparison(unittest.TestCase):
             ("types.AllTypes", '{"fInt32": 1e2, "fInt64": "-0", "fUint64": 18446744073709551615}'),
             ("types.AllTypes", '{"f_int32": 3, "fBytes": "-_8", "rBytes": ["AQI", "AQ=="]}'),
             ("types.AllTypes", '{"fDouble": "1.5", "fFloat": "-Infinity", "fEnum": 2}'),
+            ("types.AllTypes", '{"fEnum": "2", "rEnum": ["-1", "RED", 1]}'),
             ("types.AllTypes", '{"fInner": null, "rInt32": null, "mString": null, "oInt32": null}'),
             ("jt.WellKnown", '{"ts": "1972-01-01T10:00:20.021+01:30", "dur": "-0.5s"}'),
             ("jt.WellKnown", '{"any": {"id": 3, "@type": "type.googleapis.com/jt.Inner"}}'),

@@ -145,6 +145,7 @@ static void test_scalars(void) {
       {"types.AllTypes",
        "{\"fEnum\": \"INFRARED\", \"rEnum\": [1, \"GREEN\", 7], \"mEnum\": {\"1\": \"BLUE\"}}",
        "{\"fEnum\":\"INFRARED\",\"rEnum\":[\"RED\",\"GREEN\",7],\"mEnum\":{\"1\":\"BLUE\"}}"},
+      {"types.AllTypes", "{\"fEnum\": \"2\", \"rEnum\": [\"-1\"]}", "{\"fEnum\":\"GREEN\",\"rEnum\":[\"INFRARED\"]}"},
       {"types.AllTypes", "{\"fEnum\": \"PURPLE\"}",
        "!field 'fEnum': unknown value \"PURPLE\" of enum types.Color"},
       {"types.AllTypes", "{\"fEnum\": 1.5}", "!is not an enum number"},
