@@ -25,7 +25,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
 }
 
 static int depth_limit(const mw_json_limits *limits) {
-  return limits && limits->max_depth > 0 ? limits->max_depth : MW_JSON_MAX_DEPTH;
+  return limits && limits->max_depth > 0 ? limits->max_depth : MW_JSON_DEPTH_LIMIT;
 }
 
 /* The same limit for upb's binary decoder and encoder: a level of
@@ -45,7 +45,7 @@ typedef struct {
   size_t index; /* SEG_INDEX */
 } seg;
 
-#define MAX_SEGS (2 * MW_JSON_MAX_DEPTH + 16)
+#define MAX_SEGS (2 * MW_JSON_DEPTH_LIMIT + 16)
 
 typedef struct {
   seg segs[MAX_SEGS];

@@ -66,7 +66,7 @@
  * ["k"] as in JSON. err may be NULL (errlen 0).
  *
  * Bounds: limits.max_depth levels of nesting (objects and arrays, Struct and
- * Value included; 0: MW_JSON_MAX_DEPTH; the binary decoder gets twice as
+ * Value included; 0: MW_JSON_DEPTH_LIMIT; the binary decoder gets twice as
  * many, since one Struct or ListValue level is two messages on the wire);
  * max_in_bytes for the input of either function and max_out_bytes for its
  * output (0: no limit). A caller serving a method sets the binary side to
@@ -95,7 +95,7 @@ enum {
 };
 
 /* Default nesting limit, in JSON levels (json_format's is 100 too). */
-#define MW_JSON_MAX_DEPTH 100
+#define MW_JSON_DEPTH_LIMIT 100
 
 typedef enum {
   MW_JSON_OK = 0,
@@ -107,7 +107,7 @@ typedef enum {
 typedef struct mw_json_limits {
   size_t max_in_bytes;  /* 0: no limit */
   size_t max_out_bytes; /* 0: no limit */
-  int max_depth;        /* 0: MW_JSON_MAX_DEPTH */
+  int max_depth;        /* 0: MW_JSON_DEPTH_LIMIT */
 } mw_json_limits;
 
 /* JSON text (len bytes, need not be NUL-terminated) -> the protobuf binary
