@@ -151,6 +151,7 @@ static bool w_reserve(writer *w, size_t n) {
 }
 
 static bool w_put(writer *w, const char *s, size_t n) {
+  if (n == 0) return true;
   if (!w_reserve(w, n)) return false;
   memcpy(w->buf + w->len, s, n);
   w->len += n;
@@ -221,6 +222,7 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
  * (a proto2 string field is not validated by the binary decoder, and JSON
  * must be valid UTF-8). */
 static bool w_strbody(writer *w, const char *s, size_t n) {
+  if (n == 0) return true; /* an unset string's data may be NULL */
   const unsigned char *p = (const unsigned char *)s, *end = p + n;
   const unsigned char *run = p;
   while (p < end) {
