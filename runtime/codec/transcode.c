@@ -611,12 +611,13 @@ static bool method_http_option(const upb_MethodDef *md, const char **d, size_t *
   if (!upb_MethodDef_HasOptions(md)) return false;
   size_t len;
   const char *unk = upb_Message_GetUnknown((const upb_Message *)upb_MethodDef_Options(md), &len);
+  if (!unk || len == 0) return false;
   wire w = {unk, unk + len};
   uint32_t num;
   const char *v;
   size_t vl;
   bool found = false;
-  while (unk && wire_next(&w, &num, &v, &vl) == 1) {
+  while (wire_next(&w, &num, &v, &vl) == 1) {
     if (num == HTTP_EXTENSION) {
       *d = v; /* the last one wins, as for any singular field */
       *n = vl;
