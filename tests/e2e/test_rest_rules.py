@@ -91,5 +91,31 @@ class RestRules(mwtest.TestCase):
         self.assertIn("variable 'nope'", s.stdout + s.stderr)
 
 
+class LibraryService(mwtest.TestCase):
+    """tests/data/transcode (the transcoder's proto, its handlers) served
+    over gRPC: the service the HTTP listener's REST tests call."""
+
+    def test_serves(self):
+        import grpc
+        data = os.path.join(SOURCE_DIR, "tests", "data", "transcode")
+        protos = mwtest.Protos(data, includes=[os.path.join(SOURCE_DIR, "proto")])
+        with mwtest.Server(data, config="workers: 1\n") as srv:
+            ch = srv.channel()
+            shelf = protos.unary(ch, "/library.v1.Library/GetShelf")(
+                protos.msg("library.v1.GetShelfRequest")(name="shelves/1"))
+            self.assertEqual(shelf.theme, "fiction")
+            book = protos.unary(ch, "/library.v1.Library/CreateBook")(
+                protos.msg("library.v1.CreateBookRequest")(
+                    parent="shelves/1", book={"title": "Dune", "genre": 1}))
+            self.assertEqual(book.name, "shelves/1/books/1")
+            listed = protos.unary(ch, "/library.v1.Library/ListBooks")(
+                protos.msg("library.v1.ListBooksRequest")(parent="shelves/1"))
+            self.assertEqual([b.title for b in listed.books], ["Dune"])
+            with self.assertRaises(grpc.RpcError) as cm:
+                protos.unary(ch, "/library.v1.Library/GetShelf")(
+                    protos.msg("library.v1.GetShelfRequest")(name="shelves/9"))
+            self.assertStatus(cm, grpc.StatusCode.NOT_FOUND, "no shelf shelves/9")
+
+
 if __name__ == "__main__":
     unittest.main()
