@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,14 @@ typedef struct {
   char *err;
   size_t errlen;
 } writer;
+
+/* Everything but the path's segments, which are written before they are
+ * read (a few KiB not to clear for every message). */
+static void writer_clear(writer *w) {
+  memset(w, 0, offsetof(writer, p));
+  w->p.n = 0;
+  memset(&w->status, 0, sizeof *w - offsetof(writer, status));
+}
 
 static bool w_fail(writer *w, mw_json_status st, const char *fmt, ...) {
   if (w->status != MW_JSON_OK) return false;
@@ -737,7 +746,7 @@ mw_json_status mw_json_encode_msg(const upb_Message *msg, const upb_MessageDef *
     set_err(err, errlen, "out of memory");
     return MW_JSON_NOMEM;
   }
-  memset(w, 0, sizeof *w);
+  writer_clear(w);
   w->a = a;
   w->pool = pool;
   w->options = options;
@@ -814,6 +823,12 @@ typedef struct {
   char *err;
   size_t errlen;
 } reader;
+
+static void reader_clear(reader *r) {
+  memset(r, 0, offsetof(reader, path));
+  r->path.n = 0;
+  memset(&r->status, 0, sizeof *r - offsetof(reader, status));
+}
 
 typedef struct {
   const char *s;
@@ -2037,7 +2052,7 @@ mw_json_status mw_json_decode_msg(const char *json, size_t len, upb_Message *msg
     set_err(err, errlen, "out of memory");
     return MW_JSON_NOMEM;
   }
-  memset(r, 0, sizeof *r);
+  reader_clear(r);
   r->start = r->p = json;
   r->end = json + len;
   r->a = a;
@@ -2098,7 +2113,7 @@ mw_json_status mw_json_to_binary(const char *json, size_t len, const upb_Message
 static void reader_init(reader *r, const char *json, size_t len, const upb_DefPool *pool,
                         int options, const mw_json_limits *limits, upb_Arena *a, char *err,
                         size_t errlen) {
-  memset(r, 0, sizeof *r);
+  reader_clear(r);
   r->start = r->p = json;
   r->end = json + len;
   r->a = a;
@@ -2227,7 +2242,7 @@ mw_json_status mw_json_encode_field(const upb_Message *msg, const upb_FieldDef *
     set_err(err, errlen, "out of memory");
     return MW_JSON_NOMEM;
   }
-  memset(w, 0, sizeof *w);
+  writer_clear(w);
   w->a = a;
   w->pool = pool;
   w->options = options;
