@@ -937,7 +937,7 @@ int mw_transcode_match(const mw_transcode *t, const char *http_method, const cha
     if (other_method) {
       err_set(err, 405, 12, "method %s not allowed for %.*s", http_method,
               (int)(path_len > 200 ? 200 : path_len), path);
-      snprintf(err->allow, sizeof err->allow, "%s", allow);
+      if (err) snprintf(err->allow, sizeof err->allow, "%s", allow);
     } else {
       err_set(err, 404, 5, "no route for %s %.*s", http_method,
               (int)(path_len > 200 ? 200 : path_len), path);
