@@ -710,9 +710,13 @@ static bool w_field(writer *w, const upb_FieldDef *f, upb_MessageValue v, bool *
 }
 
 /* Whether field f is written under MW_JSON_EMIT_DEFAULTS: everything but
- * absent fields with presence (messages, oneof members, proto3 optional). */
+ * absent messages, oneof members and proto3 optional fields (a synthetic
+ * oneof); an absent proto2 optional scalar comes out with its default, as
+ * json_format writes it. */
 static bool emit_default(const upb_Message *msg, const upb_FieldDef *f) {
-  return upb_FieldDef_IsRepeated(f) || !upb_FieldDef_HasPresence(f) || upb_Message_Has(msg, f);
+  if (upb_FieldDef_IsRepeated(f) || !upb_FieldDef_HasPresence(f) || upb_Message_Has(msg, f))
+    return true;
+  return upb_FieldDef_CType(f) != kUpb_CType_Message && !upb_FieldDef_ContainingOneof(f);
 }
 
 static bool w_fields(writer *w, const upb_Message *msg, const upb_MessageDef *m, bool first) {

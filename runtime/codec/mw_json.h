@@ -17,8 +17,10 @@
  *     the order the .proto declares them, map entries in upb's order;
  *     proto3 scalars equal to their default, empty repeated and map
  *     fields and absent messages are left out unless
- *     MW_JSON_EMIT_DEFAULTS (fields with presence: proto3 optional, oneof
- *     members, messages, stay out when absent either way);
+ *     MW_JSON_EMIT_DEFAULTS (absent messages, oneof members and proto3
+ *     optional fields stay out either way; an absent proto2 optional
+ *     scalar then comes out with its default); unknown fields (of a newer
+ *     schema) are not written;
  *   - int64/uint64/sint64/fixed64/sfixed64 as decimal strings, 32-bit ones
  *     as numbers; float and double in their shortest round-trip form, NaN
  *     and +-Infinity as the strings "NaN", "Infinity", "-Infinity", -0 as

@@ -325,6 +325,18 @@ static void test_options(void) {
        "\"kids\":[],\"by_name\":{}}"},
   };
   RUN_CASES(def, 0, MW_JSON_EMIT_DEFAULTS | MW_JSON_PROTO_NAMES);
+  /* proto2: set fields come out even at their default; with emit
+   * defaults, absent scalars come out with their declared defaults */
+  static const rtcase old[] = {
+      {"jt.Old", "{\"count\": 0, \"kind\": \"LEGACY_A\"}", "{\"count\":0,\"kind\":\"LEGACY_A\"}"},
+      {"jt.Old", "{\"kind\": 5}", "!5 is not a value of enum jt.Legacy"},
+      {"jt.Old", "{\"kind\": \"5\"}", "!unknown value \"5\" of enum jt.Legacy"},
+  };
+  RUN_CASES(old, 0, 0);
+  static const rtcase old_def[] = {
+      {"jt.Old", "{}", "{\"count\":7,\"label\":\"none\",\"kind\":\"LEGACY_B\",\"ids\":[],\"blob\":\"\",\"ratio\":0.5,\"counts\":{}}"},
+  };
+  RUN_CASES(old_def, 0, MW_JSON_EMIT_DEFAULTS);
   const char *o = rt_opts("jt.Names", "{\"MyCustom\": 3}", 0, MW_JSON_PROTO_NAMES);
   MW_CHECK_STR(o, "{\"custom\":3}");
 }
