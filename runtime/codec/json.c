@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
 }
 
 static int depth_limit(const mw_json_limits *limits) {
-  return limits && limits->max_depth > 0 ? limits->max_depth : MW_JSON_MAX_DEPTH;
+  return limits && limits->max_depth > 0 ? limits->max_depth : MW_JSON_DEPTH_LIMIT;
 }
 
 /* The same limit for upb's binary decoder and encoder: a level of
@@ -45,7 +46,7 @@ typedef struct {
   size_t index; /* SEG_INDEX */
 } seg;
 
-#define MAX_SEGS (2 * MW_JSON_MAX_DEPTH + 16)
+#define MAX_SEGS (2 * MW_JSON_DEPTH_LIMIT + 16)
 
 typedef struct {
   seg segs[MAX_SEGS];
@@ -119,6 +120,14 @@ typedef struct {
   size_t errlen;
 } writer;
 
+/* Everything but the path's segments, which are written before they are
+ * read (a few KiB not to clear for every message). */
+static void writer_clear(writer *w) {
+  memset(w, 0, offsetof(writer, p));
+  w->p.n = 0;
+  memset(&w->status, 0, sizeof *w - offsetof(writer, status));
+}
+
 static bool w_fail(writer *w, mw_json_status st, const char *fmt, ...) {
   if (w->status != MW_JSON_OK) return false;
   w->status = st;
@@ -151,6 +160,7 @@ static bool w_reserve(writer *w, size_t n) {
 }
 
 static bool w_put(writer *w, const char *s, size_t n) {
+  if (n == 0) return true;
   if (!w_reserve(w, n)) return false;
   memcpy(w->buf + w->len, s, n);
   w->len += n;
@@ -221,6 +231,7 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
  * (a proto2 string field is not validated by the binary decoder, and JSON
  * must be valid UTF-8). */
 static bool w_strbody(writer *w, const char *s, size_t n) {
+  if (n == 0) return true; /* an unset string's data may be NULL */
   const unsigned char *p = (const unsigned char *)s, *end = p + n;
   const unsigned char *run = p;
   while (p < end) {
@@ -699,9 +710,13 @@ static bool w_field(writer *w, const upb_FieldDef *f, upb_MessageValue v, bool *
 }
 
 /* Whether field f is written under MW_JSON_EMIT_DEFAULTS: everything but
- * absent fields with presence (messages, oneof members, proto3 optional). */
+ * absent messages, oneof members and proto3 optional fields (a synthetic
+ * oneof); an absent proto2 optional scalar comes out with its default, as
+ * json_format writes it. */
 static bool emit_default(const upb_Message *msg, const upb_FieldDef *f) {
-  return upb_FieldDef_IsRepeated(f) || !upb_FieldDef_HasPresence(f) || upb_Message_Has(msg, f);
+  if (upb_FieldDef_IsRepeated(f) || !upb_FieldDef_HasPresence(f) || upb_Message_Has(msg, f))
+    return true;
+  return upb_FieldDef_CType(f) != kUpb_CType_Message && !upb_FieldDef_ContainingOneof(f);
 }
 
 static bool w_fields(writer *w, const upb_Message *msg, const upb_MessageDef *m, bool first) {
@@ -735,7 +750,7 @@ mw_json_status mw_json_encode_msg(const upb_Message *msg, const upb_MessageDef *
     set_err(err, errlen, "out of memory");
     return MW_JSON_NOMEM;
   }
-  memset(w, 0, sizeof *w);
+  writer_clear(w);
   w->a = a;
   w->pool = pool;
   w->options = options;
@@ -812,6 +827,12 @@ typedef struct {
   char *err;
   size_t errlen;
 } reader;
+
+static void reader_clear(reader *r) {
+  memset(r, 0, offsetof(reader, path));
+  r->path.n = 0;
+  memset(&r->status, 0, sizeof *r - offsetof(reader, status));
+}
 
 typedef struct {
   const char *s;
@@ -1363,6 +1384,15 @@ static bool r_enum(reader *r, const upb_FieldDef *f, upb_MessageValue *out, bool
     str s;
     if (!r_string(r, &s)) return false;
     const upb_EnumValueDef *ev = upb_EnumDef_FindValueByNameWithSize(e, s.s, s.len);
+    int64_t num;
+    if (!ev && parse_int_text(s.s, s.len, true, &num, NULL) && num >= INT32_MIN &&
+        num <= INT32_MAX &&
+        (upb_FileDef_Syntax(upb_EnumDef_File(e)) == kUpb_Syntax_Proto3 ||
+         upb_EnumDef_FindValueByNumber(e, (int32_t)num))) {
+      /* a number in a string, as json_format takes it */
+      out->int32_val = (int32_t)num;
+      return true;
+    }
     if (!ev) {
       if (r->options & MW_JSON_IGNORE_UNKNOWN) {
         *skip = true;
@@ -2026,7 +2056,7 @@ mw_json_status mw_json_decode_msg(const char *json, size_t len, upb_Message *msg
     set_err(err, errlen, "out of memory");
     return MW_JSON_NOMEM;
   }
-  memset(r, 0, sizeof *r);
+  reader_clear(r);
   r->start = r->p = json;
   r->end = json + len;
   r->a = a;
@@ -2077,5 +2107,172 @@ mw_json_status mw_json_to_binary(const char *json, size_t len, const upb_Message
   if (!buf) buf = (char *)"";
   *out = buf;
   *out_len = n;
+  return MW_JSON_OK;
+}
+
+/* ---- one field at a time (mw_json_internal.h) ----------------------------- */
+
+#include "codec/mw_json_internal.h"
+
+static void reader_init(reader *r, const char *json, size_t len, const upb_DefPool *pool,
+                        int options, const mw_json_limits *limits, upb_Arena *a, char *err,
+                        size_t errlen) {
+  reader_clear(r);
+  r->start = r->p = json;
+  r->end = json + len;
+  r->a = a;
+  r->pool = pool;
+  r->options = options;
+  r->max_depth = depth_limit(limits);
+  r->err = err;
+  r->errlen = errlen;
+}
+
+/* Reads the value of field f (map, repeated or single) at r->p into msg. */
+static bool r_field_value(reader *r, upb_Message *msg, const upb_FieldDef *f) {
+  if (r_is_null(r) && !(is_value_type(f) && !upb_FieldDef_IsRepeated(f))) {
+    upb_Message_ClearField(msg, f);
+    return r_literal(r, "null");
+  }
+  if (upb_FieldDef_IsMap(f)) return r_map(r, msg, f);
+  if (upb_FieldDef_IsRepeated(f)) return r_array(r, msg, f);
+  upb_MessageValue v;
+  bool skip;
+  if (upb_FieldDef_CType(f) == kUpb_CType_Message) {
+    /* merge into what is there (path variables may have set fields) */
+    upb_Message *sub = upb_Message_Mutable(msg, f, r->a).msg;
+    if (!sub) return r_fail(r, MW_JSON_NOMEM, "out of memory");
+    return r_message(r, sub, upb_FieldDef_MessageSubDef(f));
+  }
+  if (!r_single(r, f, &v, &skip)) return false;
+  if (!skip && !upb_Message_Set(msg, f, v, r->a)) return r_fail(r, MW_JSON_NOMEM, "out of memory");
+  return true;
+}
+
+mw_json_status mw_json_decode_field(const char *json, size_t len, upb_Message *msg,
+                                    const upb_FieldDef *f, const upb_DefPool *pool, int options,
+                                    const mw_json_limits *limits, upb_Arena *a, char *err,
+                                    size_t errlen) {
+  if (limits && limits->max_in_bytes && len > limits->max_in_bytes) {
+    set_err(err, errlen, "JSON of %zu bytes is larger than %zu bytes", len, limits->max_in_bytes);
+    return MW_JSON_TOO_LARGE;
+  }
+  reader *r = upb_Arena_Malloc(a, sizeof *r);
+  if (!r) {
+    set_err(err, errlen, "out of memory");
+    return MW_JSON_NOMEM;
+  }
+  reader_init(r, json, len, pool, options, limits, a, err, errlen);
+  if (!r_field_value(r, msg, f)) return r->status;
+  if (r_peek(r) != 0) {
+    r_syntax(r, "text after the JSON value");
+    return r->status;
+  }
+  return MW_JSON_OK;
+}
+
+mw_json_status mw_json_field_from_text(upb_Message *msg, const upb_FieldDef *f, const char *text,
+                                       size_t len, const upb_DefPool *pool, upb_Arena *a, char *err,
+                                       size_t errlen) {
+  upb_CType t = upb_FieldDef_CType(f);
+  const upb_MessageDef *sm = t == kUpb_CType_Message ? upb_FieldDef_MessageSubDef(f) : NULL;
+  upb_WellKnown wk = sm ? upb_MessageDef_WellKnownType(sm) : kUpb_WellKnown_Unspecified;
+  if (upb_FieldDef_IsMap(f) ||
+      (sm && (wk == kUpb_WellKnown_Unspecified || wk == kUpb_WellKnown_Any ||
+              wk == kUpb_WellKnown_Struct || wk == kUpb_WellKnown_ListValue))) {
+    set_err(err, errlen, "%s cannot be given as text",
+            upb_FieldDef_IsMap(f) ? "a map" : upb_MessageDef_FullName(sm));
+    return MW_JSON_INVALID;
+  }
+  /* The text as one JSON token: a string literal, but for bools (true,
+   * false) and Value, whose string form is a JSON string. */
+  bool literal = t == kUpb_CType_Bool || wk == kUpb_WellKnown_BoolValue;
+  char *json = upb_Arena_Malloc(a, 6 * len + 3);
+  if (!json) {
+    set_err(err, errlen, "out of memory");
+    return MW_JSON_NOMEM;
+  }
+  size_t n = 0;
+  if (literal) {
+    if (!((len == 4 && memcmp(text, "true", 4) == 0) ||
+          (len == 5 && memcmp(text, "false", 5) == 0))) {
+      set_err(err, errlen, "'%.*s' is not true or false", (int)(len > 64 ? 64 : len), text);
+      return MW_JSON_INVALID;
+    }
+    memcpy(json, text, len);
+    n = len;
+  } else {
+    json[n++] = '"';
+    for (size_t i = 0; i < len; i++) {
+      unsigned char c = (unsigned char)text[i];
+      if (c == '"' || c == '\\') {
+        json[n++] = '\\';
+        json[n++] = (char)c;
+      } else if (c < 0x20) {
+        n += (size_t)snprintf(json + n, 7, "\\u%04x", c);
+      } else {
+        json[n++] = (char)c;
+      }
+    }
+    json[n++] = '"';
+  }
+  reader *r = upb_Arena_Malloc(a, sizeof *r);
+  if (!r) {
+    set_err(err, errlen, "out of memory");
+    return MW_JSON_NOMEM;
+  }
+  reader_init(r, json, n, pool, 0, NULL, a, err, errlen);
+  upb_MessageValue v;
+  bool skip;
+  if (!r_single(r, f, &v, &skip)) return r->status;
+  bool ok = upb_FieldDef_IsRepeated(f)
+                ? upb_Array_Append(upb_Message_Mutable(msg, f, a).array, v, a)
+                : upb_Message_Set(msg, f, v, a);
+  if (!ok) {
+    set_err(err, errlen, "out of memory");
+    return MW_JSON_NOMEM;
+  }
+  return MW_JSON_OK;
+}
+
+mw_json_status mw_json_encode_field(const upb_Message *msg, const upb_FieldDef *f,
+                                    const upb_DefPool *pool, int options,
+                                    const mw_json_limits *limits, upb_Arena *a, const char **out,
+                                    size_t *out_len, char *err, size_t errlen) {
+  writer *w = upb_Arena_Malloc(a, sizeof *w);
+  *out = NULL;
+  *out_len = 0;
+  if (!w) {
+    set_err(err, errlen, "out of memory");
+    return MW_JSON_NOMEM;
+  }
+  writer_clear(w);
+  w->a = a;
+  w->pool = pool;
+  w->options = options;
+  w->max_depth = depth_limit(limits);
+  w->max_out = limits ? limits->max_out_bytes : 0;
+  w->err = err;
+  w->errlen = errlen;
+  /* w_field writes "name":value; write into the buffer and keep the value. */
+  bool first = true;
+  if (!w_field(w, f, upb_Message_Get(msg, f), &first) || !w_reserve(w, 0)) return w->status;
+  const char *name =
+      (options & MW_JSON_PROTO_NAMES) ? upb_FieldDef_Name(f) : upb_FieldDef_JsonName(f);
+  size_t skip = strlen(name) + 3; /* "name": */
+  if (upb_FieldDef_CType(f) == kUpb_CType_Message && !upb_FieldDef_IsRepeated(f) &&
+      !upb_Message_Has(msg, f)) {
+    /* an unset message field: its empty message, in its JSON form */
+    upb_Message *empty = upb_Message_New(upb_FieldDef_MessageSubDef(f), a);
+    if (!empty) {
+      set_err(err, errlen, "out of memory");
+      return MW_JSON_NOMEM;
+    }
+    return mw_json_encode_msg(empty, upb_FieldDef_MessageSubDef(f), pool, options, limits, a, out,
+                              out_len, err, errlen);
+  }
+  w->buf[w->len] = '\0';
+  *out = w->buf + skip;
+  *out_len = w->len - skip;
   return MW_JSON_OK;
 }

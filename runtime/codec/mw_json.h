@@ -17,8 +17,10 @@
  *     the order the .proto declares them, map entries in upb's order;
  *     proto3 scalars equal to their default, empty repeated and map
  *     fields and absent messages are left out unless
- *     MW_JSON_EMIT_DEFAULTS (fields with presence: proto3 optional, oneof
- *     members, messages, stay out when absent either way);
+ *     MW_JSON_EMIT_DEFAULTS (absent messages, oneof members and proto3
+ *     optional fields stay out either way; an absent proto2 optional
+ *     scalar then comes out with its default); unknown fields (of a newer
+ *     schema) are not written;
  *   - int64/uint64/sint64/fixed64/sfixed64 as decimal strings, 32-bit ones
  *     as numbers; float and double in their shortest round-trip form, NaN
  *     and +-Infinity as the strings "NaN", "Infinity", "-Infinity", -0 as
@@ -42,7 +44,8 @@
  *     ("-12", not "1e3" nor " 1"), exact over all 64 bits; floats as
  *     numbers, numeric strings or "NaN"/"Infinity"/"-Infinity" (a number
  *     beyond the type's range is an error, but 3.4028235e38, FLT_MAX's
- *     shortest text, reads back as FLT_MAX); enums by name or number;
+ *     shortest text, reads back as FLT_MAX); enums by name or number (a
+ *     number in a string too);
  *     bytes in standard or URL-safe base64, with or without padding;
  *     Timestamps with any UTC offset; Any with "@type" anywhere in the
  *     object, resolved in the pool (a type the pool lacks is an error
@@ -65,7 +68,7 @@
  * ["k"] as in JSON. err may be NULL (errlen 0).
  *
  * Bounds: limits.max_depth levels of nesting (objects and arrays, Struct and
- * Value included; 0: MW_JSON_MAX_DEPTH; the binary decoder gets twice as
+ * Value included; 0: MW_JSON_DEPTH_LIMIT; the binary decoder gets twice as
  * many, since one Struct or ListValue level is two messages on the wire);
  * max_in_bytes for the input of either function and max_out_bytes for its
  * output (0: no limit). A caller serving a method sets the binary side to
@@ -94,7 +97,7 @@ enum {
 };
 
 /* Default nesting limit, in JSON levels (json_format's is 100 too). */
-#define MW_JSON_MAX_DEPTH 100
+#define MW_JSON_DEPTH_LIMIT 100
 
 typedef enum {
   MW_JSON_OK = 0,
@@ -106,7 +109,7 @@ typedef enum {
 typedef struct mw_json_limits {
   size_t max_in_bytes;  /* 0: no limit */
   size_t max_out_bytes; /* 0: no limit */
-  int max_depth;        /* 0: MW_JSON_MAX_DEPTH */
+  int max_depth;        /* 0: MW_JSON_DEPTH_LIMIT */
 } mw_json_limits;
 
 /* JSON text (len bytes, need not be NUL-terminated) -> the protobuf binary

@@ -135,6 +135,24 @@ static void interceptors_free(mw_config_interceptors *l) {
   l->n = 0;
 }
 
+/* An http.rules entry's strings and bindings (not the entry itself), and
+ * an owned array of entries. */
+static void http_rules_free(mw_config_http_rule *r, size_t n);
+static void http_rule_clear(mw_config_http_rule *r) {
+  free(r->selector);
+  free(r->method);
+  free(r->path);
+  free(r->body);
+  free(r->response_body);
+  http_rules_free(r->additional, r->n_additional);
+  *r = (mw_config_http_rule){0};
+}
+
+static void http_rules_free(mw_config_http_rule *r, size_t n) {
+  for (size_t i = 0; i < n; i++) http_rule_clear(&r[i]);
+  free(r);
+}
+
 void mw_config_free(mw_config *c) {
   if (!c) return;
   free(c->file);
@@ -163,6 +181,9 @@ void mw_config_free(mw_config *c) {
   }
   free(c->methods);
   interceptors_free(&c->interceptors);
+  http_rules_free(c->http_rules, c->n_http_rules);
+  c->http_rules = NULL;
+  c->n_http_rules = 0;
   for (size_t i = 0; i < c->compression.n_methods; i++)
     free(c->compression.methods[i].path);
   free(c->compression.methods);
@@ -295,6 +316,8 @@ typedef struct ctx {
   mw_config_client_method *cmethod; /* the client.methods entry being read */
   mw_config_shared *shdict; /* the shared entry being read */
   mw_config_session *session; /* the sessions entry being read */
+  mw_config_http_rule *hrule; /* the http.rules entry (or binding) being read */
+  int hrule_binding;          /* 1 while reading an additional_bindings entry */
   const char *name;
   const char *base_dir; /* absolute */
   perr *errs;
@@ -885,9 +908,13 @@ static const char *const lua_keys[] = {"unsafe", NULL};
 static const char *const admin_keys[] = {"listen", "max_connections", "timeout", NULL};
 static const char *const metrics_keys[] = {"max_series", NULL};
 static const char *const http_keys[] = {"listen", "max_connections", "timeout", "cors", "tls",
-                                        NULL};
+                                        "rules", NULL};
 static const char *const http_tls_keys[] = {"cert", "key", NULL};
 static const char *const http_cors_keys[] = {"origins", "headers", NULL};
+static const char *const http_rule_keys[] = {"selector", "get", "put", "post", "delete", "patch",
+                                             "custom", "body", "response_body",
+                                             "additional_bindings", NULL};
+static const char *const http_custom_keys[] = {"kind", "path", NULL};
 static const char *const client_keys[] = {
     "allow", "propagate", "deadline_margin", "max_receive_bytes", "max_metadata_bytes",
     "keepalive", "connect_timeout", "max_backoff", "max_channels", "retry", "retry_budget",
@@ -2046,6 +2073,8 @@ static void http_tls_pair(ctx *x, mw_config *c, int idx, const node *k, const no
   else tls_path(x, v, "http.tls.key", &c->http.tls_key);
 }
 
+static void http_rules_value(ctx *x, mw_config *c, const node *v);
+
 static void http_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
   int64_t val;
   switch (idx) {
@@ -2084,6 +2113,9 @@ static void http_pair(ctx *x, mw_config *c, int idx, const node *k, const node *
     if (!c->http.tls_cert != !c->http.tls_key)
       ERR(x, v, "http.tls needs both cert and key (the certificate chain and its "
                 "private key, PEM files)");
+    return;
+  case 5: /* rules: REST bindings, further down */
+    http_rules_value(x, c, v);
     return;
   }
 }
@@ -2271,6 +2303,248 @@ static void shared_section(ctx *x, mw_config *c, const node *m) {
       free(d->prefix);
       c->shared.n--;
     }
+  }
+}
+
+/* ---- http.rules ---------------------------------------------------------- */
+/* REST bindings for methods whose .proto files have no google.api.http
+ * option (codec/mw_transcode.h checks the templates and fields against the
+ * schema when a generation is built; here only their shape):
+ *
+ *   http:
+ *     rules:
+ *       - selector: pkg.Service.Method
+ *         get: /v1/things/{id}          # or put/post/delete/patch, or
+ *         # custom: {kind: HEAD, path: /v1/things/{id}}
+ *         body: "*"                     # optional
+ *         response_body: thing          # optional
+ *         additional_bindings:          # optional, same keys but selector
+ *           - post: /v1/things
+ *             body: "*" */
+
+static int http_rule_string(ctx *x, const node *v, const char *key, char **dst) {
+  if (want_scalar(x, v, key, "a string") != 0) return -1;
+  char *d = strdup(v->s);
+  if (!d) {
+    ERR(x, v, "%s: out of memory", key);
+    return -1;
+  }
+  free(*dst);
+  *dst = d;
+  return 0;
+}
+
+/* pkg.Service.Method: dotted identifiers, at least three parts. */
+static int is_selector(const char *s) {
+  int parts = 0, len = 0;
+  for (;; s++) {
+    char ch = *s;
+    if (ch == '.' || ch == '\0') {
+      if (len == 0) return 0;
+      parts++;
+      len = 0;
+      if (ch == '\0') break;
+      continue;
+    }
+    int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
+             (len > 0 && ch >= '0' && ch <= '9');
+    if (!ok) return 0;
+    len++;
+  }
+  return parts >= 3;
+}
+
+static int http_rule_pattern(ctx *x, const node *k, const node *v, const char *kind) {
+  mw_config_http_rule *r = x->hrule;
+  char key[64];
+  snprintf(key, sizeof key, "http.rules.%s", k->s);
+  if (r->method) {
+    ERR(x, k, "%s: the rule already has a pattern (%s): give one of get, put, post, delete, "
+              "patch or custom per rule, and more in additional_bindings",
+        key, r->method);
+    return -1;
+  }
+  if (want_scalar(x, v, key, "a path template (\"/v1/...\")") != 0) return -1;
+  if (v->s[0] != '/') {
+    ERR(x, v, "%s: '%s' is not a path template (it starts with '/')", key, EX(v));
+    return -1;
+  }
+  r->method = strdup(kind);
+  r->path = strdup(v->s);
+  if (!r->method || !r->path) {
+    ERR(x, v, "%s: out of memory", key);
+    return -1;
+  }
+  return 0;
+}
+
+static void http_custom_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  (void)c;
+  (void)k;
+  mw_config_http_rule *r = x->hrule;
+  if (idx == 0) {
+    if (want_scalar(x, v, "http.rules.custom.kind", "an HTTP method name") != 0) return;
+    for (size_t i = 0; i < v->len; i++) {
+      char ch = v->s[i];
+      if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch == '-' || ch == '*')) {
+        ERR(x, v, "http.rules.custom.kind: '%s' is not an HTTP method name", EX(v));
+        return;
+      }
+    }
+    http_rule_string(x, v, "http.rules.custom.kind", &r->method);
+  } else {
+    if (want_scalar(x, v, "http.rules.custom.path", "a path template (\"/v1/...\")") != 0) return;
+    if (v->s[0] != '/') {
+      ERR(x, v, "http.rules.custom.path: '%s' is not a path template (it starts with '/')", EX(v));
+      return;
+    }
+    http_rule_string(x, v, "http.rules.custom.path", &r->path);
+  }
+}
+
+static void http_rule_entry(ctx *x, mw_config *c, const node *e, mw_config_http_rule *r,
+                            int binding);
+
+static void http_rule_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  static const char *const kinds[] = {NULL, "GET", "PUT", "POST", "DELETE", "PATCH"};
+  mw_config_http_rule *r = x->hrule;
+  switch (idx) {
+    case 0: /* selector */
+      if (x->hrule_binding) {
+        ERR(x, k, "http.rules.additional_bindings: a binding has no selector (it is the rule's)");
+        return;
+      }
+      if (want_scalar(x, v, "http.rules.selector", "a method name (pkg.Service.Method)") != 0)
+        return;
+      if (!is_selector(v->s)) {
+        ERR(x, v, "http.rules.selector: '%s' is not a method name (pkg.Service.Method, dots, not "
+                  "slashes)", EX(v));
+        return;
+      }
+      http_rule_string(x, v, "http.rules.selector", &r->selector);
+      return;
+    case 1: case 2: case 3: case 4: case 5:
+      http_rule_pattern(x, k, v, kinds[idx]);
+      return;
+    case 6: /* custom */
+      if (r->method) {
+        ERR(x, k, "http.rules.custom: the rule already has a pattern (%s)", r->method);
+        return;
+      }
+      if (want_section(x, v, "http.rules.custom") != 0) return;
+      walk_map(x, c, v, "http.rules.custom", http_custom_keys, http_custom_pair);
+      if (!r->method || !r->path) {
+        int given = 0; /* keys there but wrong were reported already */
+        for (size_t i = 0; i + 1 < v->n; i += 2)
+          if (v->kid[i]->type == N_SCALAR &&
+              (strcmp(v->kid[i]->s, "kind") == 0 || strcmp(v->kid[i]->s, "path") == 0))
+            given++;
+        if (given < 2) ERR(x, v, "http.rules.custom needs kind and path");
+        free(r->method);
+        free(r->path);
+        r->method = r->path = NULL;
+      }
+      return;
+    case 7:
+      http_rule_string(x, v, "http.rules.body", &r->body);
+      return;
+    case 8:
+      http_rule_string(x, v, "http.rules.response_body", &r->response_body);
+      return;
+    case 9: /* additional_bindings */
+      if (x->hrule_binding) {
+        ERR(x, k, "http.rules.additional_bindings: bindings do not nest (one level only)");
+        return;
+      }
+      if (v->type == N_BAD) return;
+      if (v->type != N_SEQ) {
+        ERR(x, v, "http.rules.additional_bindings: expected a list of bindings, got %s",
+            kind_name(v));
+        return;
+      }
+      for (size_t i = 0; i < v->n; i++) {
+        mw_config_http_rule *grown =
+            realloc(r->additional, (r->n_additional + 1) * sizeof *grown);
+        if (!grown) {
+          ERR(x, v, "http.rules: out of memory");
+          return;
+        }
+        r->additional = grown;
+        mw_config_http_rule *b = &r->additional[r->n_additional];
+        *b = (mw_config_http_rule){0};
+        http_rule_entry(x, c, v->kid[i], b, 1);
+        x->hrule = r;
+        if (b->method)
+          r->n_additional++;
+        else
+          http_rule_clear(b);
+      }
+      return;
+  }
+}
+
+/* One entry: a mapping of http_rule_keys; r is filled (method NULL when the
+ * entry was not usable, errors reported). */
+static void http_rule_entry(ctx *x, mw_config *c, const node *e, mw_config_http_rule *r,
+                            int binding) {
+  r->line = e->line;
+  r->col = e->col;
+  const char *what = binding ? "http.rules.additional_bindings" : "http.rules";
+  if (e->type == N_BAD) return;
+  if (e->type != N_MAP) {
+    ERR(x, e, "%s: each entry must be a mapping (selector, get: /path...), got %s", what,
+        kind_name(e));
+    return;
+  }
+  x->hrule = r;
+  x->hrule_binding = binding;
+  walk_map(x, c, e, what, http_rule_keys, http_rule_pair);
+  x->hrule_binding = 0;
+  /* What is missing, unless it was there and already reported. */
+  int has_selector = 0, has_pattern = 0;
+  for (size_t i = 0; i + 1 < e->n; i += 2) {
+    const node *k = e->kid[i];
+    if (k->type != N_SCALAR) continue;
+    for (int j = 0; j <= 6; j++) {
+      if (strcmp(k->s, http_rule_keys[j]) == 0) {
+        if (j == 0) has_selector = 1;
+        else has_pattern = 1;
+      }
+    }
+  }
+  if (!binding && !has_selector)
+    ERR(x, e, "http.rules: a rule needs a selector (the method it binds: pkg.Service.Method)");
+  else if (!has_pattern)
+    ERR(x, e, "%s: a rule needs one of get, put, post, delete, patch or custom", what);
+  if (!binding && !r->selector) {
+    free(r->method);
+    r->method = NULL;
+  }
+}
+
+/* http.rules: the list of rules. The function the http section calls. */
+static void http_rules_value(ctx *x, mw_config *c, const node *v) {
+  if (v->type == N_BAD || is_null(v)) return;
+  if (v->type != N_SEQ) {
+    ERR(x, v, "http.rules: expected a list of rules (- selector: pkg.Service.Method ...), got %s",
+        kind_name(v));
+    return;
+  }
+  for (size_t i = 0; i < v->n; i++) {
+    mw_config_http_rule *grown = realloc(c->http_rules, (c->n_http_rules + 1) * sizeof *grown);
+    if (!grown) {
+      ERR(x, v, "http.rules: out of memory");
+      return;
+    }
+    c->http_rules = grown;
+    mw_config_http_rule *r = &c->http_rules[c->n_http_rules];
+    *r = (mw_config_http_rule){0};
+    http_rule_entry(x, c, v->kid[i], r, 0);
+    x->hrule = NULL;
+    if (r->method && r->selector)
+      c->n_http_rules++;
+    else
+      http_rule_clear(r);
   }
 }
 

@@ -240,7 +240,26 @@ typedef struct mw_config {
     mw_config_session *v; /* owned, n long */
     size_t n;
   } sessions;
+  /* http.rules: REST bindings (google.api.http rules) for methods whose
+   * .proto files carry none, compiled per generation by the transcoder
+   * (codec/mw_transcode.h). Owned array, in file order. */
+  struct mw_config_http_rule *http_rules;
+  size_t n_http_rules;
 } mw_config;
+
+/* One rule of http.rules, or one of its additional_bindings (selector
+ * NULL, no bindings of its own). Strings owned; read when a generation is
+ * built. */
+typedef struct mw_config_http_rule {
+  char *selector;      /* "pkg.Service.Method" */
+  char *method;        /* "GET", "PUT", "POST", "DELETE", "PATCH" or custom.kind */
+  char *path;          /* the path template, as written */
+  char *body;          /* NULL: no body; "*" or a top-level request field */
+  char *response_body; /* NULL: the whole response; else a top-level field */
+  struct mw_config_http_rule *additional; /* owned, n_additional long */
+  size_t n_additional;
+  size_t line, col; /* where the rule is in the file, for messages */
+} mw_config_http_rule;
 
 /* compression.algorithm (the values of grpc_compression_algorithm). */
 enum { MW_CONFIG_COMPRESS_NONE = 0, MW_CONFIG_COMPRESS_DEFLATE = 1,

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/mw_transcode.h"
 #include "lua/mw_backend.h"
 
 struct mw_gen {
@@ -14,10 +15,12 @@ struct mw_gen {
   mw_methods *methods; /* owned; borrows schema */
   mw_lua_backend *lua; /* owned; borrows methods */
   mw_router *router;   /* the generation's lifetime: freed with its last ref */
+  mw_transcode *rest;  /* owned: REST routes (google.api.http), maybe empty */
   int builtin_on[2];   /* which of `builtins` below it serves */
 };
 
 static void gen_free(mw_gen *g) {
+  mw_transcode_free(g->rest);
   mw_lua_backend_free(g->lua);
   mw_methods_free(g->methods);
   mw_schema_free(g->schema);
@@ -47,6 +50,44 @@ _Static_assert(N_BUILTINS == sizeof ((mw_gen *)0)->builtin_on / sizeof(int),
 
 static int builtin_on(const mw_config *cfg, const builtin *b) {
   return *(const int *)((const char *)cfg + b->offset);
+}
+
+/* The REST route table of the served protos' google.api.http options and
+ * the config's http.rules (their rules borrowed for the build, which copies
+ * what it keeps). NULL with diag filled when a rule is wrong, so that check
+ * and reload report it like a proto error. */
+static mw_transcode *rest_routes(const mw_config *cfg, const mw_schema *schema, mw_diag *diag) {
+  size_t n_svc = mw_schema_service_count(schema), n_more = 0;
+  for (size_t i = 0; i < cfg->n_http_rules; i++) n_more += cfg->http_rules[i].n_additional;
+  const upb_ServiceDef **svcs = malloc((n_svc + 1) * sizeof *svcs);
+  mw_transcode_rule *rules = malloc((cfg->n_http_rules + 1) * sizeof *rules);
+  mw_transcode_rule *more = malloc((n_more + 1) * sizeof *more);
+  mw_transcode *t = NULL;
+  if (svcs && rules && more) {
+    for (size_t i = 0; i < n_svc; i++) svcs[i] = mw_schema_service(schema, i);
+    size_t m = 0;
+    for (size_t i = 0; i < cfg->n_http_rules; i++) {
+      const mw_config_http_rule *c = &cfg->http_rules[i];
+      rules[i] = (mw_transcode_rule){c->selector, c->method, c->path, c->body, c->response_body,
+                                     more + m, c->n_additional};
+      for (size_t k = 0; k < c->n_additional; k++, m++) {
+        const mw_config_http_rule *b = &c->additional[k];
+        more[m] = (mw_transcode_rule){NULL, b->method, b->path, b->body, b->response_body, NULL, 0};
+      }
+    }
+    mw_diag d = {0};
+    t = mw_transcode_build(mw_schema_pool(schema), svcs, n_svc, rules, cfg->n_http_rules, &d);
+    for (size_t i = 0; i < d.n; i++)
+      mw_diag_add(diag, "%s: %s", cfg->file ? cfg->file : "config", d.msgs[i] ? d.msgs[i] : "?");
+    if (!t && d.n == 0) mw_diag_add(diag, "out of memory while building the REST routes");
+    mw_diag_free(&d);
+  } else {
+    mw_diag_add(diag, "out of memory while building the REST routes");
+  }
+  free(svcs);
+  free(rules);
+  free(more);
+  return t;
 }
 
 mw_gen *mw_gen_build(const mw_gen_options *opt, mw_diag *diag) {
@@ -111,6 +152,11 @@ mw_gen *mw_gen_build(const mw_gen_options *opt, mw_diag *diag) {
     gen_free(g);
     return NULL;
   }
+  g->rest = rest_routes(cfg, schema, diag);
+  if (!g->rest) {
+    gen_free(g);
+    return NULL;
+  }
   mw_lua_options lo = {
       .methods = g->methods,
       .builtins = scripts,
@@ -144,6 +190,7 @@ oom:
 const mw_schema *mw_gen_schema(const mw_gen *g) { return g->schema; }
 const mw_methods *mw_gen_methods(const mw_gen *g) { return g->methods; }
 mw_router *mw_gen_router(const mw_gen *g) { return g->router; }
+const mw_transcode *mw_gen_rest(const mw_gen *g) { return g->rest; }
 
 int mw_gen_is_builtin_service(const mw_gen *g, const upb_ServiceDef *svc) {
   const char *file = upb_FileDef_Name(upb_ServiceDef_File(svc));

@@ -21,6 +21,7 @@
 #include "schema/mw_schema.h"
 
 typedef struct mw_gen mw_gen;
+typedef struct mw_transcode mw_transcode; /* codec/mw_transcode.h */
 
 typedef struct mw_gen_options {
   const mw_config *config;
@@ -46,6 +47,12 @@ int mw_gen_is_builtin_service(const mw_gen *g, const upb_ServiceDef *svc);
 size_t mw_gen_handler_count(const mw_gen *g);
 /* The generation's router (the caller's reference is the generation's). */
 mw_router *mw_gen_router(const mw_gen *g);
+/* The generation's REST routes (codec/mw_transcode.h): the served protos'
+ * google.api.http options and the config's http.rules, compiled when the
+ * generation is built (a wrong rule fails the build, so check and reload
+ * report it). Never NULL; empty when there is no rule. Lives as long as
+ * the generation; the HTTP listener matches requests against it. */
+const mw_transcode *mw_gen_rest(const mw_gen *g);
 
 /* Drops the caller's reference; NULL is ignored. */
 void mw_gen_unref(mw_gen *g);

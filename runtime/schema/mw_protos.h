@@ -1,5 +1,6 @@
 /* The project's own .proto files (proto/: google/rpc/status.proto and
- * error_details.proto) and those of the standard services (gRPC's
+ * error_details.proto, google/api/http.proto and annotations.proto for
+ * REST rules) and those of the standard services (gRPC's
  * grpc/health/v1/health.proto, grpc/reflection/{v1,v1alpha}/reflection.proto),
  * compiled into the binary so that services can import them and the
  * built-in services can be served wherever the binary is installed. protoc reads imports from

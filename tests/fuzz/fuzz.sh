@@ -9,7 +9,7 @@
 # then SECONDS of fuzzing from it and BUILD_DIR/fuzz/corpus/TARGET, which
 # keeps what runs of more than 10 seconds find. A crashing input is written to CRASH_DIR
 # (default BUILD_DIR/fuzz/crashes) as TARGET-crash-<sha1>; exits non-zero.
-# TARGET: codec, config, schema or inflate. clang: $MW_FUZZ_CC, else
+# TARGET: codec, config, schema, inflate, json or transcode. clang: $MW_FUZZ_CC, else
 # clang-14 (tests/fuzz/setup.sh installs it), else clang.
 set -euo pipefail
 

@@ -145,6 +145,8 @@ static void test_scalars(void) {
       {"types.AllTypes",
        "{\"fEnum\": \"INFRARED\", \"rEnum\": [1, \"GREEN\", 7], \"mEnum\": {\"1\": \"BLUE\"}}",
        "{\"fEnum\":\"INFRARED\",\"rEnum\":[\"RED\",\"GREEN\",7],\"mEnum\":{\"1\":\"BLUE\"}}"},
+      {"types.AllTypes", "{\"fEnum\": \"2\", \"rEnum\": [\"-1\"]}",
+       "{\"fEnum\":\"GREEN\",\"rEnum\":[\"INFRARED\"]}"},
       {"types.AllTypes", "{\"fEnum\": \"PURPLE\"}",
        "!field 'fEnum': unknown value \"PURPLE\" of enum types.Color"},
       {"types.AllTypes", "{\"fEnum\": 1.5}", "!is not an enum number"},
@@ -324,6 +326,20 @@ static void test_options(void) {
        "\"kids\":[],\"by_name\":{}}"},
   };
   RUN_CASES(def, 0, MW_JSON_EMIT_DEFAULTS | MW_JSON_PROTO_NAMES);
+  /* proto2: set fields come out even at their default; with emit
+   * defaults, absent scalars come out with their declared defaults */
+  static const rtcase old[] = {
+      {"jt.Old", "{\"count\": 0, \"kind\": \"LEGACY_A\"}", "{\"count\":0,\"kind\":\"LEGACY_A\"}"},
+      {"jt.Old", "{\"kind\": 5}", "!5 is not a value of enum jt.Legacy"},
+      {"jt.Old", "{\"kind\": \"5\"}", "!unknown value \"5\" of enum jt.Legacy"},
+  };
+  RUN_CASES(old, 0, 0);
+  static const rtcase old_def[] = {
+      {"jt.Old", "{}",
+       "{\"count\":7,\"label\":\"none\",\"kind\":\"LEGACY_B\",\"ids\":[],\"blob\":\"\",\"ratio\":0."
+       "5,\"counts\":{}}"},
+  };
+  RUN_CASES(old_def, 0, MW_JSON_EMIT_DEFAULTS);
   const char *o = rt_opts("jt.Names", "{\"MyCustom\": 3}", 0, MW_JSON_PROTO_NAMES);
   MW_CHECK_STR(o, "{\"custom\":3}");
 }
@@ -440,6 +456,12 @@ static void test_writer_errors(void) {
   MW_CHECK(mw_json_encode_msg(msg, m, g_pool, 0, NULL, a, &text, &tlen, g_err, sizeof g_err) ==
            MW_JSON_OK);
   MW_CHECK_STR(text, "{\"val\":null}");
+
+  /* a proto2 string is not checked by the binary decoder: the writer does */
+  const upb_MessageDef *old = msgdef("jt.Old");
+  MW_CHECK(mw_json_from_binary("\x2a\x02\x0a\x00\x2a\x03\x12\x01\xff", 9, old, g_pool, 0, NULL, a,
+                               &text, &tlen, g_err, sizeof g_err) == MW_JSON_INVALID);
+  MW_CHECK_STR(g_err, "field 'child.label': invalid UTF-8 in string");
 
   /* malformed binary */
   MW_CHECK(mw_json_from_binary("\x0a\x05", 2, m, g_pool, 0, NULL, a, &text, &tlen, g_err,

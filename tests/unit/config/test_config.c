@@ -1520,7 +1520,7 @@ static void test_http(void) {
              "t.yaml:1:25: http.max_connections: must be at least 1, got '0'");
   expect_one("http: {origins: []}\n",
              "t.yaml:1:8: unknown key 'origins' in 'http' (valid keys: listen, "
-             "max_connections, timeout, cors, tls)");
+             "max_connections, timeout, cors, tls, rules)");
   expect_one("http: {tls: {cert: a.pem}}\n",
              "t.yaml:1:13: http.tls needs both cert and key (the certificate chain and its "
              "private key, PEM files)");
@@ -1529,6 +1529,93 @@ static void test_http(void) {
   MW_CHECK(c.http.tls_key && strstr(c.http.tls_key, "/k/a.key"));
   mw_config_free(&c);
   mw_diag_free(&d);
+
+static void test_http_rules(void) {
+  mw_config c;
+  mw_diag d;
+  MW_CHECK_INT(load(&c, &d, ""), 0);
+  MW_CHECK_INT((int)c.n_http_rules, 0);
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  MW_CHECK_INT(load(&c, &d,
+                    "http:\n"
+                    "  rules:\n"
+                    "    - selector: pkg.v1.Things.Get\n"
+                    "      get: /v1/things/{id}\n"
+                    "      response_body: thing\n"
+                    "      additional_bindings:\n"
+                    "        - post: /v1/things:get\n"
+                    "          body: \"*\"\n"
+                    "        - custom: {kind: HEAD, path: \"/v1/things/{id}\"}\n"
+                    "    - selector: pkg.v1.Things.Update\n"
+                    "      patch: /v1/{thing.name=things/*}\n"
+                    "      body: thing\n"),
+               0);
+  MW_CHECK_INT(mw_diag_count(&d), 0);
+  MW_CHECK_INT((int)c.n_http_rules, 2);
+  if (c.n_http_rules == 2) {
+    const mw_config_http_rule *r = &c.http_rules[0];
+    MW_CHECK_STR(r->selector, "pkg.v1.Things.Get");
+    MW_CHECK_STR(r->method, "GET");
+    MW_CHECK_STR(r->path, "/v1/things/{id}");
+    MW_CHECK(r->body == NULL);
+    MW_CHECK_STR(r->response_body, "thing");
+    MW_CHECK_INT((int)r->n_additional, 2);
+    MW_CHECK_INT((int)r->line, 3);
+    if (r->n_additional == 2) {
+      MW_CHECK(r->additional[0].selector == NULL);
+      MW_CHECK_STR(r->additional[0].method, "POST");
+      MW_CHECK_STR(r->additional[0].path, "/v1/things:get");
+      MW_CHECK_STR(r->additional[0].body, "*");
+      MW_CHECK_STR(r->additional[1].method, "HEAD");
+      MW_CHECK_STR(r->additional[1].path, "/v1/things/{id}");
+    }
+    MW_CHECK_STR(c.http_rules[1].method, "PATCH");
+    MW_CHECK_STR(c.http_rules[1].body, "thing");
+  }
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  mw_config_free(&c); /* twice is fine */
+
+  expect_one("http:\n  rules: {selector: a.b.C}\n",
+             "t.yaml:2:10: http.rules: expected a list of rules (- selector: pkg.Service.Method "
+             "...), got a mapping");
+  expect_one("http:\n  rules:\n    - get: /x\n",
+             "t.yaml:3:7: http.rules: a rule needs a selector (the method it binds: "
+             "pkg.Service.Method)");
+  expect_one("http:\n  rules:\n    - selector: a.B.C\n",
+             "t.yaml:3:7: http.rules: a rule needs one of get, put, post, delete, patch or custom");
+  expect_one("http:\n  rules:\n    - {selector: /a.B/C, get: /x}\n",
+             "t.yaml:3:18: http.rules.selector: '/a.B/C' is not a method name "
+             "(pkg.Service.Method, dots, not slashes)");
+  expect_one("http:\n  rules:\n    - {selector: a.B.C, get: /x, post: /y}\n",
+             "t.yaml:3:34: http.rules.post: the rule already has a pattern (GET): give one of get, "
+             "put, post, delete, patch or custom per rule, and more in additional_bindings");
+  expect_one("http:\n  rules:\n    - {selector: a.B.C, get: x}\n",
+             "t.yaml:3:30: http.rules.get: 'x' is not a path template (it starts with '/')");
+  expect_one("http:\n  rules:\n    - {selector: a.B.C, custom: {kind: HEAD}}\n",
+             "t.yaml:3:33: http.rules.custom needs kind and path");
+  expect_one("http:\n  rules:\n    - {selector: a.B.C, custom: {kind: 'A B', path: /x}}\n",
+             "t.yaml:3:40: http.rules.custom.kind: 'A B' is not an HTTP method name");
+  expect_one("http:\n  rules:\n    - {selector: a.B.C, get: /x, colour: red}\n",
+             "t.yaml:3:34: unknown key 'colour' in 'http.rules' (valid keys: selector, get, put, "
+             "post, delete, patch, custom, body, response_body, additional_bindings)");
+  expect_one("http:\n  rules:\n    - {selector: a.B.C, get: /x, additional_bindings: [{selector: "
+             "a.B.D, get: /y}]}\n",
+             "t.yaml:3:57: http.rules.additional_bindings: a binding has no selector (it is the "
+             "rule's)");
+  expect_one("http:\n  rules:\n    - {selector: a.B.C, get: /x, additional_bindings: [{get: /y, "
+             "additional_bindings: []}]}\n",
+             "t.yaml:3:66: http.rules.additional_bindings: bindings do not nest (one level only)");
+  expect_one("http:\n  rules:\n    - {selector: a.B.C, get: /x, additional_bindings: [{body: x}]}\n",
+             "t.yaml:3:56: http.rules.additional_bindings: a rule needs one of get, put, post, "
+             "delete, patch or custom");
+  expect_one("http:\n  rules:\n    - 5\n",
+             "t.yaml:3:7: http.rules: each entry must be a mapping (selector, get: /path...), got "
+             "a scalar");
+  expect_one("http:\n  colour: x\n",
+             "t.yaml:2:3: unknown key 'colour' in 'http' (valid keys: listen, max_connections, "
+             "timeout, cors, tls, rules)");
 }
 
 int main(void) {
@@ -1572,5 +1659,6 @@ int main(void) {
   MW_RUN(test_shared);
   MW_RUN(test_sessions);
   MW_RUN(test_http);
+  MW_RUN(test_http_rules);
   return mw_test_done();
 }
