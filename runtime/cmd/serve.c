@@ -21,6 +21,7 @@
 #include "base/mw_log.h"
 #include "base/mw_timer.h"
 #include "cmd/cmd.h"
+#include "core/mw_router.h"
 #include "core/mw_server.h"
 #include "trace/mw_otlp.h"
 #include "gen/mw_gen.h"
@@ -50,6 +51,13 @@ typedef struct serving {
 } serving;
 
 /* Health reports SERVING for what generation g serves. */
+/* The HTTP listener's view of a generation's REST routes: its router is
+ * the generation's own (gen/ owns both; http/ sees neither gen/ nor this). */
+static const struct mw_transcode *rest_of_router(struct mw_router *r) {
+  mw_gen *g = mw_router_owner_self(r);
+  return g ? mw_gen_rest(g) : NULL;
+}
+
 static void publish_served(mw_gen *g) {
   const mw_schema *schema = mw_gen_schema(g);
   size_t n = mw_schema_service_count(schema);
@@ -410,7 +418,7 @@ int mw_cmd_serve(const options *o) {
     }
   }
   if (started && sv.cfg.http.listen) {
-    sv.web = mw_web_start(&sv.cfg, sv.s, &diag);
+    sv.web = mw_web_start(&sv.cfg, sv.s, rest_of_router, &diag);
     if (!sv.web) {
       mw_admin_stop(sv.admin);
       sv.admin = NULL;

@@ -65,7 +65,7 @@ int mw_loopback_verify(const char *v, size_t vl, const char **protocol, const ch
   const char *p = v + SECRET_HEX + 1, *end = v + vl;
   const char *semi = memchr(p, ';', (size_t)(end - p));
   if (!semi) return 0;
-  static const char *const known[] = {"grpc-web", "grpc-web-text", "connect", NULL};
+  static const char *const known[] = {"grpc-web", "grpc-web-text", "connect", "rest", NULL};
   *protocol = NULL;
   for (size_t i = 0; known[i]; i++)
     if (strlen(known[i]) == (size_t)(semi - p) && memcmp(known[i], p, (size_t)(semi - p)) == 0)

@@ -22,6 +22,7 @@
 #include "base/mw_status.h"
 #include "base/mw_timer.h"
 #include "codec/mw_json.h"
+#include "codec/mw_transcode.h"
 #include "compress/mw_deflate.h"
 #include "compress/mw_inflate.h"
 #include "core/mw_loopback.h"
@@ -43,6 +44,7 @@
 struct mw_web {
   mw_http *http;
   mw_server *server;
+  mw_web_rest_fn rest; /* the REST routes of a router's generation (NULL: none) */
   mw_loopback *lb;
   h2o_socket_t *lb_sock; /* the loopback's eventfd (a dup) on the loop */
   char **origins;        /* http.cors.origins, copied */
@@ -81,7 +83,11 @@ typedef struct wcall {
   int disposed;      /* h2o disposed the request while busy */
   int json;          /* the JSON codec: messages converted both ways */
   int coding;        /* Connect: the answer's compression (a mw_coding), 0: none */
-  mw_router *router; /* with json: a reference that keeps m's schema alive */
+  mw_router *router; /* with json (and REST): a reference that keeps m's
+                        schema (and the REST table) alive */
+  const mw_transcode *rest;  /* REST: the table the route is in */
+  mw_transcode_call route;   /* REST: the matched route (points into rest, arena) */
+  upb_Arena *arena;          /* REST: the request's conversions, until the call ends */
   const mw_method *m; /* with json: the method, in router's generation */
   h2o_timeout_entry_t watch; /* linked while an HTTP/1 request waits */
   mw_buf out;        /* the bytes h2o holds (valid until proceed) */
@@ -370,9 +376,16 @@ static void put_end_stream(wcall *wc, int code, const char *msg, size_t msg_len)
 
 /* An answer made here, without a loopback call (a bad request, an unknown
  * method): in each protocol's own form. */
+static void rest_error(wcall *wc, int code, const char *msg, size_t ml, const char *details,
+                       size_t dl);
+
 static void local_error(wcall *wc, int code, const char *msg) {
   size_t ml = strlen(msg);
   switch (wc->kind) {
+  case MW_WEB_REST:
+    rest_error(wc, code, msg, ml, NULL, 0);
+    flush(wc, 1);
+    return;
   case MW_WEB_GRPC_WEB:
   case MW_WEB_GRPC_WEB_TEXT:
     grpc_web_trailers_only(wc, code, msg, ml);
@@ -414,6 +427,7 @@ static void wcall_free(wcall *wc) {
   if (h2o_timeout_is_linked(&wc->watch)) h2o_timeout_unlink(&wc->watch);
   mw_lb_call_release(wc->lb);
   mw_router_unref(wc->router);
+  if (wc->arena) upb_Arena_Free(wc->arena);
   mw_buf_free(&wc->out);
   mw_buf_free(&wc->pend);
   free(wc);
@@ -535,6 +549,30 @@ static void on_lb_status(void *self) {
     if (!wc->started && !wc->sending) stream_head(wc);
     put_end_stream(wc, code, msg, ml);
     break;
+  case MW_WEB_REST: {
+    const char *out = NULL;
+    size_t ol = 0;
+    mw_transcode_error terr;
+    mw_json_limits lim = {0, 0, 0};
+    if (code == MW_STATUS_OK && has_reply &&
+        mw_transcode_response(wc->rest, &wc->route, reply, rl, 0, &lim, wc->arena, &out, &ol,
+                              &terr) == 0) {
+      set_head(wc, 200, "application/json");
+      add_md_headers(wc, 0, "grpc-metadata-");
+      add_md_headers(wc, 1, "grpc-metadata-");
+      mw_buf_put(&wc->pend, out, ol);
+    } else {
+      if (code == MW_STATUS_OK) {
+        code = MW_STATUS_INTERNAL;
+        msg = has_reply ? terr.message : "the handler gave no reply";
+        ml = strlen(msg);
+      }
+      size_t dl = 0;
+      const char *d = details_of(wc->lb, &dl);
+      rest_error(wc, code, msg, ml, d, dl);
+    }
+    break;
+  }
   default:
     if (code == MW_STATUS_OK && has_reply) {
       set_head(wc, 200, content_type_of(wc));
@@ -749,9 +787,16 @@ static void start_call(mw_web *w, wcall *wc, parsed *p) {
   }
   for (size_t i = 0; i < req->headers.size; i++) {
     const h2o_header_t *h = &req->headers.entries[i];
-    if (skip_header(h->name->base, h->name->len)) continue;
-    char *k = h2o_strdup(&req->pool, h->name->base, h->name->len).base;
-    if (h->name->len > 4 && memcmp(k + h->name->len - 4, "-bin", 4) == 0) {
+    const char *hk = h->name->base;
+    size_t hkl = h->name->len;
+    /* REST clients name metadata Grpc-Metadata-<key> (grpc-gateway's form). */
+    if (wc->kind == MW_WEB_REST && hkl > 14 && memcmp(hk, "grpc-metadata-", 14) == 0) {
+      hk += 14;
+      hkl -= 14;
+    }
+    if (skip_header(hk, hkl)) continue;
+    char *k = h2o_strdup(&req->pool, hk, hkl).base;
+    if (hkl > 4 && memcmp(k + hkl - 4, "-bin", 4) == 0) {
       char *bin = malloc(h->value.len * 3 / 4 + 3);
       long bl = bin ? mw_web_b64_decode(h->value.base, h->value.len, (unsigned char *)bin, 1)
                     : -1;
@@ -775,6 +820,7 @@ static void start_call(mw_web *w, wcall *wc, parsed *p) {
   peer_of(req, peer, sizeof peer);
   const char *proto = wc->kind == MW_WEB_GRPC_WEB        ? "grpc-web"
                       : wc->kind == MW_WEB_GRPC_WEB_TEXT ? "grpc-web-text"
+                      : wc->kind == MW_WEB_REST          ? "rest"
                                                          : "connect";
   int al = snprintf(auth, sizeof auth, "%s;%s;%s", mw_loopback_secret(), proto, peer);
   keys[n] = MW_LOOPBACK_KEY;
@@ -882,7 +928,7 @@ static int preflight(mw_web *w, h2o_req_t *req, int cors) {
   req->res.reason = "No Content";
   h2o_iovec_t origin = find_header_str(req, "origin");
   add_header(req, "access-control-allow-origin", 27, origin.base, origin.len);
-  add_header_s(req, "access-control-allow-methods", "GET, POST");
+  add_header_s(req, "access-control-allow-methods", "GET, POST, PUT, PATCH, DELETE");
   add_header_s(req, "access-control-allow-headers", w->allow_headers);
   add_header_s(req, "access-control-max-age", PREFLIGHT_MAX_AGE);
   add_header_s(req, "vary",
@@ -952,6 +998,126 @@ static int read_frames(mw_web *w, wcall *wc, parsed *p, const char *body, size_t
   return json_requests(w, wc, p);
 }
 
+/* --- REST (google.api.http routes) --------------------------------------------------- */
+
+/* An error as google.rpc.Status JSON with code.proto's HTTP status, the
+ * call's response metadata as grpc-metadata-* headers. */
+static void rest_error(wcall *wc, int code, const char *msg, size_t ml, const char *details,
+                       size_t dl) {
+  char text[512], err[160];
+  snprintf(text, sizeof text, "%.*s", (int)(ml > 500 ? 500 : ml), msg);
+  const char *out = NULL;
+  size_t ol = 0;
+  int status = mw_transcode_http_status(code);
+  const upb_DefPool *pool = wc->router ? mw_schema_pool(mw_methods_schema(
+                                             mw_router_methods(wc->router)))
+                                       : NULL;
+  if (!wc->arena) wc->arena = upb_Arena_New();
+  if (!pool || !wc->arena ||
+      mw_transcode_status_json(pool, code, text, details, dl, wc->arena, &out, &ol, &status, err,
+                               sizeof err) != 0) {
+    /* The plain shape, without details. */
+    set_head(wc, status, "application/json");
+    mw_buf_printf(&wc->pend, "{\"code\":%d,\"message\":", code);
+    mw_buf_json(&wc->pend, text, strlen(text));
+    mw_buf_puts(&wc->pend, ",\"details\":[]}");
+    return;
+  }
+  set_head(wc, status, "application/json");
+  if (wc->lb) {
+    add_md_headers(wc, 0, "grpc-metadata-");
+    add_md_headers(wc, 1, "grpc-metadata-");
+  }
+  if (code == MW_STATUS_UNAUTHENTICATED) add_header(wc->req, "www-authenticate", 16, text,
+                                                    strlen(text));
+  mw_buf_put(&wc->pend, out, ol);
+}
+
+/* A request on a REST route: matched, its request made from the path, the
+ * query and the body, and called. Returns 1 when answered (or started),
+ * 0 when no route matched and the request is for the other protocols. */
+static int rest_req(mw_web *w, h2o_req_t *req, mw_router *r, const mw_transcode *rest,
+                    int cors, int others_may) {
+  char method[16];
+  snprintf(method, sizeof method, "%.*s", (int)(req->method.len < 15 ? req->method.len : 15),
+           req->method.base);
+  size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+  const char *query = req->query_at != SIZE_MAX ? req->path.base + req->query_at + 1 : NULL;
+  size_t qlen = query ? req->path.len - req->query_at - 1 : 0;
+  h2o_iovec_t ct = find_header(req, H2O_TOKEN_CONTENT_TYPE);
+  char ctype[128];
+  snprintf(ctype, sizeof ctype, "%.*s", (int)(ct.len < 127 ? ct.len : 127), ct.base ? ct.base : "");
+  upb_Arena *arena = upb_Arena_New();
+  if (!arena) {
+    plain(req, cors, 503, NULL, "out of memory\n");
+    return 1;
+  }
+  mw_json_limits lim = {w->max_body, w->max_body, 0};
+  mw_transcode_call call;
+  mw_transcode_error terr;
+  int rc = mw_transcode_match(rest, method, req->path.base, plen, query, qlen,
+                              req->entity.base ? req->entity.base : "",
+                              req->entity.base ? req->entity.len : 0, ct.base ? ctype : NULL, 0,
+                              &lim, arena, &call, &terr);
+  if (rc != 0 && terr.http_status == 404 && others_may) {
+    upb_Arena_Free(arena);
+    return 0;
+  }
+  wcall *wc = calloc(1, sizeof *wc);
+  if (!wc) {
+    upb_Arena_Free(arena);
+    plain(req, cors, 503, NULL, "out of memory\n");
+    return 1;
+  }
+  wcall **anchor = h2o_mem_alloc_shared(&req->pool, sizeof *anchor, on_dispose);
+  *anchor = wc;
+  wc->w = w;
+  wc->req = req;
+  wc->kind = MW_WEB_REST;
+  wc->cors = cors;
+  wc->arena = arena;
+  wc->router = r;
+  mw_router_ref(r);
+  wc->rest = rest;
+  if (rc != 0) {
+    if (terr.http_status == 405 && terr.allow[0]) add_header_s(req, "allow", terr.allow);
+    rest_error(wc, terr.code, terr.message, strlen(terr.message), NULL, 0);
+    /* the table's own status (415, 413...) where code.proto's differs */
+    req->res.status = terr.http_status;
+    req->res.reason = reason_of(terr.http_status);
+    flush(wc, 1);
+    return 1;
+  }
+  wc->route = call;
+  const mw_method *m = mw_methods_find(mw_router_methods(r), call.grpc_path, strlen(call.grpc_path));
+  if (!m || m->kind != MW_KIND_UNARY) {
+    local_error(wc, MW_STATUS_UNIMPLEMENTED,
+                m ? "REST routes serve unary methods; this one streams (use Connect or "
+                    "gRPC-Web for it)"
+                  : "the route's method is not served");
+    return 1;
+  }
+  parsed pp = {0}, *p = &pp;
+  p->frames = p->inline_frames;
+  p->owned = p->inline_owned;
+  p->m = m;
+  p->frames[0] = (mw_web_frame){0, call.request, call.request_len};
+  p->n_frames = 1;
+  h2o_iovec_t tv = find_header_str(req, "grpc-timeout");
+  if (tv.base) {
+    p->timeout = mw_web_grpc_timeout(tv.base, tv.len);
+    if (p->timeout < 0) {
+      local_error(wc, MW_STATUS_INVALID_ARGUMENT, "the grpc-timeout header is not valid");
+      return 1;
+    }
+    if (p->timeout == 0) p->timeout = 1e-9;
+  }
+  wc->unary = 1;
+  start_call(w, wc, p);
+  parsed_free(p);
+  return 1;
+}
+
 static int on_req(void *ud, h2o_req_t *req) {
   mw_web *w = ud;
   int cors = origin_allowed(w, find_header_str(req, "origin"));
@@ -959,6 +1125,33 @@ static int on_req(void *ud, h2o_req_t *req) {
     return preflight(w, req, cors);
   int get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
   int post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+  /* REST first, unless the request is plainly gRPC-Web's or Connect's: a
+   * POST with their content types, or a Connect GET, to a method's path. */
+  if (w->rest) {
+    mw_router *rr = mw_server_router_acquire(w->server);
+    const mw_transcode *rest = w->rest(rr);
+    int answered = 0;
+    if (rest && mw_transcode_route_count(rest) > 0) {
+      /* looks: their content type (POST) or Connect's GET query; such a
+       * request to no method's path still gets their protocol's error. */
+      int looks = 0, classic = 0;
+      if (get || post) {
+        h2o_iovec_t cq = req->query_at != SIZE_MAX
+                             ? h2o_iovec_init(req->path.base + req->query_at + 1,
+                                              req->path.len - req->query_at - 1)
+                             : h2o_iovec_init(NULL, 0);
+        h2o_iovec_t cct = find_header(req, H2O_TOKEN_CONTENT_TYPE);
+        int cj;
+        looks = post ? mw_web_classify(cct.base, cct.len, &cj) != MW_WEB_NONE
+                     : query_param(cq, "encoding").base != NULL;
+        classic = looks && mw_methods_find(mw_router_methods(rr), req->path_normalized.base,
+                                           req->path_normalized.len);
+      }
+      if (!classic) answered = rest_req(w, req, rr, rest, cors, looks);
+    }
+    mw_router_unref(rr);
+    if (answered) return 0;
+  }
   if (!get && !post)
     return plain(req, cors, 405, "GET, POST", "only GET (Connect) and POST are served\n");
 
@@ -1207,13 +1400,15 @@ static void web_free(mw_web *w) {
   free(w);
 }
 
-mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_diag *diag) {
+mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_web_rest_fn rest,
+                     mw_diag *diag) {
   mw_web *w = calloc(1, sizeof *w);
   if (!w) {
     mw_diag_add(diag, "http: out of memory");
     return NULL;
   }
   w->server = server;
+  w->rest = rest;
   w->max_body = (size_t)cfg->limits.max_receive_bytes;
   w->compress_min = cfg->compression.min_bytes > 0 ? (size_t)cfg->compression.min_bytes : 0;
   const mw_strvec *o = &cfg->http.cors_origins;

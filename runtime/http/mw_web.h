@@ -1,6 +1,6 @@
 /* The HTTP listener for browsers and HTTP clients (config http:): gRPC-Web
- * (binary and text) and Connect (unary and streaming, binary codec) on
- * HTTP/1.1 and h2c, served by the HTTP server thread (http/mw_http.h).
+ * (binary and text), Connect (unary and streaming, binary and JSON) and
+ * REST routes from google.api.http (unary, JSON) on HTTP/1.1 and h2c, served by the HTTP server thread (http/mw_http.h).
  *
  * Every request becomes a loopback gRPC call into this process's own
  * server (core/mw_loopback.h), so interceptors, deadlines, cancellation,
@@ -31,10 +31,20 @@
 
 typedef struct mw_web mw_web;
 
+struct mw_transcode;
+struct mw_router;
+/* The REST routes (google.api.http) of the generation a router belongs
+ * to, or NULL: installed by the layer that owns generations (cmd/), which
+ * this one does not see. Called on the HTTP thread with a reference to r
+ * held; the table lives as long as r. */
+typedef const struct mw_transcode *(*mw_web_rest_fn)(struct mw_router *r);
+
 /* Starts the listener on cfg->http.listen, with a loopback channel to
  * server's internal listener (mw_server_internal_target). server is
- * borrowed and must outlive the listener. NULL with diag filled. */
-mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_diag *diag);
+ * borrowed and must outlive the listener. rest (may be NULL: no REST
+ * routes) gives each request's REST table. NULL with diag filled. */
+mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_web_rest_fn rest,
+                     mw_diag *diag);
 /* "host:port" with the port actually bound. */
 const char *mw_web_address(const mw_web *w);
 /* Stops the thread (requests in flight are cancelled), closes the

@@ -17,6 +17,7 @@ typedef enum mw_web_kind {
   MW_WEB_GRPC_WEB_TEXT, /* application/grpc-web-text[+proto] (base64) */
   MW_WEB_CONNECT_UNARY, /* application/proto */
   MW_WEB_CONNECT_STREAM, /* application/connect+proto */
+  MW_WEB_REST,           /* a google.api.http route (codec/mw_transcode.h): JSON */
 } mw_web_kind;
 
 /* Classifies a Content-Type (parameters after ';' ignored, case-blind).

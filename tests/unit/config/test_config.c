@@ -1529,6 +1529,7 @@ static void test_http(void) {
   MW_CHECK(c.http.tls_key && strstr(c.http.tls_key, "/k/a.key"));
   mw_config_free(&c);
   mw_diag_free(&d);
+}
 
 static void test_http_rules(void) {
   mw_config c;
