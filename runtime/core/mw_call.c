@@ -494,6 +494,17 @@ static int queue_has_room(const mw_call *c) {
          c->q_bytes < w->send_queue_bytes;
 }
 
+/* A backend told the queue was full hears on_writable once the queue has
+ * drained to half (the last message in flight counts), not at the first
+ * free place: a producer that fills the queue then runs once per half a
+ * queue of messages instead of once per message (server streaming, 64
+ * messages queued: 1 resume per 32 messages instead of 1 per message). */
+static int queue_low(const mw_call *c) {
+  const mw_worker *w = c->w;
+  return (c->q_len + (c->sending ? 1 : 0)) * 2 <= w->send_queue_messages &&
+         c->q_bytes * 2 <= w->send_queue_bytes;
+}
+
 /* Queues bb (owned), which holds len bytes. */
 static int queue_push(mw_call *c, grpc_byte_buffer *bb, size_t len) {
   if (!c->q) {
@@ -926,7 +937,7 @@ static void on_send(mw_call *c, int ok) {
     start_close_watch(c);
     mark_cancelled(c);
   }
-  if (c->want_writable && queue_has_room(c)) {
+  if (c->want_writable && queue_low(c)) {
     c->want_writable = 0;
     if (c->ops && !c->done_told) EVENT(c, c->ops->on_writable(c->self));
     else pump(c);
