@@ -353,6 +353,13 @@ def report(results, scaling, idle, args):
             out.append("| %s | %d | %.1f | %.1f | %s |" % (
                 LABELS[n], r["opened"], r["rss_before_kib"] / 1024.0,
                 r["rss_held_kib"] / 1024.0, fmt(r["bytes_per_stream"])))
+    out += ["", "## Scaling over more cores", "",
+            "`tests/bench/scaling.sh [BUILD_DIR]` runs Moonwire with 1, 2, 4 and 8 "
+            "workers against grpc-go with GOMAXPROCS 1, 2, 4 and 8 (each server pinned "
+            "to that many cores, mwload on the cores after them), unary 16 B and server "
+            "streaming 64 B, 3 runs of 5 s each, and prints one table (about 6 minutes "
+            "on 16 cores; `WORKERS`, `SECONDS_PER`, `RUNS` change that). On a two-core "
+            "machine only the one-worker row runs."]
     return "\n".join(out) + "\n"
 
 
