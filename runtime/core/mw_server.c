@@ -30,13 +30,15 @@
 /* Request slots each worker keeps posted: per registered method, and for
  * the generic path (methods a reload added, unknown methods). A call that
  * arrives while its method has no slot posted waits in gRPC core's pending
- * list, which costs more than a slot: about MW_SLOTS_BUDGET slots are
- * spread over the methods, MW_SLOTS_MIN to MW_SLOTS_MAX each (64 instead of
- * 8 for a few methods measured 6 % more unary calls/s at 100 concurrent
- * calls; a slot is about 160 bytes). */
-#define MW_SLOTS_BUDGET 512
-#define MW_SLOTS_MIN 8
-#define MW_SLOTS_MAX 64
+ * list until a slot is posted again. Every posted slot is an outstanding
+ * tag on the worker's completion queue, and Debian's libgrpc (built without
+ * NDEBUG) scans the queue's outstanding tags linearly on every completion
+ * (cq_check_tag): ~6 instructions per slot per event, every message of a
+ * stream included. 8 slots a method instead of 64 (80 instead of ~528 with
+ * the bench's 8 methods): unary 16 B from 56,300 to 51,900 instructions per
+ * call, the pending list's extra work included (make profile). A slot is
+ * about 160 bytes. */
+#define MW_SLOTS_PER_METHOD 8
 #define MW_SLOTS_GENERIC 16
 /* Bytes of hinted writes a stream may buffer before gRPC core flushes. */
 #define MW_WRITE_BUFFER_SIZE (64 * 1024)
@@ -595,9 +597,7 @@ void mw_server_worker_load(const mw_server *s, int worker, size_t *live, size_t 
 int mw_server_start(mw_server *s) {
   grpc_server_start(s->server);
   atomic_store(&s->started, 1);
-  size_t per_method = s->n_reg ? MW_SLOTS_BUDGET / s->n_reg : MW_SLOTS_MAX;
-  if (per_method < MW_SLOTS_MIN) per_method = MW_SLOTS_MIN;
-  if (per_method > MW_SLOTS_MAX) per_method = MW_SLOTS_MAX;
+  size_t per_method = MW_SLOTS_PER_METHOD;
   size_t per_worker = s->n_reg * per_method + MW_SLOTS_GENERIC;
   s->slots = calloc(per_worker * (size_t)s->n_workers, sizeof *s->slots);
   if (!s->slots) return -1;

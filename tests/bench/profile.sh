@@ -23,6 +23,12 @@
 #              runs beside it outside valgrind
 #   ADMIN=1 in the environment turns the admin listener on (metrics counted),
 #   to measure what the metrics cost per call.
+#   MODE=server-stream|client-stream|bidi|bidi-duplex in the environment
+#   profiles a streaming method instead (load from mwload, one connection,
+#   STREAMS streams, default 10; CALLS is then the seconds of load, default
+#   4): prints instructions per streamed message (bidi: per round trip).
+#   WRITE_BATCH=K passes --write-batch K to mwload (client-stream and
+#   bidi-duplex: the client buffers K messages per write).
 # Writes BUILD_DIR/bench/profile/: the callgrind files, and prints the
 # worker thread's instructions per call and the runtime's share of them.
 set -euo pipefail
@@ -30,7 +36,8 @@ set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 BUILD_DIR [PAYLOAD_BYTES] [CALLS]" >&2; exit 2; }
 build=$(cd "$1" && pwd)
 payload=${2:-16}
-calls=${3:-20000}
+mode=${MODE:-unary}
+if [ "$mode" = unary ]; then calls=${3:-20000}; else calls=${3:-4}; fi
 intercept=${4:-none}
 here=$(cd "$(dirname "$0")" && pwd)
 out=$build/bench/profile
@@ -159,11 +166,28 @@ load() {
   h2load -n "$1" -c 1 -m 100 -H "content-type: application/grpc" -H "te: trailers" \
     ${extra_hdr:+-H "$extra_hdr"} -d "$frame" "http://127.0.0.1:$port/bench.Echo/Unary"
 }
-load 2000 >/dev/null # warm-up, not counted
-callgrind_control -z "$vg" >/dev/null 2>&1
-res=$(load "$calls")
-grep -q "$calls succeeded, 0 failed" <<<"$res" || { echo "profile: h2load failed:" >&2; echo "$res" >&2; exit 1; }
-callgrind_control -d "$vg" >/dev/null 2>&1
+stream_load() { # SECONDS: mwload's JSON line
+  "$build/bench/mwload" "$mode" --target "127.0.0.1:$port" --payload "$payload" \
+    --streams "${STREAMS:-10}" --duration "$1" --warmup 0 \
+    ${WRITE_BATCH:+--write-batch "$WRITE_BATCH"} \
+    $([ "$mode" = bidi ] || echo --per-call 2000)
+}
+if [ "$mode" = unary ]; then
+  load 2000 >/dev/null # warm-up, not counted
+  callgrind_control -z "$vg" >/dev/null 2>&1
+  res=$(load "$calls")
+  grep -q "$calls succeeded, 0 failed" <<<"$res" || { echo "profile: h2load failed:" >&2; echo "$res" >&2; exit 1; }
+  callgrind_control -d "$vg" >/dev/null 2>&1
+else
+  [ -x "$build/bench/mwload" ] || { echo "profile: $build/bench/mwload is missing (tests/bench/build.sh builds it)" >&2; exit 1; }
+  stream_load 1 >/dev/null || { echo "profile: mwload failed" >&2; exit 1; } # warm-up
+  callgrind_control -z "$vg" >/dev/null 2>&1
+  res=$(stream_load "$calls") || { echo "profile: mwload failed: $res" >&2; exit 1; }
+  callgrind_control -d "$vg" >/dev/null 2>&1
+  # From here on "calls" are the messages (bidi: round trips) mwload counted.
+  calls=$(/usr/bin/python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r.get("messages", r.get("round_trips", 0)))' "$res")
+  [ "$calls" -gt 0 ] || { echo "profile: no messages: $res" >&2; exit 1; }
+fi
 kill -INT "$vg"
 wait "$vg" || true
 trap - EXIT
@@ -177,7 +201,11 @@ for f in "$out"/callgrind.out.1-*; do
   if [ "${n:-0}" -gt "$bestn" ]; then best=$f bestn=$n; fi
 done
 [ -n "$best" ] || { echo "profile: no profile written" >&2; exit 1; }
-echo "payload $payload B, $calls calls, interceptors: $intercept, worker thread: $((bestn / calls)) instructions per call"
+if [ "$mode" = unary ]; then
+  echo "payload $payload B, $calls calls, interceptors: $intercept, worker thread: $((bestn / calls)) instructions per call"
+else
+  echo "$mode, payload $payload B, ${STREAMS:-10} streams, $calls messages, interceptors: $intercept, worker thread: $((bestn / calls)) instructions per message"
+fi
 echo "inclusive instructions per call of the runtime's entry points:"
 callgrind_annotate --threshold=100 --inclusive=yes "$best" 2>/dev/null |
   awk -v calls="$calls" '
@@ -185,7 +213,7 @@ callgrind_annotate --threshold=100 --inclusive=yes "$best" 2>/dev/null |
       n = $1; gsub(",", "", n)
       if (!match($0, /\)  [^ ]+/)) next
       fn = substr($0, RSTART + 3, RLENGTH - 3); sub(/^.*:/, "", fn); sub(/\..*$/, "", fn)
-      if (fn ~ /^(mw_call_arrived|mw_lcall_start|mw_codec_decode_push|finish_ok|mw_codec_encode_buf|mw_call_send|mw_call_send_block|lcall_on_done|mw_call_on_batch|mw_lalloc_fn|grpc_completion_queue_next|l_client_unary|mw_ccall_start|mw_client_on_batch|l_client_deadline)$/ && !(fn in seen)) {
+      if (fn ~ /^(mw_call_arrived|mw_lcall_start|mw_codec_decode_push|finish_ok|mw_codec_encode_buf|mw_call_send|mw_call_send_block|lcall_on_done|mw_call_on_batch|mw_lalloc_fn|stream_send|mw_lstream_on_message|mw_co_resume|grpc_call_start_batch|grpc_completion_queue_next|l_client_unary|mw_ccall_start|mw_client_on_batch|l_client_deadline)$/ && !(fn in seen)) {
         seen[fn] = 1; printf "  %-28s %7d\n", fn, n / calls
       }
     }'

@@ -185,13 +185,40 @@ def mwload(build, mode, target, seconds, extra=()):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-STREAM_CASES = [  # (key, mode, mwload options, result field)
-    ("server_stream", "server-stream", ["--payload", "64", "--streams", "10",
-                                        "--per-call", "10000"], "messages_per_s"),
-    ("client_stream", "client-stream", ["--payload", "64", "--streams", "10",
-                                        "--per-call", "10000"], "messages_per_s"),
-    ("bidi", "bidi", ["--payload", "64", "--streams", "10"], "round_trips_per_s"),
+# The streaming matrix: every mode at 64 B and 4 KiB, 1 and 100 concurrent
+# streams. Client streaming and full-duplex bidi let gRPC buffer 16
+# messages per write (--write-batch 16): written one by one, the client's
+# kernel path costs more than any server's work, and every server measured
+# the same ~150 k/s. A case whose client used CLIENT_BOUND_PCT of its core
+# or more is flagged and gets no ratio: it measured the client.
+STREAM_MODES = [  # (key, label, mwload mode, options, result field)
+    ("server_stream", "Server streaming, messages/s", "server-stream",
+     ["--per-call", "10000"], "messages_per_s"),
+    ("client_stream", "Client streaming (16 per write), messages/s", "client-stream",
+     ["--per-call", "10000", "--write-batch", "16"], "messages_per_s"),
+    ("bidi", "Bidi ping-pong, round trips/s", "bidi", [], "round_trips_per_s"),
+    ("duplex", "Bidi full duplex (16 per write), echoes/s", "bidi-duplex",
+     ["--per-call", "10000", "--write-batch", "16"], "messages_per_s"),
 ]
+STREAM_SIZES = [(64, "64 B"), (4096, "4 KiB")]
+STREAM_COUNTS = [1, 100]
+CLIENT_BOUND_PCT = 90.0
+
+
+def stream_cases(smoke=False):
+    """(key, label, mode, mwload options, result field) for every case."""
+    out = []
+    for key, label, mode, opts, field in STREAM_MODES:
+        for size, size_label in STREAM_SIZES:
+            for n in STREAM_COUNTS:
+                if smoke and (size != 64 or n != 100):
+                    continue
+                k = "%s %d %d" % (key, size, n)
+                lab = "%s, %s, %d stream%s" % (label.split(",")[0], size_label, n,
+                                               "" if n == 1 else "s")
+                out.append((k, lab + "," + label.rsplit(",", 1)[1], mode,
+                            ["--payload", str(size), "--streams", str(n)] + opts, field))
+    return out
 
 
 def measure(name, args, logdir):
@@ -201,18 +228,22 @@ def measure(name, args, logdir):
     try:
         time.sleep(0.5)
         res["rss_idle_kib"] = srv.rss_kib()
-        for case, conns, streams, payload in UNARY_CASES:
+        for case, conns, streams, payload in ([] if args.no_unary else UNARY_CASES):
             path = os.path.join(logdir, "frame-%d.bin" % payload)
             r = h2load(srv.target, path, conns, streams, args.seconds, logdir)
             res["unary " + case] = r
             log("  %-12s unary %-14s %9.0f calls/s  p50 %.2f ms  p99 %.2f ms"
                 % (name, case, r["rps"], r["p50_ms"], r["p99_ms"]))
-        if not args.unary_only:
-            for key, mode, opts, field in STREAM_CASES:
+        if not args.unary_only and name in args.stream_servers:
+            for key, _, mode, opts, field in stream_cases(args.smoke):
                 r = mwload(args.build_dir, mode, srv.target, args.seconds, opts)
+                r["rate"] = r[field]
+                r["rss_after_kib"] = srv.rss_kib()
                 res[key] = r
-                log("  %-12s %-14s %9.0f %s (client CPU %.2f s)"
-                    % (name, key, r[field], field, r.get("client_cpu_s", 0)))
+                log("  %-12s %-22s %10.0f %s (client CPU %.0f %%%s)"
+                    % (name, key, r[field], field, r.get("client_cpu_pct", 0),
+                       ", client-bound" if r.get("client_cpu_pct", 0) >= CLIENT_BOUND_PCT
+                       else ""))
         if srv.proc.poll() is not None:
             raise RuntimeError("%s exited during the run (status %s)"
                                % (name, srv.proc.returncode))
@@ -281,10 +312,6 @@ def report(results, scaling, idle, args):
     for case, _, _, _ in UNARY_CASES:
         metrics.append(("Unary %s, p50 ms" % case, ("unary " + case, "p50_ms"), False))
         metrics.append(("Unary %s, p99 ms" % case, ("unary " + case, "p99_ms"), False))
-    if not args.unary_only:
-        metrics += [("Server-streaming, messages/s", ("server_stream", "messages_per_s"), True),
-                    ("Client-streaming, messages/s", ("client_stream", "messages_per_s"), True),
-                    ("Bidi ping-pong, round trips/s", ("bidi", "round_trips_per_s"), True)]
     metrics += [("RSS idle, MiB", ("rss_idle_kib",), False),
                 ("RSS peak, MiB", ("rss_peak_kib",), False)]
     head = "| metric | " + " | ".join(LABELS[n] for n in names) + " | " + \
@@ -302,14 +329,16 @@ def report(results, scaling, idle, args):
            "Generated by `make bench` (tests/bench/run.py) on %s; %d run(s) per figure, "
            "each figure the median. Each server is pinned to core 0 (taskset), the load "
            "generators to core 1. Unary load: h2load, %d s per case after 1 s of warm-up; "
-           "streaming load: mwload (C on gRPC core), 10 concurrent streams, 64-byte "
-           "payloads. Ratios are Moonwire's figure over the peer's, measured in the same "
+           "streaming load: mwload (C on gRPC core), see \"Streaming\" below. "
+           "Ratios are Moonwire's figure over the peer's, measured in the same "
            "run; for latency and memory a ratio above 1 means Moonwire is lower (better)."
            % (time.strftime("%Y-%m-%d"), args.runs, args.seconds), "",
            "Servers: %s." % ", ".join("%s (%s)" % (LABELS[n], n) for n in names), "",
            "The targets these figures are held to, and the profiles of the ones not "
            "met, are in [performance.md](performance.md).", ""]
     out += rows
+    if not args.unary_only:
+        out += stream_report(results, args)
     if scaling:
         out += ["", "## Scaling: Moonwire with 1 and 2 workers on 2 cores", "",
                 "Unpinned, with h2load sharing the two cores (1 connection x 100 streams, "
@@ -324,7 +353,80 @@ def report(results, scaling, idle, args):
             out.append("| %s | %d | %.1f | %.1f | %s |" % (
                 LABELS[n], r["opened"], r["rss_before_kib"] / 1024.0,
                 r["rss_held_kib"] / 1024.0, fmt(r["bytes_per_stream"])))
+    out += ["", "## Scaling over more cores", "",
+            "`tests/bench/scaling.sh [BUILD_DIR]` runs Moonwire with 1, 2, 4 and 8 "
+            "workers against grpc-go with GOMAXPROCS 1, 2, 4 and 8 (each server pinned "
+            "to that many cores, mwload on the cores after them), unary 16 B and server "
+            "streaming 64 B, 3 runs of 5 s each, and prints one table (about 6 minutes "
+            "on 16 cores; `WORKERS`, `SECONDS_PER`, `RUNS` change that). On a two-core "
+            "machine only the one-worker row runs."]
     return "\n".join(out) + "\n"
+
+
+def spread(runs, path):
+    """median, min, max over the runs (None when no run has the value)."""
+    vals = []
+    for r in runs:
+        v = r
+        for k in path:
+            v = v.get(k) if isinstance(v, dict) else None
+        if isinstance(v, (int, float)):
+            vals.append(v)
+    if not vals:
+        return None
+    return statistics.median(vals), min(vals), max(vals)
+
+
+def stream_report(results, args):
+    """The streaming matrix: each figure's median with its spread, the
+    client's CPU, and Moonwire's ratios to grpc-go and the C echo, left out
+    where the client was the limit."""
+    names = [n for n in ["moonwire", "go", "cecho", "cpp", "node", "python"]
+             if n in results and n in args.stream_servers]
+    peers = [n for n in ("go", "cecho") if n in names and n != "moonwire"]
+    out = ["", "## Streaming", "",
+           "mwload (C on gRPC core, one thread, one connection) on core 1, %d s per "
+           "case after 1 s of warm-up, %d run(s): each cell is the median, [the "
+           "lowest - the highest], then the client's CPU over the window as a share "
+           "of its core (median). A cell marked **client-bound** had the client at "
+           "%.0f %% of its core or more: it measured the client, and gets no ratio. "
+           "Ratios are Moonwire's median over the peer's, measured in the same run."
+           % (args.seconds, args.runs, CLIENT_BOUND_PCT), ""]
+    out.append("| case | " + " | ".join(LABELS[n] for n in names) + " | " +
+               "".join("Moonwire / %s | " % LABELS[n] for n in peers))
+    out.append("|" + "---|" * (1 + len(names) + len(peers)))
+    for key, label, _, _, _ in stream_cases(args.smoke):
+        cells, med, bound = [], {}, {}
+        for n in names:
+            sp = spread(results[n], (key, "rate"))
+            cpu = spread(results[n], (key, "client_cpu_pct"))
+            if not sp:
+                cells.append("n/a")
+                continue
+            med[n] = sp[0]
+            bound[n] = cpu is not None and cpu[0] >= CLIENT_BOUND_PCT
+            cells.append("%s [%s - %s], client %.0f %%%s" % (
+                fmt(sp[0]), fmt(sp[1]), fmt(sp[2]), cpu[0] if cpu else 0,
+                ", **client-bound**" if bound[n] else ""))
+        ratios = []
+        for p in peers:
+            if "moonwire" not in med or p not in med:
+                ratios.append("n/a")
+            elif bound.get("moonwire") or bound.get(p):
+                ratios.append("n/a (client-bound)")
+            else:
+                ratios.append(ratio(med["moonwire"], med[p]))
+        out.append("| %s | %s | %s" % (label, " | ".join(cells),
+                                         "".join(r + " | " for r in ratios)))
+    rss = []
+    for n in names:
+        vals = [r[k]["rss_after_kib"] for r in results[n] for k in r
+                if isinstance(r.get(k), dict) and k.endswith(" 100") and "rss_after_kib" in r[k]]
+        if vals:
+            rss.append("%s %.1f MiB" % (LABELS[n], max(vals) / 1024.0))
+    if rss:
+        out += ["", "Largest RSS right after a 100-stream case: " + ", ".join(rss) + "."]
+    return out
 
 
 def main():
@@ -338,6 +440,10 @@ def main():
     ap.add_argument("--out", default=None)
     ap.add_argument("--json", default=None, help="write the raw results here too")
     ap.add_argument("--unary-only", action="store_true")
+    ap.add_argument("--no-unary", action="store_true",
+                    help="streaming and memory only (no h2load cases)")
+    ap.add_argument("--stream-servers", default="moonwire,go,cecho,cpp",
+                    help="the servers the streaming matrix runs against")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     args.build_dir = os.path.abspath(args.build_dir)
@@ -345,6 +451,7 @@ def main():
         args.runs, args.seconds, args.servers = 1, 1, "moonwire"
         args.idle_streams = 200
     names = [n for n in args.servers.split(",") if n]
+    args.stream_servers = [n for n in args.stream_servers.split(",") if n]
     for tool in ("h2load", "nghttp", "taskset"):
         if not shutil.which(tool):
             sys.exit("run.py: %s is missing (tests/bench/setup.sh installs it)" % tool)
@@ -369,7 +476,7 @@ def main():
         for n in names:  # interleaved, so drift hits every server alike
             results[n].append(measure(n, args, logdir))
     scaling = []
-    if "moonwire" in names and not args.smoke:
+    if "moonwire" in names and not args.smoke and not args.no_unary:
         for w, name in ((1, "moonwire"), (2, "moonwire-2w")):
             vals = []
             for _ in range(args.runs):

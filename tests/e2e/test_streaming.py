@@ -677,6 +677,33 @@ class Backpressure(Base):
         self.assertEqual(self.probe("read").get("finished"), "true")
 
 
+class TinySendQueue(Base):
+    # A handler that fills its queue is woken once the queue has drained to
+    # half (mw_call.c, queue_low): with a queue of 1 or 3 messages that is
+    # the empty queue or one message in flight. Every message must still
+    # arrive, in order, and the call end.
+    CONFIG = """
+    workers: 1
+    limits:
+      send_queue_messages: 3
+    """
+
+    def test_small_messages_arrive_whole(self):
+        for n in (1, 2, 3, 4, 7, 2000):
+            with self.subTest(n=n):
+                got = [len(m.data) for m in self.stub("server_stream", "Flood")(
+                    self.Req(id="tiny%d" % n, n=n, size=16), timeout=TIMEOUT)]
+                self.assertEqual(got, [16] * n)
+
+
+class OneMessageSendQueue(TinySendQueue):
+    CONFIG = """
+    workers: 1
+    limits:
+      send_queue_messages: 1
+    """
+
+
 # --------------------------------------------------------------------------
 
 class CpuBudget(Base):

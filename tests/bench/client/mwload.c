@@ -17,6 +17,10 @@
  *                  read the response; counts messages sent.
  *   bidi           S concurrent Bidi ping-pong streams (send one message, wait
  *                  for its echo, repeat); counts round trips, p50/p99 RTT.
+ *   bidi-duplex    S concurrent Bidi streams, full duplex: each sends N
+ *                  messages back to back (one SEND_MESSAGE in flight,
+ *                  --write-batch applies) while it reads the echoes, then
+ *                  half-closes; counts echoes received.
  *   idle-streams   opens COUNT Bidi streams (one message + its echo each, so
  *                  the server has started every handler), prints
  *                  {"opened": n, ...} (flushed) once all are open, holds them
@@ -68,14 +72,15 @@
 /* ------------------------------------------------------------------------ */
 /* configuration                                                             */
 
-enum mode { MODE_SERVER_STREAM, MODE_CLIENT_STREAM, MODE_BIDI, MODE_IDLE, MODE_UNARY };
-#define N_MODES 5
+enum mode { MODE_SERVER_STREAM, MODE_CLIENT_STREAM, MODE_BIDI, MODE_IDLE, MODE_UNARY,
+            MODE_DUPLEX };
+#define N_MODES 6
 
-static const char *const mode_names[] = {"server-stream", "client-stream",
-                                         "bidi", "idle-streams", "unary"};
+static const char *const mode_names[] = {"server-stream", "client-stream", "bidi",
+                                         "idle-streams",  "unary",         "bidi-duplex"};
 static const char *const method_names[] = {
-    "/bench.Echo/ServerStream", "/bench.Echo/ClientStream",
-    "/bench.Echo/Bidi", "/bench.Echo/Bidi", "/bench.Echo/Unary"};
+    "/bench.Echo/ServerStream", "/bench.Echo/ClientStream", "/bench.Echo/Bidi",
+    "/bench.Echo/Bidi",         "/bench.Echo/Unary",        "/bench.Echo/Bidi"};
 
 #define STREAMS_PER_CHANNEL_HINT 100
 
@@ -299,7 +304,7 @@ static double hist_percentile(const uint64_t *h, uint64_t total, double p) {
 /* ------------------------------------------------------------------------ */
 /* calls                                                                     */
 
-enum tag_kind { TAG_IO, TAG_STATUS };
+enum tag_kind { TAG_IO, TAG_STATUS, TAG_SEND };
 
 struct stream;
 struct tag {
@@ -318,10 +323,12 @@ struct stream {
   int half_closed; /* SEND_CLOSE_FROM_CLIENT issued */
   int io_had_msg;  /* the IO batch in flight carries a SEND_MESSAGE (cs) */
   int early_eof;   /* bidi: server ended the stream before we half-closed */
-  int64_t done;    /* per call: received (ss), sent (cs), round trips (bidi) */
+  int call_started_md; /* duplex: SEND_INITIAL_METADATA issued */
+  int64_t done;    /* per call: received (ss, duplex), sent (cs), round trips (bidi) */
+  int64_t sent;    /* duplex: messages sent */
   int64_t resp_n;  /* cs: n in the response */
   uint64_t t_send;
-  struct tag t_io, t_status;
+  struct tag t_io, t_status, t_dsend; /* t_dsend: duplex sends */
   grpc_byte_buffer *req_bb;     /* this stream's request buffer, reused */
   grpc_byte_buffer *send_buf;   /* == req_bb while a SEND_MESSAGE is in flight */
   grpc_byte_buffer *recv_buf;   /* IO batch */
@@ -395,6 +402,29 @@ static inline int in_window(struct worker *w, uint64_t now) {
   return now >= w->t_warm && now < w->t_end;
 }
 
+/* duplex: the next send on t_send: message number sent + 1, or the
+   half-close once all N are out. */
+static void duplex_send(struct stream *s) {
+  grpc_op ops[2];
+  size_t n = 0;
+  memset(ops, 0, sizeof ops);
+  if (!s->call_started_md) {
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    s->call_started_md = 1;
+  }
+  if (s->sent < per_call) {
+    s->send_buf = new_request(s);
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].flags = cs_write_flags(s->sent + 1);
+    ops[n++].data.send_message.send_message = s->send_buf;
+    s->sent++;
+  } else {
+    ops[n++].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    s->half_closed = 1;
+  }
+  start_batch(s, ops, n, &s->t_dsend);
+}
+
 static void start_call(struct stream *s, uint64_t now) {
   struct worker *w = s->w;
   grpc_op ops[6];
@@ -409,6 +439,8 @@ static void start_call(struct stream *s, uint64_t now) {
   s->io_had_msg = 0;
   s->early_eof = 0;
   s->done = 0;
+  s->sent = 0;
+  s->call_started_md = 0;
   s->resp_n = -1;
   s->send_buf = s->recv_buf = s->resp_buf = NULL;
   grpc_metadata_array_init(&s->md_init);
@@ -454,6 +486,17 @@ static void start_call(struct stream *s, uint64_t now) {
   ops[n++].data.recv_status_on_client.error_string = &s->error_string;
   start_batch(s, ops, n, &s->t_status);
 
+  if (cfg.mode == MODE_DUPLEX) {
+    /* Sends on t_send, reads on t_io, each one op in flight. */
+    duplex_send(s);
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[0].data.recv_initial_metadata.recv_initial_metadata = &s->md_init;
+    ops[1].op = GRPC_OP_RECV_MESSAGE;
+    ops[1].data.recv_message.recv_message = &s->recv_buf;
+    start_batch(s, ops, 2, &s->t_io);
+    return;
+  }
   memset(ops, 0, sizeof ops);
   n = 0;
   ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -493,7 +536,8 @@ static void start_call(struct stream *s, uint64_t now) {
       ops[n++].data.recv_message.recv_message = &s->recv_buf;
       s->t_send = now;
       break;
-    case MODE_UNARY: break; /* started whole above */
+    case MODE_UNARY:
+    case MODE_DUPLEX: break; /* started whole above */
   }
   start_batch(s, ops, n, &s->t_io);
 }
@@ -524,6 +568,11 @@ static void finish_call(struct stream *s, uint64_t now) {
               " round trips, before the client half-closed",
               cfg.target, s->id, s->done);
         break;
+      case MODE_DUPLEX:
+        if (s->done != per_call)
+          die("%s: Bidi stream %ld (duplex) ended OK with %" PRId64 " of %" PRId64
+              " echoes", cfg.target, s->id, s->done, per_call);
+        break;
       case MODE_IDLE:
         die("%s: server ended idle Bidi stream %ld (status OK) while it was "
             "being held open", cfg.target, s->id);
@@ -551,11 +600,43 @@ static void finish_call(struct stream *s, uint64_t now) {
   if (!w->stopping && cfg.mode != MODE_IDLE) start_call(s, now);
 }
 
+/* duplex: a send (or the half-close) completed. */
+static void on_duplex_send(struct stream *s, int success, uint64_t now) {
+  s->pending--;
+  s->send_buf = NULL;
+  if (success && !s->half_closed && !s->w->stopping) duplex_send(s);
+  if (s->pending == 0) finish_call(s, now);
+}
+
+/* duplex: an echo arrived (or the stream ended). */
+static void on_duplex_recv(struct stream *s, uint64_t now) {
+  struct worker *w = s->w;
+  s->pending--;
+  if (s->recv_buf) {
+    grpc_byte_buffer_destroy(s->recv_buf);
+    s->recv_buf = NULL;
+    s->done++;
+    if (in_window(w, now)) w->counted++;
+    if (!w->stopping) {
+      grpc_op op;
+      memset(&op, 0, sizeof op);
+      op.op = GRPC_OP_RECV_MESSAGE;
+      op.data.recv_message.recv_message = &s->recv_buf;
+      start_batch(s, &op, 1, &s->t_io);
+    }
+  }
+  if (s->pending == 0) finish_call(s, now);
+}
+
 static void on_io(struct stream *s, int success, uint64_t now) {
   struct worker *w = s->w;
   grpc_op ops[2];
   size_t n = 0;
 
+  if (cfg.mode == MODE_DUPLEX) {
+    on_duplex_recv(s, now);
+    return;
+  }
   s->pending--;
   s->send_buf = NULL; /* req_bb is free again */
   memset(ops, 0, sizeof ops);
@@ -631,7 +712,8 @@ static void on_io(struct stream *s, int success, uint64_t now) {
       }
       /* else: the stream ended; its status arrives on t_status */
       break;
-    case MODE_UNARY: break; /* its one batch completes on t_status */
+    case MODE_UNARY:
+    case MODE_DUPLEX: break; /* its one batch completes on t_status */
   }
   if (s->pending == 0) finish_call(s, now);
 }
@@ -647,6 +729,8 @@ static void dispatch(grpc_event ev, uint64_t now) {
   struct tag *t = ev.tag;
   if (t->kind == TAG_IO)
     on_io(t->s, ev.success, now);
+  else if (t->kind == TAG_SEND)
+    on_duplex_send(t->s, ev.success, now);
   else
     on_status(t->s, now);
 }
@@ -798,6 +882,8 @@ static void usage(FILE *f) {
       "  client-stream   S ClientStream calls sending N messages each\n"
       "  bidi            S Bidi ping-pong streams (N round trips per stream,\n"
       "                  0 = one stream for the whole run)\n"
+      "  bidi-duplex     S Bidi streams sending N messages each back to back\n"
+      "                  while reading the echoes (full duplex)\n"
       "  idle-streams    open --count Bidi streams, hold them --hold seconds\n"
       "options:\n"
       "  --target HOST:PORT   server address (required)\n"
@@ -816,7 +902,8 @@ static void usage(FILE *f) {
       "  --count N            idle-streams: streams to open (default 10000)\n"
       "  --hold SECONDS       idle-streams: hold time (default 10)\n"
       "  --open-timeout SECONDS  idle-streams: limit for opening (default 60)\n"
-      "  --write-batch K      client-stream: let gRPC buffer messages and write\n"
+      "  --write-batch K      client-stream, bidi-duplex: let gRPC buffer\n"
+      "                       messages and write\n"
       "                       every K-th (GRPC_WRITE_BUFFER_HINT); default 1:\n"
       "                       each message is written on its own\n"
       "Prints one JSON object on stdout; exits 1 if any call fails.\n",
@@ -986,7 +1073,8 @@ int main(int argc, char **argv) {
       s->w = w;
       s->id = j * cfg.threads + t;
       s->ch = channels[s->id % cfg.channels];
-      s->t_io.s = s->t_status.s = s;
+      s->t_io.s = s->t_status.s = s->t_dsend.s = s;
+      s->t_dsend.kind = TAG_SEND;
       s->t_io.kind = TAG_IO;
       s->t_status.kind = TAG_STATUS;
       s->req_bb = grpc_raw_byte_buffer_create(NULL, 0);
@@ -1037,7 +1125,7 @@ int main(int argc, char **argv) {
            "\"channels\":%ld,\"threads\":%ld,\"calls_completed\":%" PRIu64,
            secs, cpu, 100.0 * cpu / secs, cfg.streams, per_call, cfg.payload,
            cfg.channels, cfg.threads, calls);
-    if (cfg.mode == MODE_CLIENT_STREAM)
+    if (cfg.mode == MODE_CLIENT_STREAM || cfg.mode == MODE_DUPLEX)
       printf(",\"write_batch\":%ld", cfg.write_batch);
     printf("}\n");
     fflush(stdout);
