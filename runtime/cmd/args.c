@@ -37,6 +37,8 @@ static const char usage[] =
     "                        port 0 picks a free port\n"
     "      --admin ADDR      serve the admin listener (/metrics, /healthz,\n"
     "                        /readyz, /debug/...) on ADDR (admin.listen)\n"
+    "      --stub-all DIR    serve DIR, and answer every method that has no\n"
+    "                        handler and no stub with a default message\n"
     "  -h, --help            this text\n"
     "  -V, --version         the version\n"
     "\n"
@@ -117,6 +119,17 @@ int mw_cmd_parse(int argc, char **argv, options *o) {
       o->admin = argv[++i];
     } else if (!strncmp(a, "--admin=", 8)) {
       o->admin = a + 8;
+    } else if (!strcmp(a, "--stub-all") || !strncmp(a, "--stub-all=", 11)) {
+      if (!a[10] && i + 1 >= argc) {
+        fprintf(stderr, "moonwire: %s needs a directory\n", a);
+        return 2;
+      }
+      if (o->dir) {
+        fprintf(stderr, "moonwire: --stub-all names the directory: give DIR once\n");
+        return 2;
+      }
+      o->dir = a[10] ? a + 11 : argv[++i];
+      o->stub_all = 1;
     } else if ((tls_field = tls_flag(o, a, &tls_val))) {
       if (!tls_val && i + 1 >= argc) {
         fprintf(stderr, "moonwire: %s needs a value\n", a);
@@ -137,6 +150,10 @@ int mw_cmd_parse(int argc, char **argv, options *o) {
   }
   if (!o->cmd || (strcmp(o->cmd, "serve") && strcmp(o->cmd, "check") && strcmp(o->cmd, "new"))) {
     fprintf(stderr, "moonwire: unknown command %s\n\n%s", o->cmd ? o->cmd : "", usage);
+    return 2;
+  }
+  if (o->stub_all && strcmp(o->cmd, "serve") && strcmp(o->cmd, "check")) {
+    fprintf(stderr, "moonwire: --stub-all is an option of moonwire serve\n");
     return 2;
   }
   if (o->proto && strcmp(o->cmd, "new")) {
@@ -254,6 +271,7 @@ int mw_cmd_load_config(const options *o, mw_config *cfg, mw_diag *diag) {
       cfg->admin.listen = copy;
     }
   }
+  if (o->stub_all) cfg->stub_all = 1;
   apply_tls_flags(o, cfg, diag);
   return mw_diag_count(diag) ? -1 : 0;
 }

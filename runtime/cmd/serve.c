@@ -444,6 +444,7 @@ int mw_cmd_serve(const options *o) {
     mw_health_free();
     mw_shared_free(); /* after the workers: no state uses a dict any more */
     mw_lidem_free();
+    mw_lstub_free();
     mw_grpc_metrics_forget();
     mw_metrics_free(sv.metrics);
     free(sv.mem);

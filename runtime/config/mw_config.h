@@ -142,6 +142,8 @@ typedef struct mw_config {
   size_t n_methods;
   int health;     /* serve grpc.health.v1.Health; default 1 */
   int reflection; /* serve grpc.reflection v1 and v1alpha; default 1 */
+  int stub_all;   /* serve --stub-all: every method without a handler or stub
+                     answers a default message (no config key); default 0 */
   /* TLS for every listener; off while cert is NULL. Paths are absolute
    * (owned), resolved against the config file's directory like services,
    * but symbolic links are kept: a rotation that swaps a link (Kubernetes'

@@ -60,6 +60,11 @@ void mw_ltrace_open(lua_State *L);  /* l_trace.c: trace_start, trace_export,
  * queued=, failed_requests=} (core.trace_stats, mw.stats().tracing). */
 void mw_ltrace_push_stats(lua_State *L);
 void mw_lyaml_open(lua_State *L);   /* l_yaml.c: load_yaml */
+void mw_lstub_open(lua_State *L);   /* l_stub.c: stub_files, stub_all, message_shape,
+                                       method_types, regex, stub_take, stub_used */
+/* l_stub.c: frees the stubs' use counters, once no server runs (cmd/serve.c,
+ * at the end); safe twice. */
+void mw_lstub_free(void);
 void mw_lmetrics_open(lua_State *L);/* l_metrics.c: metric_declare, metrics_on,
                                        moonwire.metric */
 
