@@ -705,20 +705,39 @@ local function default_message(name, seen)
 end
 M.default_message = default_message
 
--- The handler of one method: answers from list (best first), else the
--- default message (stub_all), else UNIMPLEMENTED with the closest stubs.
-local function handler(path, kind, output_type, list, stub_all)
+local json_encode = core.json_encode
+
+-- One call into the admin API's history: the request (or, for client and
+-- bidi streams, every request so far) as JSON, the stub that answered.
+local function record(path, st, req, code)
+  local svc, method = path:match "^/([^/]+)/(.+)$"
+  local ok, text = pcall(json_encode, req)
+  core.stub_record(svc, method, st and (st.id or st.where) or nil,
+                   ok and text or nil, code or (st and st.output.code) or 0)
+end
+
+-- The handler of one method: answers from stubs(path) (best first), else
+-- the default message (stub_all), else UNIMPLEMENTED with the closest
+-- stubs. With history on, every call is recorded.
+local function handler(path, kind, output_type, stubs, stub_all, history)
   local mw = require "moonwire"
   local sleep = mw.sleep
   local fallback
   if stub_all then fallback = {output = {data = default_message(output_type)}, state = {}} end
 
-  -- The stub for msgs, with its use number; raises UNIMPLEMENTED if none.
-  local function pick(msgs, ctx)
-    local md = ctx.metadata
+  local function choose(msgs, md)
+    local list = stubs(path)
     local st, n = select(list, msgs, md)
+    if not st and fallback then st, n = fallback, 0 end
+    return st, n, list
+  end
+
+  -- The stub for msgs, with its use number; raises UNIMPLEMENTED if none.
+  local function pick(msgs, ctx, req)
+    local md = ctx.metadata
+    local st, n, list = choose(msgs, md)
+    if history then record(path, st, req, not st and 12 or nil) end
     if st then return st, n end
-    if fallback then return fallback, 0 end
     unimplemented(path, list, msgs, md)
   end
 
@@ -744,20 +763,20 @@ local function handler(path, kind, output_type, list, stub_all)
   if kind == "unary" then
     return function(req, ctx)
       local reqs = {req}
-      local st, n = pick(reqs, ctx)
+      local st, n = pick(reqs, ctx, req)
       return answer(st, n, req, reqs, ctx)
     end
   elseif kind == "server_stream" then
     return function(req, stream, ctx)
       local reqs = {req}
-      local st, n = pick(reqs, ctx)
+      local st, n = pick(reqs, ctx, req)
       send_all(st, n, req, reqs, stream, ctx)
     end
   elseif kind == "client_stream" then
     return function(stream, ctx)
       local reqs = {}
       for m in stream:iter() do reqs[#reqs + 1] = m end
-      local st, n = pick(reqs, ctx)
+      local st, n = pick(reqs, ctx, reqs)
       return answer(st, n, reqs[#reqs], reqs, ctx)
     end
   end
@@ -768,9 +787,12 @@ local function handler(path, kind, output_type, list, stub_all)
     local reqs, first = {}, true
     for m in stream:iter() do
       reqs[#reqs + 1] = m
-      local st, n = select(list, {m}, ctx.metadata)
-      if not st then st, n = select(list, reqs, ctx.metadata) end
-      if not st and fallback then st, n = fallback, 0 end
+      local st, n, list = choose({m}, ctx.metadata)
+      if not st or st == fallback then
+        local all, k = select(list, reqs, ctx.metadata)
+        if all then st, n = all, k end
+      end
+      if history then record(path, st, m, not st and 12 or nil) end
       if not st then unimplemented(path, list, {m}, ctx.metadata) end
       if first then set_metadata(st, ctx) first = false end
       for _, r in ipairs(replies(st, n, m, reqs, ctx, true)) do
@@ -783,35 +805,77 @@ local function handler(path, kind, output_type, list, stub_all)
 end
 M.handler = handler
 
+-- Stubs added through the admin API (shared by every worker in C): the
+-- file stubs and the added ones, indexed again whenever the registry's
+-- version moves. A stub the schema refuses is logged once and left out.
+local file_list, index, seen = {}, {}, 0
+local schema_methods, schema_services
+
+local function refresh()
+  local v = core.stub_version()
+  if v == seen then return end
+  local added, version = core.stub_added()
+  local list = {}
+  for i, st in ipairs(file_list) do list[i] = st end
+  for _, a in ipairs(added) do
+    local where = "stub " .. a.id
+    local ok, st = pcall(function()
+      local t, err = core.json_decode(a.json)
+      if type(t) ~= "table" then error(where .. ": " .. tostring(err or "not an object"), 0) end
+      t.id = nil
+      local c = M.compile(t, where, schema_methods, schema_services)
+      c.id, c.key = a.id, "added:" .. a.id
+      return c
+    end)
+    if ok then
+      list[#list + 1] = st
+    else
+      require("moonwire").log.warn("stub added through the admin API left out", {error = tostring(st)})
+    end
+  end
+  index, seen = M.index(list), version
+end
+
 --- Called by moonwire.service once the scripts' handlers are bound:
--- loads the stub files (core.stub_files) and, in stub mode, binds every
--- method that has no handler. bound[index] is true for methods with a
--- handler; wrap(service, path, kind, fn) composes the interceptors.
--- Problems (a bad stub file, a stub for a method with a handler) are
--- appended to problems.
+-- loads the stub files (core.stub_files) and, in stub mode (a stub file,
+-- a stubs/ folder, or serve --stub-all), binds the methods that have no
+-- handler: those with stubs, or, with --stub-all or the admin listener
+-- on (stubs may be added at run time), every one. bound[index] is true for
+-- methods with a handler; wrap(service, path, kind, fn) composes the
+-- interceptors. Problems (a bad stub file) are appended to problems.
 function M.bind(bind, methods, bound, wrap, problems)
-  local files = core.stub_files and core.stub_files() or {}
+  local files, has_dir = {}, false
+  if core.stub_files then files, has_dir = core.stub_files() end
   local stub_all = core.stub_all and core.stub_all() or false
-  if #files == 0 and not stub_all then return end
+  if #files == 0 and not has_dir and not stub_all then return end
+  local admin = core.stub_admin and core.stub_admin() or false
   local services = core.reflect_services()
+  schema_methods, schema_services = methods, services
   local list = {}
   for _, path in ipairs(files) do
     local ok, err = pcall(load_file, path, methods, services, list)
     if not ok then problems[#problems + 1] = tostring(err) end
   end
-  local idx = M.index(list)
+  file_list, index, seen = list, M.index(list), 0
+  local stubs = function(path) return index[path] end
+  if admin then
+    refresh()
+    stubs = function(path)
+      refresh()
+      return index[path]
+    end
+  end
   for _, svc in ipairs(services) do
-    local names, index, kinds = methods(svc)
+    local names, idx, kinds = methods(svc)
     for _, name in ipairs(names) do
-      local i, path = index[name], "/" .. svc .. "/" .. name
-      if not bound[i] and (idx[path] or stub_all) and not svc:match "^grpc%." then
+      local i, path = idx[name], "/" .. svc .. "/" .. name
+      if not bound[i] and (index[path] or stub_all or admin) and not svc:match "^grpc%." then
         local _, output_type = core.method_types(i)
-        local fn = handler(path, kinds[name], output_type, idx[path], stub_all)
+        local fn = handler(path, kinds[name], output_type, stubs, stub_all, admin)
         bind(i, wrap(svc, path, kinds[name], fn))
       end
     end
   end
-  M.loaded = idx
 end
 
 return M

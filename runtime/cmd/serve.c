@@ -28,6 +28,7 @@
 #include "core/mw_client.h"
 #include "http/mw_admin.h"
 #include "lua/l_api.h"
+#include "shared/mw_stubreg.h"
 #include "lua/mw_health.h"
 #include "metrics/mw_grpc_metrics.h"
 #include "metrics/mw_metrics.h"
@@ -445,6 +446,7 @@ int mw_cmd_serve(const options *o) {
     mw_shared_free(); /* after the workers: no state uses a dict any more */
     mw_lidem_free();
     mw_lstub_free();
+    mw_stubreg_free();
     mw_grpc_metrics_forget();
     mw_metrics_free(sv.metrics);
     free(sv.mem);

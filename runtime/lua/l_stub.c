@@ -19,6 +19,7 @@
 #include "base/mw_util.h"
 #include "lua/l_api.h"
 #include "lua/mw_lstate.h"
+#include "shared/mw_stubreg.h"
 
 #define MW_MT_REGEX "moonwire.regex"
 /* glibc's regexec backtracks on some patterns: the pattern and the text a
@@ -42,12 +43,18 @@ static int data_name(const char *name) {
 
 /* core.stub_files() -> the stub files of the service directories: each
  * directory's *.stubs.yaml|yml|json, then every .yaml, .yml or .json file
- * directly in its stubs/ folder, in name order. Only while the scripts are
- * bound (the config is at hand then); an empty array otherwise. */
+ * directly in its stubs/ folder, in name order; and whether some service
+ * directory has a stubs/ folder (an empty one still turns stub mode on).
+ * Only while the scripts are bound (the config is at hand then); an empty
+ * array otherwise. */
 static int l_stub_files(lua_State *L) {
   mw_lstate *st = mw_lstate_of(L);
   lua_newtable(L);
-  if (!st || !st->cfg) return 1;
+  int has_dir = 0;
+  if (!st || !st->cfg) {
+    lua_pushboolean(L, 0);
+    return 2;
+  }
   lua_Integer k = 1;
   for (size_t i = 0; i < st->cfg->services.n; i++) {
     const char *dir = st->cfg->services.v[i];
@@ -65,6 +72,7 @@ static int l_stub_files(lua_State *L) {
     if (!sub) return luaL_error(L, "out of memory");
     mw_strvec more = {0};
     if (mw_fs_list(sub, NULL, &more, NULL) == 0) {
+      has_dir = 1;
       for (size_t j = 0; j < more.n; j++) {
         if (!data_name(more.v[j])) continue;
         lua_pushstring(L, more.v[j]);
@@ -74,7 +82,8 @@ static int l_stub_files(lua_State *L) {
     mw_strvec_free(&more);
     free(sub);
   }
-  return 1;
+  lua_pushboolean(L, has_dir);
+  return 2;
 }
 
 /* core.stub_all() -> whether `serve --stub-all` asked every method without
@@ -326,7 +335,60 @@ void mw_lstub_free(void) {
   pthread_mutex_unlock(&counters_mu);
 }
 
+/* --- the admin API's registry (shared/mw_stubreg.h) ---------------------------- */
+
+/* core.stub_version() -> the version of the stubs added at run time (0:
+ * none ever). */
+static int l_stub_version(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)mw_stubreg_version());
+  return 1;
+}
+
+static void push_added(void *ud, const char *id, const char *json, size_t len) {
+  lua_State *L = ud;
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, id);
+  lua_setfield(L, -2, "id");
+  lua_pushlstring(L, json, len);
+  lua_setfield(L, -2, "json");
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
+/* core.stub_added() -> {{id=, json=}, ...} (the stubs added at run time, in
+ * order), version. The strings are pushed under the registry's lock: Lua
+ * allocates then, and an out-of-memory error would leave the lock held, so
+ * the room is made first. */
+static int l_stub_added(lua_State *L) {
+  luaL_checkstack(L, 8, "stub_added");
+  lua_newtable(L);
+  uint64_t v = mw_stubreg_each(push_added, L);
+  lua_pushinteger(L, (lua_Integer)v);
+  return 2;
+}
+
+/* core.stub_record(service, method, stub_id_or_nil, request_json, code):
+ * one call into the history the admin API serves. */
+static int l_stub_record(lua_State *L) {
+  const char *svc = luaL_checkstring(L, 1), *method = luaL_checkstring(L, 2);
+  const char *stub = luaL_optstring(L, 3, "");
+  size_t len = 0;
+  const char *req = luaL_optlstring(L, 4, "", &len);
+  int code = (int)luaL_optinteger(L, 5, 0);
+  mw_stubreg_record(svc, method, stub, req, len, code);
+  return 0;
+}
+
+/* core.stub_admin() -> whether the admin listener is on (its API reads the
+ * history, which is only kept then). Bind time only. */
+static int l_stub_admin(lua_State *L) {
+  mw_lstate *st = mw_lstate_of(L);
+  lua_pushboolean(L, st && st->cfg && st->cfg->admin.listen);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {
+    {"stub_version", l_stub_version}, {"stub_added", l_stub_added},
+    {"stub_record", l_stub_record},   {"stub_admin", l_stub_admin},
     {"stub_files", l_stub_files},   {"stub_all", l_stub_all},
     {"message_shape", l_message_shape}, {"method_types", l_method_types},
     {"regex", l_regex},             {"stub_take", l_stub_take},

@@ -1,6 +1,7 @@
 """Stub mode: methods without a Lua handler answer from gripmock v3 stub
 files, called by python3-grpcio; --stub-all answers every method."""
 
+import json
 import os
 import tempfile
 import time
@@ -9,6 +10,7 @@ import grpc
 
 import mwtest
 from mwtest import Protos, Server, run_cli
+from test_admin import admin_addr, get
 from test_rich_errors import load_rpc_modules
 
 PROTO = """
@@ -471,6 +473,109 @@ class StubAll(mwtest.TestCase):
         r = run_cli("serve", "--stub-all")
         self.assertEqual(r.returncode, 2)
         self.assertIn("--stub-all needs a directory", r.stderr)
+
+
+class AdminApi(mwtest.TestCase):
+    """The admin listener's /api/: stubs added at run time reach every
+    worker, the call history and verify."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = mwtest.ServiceDir({"hello.proto": PROTO, "hello.lua": LUA,
+                                     "a.stubs.yaml": GOOD})
+        cls.protos = Protos(cls.dir)
+        cls.Req = cls.protos.msg("hello.HelloRequest")
+        cls.server = Server(cls.dir, config="""
+            workers: 4
+            admin: {listen: "127.0.0.1:0"}
+        """, listen="127.0.0.1:0").start()
+        cls.addr = admin_addr(cls.server)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.close()
+        cls.dir.cleanup()
+
+    def setUp(self):
+        self.api("DELETE", "/api/stubs")
+        self.api("DELETE", "/api/history")
+
+    def api(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        status, _, text = get(self.addr, path, method=method, data=data)
+        return status, json.loads(text) if text.strip() else None
+
+    def call(self, method="Bare", **fields):
+        ch = grpc.insecure_channel(self.server.target())
+        try:
+            fn = self.protos.unary(ch, "/hello.Greeter/" + method)
+            return fn(self.Req(**fields), timeout=10)
+        finally:
+            ch.close()
+
+    def test_added_stub_answers_on_every_worker(self):
+        status, ids = self.api("POST", "/api/stubs", {
+            "service": "hello.Greeter", "method": "Bare",
+            "input": {"equals": {"name": "x"}},
+            "output": {"data": {"message": "added at run time", "count": "7"}}})
+        self.assertEqual(status, 200)
+        self.assertEqual(len(ids), 1)
+        # a new channel per call: calls spread over the four workers
+        for _ in range(8):
+            r = self.call(name="x")
+            self.assertEqual((r.message, r.count), ("added at run time", 7))
+        status, listed = self.api("GET", "/api/stubs")
+        self.assertEqual([s["id"] for s in listed], ids)
+        self.assertEqual(listed[0]["stub"]["method"], "Bare")
+        status, _ = self.api("DELETE", "/api/stubs/" + ids[0])
+        self.assertEqual(status, 200)
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.call(name="x")
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+        self.assertEqual(self.api("DELETE", "/api/stubs/" + ids[0])[0], 404)
+
+    def test_list_of_stubs_with_ids_and_file_stubs_still_answer(self):
+        status, ids = self.api("POST", "/api/stubs", [
+            {"id": "one", "service": "Greeter", "method": "Bare",
+             "input": {"equals": {"name": "1"}}, "output": {"data": {"message": "first"}}},
+            {"id": "two", "service": "Greeter", "method": "Bare",
+             "input": {"equals": {"name": "2"}}, "output": {"data": {"message": "second"}}}])
+        self.assertEqual((status, ids), (200, ["one", "two"]))
+        self.assertEqual(self.call(name="2").message, "second")
+        self.assertEqual(self.call("SayHello").message, "v1")
+
+    def test_bad_posts_are_refused(self):
+        for body, want in ((b"{", "a stub"), (b'{"method": "Bare"}', "service"),
+                           (b"[1]", "JSON object")):
+            with self.subTest(body=body):
+                status, _, text = get(self.addr, "/api/stubs", method="POST", data=body)
+                self.assertEqual(status, 400)
+                self.assertIn(want, json.loads(text)["error"])
+
+    def test_history_and_verify(self):
+        self.call("SayHello", name="h1")
+        self.call("SayHello", name="h2")
+        with self.assertRaises(grpc.RpcError):
+            self.call(name="nothing")
+        status, hist = self.api("GET", "/api/history")
+        self.assertEqual(status, 200)
+        said = [h for h in hist if h["method"] == "SayHello"]
+        self.assertEqual([h["request"]["name"] for h in said], ["h1", "h2"])
+        self.assertEqual(said[0]["service"], "hello.Greeter")
+        self.assertIn("a.stubs.yaml", said[0]["stub"])
+        bare = [h for h in hist if h["method"] == "Bare"]
+        self.assertEqual((bare[0]["stub"], bare[0]["code"]), (None, 12))
+        status, body = self.api("POST", "/api/verify", {"service": "hello.Greeter",
+                                                        "method": "SayHello", "expectedCount": 2})
+        self.assertEqual(status, 200, body)
+        status, body = self.api("POST", "/api/verify", {"service": "Greeter",
+                                                        "method": "SayHello", "expectedCount": 3})
+        self.assertEqual(status, 400)
+        self.assertEqual((body["expected"], body["actual"]), (3, 2))
+        self.api("DELETE", "/api/history")
+        status, body = self.api("POST", "/api/verify", {"service": "Greeter",
+                                                        "method": "SayHello", "expectedCount": 0})
+        self.assertEqual(status, 200, body)
 
 
 if __name__ == "__main__":
