@@ -156,6 +156,62 @@ function to_lua(t, msg, where)
 end
 M.to_lua = to_lua
 
+local B64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+local function b64encode(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = (a << 16) | ((b or 0) << 8) | (c or 0)
+    local k = #out
+    out[k + 1] = B64_CHARS:sub((n >> 18) + 1, (n >> 18) + 1)
+    out[k + 2] = B64_CHARS:sub(((n >> 12) & 63) + 1, ((n >> 12) & 63) + 1)
+    out[k + 3] = b and B64_CHARS:sub(((n >> 6) & 63) + 1, ((n >> 6) & 63) + 1) or "="
+    out[k + 4] = c and B64_CHARS:sub((n & 63) + 1, (n & 63) + 1) or "="
+  end
+  return concat(out)
+end
+
+local to_json -- forward: the codec's table -> proto3 JSON form
+
+local function json_value(f, v)
+  local t = f.type
+  if t == "int64" or t == "uint64" then return tostring(v) -- proto3 JSON's form
+  elseif t == "float" or t == "double" then
+    if v ~= v then return "NaN" elseif v == math.huge then return "Infinity"
+    elseif v == -math.huge then return "-Infinity" end
+    return v
+  elseif t == "bytes" then return b64encode(v)
+  elseif t == "message" then return to_json(v, f.message)
+  end
+  return v
+end
+
+-- The codec's table t of message msg in proto3 JSON form (JSON names,
+-- 64-bit integers as strings, bytes as base64), for --record's files.
+function to_json(t, msg)
+  local s = shape_of(msg)
+  local out = {}
+  for _, f in ipairs(s.fields) do
+    local v = t[f.name]
+    if v ~= nil then
+      if f.map then
+        local m = {}
+        for k, x in pairs(v) do m[tostring(k)] = json_value(f.value, x) end
+        out[f.json] = m
+      elseif f.repeated then
+        local a = core.json_array({})
+        for i, x in ipairs(v) do a[i] = json_value(f, x) end
+        out[f.json] = a
+      else
+        out[f.json] = json_value(f, v)
+      end
+    end
+  end
+  return out
+end
+M.to_json = to_json
+
 -- --- matching ------------------------------------------------------------------
 
 local function is_array(t)
@@ -719,7 +775,119 @@ end
 -- The handler of one method: answers from stubs(path) (best first), else
 -- the default message (stub_all), else UNIMPLEMENTED with the closest
 -- stubs. With history on, every call is recorded.
-local function handler(path, kind, output_type, stubs, stub_all, history)
+-- Request metadata a forwarded call carries on: what the client sent, but
+-- for what gRPC itself sets.
+local function forwarded_metadata(md)
+  local out
+  for k, v in pairs(md or {}) do
+    if not (k:find "^grpc%-" or k:find "^:" or k == "user-agent" or k == "te" or
+            k == "content-type" or k == "traceparent" or k == "tracestate") then
+      out = out or {}
+      out[k] = v
+    end
+  end
+  return out
+end
+
+-- A text of v that is the same in every worker's state (keys sorted;
+-- json_encode follows the table's own order, which differs between
+-- states): the key that records a request once.
+local function canonical(v)
+  if type(v) ~= "table" then return type(v) == "string" and ("%q"):format(v) or tostring(v) end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local parts = {}
+  for i, k in ipairs(keys) do parts[i] = tostring(k) .. "=" .. canonical(v[k]) end
+  return "{" .. concat(parts, ",") .. "}"
+end
+
+-- --record: the call seen upstream as a stub file, once per distinct
+-- request (the check is process-wide, through the use counters).
+local function save_recording(path, input_type, output_type, kind, reqs, replies, err)
+  local svc, method = path:match "^/([^/]+)/(.+)$"
+  local st = {service = svc, method = method, output = {}}
+  if kind == "client_stream" then
+    st.inputs = core.json_array({})
+    for i, r in ipairs(reqs) do st.inputs[i] = {equals = to_json(r, input_type)} end
+  else
+    st.input = {equals = to_json(reqs[1], input_type)}
+  end
+  if kind == "server_stream" then
+    st.output.stream = core.json_array({})
+    for i, r in ipairs(replies) do st.output.stream[i] = to_json(r, output_type) end
+  elseif replies[1] then
+    st.output.data = to_json(replies[1], output_type)
+  end
+  if err then
+    st.output.error = err.message or ""
+    st.output.code = err.code
+  end
+  local key = canonical(st.inputs or st.input)
+  local first = core.stub_take("record:" .. path .. " " .. key, 1)
+  if not first then return end
+  local _, seq = core.stub_take("record-seq:" .. path, 0)
+  local text = core.json_encode(core.json_array({st}))
+  local ok, e = core.stub_save(("%s.%s.%d.stubs.json"):format(svc, method, seq), text .. "\n")
+  if not ok then require("moonwire").log.warn("--record: cannot write a stub", {error = e}) end
+end
+
+-- Forwards one call upstream (unary, server and client streams), relays
+-- the replies and the status, and records it when asked.
+local function forwarder(path, kind, input_type, output_type, upstream, recording)
+  local mw = require "moonwire"
+  local ch
+  local function channel()
+    ch = ch or mw.client(upstream)
+    return ch
+  end
+  local function opts(ctx)
+    local md = forwarded_metadata(ctx.metadata)
+    return md and {metadata = md} or nil
+  end
+  local function fail(err)
+    mw.fail(err) -- the upstream's status, details and all
+  end
+  if kind == "unary" then
+    return function(reqs, ctx)
+      local res, err = channel():call(path, reqs[1], opts(ctx))
+      if recording then save_recording(path, input_type, output_type, kind, reqs, {res}, err) end
+      if not res then fail(err) end
+      return res
+    end
+  elseif kind == "server_stream" then
+    return function(reqs, ctx, stream)
+      local s, err = channel():call(path, reqs[1], opts(ctx))
+      local got = {}
+      if s then
+        while true do
+          local msg, e = s:recv()
+          if msg == nil then err = e break end
+          got[#got + 1] = msg
+          stream:send(msg)
+        end
+      end
+      if recording then save_recording(path, input_type, output_type, kind, reqs, got, err) end
+      if err then fail(err) end
+    end
+  elseif kind == "client_stream" then
+    return function(reqs, ctx)
+      local s, err = channel():stream(path, opts(ctx))
+      local res
+      if s then
+        for _, r in ipairs(reqs) do s:send(r) end
+        s:close_send()
+        res, err = s:recv()
+      end
+      if recording then save_recording(path, input_type, output_type, kind, reqs, {res}, err) end
+      if res == nil then fail(err) end
+      return res
+    end
+  end
+  return nil -- bidi: not forwarded (docs/stubs.md)
+end
+
+local function handler(path, kind, output_type, stubs, stub_all, history, forward)
   local mw = require "moonwire"
   local sleep = mw.sleep
   local fallback
@@ -733,9 +901,20 @@ local function handler(path, kind, output_type, stubs, stub_all, history)
   end
 
   -- The stub for msgs, with its use number; raises UNIMPLEMENTED if none.
+  -- With an upstream and no stub: nil, and the caller forwards.
   local function pick(msgs, ctx, req)
     local md = ctx.metadata
-    local st, n, list = choose(msgs, md)
+    local list = stubs(path)
+    local st, n = select(list, msgs, md)
+    if not st and forward then
+      if history then
+        local ok, text = pcall(json_encode, req)
+        core.stub_record(path:match "^/([^/]+)/", path:match "[^/]+$", "upstream",
+                         ok and text or nil, 0)
+      end
+      return nil
+    end
+    if not st and fallback then st, n = fallback, 0 end
     if history then record(path, st, req, not st and 12 or nil) end
     if st then return st, n end
     unimplemented(path, list, msgs, md)
@@ -764,12 +943,14 @@ local function handler(path, kind, output_type, stubs, stub_all, history)
     return function(req, ctx)
       local reqs = {req}
       local st, n = pick(reqs, ctx, req)
+      if not st then return forward(reqs, ctx) end
       return answer(st, n, req, reqs, ctx)
     end
   elseif kind == "server_stream" then
     return function(req, stream, ctx)
       local reqs = {req}
       local st, n = pick(reqs, ctx, req)
+      if not st then return forward(reqs, ctx, stream) end
       send_all(st, n, req, reqs, stream, ctx)
     end
   elseif kind == "client_stream" then
@@ -777,6 +958,7 @@ local function handler(path, kind, output_type, stubs, stub_all, history)
       local reqs = {}
       for m in stream:iter() do reqs[#reqs + 1] = m end
       local st, n = pick(reqs, ctx, reqs)
+      if not st then return forward(reqs, ctx) end
       return answer(st, n, reqs[#reqs], reqs, ctx)
     end
   end
@@ -847,7 +1029,9 @@ function M.bind(bind, methods, bound, wrap, problems)
   local files, has_dir = {}, false
   if core.stub_files then files, has_dir = core.stub_files() end
   local stub_all = core.stub_all and core.stub_all() or false
-  if #files == 0 and not has_dir and not stub_all then return end
+  local upstream, recording
+  if core.stub_upstream then upstream, recording = core.stub_upstream() end
+  if #files == 0 and not has_dir and not stub_all and not upstream then return end
   local admin = core.stub_admin and core.stub_admin() or false
   local services = core.reflect_services()
   schema_methods, schema_services = methods, services
@@ -869,9 +1053,11 @@ function M.bind(bind, methods, bound, wrap, problems)
     local names, idx, kinds = methods(svc)
     for _, name in ipairs(names) do
       local i, path = idx[name], "/" .. svc .. "/" .. name
-      if not bound[i] and (index[path] or stub_all or admin) and not svc:match "^grpc%." then
-        local _, output_type = core.method_types(i)
-        local fn = handler(path, kinds[name], output_type, stubs, stub_all, admin)
+      if not bound[i] and (index[path] or stub_all or admin or upstream) and not svc:match "^grpc%." then
+        local input_type, output_type = core.method_types(i)
+        local forward = upstream and forwarder(path, kinds[name], input_type, output_type,
+                                               upstream, recording)
+        local fn = handler(path, kinds[name], output_type, stubs, stub_all, admin, forward)
         bind(i, wrap(svc, path, kinds[name], fn))
       end
     end

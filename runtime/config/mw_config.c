@@ -145,6 +145,10 @@ void mw_config_free(mw_config *c) {
   free(c->tls.client_ca);
   free(c->admin.listen);
   c->admin.listen = NULL;
+  free(c->upstream);
+  c->upstream = NULL;
+  free(c->record);
+  c->record = NULL;
   for (size_t i = 0; i < c->n_methods; i++) {
     free(c->methods[i].path);
     interceptors_free(&c->methods[i].interceptors);
@@ -791,7 +795,8 @@ static const char *const top_keys[] = {
     "listen", "workers",   "services", "proto_path",        "limits",
     "keepalive", "reload", "log",      "shutdown_grace_ms", "protos",
     "shutdown", "health", "reflection", "tls", "methods", "transport", "lua",
-    "compression", "interceptors", "tracing", "admin", "metrics", "client", "shared", NULL};
+    "compression", "interceptors", "tracing", "admin", "metrics", "client", "shared",
+    "upstream", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -2228,6 +2233,23 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     return;
   case 23: /* shared */
     shared_section(x, c, v);
+    return;
+  case 24: /* upstream: where stub mode forwards what nothing answers */
+    if (want_scalar(x, v, "upstream", "a HOST:PORT address") != 0) return;
+    {
+      const char *problem = mw_config_check_address(v->s);
+      char *dup = problem ? NULL : strdup(v->s);
+      if (problem) {
+        ERR(x, v, "upstream: invalid address '%s': %s", EX(v), problem);
+        return;
+      }
+      if (!dup) {
+        ERR(x, v, "upstream: out of memory");
+        return;
+      }
+      free(c->upstream);
+      c->upstream = dup;
+    }
     return;
   default:
     return;

@@ -6,7 +6,9 @@
  *
  * Matching, ranking and replies are policy and live in Lua; only what Lua
  * cannot do (regex, a counter every worker sees, the descriptors) is here. */
+#include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <regex.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -250,6 +252,12 @@ static int regex_test(lua_State *L) {
   return 1;
 }
 
+/* The --record directory of the generation bound last (owned; NULL: not
+ * recording). Set at bind time on the main thread, read by workers when
+ * they save, hence the lock. */
+static pthread_mutex_t record_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *record_dir;
+
 /* --- use counters (options.times) ---------------------------------------------- */
 
 /* One counter per stub key, in a process-wide table every worker's state
@@ -261,7 +269,8 @@ static int regex_test(lua_State *L) {
 typedef struct counter {
   struct counter *next;
   int64_t used;
-  char key[]; /* NUL-terminated */
+  size_t len;
+  char key[]; /* len bytes (a key may hold NULs), then a NUL */
 } counter;
 
 static pthread_mutex_t counters_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -278,12 +287,13 @@ static unsigned hash_key(const char *s, size_t len) {
 static counter *find_counter(const char *key, size_t len, int make) {
   unsigned b = hash_key(key, len);
   for (counter *c = buckets[b]; c; c = c->next)
-    if (strlen(c->key) == len && memcmp(c->key, key, len) == 0) return c;
+    if (c->len == len && memcmp(c->key, key, len) == 0) return c;
   if (!make) return NULL;
   counter *c = malloc(sizeof *c + len + 1);
   if (!c) return NULL;
   memcpy(c->key, key, len);
   c->key[len] = 0;
+  c->len = len;
   c->used = 0;
   c->next = buckets[b];
   buckets[b] = c;
@@ -322,6 +332,10 @@ static int l_stub_used(lua_State *L) {
 }
 
 void mw_lstub_free(void) {
+  pthread_mutex_lock(&record_mu);
+  free(record_dir);
+  record_dir = NULL;
+  pthread_mutex_unlock(&record_mu);
   pthread_mutex_lock(&counters_mu);
   for (size_t b = 0; b < N_BUCKETS; b++) {
     counter *c = buckets[b];
@@ -386,7 +400,84 @@ static int l_stub_admin(lua_State *L) {
   return 1;
 }
 
+/* --- upstream and --record -------------------------------------------------- */
+
+
+/* core.stub_upstream() -> the upstream address or nil, and whether calls
+ * forwarded there are recorded (serve --record). Bind time only; it also
+ * fixes the directory core.stub_save writes to. */
+static int l_stub_upstream(lua_State *L) {
+  mw_lstate *st = mw_lstate_of(L);
+  if (!st || !st->cfg || !st->cfg->upstream) {
+    lua_pushnil(L);
+    lua_pushboolean(L, 0);
+    return 2;
+  }
+  char *dir = st->cfg->record ? strdup(st->cfg->record) : NULL;
+  if (st->cfg->record && !dir) return luaL_error(L, "out of memory");
+  pthread_mutex_lock(&record_mu);
+  free(record_dir);
+  record_dir = dir;
+  pthread_mutex_unlock(&record_mu);
+  lua_pushstring(L, st->cfg->upstream);
+  lua_pushboolean(L, dir != NULL);
+  return 2;
+}
+
+/* core.stub_save(name, text) -> true, or nil, err: writes text as the file
+ * name (letters, digits, '.', '_', '-' only) of the --record directory,
+ * through a temporary file and a rename, so that a watcher never sees half
+ * a stub. Scripts cannot reach any other path with it. */
+static int l_stub_save(lua_State *L) {
+  size_t nlen, len;
+  const char *name = luaL_checklstring(L, 1, &nlen);
+  const char *text = luaL_checklstring(L, 2, &len);
+  if (nlen == 0 || nlen > 200 || name[0] == '.') return luaL_error(L, "stub_save: bad file name");
+  for (size_t i = 0; i < nlen; i++) {
+    char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '.' || c == '_' || c == '-'))
+      return luaL_error(L, "stub_save: bad file name");
+  }
+  pthread_mutex_lock(&record_mu);
+  char *path = record_dir ? mw_fs_join_norm(record_dir, name) : NULL;
+  int on = record_dir != NULL;
+  pthread_mutex_unlock(&record_mu);
+  if (!on) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "not recording");
+    return 2;
+  }
+  if (!path) return luaL_error(L, "out of memory");
+  size_t plen = strlen(path);
+  char *tmp = malloc(plen + 16);
+  if (!tmp) {
+    free(path);
+    return luaL_error(L, "out of memory");
+  }
+  /* the temporary name is hidden (a dot) so that the watcher ignores it */
+  const char *slash = strrchr(path, '/');
+  size_t dlen = (size_t)(slash - path) + 1;
+  memcpy(tmp, path, dlen);
+  snprintf(tmp + dlen, plen + 16 - dlen, ".%s.tmp", slash + 1);
+  FILE *f = fopen(tmp, "wb");
+  int ok = f && fwrite(text, 1, len, f) == len;
+  if (f && fclose(f) != 0) ok = 0;
+  if (ok && rename(tmp, path) != 0) ok = 0;
+  if (!ok) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    remove(tmp);
+  } else {
+    lua_pushboolean(L, 1);
+  }
+  free(tmp);
+  free(path);
+  return ok ? 1 : 2;
+}
+
 static const luaL_Reg funcs[] = {
+    {"stub_upstream", l_stub_upstream}, {"stub_save", l_stub_save},
     {"stub_version", l_stub_version}, {"stub_added", l_stub_added},
     {"stub_record", l_stub_record},   {"stub_admin", l_stub_admin},
     {"stub_files", l_stub_files},   {"stub_all", l_stub_all},

@@ -578,5 +578,111 @@ class AdminApi(mwtest.TestCase):
         self.assertEqual(status, 200, body)
 
 
+REAL_LUA = """
+local mw = require "moonwire"
+local Greeter = mw.service "hello.Greeter"
+
+function Greeter.SayHello(req, ctx)
+  if req.name == "missing" then
+    mw.fail(mw.NOT_FOUND, "no " .. req.name)
+  end
+  return {message = "real hello " .. req.name, count = req.big_number * 2, blob = req.blob,
+          kind = "FOE", places = {{city = ctx.metadata["x-city"] or "none"}}}
+end
+
+function Greeter.Many(req, stream, ctx)
+  for i = 1, 3 do stream:send{message = req.name .. i} end
+end
+
+function Greeter.Collect(stream, ctx)
+  local names = {}
+  for m in stream:iter() do names[#names + 1] = m.name end
+  return {message = table.concat(names, "+")}
+end
+"""
+
+MOCK_LUA = """
+local mw = require "moonwire"
+local Greeter = mw.service "hello.Greeter"
+function Greeter.Bare(req, ctx) return {message = "mock's own"} end
+"""
+
+
+class Upstream(mwtest.TestCase):
+    """upstream: forwards what neither a handler nor a stub answers to a real
+    server (another Moonwire, with handlers); --record writes what it saw as
+    stubs, which then answer the same without the upstream."""
+
+    def test_fall_through_and_record(self):
+        with mwtest.ServiceDir({"hello.proto": PROTO, "real.lua": REAL_LUA}) as real_dir, \
+                mwtest.ServiceDir({"hello.proto": PROTO, "mock.lua": MOCK_LUA,
+                                   "one.stubs.yaml": GOOD.replace("SayHello", "Scripted")}) as mock_dir, \
+                tempfile.TemporaryDirectory(prefix="mw-e2e-rec-") as rec:
+            protos = Protos(real_dir)
+            Req = protos.msg("hello.HelloRequest")
+            with Server(real_dir) as real:
+                with Server(mock_dir, config="upstream: %s\n" % real.target(),
+                            args=["--record", rec]) as mock:
+                    ch = mock.channel()
+                    hello = protos.unary(ch, "/hello.Greeter/SayHello")
+                    live = [hello(Req(name="ann", big_number=21, blob=b"\xff\x00"), timeout=10,
+                                  metadata=[("x-city", "Oslo")]),
+                            hello(Req(name="bo"), timeout=10)]
+                    self.assertEqual(live[0].message, "real hello ann")
+                    self.assertEqual((live[0].count, live[0].blob, live[0].kind), (42, b"\xff\x00", 2))
+                    self.assertEqual(live[0].places[0].city, "Oslo")  # metadata went along
+                    with self.assertRaises(grpc.RpcError) as cm:
+                        hello(Req(name="missing"), timeout=10)
+                    self.assertEqual((cm.exception.code(), cm.exception.details()),
+                                     (grpc.StatusCode.NOT_FOUND, "no missing"), mock.logs())
+                    many = [m.message for m in protos.server_stream(ch, "/hello.Greeter/Many")(
+                        Req(name="x"), timeout=10)]
+                    self.assertEqual(many, ["x1", "x2", "x3"])
+                    col = protos.client_stream(ch, "/hello.Greeter/Collect")(
+                        iter([Req(name="a"), Req(name="b")]), timeout=10)
+                    self.assertEqual(col.message, "a+b")
+                    # the mock's own handler and stub still answer first
+                    self.assertEqual(protos.unary(ch, "/hello.Greeter/Bare")(Req(), timeout=10).message,
+                                     "mock's own")
+                    self.assertEqual(protos.unary(ch, "/hello.Greeter/Scripted")(Req(), timeout=10).message,
+                                     "v1")
+                    # a request seen twice is recorded once
+                    hello(Req(name="bo"), timeout=10)
+            files = sorted(os.listdir(rec))
+            self.assertEqual(len([f for f in files if f.startswith("hello.Greeter.SayHello.")]), 3,
+                             files)
+            self.assertEqual(len(files), 5, files)
+            # the recorded stubs answer the same, with the upstream gone
+            with mwtest.ServiceDir({"hello.proto": PROTO}) as replay_dir:
+                for f in files:
+                    with open(os.path.join(rec, f)) as src:
+                        replay_dir.write("stubs/" + f, src.read())
+                with Server(replay_dir) as replay:
+                    ch = replay.channel()
+                    hello = protos.unary(ch, "/hello.Greeter/SayHello")
+                    again = hello(Req(name="ann", big_number=21, blob=b"\xff\x00"), timeout=10)
+                    self.assertEqual(again, live[0])
+                    self.assertEqual(hello(Req(name="bo"), timeout=10), live[1])
+                    with self.assertRaises(grpc.RpcError) as cm:
+                        hello(Req(name="missing"), timeout=10)
+                    self.assertEqual((cm.exception.code(), cm.exception.details()),
+                                     (grpc.StatusCode.NOT_FOUND, "no missing"))
+                    self.assertEqual([m.message for m in protos.server_stream(
+                        ch, "/hello.Greeter/Many")(Req(name="x"), timeout=10)], ["x1", "x2", "x3"])
+                    self.assertEqual(protos.client_stream(ch, "/hello.Greeter/Collect")(
+                        iter([Req(name="a"), Req(name="b")]), timeout=10).message, "a+b")
+                    # a request never seen upstream is not answered
+                    with self.assertRaises(grpc.RpcError) as cm:
+                        hello(Req(name="new"), timeout=10)
+                    self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+
+    def test_record_needs_an_upstream(self):
+        with mwtest.ServiceDir({"hello.proto": PROTO}) as d, \
+                tempfile.TemporaryDirectory(prefix="mw-e2e-rec-") as rec:
+            r = run_cli("check", "--record", rec, str(d))
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("--record needs an upstream", r.stderr)
+
+
 if __name__ == "__main__":
     mwtest.main()
