@@ -499,6 +499,9 @@ local function compile_output(o, msg, where)
   if not (out.data or out.stream or out.code or out.lua) then
     error(where .. ": output needs data, stream, error/code or lua", 0)
   end
+  -- A reply of data alone takes the short way (handler's answer).
+  out.plain = out.data and not (out.stream or out.code or out.lua or out.delay or out.headers
+                                or out.trailers) or nil
   return out
 end
 
@@ -575,6 +578,7 @@ function M.compile(t, where, methods, services)
   end
   if t.output == nil then error(where .. ": a stub needs output", 0) end
   st.output = compile_output(t.output, output_type, where)
+  st.any = not (st.input or st.inputs or st.headers) or nil
   ORDER = ORDER + 1
   st.order = ORDER
   st.key = st.id or ("%s#%d@%d"):format(where, ORDER, core.generation and core.generation() or 0)
@@ -587,7 +591,43 @@ local function better(a, b)
   return a.order < b.order
 end
 
---- An index of compiled stubs: path -> stubs, best first.
+-- Past this many stubs for one method, they are also bucketed by the
+-- value of one `equals` field (below it a scan is as cheap).
+local BUCKET_MIN = 8
+
+-- A method's stubs (sorted, best first) bucketed by the request field
+-- that most of them compare with `equals` against a scalar: l.key is
+-- that field, l.buckets[value] the stubs that want that value, l.rest
+-- those that do not compare it (each best first). A call then looks only
+-- at its value's bucket and the rest, merged by rank.
+local function bucket(l)
+  if #l < BUCKET_MIN then return end
+  local votes, best, most = {}, nil, 1
+  for _, st in ipairs(l) do
+    for k, v in pairs(st.input and st.input.equals or {}) do
+      if type(v) ~= "table" then
+        votes[k] = (votes[k] or 0) + 1
+        if votes[k] > most or (votes[k] == most and best and k < best) then best, most = k, votes[k] end
+      end
+    end
+  end
+  if not best then return end
+  local buckets, rest = {}, {}
+  for _, st in ipairs(l) do
+    local v = st.input and st.input.equals and st.input.equals[best]
+    if v ~= nil and type(v) ~= "table" and v == v then
+      local b = buckets[v]
+      if not b then b = {}; buckets[v] = b end
+      b[#b + 1] = st
+    else
+      rest[#rest + 1] = st
+    end
+  end
+  l.key, l.buckets, l.rest = best, buckets, rest
+end
+
+--- An index of compiled stubs: path -> stubs, best first (and bucketed,
+-- see bucket).
 function M.index(list)
   local idx = {}
   for _, st in ipairs(list) do
@@ -595,7 +635,11 @@ function M.index(list)
     if not l then l = {}; idx[st.path] = l end
     l[#l + 1] = st
   end
-  for _, l in pairs(idx) do sort(l, better) end
+  for _, l in pairs(idx) do
+    sort(l, better)
+    bucket(l)
+    for _, st in ipairs(l) do if st.headers then l.headers = true end end
+  end
   return idx
 end
 
@@ -617,6 +661,7 @@ end
 -- server streams) and the metadata md; with its closeness (matched
 -- entries / entries) for the error when none does.
 local function stub_matches(st, msgs, md)
+  if st.any then return true, 1 end -- no matcher at all: the common catch-all
   local ok, hit, total = true, 0, 0
   if st.headers then
     local o, h, n = match_one(st.headers, md or {})
@@ -671,17 +716,40 @@ end
 
 -- The best stub of list for msgs and md that has uses left, and its use
 -- number; nil when none.
+-- st if it matches and has uses left: st, its use number.
+local function try(st, msgs, md)
+  if stub_matches(st, msgs, md) then
+    if st.times > 0 or st.output.lua then
+      local ok, n = core.stub_take(st.key, st.times)
+      if ok then return st, n end
+    else
+      return st, 0
+    end
+  end
+  return nil
+end
+
 local function select(list, msgs, md)
   if not list then return nil end
-  for _, st in ipairs(list) do
-    if stub_matches(st, msgs, md) then
-      if st.times > 0 or st.output.lua then
-        local ok, n = core.stub_take(st.key, st.times)
-        if ok then return st, n end
-      else
-        return st, 0
-      end
+  local key = list.key
+  if key and #msgs == 1 then
+    -- The bucket of the request's value and the rest, merged by rank: the
+    -- same order as the whole list, without the stubs that cannot match.
+    local v = msgs[1][key]
+    local a, b = v ~= nil and list.buckets[v] or {}, list.rest
+    local i, j = 1, 1
+    while true do
+      local x, y = a[i], b[j]
+      if not x and not y then return nil end
+      local st
+      if x and (not y or better(x, y)) then st, i = x, i + 1 else st, j = y, j + 1 end
+      local hit, n = try(st, msgs, md)
+      if hit then return hit, n end
     end
+  end
+  for _, st in ipairs(list) do
+    local hit, n = try(st, msgs, md)
+    if hit then return hit, n end
   end
   return nil
 end
@@ -893,18 +961,21 @@ local function handler(path, kind, output_type, stubs, stub_all, history, forwar
   local fallback
   if stub_all then fallback = {output = {data = default_message(output_type)}, state = {}} end
 
-  local function choose(msgs, md)
+  local function choose(msgs, ctx)
     local list = stubs(path)
+    local md = list and list.headers and ctx.metadata or nil
     local st, n = select(list, msgs, md)
     if not st and fallback then st, n = fallback, 0 end
     return st, n, list
   end
 
   -- The stub for msgs, with its use number; raises UNIMPLEMENTED if none.
-  -- With an upstream and no stub: nil, and the caller forwards.
+  -- With an upstream and no stub: nil, and the caller forwards. The
+  -- metadata table is built only when some stub matches on headers (it
+  -- costs a table per call).
   local function pick(msgs, ctx, req)
-    local md = ctx.metadata
     local list = stubs(path)
+    local md = list and list.headers and ctx.metadata or nil
     local st, n = select(list, msgs, md)
     if not st and forward then
       if history then
@@ -917,7 +988,7 @@ local function handler(path, kind, output_type, stubs, stub_all, history, forwar
     if not st and fallback then st, n = fallback, 0 end
     if history then record(path, st, req, not st and 12 or nil) end
     if st then return st, n end
-    unimplemented(path, list, msgs, md)
+    unimplemented(path, list, msgs, ctx.metadata)
   end
 
   -- Sends st's replies on stream (streaming kinds), delay before each.
@@ -932,6 +1003,8 @@ local function handler(path, kind, output_type, stubs, stub_all, history, forwar
 
   -- A unary reply from st.
   local function answer(st, n, req, reqs, ctx)
+    local o = st.output
+    if o.plain then return o.data end -- data alone: nothing else to do
     set_metadata(st, ctx)
     if st.output.delay then sleep(st.output.delay) end
     local r = replies(st, n, req, reqs, ctx, false)
@@ -969,9 +1042,9 @@ local function handler(path, kind, output_type, stubs, stub_all, history, forwar
     local reqs, first = {}, true
     for m in stream:iter() do
       reqs[#reqs + 1] = m
-      local st, n, list = choose({m}, ctx.metadata)
+      local st, n, list = choose({m}, ctx)
       if not st or st == fallback then
-        local all, k = select(list, reqs, ctx.metadata)
+        local all, k = select(list, reqs, list and list.headers and ctx.metadata or nil)
         if all then st, n = all, k end
       end
       if history then record(path, st, m, not st and 12 or nil) end
