@@ -684,5 +684,55 @@ class Upstream(mwtest.TestCase):
             self.assertIn("--record needs an upstream", r.stderr)
 
 
+HELLOWORLD = """
+syntax = "proto3";
+package helloworld;
+message HelloRequest { string name = 1; }
+message HelloReply { string message = 1; }
+service Greeter { rpc SayHello(HelloRequest) returns (HelloReply); }
+"""
+
+SHOP = """
+syntax = "proto3";
+package shop;
+message BuyRequest { string sku = 1; }
+message BuyReply { string order = 1; }
+service Shop { rpc Buy(BuyRequest) returns (BuyReply); }
+"""
+
+
+def doc_yaml_blocks():
+    """The ```yaml blocks of docs/stubs.md, in order."""
+    text = open(os.path.join(mwtest.SOURCE_DIR, "docs", "stubs.md")).read()
+    return [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+
+
+class DocExamples(mwtest.TestCase):
+    """The stub files of docs/stubs.md, served as written."""
+
+    def test_greeter_example(self):
+        with mwtest.ServiceDir({"greeter.proto": HELLOWORLD,
+                                "greeter.stubs.yaml": doc_yaml_blocks()[0]}) as d:
+            protos = Protos(d)
+            Req = protos.msg("helloworld.HelloRequest")
+            with Server(d) as s:
+                fn = protos.unary(s.channel(), "/helloworld.Greeter/SayHello")
+                self.assertEqual(fn(Req(name="bob"), timeout=10).message, "Hi bob")
+                self.assertEqual(fn(Req(name="alice"), timeout=10).message, "Hi alice (call 1)")
+                self.assertEqual(fn(Req(name="al"), timeout=10).message, "Hi al (call 2)")
+
+    def test_retry_example(self):
+        with mwtest.ServiceDir({"shop.proto": SHOP, "shop.stubs.yaml": doc_yaml_blocks()[1]}) as d:
+            protos = Protos(d)
+            Req = protos.msg("shop.BuyRequest")
+            with Server(d) as s:
+                fn = protos.unary(s.channel(), "/shop.Shop/Buy")
+                for _ in range(2):
+                    with self.assertRaises(grpc.RpcError) as cm:
+                        fn(Req(sku="tea"), timeout=10)
+                    self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+                self.assertEqual(fn(Req(sku="tea"), timeout=10).order, "A-3")
+
+
 if __name__ == "__main__":
     mwtest.main()
