@@ -1079,7 +1079,7 @@ local function refresh()
       if type(t) ~= "table" then error(where .. ": " .. tostring(err or "not an object"), 0) end
       t.id = nil
       local c = M.compile(t, where, schema_methods, schema_services)
-      c.id, c.key = a.id, "added:" .. a.id
+      c.id, c.key = a.id, "added:" .. a.id .. "#" .. a.serial
       return c
     end)
     if ok then

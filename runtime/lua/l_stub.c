@@ -358,24 +358,84 @@ static int l_stub_version(lua_State *L) {
   return 1;
 }
 
-static void push_added(void *ud, const char *id, const char *json, size_t len) {
-  lua_State *L = ud;
-  lua_createtable(L, 0, 2);
-  lua_pushstring(L, id);
-  lua_setfield(L, -2, "id");
-  lua_pushlstring(L, json, len);
-  lua_setfield(L, -2, "json");
-  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+/* A copy of the registry's stubs, taken under its lock with malloc (a Lua
+ * allocation there could raise and leave the lock held), owned by a
+ * userdata so that an error while they are pushed frees them. */
+#define MW_MT_STUBSNAP "moonwire.stub_snapshot"
+
+typedef struct snap_item {
+  char id[MW_STUBREG_ID_MAX];
+  char *json;
+  size_t len;
+  uint64_t serial;
+} snap_item;
+
+typedef struct snap {
+  snap_item *v;
+  size_t n, cap;
+  int oom;
+} snap;
+
+static void snap_clear(snap *s) {
+  for (size_t i = 0; i < s->n; i++) free(s->v[i].json);
+  free(s->v);
+  s->v = NULL;
+  s->n = s->cap = 0;
 }
 
-/* core.stub_added() -> {{id=, json=}, ...} (the stubs added at run time, in
- * order), version. The strings are pushed under the registry's lock: Lua
- * allocates then, and an out-of-memory error would leave the lock held, so
- * the room is made first. */
+static int snap_gc(lua_State *L) {
+  snap_clear(luaL_checkudata(L, 1, MW_MT_STUBSNAP));
+  return 0;
+}
+
+static void copy_added(void *ud, const char *id, const char *json, size_t len,
+                       uint64_t serial) {
+  snap *s = ud;
+  if (s->oom) return;
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? 2 * s->cap : 16;
+    snap_item *grown = realloc(s->v, cap * sizeof *grown);
+    if (!grown) {
+      s->oom = 1;
+      return;
+    }
+    s->v = grown;
+    s->cap = cap;
+  }
+  snap_item *it = &s->v[s->n];
+  it->json = malloc(len + 1);
+  if (!it->json) {
+    s->oom = 1;
+    return;
+  }
+  memcpy(it->json, json, len);
+  it->json[len] = 0;
+  it->len = len;
+  it->serial = serial;
+  snprintf(it->id, sizeof it->id, "%s", id);
+  s->n++;
+}
+
+/* core.stub_added() -> {{id=, json=, serial=}, ...} (the stubs added at run
+ * time, in order), version. */
 static int l_stub_added(lua_State *L) {
-  luaL_checkstack(L, 8, "stub_added");
-  lua_newtable(L);
-  uint64_t v = mw_stubreg_each(push_added, L);
+  snap *s = lua_newuserdatauv(L, sizeof *s, 0);
+  memset(s, 0, sizeof *s);
+  luaL_setmetatable(L, MW_MT_STUBSNAP);
+  uint64_t v = mw_stubreg_each(copy_added, s);
+  if (s->oom) return luaL_error(L, "out of memory");
+  lua_createtable(L, (int)s->n, 0);
+  for (size_t i = 0; i < s->n; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, s->v[i].id);
+    lua_setfield(L, -2, "id");
+    lua_pushlstring(L, s->v[i].json, s->v[i].len);
+    lua_setfield(L, -2, "json");
+    lua_pushinteger(L, (lua_Integer)s->v[i].serial);
+    lua_setfield(L, -2, "serial");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  snap_clear(s);
   lua_pushinteger(L, (lua_Integer)v);
   return 2;
 }
@@ -487,6 +547,11 @@ static const luaL_Reg funcs[] = {
 };
 
 void mw_lstub_open(lua_State *L) {
+  if (luaL_newmetatable(L, MW_MT_STUBSNAP)) {
+    lua_pushcfunction(L, snap_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
   if (luaL_newmetatable(L, MW_MT_REGEX)) {
     lua_pushcfunction(L, regex_gc);
     lua_setfield(L, -2, "__gc");

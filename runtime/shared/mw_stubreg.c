@@ -16,6 +16,7 @@ typedef struct added {
   char id[MW_STUBREG_ID_MAX];
   char *json; /* owned */
   size_t len;
+  uint64_t serial; /* which add this was: a stub replaced or added again is a new one */
 } added;
 
 typedef struct entry {
@@ -32,6 +33,7 @@ typedef struct count {
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic uint64_t version;
+static uint64_t serials; /* adds so far */
 static added *stubs;  /* owned, n_stubs used of cap_stubs */
 static size_t n_stubs, cap_stubs;
 static entry history[MW_STUBREG_HISTORY];
@@ -108,6 +110,7 @@ int mw_stubreg_add(const char *json, size_t len, const char *id, char *id_out,
   }
   stubs[i].json = copy;
   stubs[i].len = len;
+  stubs[i].serial = ++serials;
   bump();
   pthread_mutex_unlock(&mu);
   strcpy(id_out, use);
@@ -138,11 +141,13 @@ void mw_stubreg_clear(void) {
   pthread_mutex_unlock(&mu);
 }
 
-uint64_t mw_stubreg_each(void (*fn)(void *ud, const char *id, const char *json, size_t len),
+uint64_t mw_stubreg_each(void (*fn)(void *ud, const char *id, const char *json, size_t len,
+                                    uint64_t serial),
                          void *ud) {
   pthread_mutex_lock(&mu);
   uint64_t v = mw_stubreg_version();
-  for (size_t i = 0; i < n_stubs; i++) fn(ud, stubs[i].id, stubs[i].json, stubs[i].len);
+  for (size_t i = 0; i < n_stubs; i++)
+    fn(ud, stubs[i].id, stubs[i].json, stubs[i].len, stubs[i].serial);
   pthread_mutex_unlock(&mu);
   return v;
 }

@@ -37,9 +37,12 @@ int mw_stubreg_delete(const char *id, size_t len);
 /* Removes every stub added at run time. DELETE /api/stubs. */
 void mw_stubreg_clear(void);
 /* Calls fn for each stub, in the order added, under the registry's lock
- * (fn must not call back into the registry); returns the version the list
- * had. The stub engine's re-read. */
-uint64_t mw_stubreg_each(void (*fn)(void *ud, const char *id, const char *json, size_t len),
+ * (fn must not call back into the registry), with the serial number of
+ * the add that stored it (unique for the process: a stub replaced, or
+ * deleted and added again, is a new one, with its options.times count
+ * afresh); returns the version the list had. The stub engine's re-read. */
+uint64_t mw_stubreg_each(void (*fn)(void *ud, const char *id, const char *json, size_t len,
+                                    uint64_t serial),
                          void *ud);
 
 /* One call the stub engine answered: the service's full name, the method,
