@@ -54,6 +54,15 @@ static int is_stub_in(const char *dir, const char *name) {
          mw_has_suffix(name, ".json");
 }
 
+/* is_stub_in for a file's whole path ("dir/stubs/name"). */
+static int is_stub_path(const char *path, const char *name) {
+  const char *slash = strrchr(path, '/');
+  if (!slash || slash == path) return 0;
+  size_t n = (size_t)(slash - path);
+  if (n < 5 || memcmp(slash - 5, "stubs", 5) != 0 || (n > 5 && slash[-6] != '/')) return 0;
+  return is_stub_in("stubs", name);
+}
+
 static int is_input(const mw_watch *w, const char *name) {
   if (name[0] == '.') return 0; /* editors' temp files, .git */
   if (w->config_name && strcmp(name, w->config_name) == 0) return 1;
@@ -156,7 +165,7 @@ static int tree_visit(const mw_fs_entry *e, void *arg) {
       t->parent[e->depth + 1] = add_dir(t->w, e->path, depth);
     return MW_FS_WALK_NEXT;
   }
-  if (is_input(t->w, e->name)) {
+  if (is_input(t->w, e->name) || is_stub_path(e->path, e->name)) {
     size_t i = t->parent[e->depth];
     if (i != NONE) t->w->dirs[i].inputs = 1;
     t->inputs++;

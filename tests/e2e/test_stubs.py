@@ -397,6 +397,12 @@ class StubFiles(mwtest.TestCase):
                 d.write("a.stubs.yaml", GOOD.replace("v1", "v2"))
                 self.assertTrue(s.wait_log("reloaded (a.stubs.yaml changed)", timeout=10), s.logs())
                 self.assertEqual(fn(req, timeout=10).message, "v2")
+                # a file of the stubs/ folder reloads too; a more specific stub wins
+                d.write("stubs/more.json", '[{"service": "Greeter", "method": "SayHello", '
+                        '"input": {"equals": {"name": "z"}}, "output": {"data": {"message": "v3"}}}]')
+                self.assertTrue(s.wait_log("reloaded (more.json changed)", timeout=10), s.logs())
+                self.assertEqual(fn(protos.msg("hello.HelloRequest")(name="z"), timeout=10).message,
+                                 "v3")
                 # a bad stub keeps the old generation, with the file and stub named
                 d.write("a.stubs.yaml", GOOD + "- service: hello.Greeter\n  method: Nope\n"
                         "  output: {data: {}}\n")
