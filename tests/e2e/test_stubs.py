@@ -94,6 +94,19 @@ STUBS = """
   input: {equals: {name: carol, kind: FOE}}
   output: {data: {message: "carol the foe"}}
 
+# ignoreArrayOrder: equals on a list in any order
+- service: hello.Greeter
+  method: SayHello
+  input:
+    ignoreArrayOrder: true
+    equals: {name: ivy, tags: [b, a]}
+  output: {data: {message: "ivy, any order"}}
+- service: hello.Greeter
+  method: SayHello
+  input:
+    equals: {name: jo, tags: [b, a]}
+  output: {data: {message: "jo, in order"}}
+
 # priority breaks a tie
 - service: hello.Greeter
   method: SayHello
@@ -262,6 +275,14 @@ class Stubs(mwtest.TestCase):
         err = self.fails(email="ann@exampleXcom")
         self.assertEqual(err.code(), grpc.StatusCode.UNIMPLEMENTED)
 
+    def test_ignore_array_order(self):
+        self.assertEqual(self.hello(name="ivy", tags=["a", "b"]).message, "ivy, any order")
+        self.assertEqual(self.hello(name="jo", tags=["b", "a"]).message, "jo, in order")
+        for tags in (["a", "b"], ["b"], ["b", "a", "c"]):
+            with self.subTest(tags=tags):
+                err = self.fails(name="jo", tags=tags)
+                self.assertEqual(err.code(), grpc.StatusCode.UNIMPLEMENTED)
+
     def test_specificity_before_priority(self):
         self.assertEqual(self.hello(name="carol", kind=2).message, "carol the foe")
         self.assertEqual(self.hello(name="carol").message, "carol, one field")
@@ -400,9 +421,13 @@ class StubFiles(mwtest.TestCase):
                 # a file of the stubs/ folder reloads too; a more specific stub wins
                 d.write("stubs/more.json", '[{"service": "Greeter", "method": "SayHello", '
                         '"input": {"equals": {"name": "z"}}, "output": {"data": {"message": "v3"}}}]')
-                self.assertTrue(s.wait_log("reloaded (more.json changed)", timeout=10), s.logs())
-                self.assertEqual(fn(protos.msg("hello.HelloRequest")(name="z"), timeout=10).message,
-                                 "v3")
+                # (the reload names the new folder or its file, whichever event came first)
+                self.assertTrue(s.wait_log("changed): generation 3,", timeout=10), s.logs())
+                z = protos.msg("hello.HelloRequest")(name="z")
+                deadline = time.monotonic() + 10
+                while fn(z, timeout=10).message != "v3" and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                self.assertEqual(fn(z, timeout=10).message, "v3")
                 # a bad stub keeps the old generation, with the file and stub named
                 d.write("a.stubs.yaml", GOOD + "- service: hello.Greeter\n  method: Nope\n"
                         "  output: {data: {}}\n")
