@@ -760,6 +760,8 @@ local function replies(st, n, req, reqs, ctx, streaming)
   local o = st.output
   if o.lua then
     local r = o.lua(req, reqs, ctx, n, st.state, require "moonwire")
+    -- lua: "function(req, ctx) ... end" is called like a handler
+    if type(r) == "function" then r = r(req, ctx) end
     if r == nil then return {} end
     if type(r) ~= "table" then
       error(("%s: output.lua returned a %s, not a message"):format(st.where, type(r)), 0)

@@ -175,6 +175,11 @@ STUBS = """
     lua: "{message = 'Hi ' .. req.name .. ' #' .. calls}"
 - service: hello.Greeter
   method: SayHello
+  input: {equals: {name: fn}}
+  output:
+    lua: "function(req, ctx) return {message = 'fn for ' .. req.name, count = #req.tags} end"
+- service: hello.Greeter
+  method: SayHello
   input: {equals: {name: flaky}}
   output:
     lua: |
@@ -343,6 +348,10 @@ class Stubs(mwtest.TestCase):
         b = self.hello(name="lua-b").message
         self.assertRegex(a, r"^Hi lua-a #\d+$")
         self.assertEqual(int(b.split("#")[1]), int(a.split("#")[1]) + 1)
+
+    def test_lua_function_output(self):
+        r = self.hello(name="fn", tags=["a", "b"])
+        self.assertEqual((r.message, r.count), ("fn for fn", 2))
 
     def test_lua_chunk_sequence_across_workers(self):
         codes = []
