@@ -478,9 +478,19 @@ static int api(const char *method, size_t mlen, const char *path, size_t plen, c
       out->allow = "GET, POST, DELETE";
     }
   } else if (starts(path, plen, "/api/stubs/")) {
-    if (!is(method, mlen, "DELETE")) {
+    if (is(method, mlen, "GET")) {
+      out->body = mw_stubreg_stub_json(path + 11, plen - 11, &out->len);
+      if (out->body) {
+        out->status = 200;
+        out->content_type = "application/json";
+      } else if (out->len) {
+        text(out, 500, "out of memory\n");
+      } else {
+        json_error(out, 404, "no stub with that id");
+      }
+    } else if (!is(method, mlen, "DELETE")) {
       text(out, 405, "method not allowed\n");
-      out->allow = "DELETE";
+      out->allow = "GET, DELETE";
     } else if (mw_stubreg_delete(path + 11, plen - 11)) {
       mw_buf_puts(&b, "{}\n");
       json_reply(out, 200, &b);

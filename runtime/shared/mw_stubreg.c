@@ -252,6 +252,29 @@ char *mw_stubreg_stubs_json(size_t *len) {
   return mw_buf_take(&b, len);
 }
 
+char *mw_stubreg_stub_json(const char *id, size_t idlen, size_t *len) {
+  mw_buf b = {0};
+  int found = 0;
+  pthread_mutex_lock(&mu);
+  for (size_t i = 0; i < n_stubs && !found; i++) {
+    if (strlen(stubs[i].id) != idlen || memcmp(stubs[i].id, id, idlen) != 0) continue;
+    mw_buf_puts(&b, "{\"id\":");
+    mw_buf_json(&b, stubs[i].id, strlen(stubs[i].id));
+    mw_buf_puts(&b, ",\"stub\":");
+    mw_buf_put(&b, stubs[i].json, stubs[i].len);
+    mw_buf_puts(&b, "}\n");
+    found = 1;
+  }
+  pthread_mutex_unlock(&mu);
+  if (!found) {
+    *len = 0;
+    return NULL;
+  }
+  char *out = mw_buf_take(&b, len);
+  if (!out) *len = 1;
+  return out;
+}
+
 char *mw_stubreg_history_json(size_t *len) {
   mw_buf b = {0};
   mw_buf_puts(&b, "[");

@@ -63,6 +63,9 @@ void mw_stubreg_clear_history(void);
  * the history as [{"service":, "method":, "stub":, "request":, "code":,
  * "time":}] oldest first (GET /api/history). */
 char *mw_stubreg_stubs_json(size_t *len);
+/* One stub as {"id": ..., "stub": {...}} (GET /api/stubs/{id}); NULL when
+ * no stub has that id (*len 0) or out of memory (*len 1). */
+char *mw_stubreg_stub_json(const char *id, size_t idlen, size_t *len);
 char *mw_stubreg_history_json(size_t *len);
 
 /* Frees everything; safe twice. */

@@ -567,12 +567,15 @@ class AdminApi(mwtest.TestCase):
         status, listed = self.api("GET", "/api/stubs")
         self.assertEqual([s["id"] for s in listed], ids)
         self.assertEqual(listed[0]["stub"]["method"], "Bare")
+        status, one = self.api("GET", "/api/stubs/" + ids[0])
+        self.assertEqual((status, one["id"], one["stub"]["method"]), (200, ids[0], "Bare"))
         status, _ = self.api("DELETE", "/api/stubs/" + ids[0])
         self.assertEqual(status, 200)
         with self.assertRaises(grpc.RpcError) as cm:
             self.call(name="x")
         self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
         self.assertEqual(self.api("DELETE", "/api/stubs/" + ids[0])[0], 404)
+        self.assertEqual(self.api("GET", "/api/stubs/" + ids[0])[0], 404)
 
     def test_list_of_stubs_with_ids_and_file_stubs_still_answer(self):
         status, ids = self.api("POST", "/api/stubs", [

@@ -37,6 +37,10 @@ static void test_stubs(void) {
   long_id[99] = 0;
   MW_CHECK_INT(mw_stubreg_add("{}", 2, long_id, id, &why), -1);
   MW_CHECK(why != NULL);
+  j = mw_stubreg_stub_json("one", 3, &len);
+  MW_CHECK(j && strcmp(j, "{\"id\":\"one\",\"stub\":{\"a\":3}}\n") == 0);
+  free(j);
+  MW_CHECK(mw_stubreg_stub_json("none", 4, &len) == NULL && len == 0);
   MW_CHECK_INT(mw_stubreg_delete("one", 3), 1);
   MW_CHECK_INT(mw_stubreg_delete("one", 3), 0);
   mw_stubreg_clear();
