@@ -206,6 +206,7 @@ char *mw_admin_config_json(const mw_config *c, size_t *len) {
     mw_buf_puts(&b, "}");
   }
   mw_buf_puts(&b, "}");
+  jstr(&b, &f, "upstream", c->upstream);
   jbool(&b, &f, "health", c->health);
   jbool(&b, &f, "reflection", c->reflection);
   jkey(&b, &f, "tls");
