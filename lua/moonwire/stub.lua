@@ -1133,7 +1133,7 @@ function M.bind(bind, methods, bound, wrap, problems)
         local forward = upstream and forwarder(path, kinds[name], input_type, output_type,
                                                upstream, recording)
         local fn = handler(path, kinds[name], output_type, stubs, stub_all, admin, forward)
-        bind(i, wrap(svc, path, kinds[name], fn))
+        bind(i, wrap(svc, path, kinds[name], fn), true)
       end
     end
   end

@@ -372,6 +372,16 @@ class Stubs(mwtest.TestCase):
         self.assertIn("greeter.stubs.yaml", err.details())
         self.assertIn("50% of its matchers", err.details())
 
+    def test_check_and_serve_tell_stubs_from_handlers(self):
+        self.assertTrue(self.server.wait_log("serving 6 method(s) with 1 handler(s) and 4 answered "
+                                             "by stubs"), self.server.logs())
+        r = run_cli("check", str(self.dir))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("6 methods, 1 with handlers, 4 answered by stubs", r.stdout)
+        self.assertRegex(r.stdout, r"/hello\.Greeter/Many +server-streaming +stubs")
+        self.assertRegex(r.stdout, r"/hello\.Greeter/Scripted +unary +handler")
+        self.assertRegex(r.stdout, r"/hello\.Greeter/Bare +unary +no handler")
+
     def test_handler_wins_over_stub(self):
         fn = self.protos.unary(self.ch, "/hello.Greeter/Scripted")
         self.assertEqual(fn(self.Req(), timeout=10).message, "from Lua")
