@@ -125,6 +125,11 @@ function M.bind(bind, methods, config, seal)
   for _, p in ipairs(require("moonwire.client").config_problems()) do
     problems[#problems + 1] = p
   end
+  local bound = {} -- method index -> true once a handler is bound to it
+  local function bind_one(i, fn)
+    bound[i] = true
+    bind(i, fn)
+  end
   for _, name in ipairs(order) do
     local d = declared[name]
     local names, index, kinds = methods(name)
@@ -145,10 +150,16 @@ function M.bind(bind, methods, config, seal)
       else
         where["/" .. name .. "/" .. k] = ("%s:%d"):format(d.file, getinfo(fn, "S").linedefined)
         local chain = intercept.chain(name, "/" .. name .. "/" .. k, cfg)
-        bind(index[k], intercept.compose(fn, kinds and kinds[k] or "unary", chain))
+        bind_one(index[k], intercept.compose(fn, kinds and kinds[k] or "unary", chain))
       end
     end
   end
+  -- Stub mode: methods without a handler answer from the stub files
+  -- (moonwire.stub), through the same interceptors.
+  require("moonwire.stub").bind(bind, methods, bound, function(svc, path, kind, fn)
+    where[path] = where[path] or "stubs of " .. path
+    return intercept.compose(fn, kind, intercept.chain(svc, path, cfg))
+  end, problems)
   if seal ~= false then intercept.seal() end
   return problems
 end

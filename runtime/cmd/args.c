@@ -47,6 +47,12 @@ static const char usage[] =
     "                        /readyz, /debug/...) on ADDR (admin.listen)\n"
     "      --http ADDR       serve gRPC-Web and Connect for browsers and HTTP\n"
     "                        clients on ADDR (http.listen)\n"
+    "      --upstream ADDR   forward calls that no handler or stub answers to\n"
+    "                        the gRPC server at ADDR (upstream)\n"
+    "      --record DIR      write each call forwarded upstream, with its\n"
+    "                        reply, as a stub file in DIR\n"
+    "      --stub-all DIR    serve DIR, and answer every method that has no\n"
+    "                        handler and no stub with a default message\n"
     "  -h, --help            this text\n"
     "  -V, --version         the version\n"
     "\n"
@@ -135,6 +141,28 @@ int mw_cmd_parse(int argc, char **argv, options *o) {
       o->http = argv[++i];
     } else if (!strncmp(a, "--http=", 7)) {
       o->http = a + 7;
+    } else if (!strcmp(a, "--upstream") || !strcmp(a, "--record")) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "moonwire: %s needs a value\n", a);
+        return 2;
+      }
+      if (a[2] == 'u') o->upstream = argv[++i];
+      else o->record = argv[++i];
+    } else if (!strncmp(a, "--upstream=", 11)) {
+      o->upstream = a + 11;
+    } else if (!strncmp(a, "--record=", 9)) {
+      o->record = a + 9;
+    } else if (!strcmp(a, "--stub-all") || !strncmp(a, "--stub-all=", 11)) {
+      if (!a[10] && i + 1 >= argc) {
+        fprintf(stderr, "moonwire: %s needs a directory\n", a);
+        return 2;
+      }
+      if (o->dir) {
+        fprintf(stderr, "moonwire: --stub-all names the directory: give DIR once\n");
+        return 2;
+      }
+      o->dir = a[10] ? a + 11 : argv[++i];
+      o->stub_all = 1;
     } else if ((tls_field = tls_flag(o, a, &tls_val))) {
       if (!tls_val && i + 1 >= argc) {
         fprintf(stderr, "moonwire: %s needs a value\n", a);
@@ -155,6 +183,14 @@ int mw_cmd_parse(int argc, char **argv, options *o) {
   }
   if (!o->cmd || (strcmp(o->cmd, "serve") && strcmp(o->cmd, "check") && strcmp(o->cmd, "new"))) {
     fprintf(stderr, "moonwire: unknown command %s\n\n%s", o->cmd ? o->cmd : "", usage);
+    return 2;
+  }
+  if ((o->upstream || o->record) && strcmp(o->cmd, "serve") && strcmp(o->cmd, "check")) {
+    fprintf(stderr, "moonwire: --upstream and --record are options of moonwire serve\n");
+    return 2;
+  }
+  if (o->stub_all && strcmp(o->cmd, "serve") && strcmp(o->cmd, "check")) {
+    fprintf(stderr, "moonwire: --stub-all is an option of moonwire serve\n");
     return 2;
   }
   if (o->proto && strcmp(o->cmd, "new")) {
@@ -284,15 +320,55 @@ int mw_cmd_load_config(const options *o, mw_config *cfg, mw_diag *diag) {
       cfg->http.listen = copy;
     }
   }
+  if (o->stub_all) cfg->stub_all = 1;
+  if (o->upstream) {
+    const char *problem = mw_config_check_address(o->upstream);
+    char *copy = problem ? NULL : strdup(o->upstream);
+    if (problem) {
+      mw_diag_add(diag, "--upstream %s: %s", o->upstream, problem);
+    } else if (!copy) {
+      mw_diag_add(diag, "--upstream: out of memory");
+    } else {
+      free(cfg->upstream);
+      cfg->upstream = copy;
+    }
+  }
+  if (o->record) {
+    /* Made if missing (one level), so that `--record out` just works. */
+    char cwd[PATH_MAX] = "/";
+    struct stat st;
+    char *abs = (o->record[0] == '/' || getcwd(cwd, sizeof cwd)) ? mw_fs_join_norm(cwd, o->record)
+                                                                  : NULL;
+    if (!abs) {
+      mw_diag_add(diag, "--record %s: cannot make the path absolute", o->record);
+    } else if (stat(abs, &st) != 0 && mkdir(abs, 0777) != 0) {
+      mw_diag_add(diag, "--record %s: %s", o->record, strerror(errno));
+      free(abs);
+    } else if (stat(abs, &st) != 0 || !S_ISDIR(st.st_mode)) {
+      mw_diag_add(diag, "--record %s: not a directory", o->record);
+      free(abs);
+    } else {
+      free(cfg->record);
+      cfg->record = abs;
+    }
+    if (!cfg->upstream && abs && cfg->record == abs)
+      mw_diag_add(diag, "--record needs an upstream (--upstream ADDR or upstream: in the config)");
+  }
   apply_tls_flags(o, cfg, diag);
   return mw_diag_count(diag) ? -1 : 0;
 }
 
 
 int mw_cmd_client_configure(const mw_config *cfg) {
+  /* The upstream is reachable whatever client.allow says: naming it is
+   * the permission. mw_client_configure copies the list. */
+  const char *allow[cfg->client.allow.n + 1];
+  size_t n_allow = 0;
+  for (size_t i = 0; i < cfg->client.allow.n; i++) allow[n_allow++] = cfg->client.allow.v[i];
+  if (cfg->upstream) allow[n_allow++] = cfg->upstream;
   mw_client_policy p = {
-      .allow = (const char *const *)cfg->client.allow.v,
-      .n_allow = cfg->client.allow.n,
+      .allow = allow,
+      .n_allow = n_allow,
       .max_receive_bytes = (size_t)cfg->client.max_receive_bytes,
       .max_metadata_bytes = (size_t)cfg->client.max_metadata_bytes,
       .keepalive_ms = (int)cfg->client.keepalive_ms,

@@ -42,24 +42,29 @@ int mw_cmd_check(const options *o) {
     /* The user's services first; the built-in ones on one line after. */
     const mw_methods *methods = mw_gen_methods(g);
     const mw_schema *schema = mw_gen_schema(g);
-    size_t n = mw_methods_count(methods), n_user = 0, n_handlers = 0, n_svc = 0;
+    size_t n = mw_methods_count(methods), n_user = 0, n_handlers = 0, n_stubs = 0, n_svc = 0;
     for (size_t i = 0; i < n; i++) {
       if (mw_gen_is_builtin(g, i)) continue;
       n_user++;
-      n_handlers += mw_gen_has_handler(g, i);
+      n_stubs += mw_gen_is_stub(g, i);
+      n_handlers += mw_gen_has_handler(g, i) && !mw_gen_is_stub(g, i);
     }
     for (size_t i = 0; i < mw_schema_service_count(schema); i++) {
       const upb_ServiceDef *svc = mw_schema_service(schema, i);
       n_svc += !mw_gen_is_builtin_service(g, svc);
     }
-    printf("ok: %zu service%s, %zu method%s, %zu with handlers\n", n_svc,
-           n_svc == 1 ? "" : "s", n_user, n_user == 1 ? "" : "s", n_handlers);
+    printf("ok: %zu service%s, %zu method%s, %zu with handlers", n_svc, n_svc == 1 ? "" : "s",
+           n_user, n_user == 1 ? "" : "s", n_handlers);
+    if (n_stubs) printf(", %zu answered by stubs", n_stubs);
+    printf("\n");
     const char *sep = "built in: ";
     for (size_t i = 0; i < n; i++) {
       const mw_method *m = mw_methods_at(methods, i);
       if (mw_gen_is_builtin(g, i)) continue;
       printf("  %-48s %-16s %s\n", m->path, mw_kind_name(m->kind),
-             mw_gen_has_handler(g, i) ? "handler" : "no handler (UNIMPLEMENTED)");
+             mw_gen_is_stub(g, i)       ? "stubs"
+             : mw_gen_has_handler(g, i) ? "handler"
+                                        : "no handler (UNIMPLEMENTED)");
     }
     const char *last = NULL;
     for (size_t i = 0; i < n; i++) {

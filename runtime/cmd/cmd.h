@@ -14,6 +14,10 @@ typedef struct options {
   const char *admin; /* --admin ADDR: replaces admin.listen */
   const char *http;  /* --http ADDR: replaces http.listen */
   const char *dir;
+  const char *upstream; /* --upstream ADDR: replaces upstream */
+  const char *record;   /* --record DIR: forwarded calls written as stubs */
+  int stub_all; /* --stub-all DIR: DIR is dir, and every method without a
+                   handler or stub answers a default message */
   /* --tls-cert, --tls-key, --tls-client-ca: each replaces its tls key */
   const char *tls_cert, *tls_key, *tls_client_ca;
   const char *proto; /* moonwire new --proto FILE */

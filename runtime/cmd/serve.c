@@ -30,6 +30,7 @@
 #include "http/mw_admin.h"
 #include "http/mw_web.h"
 #include "lua/l_api.h"
+#include "shared/mw_stubreg.h"
 #include "lua/mw_health.h"
 #include "metrics/mw_grpc_metrics.h"
 #include "metrics/mw_metrics.h"
@@ -441,21 +442,24 @@ int mw_cmd_serve(const options *o) {
     free(sv.mem);
     return 1;
   }
-  size_t n_user = 0, n_handlers = 0, n_builtin = 0;
+  size_t n_user = 0, n_handlers = 0, n_stubs = 0, n_builtin = 0;
   for (size_t i = 0; i < mw_methods_count(mw_gen_methods(g)); i++) {
     if (mw_gen_is_builtin(g, i)) {
       n_builtin++;
       continue;
     }
     n_user++;
-    n_handlers += mw_gen_has_handler(g, i);
+    n_stubs += mw_gen_is_stub(g, i);
+    n_handlers += mw_gen_has_handler(g, i) && !mw_gen_is_stub(g, i);
   }
+  char stubs[48] = "";
+  if (n_stubs) snprintf(stubs, sizeof stubs, " and %zu answered by stubs", n_stubs);
   const char *builtin = !n_builtin                             ? ""
                         : sv.cfg.health && sv.cfg.reflection ? "; built in: health, reflection"
                         : sv.cfg.health                      ? "; built in: health"
                                                              : "; built in: reflection";
-  mw_log(MW_LOG_INFO, "serving %zu method(s) with %zu handler(s) on %d worker(s)%s", n_user,
-         n_handlers, sv.workers, builtin);
+  mw_log(MW_LOG_INFO, "serving %zu method(s) with %zu handler(s)%s on %d worker(s)%s", n_user,
+         n_handlers, stubs, sv.workers, builtin);
   if (sv.cfg.reload.watch) {
     sv.watch = mw_watch_new();
     if (!sv.watch) mw_log(MW_LOG_WARN, "cannot watch files (inotify): reload with SIGHUP");
@@ -494,6 +498,8 @@ int mw_cmd_serve(const options *o) {
     mw_sessions_free(); /* nor a joined stream a room */
     mw_lsessions_free();
     mw_lidem_free();
+    mw_lstub_free();
+    mw_stubreg_free();
     mw_grpc_metrics_forget();
     mw_metrics_free(sv.metrics);
     free(sv.mem);

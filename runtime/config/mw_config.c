@@ -172,6 +172,10 @@ void mw_config_free(mw_config *c) {
   free(c->http.tls_cert);
   free(c->http.tls_key);
   c->http.tls_cert = c->http.tls_key = NULL;
+  free(c->upstream);
+  c->upstream = NULL;
+  free(c->record);
+  c->record = NULL;
   for (size_t i = 0; i < c->n_methods; i++) {
     free(c->methods[i].path);
     interceptors_free(&c->methods[i].interceptors);
@@ -837,7 +841,7 @@ static const char *const top_keys[] = {
     "keepalive", "reload", "log",      "shutdown_grace_ms", "protos",
     "shutdown", "health", "reflection", "tls", "methods", "transport", "lua",
     "compression", "interceptors", "tracing", "admin", "metrics", "client", "shared", "sessions",
-    "http", NULL};
+    "http", "upstream", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -2800,6 +2804,23 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     return;
   case 25: /* http */
     if (want_section(x, v, key) == 0) walk_map(x, c, v, key, http_keys, http_pair);
+    return;
+  case 26: /* upstream: where stub mode forwards what nothing answers */
+    if (want_scalar(x, v, "upstream", "a HOST:PORT address") != 0) return;
+    {
+      const char *problem = mw_config_check_address(v->s);
+      char *dup = problem ? NULL : strdup(v->s);
+      if (problem) {
+        ERR(x, v, "upstream: invalid address '%s': %s", EX(v), problem);
+        return;
+      }
+      if (!dup) {
+        ERR(x, v, "upstream: out of memory");
+        return;
+      }
+      free(c->upstream);
+      c->upstream = dup;
+    }
     return;
   default:
     return;

@@ -157,6 +157,12 @@ typedef struct mw_config {
   size_t n_methods;
   int health;     /* serve grpc.health.v1.Health; default 1 */
   int reflection; /* serve grpc.reflection v1 and v1alpha; default 1 */
+  char *upstream; /* upstream: HOST:PORT that stub mode forwards calls to
+                     when neither a handler nor a stub answers; NULL: none */
+  char *record;   /* serve --record DIR (absolute; no config key): where
+                     calls forwarded upstream are written as stub files */
+  int stub_all;   /* serve --stub-all: every method without a handler or stub
+                     answers a default message (no config key); default 0 */
   /* TLS for every listener; off while cert is NULL. Paths are absolute
    * (owned), resolved against the config file's directory like services,
    * but symbolic links are kept: a rotation that swaps a link (Kubernetes'

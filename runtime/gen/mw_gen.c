@@ -209,6 +209,8 @@ int mw_gen_has_handler(const mw_gen *g, size_t i) {
   return mw_router_handler(g->router, i) != NULL;
 }
 
+int mw_gen_is_stub(const mw_gen *g, size_t i) { return mw_lua_backend_is_stub(g->lua, i); }
+
 size_t mw_gen_handler_count(const mw_gen *g) {
   size_t n = 0;
   for (size_t i = 0; i < mw_methods_count(g->methods); i++) n += mw_gen_has_handler(g, i);

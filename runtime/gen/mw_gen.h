@@ -43,6 +43,9 @@ int mw_gen_has_handler(const mw_gen *g, size_t i);
  * the config left on, rather than to the user's protos. */
 int mw_gen_is_builtin(const mw_gen *g, size_t i);
 int mw_gen_is_builtin_service(const mw_gen *g, const upb_ServiceDef *svc);
+/* Whether method i is answered by the stub engine (docs/stubs.md) rather
+ * than by a script's handler; mw_gen_has_handler is true for it too. */
+int mw_gen_is_stub(const mw_gen *g, size_t i);
 /* How many methods have a handler. */
 size_t mw_gen_handler_count(const mw_gen *g);
 /* The generation's router (the caller's reference is the generation's). */

@@ -40,8 +40,28 @@ struct mw_watch {
 };
 
 /* What a generation is built from, by file name. */
-static const char *const input_suffixes[] = {".lua", ".proto", ".pb",
-                                             ".protoset", NULL};
+static const char *const input_suffixes[] = {".lua", ".proto", ".pb", ".protoset",
+                                             ".stubs.yaml", ".stubs.yml", ".stubs.json",
+                                             NULL};
+
+/* A stub file of a stubs/ folder (lua/moonwire/stub.lua): any .yaml, .yml
+ * or .json directly in a directory of that name. */
+static int is_stub_in(const char *dir, const char *name) {
+  const char *base = strrchr(dir, '/');
+  base = base ? base + 1 : dir;
+  if (name[0] == '.' || strcmp(base, "stubs") != 0) return 0;
+  return mw_has_suffix(name, ".yaml") || mw_has_suffix(name, ".yml") ||
+         mw_has_suffix(name, ".json");
+}
+
+/* is_stub_in for a file's whole path ("dir/stubs/name"). */
+static int is_stub_path(const char *path, const char *name) {
+  const char *slash = strrchr(path, '/');
+  if (!slash || slash == path) return 0;
+  size_t n = (size_t)(slash - path);
+  if (n < 5 || memcmp(slash - 5, "stubs", 5) != 0 || (n > 5 && slash[-6] != '/')) return 0;
+  return is_stub_in("stubs", name);
+}
 
 static int is_input(const mw_watch *w, const char *name) {
   if (name[0] == '.') return 0; /* editors' temp files, .git */
@@ -145,7 +165,7 @@ static int tree_visit(const mw_fs_entry *e, void *arg) {
       t->parent[e->depth + 1] = add_dir(t->w, e->path, depth);
     return MW_FS_WALK_NEXT;
   }
-  if (is_input(t->w, e->name)) {
+  if (is_input(t->w, e->name) || is_stub_path(e->path, e->name)) {
     size_t i = t->parent[e->depth];
     if (i != NONE) t->w->dirs[i].inputs = 1;
     t->inputs++;
@@ -248,7 +268,8 @@ static int handle(mw_watch *w, const struct inotify_event *ev) {
   }
   /* A file: judged by its name, even in a directory already forgotten (an
    * event queued before its watch was dropped). */
-  if (!is_input(w, ev->name)) return 0;
+  if (!is_input(w, ev->name) && !(i != NONE && is_stub_in(w->dirs[i].path, ev->name)))
+    return 0;
   if (i != NONE && (ev->mask & (IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE)))
     w->dirs[i].inputs = 1;
   return 1;

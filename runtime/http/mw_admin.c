@@ -12,7 +12,9 @@
 #include "http/mw_http.h"
 #include "lua/mw_health.h"
 #include "base/mw_buf.h"
+#include "base/mw_jscan.h"
 #include "metrics/mw_metrics.h"
+#include "shared/mw_stubreg.h"
 #include "trace/mw_otlp.h"
 
 /* How long /debug/calls waits for each worker's answer. */
@@ -204,6 +206,7 @@ char *mw_admin_config_json(const mw_config *c, size_t *len) {
     mw_buf_puts(&b, "}");
   }
   mw_buf_puts(&b, "}");
+  jstr(&b, &f, "upstream", c->upstream);
   jbool(&b, &f, "health", c->health);
   jbool(&b, &f, "reflection", c->reflection);
   jkey(&b, &f, "tls");
@@ -351,9 +354,196 @@ static void text(mw_http_reply *out, int status, const char *s) {
   out->len = out->body ? strlen(s) : 0;
 }
 
+/* --- /api: the stub engine's (gripmock's admin API, shared/mw_stubreg.h) ---- */
+
+static void json_reply(mw_http_reply *out, int status, mw_buf *b) {
+  out->status = status;
+  out->content_type = "application/json";
+  out->body = mw_buf_take(b, &out->len);
+  if (!out->body) text(out, 500, "out of memory\n");
+}
+
+static void json_error(mw_http_reply *out, int status, const char *msg) {
+  mw_buf b = {0};
+  mw_buf_puts(&b, "{\"error\":");
+  mw_buf_json(&b, msg, strlen(msg));
+  mw_buf_puts(&b, "}\n");
+  json_reply(out, status, &b);
+}
+
+/* A stub posted: it must be an object naming its service and method; the
+ * rest is checked by each worker's stub engine against its schema (a stub
+ * it cannot compile is logged and left out). */
+typedef struct post_state {
+  mw_buf ids;
+  int n;
+  const char *why;
+} post_state;
+
+static int post_one(void *ud, const char *v, const char *vend) {
+  post_state *ps = ud;
+  const char *x, *xe;
+  char buf[MW_STUBREG_ID_MAX];
+  for (int k = 0; k < 2; k++) {
+    const char *key = k ? "method" : "service";
+    int has = mw_jscan_member(v, vend, key, &x, &xe);
+    if (has < 0) {
+      ps->why = "a stub must be a JSON object";
+      return 1;
+    }
+    if (has == 0 || mw_jscan_string(x, xe, buf, sizeof buf) < 1) {
+      ps->why = k ? "a stub needs \"method\" (a string)" : "a stub needs \"service\" (a string)";
+      return 1;
+    }
+  }
+  char id[MW_STUBREG_ID_MAX] = "";
+  if (mw_jscan_member(v, vend, "id", &x, &xe) == 1 && mw_jscan_string(x, xe, id, sizeof id) < 0) {
+    ps->why = "\"id\" must be a string of at most 63 bytes";
+    return 1;
+  }
+  char used[MW_STUBREG_ID_MAX];
+  if (mw_stubreg_add(v, (size_t)(vend - v), id, used, &ps->why) != 0) return 1;
+  mw_buf_puts(&ps->ids, ps->n++ ? "," : "");
+  mw_buf_json(&ps->ids, used, strlen(used));
+  return 0;
+}
+
+static void api_post_stubs(const char *body, size_t blen, mw_http_reply *out) {
+  const char *end = body + blen, *p = mw_jscan_ws(body, end);
+  post_state ps = {{0}, 0, NULL};
+  mw_buf_puts(&ps.ids, "[");
+  int bad;
+  if (p < end && *p == '[') {
+    bad = mw_jscan_array(p, end, post_one, &ps) < 0;
+  } else {
+    const char *ve = mw_jscan_value(p, end);
+    bad = !ve || mw_jscan_ws(ve, end) != end || post_one(&ps, p, ve);
+  }
+  if (bad) {
+    mw_buf_free(&ps.ids);
+    json_error(out, 400, ps.why ? ps.why : "the body must be a stub (a JSON object) or a list of them");
+    return;
+  }
+  mw_buf_puts(&ps.ids, "]\n");
+  json_reply(out, 200, &ps.ids);
+}
+
+/* POST /api/verify {"service", "method", "expectedCount"}: 200 when the
+ * method was called that many times, else 400 with what was seen. */
+static void api_verify(const char *body, size_t blen, mw_http_reply *out) {
+  const char *end = body + blen, *x, *xe;
+  char svc[256], meth[256], num[32];
+  if (mw_jscan_member(body, end, "service", &x, &xe) != 1 ||
+      mw_jscan_string(x, xe, svc, sizeof svc) < 1 ||
+      mw_jscan_member(body, end, "method", &x, &xe) != 1 ||
+      mw_jscan_string(x, xe, meth, sizeof meth) < 1) {
+    json_error(out, 400, "verify needs {\"service\": ..., \"method\": ..., \"expectedCount\": N}");
+    return;
+  }
+  long long want = 0;
+  if (mw_jscan_member(body, end, "expectedCount", &x, &xe) == 1) {
+    size_t n = (size_t)(xe - x);
+    char *stop = NULL;
+    if (n >= sizeof num) n = sizeof num - 1;
+    memcpy(num, x, n);
+    num[n] = 0;
+    want = strtoll(num, &stop, 10);
+    if (n == 0 || *stop || want < 0) {
+      json_error(out, 400, "expectedCount must be a whole number");
+      return;
+    }
+  }
+  unsigned long long got = mw_stubreg_count(svc, meth);
+  mw_buf b = {0};
+  if (got == (unsigned long long)want) {
+    mw_buf_printf(&b, "{\"message\":\"ok\",\"expected\":%lld,\"actual\":%llu}\n", want, got);
+    json_reply(out, 200, &b);
+  } else {
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s/%s: expected %lld calls, got %llu", svc, meth, want, got);
+    mw_buf_printf(&b, "{\"expected\":%lld,\"actual\":%llu,\"message\":", want, got);
+    mw_buf_json(&b, msg, strlen(msg));
+    mw_buf_puts(&b, "}\n");
+    json_reply(out, 400, &b);
+  }
+}
+
+static int starts(const char *p, size_t n, const char *lit) {
+  size_t k = strlen(lit);
+  return n > k && memcmp(p, lit, k) == 0;
+}
+
+/* The /api/ routes; 0 when path is none of them. */
+static int api(const char *method, size_t mlen, const char *path, size_t plen, const char *body,
+               size_t blen, mw_http_reply *out) {
+  mw_buf b = {0};
+  if (is(path, plen, "/api/stubs")) {
+    if (is(method, mlen, "GET")) {
+      out->status = 200;
+      out->content_type = "application/json";
+      out->body = mw_stubreg_stubs_json(&out->len);
+      if (!out->body) text(out, 500, "out of memory\n");
+    } else if (is(method, mlen, "POST")) {
+      api_post_stubs(body, blen, out);
+    } else if (is(method, mlen, "DELETE")) {
+      mw_stubreg_clear();
+      mw_buf_puts(&b, "{}\n");
+      json_reply(out, 200, &b);
+    } else {
+      text(out, 405, "method not allowed\n");
+      out->allow = "GET, POST, DELETE";
+    }
+  } else if (starts(path, plen, "/api/stubs/")) {
+    if (is(method, mlen, "GET")) {
+      out->body = mw_stubreg_stub_json(path + 11, plen - 11, &out->len);
+      if (out->body) {
+        out->status = 200;
+        out->content_type = "application/json";
+      } else if (out->len) {
+        text(out, 500, "out of memory\n");
+      } else {
+        json_error(out, 404, "no stub with that id");
+      }
+    } else if (!is(method, mlen, "DELETE")) {
+      text(out, 405, "method not allowed\n");
+      out->allow = "GET, DELETE";
+    } else if (mw_stubreg_delete(path + 11, plen - 11)) {
+      mw_buf_puts(&b, "{}\n");
+      json_reply(out, 200, &b);
+    } else {
+      json_error(out, 404, "no stub with that id");
+    }
+  } else if (is(path, plen, "/api/history")) {
+    if (is(method, mlen, "GET")) {
+      out->status = 200;
+      out->content_type = "application/json";
+      out->body = mw_stubreg_history_json(&out->len);
+      if (!out->body) text(out, 500, "out of memory\n");
+    } else if (is(method, mlen, "DELETE")) {
+      mw_stubreg_clear_history();
+      mw_buf_puts(&b, "{}\n");
+      json_reply(out, 200, &b);
+    } else {
+      text(out, 405, "method not allowed\n");
+      out->allow = "GET, DELETE";
+    }
+  } else if (is(path, plen, "/api/verify")) {
+    if (is(method, mlen, "POST")) {
+      api_verify(body, blen, out);
+    } else {
+      text(out, 405, "method not allowed\n");
+      out->allow = "POST";
+    }
+  } else {
+    return 0;
+  }
+  return 1;
+}
+
 static void route(void *ud, const char *method, size_t mlen, const char *path, size_t plen,
-                  mw_http_reply *out) {
+                  const char *body, size_t blen, mw_http_reply *out) {
   mw_admin *a = ud;
+  if (api(method, mlen, path, plen, body, blen, out)) return;
   int known = is(path, plen, "/metrics") || is(path, plen, "/healthz") ||
               is(path, plen, "/readyz") || is(path, plen, "/debug/calls") ||
               is(path, plen, "/debug/config");

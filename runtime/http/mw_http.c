@@ -75,10 +75,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
   if (h->opts.raw) return h->opts.raw(h->ud, req);
   mw_http_reply r = {0};
   size_t plen = req->path_normalized.len;
-  h->route(h->ud, req->method.base, req->method.len, req->path_normalized.base, plen, &r);
+  h->route(h->ud, req->method.base, req->method.len, req->path_normalized.base, plen,
+           req->entity.base, req->entity.base ? req->entity.len : 0, &r);
   req->res.status = r.status ? r.status : 500;
   req->res.reason = r.status == 200 ? "OK" : r.status == 404 ? "Not Found"
                   : r.status == 405 ? "Method Not Allowed" : r.status == 503 ? "Service Unavailable"
+                  : r.status == 400 ? "Bad Request"
                   : "Error";
   const char *ct = r.content_type ? r.content_type : "text/plain; charset=utf-8";
   h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ct, strlen(ct));

@@ -27,9 +27,11 @@ typedef struct mw_http_reply {
 } mw_http_reply;
 
 /* Called on the server's thread for every request. method and path (the
- * path without its query) are not NUL-terminated. */
+ * path without its query) are not NUL-terminated; body is the request's
+ * whole body (blen 0 when it has none), valid during the call. */
 typedef void (*mw_http_route)(void *ud, const char *method, size_t mlen, const char *path,
-                              size_t plen, mw_http_reply *out);
+                              size_t plen, const char *body, size_t blen,
+                              mw_http_reply *out);
 
 struct st_h2o_req_t;
 struct st_h2o_evloop_t;

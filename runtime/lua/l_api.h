@@ -69,6 +69,11 @@ void mw_lsessions_on_writable(struct mw_lcall *h);
  * (cmd/serve.c, at the end); safe twice. */
 void mw_lsessions_free(void);
 void mw_lyaml_open(lua_State *L);   /* l_yaml.c: load_yaml */
+void mw_lstub_open(lua_State *L);   /* l_stub.c: stub_files, stub_all, message_shape,
+                                       method_types, regex, stub_take, stub_used */
+/* l_stub.c: frees the stubs' use counters, once no server runs (cmd/serve.c,
+ * at the end); safe twice. */
+void mw_lstub_free(void);
 void mw_lmetrics_open(lua_State *L);/* l_metrics.c: metric_declare, metrics_on,
                                        moonwire.metric */
 

@@ -28,6 +28,7 @@ int mw_lcore_open(lua_State *L) {
   mw_lidem_open(L);
   mw_ltrace_open(L);
   mw_lyaml_open(L);
+  mw_lstub_open(L);
   lua_pushstring(L, MW_VERSION);
   lua_setfield(L, -2, "version");
   return 1;

@@ -25,6 +25,7 @@ struct mw_lua_backend {
   mw_lstate **lstates; /* each state's record (owned by the state) */
   int **refs;         /* owned: refs[w][m] = registry ref or LUA_NOREF */
   lua_method *methods; /* owned, one per method */
+  unsigned char *stub; /* owned: stub[m] = 1 when state 0 bound the stub engine's */
   size_t n_methods;
 };
 
@@ -36,12 +37,15 @@ static void start(mw_handler *hd, mw_call *c, const char *first, size_t first_le
                  first_len, has_first);
 }
 
-/* bind(index, fn), called by moonwire.service for each handler: upvalue 1
- * is the state's refs array. */
+/* bind(index, fn [, is_stub]), called by moonwire.service for each
+ * handler: upvalue 1 is the state's refs array, upvalue 2 the stub flags
+ * (NULL but for state 0). */
 static int l_bind(lua_State *L) {
   int *refs = lua_touserdata(L, lua_upvalueindex(1));
+  unsigned char *stub = lua_touserdata(L, lua_upvalueindex(2));
   lua_Integer i = luaL_checkinteger(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (stub) stub[i] = (unsigned char)lua_toboolean(L, 3);
   lua_settop(L, 2);
   if (refs[i] != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, refs[i]);
   refs[i] = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -50,7 +54,7 @@ static int l_bind(lua_State *L) {
 
 /* Binds what the scripts declared in L through moonwire.service; problems
  * go to diag. */
-static int bind_handlers(lua_State *L, int *refs, mw_diag *diag) {
+static int bind_handlers(lua_State *L, int *refs, unsigned char *stub, mw_diag *diag) {
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   int declared = lua_getfield(L, -1, "moonwire.service") == LUA_TTABLE;
   lua_remove(L, -2); /* [service] */
@@ -72,7 +76,8 @@ static int bind_handlers(lua_State *L, int *refs, mw_diag *diag) {
   lua_getfield(L, -1, "bind");
   lua_remove(L, -2); /* [bind] */
   lua_pushlightuserdata(L, refs);
-  lua_pushcclosure(L, l_bind, 1); /* [bind, l_bind] */
+  lua_pushlightuserdata(L, stub);
+  lua_pushcclosure(L, l_bind, 2); /* [bind, l_bind] */
   if (mw_lutil_pcall(L, 1, 1) != LUA_OK) {
     mw_diag_add(diag, "binding handlers: %s", lua_tostring(L, -1));
     lua_pop(L, 1);
@@ -98,7 +103,8 @@ mw_lua_backend *mw_lua_backend_new(const mw_lua_options *o, mw_diag *diag) {
   b->refs = calloc((size_t)o->n_states, sizeof *b->refs);
   b->lstates = calloc((size_t)o->n_states, sizeof *b->lstates);
   b->methods = calloc(b->n_methods ? b->n_methods : 1, sizeof *b->methods);
-  if (!b->states || !b->refs || !b->lstates || !b->methods) goto oom;
+  b->stub = calloc(b->n_methods ? b->n_methods : 1, 1);
+  if (!b->states || !b->refs || !b->lstates || !b->methods || !b->stub) goto oom;
   b->n_states = o->n_states;
   for (size_t k = 0; k < b->n_methods; k++)
     b->methods[k] = (lua_method){{start}, b, k};
@@ -123,7 +129,7 @@ mw_lua_backend *mw_lua_backend_new(const mw_lua_options *o, mw_diag *diag) {
       if (mw_vm_run_builtin(L, o->builtins[k], d) != 0) bad = 1;
     if (mw_vm_run_scripts(L, o->dirs, o->n_dirs, d) != 0) bad = 1;
     b->lstates[i]->generation = o->generation;
-    if (bind_handlers(L, b->refs[i], d) != 0) bad = 1;
+    if (bind_handlers(L, b->refs[i], i == 0 ? b->stub : NULL, d) != 0) bad = 1;
     b->lstates[i]->cfg = NULL;
     mw_sandbox_seal(L); /* the scripts have run: globals are read-only now */
     lua_gc(L, LUA_GCCOLLECT);
@@ -145,6 +151,10 @@ mw_handler *mw_lua_backend_handler(mw_lua_backend *b, size_t i) {
   return b->n_states > 0 && b->refs[0][i] != LUA_NOREF ? &b->methods[i].base : NULL;
 }
 
+int mw_lua_backend_is_stub(const mw_lua_backend *b, size_t i) {
+  return b->n_states > 0 && b->refs[0][i] != LUA_NOREF && b->stub[i];
+}
+
 void mw_lua_backend_switch(mw_lua_backend *from, mw_lua_backend *to, int worker) {
   if (worker >= from->n_states || worker >= to->n_states) return;
   mw_handoff_run(from->states[worker], to->states[worker]);
@@ -164,6 +174,7 @@ void mw_lua_backend_free(mw_lua_backend *b) {
   free(b->refs);
   free(b->lstates);
   free(b->methods);
+  free(b->stub);
   free(b);
 }
 

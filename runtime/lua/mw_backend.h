@@ -38,6 +38,9 @@ typedef struct mw_lua_options {
 mw_lua_backend *mw_lua_backend_new(const mw_lua_options *o, mw_diag *diag);
 /* The handler of method i, or NULL when the scripts declare none. */
 mw_handler *mw_lua_backend_handler(mw_lua_backend *b, size_t i);
+/* Whether method i's handler is the stub engine's (lua/moonwire/stub.lua)
+ * rather than a script's: for what check and serve report. */
+int mw_lua_backend_is_stub(const mw_lua_backend *b, size_t i);
 /* Worker `worker` moves from `from` to `to` (on its thread): module state
  * is handed over (mw.on_reload / mw.on_restore). */
 void mw_lua_backend_switch(mw_lua_backend *from, mw_lua_backend *to, int worker);
