@@ -88,6 +88,7 @@ typedef struct wcall {
   const mw_transcode *rest;  /* REST: the table the route is in */
   mw_transcode_call route;   /* REST: the matched route (points into rest, arena) */
   upb_Arena *arena;          /* REST: the request's conversions, until the call ends */
+  int sse;                   /* REST server stream: server-sent events, else NDJSON */
   const mw_method *m; /* with json: the method, in router's generation */
   h2o_timeout_entry_t watch; /* linked while an HTTP/1 request waits */
   mw_buf out;        /* the bytes h2o holds (valid until proceed) */
@@ -223,6 +224,8 @@ static const char *content_type_of(const wcall *wc) {
     return wc->text ? "application/grpc-web-text+proto" : "application/grpc-web+proto";
   case MW_WEB_CONNECT_STREAM:
     return wc->json ? "application/connect+json" : "application/connect+proto";
+  case MW_WEB_REST:
+    return wc->unary ? "application/json" : wc->sse ? "text/event-stream" : "application/x-ndjson";
   default: return wc->json ? "application/json" : "application/proto";
   }
 }
@@ -264,7 +267,12 @@ static void stream_head(wcall *wc) {
   if (wc->kind == MW_WEB_CONNECT_STREAM && wc->coding)
     add_header_s(wc->req, "connect-content-encoding", wc->coding == MW_CODING_GZIP ? "gzip"
                                                                                   : "deflate");
-  add_md_headers(wc, 0, "");
+  if (wc->kind == MW_WEB_REST) {
+    /* Each message is flushed as it comes; proxies must not hold them. */
+    add_header_s(wc->req, "cache-control", "no-cache");
+    add_header_s(wc->req, "x-accel-buffering", "no");
+  }
+  add_md_headers(wc, 0, wc->kind == MW_WEB_REST ? "grpc-metadata-" : "");
 }
 
 /* Hands pend to h2o (final: the last bytes of the answer). */
@@ -288,6 +296,14 @@ static void flush(wcall *wc, int final) {
 
 /* One envelope into pend; in text mode each is its own padded base64 chunk. */
 static void put_frame(wcall *wc, uint8_t flags, const char *data, size_t len) {
+  if (wc->kind == MW_WEB_REST) {
+    /* One message per line (NDJSON), or per event; the codec's JSON has no
+     * newline in it. */
+    if (wc->sse) mw_buf_puts(&wc->pend, "data: ");
+    mw_buf_put(&wc->pend, data, len);
+    mw_buf_puts(&wc->pend, wc->sse ? "\n\n" : "\n");
+    return;
+  }
   if (!wc->text) {
     mw_web_put_frame(&wc->pend, flags, data, len);
     return;
@@ -378,6 +394,8 @@ static void put_end_stream(wcall *wc, int code, const char *msg, size_t msg_len)
  * method): in each protocol's own form. */
 static void rest_error(wcall *wc, int code, const char *msg, size_t ml, const char *details,
                        size_t dl);
+static void rest_stream_error(wcall *wc, int code, const char *msg, size_t ml,
+                              const char *details, size_t dl);
 
 static void local_error(wcall *wc, int code, const char *msg) {
   size_t ml = strlen(msg);
@@ -472,6 +490,8 @@ static void on_lb_message(void *self, const char *data, size_t len, int has_msg)
       } else {
         if (wc->kind == MW_WEB_CONNECT_STREAM) put_end_stream(wc, MW_STATUS_INTERNAL, err,
                                                               strlen(err));
+        else if (wc->kind == MW_WEB_REST)
+          rest_stream_error(wc, MW_STATUS_INTERNAL, err, strlen(err), NULL, 0);
         else put_trailer_frame(wc, MW_STATUS_INTERNAL, err, strlen(err));
         if (wc->sending) wc->final_queued = 1;
         else flush(wc, 1);
@@ -552,6 +572,21 @@ static void on_lb_status(void *self) {
   case MW_WEB_REST: {
     const char *out = NULL;
     size_t ol = 0;
+    if (!wc->unary && (wc->started || wc->sending || wc->pend.len)) {
+      /* A stream under way: its end is the end of the body, an error one
+       * last item, {"error": google.rpc.Status} (an "error" event). */
+      if (code != MW_STATUS_OK) {
+        size_t dl = 0;
+        const char *d = details_of(wc->lb, &dl);
+        rest_stream_error(wc, code, msg, ml, d, dl);
+      }
+      break;
+    }
+    if (!wc->unary && code == MW_STATUS_OK) {
+      /* A stream that ended OK with no message: an empty body. */
+      stream_head(wc);
+      break;
+    }
     mw_transcode_error terr;
     mw_json_limits lim = {0, 0, 0};
     if (code == MW_STATUS_OK && has_reply &&
@@ -1000,6 +1035,28 @@ static int read_frames(mw_web *w, wcall *wc, parsed *p, const char *body, size_t
 
 /* --- REST (google.api.http routes) --------------------------------------------------- */
 
+/* The last item of a REST stream that fails after it began:
+ * {"error": google.rpc.Status} as a line (NDJSON) or an "error" event. */
+static void rest_stream_error(wcall *wc, int code, const char *msg, size_t ml,
+                              const char *details, size_t dl) {
+  const char *out = NULL;
+  size_t ol = 0;
+  int hs;
+  char e[160], text[512];
+  snprintf(text, sizeof text, "%.*s", (int)(ml > 500 ? 500 : ml), msg);
+  if (!wc->arena) wc->arena = upb_Arena_New();
+  if (!wc->arena ||
+      mw_transcode_status_json(mw_schema_pool(mw_methods_schema(mw_router_methods(wc->router))),
+                               code, text, details, dl, wc->arena, &out, &ol, &hs, e,
+                               sizeof e) != 0) {
+    out = "{}";
+    ol = 2;
+  }
+  mw_buf_puts(&wc->pend, wc->sse ? "event: error\ndata: {\"error\":" : "{\"error\":");
+  mw_buf_put(&wc->pend, out, ol);
+  mw_buf_puts(&wc->pend, wc->sse ? "}\n\n" : "}\n");
+}
+
 /* An error as google.rpc.Status JSON with code.proto's HTTP status, the
  * call's response metadata as grpc-metadata-* headers. */
 static void rest_error(wcall *wc, int code, const char *msg, size_t ml, const char *details,
@@ -1090,12 +1147,22 @@ static int rest_req(mw_web *w, h2o_req_t *req, mw_router *r, const mw_transcode 
   }
   wc->route = call;
   const mw_method *m = mw_methods_find(mw_router_methods(r), call.grpc_path, strlen(call.grpc_path));
-  if (!m || m->kind != MW_KIND_UNARY) {
+  if (!m || (m->kind != MW_KIND_UNARY && m->kind != MW_KIND_SERVER_STREAMING)) {
+    wc->unary = 1;
     local_error(wc, MW_STATUS_UNIMPLEMENTED,
-                m ? "REST routes serve unary methods; this one streams (use Connect or "
-                    "gRPC-Web for it)"
+                m ? "REST routes serve unary and server-streaming methods; client and bidi "
+                    "streams take Connect or gRPC-Web"
                   : "the route's method is not served");
     return 1;
+  }
+  if (m->kind == MW_KIND_SERVER_STREAMING) {
+    /* Messages as they come: server-sent events when the client asks for
+     * them (EventSource does), else one JSON object per line. */
+    h2o_iovec_t acc = find_header(req, H2O_TOKEN_ACCEPT);
+    wc->sse = acc.base && h2o_strstr(acc.base, acc.len, H2O_STRLIT("text/event-stream")) !=
+                              SIZE_MAX;
+    wc->json = 1;
+    wc->m = m;
   }
   parsed pp = {0}, *p = &pp;
   p->frames = p->inline_frames;
@@ -1112,7 +1179,7 @@ static int rest_req(mw_web *w, h2o_req_t *req, mw_router *r, const mw_transcode 
     }
     if (p->timeout == 0) p->timeout = 1e-9;
   }
-  wc->unary = 1;
+  wc->unary = m->kind == MW_KIND_UNARY;
   start_call(w, wc, p);
   parsed_free(p);
   return 1;

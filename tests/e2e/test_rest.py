@@ -21,6 +21,17 @@ DATA = os.path.join(mwtest.SOURCE_DIR, "tests", "data", "transcode")
 EXTRA = """
 local mw = require "moonwire"
 local Extra = mw.service "library.v1.Extra"
+-- "3" sends 1..3; "fail2" sends 1..2 then fails; "none" fails at once
+function Extra.Count(req, stream, ctx)
+  if req.id == "none" then mw.fail(mw.NOT_FOUND, "nothing to count") end
+  local n, fail = tonumber(req.id:match("%d+")), req.id:find("fail")
+  for i = 1, n do
+    stream:send{id = tostring(i), text = ctx.protocol}
+    mw.sleep(req.id:find("slow") and 0.8 or 0.01)
+  end
+  if fail then mw.fail(mw.ABORTED, "stopped at " .. n) end
+end
+
 function Extra.Who(req, ctx)
   if req.id == "deny" then
     mw.fail(mw.PERMISSION_DENIED, "not you", {mw.details.ErrorInfo {reason = "DENIED",
@@ -36,7 +47,10 @@ EXTRA_PROTO = """
 syntax = "proto3";
 package library.v1;
 import "library.proto";
-service Extra { rpc Who(EchoRequest) returns (EchoRequest); }
+service Extra {
+  rpc Who(EchoRequest) returns (EchoRequest);
+  rpc Count(EchoRequest) returns (stream EchoRequest);
+}
 """
 
 CONFIG = """
@@ -46,6 +60,8 @@ http:
   rules:
     - selector: library.v1.Extra.Who
       get: /v1/who/{id}
+    - selector: library.v1.Extra.Count
+      get: /v1/count/{id}
 """
 
 
@@ -147,6 +163,52 @@ class RestTest(unittest.TestCase):
         self.assertEqual(st, 200, who)
         self.assertEqual(who["id"], "rest:blue:Bearer t")
         self.assertEqual(h.get("grpc-metadata-x-served-by"), "moonwire")
+
+    def stream(self, path, accept=None):
+        host, port = self.addr.rsplit(":", 1)
+        c = http.client.HTTPConnection(host, int(port), timeout=10)
+        c.request("GET", path, headers={"accept": accept} if accept else {})
+        r = c.getresponse()
+        body = r.read().decode()
+        c.close()
+        return r.status, r.getheader("content-type"), body
+
+    def test_server_streams_as_ndjson(self):
+        st, ct, body = self.stream("/v1/count/3")
+        self.assertEqual((st, ct), (200, "application/x-ndjson"))
+        self.assertEqual([json.loads(l) for l in body.splitlines()],
+                         [{"id": str(i), "text": "rest"} for i in (1, 2, 3)])
+        st, _, body = self.stream("/v1/count/fail2")
+        lines = [json.loads(l) for l in body.splitlines()]
+        self.assertEqual(st, 200)
+        self.assertEqual(lines[:2], [{"id": "1", "text": "rest"}, {"id": "2", "text": "rest"}])
+        self.assertEqual(lines[2], {"error": {"code": 10, "message": "stopped at 2",
+                                              "details": []}})
+        # before the first message, the error is the answer's own status
+        st, ct, body = self.stream("/v1/count/none")
+        self.assertEqual((st, json.loads(body)["code"]), (404, 5))
+
+    def test_each_message_is_sent_as_it_comes(self):
+        host, port = self.addr.rsplit(":", 1)
+        c = http.client.HTTPConnection(host, int(port), timeout=10)
+        t0 = time.monotonic()
+        c.request("GET", "/v1/count/slow2")
+        r = c.getresponse()
+        first = r.readline()
+        took = time.monotonic() - t0
+        self.assertEqual(json.loads(first), {"id": "1", "text": "rest"})
+        self.assertLess(took, 0.7)  # the second message is 0.8 s behind it
+        self.assertEqual(json.loads(r.readline()), {"id": "2", "text": "rest"})
+        c.close()
+
+    def test_server_streams_as_server_sent_events(self):
+        st, ct, body = self.stream("/v1/count/fail2", accept="text/event-stream")
+        self.assertEqual((st, ct), (200, "text/event-stream"))
+        events = [e for e in body.split("\n\n") if e]
+        self.assertEqual(events[:2], ['data: {"id":"1","text":"rest"}',
+                                      'data: {"id":"2","text":"rest"}'])
+        self.assertTrue(events[2].startswith("event: error\ndata: "), events[2])
+        self.assertEqual(json.loads(events[2].split("data: ", 1)[1])["error"]["code"], 10)
 
     def test_connect_keeps_its_paths(self):
         st, _, r = self.json_call("POST", "/library.v1.Library/Plain", {"id": "p"})
