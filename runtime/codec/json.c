@@ -739,16 +739,17 @@ static bool w_fields(writer *w, const upb_Message *msg, const upb_MessageDef *m,
   return true;
 }
 
-mw_json_status mw_json_encode_msg(const upb_Message *msg, const upb_MessageDef *m,
-                                  const upb_DefPool *pool, int options,
-                                  const mw_json_limits *limits, upb_Arena *a, const char **out,
-                                  size_t *out_len, char *err, size_t errlen) {
+/* A writer in a for one encode call (NULL when out of memory, err set);
+ * *out and *out_len cleared. */
+static writer *writer_start(upb_Arena *a, const upb_DefPool *pool, int options,
+                            const mw_json_limits *limits, const char **out, size_t *out_len,
+                            char *err, size_t errlen) {
   writer *w = upb_Arena_Malloc(a, sizeof *w);
   *out = NULL;
   *out_len = 0;
   if (!w) {
     set_err(err, errlen, "out of memory");
-    return MW_JSON_NOMEM;
+    return NULL;
   }
   writer_clear(w);
   w->a = a;
@@ -758,6 +759,15 @@ mw_json_status mw_json_encode_msg(const upb_Message *msg, const upb_MessageDef *
   w->max_out = limits ? limits->max_out_bytes : 0;
   w->err = err;
   w->errlen = errlen;
+  return w;
+}
+
+mw_json_status mw_json_encode_msg(const upb_Message *msg, const upb_MessageDef *m,
+                                  const upb_DefPool *pool, int options,
+                                  const mw_json_limits *limits, upb_Arena *a, const char **out,
+                                  size_t *out_len, char *err, size_t errlen) {
+  writer *w = writer_start(a, pool, options, limits, out, out_len, err, errlen);
+  if (!w) return MW_JSON_NOMEM;
   if (!w_message(w, msg, m)) return w->status;
   if (!w_reserve(w, 0)) return w->status;
   if (w->max_out && w->len > w->max_out) {
@@ -2239,21 +2249,8 @@ mw_json_status mw_json_encode_field(const upb_Message *msg, const upb_FieldDef *
                                     const upb_DefPool *pool, int options,
                                     const mw_json_limits *limits, upb_Arena *a, const char **out,
                                     size_t *out_len, char *err, size_t errlen) {
-  writer *w = upb_Arena_Malloc(a, sizeof *w);
-  *out = NULL;
-  *out_len = 0;
-  if (!w) {
-    set_err(err, errlen, "out of memory");
-    return MW_JSON_NOMEM;
-  }
-  writer_clear(w);
-  w->a = a;
-  w->pool = pool;
-  w->options = options;
-  w->max_depth = depth_limit(limits);
-  w->max_out = limits ? limits->max_out_bytes : 0;
-  w->err = err;
-  w->errlen = errlen;
+  writer *w = writer_start(a, pool, options, limits, out, out_len, err, errlen);
+  if (!w) return MW_JSON_NOMEM;
   /* w_field writes "name":value; write into the buffer and keep the value. */
   bool first = true;
   if (!w_field(w, f, upb_Message_Get(msg, f), &first) || !w_reserve(w, 0)) return w->status;
