@@ -1137,6 +1137,23 @@ static void log_pair(ctx *x, mw_config *c, int idx, const node *k,
   }
 }
 
+/* A HOST:PORT scalar into *dst (replacing what it held). */
+static void address_value(ctx *x, const node *v, const char *key, char **dst) {
+  if (want_scalar(x, v, key, "a HOST:PORT address") != 0) return;
+  const char *problem = mw_config_check_address(v->s);
+  if (problem) {
+    ERR(x, v, "%s: invalid address '%s': %s", key, EX(v), problem);
+    return;
+  }
+  char *dup = strdup(v->s);
+  if (!dup) {
+    ERR(x, v, "%s: out of memory", key);
+    return;
+  }
+  free(*dst);
+  *dst = dup;
+}
+
 static void lua_pair(ctx *x, mw_config *c, int idx, const node *k,
                      const node *v) {
   (void)idx;
@@ -1147,21 +1164,7 @@ static void admin_pair(ctx *x, mw_config *c, int idx, const node *k, const node 
   int64_t val;
   switch (idx) {
   case 0: /* listen */
-    if (want_scalar(x, v, "admin.listen", "a HOST:PORT address") != 0) return;
-    {
-      const char *problem = mw_config_check_address(v->s);
-      if (problem) {
-        ERR(x, v, "admin.listen: invalid address '%s': %s", EX(v), problem);
-        return;
-      }
-      char *dup = strdup(v->s);
-      if (!dup) {
-        ERR(x, v, "admin.listen: out of memory");
-        return;
-      }
-      free(c->admin.listen);
-      c->admin.listen = dup;
-    }
+    address_value(x, v, "admin.listen", &c->admin.listen);
     return;
   case 1:
     if (number_value(x, v, "admin.max_connections", K_INT, 1, 100000, &val) == 0)
@@ -2083,21 +2086,7 @@ static void http_pair(ctx *x, mw_config *c, int idx, const node *k, const node *
   int64_t val;
   switch (idx) {
   case 0: /* listen */
-    if (want_scalar(x, v, "http.listen", "a HOST:PORT address") != 0) return;
-    {
-      const char *problem = mw_config_check_address(v->s);
-      if (problem) {
-        ERR(x, v, "http.listen: invalid address '%s': %s", EX(v), problem);
-        return;
-      }
-      char *dup = strdup(v->s);
-      if (!dup) {
-        ERR(x, v, "http.listen: out of memory");
-        return;
-      }
-      free(c->http.listen);
-      c->http.listen = dup;
-    }
+    address_value(x, v, "http.listen", &c->http.listen);
     return;
   case 1:
     if (number_value(x, v, "http.max_connections", K_INT, 1, 100000, &val) == 0)
@@ -2806,21 +2795,7 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     if (want_section(x, v, key) == 0) walk_map(x, c, v, key, http_keys, http_pair);
     return;
   case 26: /* upstream: where stub mode forwards what nothing answers */
-    if (want_scalar(x, v, "upstream", "a HOST:PORT address") != 0) return;
-    {
-      const char *problem = mw_config_check_address(v->s);
-      char *dup = problem ? NULL : strdup(v->s);
-      if (problem) {
-        ERR(x, v, "upstream: invalid address '%s': %s", EX(v), problem);
-        return;
-      }
-      if (!dup) {
-        ERR(x, v, "upstream: out of memory");
-        return;
-      }
-      free(c->upstream);
-      c->upstream = dup;
-    }
+    address_value(x, v, "upstream", &c->upstream);
     return;
   default:
     return;
