@@ -190,26 +190,38 @@ static int response_body(const char *resp, size_t len, uint32_t *what, const cha
   return 0;
 }
 
-int mw_reflect_services(mw_reflect *r, mw_strvec *names, char *err, size_t errlen) {
+/* One request (field = value) and its answer's body, which must be the
+ * answer field `want` (what names the request in the error). *resp is the
+ * answer to free (NULL on failure). */
+static int ask(mw_reflect *r, uint32_t field, const char *value, size_t vlen, uint32_t want,
+               const char *what_text, char **resp, const char **body, size_t *body_len,
+               char *err, size_t errlen) {
+  *resp = NULL;
   mw_buf req = {0};
-  put_bytes(&req, 7, "*", 1); /* list_services: the content is ignored */
+  put_bytes(&req, field, value, vlen);
   if (req.oom) {
     snprintf(err, errlen, "out of memory");
     return MW_REFLECT_LOCAL;
   }
-  char *resp = NULL;
   size_t len = 0;
-  int rc = exchange(r, req.p, req.len, &resp, &len, err, errlen);
+  int rc = exchange(r, req.p, req.len, resp, &len, err, errlen);
   mw_buf_free(&req);
   if (rc != 0) return rc;
   uint32_t what;
-  const char *body;
-  size_t body_len;
-  rc = response_body(resp, len, &what, &body, &body_len, err, errlen);
-  if (rc == 0 && what != 6) {
-    snprintf(err, errlen, "server reflection: list_services answered with something else");
+  rc = response_body(*resp, len, &what, body, body_len, err, errlen);
+  if (rc == 0 && what != want) {
+    snprintf(err, errlen, "server reflection: %s answered with something else", what_text);
     rc = MW_REFLECT_LOCAL;
   }
+  return rc;
+}
+
+int mw_reflect_services(mw_reflect *r, mw_strvec *names, char *err, size_t errlen) {
+  char *resp;
+  const char *body;
+  size_t body_len;
+  /* list_services: the content is ignored */
+  int rc = ask(r, 7, "*", 1, 6, "list_services", &resp, &body, &body_len, err, errlen);
   if (rc == 0) {
     rd b = {(const unsigned char *)body, (const unsigned char *)body + body_len};
     uint32_t f, f2;
@@ -336,25 +348,11 @@ static int fileset_add_response(fileset *fs, const char *body, size_t body_len, 
 /* One request (field, value) whose answer must be files. */
 static int ask_files(mw_reflect *r, uint32_t field, const char *value, fileset *fs, char *err,
                      size_t errlen) {
-  mw_buf req = {0};
-  put_bytes(&req, field, value, strlen(value));
-  if (req.oom) {
-    snprintf(err, errlen, "out of memory");
-    return MW_REFLECT_LOCAL;
-  }
-  char *resp = NULL;
-  size_t len = 0;
-  int rc = exchange(r, req.p, req.len, &resp, &len, err, errlen);
-  mw_buf_free(&req);
-  if (rc != 0) return rc;
-  uint32_t what;
+  char *resp;
   const char *body;
   size_t body_len;
-  rc = response_body(resp, len, &what, &body, &body_len, err, errlen);
-  if (rc == 0 && what != 4) {
-    snprintf(err, errlen, "server reflection: asked for files, answered with something else");
-    rc = MW_REFLECT_LOCAL;
-  }
+  int rc = ask(r, field, value, strlen(value), 4, "a request for files", &resp, &body,
+               &body_len, err, errlen);
   if (rc == 0) rc = fileset_add_response(fs, body, body_len, err, errlen);
   free(resp);
   return rc;
