@@ -4,10 +4,10 @@
  * the Lua binding (lua/l_sessions.c) and whatever keeps the rooms:
  *
  *   - a room is a backend (mw_sess_backend: a table of functions) over its
- *     own state; today there is one, the in-process store
- *     (sessions/mw_sesmem.h). A Redis backend implements the same table:
- *     offsets and history in a Redis stream, fan-out through pub/sub, the
- *     local delivery through the same subscriber records and ready lists;
+ *     own state: the in-process store (sessions/mw_sesmem.h), or Redis
+ *     (sessions/mw_sesredis.h: offsets and history in Redis, fan-out
+ *     through pub/sub, the local delivery through an in-process room's
+ *     subscriber records and ready lists);
  *   - a publication (mw_sess_pub) is the message's bytes, encoded once by
  *     the publisher, with its offset; every queue and the history share it
  *     by reference count;
@@ -56,6 +56,10 @@ typedef struct mw_sess_spec {
   int64_t history_ttl_ms;   /* how long one is kept (0: until pushed out) */
   size_t buffer;            /* publications queued per subscriber, >= 1 */
   mw_sess_policy policy;
+  const char *redis;        /* redis://HOST:PORT/DB: the room is on Redis
+                               (sessions/mw_sesredis.h); NULL: in memory */
+  const char *prefix;       /* its keys' prefix, NULL: "sessions:NAME:" */
+  int64_t timeout_ms;       /* the wait for Redis's answer, 0: 1s */
 } mw_sess_spec;
 
 /* One publication, shared by every queue and the history it is in. */
@@ -75,9 +79,16 @@ typedef enum mw_sess_rc {
   MW_SESS_FULL,      /* "full": a queue is full under policy block */
   MW_SESS_NOT_FOUND, /* "not found": no such session */
   MW_SESS_NO_MEMORY, /* "no memory" */
+  MW_SESS_BACKEND,   /* the backend's store failed: mw_sess_error() says how
+                        ("redis: connection refused") */
 } mw_sess_rc;
 
 const char *mw_sess_strerror(mw_sess_rc rc);
+/* Backends, on the caller's thread, before returning MW_SESS_BACKEND: the
+ * message mw_sess_error gives back on that thread. */
+void mw_sess_set_error(const char *msg);
+/* The calling thread's last MW_SESS_BACKEND message. */
+const char *mw_sess_error(void);
 
 /* The part of a subscriber this module reads; a backend embeds it first in
  * its own record. */
@@ -133,7 +144,7 @@ typedef struct mw_sess_end {
 /* A room's implementation. Every function is atomic against the others on
  * the same room; none calls back into the caller. */
 typedef struct mw_sess_backend {
-  const char *kind; /* "memory" */
+  const char *kind; /* "memory", "redis" */
   /* Joins j->topic; *out holds the joiner's reference (dropped with
    * mw_sess_sub_unref after leave). On resume, the missed publications are
    * queued before any later one. */
@@ -178,6 +189,8 @@ typedef struct mw_sess_room {
   mw_sess_policy policy;
   size_t buffer, history_size;
   int64_t history_ttl_ms;
+  const char *redis, *prefix; /* NULL in memory; the prefix as configured */
+  int64_t timeout_ms;
   const mw_sess_backend *backend;
   void *self;
 } mw_sess_room;
