@@ -1302,7 +1302,7 @@ static void test_sessions(void) {
   mw_diag_free(&d);
   mw_config_free(&c);
   expect_one("sessions:\n  chat: {message: c.E, redis: 'http://x'}\n",
-             "t.yaml:2:29: sessions.chat.redis: expected a redis://HOST[:PORT][/DB] URL, got "
+             "t.yaml:2:31: sessions.chat.redis: expected a redis://HOST[:PORT][/DB] URL, got "
              "'http://x'");
   expect_one("sessions:\n  chat: {message: c.E, prefix: 'x:'}\n",
              "t.yaml:2:3: sessions.chat: 'prefix' and 'timeout' are for a room on Redis "
