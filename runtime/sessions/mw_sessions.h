@@ -200,7 +200,9 @@ uint64_t mw_sess_next_id(void);
 
 /* Makes the registry's rooms from specs (see mw_shared_configure: a reload
  * adds new rooms and keeps existing ones as they are, warning about what
- * it could not apply). Returns 0, or -1 when out of memory. */
+ * it could not apply). A spec with redis makes a room on Redis
+ * (sessions/mw_sesredis.h). Returns 0, or -1 when a room could not be made
+ * (errors says why: out of memory, a bad URL). */
 int mw_sessions_configure(const mw_sess_spec *specs, size_t n, mw_diag *warnings,
                           mw_diag *errors);
 const mw_sess_room *mw_sessions_find(const char *name);

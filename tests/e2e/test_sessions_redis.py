@@ -257,6 +257,10 @@ class TestSessionsRedis(unittest.TestCase):
             time.sleep(0.005)
         st.cancel()
         lat.sort()
+        # one handler publishing in a loop: a Redis round trip each
+        r = self.unary(self.a, "Publish", topic="nobody", n=2000, text="p")
+        print("\nsessions on redis: one handler publishes %.0f/s (%.0f us each)"
+              % (2000 / r.seconds, r.seconds / 2000 * 1e6))
         print("\nsessions on redis: fan-out %d pubs x %d streams (2 instances) in %.2fs: "
               "%.0f msgs/s; publish call on A -> receipt on B p50 %.2f ms p99 %.2f ms"
               % (n_pubs, len(streams), secs, rate, lat[len(lat) // 2] * 1e3,
