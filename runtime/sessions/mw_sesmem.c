@@ -480,7 +480,7 @@ static int m_take(void *self, mw_sess_sub *b, mw_sess_pub **out, mw_sess_end *en
   int rc = 0;
   *freed = 0;
   pthread_mutex_lock(&r->lock);
-  if (s->qn) {
+  if (s->qn && !s->pending) { /* held ones wait for join_done's order */
     *freed = s->qn >= r->buffer;
     *out = q_pop(s);
     rc = 1;
