@@ -208,7 +208,7 @@ static int rop_run(rroom *rr, rop *o) {
   return 0;
 }
 
-/* PREFIX + tag + topic, in buf (cap bytes) or malloc'd; *len set. */
+/* PREFIX + tag + ':' + topic, malloc'd (the caller frees it); *len set. */
 static char *key(rroom *rr, char tag, const char *topic, size_t tlen, size_t *len) {
   *len = rr->plen + 2 + tlen;
   char *k = malloc(*len);
