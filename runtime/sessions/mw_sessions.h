@@ -156,7 +156,9 @@ typedef struct mw_sess_backend {
    * the offset it gets (stamped as field number offset_field, a varint,
    * appended: the last value of a field wins, so the bytes decode with it;
    * 0: not stamped). MW_SESS_FULL (nothing published) under policy block
-   * when a queue is full. */
+   * when a queue is full; MW_SESS_BACKEND when the backend's store did not
+   * take it (Redis: down, timeout), mw_sess_error() saying why. May wait
+   * for that store, bounded by the room's timeout. */
   mw_sess_rc (*publish)(void *self, const char *topic, size_t tlen, const char *data,
                         size_t len, int offset_field, uint64_t *offset);
   /* data to one session (no offset, no history). */
@@ -169,7 +171,7 @@ typedef struct mw_sess_backend {
   size_t (*list)(void *self, const char *topic, size_t tlen, uint64_t *ids, size_t max);
   /* The history of topic after offset since, oldest first: up to max
    * publications (each with a reference for the caller) into out, *n set;
-   * the topic's last offset and epoch. */
+   * the topic's last offset and epoch. MW_SESS_BACKEND as publish. */
   mw_sess_rc (*history)(void *self, const char *topic, size_t tlen, uint64_t since,
                         mw_sess_pub **out, size_t max, size_t *n, uint64_t *top,
                         char epoch[MW_SESS_EPOCH_LEN]);
