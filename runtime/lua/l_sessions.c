@@ -110,6 +110,7 @@ static void on_mail(mw_mail *m) {
   mw_sess_sub *s = mw_sess_ready_take(wm->worker), *next;
   for (; s; s = next) {
     next = s->ready_next;
+    mw_sess_ready_unlist(s); /* after reading next: listing it rewrites it */
     lsub *ls = s->owner; /* cleared by leave, on this thread */
     if (ls) mw_call_run(ls->h->call, drain, ls);
     mw_sess_sub_unref(s);

@@ -91,11 +91,19 @@ mw_sess_sub *mw_sess_ready_take(int w) {
   pthread_mutex_lock(&r->lock);
   mw_sess_sub *head = r->head;
   r->head = r->tail = NULL;
-  /* Unlisted now: a publication from here on lists them again, so none is
-   * missed between this take and the drain that follows. */
-  for (mw_sess_sub *s = head; s; s = s->ready_next) s->ready_listed = 0;
+  /* Still marked listed: unlisted one by one as the taker reaches them
+   * (mw_sess_ready_unlist), since listing one again rewrites its
+   * ready_next, which the taker has not read yet. */
   pthread_mutex_unlock(&r->lock);
   return head;
+}
+
+void mw_sess_ready_unlist(mw_sess_sub *s) {
+  if (s->worker < 0 || s->worker >= MW_SESS_MAX_WORKERS) return;
+  struct ready_list *r = &g_ready[s->worker];
+  pthread_mutex_lock(&r->lock);
+  s->ready_listed = 0;
+  pthread_mutex_unlock(&r->lock);
 }
 
 void mw_sessions_set_waker(void (*waker)(int w)) { atomic_store(&g_waker, waker); }

@@ -114,8 +114,16 @@ int mw_sess_ready(mw_sess_sub *s);
 /* Any thread, no lock held: wakes worker w through the installed waker. */
 void mw_sess_wake(int w);
 /* Worker w's thread: its ready subscribers, linked by ready_next, each
- * holding the reference mw_sess_ready took (the caller drops it). */
+ * holding the reference mw_sess_ready took (the caller drops it). They
+ * stay marked listed, so that a publisher on another thread cannot link
+ * one into a new list (rewriting its ready_next) while the caller walks
+ * the chain: the caller reads each one's ready_next, then calls
+ * mw_sess_ready_unlist on it, then drains it. */
 mw_sess_sub *mw_sess_ready_take(int w);
+/* The taker, for each subscriber taken, after reading its ready_next and
+ * before draining it: a publication from then on lists it again, so none
+ * is missed between the take and the drain. */
+void mw_sess_ready_unlist(mw_sess_sub *s);
 /* The upper layer's wake (posts mail to worker w); installed once. */
 void mw_sessions_set_waker(void (*waker)(int w));
 
