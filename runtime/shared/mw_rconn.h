@@ -27,7 +27,8 @@ typedef struct mw_rcmd mw_rcmd;
 
 /* One command. The submitter owns it and its bytes; the connection links
  * it (next) from submit until on_reply, which runs exactly once on the I/O
- * thread: with the reply (err NULL; the reply is freed when on_reply
+ * thread (a SUBSCRIBE on a subscriber connection aside: see
+ * mw_rconn_new_sub): with the reply (err NULL; the reply is freed when on_reply
  * returns), or with r NULL and err the reason ("connection refused",
  * "server closed the connection", "shutting down"). */
 struct mw_rcmd {
