@@ -52,7 +52,8 @@ end
 -- The unary snapshot: what a client shows before it streams again from
 -- the offset returned (its resume epoch and offset).
 function Chat.Recent(req)
-  local snap = rooms:snapshot(req.room)
+  local snap, err = rooms:snapshot(req.room)
+  if not snap then mw.fail(mw.UNAVAILABLE, err) end -- a room on Redis that is down
   local messages = {}
   for i, p in ipairs(snap.publications) do messages[i] = p.message end
   return {epoch = snap.epoch, offset = snap.offset, messages = messages,

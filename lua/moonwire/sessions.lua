@@ -127,6 +127,7 @@ function Room:history(topic, since, max)
     error("history: since must be an integer >= 0", 2)
   end
   local epoch, top, pubs = core.session_history(self._h, topic, since or 0, max)
+  if epoch == nil then return nil, top end -- a room on Redis that is down
   return {epoch = epoch, offset = top, publications = pubs}
 end
 
@@ -135,6 +136,7 @@ end
 function Room:snapshot(topic)
   check_topic(topic, 2)
   local epoch, top, pubs = core.session_history(self._h, topic, 0)
+  if epoch == nil then return nil, top end
   return {epoch = epoch, offset = top, publications = pubs}
 end
 

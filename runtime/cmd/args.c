@@ -412,6 +412,9 @@ int mw_cmd_shared_configure(const mw_config *cfg, mw_diag *warnings, mw_diag *er
                            .history_size = (size_t)s->history_size,
                            .history_ttl_ms = s->history_ttl_ms,
                            .buffer = (size_t)s->buffer,
+                           .redis = s->redis,
+                           .prefix = s->prefix,
+                           .timeout_ms = s->timeout_ms,
                            .policy = s->policy == MW_CONFIG_SESS_CLOSE ? MW_SESS_CLOSE
                                      : s->policy == MW_CONFIG_SESS_DROP_OLDEST
                                          ? MW_SESS_DROP_OLDEST

@@ -209,6 +209,8 @@ void mw_config_free(mw_config *c) {
     free(c->sessions.v[i].name);
     free(c->sessions.v[i].message);
     free(c->sessions.v[i].offset_field);
+    free(c->sessions.v[i].redis);
+    free(c->sessions.v[i].prefix);
   }
   free(c->sessions.v);
   c->sessions.v = NULL;
@@ -929,7 +931,7 @@ static const char *const budget_keys[] = {"tokens", "ratio", NULL};
 static const char *const client_method_keys[] = {"idempotent", "timeout", "retry", NULL};
 static const char *const shared_dict_keys[] = {"size", "redis", "prefix", "timeout", NULL};
 static const char *const session_keys[] = {"message", "offset_field", "history", "buffer",
-                                           "policy", NULL};
+                                           "policy", "redis", "prefix", "timeout", NULL};
 static const char *const session_history_keys[] = {"size", "ttl", NULL};
 static const char *const compression_keys[] = {"algorithm", "min_bytes",
                                                "methods", NULL};
@@ -2607,6 +2609,31 @@ static void session_pair(ctx *x, mw_config *c, int idx, const node *k, const nod
     else if (strcmp(v->s, "close") == 0) s->policy = MW_CONFIG_SESS_CLOSE;
     else ERR(x, v, "%s: expected block, drop_oldest or close, got '%s'", key, EX(v));
     return;
+  case 5: /* redis: the URL is read in full when the room is made */
+    if (want_scalar(x, v, key, "a redis:// URL") != 0) return;
+    if (strncmp(v->s, "redis://", 8) != 0 || v->len <= 8 || v->s[8] == '/') {
+      ERR(x, v, "%s: expected a redis://HOST[:PORT][/DB] URL, got '%s'", key, EX(v));
+      return;
+    }
+    free(s->redis);
+    s->redis = strdup(v->s);
+    if (!s->redis) ERR(x, v, "out of memory");
+    return;
+  case 6: /* prefix */
+    if (want_scalar(x, v, key, "a key prefix") != 0) return;
+    if (v->len > 100 || strlen(v->s) != v->len) {
+      ERR(x, v, "%s: expected a key prefix of at most 100 bytes, got '%s'", key, EX(v));
+      return;
+    }
+    free(s->prefix);
+    s->prefix = strdup(v->s);
+    if (!s->prefix) ERR(x, v, "out of memory");
+    return;
+  case 7: { /* timeout */
+    int64_t val;
+    if (number_value(x, v, key, K_DURATION, 1, 3600000, &val) == 0) s->timeout_ms = val;
+    return;
+  }
   }
 }
 
@@ -2659,6 +2686,9 @@ static void sessions_section(ctx *x, mw_config *c, const node *m) {
         ERR(x, k, "sessions.%s: 'message' is required: the type every publication is "
                   "(for example message: chat.Event)", name);
     }
+    if (!s->redis && (s->prefix || s->timeout_ms))
+      ERR(x, k, "sessions.%s: 'prefix' and 'timeout' are for a room on Redis (redis: URL)",
+          name);
   }
 }
 

@@ -99,6 +99,9 @@ typedef struct mw_config_session {
   int64_t history_ttl_ms; /* their age limit; default 0 (none) */
   int64_t buffer;        /* queued per stream; default 64 */
   int policy;            /* MW_CONFIG_SESS_*; default block */
+  char *redis;           /* redis://HOST:PORT/DB, NULL in memory (owned) */
+  char *prefix;          /* the keys' prefix in Redis, NULL: "sessions:NAME:" (owned) */
+  int64_t timeout_ms;    /* the wait for Redis's answer, 0: 1s */
 } mw_config_session;
 
 typedef struct mw_config {

@@ -110,6 +110,7 @@ static void on_mail(mw_mail *m) {
   mw_sess_sub *s = mw_sess_ready_take(wm->worker), *next;
   for (; s; s = next) {
     next = s->ready_next;
+    mw_sess_ready_unlist(s); /* after reading next: listing it rewrites it */
     lsub *ls = s->owner; /* cleared by leave, on this thread */
     if (ls) mw_call_run(ls->h->call, drain, ls);
     mw_sess_sub_unref(s);
@@ -319,7 +320,8 @@ static int l_session_hold(lua_State *L) {
   return mw_co_wait(L, h, &hold_wait);
 }
 
-/* core.session_publish(room, topic, msg) -> offset | nil, "full" */
+/* core.session_publish(room, topic, msg) -> offset | nil, "full" |
+ * nil, "redis: ..." */
 static int l_session_publish(lua_State *L) {
   const mw_sess_room *r = check_room(L, 1);
   size_t tlen, len;
@@ -421,7 +423,7 @@ static int push_history(lua_State *L) {
 }
 
 /* core.session_history(room, topic, since, max) -> epoch, top,
- * {{offset =, message =}, ...} (oldest first) */
+ * {{offset =, message =}, ...} (oldest first) | nil, "redis: ..." */
 static int l_session_history(lua_State *L) {
   const mw_sess_room *r = check_room(L, 1);
   size_t tlen;
@@ -441,6 +443,7 @@ static int l_session_history(lua_State *L) {
                                       (size_t)max, &j.n, &top, epoch);
   if (rc != MW_SESS_OK) {
     free(j.pubs);
+    if (rc == MW_SESS_BACKEND) return push_rc(L, rc); /* Redis down: nil, "redis: ..." */
     return luaL_error(L, "history: %s", mw_sess_strerror(rc));
   }
   lua_pushstring(L, epoch);

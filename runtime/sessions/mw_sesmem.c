@@ -26,6 +26,9 @@ typedef struct msub {
   mw_sess_pub **q;            /* ring of queued publications (references) */
   size_t qcap, qhead, qn;
   int ended, end_told, left;
+  int pending;   /* mw_sesmem_join_pending until join_done: held, unsent */
+  uint64_t seen; /* mw_sesmem_deliver drops offsets up to this */
+  char epoch[MW_SESS_EPOCH_LEN]; /* ... in this epoch ("": not known yet) */
   mw_sess_end end;
 } msub;
 
@@ -232,7 +235,9 @@ static void sub_end(room *r, msub *s, int code, const char *msg, wakes *w) {
  * caller for block). */
 static void deliver(room *r, msub *s, mw_sess_pub *p, wakes *w) {
   if (s->qn >= r->buffer) {
-    if (r->policy == MW_SESS_CLOSE) {
+    /* block gets here only from mw_sesmem_deliver: a publisher elsewhere
+     * cannot wait for this queue */
+    if (r->policy != MW_SESS_DROP_OLDEST) {
       char msg[128];
       snprintf(msg, sizeof msg, "the stream fell behind: %zu publications were waiting for it",
                r->buffer);
@@ -282,10 +287,12 @@ static void stamp(mw_sess_pub *p, int field, uint64_t offset) {
 
 /* --- the backend ----------------------------------------------------------------- */
 
-static mw_sess_rc m_join(void *self, mw_sess_join *j, mw_sess_sub **out) {
+/* pending: mw_sesmem_join_pending's (set before s is visible to anyone). */
+static mw_sess_rc join_impl(void *self, mw_sess_join *j, mw_sess_sub **out, int pending) {
   room *r = self;
   msub *s = calloc(1, sizeof *s);
   if (!s) return MW_SESS_NO_MEMORY;
+  s->pending = pending;
   atomic_init(&s->base.refs, 2); /* the joiner's and the room's */
   s->base.worker = j->worker;
   s->base.owner = j->owner;
@@ -333,6 +340,10 @@ static mw_sess_rc m_join(void *self, mw_sess_join *j, mw_sess_sub **out) {
   do_wakes(&w);
   *out = &s->base;
   return MW_SESS_OK;
+}
+
+static mw_sess_rc m_join(void *self, mw_sess_join *j, mw_sess_sub **out) {
+  return join_impl(self, j, out, 0);
 }
 
 static void m_leave(void *self, mw_sess_sub *b) {
@@ -469,7 +480,7 @@ static int m_take(void *self, mw_sess_sub *b, mw_sess_pub **out, mw_sess_end *en
   int rc = 0;
   *freed = 0;
   pthread_mutex_lock(&r->lock);
-  if (s->qn) {
+  if (s->qn && !s->pending) { /* held ones wait for join_done's order */
     *freed = s->qn >= r->buffer;
     *out = q_pop(s);
     rc = 1;
@@ -504,6 +515,92 @@ static void m_free(void *self) {
   }
   pthread_mutex_destroy(&r->lock);
   free(r);
+}
+
+/* --- the local delivery of a room on Redis ---------------------------------------- */
+
+mw_sess_rc mw_sesmem_join_pending(void *self, mw_sess_join *j, mw_sess_sub **out) {
+  mw_sess_join plain = *j;
+  plain.resume = 0;
+  mw_sess_rc rc = join_impl(self, &plain, out, 1);
+  j->replayed = 0;
+  j->recovered = 0;
+  return rc;
+}
+
+void mw_sesmem_join_done(void *self, mw_sess_sub *b, mw_sess_pub *const *pubs, size_t n,
+                         uint64_t top, const char *epoch) {
+  room *r = self;
+  msub *s = (msub *)b;
+  wakes w = {{0}};
+  pthread_mutex_lock(&r->lock);
+  if (s->pending && !s->ended && !s->left) {
+    s->pending = 0;
+    snprintf(s->epoch, sizeof s->epoch, "%s", epoch ? epoch : "");
+    uint64_t last = top;
+    /* the held ones out, the history in, the held ones that are newer back */
+    size_t held = s->qn;
+    mw_sess_pub **h = held ? malloc(held * sizeof *h) : NULL;
+    size_t nh = 0;
+    if (held && !h) {
+      sub_end(r, s, MW_STATUS_RESOURCE_EXHAUSTED, "out of memory", &w);
+    } else {
+      mw_sess_pub *p;
+      while ((p = q_pop(s))) h[nh++] = p;
+      int oom = 0;
+      for (size_t i = 0; i < n && !oom; i++) {
+        oom = q_push(s, pubs[i]) != 0;
+        if (pubs[i]->offset > last) last = pubs[i]->offset;
+      }
+      for (size_t i = 0; i < nh; i++) {
+        if (!oom && h[i]->offset > last) {
+          oom = q_push(s, h[i]) != 0;
+          last = h[i]->offset;
+        }
+        mw_sess_pub_unref(h[i]);
+      }
+      free(h);
+      s->seen = last;
+      if (oom) sub_end(r, s, MW_STATUS_RESOURCE_EXHAUSTED, "out of memory", &w);
+      else if (s->qn) want_wake(&w, &s->base);
+    }
+  }
+  pthread_mutex_unlock(&r->lock);
+  do_wakes(&w);
+}
+
+void mw_sesmem_deliver(void *self, const char *name, size_t tlen, const char *epoch,
+                       mw_sess_pub *p) {
+  room *r = self;
+  wakes w = {{0}};
+  pthread_mutex_lock(&r->lock);
+  topic *t = topic_find(r, name, tlen, 0);
+  if (t) {
+    msub *next;
+    r->busy = t;
+    for (msub *s = t->subs; s; s = next) {
+      next = s->tnext;
+      if (s->pending) {
+        if (q_push(s, p) != 0) sub_end(r, s, MW_STATUS_RESOURCE_EXHAUSTED, "out of memory", &w);
+        continue;
+      }
+      if (!s->epoch[0]) {
+        snprintf(s->epoch, sizeof s->epoch, "%s", epoch);
+      } else if (strcmp(s->epoch, epoch) != 0) {
+        sub_end(r, s, MW_STATUS_ABORTED,
+                "the topic's history was reset (a new epoch): resume to know what was missed",
+                &w);
+        continue;
+      }
+      if (p->offset <= s->seen) continue;
+      s->seen = p->offset;
+      deliver(r, s, p, &w);
+    }
+    r->busy = NULL;
+    topic_maybe_drop(r, t);
+  }
+  pthread_mutex_unlock(&r->lock);
+  do_wakes(&w);
 }
 
 void *mw_sesmem_new(const mw_sess_spec *spec) {

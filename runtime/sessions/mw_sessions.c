@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "sessions/mw_sesmem.h"
+#include "sessions/mw_sesredis.h"
 
 void mw_sess_pub_unref(mw_sess_pub *p) {
   if (p && atomic_fetch_sub(&p->refs, 1) == 1) free(p);
@@ -25,9 +26,20 @@ const char *mw_sess_strerror(mw_sess_rc rc) {
   case MW_SESS_FULL: return "full";
   case MW_SESS_NOT_FOUND: return "not found";
   case MW_SESS_NO_MEMORY: return "no memory";
+  case MW_SESS_BACKEND: return mw_sess_error();
   }
   return "unknown";
 }
+
+/* Per thread: a backend fails on its caller's thread and the caller reads
+ * the reason right after. */
+static _Thread_local char tl_error[192];
+
+void mw_sess_set_error(const char *msg) {
+  snprintf(tl_error, sizeof tl_error, "%s", msg ? msg : "");
+}
+
+const char *mw_sess_error(void) { return tl_error[0] ? tl_error : "backend error"; }
 
 static _Atomic uint64_t g_next_id;
 uint64_t mw_sess_next_id(void) { return atomic_fetch_add(&g_next_id, 1) + 1; }
@@ -79,11 +91,19 @@ mw_sess_sub *mw_sess_ready_take(int w) {
   pthread_mutex_lock(&r->lock);
   mw_sess_sub *head = r->head;
   r->head = r->tail = NULL;
-  /* Unlisted now: a publication from here on lists them again, so none is
-   * missed between this take and the drain that follows. */
-  for (mw_sess_sub *s = head; s; s = s->ready_next) s->ready_listed = 0;
+  /* Still marked listed: unlisted one by one as the taker reaches them
+   * (mw_sess_ready_unlist), since listing one again rewrites its
+   * ready_next, which the taker has not read yet. */
   pthread_mutex_unlock(&r->lock);
   return head;
+}
+
+void mw_sess_ready_unlist(mw_sess_sub *s) {
+  if (s->worker < 0 || s->worker >= MW_SESS_MAX_WORKERS) return;
+  struct ready_list *r = &g_ready[s->worker];
+  pthread_mutex_lock(&r->lock);
+  s->ready_listed = 0;
+  pthread_mutex_unlock(&r->lock);
 }
 
 void mw_sessions_set_waker(void (*waker)(int w)) { atomic_store(&g_waker, waker); }
@@ -106,10 +126,12 @@ static void room_free(mw_sess_room *r) {
   free((char *)r->name);
   free((char *)r->message);
   free((char *)r->offset_field);
+  free((char *)r->redis);
+  free((char *)r->prefix);
   free(r);
 }
 
-static int make_room(const mw_sess_spec *s) {
+static int make_room(const mw_sess_spec *s, mw_diag *errors) {
   mw_sess_room **grown = realloc(g_rooms, (g_n + 1) * sizeof *grown);
   if (!grown) return -1;
   g_rooms = grown;
@@ -122,10 +144,18 @@ static int make_room(const mw_sess_spec *s) {
                       .buffer = s->buffer ? s->buffer : 1,
                       .history_size = s->history_size,
                       .history_ttl_ms = s->history_ttl_ms,
-                      .backend = &mw_sesmem_backend};
-  r->self = mw_sesmem_new(s);
-  if (!r->name || !r->message || (s->offset_field && !r->offset_field) || !r->self) {
+                      .redis = s->redis ? strdup(s->redis) : NULL,
+                      .prefix = s->prefix ? strdup(s->prefix) : NULL,
+                      .timeout_ms = s->timeout_ms,
+                      .backend = s->redis ? &mw_sesredis_backend : &mw_sesmem_backend};
+  char err[256] = "out of memory";
+  if (s->redis) r->self = mw_sesredis_new(s, err, sizeof err);
+  else r->self = mw_sesmem_new(s);
+  if (!r->name || !r->message || (s->offset_field && !r->offset_field) ||
+      (s->redis && !r->redis) || (s->prefix && !r->prefix) || !r->self) {
+    if (!r->self) r->backend = NULL;
     room_free(r);
+    if (errors) mw_diag_add(errors, "sessions '%s': %s", s->name, err);
     return -1;
   }
   g_rooms[g_n++] = r;
@@ -137,7 +167,10 @@ static int same_spec(const mw_sess_room *r, const mw_sess_spec *s) {
   return strcmp(r->message, s->message ? s->message : "") == 0 &&
          strcmp(r->offset_field ? r->offset_field : "", of) == 0 && r->policy == s->policy &&
          r->buffer == (s->buffer ? s->buffer : 1) && r->history_size == s->history_size &&
-         r->history_ttl_ms == s->history_ttl_ms;
+         r->history_ttl_ms == s->history_ttl_ms &&
+         strcmp(r->redis ? r->redis : "", s->redis ? s->redis : "") == 0 &&
+         strcmp(r->prefix ? r->prefix : "", s->prefix ? s->prefix : "") == 0 &&
+         r->timeout_ms == s->timeout_ms;
 }
 
 int mw_sessions_configure(const mw_sess_spec *specs, size_t n, mw_diag *warnings,
@@ -153,10 +186,7 @@ int mw_sessions_configure(const mw_sess_spec *specs, size_t n, mw_diag *warnings
                     r->name);
       continue;
     }
-    if (make_room(&specs[i]) != 0) {
-      if (errors) mw_diag_add(errors, "sessions '%s': out of memory", specs[i].name);
-      rc = -1;
-    }
+    if (make_room(&specs[i], errors) != 0) rc = -1;
   }
   for (size_t j = 0; j < g_n && warnings; j++) {
     int named = 0;

@@ -4,10 +4,10 @@
  * the Lua binding (lua/l_sessions.c) and whatever keeps the rooms:
  *
  *   - a room is a backend (mw_sess_backend: a table of functions) over its
- *     own state; today there is one, the in-process store
- *     (sessions/mw_sesmem.h). A Redis backend implements the same table:
- *     offsets and history in a Redis stream, fan-out through pub/sub, the
- *     local delivery through the same subscriber records and ready lists;
+ *     own state: the in-process store (sessions/mw_sesmem.h), or Redis
+ *     (sessions/mw_sesredis.h: offsets and history in Redis, fan-out
+ *     through pub/sub, the local delivery through an in-process room's
+ *     subscriber records and ready lists);
  *   - a publication (mw_sess_pub) is the message's bytes, encoded once by
  *     the publisher, with its offset; every queue and the history share it
  *     by reference count;
@@ -56,6 +56,10 @@ typedef struct mw_sess_spec {
   int64_t history_ttl_ms;   /* how long one is kept (0: until pushed out) */
   size_t buffer;            /* publications queued per subscriber, >= 1 */
   mw_sess_policy policy;
+  const char *redis;        /* redis://HOST:PORT/DB: the room is on Redis
+                               (sessions/mw_sesredis.h); NULL: in memory */
+  const char *prefix;       /* its keys' prefix, NULL: "sessions:NAME:" */
+  int64_t timeout_ms;       /* the wait for Redis's answer, 0: 1s */
 } mw_sess_spec;
 
 /* One publication, shared by every queue and the history it is in. */
@@ -75,9 +79,16 @@ typedef enum mw_sess_rc {
   MW_SESS_FULL,      /* "full": a queue is full under policy block */
   MW_SESS_NOT_FOUND, /* "not found": no such session */
   MW_SESS_NO_MEMORY, /* "no memory" */
+  MW_SESS_BACKEND,   /* the backend's store failed: mw_sess_error() says how
+                        ("redis: connection refused") */
 } mw_sess_rc;
 
 const char *mw_sess_strerror(mw_sess_rc rc);
+/* Backends, on the caller's thread, before returning MW_SESS_BACKEND: the
+ * message mw_sess_error gives back on that thread. */
+void mw_sess_set_error(const char *msg);
+/* The calling thread's last MW_SESS_BACKEND message. */
+const char *mw_sess_error(void);
 
 /* The part of a subscriber this module reads; a backend embeds it first in
  * its own record. */
@@ -103,8 +114,16 @@ int mw_sess_ready(mw_sess_sub *s);
 /* Any thread, no lock held: wakes worker w through the installed waker. */
 void mw_sess_wake(int w);
 /* Worker w's thread: its ready subscribers, linked by ready_next, each
- * holding the reference mw_sess_ready took (the caller drops it). */
+ * holding the reference mw_sess_ready took (the caller drops it). They
+ * stay marked listed, so that a publisher on another thread cannot link
+ * one into a new list (rewriting its ready_next) while the caller walks
+ * the chain: the caller reads each one's ready_next, then calls
+ * mw_sess_ready_unlist on it, then drains it. */
 mw_sess_sub *mw_sess_ready_take(int w);
+/* The taker, for each subscriber taken, after reading its ready_next and
+ * before draining it: a publication from then on lists it again, so none
+ * is missed between the take and the drain. */
+void mw_sess_ready_unlist(mw_sess_sub *s);
 /* The upper layer's wake (posts mail to worker w); installed once. */
 void mw_sessions_set_waker(void (*waker)(int w));
 
@@ -133,7 +152,7 @@ typedef struct mw_sess_end {
 /* A room's implementation. Every function is atomic against the others on
  * the same room; none calls back into the caller. */
 typedef struct mw_sess_backend {
-  const char *kind; /* "memory" */
+  const char *kind; /* "memory", "redis" */
   /* Joins j->topic; *out holds the joiner's reference (dropped with
    * mw_sess_sub_unref after leave). On resume, the missed publications are
    * queued before any later one. */
@@ -145,7 +164,9 @@ typedef struct mw_sess_backend {
    * the offset it gets (stamped as field number offset_field, a varint,
    * appended: the last value of a field wins, so the bytes decode with it;
    * 0: not stamped). MW_SESS_FULL (nothing published) under policy block
-   * when a queue is full. */
+   * when a queue is full; MW_SESS_BACKEND when the backend's store did not
+   * take it (Redis: down, timeout), mw_sess_error() saying why. May wait
+   * for that store, bounded by the room's timeout. */
   mw_sess_rc (*publish)(void *self, const char *topic, size_t tlen, const char *data,
                         size_t len, int offset_field, uint64_t *offset);
   /* data to one session (no offset, no history). */
@@ -158,7 +179,7 @@ typedef struct mw_sess_backend {
   size_t (*list)(void *self, const char *topic, size_t tlen, uint64_t *ids, size_t max);
   /* The history of topic after offset since, oldest first: up to max
    * publications (each with a reference for the caller) into out, *n set;
-   * the topic's last offset and epoch. */
+   * the topic's last offset and epoch. MW_SESS_BACKEND as publish. */
   mw_sess_rc (*history)(void *self, const char *topic, size_t tlen, uint64_t since,
                         mw_sess_pub **out, size_t max, size_t *n, uint64_t *top,
                         char epoch[MW_SESS_EPOCH_LEN]);
@@ -178,6 +199,8 @@ typedef struct mw_sess_room {
   mw_sess_policy policy;
   size_t buffer, history_size;
   int64_t history_ttl_ms;
+  const char *redis, *prefix; /* NULL in memory; the prefix as configured */
+  int64_t timeout_ms;
   const mw_sess_backend *backend;
   void *self;
 } mw_sess_room;
@@ -187,7 +210,9 @@ uint64_t mw_sess_next_id(void);
 
 /* Makes the registry's rooms from specs (see mw_shared_configure: a reload
  * adds new rooms and keeps existing ones as they are, warning about what
- * it could not apply). Returns 0, or -1 when out of memory. */
+ * it could not apply). A spec with redis makes a room on Redis
+ * (sessions/mw_sesredis.h). Returns 0, or -1 when a room could not be made
+ * (errors says why: out of memory, a bad URL). */
 int mw_sessions_configure(const mw_sess_spec *specs, size_t n, mw_diag *warnings,
                           mw_diag *errors);
 const mw_sess_room *mw_sessions_find(const char *name);

@@ -50,6 +50,8 @@ struct mw_rconn {
   size_t inflight;
   int64_t progress_ms;
   int logged_down; /* the loss was logged; the next connect is */
+  void (*on_up)(mw_rconn *conn, void *arg); /* a subscriber's (mw_rconn_new_sub) */
+  void *on_up_arg;
   char err[160]; /* why the connection is down, as hiredis says it */
 };
 
@@ -170,6 +172,7 @@ static void on_connect(const redisAsyncContext *ac, int status) {
   c->state = ST_UP;
   atomic_store(&c->up, 1);
   c->backoff_ms = BACKOFF_MIN_MS;
+  if (c->on_up) c->on_up(c, c->on_up_arg);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status) {
@@ -328,12 +331,20 @@ static void *io_main(void *arg) {
 
 mw_rconn *mw_rconn_new(const mw_rconn_addr *addr, int64_t connect_timeout_ms, char *err,
                        size_t errlen) {
+  return mw_rconn_new_sub(addr, connect_timeout_ms, NULL, NULL, err, errlen);
+}
+
+mw_rconn *mw_rconn_new_sub(const mw_rconn_addr *addr, int64_t connect_timeout_ms,
+                           void (*on_up)(mw_rconn *conn, void *arg), void *arg, char *err,
+                           size_t errlen) {
   mw_rconn *c = calloc(1, sizeof *c);
   if (!c) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
   c->addr = *addr;
+  c->on_up = on_up; /* set before the thread starts: it reads it unlocked */
+  c->on_up_arg = arg;
   c->connect_timeout_ms = connect_timeout_ms > 0 ? connect_timeout_ms : 1000;
   c->backoff_ms = BACKOFF_MIN_MS;
   snprintf(c->err, sizeof c->err, "not connected yet");

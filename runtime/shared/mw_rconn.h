@@ -27,7 +27,8 @@ typedef struct mw_rcmd mw_rcmd;
 
 /* One command. The submitter owns it and its bytes; the connection links
  * it (next) from submit until on_reply, which runs exactly once on the I/O
- * thread: with the reply (err NULL; the reply is freed when on_reply
+ * thread (a SUBSCRIBE on a subscriber connection aside: see
+ * mw_rconn_new_sub): with the reply (err NULL; the reply is freed when on_reply
  * returns), or with r NULL and err the reason ("connection refused",
  * "server closed the connection", "shutting down"). */
 struct mw_rcmd {
@@ -54,6 +55,18 @@ int mw_rconn_parse_url(const char *url, mw_rconn_addr *out, char *err, size_t er
  * NULL with the reason in err when the thread cannot start. */
 mw_rconn *mw_rconn_new(const mw_rconn_addr *addr, int64_t connect_timeout_ms, char *err,
                        size_t errlen);
+
+/* A subscriber connection (pub/sub, for session rooms on Redis): as
+ * mw_rconn_new, and on every new connection, once AUTH and SELECT are
+ * sent, on_up(conn, arg) runs on the I/O thread, where the owner sends
+ * its SUBSCRIBE with mw_rconn_resend (a lost connection loses its
+ * subscriptions). A SUBSCRIBE's on_reply is not called once: it runs for
+ * the subscribe confirmation and for each message pushed, then once with r
+ * NULL when the connection goes (the owner keeps the record; nothing else
+ * is sent on such a connection). */
+mw_rconn *mw_rconn_new_sub(const mw_rconn_addr *addr, int64_t connect_timeout_ms,
+                           void (*on_up)(mw_rconn *conn, void *arg), void *arg, char *err,
+                           size_t errlen);
 
 /* Any thread: queues c for the I/O thread; on_reply follows. */
 void mw_rconn_submit(mw_rconn *conn, mw_rcmd *c);

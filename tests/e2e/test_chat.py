@@ -21,18 +21,25 @@ BUF = os.path.join(mwtest.SOURCE_DIR, "tests/tools/node_modules/.bin/buf")
 PORT = "127.0.0.1:50080"
 
 
-def readme_text():
+REDIS_SECTION = "## Across two instances, with Redis"
+
+
+def readme_text(redis=False):
+    """The README before its Redis section, or that section."""
     with open(README) as f:
-        return f.read()
+        text = f.read()
+    at = text.index(REDIS_SECTION)
+    return text[at:] if redis else text[:at]
 
 
-def readme_commands(prefix):
-    lines = [l[4:] for l in readme_text().splitlines() if l.startswith("    ") and l[4:5] != " "]
+def readme_commands(prefix, redis=False):
+    lines = [l[4:] for l in readme_text(redis).splitlines()
+             if l.startswith("    ") and l[4:5] != " "]
     return [shlex.split(l) for l in lines if l.startswith(prefix)]
 
 
-def readme_json_blocks():
-    text, out, at = readme_text(), [], 0
+def readme_json_blocks(redis=False):
+    text, out, at = readme_text(redis), [], 0
     while True:
         at = text.find("```json\n", at)
         if at < 0:
@@ -188,6 +195,72 @@ class Chat(mwtest.TestCase):
             s.cancel()
         for s, _ in listeners[1:]:
             s.cancel()
+
+
+class ChatAcrossInstances(mwtest.TestCase):
+    """The README's Redis section: both instances as its lines say, on free
+    ports and with the test's Redis in place of 127.0.0.1:6379; Ann on the
+    first sees Bob's lines said on the second, and both give one snapshot."""
+
+    def setUp(self):
+        self.redis = mwtest.RedisServer().start()
+        self.addCleanup(self.redis.close)
+        serve = readme_commands("build/moonwire serve ", redis=True)
+        self.assertEqual(len(serve), 2)
+        d = mwtest.ServiceDir()
+        self.addCleanup(d.cleanup)
+        with open(os.path.join(EX, "redis.yaml")) as f:
+            body = f.read().replace("redis://127.0.0.1:6379/0", self.redis.url())
+        body = body.replace("services: [.]", "services: [%s]" % json.dumps(EX))
+        cfg = d.file("redis.yaml")
+        with open(cfg, "w") as f:
+            f.write(body)
+        self.servers = {}
+        for cmd in serve:
+            self.assertEqual(cmd[2:4], ["-c", "examples/chat/redis.yaml"])
+            srv = Server(args=["-c", cfg], cwd=mwtest.SOURCE_DIR).start()
+            self.addCleanup(srv.close)
+            self.servers[cmd[cmd.index("--listen") + 1]] = srv
+        self.protos = Protos(EX)
+
+    def buf(self, cmd):
+        if not os.path.exists(BUF):
+            self.skipTest("buf is not installed (tests/tools/setup.sh)")
+        url = cmd[-1]
+        for addr, srv in self.servers.items():
+            url = url.replace(addr, srv.addr)
+        return [BUF] + cmd[1:-1] + [url]
+
+    def recent(self, srv):
+        return self.protos.unary(srv.channel(), "/chat.Chat/Recent")(
+            self.protos.msg("chat.RecentRequest")(room="hall"), timeout=5)
+
+    def test_the_readme_session_across_two_instances(self):
+        ann_cmd, bob_cmd = readme_commands("buf curl ", redis=True)
+        a, b = self.servers.values()
+        ann = subprocess.Popen(self.buf(ann_cmd), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 10 * mwtest.SLOW
+            while list(self.recent(b).present) != ["ann"]:  # presence is in Redis too
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.05)
+            bob = subprocess.run(self.buf(bob_cmd), capture_output=True, text=True, timeout=30)
+            self.assertEqual(bob.returncode, 0, bob.stderr)
+            while not [m for m in self.recent(a).messages if m.kind == "left"]:
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.05)
+            ra, rb = self.recent(a), self.recent(b)
+            self.assertEqual(ra, rb)
+            self.assertEqual([m.offset for m in ra.messages], [1, 2, 3, 4])
+        finally:
+            time.sleep(0.2)
+            os.killpg(ann.pid, signal.SIGINT)
+            out, _ = ann.communicate(timeout=10)
+        (want_ann,) = readme_json_blocks(redis=True)
+        docs = [d for d in json_docs(out) if "code" not in d]
+        self.assertEqual([no_epoch(d) for d in docs], json_docs(want_ann))
+        self.assertEqual(docs[0]["epoch"], ra.epoch)
 
 
 if __name__ == "__main__":

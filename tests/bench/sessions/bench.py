@@ -3,6 +3,7 @@
 
   tests/bench/sessions/bench.py [--build-dir build] [--streams 1000]
                                 [--messages 200] [--workers 2] [--smoke]
+                                [--redis redis://127.0.0.1:6379/0]
 
 Runs moonwire serve on this directory's service (sbench.proto, sbench.lua)
 and measures:
@@ -55,12 +56,33 @@ sessions:
   hist: {{message: sbench.Ev, offset_field: offset, history: {{size: 100, ttl: 10m}}}}
 """
 
+# --redis URL: the same rooms on Redis (keys under a prefix of this run's).
+# A publisher never waits for a queue there, so the fan-out room's queues
+# are deep enough for every publication of a run.
+CONFIG_REDIS = """
+services: [{here}]
+workers: {workers}
+log: {{level: warn}}
+reload: {{watch: false}}
+limits: {{handler_cpu_ms: 600000}}
+sessions:
+  bench: {{message: sbench.Ev, buffer: 100000, policy: close, redis: "{redis}",
+          prefix: "sbench:{run}:b:"}}
+  hist: {{message: sbench.Ev, offset_field: offset, history: {{size: 100, ttl: 10m}},
+         redis: "{redis}", prefix: "sbench:{run}:h:"}}
+"""
+REDIS = None  # set by --redis
+
 
 class Server:
     def __init__(self, build, workers, tmp):
         cfg = os.path.join(tmp, "moonwire.yaml")
         with open(cfg, "w") as f:
-            f.write(CONFIG.format(here=HERE, workers=workers))
+            if REDIS:
+                f.write(CONFIG_REDIS.format(here=HERE, workers=workers, redis=REDIS,
+                                            run="%x" % random.getrandbits(40)))
+            else:
+                f.write(CONFIG.format(here=HERE, workers=workers))
         self.proc = subprocess.Popen(
             [os.path.join(build, "moonwire"), "serve", "-c", cfg, "--listen", "127.0.0.1:0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -195,7 +217,10 @@ def main():
     ap.add_argument("--resume-history", type=int, default=300)
     ap.add_argument("--mem-streams", type=int, default=1000)
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--redis", help="the rooms on this Redis (redis://HOST:PORT/DB)")
     args = ap.parse_args()
+    global REDIS
+    REDIS = args.redis
     if args.smoke:
         args.streams, args.messages, args.resumes, args.mem_streams = 50, 50, 40, 100
     protos = Protos(HERE)

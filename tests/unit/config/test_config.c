@@ -1289,6 +1289,24 @@ static void test_sessions(void) {
   mw_config_free(&c);
   mw_config_free(&c); /* twice is safe */
   expect_ok("sessions:\n");
+  MW_CHECK_INT(load(&c, &d,
+                    "sessions:\n"
+                    "  chat: {message: c.E, redis: 'redis://127.0.0.1:6390/2', prefix: 'x:',"
+                    " timeout: 250ms}\n"),
+               0);
+  if (c.sessions.n == 1) {
+    MW_CHECK_STR(c.sessions.v[0].redis, "redis://127.0.0.1:6390/2");
+    MW_CHECK_STR(c.sessions.v[0].prefix, "x:");
+    MW_CHECK_INT(c.sessions.v[0].timeout_ms, 250);
+  }
+  mw_diag_free(&d);
+  mw_config_free(&c);
+  expect_one("sessions:\n  chat: {message: c.E, redis: 'http://x'}\n",
+             "t.yaml:2:31: sessions.chat.redis: expected a redis://HOST[:PORT][/DB] URL, got "
+             "'http://x'");
+  expect_one("sessions:\n  chat: {message: c.E, prefix: 'x:'}\n",
+             "t.yaml:2:3: sessions.chat: 'prefix' and 'timeout' are for a room on Redis "
+             "(redis: URL)");
   expect_one("sessions:\n  chat: {}\n",
              "t.yaml:2:3: sessions.chat: 'message' is required: the type every publication "
              "is (for example message: chat.Event)");

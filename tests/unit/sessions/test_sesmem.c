@@ -65,6 +65,7 @@ static size_t drain_ready(int w) {
   mw_sess_sub *s = mw_sess_ready_take(w), *nx;
   for (; s; s = nx) {
     nx = s->ready_next;
+    mw_sess_ready_unlist(s);
     mw_sess_sub_unref(s);
     n++;
   }
