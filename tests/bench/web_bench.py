@@ -249,6 +249,7 @@ def main():
         for _, _, url, body, hdrs, h1 in runs:
             h2load(url, body, hdrs, min(a.calls, 3000), 4, h1)
         results = {}
+        a.load = [os.getloadavg()[0]]
         for _ in range(a.rounds):
             for inflight in (1, 16):
                 for server, mode, url, body, hdrs, h1 in runs:
@@ -257,6 +258,7 @@ def main():
                     rate = h2load(url, body, hdrs, a.calls, inflight, h1)
                     cpu = (cpu_seconds(pid) - c0) / a.calls * 1e6
                     results.setdefault((server, mode, inflight), []).append((rate, cpu))
+        a.load.append(os.getloadavg()[0])
         lines = report(results, a)
         print("\n".join(lines))
         if a.out:
@@ -284,9 +286,11 @@ def report(results, a):
            "runs 16 streams on one connection, HTTP/1.1 16 connections. CPU per call is the "
            "server's utime + stime (every thread) over a run divided by its calls. Figures are "
            "medians, lowest-highest in brackets; ratios are Moonwire's over connect-node's "
-           "(or over Moonwire's own gRPC), taken round by round."
+           "(or over Moonwire's own gRPC), taken round by round. Load average (1 min) %.1f "
+           "at the start, %.1f at the end, on %d cores: above 2, other work shared the "
+           "machine, so read calls/s by its spread and lean on CPU per call."
            % (time.strftime("%Y-%m-%d"), node_version(), a.calls, a.rounds, SERVER_CPU,
-              LOAD_CPU), "",
+              LOAD_CPU, a.load[0], a.load[1], os.cpu_count()), "",
            "| mode | in flight | Moonwire calls/s | Moonwire CPU µs/call | connect-node calls/s "
            "| connect-node CPU µs/call | calls/s MW/CN | CPU per call MW/CN "
            "| MW CPU per call / gRPC's |",
