@@ -111,9 +111,9 @@ def call_once(addr, path, body, headers, h1):
         out = (r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
         c.close()
         return out
-    # nghttp (nghttp2-client, as h2load): h2c with prior knowledge; -v shows
-    # the response's headers and trailers on stderr... and stdout, so the
-    # body comes from a second, quiet call.
+    # nghttp (nghttp2-client, as h2load): h2c with prior knowledge. -v prints
+    # the frames (headers, trailers) mixed with the body on stdout, so the
+    # headers come from a verbose call and the body from a quiet one.
     args = ["nghttp", "-d", "-", "-t", "10"]
     for h in headers:
         args += ["-H", h]

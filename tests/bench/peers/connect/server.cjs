@@ -63,7 +63,7 @@ const handler = connectNodeAdapter({
 // Moonwire's clients do), and the socket goes to the server that speaks it.
 // That is once per connection, nothing per call.
 const h2 = http2.createServer({}, handler);
-const h1 = http.createServer({ keepAlive: true }, handler);
+const h1 = http.createServer(handler);
 const server = net.createServer((sock) => {
   sock.once('data', (chunk) => {
     sock.pause();
