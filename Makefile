@@ -6,7 +6,7 @@ LISTEN     ?= 127.0.0.1:50051
 ADMIN_LISTEN ?= 127.0.0.1:9090
 HTTP_LISTEN ?= 127.0.0.1:8080
 
-.PHONY: all setup build run install test test-asan soak bench bench-client profile fuzz clean
+.PHONY: all setup build run install test test-asan soak bench bench-web bench-client profile fuzz clean
 
 all: build
 
@@ -47,13 +47,24 @@ soak: build
 	/usr/bin/python3 tests/reload_soak.py --binary $(BUILD)/moonwire
 
 # Moonwire against grpc-go, C++, grpc-js, Python and a C echo on gRPC core,
-# side by side; writes docs/benchmarks.md. Slow (about 20 minutes), and not
-# part of `make test` (which runs a smoke test of the harness).
+# side by side, then the web protocols against connect-node (bench-web);
+# writes docs/benchmarks.md. Slow (about 25 minutes), and not part of
+# `make test` (which runs a smoke test of each harness).
 bench: build
 	tests/bench/setup.sh
 	tests/bench/build.sh $(BUILD)
 	/usr/bin/python3 tests/bench/run.py --build-dir $(BUILD) --out docs/benchmarks.md \
 	  --json $(BUILD)/bench/results.json
+	$(MAKE) --no-print-directory bench-web
+
+# Unary over Connect (proto, JSON; h2c, HTTP/1.1), gRPC-Web and REST JSON
+# against the same method over gRPC, on Moonwire and on @connectrpc/connect-node
+# serving it from the same descriptors, as ratios in one run (about 4 minutes);
+# writes its section of docs/benchmarks.md (performance.md, "The HTTP listener").
+bench-web: build
+	@tests/tools/setup.sh
+	/usr/bin/python3 tests/bench/web_bench.py --build-dir $(BUILD) --out docs/benchmarks.md \
+	  --json $(BUILD)/bench/web.json
 
 # What an outbound call (mw.client) costs: unary calls straight to a Lua
 # echo and through a Lua gateway that calls one, side by side, at 1, 16 and
