@@ -2,7 +2,9 @@
 # Installs the clients that only the tests use (buf, for `buf curl`
 # through server reflection and against the HTTP listener; Connect-ES's
 # Node clients, @connectrpc/connect-node with @bufbuild/protobuf, for
-# Connect and gRPC-Web), pinned by package-lock.json, into a cache
+# Connect and gRPC-Web; the browser side: puppeteer-core, esbuild, which
+# bundles the test pages, Google's grpc-web and @connectrpc/connect-web;
+# ws and eventsource, the WebSocket and SSE clients), pinned by package-lock.json, into a cache
 # outside the checkout keyed by the lock file's hash, and links it here as
 # tests/tools/node_modules. Idempotent: with the cache present it needs
 # neither root nor the network, so a clean clone on the same machine reuses
@@ -22,9 +24,12 @@ die() { printf 'test-tools: error: %s\n' "$*" >&2; exit 1; }
 # Python client's text parser, which read the admin listener's /metrics, and
 # PyJWT and python3-cryptography, which make the bearer tokens of the auth
 # tests, and redis-server, which the Redis shared-dict tests start on a free
-# loopback port of their own. Debian's versions, as the CI image has them.
+# loopback port of their own, and chromium, the headless browser the
+# browser tests drive through puppeteer-core (gRPC-Web, Connect-Web, CORS
+# and the console, from pages served on loopback). Debian's versions, as
+# the CI image has them.
 apt_missing=()
-for p in python3-hpack python3-hyperframe nginx prometheus python3-prometheus-client python3-jwt python3-cryptography redis-server; do
+for p in python3-hpack python3-hyperframe nginx prometheus python3-prometheus-client python3-jwt python3-cryptography redis-server chromium; do
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" = installed ] ||
     apt_missing+=("$p")
 done
@@ -62,8 +67,10 @@ if [ ! -x "$dir/node_modules/.bin/buf" ]; then
   cp "$here/package.json" "$here/package-lock.json" "$dir.tmp/"
   (cd "$dir.tmp" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
   "$dir.tmp/node_modules/.bin/buf" --version >/dev/null || die "buf does not run after the install"
-  [ -f "$dir.tmp/node_modules/@connectrpc/connect-node/package.json" ] ||
-    die "@connectrpc/connect-node is missing after the install"
+  for m in @connectrpc/connect-node @connectrpc/connect-web puppeteer-core grpc-web ws eventsource; do
+    [ -f "$dir.tmp/node_modules/$m/package.json" ] || die "$m is missing after the install"
+  done
+  "$dir.tmp/node_modules/.bin/esbuild" --version >/dev/null || die "esbuild does not run after the install"
   rm -rf "$dir"
   mv "$dir.tmp" "$dir"
 fi
