@@ -21,6 +21,7 @@
 #include "base/mw_log.h"
 #include "base/mw_timer.h"
 #include "cmd/cmd.h"
+#include "core/mw_conns.h"
 #include "core/mw_router.h"
 #include "core/mw_server.h"
 #include "trace/mw_otlp.h"
@@ -177,28 +178,77 @@ static long rss_mib(void) {
   return resident * (sysconf(_SC_PAGESIZE) / 1024) / 1024;
 }
 
-/* The memory guard, every MW_GUARD_MS while limits.max_rss_mb is set: over
+/* The memory guard's state between ticks. */
+typedef struct guard {
+  int shedding;
+  long outside_mib; /* resident outside the Lua states at the tick before */
+  mw_conns *conns; /* the gRPC listeners' connections, made at the first need */
+} guard;
+
+/* The local ports of the gRPC listeners, for the census. */
+static mw_conns *listener_conns(const mw_server *s) {
+  int ports[64];
+  size_t n = 0;
+  for (size_t i = 0; i < mw_server_listener_count(s) && n < 64; i++) {
+    const char *colon = strrchr(mw_server_listener(s, i), ':');
+    if (colon) ports[n++] = atoi(colon + 1);
+  }
+  return mw_conns_new(ports, n);
+}
+
+/* The memory guard, every MW_GUARD_MS while limits.max_rss_mb is set (every
+ * MW_GUARD_NEAR_MS from 90 % of it, where a flood gains tens of MiB a
+ * tick): over
  * the limit, new calls are shed (the calls in flight finish and give their
  * memory back); under 90 % of it, they are taken again. Logged both ways,
- * so an OOM kill is never the first sign. */
+ * so an OOM kill is never the first sign. Shedding cannot bound what core
+ * 1.51 spends inside a connection (a Rapid Reset flood's streams are never
+ * calls of ours), so while over the limit with the memory outside the Lua
+ * states growing, the guard also closes the connection that received the
+ * most in the last tick, one per tick. Memory that handlers hold is Lua's
+ * and left to them: their calls finish and give it back. From 90 % of the
+ * limit the census samples every tick, so that "the most" is measured over
+ * the last tick, not over a connection's life. */
 #define MW_GUARD_MS 200
-static void guard_memory(serving *sv, int *shedding) {
+#define MW_GUARD_NEAR_MS 50
+/* Returns the milliseconds to the next tick. */
+static int guard_memory(serving *sv, guard *gd) {
   long limit = (long)sv->cfg.limits.max_rss_mb, now = rss_mib();
-  if (now > limit - limit / 10) {
+  int near = now > limit - limit / 10;
+  if (near) {
     /* What handlers freed may still be held by malloc: give it back before
      * deciding (glibc returns free pages anywhere in the heap). */
     malloc_trim(0);
     now = rss_mib();
   }
-  if (!*shedding && now > limit) {
-    *shedding = 1;
+  if (!gd->shedding && now > limit) {
+    gd->shedding = 1;
     mw_log(MW_LOG_ERROR, "memory guard: %ld MiB resident, over limits.max_rss_mb (%ld): "
                          "shedding new calls", now, limit);
-  } else if (*shedding && now < limit - limit / 10) {
-    *shedding = 0;
+  } else if (gd->shedding && now < limit - limit / 10) {
+    gd->shedding = 0;
     mw_log(MW_LOG_WARN, "memory guard: %ld MiB resident: taking calls again", now);
   }
-  mw_server_shed_for_memory(sv->s, *shedding ? (int)now : 0);
+  mw_server_shed_for_memory(sv->s, gd->shedding ? (int)now : 0);
+  size_t lua = 0;
+  for (int i = 0; i < sv->workers; i++) lua += atomic_load(&sv->mem[i].used);
+  long outside = now - (long)(lua >> 20);
+  if (!near) {
+    gd->outside_mib = outside;
+    return MW_GUARD_MS;
+  }
+  if (!gd->conns) gd->conns = listener_conns(sv->s);
+  mw_conn_cut cut;
+  if (gd->conns && now > limit && outside > gd->outside_mib &&
+      mw_conns_cut_busiest(gd->conns, &cut) == 1)
+    mw_log(MW_LOG_WARN, "memory guard: %ld MiB resident, %ld MiB of it outside Lua and "
+                        "growing: closed the connection from %s (%llu bytes received in "
+                        "the last %d ms or waiting unread)",
+           now, outside, cut.peer, (unsigned long long)cut.bytes, MW_GUARD_NEAR_MS);
+  else if (gd->conns)
+    mw_conns_sample(gd->conns);
+  gd->outside_mib = outside;
+  return MW_GUARD_NEAR_MS;
 }
 
 /* Shortens a poll timeout (ms, -1: none) so that poll returns by due. */
@@ -209,10 +259,9 @@ static void poll_until(int *timeout, double due) {
 }
 
 /* Waits for signals and file changes until SIGINT or SIGTERM; returns
- * that signal's name. */
-static const char *serve_loop(serving *sv, int sfd) {
+ * that signal's name. gd is the memory guard's state. */
+static const char *serve_events(serving *sv, int sfd, guard *gd) {
   double due = -1; /* when a debounced reload runs */
-  int shedding = 0;  /* the memory guard's state */
   double guard_due = mw_now(), watch_due = mw_now() + 1;
   for (;;) {
     struct pollfd fds[3] = {{sfd, POLLIN, 0},
@@ -230,8 +279,7 @@ static const char *serve_loop(serving *sv, int sfd) {
     poll_until(&timeout, watch_due);
     if (sv->cfg.limits.max_rss_mb > 0) {
       if (mw_now() >= guard_due) {
-        guard_memory(sv, &shedding);
-        guard_due = mw_now() + MW_GUARD_MS / 1000.0;
+        guard_due = mw_now() + guard_memory(sv, gd) / 1000.0;
       }
       poll_until(&timeout, guard_due);
     }
@@ -265,6 +313,13 @@ static const char *serve_loop(serving *sv, int sfd) {
       reload(sv, why);
     }
   }
+}
+
+static const char *serve_loop(serving *sv, int sfd) {
+  guard gd = {0};
+  const char *why = serve_events(sv, sfd, &gd);
+  mw_conns_free(gd.conns);
+  return why;
 }
 
 /* Waits up to ms for SIGINT or SIGTERM (SIGHUP is read and ignored: no

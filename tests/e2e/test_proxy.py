@@ -15,7 +15,7 @@ import unittest
 
 import grpc
 from hpack import Encoder
-from hyperframe.frame import HeadersFrame, RstStreamFrame, SettingsFrame
+from hyperframe.frame import DataFrame, HeadersFrame, RstStreamFrame, SettingsFrame
 
 import mwtest
 from mwtest import Server
@@ -86,8 +86,9 @@ def rss_kib(pid):
     return 0
 
 
-def rapid_reset(port, n):
-    """n streams opened and reset at once on one connection (CVE-2023-44487);
+def rapid_reset(port, n, message=False):
+    """n streams opened and reset at once on one connection (CVE-2023-44487),
+    each with a request message before its reset when message is set;
     returns whether the peer closed the connection."""
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize())
@@ -103,7 +104,8 @@ def rapid_reset(port, n):
         h.flags.add("END_HEADERS")
         r = RstStreamFrame(sid)
         r.error_code = 8  # CANCEL
-        batch.append(h.serialize() + r.serialize())
+        d = DataFrame(sid, data=b"\x00\x00\x00\x00\x02\x08\x01") if message else None
+        batch.append(h.serialize() + (d.serialize() if d else b"") + r.serialize())
         if len(batch) == 200:
             try:
                 s.sendall(b"".join(batch))
@@ -122,6 +124,46 @@ def rapid_reset(port, n):
         closed = closed or not isinstance(e, socket.timeout)
     s.close()
     return closed
+
+
+def hpack_bomb(port, streams=200, refs=1000):
+    """Streams whose header blocks each name one 4 KB header ~1,000 times
+    through the HPACK table: a few bytes on the wire, megabytes in core's
+    parser. Returns whether the peer closed the connection."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + SettingsFrame(0).serialize())
+    enc = Encoder()
+    big = ("x-big", "b" * 4000)
+    closed = False
+    for i in range(streams):
+        h = HeadersFrame(1 + 2 * i)
+        h.data = enc.encode([(":method", "POST"), (":scheme", "http"),
+                             (":path", "/helloworld.Greeter/SayHello"), (":authority", "x"),
+                             ("content-type", "application/grpc"), ("te", "trailers")]
+                            + [big] * refs)
+        h.flags.add("END_HEADERS")
+        try:
+            s.sendall(h.serialize())
+        except OSError:
+            closed = True
+            break
+    try:
+        s.settimeout(3)
+        while s.recv(65536):
+            pass
+        closed = True
+    except OSError as e:
+        closed = closed or not isinstance(e, socket.timeout)
+    s.close()
+    return closed
+
+
+def hwm_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
 
 
 @unittest.skipUnless(os.access(NGINX, os.X_OK), "nginx is installed by tests/tools/setup.sh")
@@ -187,18 +229,50 @@ class FrontProxy(mwtest.TestCase):
             self.assertLess(proxied, 16384)
 
     def test_rapid_reset_direct_meets_the_memory_guard(self):
-        # Directly, core 1.51 spends the memory before any limit of ours:
-        # the guard notices it, logs it and sheds calls instead of an OOM
-        # kill being the first sign.
+        # Directly, core 1.51 spends the memory inside the connection, where
+        # shedding calls cannot reach: 20,000 streams reset after their
+        # request message cost it about 265 MiB. The guard logs, sheds, and closes the connection that
+        # floods it, so the peak stays near the limit; an idle client's
+        # connection is left alone and answers afterwards.
+        self.flood_meets_the_guard(lambda port: rapid_reset(port, 20000, message=True))
+
+    def test_hpack_bomb_direct_meets_the_memory_guard(self):
+        # Four connections of HPACK-bomb streams: about 150 MiB in core
+        # without the guard, never given back.
+        import threading
+        def bombs(port):
+            closed = []
+            ts = [threading.Thread(target=lambda: closed.append(hpack_bomb(port)))
+                  for _ in range(4)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            return any(closed)
+        self.flood_meets_the_guard(bombs)
+
+    def flood_meets_the_guard(self, flood):
         hello = mwtest.example("helloworld")
         with Server(hello) as s:
             base = rss_kib(s.pid) // 1024
-        cfg = "limits: {max_rss_mb: %d}\n" % (base + 20)
-        with Server(hello, config=cfg) as s:
-            rapid_reset(s.port, 5000)
-            self.assertTrue(s.wait_log("memory guard:", timeout=5), s.logs())
+        limit = base + 40  # room for the bystander and the Lua states
+        with Server(hello, config="limits: {max_rss_mb: %d}\n" % limit) as s:
+            H = mwtest.standard_protos()
+            bystander = s.channel()
+            check = H.unary(bystander, "/grpc.health.v1.Health/Check")
+            request = H.msg("grpc.health.v1.HealthCheckRequest")()
+            self.assertEqual(check(request, timeout=10).status, 1)
+            self.assertTrue(flood(s.port), "the flooding connection was not closed")
+            self.assertTrue(s.wait_log("closed the connection from 127.0.0.1:", timeout=5),
+                            s.logs())
             self.assertIn("shedding new calls", s.logs())
-
+            peak = hwm_kib(s.pid) // 1024
+            print("\nflood against limits.max_rss_mb %d: peak %d MiB" % (limit, peak))
+            if not mwtest.SANITIZED:  # (its quarantine keeps freed memory)
+                self.assertLess(peak, limit + 80, s.logs())
+                self.assertTrue(s.wait_log("taking calls again", timeout=10), s.logs())
+                self.assertEqual(check(request, timeout=10).status, 1)
+            bystander.close()
 
 if __name__ == "__main__":
     mwtest.main()
