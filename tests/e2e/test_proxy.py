@@ -274,5 +274,28 @@ class FrontProxy(mwtest.TestCase):
                 self.assertEqual(check(request, timeout=10).status, 1)
             bystander.close()
 
+
+class SystemdUnit(mwtest.TestCase):
+    def test_unit_is_valid(self):
+        # docs/deploy/moonwire.service as written, pointed at this build:
+        # systemd's own checker reads every key (a misspelt key or value is
+        # a warning it prints) and finds the binary. The behaviour the unit
+        # relies on (SIGTERM drains, exits 75 and 70, the raised file limit,
+        # the memory guard below MemoryMax) is tested where it is built.
+        here = os.path.dirname(os.path.abspath(__file__))
+        unit = open(os.path.join(here, "..", "..", "docs", "deploy", "moonwire.service")).read()
+        self.assertIn("ExecStart=/usr/local/bin/moonwire ", unit)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "moonwire.service")
+            with open(path, "w") as f:
+                f.write(unit.replace("/usr/local/bin/moonwire", mwtest.MOONWIRE_BIN))
+            r = subprocess.run(["systemd-analyze", "verify", "--man=no", path],
+                               capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr.strip(), "", r.stderr)
+        for key in ("KillSignal=SIGTERM", "Restart=on-failure", "LimitNOFILE=", "MemoryMax="):
+            self.assertIn(key, unit)
+
+
 if __name__ == "__main__":
     mwtest.main()

@@ -26,10 +26,11 @@ die() { printf 'test-tools: error: %s\n' "$*" >&2; exit 1; }
 # tests, and redis-server, which the Redis shared-dict tests start on a free
 # loopback port of their own, and chromium, the headless browser the
 # browser tests drive through puppeteer-core (gRPC-Web, Connect-Web, CORS
-# and the console, from pages served on loopback). Debian's versions, as
+# and the console, from pages served on loopback), and systemd, whose
+# systemd-analyze checks the unit of docs/deploy.md. Debian's versions, as
 # the CI image has them.
 apt_missing=()
-for p in python3-hpack python3-hyperframe nginx prometheus python3-prometheus-client python3-jwt python3-cryptography redis-server chromium; do
+for p in python3-hpack python3-hyperframe nginx prometheus python3-prometheus-client python3-jwt python3-cryptography redis-server chromium systemd; do
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" = installed ] ||
     apt_missing+=("$p")
 done
