@@ -527,10 +527,10 @@ static void process_input(wsconn *c) {
     size_t len = (size_t)h.len;
     unsigned char *p = (unsigned char *)in->bytes + h.head_len;
     mw_ws_unmask(p, len, h.mask, 0);
-    /* Consumed first: the bytes stay where they are until the next read,
-     * which cannot happen inside this loop. */
-    h2o_buffer_consume(&c->sock->input, h.head_len + len);
+    /* Consumed after: consuming the last bytes frees h2o's buffer. The
+     * socket stays open until the entry point returns (finish). */
     on_frame(c, &h, (const char *)p, len);
+    h2o_buffer_consume(&c->sock->input, h.head_len + len);
   }
   int want = c->sock && !c->closing &&
              (c->draining || (!c->sending && !c->final_queued));
