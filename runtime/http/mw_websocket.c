@@ -668,7 +668,8 @@ static void peer_of(h2o_req_t *req, char *out, size_t len) {
 typedef struct ws_args {
   const char *keys[MAX_MD + 1], *vals[MAX_MD + 1];
   size_t lens[MAX_MD + 1], n;
-  double timeout;
+  double timeout; /* seconds */
+  int has_timeout; /* one was given (0 is a budget already spent) */
 } ws_args;
 
 static int add_md(wsconn *c, h2o_req_t *req, ws_args *a, const char *k, size_t kl,
@@ -708,6 +709,7 @@ static int read_args(wsconn *c, h2o_req_t *req, ws_args *a) {
   if (tv.base) a->timeout = mw_web_grpc_timeout(tv.base, tv.len);
   else if ((tv = header_str(req, "connect-timeout-ms")).base)
     a->timeout = mw_web_connect_timeout(tv.base, tv.len);
+  a->has_timeout = tv.base != NULL;
   if (a->timeout < 0) {
     c->early_code = MW_STATUS_INVALID_ARGUMENT;
     snprintf(c->early_msg, sizeof c->early_msg, "the timeout header is not valid");
@@ -740,6 +742,7 @@ static int read_args(wsconn *c, h2o_req_t *req, ws_args *a) {
       if (add_md(c, req, a, k + 3, (size_t)kl - 3, v, (size_t)vl) != 0) return -1;
     } else if (kl == 7 && memcmp(k, "timeout", 7) == 0) {
       a->timeout = mw_web_connect_timeout(v, (size_t)vl);
+      a->has_timeout = 1;
       if (a->timeout < 0) {
         c->early_code = MW_STATUS_INVALID_ARGUMENT;
         snprintf(c->early_msg, sizeof c->early_msg,
@@ -858,9 +861,7 @@ int mw_ws_serve(mw_ws *ws, h2o_req_t *req, int origin_ok) {
     a->keys[a->n] = MW_LOOPBACK_KEY;
     a->vals[a->n] = auth;
     a->lens[a->n++] = (size_t)al;
-    if (a->timeout == 0 && (header_str(req, "grpc-timeout").base ||
-                            header_str(req, "connect-timeout-ms").base))
-      a->timeout = 1e-9; /* a zero budget is already over */
+    if (a->timeout == 0 && a->has_timeout) a->timeout = 1e-9; /* a zero budget is already over */
     mw_lb_start st = {
         .path = c->m->path,
         .path_len = c->m->path_len,

@@ -102,7 +102,7 @@ limits:
 http:
   listen: 127.0.0.1:0
   cors:
-    origins: ["https://app.example.com"]
+    origins: ["https://app.example.com", "http://127.0.0.1:9"]
 """
 
 ORIGIN = "https://app.example.com"
@@ -300,6 +300,23 @@ class WebSocketTest(unittest.TestCase):
         self.assertEqual(f["close"], {"code": 4003, "reason": "bad name"})
 
         self.assertEqual(out["evil"], {"http": 403})
+
+    def test_chromium(self):
+        """Headless Chromium's own WebSocket: a bidi exchange from a page of an
+        allowed origin, metadata from the query, the status in a binary frame."""
+        env = dict(os.environ, NODE_PATH=os.path.join(mwtest.SOURCE_DIR, "tests", "tools",
+                                                      "node_modules"))
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ws_browser.cjs")
+        r = subprocess.run(["node", script, "ws://127.0.0.1:%d/wst.W/Chat" % self.port],
+                           capture_output=True, text=True, timeout=90, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout)
+        self.assertEqual(out.get("protocol"), "moonwire.json", out)
+        self.assertEqual([m["text"] for m in out["messages"]], ["one", "two"])
+        self.assertEqual(out["messages"][0]["protocol"], "websocket")
+        self.assertIn("x-user=browser", out["messages"][0]["md"])
+        self.assertEqual(out["status"], {"metadata": {"x-trail": ["t"]}})
+        self.assertEqual(out["close"], {"code": 1000, "reason": ""})
 
     # --- the hand-made client ----------------------------------------------------
     def test_metadata_protocol_peer(self):
