@@ -3,10 +3,9 @@
 
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "base/mw_buf.h"
 #include "http/mw_webwire.h"
+#include "tls/mw_digest.h"
 
 int mw_ws_read_head(const unsigned char *buf, size_t len, mw_ws_head *h, int *close_code,
                     const char **why) {
@@ -84,18 +83,12 @@ size_t mw_ws_put_head(unsigned char out[10], int opcode, uint64_t len) {
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 void mw_ws_accept_key(const char *key, size_t key_len, char out[29]) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int mdl = 0;
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) == 1 &&
-           EVP_DigestUpdate(ctx, key, key_len) == 1 &&
-           EVP_DigestUpdate(ctx, WS_GUID, sizeof WS_GUID - 1) == 1 &&
-           EVP_DigestFinal_ex(ctx, md, &mdl) == 1 && mdl == 20;
-  EVP_MD_CTX_free(ctx);
+  unsigned char md[MW_SHA1_LEN];
+  mw_digest_part parts[2] = {{key, key_len}, {WS_GUID, sizeof WS_GUID - 1}};
   out[0] = '\0';
-  if (!ok) return;
+  if (mw_sha1(parts, 2, md) != 0) return;
   mw_buf b = {0};
-  mw_web_b64_encode(&b, md, 20, 1);
+  mw_web_b64_encode(&b, md, MW_SHA1_LEN, 1);
   if (!b.oom && b.len == 28) memcpy(out, b.p, 29);
   mw_buf_free(&b);
 }
