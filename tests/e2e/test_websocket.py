@@ -472,5 +472,37 @@ class WebSocketTest(unittest.TestCase):
         self.wait_mark(key, "cancelled")
 
 
+class WebSocketStopTest(unittest.TestCase):
+    def test_stop_with_open_sockets(self):
+        """The server stops with WebSockets open (one mid-call, one idle): the
+        calls end by the grace, the client gets a status and a close, the exit
+        is clean."""
+        d = mwtest.ServiceDir({"wst.proto": PROTO, "wst.lua": LUA})
+        self.addCleanup(d.cleanup)
+        server = Server(d.path, config=CONFIG + "shutdown: {grace: 300ms}\n")
+        server.start()
+        self.addCleanup(server.close)
+        deadline = time.monotonic() + 10
+        while "http listening on " not in server.stdout() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        port = int(server.stdout().split("http listening on ")[1].split()[0].rsplit(":", 1)[1])
+        busy = WS(port, "/wst.W/Chat")
+        self.addCleanup(busy.close)
+        busy.text(json.dumps({"text": "x"}))
+        self.assertEqual(busy.recv()[0], 1)
+        idle = WS(port, "/wst.W/Hold")  # upgraded, nothing sent yet
+        self.addCleanup(idle.close)
+        self.assertEqual(idle.status, 101)
+        t0 = time.monotonic()
+        server.stop()  # raises on an unclean exit or a sanitizer report
+        self.assertLess(time.monotonic() - t0, 10)
+        frames, _, code, _ = busy.until_close()
+        _, status = status_of(frames)
+        # cancelled by the drain, or unavailable once the internal listener closed
+        self.assertIn(code, (4001, 4014), status)
+        self.assertIn(status["error"]["code"], ("cancelled", "unavailable"))
+        self.assertIn("message", status["error"])
+
+
 if __name__ == "__main__":
     unittest.main()
