@@ -1526,7 +1526,8 @@ mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_web_rest_fn res
     web_free(w);
     return NULL;
   }
-  w->ws = mw_ws_new(w->lb, server, w->max_body, (size_t)cfg->http.max_connections);
+  w->ws = mw_ws_new(w->lb, server, w->max_body, (size_t)cfg->http.max_connections,
+                    (long)cfg->http.timeout_ms);
   if (!w->ws) {
     mw_diag_add(diag, "http: out of memory");
     mw_loopback_close(w->lb, 0);

@@ -36,8 +36,9 @@ struct mw_ws {
   mw_server *server;
   size_t max_message;
   size_t max_conns;
+  long linger_ms; /* http.timeout: for the last frames to be written */
   h2o_evloop_t *loop; /* the HTTP thread's, from the first request */
-  h2o_timeout_t close_timeout, watch_timeout;
+  h2o_timeout_t close_timeout, watch_timeout, linger_timeout;
   wsconn *conns; /* every socket, upgrading or open */
   size_t n;
 };
@@ -153,9 +154,18 @@ static void begin_drain(wsconn *c) {
     return;
   }
   shutdown(h2o_socket_get_fd(c->sock), SHUT_WR);
+  if (h2o_timeout_is_linked(&c->close_wait)) h2o_timeout_unlink(&c->close_wait);
   c->close_wait.cb = on_close_wait;
   h2o_timeout_link(c->ws->loop, &c->ws->close_timeout, &c->close_wait);
   process_input(c);
+}
+
+/* The last frames are queued: a client that does not read them is
+ * dropped after http.timeout, whatever the handler does. */
+static void linger(wsconn *c) {
+  if (h2o_timeout_is_linked(&c->close_wait) || !c->ws->loop) return;
+  c->close_wait.cb = on_close_wait;
+  h2o_timeout_link(c->ws->loop, &c->ws->linger_timeout, &c->close_wait);
 }
 
 static void on_written(h2o_socket_t *sock, const char *err) {
@@ -272,6 +282,7 @@ static void queue_final(wsconn *c, int code, const char *msg, size_t ml, int clo
   queue_frame(c, MW_WS_CLOSE, (const char *)cp, cl);
   c->final_queued = 1;
   drop_call(c);
+  linger(c);
   flush_out(c);
 }
 
@@ -418,6 +429,7 @@ static void on_frame(wsconn *c, const mw_ws_head *h, const char *p, size_t len) 
       size_t cl = mw_ws_put_close(cp, code ? code : MW_WS_CLOSE_NORMAL, "", 0);
       queue_frame(c, MW_WS_CLOSE, (const char *)cp, cl);
       c->final_queued = 1;
+      linger(c);
       flush_out(c);
     }
     return;
@@ -831,6 +843,7 @@ int mw_ws_serve(mw_ws *ws, h2o_req_t *req, int origin_ok) {
   if (!ws->loop) {
     ws->loop = req->conn->ctx->loop;
     h2o_timeout_init(ws->loop, &ws->close_timeout, CLOSE_WAIT_MS);
+    h2o_timeout_init(ws->loop, &ws->linger_timeout, (uint64_t)ws->linger_ms);
     h2o_timeout_init(ws->loop, &ws->watch_timeout, WATCH_MS);
   }
   wsconn *c = calloc(1, sizeof *c);
@@ -898,13 +911,15 @@ int mw_ws_serve(mw_ws *ws, h2o_req_t *req, int origin_ok) {
   return 0;
 }
 
-mw_ws *mw_ws_new(mw_loopback *lb, mw_server *server, size_t max_message, size_t max_conns) {
+mw_ws *mw_ws_new(mw_loopback *lb, mw_server *server, size_t max_message, size_t max_conns,
+                 long timeout_ms) {
   mw_ws *ws = calloc(1, sizeof *ws);
   if (!ws) return NULL;
   ws->lb = lb;
   ws->server = server;
   ws->max_message = max_message;
   ws->max_conns = max_conns ? max_conns : 64;
+  ws->linger_ms = timeout_ms > 0 ? timeout_ms : 30000;
   return ws;
 }
 
@@ -921,6 +936,7 @@ void mw_ws_free(mw_ws *ws) {
   }
   if (ws->loop) {
     h2o_timeout_dispose(ws->loop, &ws->close_timeout);
+    h2o_timeout_dispose(ws->loop, &ws->linger_timeout);
     h2o_timeout_dispose(ws->loop, &ws->watch_timeout);
   }
   free(ws);

@@ -32,8 +32,11 @@ typedef struct mw_ws mw_ws;
 
 /* lb and server are borrowed (they outlive the listener). max_message:
  * the largest request message (limits.max_receive_bytes); max_conns: open
- * WebSockets at most (http.max_connections), past which an upgrade gets 503. */
-mw_ws *mw_ws_new(mw_loopback *lb, mw_server *server, size_t max_message, size_t max_conns);
+ * WebSockets at most (http.max_connections), past which an upgrade gets
+ * 503; timeout_ms (http.timeout): how long the call's last frames may take
+ * to be written before the socket is closed anyway. */
+mw_ws *mw_ws_new(mw_loopback *lb, mw_server *server, size_t max_message, size_t max_conns,
+                 long timeout_ms);
 
 /* Whether a request asks for a WebSocket (an Upgrade: websocket header). */
 int mw_ws_wanted(struct st_h2o_req_t *req);
