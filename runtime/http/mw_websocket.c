@@ -70,7 +70,7 @@ struct wsconn {
   mw_buf out;           /* the bytes h2o writes (valid until on_written) */
   mw_buf pend;          /* the bytes after them */
   int writing;
-  int pong_queued; /* one pong at most waits: it answers the latest ping */
+  int pong_queued; /* a pong waits in pend: pings until it goes are not answered again */
   h2o_timeout_entry_t close_wait, watch;
 };
 
