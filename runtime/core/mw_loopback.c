@@ -65,7 +65,8 @@ int mw_loopback_verify(const char *v, size_t vl, const char **protocol, const ch
   const char *p = v + SECRET_HEX + 1, *end = v + vl;
   const char *semi = memchr(p, ';', (size_t)(end - p));
   if (!semi) return 0;
-  static const char *const known[] = {"grpc-web", "grpc-web-text", "connect", "rest", NULL};
+  static const char *const known[] = {"grpc-web", "grpc-web-text", "connect", "rest",
+                                       "websocket", NULL};
   *protocol = NULL;
   for (size_t i = 0; known[i]; i++)
     if (strlen(known[i]) == (size_t)(semi - p) && memcmp(known[i], p, (size_t)(semi - p)) == 0)
@@ -117,6 +118,10 @@ struct mw_lb_call {
   grpc_byte_buffer **msgs;
   size_t n_msgs, next_msg;
   int close_sent;
+  /* stream_requests: messages one at a time through mw_lb_call_send */
+  int stream_req;
+  grpc_byte_buffer *out_msg; /* the message in flight */
+  int close_wanted;          /* the half-close waits for out_msg */
   /* response */
   grpc_metadata_array headers, trailers;
   int headers_read;
@@ -205,6 +210,7 @@ static void call_free(mw_lb_call *c) {
   for (size_t i = 0; i < c->n_msgs; i++)
     if (c->msgs[i]) grpc_byte_buffer_destroy(c->msgs[i]);
   free(c->msgs);
+  if (c->out_msg) grpc_byte_buffer_destroy(c->out_msg);
   grpc_metadata_array_destroy(&c->headers);
   grpc_metadata_array_destroy(&c->trailers);
   if (c->recv_buf) grpc_byte_buffer_destroy(c->recv_buf);
@@ -262,6 +268,15 @@ static void send_next(mw_lb_call *c) {
   if (n) start_batch(c, ops, n, &c->t_send);
 }
 
+/* The half-close of a stream_requests call (no send in flight). */
+static void send_close(mw_lb_call *c) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  c->close_sent = 1;
+  start_batch(c, &op, 1, &c->t_send);
+}
+
 static void tell_status(mw_lb_call *c) {
   if (c->status_told || !c->status_done) return;
   if (!c->unary && !c->ended) return; /* after the last message was read */
@@ -287,6 +302,14 @@ static void on_complete(lb_tag *t, int ok) {
     tell_status(c);
     break;
   case OP_SEND:
+    if (c->stream_req) {
+      int was_msg = c->out_msg != NULL;
+      if (c->out_msg) grpc_byte_buffer_destroy(c->out_msg);
+      c->out_msg = NULL;
+      if (ok && c->close_wanted && !c->close_sent && !c->released) send_close(c);
+      if (was_msg && !c->released && c->ops->on_sent) c->ops->on_sent(c->self, ok);
+      break;
+    }
     /* A failed send means the call has ended: its status says why. */
     if (ok && !c->released) send_next(c);
     break;
@@ -432,6 +455,16 @@ mw_lb_call *mw_lb_call_start(mw_loopback *lb, const mw_lb_start *a, char *err,
   ops[0].data.recv_status_on_client.trailing_metadata = &c->trailers;
   ops[0].data.recv_status_on_client.status = &c->code;
   ops[0].data.recv_status_on_client.status_details = &c->details;
+  if (a->stream_requests) {
+    /* The metadata rides with the status batch: no send batch is held by
+     * it, so the first message can follow at once. */
+    c->stream_req = 1;
+    ops[1].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].data.send_initial_metadata.count = c->md_n;
+    ops[1].data.send_initial_metadata.metadata = c->md;
+    if (a->n_msgs != 0 || start_batch(c, ops, 2, &c->t_status) != 0) goto failed;
+    return c;
+  }
   if (start_batch(c, ops, 1, &c->t_status) != 0) goto failed;
   send_next(c);
   return c;
@@ -465,6 +498,32 @@ int mw_lb_call_recv(mw_lb_call *c) {
   n++;
   if (start_batch(c, ops, n, &c->t_recv) != 0) return -1;
   c->reading = 1;
+  return 0;
+}
+
+int mw_lb_call_send(mw_lb_call *c, const char *data, size_t len) {
+  if (!c->stream_req || c->out_msg || c->close_sent || c->close_wanted || c->released ||
+      c->status_done)
+    return -1;
+  grpc_slice s = grpc_slice_from_copied_buffer(data, len);
+  c->out_msg = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_SEND_MESSAGE;
+  op.data.send_message.send_message = c->out_msg;
+  if (start_batch(c, &op, 1, &c->t_send) != 0) {
+    grpc_byte_buffer_destroy(c->out_msg);
+    c->out_msg = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+int mw_lb_call_close_send(mw_lb_call *c) {
+  if (!c->stream_req || c->close_sent || c->close_wanted || c->released) return -1;
+  if (c->out_msg) c->close_wanted = 1;
+  else send_close(c);
   return 0;
 }
 

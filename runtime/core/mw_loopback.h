@@ -38,7 +38,7 @@ int mw_loopback_active(void);
 /* The secret as hex (64 characters), for the client side's metadata. */
 const char *mw_loopback_secret(void);
 /* Checks a MW_LOOPBACK_KEY value: 1 with the protocol (one of "grpc-web",
- * "grpc-web-text", "connect", as a static string) and the peer span inside
+ * "grpc-web-text", "connect", "rest", "websocket", as a static string) and the peer span inside
  * v when the secret matches, else 0. */
 int mw_loopback_verify(const char *v, size_t vl, const char **protocol, const char **peer,
                        size_t *peer_len);
@@ -57,6 +57,11 @@ typedef struct mw_lb_ops {
    * streaming call; the only event of a unary one): code, message,
    * headers, trailers and, for a unary call, the response may be read. */
   void (*on_status)(void *self);
+  /** A message of mw_lb_call_send was taken by the call (ok 1), or the
+   * call ended before it could be (ok 0; on_status follows): the next may
+   * be sent. Only for calls started with stream_requests; may be NULL
+   * otherwise. */
+  void (*on_sent)(void *self, int ok);
 } mw_lb_ops;
 
 /* Opens the channel to target ("unix:/path") and starts the pump thread.
@@ -89,6 +94,10 @@ typedef struct mw_lb_start {
   size_t n_msgs;
   /* One request, one reply, in one batch: on_status is the only event. */
   int unary;
+  /* The requests are not known yet (n_msgs must be 0, unary 0): the
+   * metadata goes now, each message later with mw_lb_call_send, the
+   * half-close with mw_lb_call_close_send. */
+  int stream_requests;
   const mw_lb_ops *ops;
   void *self;
 } mw_lb_start;
@@ -99,6 +108,16 @@ mw_lb_call *mw_lb_call_start(mw_loopback *lb, const mw_lb_start *a, char *err, s
 /* Asks for the next response message (streaming calls): on_message
  * follows. Returns 0, or -1 when a read is pending or the responses ended. */
 int mw_lb_call_recv(mw_lb_call *c);
+/* With stream_requests: sends one request message (copied). One at a
+ * time: on_sent tells when the next may go, which is how a caller holds a
+ * fast client back (the call takes a message only as fast as the handler
+ * and HTTP/2 flow control let it). Returns 0, or -1 when a send is still
+ * pending, the requests were closed or the call is over. */
+int mw_lb_call_send(mw_lb_call *c, const char *data, size_t len);
+/* With stream_requests: the end of the requests (the half-close), after
+ * the message in flight if there is one. Returns 0, or -1 when already
+ * closed or not a stream_requests call. */
+int mw_lb_call_close_send(mw_lb_call *c);
 /* The caller is done: no event reaches it any more; a call still running
  * is cancelled (the handler sees the cancellation). Safe inside an event. */
 void mw_lb_call_release(mw_lb_call *c);

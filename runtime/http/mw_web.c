@@ -29,6 +29,7 @@
 #include "core/mw_router.h"
 #include "google/protobuf/descriptor.upb.h"
 #include "http/mw_http.h"
+#include "http/mw_websocket.h"
 #include "http/mw_webwire.h"
 #include "tls/mw_tls.h"
 #include "upb/def.h"
@@ -46,6 +47,7 @@ struct mw_web {
   mw_server *server;
   mw_web_rest_fn rest; /* the REST routes of a router's generation (NULL: none) */
   mw_loopback *lb;
+  mw_ws *ws;             /* the WebSocket calls (http/mw_websocket.h) */
   h2o_socket_t *lb_sock; /* the loopback's eventfd (a dup) on the loop */
   char **origins;        /* http.cors.origins, copied */
   size_t n_origins;
@@ -657,7 +659,7 @@ static void gen_proceed(h2o_generator_t *g, h2o_req_t *req) {
   LEAVE(wc);
 }
 
-static const mw_lb_ops lb_ops = {on_lb_message, on_lb_status};
+static const mw_lb_ops lb_ops = {on_lb_message, on_lb_status, NULL};
 
 /* The client of an HTTP/1 request hung up (or reset): its call is
  * cancelled, and the answer ended so that h2o closes the connection. */
@@ -1188,6 +1190,8 @@ static int rest_req(mw_web *w, h2o_req_t *req, mw_router *r, const mw_transcode 
 static int on_req(void *ud, h2o_req_t *req) {
   mw_web *w = ud;
   int cors = origin_allowed(w, find_header_str(req, "origin"));
+  if (mw_ws_wanted(req))
+    return mw_ws_serve(w->ws, req, cors || !find_header_str(req, "origin").base);
   if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")))
     return preflight(w, req, cors);
   int get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));
@@ -1449,6 +1453,8 @@ static void on_loop(void *ud, h2o_evloop_t *loop) {
 static void on_stop(void *ud, size_t leftover) {
   mw_web *w = ud;
   w->leftover = leftover;
+  mw_ws_free(w->ws); /* its sockets are on this loop */
+  w->ws = NULL;
   if (w->watch_ready && !leftover) {
     h2o_timeout_dispose(w->loop, &w->watch_timeout);
     w->watch_ready = 0;
@@ -1520,6 +1526,14 @@ mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_web_rest_fn res
     web_free(w);
     return NULL;
   }
+  w->ws = mw_ws_new(w->lb, server, w->max_body, (size_t)cfg->http.max_connections,
+                    (long)cfg->http.timeout_ms);
+  if (!w->ws) {
+    mw_diag_add(diag, "http: out of memory");
+    mw_loopback_close(w->lb, 0);
+    web_free(w);
+    return NULL;
+  }
   /* A body holds one message (or a few) plus envelopes; text mode a third
    * more for base64. */
   size_t max_body = w->max_body + w->max_body / 3 + 64;
@@ -1534,6 +1548,7 @@ mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_web_rest_fn res
                        .on_stop = on_stop};
   w->http = mw_http_start(cfg->http.listen, &opts, NULL, w, diag);
   if (!w->http) {
+    mw_ws_free(w->ws);
     mw_loopback_close(w->lb, 0);
     web_free(w);
     return NULL;

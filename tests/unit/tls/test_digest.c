@@ -25,7 +25,23 @@ static void test_vectors(void) {
   MW_CHECK_STR(hex(d), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 }
 
+/* FIPS 180-2's SHA-1 examples. */
+static void test_sha1(void) {
+  unsigned char d[MW_SHA1_LEN];
+  char out[2 * MW_SHA1_LEN + 1];
+  mw_digest_part abc = {"abc", 3};
+  MW_CHECK_INT(mw_sha1(&abc, 1, d), 0);
+  for (int i = 0; i < MW_SHA1_LEN; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+  MW_CHECK_STR(out, "a9993e364706816aba3e25717850c26c9cd0d89d");
+  const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  mw_digest_part parts[] = {{two, 7}, {two + 7, strlen(two) - 7}};
+  MW_CHECK_INT(mw_sha1(parts, 2, d), 0);
+  for (int i = 0; i < MW_SHA1_LEN; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+  MW_CHECK_STR(out, "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
+}
+
 int main(void) {
   MW_RUN(test_vectors);
+  MW_RUN(test_sha1);
   return mw_test_done();
 }
