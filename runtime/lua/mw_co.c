@@ -20,6 +20,7 @@
 
 #include <lauxlib.h>
 
+#include "base/mw_alarm.h"
 #include "base/mw_log.h"
 #include "base/mw_status.h"
 #include "base/mw_timer.h"
@@ -41,8 +42,12 @@ static _Thread_local lua_State *tl_bound_L;
 static _Thread_local double tl_bound_until;
 static _Thread_local int tl_bound_stopped;
 
-/* Instructions between two looks at the clock. */
+/* Instructions between two looks at the clock, once the hook is on. */
 #define MW_HOOK_COUNT 10000
+
+/* The handler coroutine this thread runs, for the alarm's signal (see
+ * mw_co_resume); NULL between runs. */
+static _Thread_local lua_State *volatile tl_alarm_co;
 
 static unsigned long internal_error_seq;
 
@@ -113,8 +118,52 @@ int mw_co_raise_cancelled(lua_State *L, mw_lcall *h) {
 
 static void budget_hook(lua_State *L, lua_Debug *ar);
 
+/* The alarm's signal, on the thread running the handler: from the next
+ * instruction on, the hook looks at the clock (lua_sethook is safe in a
+ * signal handler). */
+static void on_alarm(void) {
+  lua_State *co = tl_alarm_co;
+  if (co) lua_sethook(co, budget_hook, LUA_MASKCOUNT, 1);
+}
+
+/* coroutine.create and coroutine.wrap, giving the coroutine the counting
+ * hook: the alarm reaches the handler's own coroutine only, so those a
+ * handler makes look at the clock themselves, as every coroutine did. */
+static int l_co_create(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_State *co = lua_newthread(L);
+  lua_sethook(co, budget_hook, LUA_MASKCOUNT, MW_HOOK_COUNT);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  return 1;
+}
+
+static int l_co_wrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, 1, 1); /* the library's wrap: its closure holds the thread */
+  if (lua_getupvalue(L, -1, 1) && lua_type(L, -1) == LUA_TTHREAD)
+    lua_sethook(lua_tothread(L, -1), budget_hook, LUA_MASKCOUNT, MW_HOOK_COUNT);
+  lua_pop(L, 1);
+  return 1;
+}
+
 void mw_co_install_hook(lua_State *L) {
   lua_sethook(L, budget_hook, LUA_MASKCOUNT, MW_HOOK_COUNT);
+  mw_alarm_init(on_alarm);
+  if (lua_getglobal(L, "coroutine") == LUA_TTABLE) {
+    lua_pushcfunction(L, l_co_create);
+    lua_setfield(L, -2, "create");
+    if (lua_getfield(L, -1, "wrap") == LUA_TFUNCTION) {
+      lua_pushcclosure(L, l_co_wrap, 1);
+      lua_setfield(L, -2, "wrap");
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
 }
 
 lua_State *mw_co_acquire(mw_lstate *st, mw_lcall *h) {
@@ -129,8 +178,10 @@ lua_State *mw_co_acquire(mw_lstate *st, mw_lcall *h) {
     h->co_slot = ++st->top_slot;
   }
   if (!co) {
+    /* No hook (lua_newthread copied the main thread's): the handler runs
+     * at full speed, and the alarm turns the hook on when it is due. */
     co = lua_newthread(L);
-    lua_sethook(co, budget_hook, LUA_MASKCOUNT, MW_HOOK_COUNT);
+    lua_sethook(co, NULL, 0, 0);
     lua_rawseti(L, -2, h->co_slot);
   }
   lua_pop(L, 1);
@@ -495,15 +546,56 @@ int mw_co_pcall_bounded(lua_State *L, int nargs, double budget_s, int *stopped) 
 
 /* --- the resume loop -------------------------------------------------------------- */
 
+/* When the run starting at `start` must be looked at: the end of its time
+ * slice, of its CPU budget or its deadline, whichever comes first (0: none
+ * bounds it). */
+static double run_due(const mw_lcall *h, double start) {
+  double due = 0, slice = h->st->handler_slice_s, budget = h->st->handler_cpu_s;
+  if (slice > 0) due = start + slice;
+  if (budget > 0 && (due == 0 || start + budget - h->ran_s < due))
+    due = start + budget - h->ran_s;
+  double deadline = mw_co_deadline(h);
+  if (deadline != 0) {
+    double d = start + (deadline - mw_wall_now());
+    if (due == 0 || d < due) due = d;
+  }
+  return due;
+}
+
+/* A run goes at full speed, with no hook: the thread's alarm is armed for
+ * the run's due time, and only if the run is still going then does the
+ * alarm's signal turn the counting hook on (on_alarm), which then does what
+ * it always did. The hook counts from the start, as it did for every run
+ * before, when the run is due already or there is no alarm (no memory for
+ * it, or no watchdog). */
 void mw_co_resume(mw_lcall *h, int nargs) {
   int nres = 0;
   h->wait = NULL;
   mw_lcall *outer = tl_running;
   double outer_start = tl_run_start;
+  lua_State *outer_co = tl_alarm_co;
   tl_running = h;
   tl_run_start = mw_now();
+  mw_alarm *alarm = mw_alarm_self();
+  double outer_due = 0;
+  tl_alarm_co = h->co;
+  double due = alarm ? run_due(h, tl_run_start) : 0;
+  if (alarm && (due == 0 || due > tl_run_start)) {
+    outer_due = mw_alarm_arm(alarm, due);
+  } else {
+    /* Due already (a deadline past): the hook looks from the start, at
+     * once rather than when the watchdog gets to it. */
+    if (alarm) outer_due = mw_alarm_arm(alarm, 0);
+    lua_sethook(h->co, budget_hook, LUA_MASKCOUNT, MW_HOOK_COUNT);
+  }
   int st = lua_resume(h->co, h->st->L, nargs, &nres);
   double ran = mw_now() - tl_run_start;
+  if (alarm) mw_alarm_arm(alarm, outer_due);
+  tl_alarm_co = outer_co;
+  /* A signal that landed before the line above armed the hook here: the
+   * next run starts without it. A stopped handler keeps it (its coroutine
+   * is not reused, and the hook must go on raising in it). */
+  if (!h->kill_code && lua_gethookmask(h->co)) lua_sethook(h->co, NULL, 0, 0);
   tl_running = outer;
   tl_run_start = outer_start;
   if (!h->kill_code && st == LUA_YIELD && h->wait == &slice_wait) {

@@ -46,6 +46,7 @@ static const char proto_src[] =
     "  rpc Victim(Msg) returns (Msg);\n"
     "  rpc Spin(Msg) returns (Msg);\n"
     "  rpc SpinElsewhere(Msg) returns (Msg);\n"
+    "  rpc SpinInside(Msg) returns (Msg);\n"
     "  rpc LateOnCancel(Msg) returns (Msg);\n"
     "  rpc Big(Msg) returns (Msg);\n"
     "  rpc BigFeed(Msg) returns (stream Msg);\n"
@@ -193,6 +194,15 @@ static const char lua_src[] =
     "    coroutine.yield()\n"
     "  end\n"
     "end)\n"
+    "-- The spin inside a coroutine the handler makes: it runs in a thread\n"
+    "-- of its own, which must look at the clock itself.\n"
+    "function T.SpinInside(req, ctx)\n"
+    "  local spin = function() for i = 1, 3e8 do end bump('spin_inside_after') end\n"
+    "  if req.text == 'wrap' then coroutine.wrap(spin)()\n"
+    "  else coroutine.resume(coroutine.create(spin)) end\n"
+    "  bump('spin_inside_after')\n"
+    "  return {text = 'survived'}\n"
+    "end\n"
     "function T.SpinElsewhere(req, ctx)\n"
     "  spinner()\n"
     "  bump('spin_elsewhere_after')\n"
@@ -894,6 +904,21 @@ static void test_stopped_in_a_coroutine_made_at_load(void) {
   MW_CHECK_STR(probe("counters.spin_elsewhere_after"), "nil");
 }
 
+static void test_stopped_in_a_coroutine_made_by_the_handler(void) {
+  const mw_method *m = method("SpinInside");
+  const char *how[] = {"wrap", "create"};
+  for (int i = 0; i < 2; i++) {
+    mw_call *c = fake_call_new(m);
+    c->deadline = 1.0;
+    size_t n = enc(how[i]);
+    fake_start(c, mw_lua_backend_handler(g_b, m->index), enc_buf, n, 1);
+    MW_CHECK_STR(c->trace, "@start attach finish:DEADLINE_EXCEEDED");
+    fake_done(c);
+    fake_call_free(c);
+    MW_CHECK_STR(probe("counters.spin_inside_after"), "nil");
+  }
+}
+
 static void test_yield_at_top_level(void) {
   long before = probe_int("counters.yield_resumed");
   mw_call *c = start("Yield", "");
@@ -1317,6 +1342,7 @@ int main(void) {
   RUN(test_error_after_yield);
   RUN(test_stopped_past_the_deadline);
   RUN(test_stopped_in_a_coroutine_made_at_load);
+  RUN(test_stopped_in_a_coroutine_made_by_the_handler);
   RUN(test_yield_at_top_level);
   RUN(test_kept_ctx_after_a_normal_end);
   RUN(test_done_while_sleeping);
