@@ -652,6 +652,184 @@ class WebTest(unittest.TestCase):
             f.write(CONFIG)
 
 
+class _Recorder:
+    """A TCP proxy on loopback that keeps every byte each way, to check what
+    a real client and the server put on the wire."""
+
+    def __init__(self, port):
+        self.port = port
+        self.up, self.down = bytearray(), bytearray()
+        self.lock = threading.Lock()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.port))
+            for a, b, sink in ((c, u, self.up), (u, c, self.down)):
+                threading.Thread(target=self._pump, args=(a, b, sink), daemon=True).start()
+
+    def _pump(self, src, dst, sink):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                with self.lock:
+                    sink += data
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+class GrpcWebCompressionTest(unittest.TestCase):
+    """gRPC-Web answers compressed per message (flag 0x01, grpc-encoding) by
+    the compression section, for clients whose grpc-accept-encoding allows
+    it; compressed requests read; connect-node's gRPC-Web transport with gzip
+    both ways, its wire recorded."""
+
+    CONFIG = CONFIG + """
+compression:
+  algorithm: gzip
+  min_bytes: 1KiB
+  methods:
+    /web.W/Echo: {algorithm: deflate}
+    /web.W/Count: {min_bytes: 0}
+    /web.W/Peek: {algorithm: none, min_bytes: 0}
+"""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = mwtest.ServiceDir({"web.proto": PROTO, "web.lua": LUA})
+        cls.protos = Protos(cls.dir.path)
+        cls.Req = cls.protos.msg("web.Req")
+        cls.Resp = cls.protos.msg("web.Resp")
+        cls.server = Server(cls.dir.path, config=cls.CONFIG)
+        cls.server.start()
+        deadline = time.monotonic() + 10
+        while "http listening on " not in cls.server.stdout() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        addr = cls.server.stdout().split("http listening on ")[1].split()[0]
+        cls.http_port = int(addr.rsplit(":", 1)[1])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.dir.cleanup()
+
+    def call(self, path, req, accept=None, text=False):
+        h = {"content-type": "application/grpc-web+proto"}
+        if accept is not None:
+            h["grpc-accept-encoding"] = accept
+        body = frame(self.Req(**req).SerializeToString())
+        if text:
+            h["content-type"] = "application/grpc-web-text"
+            h["accept"] = "application/grpc-web-text"
+            body = base64.b64encode(body)
+        c = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        c.request("POST", path, body, h)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r, frames(text_chunks(data) if text else data)
+
+    def test_per_message_compression(self):
+        # the section's gzip, for messages of min_bytes or more
+        r, fs = self.call("/web.W/Flood", {"n": 2, "key": "gz"}, "identity, gzip")
+        self.assertEqual(r.getheader("grpc-encoding"), "gzip")
+        self.assertEqual([f for f, _ in fs], [1, 1, 0x80])
+        self.assertLess(len(fs[0][1]), 200)
+        self.assertEqual([(m.i, len(m.text)) for m in
+                          (self.Resp.FromString(gzip.decompress(p)) for _, p in fs[:2])],
+                         [(1, 8192), (2, 8192)])
+        self.assertEqual(trailer_lines(fs[2][1])["grpc-status"], "0")
+        # a client that accepts only the other algorithm gets that one
+        r, fs = self.call("/web.W/Flood", {"n": 1, "key": "df"}, "deflate")
+        self.assertEqual(r.getheader("grpc-encoding"), "deflate")
+        self.assertEqual(self.Resp.FromString(zlib.decompress(fs[0][1])).i, 1)
+        # none accepted, or no header: identity
+        for accept in (None, "identity", "gzip;q=0"):
+            r, fs = self.call("/web.W/Flood", {"n": 1, "key": "id"}, accept)
+            self.assertIsNone(r.getheader("grpc-encoding"), accept)
+            self.assertEqual([f for f, _ in fs], [0, 0x80])
+        # small messages go uncompressed, each message deciding on its own
+        r, fs = self.call("/web.W/Echo", {"name": "s"}, "gzip")
+        self.assertEqual(r.getheader("grpc-encoding"), "gzip")
+        self.assertEqual([f for f, _ in fs], [0, 0x80])
+        self.assertEqual(self.Resp.FromString(fs[0][1]).text, "v1 hi s")
+
+    def test_method_rules(self):
+        big = "e" * 3000
+        # Echo's rule says deflate: taken when accepted, else gzip
+        r, fs = self.call("/web.W/Echo", {"name": big}, "gzip, deflate")
+        self.assertEqual(r.getheader("grpc-encoding"), "deflate")
+        self.assertEqual(self.Resp.FromString(zlib.decompress(fs[0][1])).text, "v1 hi " + big)
+        r, fs = self.call("/web.W/Echo", {"name": big}, "gzip")
+        self.assertEqual(r.getheader("grpc-encoding"), "gzip")
+        self.assertEqual(self.Resp.FromString(gzip.decompress(fs[0][1])).text, "v1 hi " + big)
+        # Count's min_bytes 0: even tiny messages
+        r, fs = self.call("/web.W/Count", {"n": 2}, "gzip")
+        self.assertEqual([f for f, _ in fs], [1, 1, 0x80])
+        self.assertEqual(self.Resp.FromString(gzip.decompress(fs[1][1])).i, 2)
+        # Peek's algorithm none wins over its min_bytes 0
+        r, fs = self.call("/web.W/Peek", {"key": "nothing"}, "gzip")
+        self.assertIsNone(r.getheader("grpc-encoding"))
+        self.assertEqual([f for f, _ in fs], [0, 0x80])
+
+    def test_text_mode(self):
+        big = "t" * 3000
+        r, fs = self.call("/web.W/Echo", {"name": big}, "gzip", text=True)
+        self.assertEqual(r.getheader("content-type"), "application/grpc-web-text+proto")
+        self.assertEqual(r.getheader("grpc-encoding"), "gzip")
+        self.assertEqual([f for f, _ in fs], [1, 0x80])
+        self.assertEqual(self.Resp.FromString(gzip.decompress(fs[0][1])).text, "v1 hi " + big)
+
+    def test_connect_node_gzip_both_ways(self):
+        fd, desc = tempfile.mkstemp(suffix=".binpb")
+        os.close(fd)
+        self.addCleanup(os.unlink, desc)
+        with open(desc, "wb") as f:
+            f.write(self.protos.fds.SerializeToString())
+        rec = _Recorder(self.http_port)
+        self.addCleanup(rec.close)
+        env = dict(os.environ, NODE_PATH=os.path.join(mwtest.SOURCE_DIR, "tests", "tools",
+                                                      "node_modules"))
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web_gzip.cjs")
+        r = subprocess.run(["node", script, "http://" + rec.addr, desc],
+                           capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout)
+        self.assertEqual(out["echo"], len("v1 hi ") + 3000)
+        self.assertEqual(out["flood"], [[1, 8192], [2, 8192], [3, 8192]])
+        self.assertEqual(out["fail"], {"code": "InvalidArgument", "message": "bad name"})
+        with rec.lock:
+            up, down = bytes(rec.up).lower(), bytes(rec.down).lower()
+        # the requests went compressed (3000 bytes of 'z' are a few dozen);
+        # the client names its encoding on every request
+        self.assertEqual(up.count(b"\r\ngrpc-encoding: gzip\r\n"), 3)
+        self.assertIn(b"\r\ngrpc-accept-encoding: gzip", up)
+        self.assertNotIn(b"z" * 100, up)
+        # the answers too: Echo's (deflate rule, gzip accepted) and Flood's
+        self.assertEqual(down.count(b"\r\ngrpc-encoding: gzip\r\n"), 2)
+        self.assertNotIn(b"x" * 100, down)
+        self.assertNotIn(b"z" * 100, down)
+        self.assertLess(len(down), 8192)
+
+
 class BoundsTest(unittest.TestCase):
     """http.timeout closes a client that is slow to send its request;
     http.max_connections closes connections past the bound."""
