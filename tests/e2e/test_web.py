@@ -40,6 +40,7 @@ service W {
   rpc Peek(Req) returns (Resp);
   rpc Total(stream Req) returns (Resp);
   rpc Flood(Req) returns (stream Resp);
+  rpc Size(Req) returns (Resp);
 }
 """
 
@@ -88,6 +89,10 @@ function W.Flood(req, stream)
     stream:send{i = i, text = pad}
     marks:set(req.key, i)
   end
+end
+
+function W.Size(req)
+  return {i = #req.name}
 end
 
 function W.Total(stream)
@@ -451,6 +456,69 @@ class WebTest(unittest.TestCase):
         # grpc-web-text has no JSON form
         r, _, _ = self.post("/web.W/Echo", b"", "application/grpc-web-text+json")
         self.assertEqual(r.status, 415)
+
+    def test_edge_cases_more(self):
+        """The rest of the conformance suite's unexpected requests
+        (connect_server_unexpected, grpc_web_server_unexpected,
+        server_message_size)."""
+        # Connect unary, a codec it does not serve: 415
+        r, _, _ = self.post("/web.W/Echo", self.req(), "application/foo")
+        self.assertEqual(r.status, 415)
+        # gRPC-Web: DELETE is 405; an unknown codec 415 (not a gRPC-Web call)
+        r, _, _ = self.post("/web.W/Echo", frame(self.req()), "application/grpc-web",
+                            method="DELETE")
+        self.assertEqual(r.status, 405)
+        r, _, _ = self.post("/web.W/Echo", frame(self.req()), "application/grpc-web+foo")
+        self.assertEqual(r.status, 415)
+        # gRPC-Web, flag 0x01 with grpc-encoding: identity said outright
+        r, _, _ = self.post("/web.W/Echo", frame(self.req(), flags=1),
+                            "application/grpc-web+proto", {"grpc-encoding": "identity"})
+        self.assertEqual(r.getheader("grpc-status"), "13")
+        # text mode, unknown method
+        r, data, _ = self.grpc_web("/web.Nope/Echo", self.req(), text=True)
+        self.assertEqual(r.getheader("grpc-status"), "12")
+        # Connect streaming, an encoding it does not know
+        r, data, _ = self.post("/web.W/Count", frame(self.req(n=1), flags=1),
+                               "application/connect+proto", {"connect-content-encoding": "foo"})
+        self.assertEqual(json.loads(frames(data)[-1][1])["error"]["code"], "unimplemented")
+        # flags a request must not carry: Connect's end-of-stream (0x02),
+        # gRPC-Web's trailer frame (0x80)
+        r, data, _ = self.post("/web.W/Count", frame(self.req(n=1), flags=2),
+                               "application/connect+proto")
+        self.assertEqual(json.loads(frames(data)[-1][1])["error"]["code"], "internal")
+        r, _, _ = self.post("/web.W/Echo", frame(self.req(), flags=0x80),
+                            "application/grpc-web+proto")
+        self.assertEqual(r.getheader("grpc-status"), "13")
+        # server_message_size: a request message of exactly
+        # limits.max_receive_bytes (64 KiB) is served, 10 bytes more is
+        # resource_exhausted in each protocol (a call's error, not HTTP's 413)
+        limit = 64 * 1024
+        at = self.req(name="x" * (limit - 4))
+        self.assertEqual(len(at), limit)
+        over = self.req(name="x" * (limit + 6))
+        r, data, _ = self.post("/web.W/Size", at, "application/proto")
+        self.assertEqual((r.status, self.Resp.FromString(data).i), (200, limit - 4))
+        r, data, _ = self.post("/web.W/Size", over, "application/proto")
+        self.assertEqual((r.status, json.loads(data)["code"]), (429, "resource_exhausted"))
+        r, data, _ = self.grpc_web("/web.W/Size", at)
+        self.assertEqual(self.Resp.FromString(frames(data)[0][1]).i, limit - 4)
+        r, data, _ = self.grpc_web("/web.W/Size", over)
+        self.assertEqual(r.getheader("grpc-status"), "8")
+        r, data, _ = self.grpc_web("/web.W/Size", over, text=True)
+        self.assertEqual(r.getheader("grpc-status"), "8")
+        r, data, _ = self.post("/web.W/Count", frame(self.req(n=1, name="x" * (limit - 6))),
+                               "application/connect+proto")
+        self.assertEqual(json.loads(frames(data)[-1][1]), {})
+        r, data, _ = self.post("/web.W/Count", frame(self.req(n=1, name="x" * (limit + 6))),
+                               "application/connect+proto")
+        self.assertEqual(json.loads(frames(data)[-1][1])["error"]["code"],
+                         "resource_exhausted")
+        # client streams: the first or a later message over the limit
+        small = frame(self.req(n=1))
+        for body in (frame(over) + small, small + frame(over)):
+            r, data, _ = self.post("/web.W/Total", body, "application/connect+proto")
+            self.assertEqual(json.loads(frames(data)[-1][1])["error"]["code"],
+                             "resource_exhausted")
 
     # --- CORS ----------------------------------------------------------------------
     def test_cors(self):
