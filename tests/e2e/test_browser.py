@@ -31,7 +31,7 @@ message Req { string name = 1; int32 n = 2; }
 message Resp { string text = 1; int32 i = 2; }
 
 service Probe {
-  rpc Echo(Req) returns (Resp);
+  rpc Echo(Req) returns (Resp) { option idempotency_level = NO_SIDE_EFFECTS; }
   rpc Fail(Req) returns (Resp);
   rpc Count(Req) returns (stream Resp);
 }
@@ -126,6 +126,7 @@ class BrowserTest(unittest.TestCase):
             raise AssertionError("the browser run failed:\n" + r.stderr + r.stdout)
         out = json.loads(r.stdout)
         cls.page, cls.page_console = out[urls[0]]["results"], out[urls[0]]["console"]
+        cls.page_requests = out[urls[0]]["requests"]
         cls.deny, cls.deny_console = out[urls[1]]["results"], out[urls[1]]["console"]
 
     @classmethod
@@ -160,6 +161,9 @@ class BrowserTest(unittest.TestCase):
         # five per client and mode
         logs = self.server.logs()
         self.assertGreaterEqual(logs.count("method=/routeguide.RouteGuide/GetFeature"), 5)
+        # with preflights (each URL's answer cached for Access-Control-Max-Age)
+        pre = [r for r in self.page_requests if r.startswith("OPTIONS " + self.base)]
+        self.assertTrue(any("/routeguide.RouteGuide/GetFeature" in r for r in pre), pre)
 
     def test_google_grpc_web(self):
         names = self.expected_features()
@@ -211,6 +215,14 @@ class BrowserTest(unittest.TestCase):
                 self.assertEqual(r["fail"]["message"], "bad name")
                 self.assertEqual(r["fail"]["details"], ["google.rpc.BadRequest"])
                 self.assertEqual(r["streamFail"], {"code": "NotFound", "message": "no more"})
+        # Connect GET (a NO_SIDE_EFFECTS method, no custom header: no preflight)
+        g = self.page["connect-web-get"]
+        self.assertNotIn("fatal", g, self.page_console)
+        self.assertEqual(g["text"], "hi get from nil")
+        self.assertEqual(g["headers"].get("x-echo"), "h")
+        gets = [r for r in self.page_requests if r.startswith("GET " + self.base)]
+        self.assertEqual(len(gets), 1, self.page_requests)
+        self.assertIn("/probe.Probe/Echo?", gets[0])
 
     def test_disallowed_origin(self):
         d = self.deny["denied"]
@@ -220,7 +232,8 @@ class BrowserTest(unittest.TestCase):
             self.assertIsInstance(d[kind], dict, d)
         # chromium says why: the preflight was refused
         text = "\n".join(self.deny_console)
-        self.assertIn("blocked by CORS policy", text)
+        self.assertIn("blocked by CORS policy: Response to preflight request doesn't pass "
+                      "access control check", text)
         self.assertIn(self.other, text)
 
 

@@ -134,6 +134,15 @@ async function connectClient(registry, base, kind) {
   return r;
 }
 
+// Connect's GET for a NO_SIDE_EFFECTS method: a simple request (no preflight).
+async function connectGet(registry, base) {
+  const transport = createConnectTransport({ baseUrl: base, useHttpGet: true });
+  const probe = createClient(registry.getService("probe.Probe"), transport);
+  let hdr = null;
+  const e = await probe.echo({ name: "get" }, { onHeader: (h) => { hdr = headersObject(h); } });
+  return { text: e.text, headers: hdr };
+}
+
 // --- a page on an origin the server does not list: every call must fail in
 // the browser (the preflight is refused), and the page must see it fail.
 async function denied(registry, base) {
@@ -171,6 +180,7 @@ async function main() {
       results["google-" + format] = await guard(googleClient(registry, cfg.base, format));
     for (const kind of ["connect", "connectjson", "grpcweb"])
       results["connect-web-" + kind] = await guard(connectClient(registry, cfg.base, kind));
+    results["connect-web-get"] = await guard(connectGet(registry, cfg.base));
   }
   return results;
 }
