@@ -135,10 +135,14 @@ class BrowserTest(unittest.TestCase):
             if s:
                 s.shutdown()
                 s.server_close()
-        if getattr(cls, "server", None):
-            cls.server.stop()
         shutil.rmtree(cls.www, ignore_errors=True)
         cls.dir.cleanup()
+        if getattr(cls, "server", None):
+            rc = cls.server.stop()
+            found = [m for m in mwtest.SANITIZER_MARKS if m in cls.server.logs()]
+            if rc != 0 or found:
+                raise mwtest.ServerError("moonwire did not stop cleanly (exit %s) %s\n%s"
+                                         % (rc, found, cls.server.logs()))
 
     def expected_features(self):
         """What ListFeatures answers for the page's rectangle (over gRPC)."""

@@ -796,8 +796,12 @@ compression:
 
     @classmethod
     def tearDownClass(cls):
-        cls.server.stop()
+        rc = cls.server.stop()
         cls.dir.cleanup()
+        found = [m for m in mwtest.SANITIZER_MARKS if m in cls.server.logs()]
+        if rc != 0 or found:
+            raise mwtest.ServerError("moonwire did not stop cleanly (exit %s) %s\n%s"
+                                     % (rc, found, cls.server.logs()))
 
     def call(self, path, req, accept=None, text=False):
         h = {"content-type": "application/grpc-web+proto"}
