@@ -34,6 +34,7 @@ service Probe {
   rpc Echo(Req) returns (Resp) { option idempotency_level = NO_SIDE_EFFECTS; }
   rpc Fail(Req) returns (Resp);
   rpc Count(Req) returns (stream Resp);
+  rpc Slow(Req) returns (Resp);
 }
 """
 
@@ -50,6 +51,11 @@ end
 
 function Probe.Fail(req)
   mw.fail(mw.INVALID_ARGUMENT, "bad name", {mw.details.BadRequest{name = "must not be empty"}})
+end
+
+function Probe.Slow(req)
+  mw.sleep(3)
+  return {text = "late"}
 end
 
 function Probe.Count(req, stream)
@@ -200,6 +206,8 @@ class BrowserTest(unittest.TestCase):
                 self.assertEqual(r["streamFail"]["count"], 2)
                 self.assertEqual(r["streamFail"]["error"]["code"], 5)
                 self.assertEqual(r["streamFail"]["error"]["message"], "no more")
+                # the page's deadline (grpc-timeout) ends the call
+                self.assertEqual(r["deadline"]["code"], 4, r["deadline"])
 
     def test_connect_web(self):
         names = self.expected_features()
@@ -219,6 +227,8 @@ class BrowserTest(unittest.TestCase):
                 self.assertEqual(r["fail"]["message"], "bad name")
                 self.assertEqual(r["fail"]["details"], ["google.rpc.BadRequest"])
                 self.assertEqual(r["streamFail"], {"code": "NotFound", "message": "no more"})
+                # timeoutMs (connect-timeout-ms, grpc-timeout)
+                self.assertEqual(r["deadline"], "DeadlineExceeded")
         # Connect GET (a NO_SIDE_EFFECTS method, no custom header: no preflight)
         g = self.page["connect-web-get"]
         self.assertNotIn("fatal", g, self.page_console)
@@ -227,6 +237,26 @@ class BrowserTest(unittest.TestCase):
         gets = [r for r in self.page_requests if r.startswith("GET " + self.base)]
         self.assertEqual(len(gets), 1, self.page_requests)
         self.assertIn("/probe.Probe/Echo?", gets[0])
+
+    def test_deadlines_reach_the_server(self):
+        """The pages' deadlines ended the handler's call on the server (3 s
+        of sleep), not only the client's wait."""
+        deadline = time.monotonic() + 5 * mwtest.SLOW
+        lines = []
+        while time.monotonic() < deadline:
+            lines = [l for l in self.server.logs().splitlines()
+                     if "method=/probe.Probe/Slow" in l]
+            if len(lines) == 5:
+                break
+            time.sleep(0.05)
+        self.assertEqual(len(lines), 5, self.server.logs())
+        for line in lines:
+            ms = float(line.split("duration_ms=")[1].split()[0])
+            self.assertLess(ms, 2000, line)
+            # the client's own timer may give up a moment before the server's
+            self.assertTrue("status=DEADLINE_EXCEEDED" in line or "status=CANCELLED" in line,
+                            line)
+        self.assertGreaterEqual(sum("status=DEADLINE_EXCEEDED" in l for l in lines), 1)
 
     def test_disallowed_origin(self):
         d = self.deny["denied"]

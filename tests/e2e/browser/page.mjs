@@ -92,6 +92,10 @@ async function googleClient(registry, base, format) {
   const se = await googleCall(client, base, grpcWebMethod(registry, "probe.Probe", "Count", true),
                               create(PReq, { name: "fail", n: 2 }), {}, true);
   r.streamFail = { count: se.messages.length, error: se.error };
+  // grpc-web's deadline metadata: a time in ms since the epoch
+  const d = await googleCall(client, base, grpcWebMethod(registry, "probe.Probe", "Slow", false),
+                             create(PReq, {}), { deadline: String(Date.now() + 300) }, false);
+  r.deadline = d.error && { code: d.error.code, message: d.error.message };
   return r;
 }
 
@@ -130,6 +134,12 @@ async function connectClient(registry, base, kind) {
   } catch (err) {
     const c = ConnectError.from(err);
     r.streamFail = { code: Code[c.code], message: c.rawMessage };
+  }
+  try {
+    await probe.slow({}, { timeoutMs: 300 });
+    r.deadline = "no error";
+  } catch (err) {
+    r.deadline = Code[ConnectError.from(err).code];
   }
   return r;
 }
