@@ -862,6 +862,26 @@ compression:
         self.assertIsNone(r.getheader("grpc-encoding"))
         self.assertEqual([f for f, _ in fs], [0, 0x80])
 
+    def test_compressed_requests(self):
+        """Requests compressed per message are read: deflate, and gzip in
+        text mode (base64 of the compressed envelope)."""
+        msg = self.Req(name="d" * 2000).SerializeToString()
+        c = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        c.request("POST", "/web.W/Size", frame(zlib.compress(msg), flags=1),
+                  {"content-type": "application/grpc-web+proto", "grpc-encoding": "deflate"})
+        r = c.getresponse()
+        fs = frames(r.read())
+        self.assertEqual(self.Resp.FromString(fs[0][1]).i, 2000)
+        c.request("POST", "/web.W/Size",
+                  base64.b64encode(frame(gzip.compress(msg), flags=1)),
+                  {"content-type": "application/grpc-web-text", "grpc-encoding": "gzip",
+                   "accept": "application/grpc-web-text"})
+        r = c.getresponse()
+        fs = frames(text_chunks(r.read()))
+        c.close()
+        self.assertEqual(self.Resp.FromString(fs[0][1]).i, 2000)
+        self.assertEqual(trailer_lines(fs[1][1])["grpc-status"], "0")
+
     def test_text_mode(self):
         big = "t" * 3000
         r, fs = self.call("/web.W/Echo", {"name": big}, "gzip", text=True)
