@@ -1225,6 +1225,10 @@ static int rest_req(mw_web *w, h2o_req_t *req, mw_router *r, const mw_transcode 
 static int on_req(void *ud, h2o_req_t *req) {
   mw_web *w = ud;
   int cors = origin_allowed(w, find_header_str(req, "origin"));
+  /* An answer without CORS headers depends on Origin as much as one with
+   * them (add_cors says so there): a cache must not give it to a page of
+   * an allowed origin. */
+  if (!cors && w->n_origins) add_header_s(req, "vary", "Origin");
   if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")))
     return preflight(w, req, cors);
   int get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"));

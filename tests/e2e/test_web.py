@@ -457,6 +457,18 @@ class WebTest(unittest.TestCase):
         r, _, _ = self.post("/web.W/Echo", b"", "application/grpc-web-text+json")
         self.assertEqual(r.status, 415)
 
+    def test_cors_vary(self):
+        """Every answer says Vary: Origin when http.cors.origins is set, with
+        or without the CORS headers, so caches keep them apart."""
+        for origin in (ORIGIN, "https://evil.example.com", None):
+            h = {"origin": origin} if origin else {}
+            r, _, _ = self.grpc_web("/web.W/Echo", self.req(), headers=h)
+            self.assertEqual(r.getheader("vary"), "Origin", origin)
+            self.assertEqual(r.getheader("access-control-allow-origin"),
+                             ORIGIN if origin == ORIGIN else None)
+            r, _, _ = self.post("/web.W/Echo", self.req(), "image/jpeg", h)
+            self.assertEqual((r.status, r.getheader("vary")), (415, "Origin"), origin)
+
     def test_edge_cases_more(self):
         """The rest of the conformance suite's unexpected requests
         (connect_server_unexpected, grpc_web_server_unexpected,
