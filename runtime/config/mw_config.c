@@ -169,6 +169,7 @@ void mw_config_free(mw_config *c) {
   c->http.listen = NULL;
   mw_strvec_free(&c->http.cors_origins);
   mw_strvec_free(&c->http.cors_headers);
+  mw_strvec_free(&c->http.cors_expose);
   free(c->http.tls_cert);
   free(c->http.tls_key);
   c->http.tls_cert = c->http.tls_key = NULL;
@@ -916,7 +917,7 @@ static const char *const metrics_keys[] = {"max_series", NULL};
 static const char *const http_keys[] = {"listen", "max_connections", "timeout", "cors", "tls",
                                         "rules", NULL};
 static const char *const http_tls_keys[] = {"cert", "key", NULL};
-static const char *const http_cors_keys[] = {"origins", "headers", NULL};
+static const char *const http_cors_keys[] = {"origins", "headers", "expose", NULL};
 static const char *const http_rule_keys[] = {"selector", "get", "put", "post", "delete", "patch",
                                              "custom", "body", "response_body",
                                              "additional_bindings", NULL};
@@ -2041,7 +2042,8 @@ static int origin_elem(ctx *x, const node *e, const char *key, void *arg) {
   return 0;
 }
 
-/* A header name of http.cors.headers (an HTTP token, compared case-blind). */
+/* A header name of http.cors.headers or .expose (an HTTP token, compared
+ * case-blind). */
 static int header_elem(ctx *x, const node *e, const char *key, void *arg) {
   mw_strvec *l = arg;
   int ok = e->len > 0;
@@ -2064,11 +2066,15 @@ static int header_elem(ctx *x, const node *e, const char *key, void *arg) {
 static void http_cors_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
   (void)k;
   mw_strvec l = {0};
-  const char *key = idx == 0 ? "http.cors.origins" : "http.cors.headers";
+  static const char *const keys[] = {"http.cors.origins", "http.cors.headers",
+                                     "http.cors.expose"};
+  const char *key = keys[idx];
   int rc = idx == 0 ? string_or_list(x, v, key, "an origin", origin_elem, &l)
                     : string_or_list(x, v, key, "a header name", header_elem, &l);
   if (rc == 0) {
-    mw_strvec *dst = idx == 0 ? &c->http.cors_origins : &c->http.cors_headers;
+    mw_strvec *dst = idx == 0   ? &c->http.cors_origins
+                     : idx == 1 ? &c->http.cors_headers
+                                : &c->http.cors_expose;
     mw_strvec_free(dst);
     *dst = l;
     return;

@@ -212,6 +212,7 @@ typedef struct mw_config {
     mw_strvec cors_origins;  /* origins answered with CORS headers; "*": any;
                                 empty: no CORS headers at all */
     mw_strvec cors_headers;  /* request headers allowed beyond the protocols' own */
+    mw_strvec cors_expose;   /* response headers a page may read beyond the status's */
     char *tls_cert;          /* owned path: serve HTTPS (ALPN h2, http/1.1); NULL: cleartext */
     char *tls_key;           /* owned path, with tls_cert */
   } http;

@@ -168,7 +168,7 @@ mw_loopback *mw_loopback_open(const char *target, char *err, size_t errlen) {
   grpc_init();
   lb->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   pthread_mutex_init(&lb->lock, NULL);
-  grpc_arg args[4];
+  grpc_arg args[5];
   size_t n = 0;
   args[n].type = GRPC_ARG_INTEGER;
   args[n].key = (char *)GRPC_ARG_ENABLE_HTTP_PROXY;
@@ -183,6 +183,12 @@ mw_loopback *mw_loopback_open(const char *target, char *err, size_t errlen) {
   args[n].type = GRPC_ARG_STRING;
   args[n].key = (char *)GRPC_ARG_PRIMARY_USER_AGENT_STRING;
   args[n++].value.string = (char *)"moonwire-http";
+  /* Identity only (grpc-accept-encoding: identity): the HTTP side compresses
+   * for its own client, so the server compressing here too would cost a
+   * deflate and an inflate per message for nothing. */
+  args[n].type = GRPC_ARG_INTEGER;
+  args[n].key = (char *)GRPC_COMPRESSION_CHANNEL_ENABLED_ALGORITHMS_BITSET;
+  args[n++].value.integer = 1 << GRPC_COMPRESS_NONE;
   grpc_channel_args ca = {n, args};
   grpc_channel_credentials *creds = grpc_insecure_credentials_create();
   lb->ch = grpc_channel_create(target, creds, &ca);

@@ -25,6 +25,7 @@
 #include "codec/mw_transcode.h"
 #include "compress/mw_deflate.h"
 #include "compress/mw_inflate.h"
+#include "core/mw_compress.h"
 #include "core/mw_loopback.h"
 #include "core/mw_router.h"
 #include "google/protobuf/descriptor.upb.h"
@@ -36,7 +37,7 @@
 
 #define MAX_FRAMES 4096 /* request messages in one body at most */
 #define PREFLIGHT_MAX_AGE "7200"
-#define EXPOSE_HEADERS "Grpc-Status, Grpc-Message, Grpc-Status-Details-Bin"
+#define EXPOSE_HEADERS "Grpc-Status, Grpc-Message, Grpc-Status-Details-Bin, Grpc-Encoding"
 #define ALLOW_HEADERS                                                                     \
   "Content-Type, Connect-Protocol-Version, Connect-Timeout-Ms, Connect-Content-Encoding, " \
   "Connect-Accept-Encoding, Content-Encoding, Accept-Encoding, Grpc-Timeout, "            \
@@ -53,6 +54,9 @@ struct mw_web {
   size_t n_origins;
   int any_origin;
   char *allow_headers; /* ALLOW_HEADERS plus http.cors.headers */
+  char *expose_headers; /* EXPOSE_HEADERS plus http.cors.expose (and their
+                           Connect unary trailers, Trailer-NAME) */
+  mw_compress_policy compress; /* which gRPC-Web answers are compressed */
   size_t max_body;
   size_t compress_min; /* Connect answers this big or more are compressed
                           when the client accepts it (compression.min_bytes) */
@@ -84,7 +88,8 @@ typedef struct wcall {
   int busy;          /* inside an event of ours: the dispose waits */
   int disposed;      /* h2o disposed the request while busy */
   int json;          /* the JSON codec: messages converted both ways */
-  int coding;        /* Connect: the answer's compression (a mw_coding), 0: none */
+  int coding;        /* the answer's compression (a mw_coding), 0: none */
+  size_t zmin;       /* gRPC-Web: messages smaller than this go uncompressed */
   mw_router *router; /* with json (and REST): a reference that keeps m's
                         schema (and the REST table) alive */
   const mw_transcode *rest;  /* REST: the table the route is in */
@@ -158,11 +163,19 @@ static int origin_allowed(const mw_web *w, h2o_iovec_t origin) {
   return 0;
 }
 
-static void add_cors(h2o_req_t *req) {
+static void add_cors_exposing(h2o_req_t *req, const char *expose) {
   h2o_iovec_t origin = find_header_str(req, "origin");
   add_header(req, "access-control-allow-origin", 27, origin.base, origin.len);
   add_header_s(req, "vary", "Origin");
-  add_header_s(req, "access-control-expose-headers", EXPOSE_HEADERS);
+  add_header_s(req, "access-control-expose-headers", expose);
+}
+
+/* Answers without a call's metadata (plain errors) expose only the status. */
+static void add_cors(h2o_req_t *req) { add_cors_exposing(req, EXPOSE_HEADERS); }
+
+/* A call's answer: the status and the headers http.cors.expose names. */
+static void add_call_cors(wcall *wc) {
+  if (wc->cors) add_cors_exposing(wc->req, wc->w->expose_headers);
 }
 
 /* One metadata entry as an HTTP header (or trailer-frame line): -bin
@@ -260,7 +273,9 @@ static void set_head(wcall *wc, int status, const char *ct) {
   req->res.status = status;
   req->res.reason = reason_of(status);
   add_header_s(req, "content-type", ct);
-  if (wc->cors) add_cors(req);
+  add_call_cors(wc);
+  if ((wc->kind == MW_WEB_GRPC_WEB || wc->kind == MW_WEB_GRPC_WEB_TEXT) && wc->coding)
+    add_header_s(req, "grpc-encoding", wc->coding == MW_CODING_GZIP ? "gzip" : "deflate");
 }
 
 /* The head of a Connect stream: its compression, when one was agreed. */
@@ -316,6 +331,21 @@ static void put_frame(wcall *wc, uint8_t flags, const char *data, size_t len) {
   mw_buf_free(&raw);
 }
 
+/* A response message as a frame: compressed (flag 0x01) when the stream's
+ * coding says so and the message is big enough (gRPC-Web, Connect streams;
+ * each message decides on its own, as gRPC's do). */
+static void put_message(wcall *wc, const char *data, size_t len) {
+  size_t min = wc->kind == MW_WEB_CONNECT_STREAM ? wc->w->compress_min : wc->zmin;
+  char *z = NULL;
+  size_t zl = 0;
+  if (wc->kind != MW_WEB_REST && wc->coding && len >= min &&
+      mw_deflate((mw_coding)wc->coding, data, len, &z, &zl) == 0)
+    put_frame(wc, 1, z, zl);
+  else
+    put_frame(wc, 0, data, len);
+  free(z);
+}
+
 /* gRPC-Web's trailer frame: status, message, trailers, as header lines. */
 static void put_trailer_frame(wcall *wc, int code, const char *msg, size_t msg_len) {
   mw_buf t = {0};
@@ -345,7 +375,7 @@ static void grpc_web_trailers_only(wcall *wc, int code, const char *msg, size_t 
   req->res.status = 200;
   req->res.reason = "OK";
   add_header_s(req, "content-type", content_type_of(wc));
-  if (wc->cors) add_cors(req);
+  add_call_cors(wc);
   char num[16];
   snprintf(num, sizeof num, "%d", code);
   add_header_s(req, "grpc-status", num);
@@ -505,14 +535,7 @@ static void on_lb_message(void *self, const char *data, size_t len, int has_msg)
       return;
     }
     if (!wc->started && wc->pend.len == 0 && !wc->sending) stream_head(wc);
-    char *z = NULL;
-    size_t zl = 0;
-    if (wc->kind == MW_WEB_CONNECT_STREAM && wc->coding && ol >= wc->w->compress_min &&
-        mw_deflate((mw_coding)wc->coding, out, ol, &z, &zl) == 0)
-      put_frame(wc, 1, z, zl);
-    else
-      put_frame(wc, 0, out, ol);
-    free(z);
+    put_message(wc, out, ol);
     if (arena) upb_Arena_Free(arena);
     if (!wc->sending) flush(wc, 0);
   }
@@ -563,7 +586,7 @@ static void on_lb_status(void *self) {
         set_head(wc, 200, content_type_of(wc));
         add_md_headers(wc, 0, "");
       }
-      if (has_reply) put_frame(wc, 0, reply, rl);
+      if (has_reply) put_message(wc, reply, rl);
       put_trailer_frame(wc, code, msg, ml);
     }
     break;
@@ -957,6 +980,20 @@ static int method_no_side_effects(const mw_method *m) {
                   google_protobuf_MethodOptions_NO_SIDE_EFFECTS;
 }
 
+/* How a gRPC-Web call's answers are compressed: as a gRPC call's would be
+ * (the compression section, the method's rule), when the client's
+ * grpc-accept-encoding lists the rule's algorithm, else the other one it
+ * lists; browsers' clients list none, and get every message uncompressed. */
+static void grpc_web_coding(mw_web *w, wcall *wc, const mw_method *m, h2o_iovec_t accept) {
+  const mw_compress_rule *r = mw_compress_policy_for(&w->compress, m->path);
+  int mask = r ? mw_web_accepted_codings(accept.base, accept.len) : 0;
+  int want = r && r->algorithm == MW_CONFIG_COMPRESS_DEFLATE ? MW_CODING_DEFLATE
+                                                             : MW_CODING_GZIP;
+  int other = want == MW_CODING_GZIP ? MW_CODING_DEFLATE : MW_CODING_GZIP;
+  wc->coding = mask & (1 << want) ? want : mask & (1 << other) ? other : 0;
+  wc->zmin = r ? r->min_bytes : 0;
+}
+
 static int preflight(mw_web *w, h2o_req_t *req, int cors) {
   h2o_iovec_t rm = find_header_str(req, "access-control-request-method");
   if (!rm.base) return plain(req, 0, 405, "GET, POST", "only GET and POST are served\n");
@@ -1190,6 +1227,10 @@ static int rest_req(mw_web *w, h2o_req_t *req, mw_router *r, const mw_transcode 
 static int on_req(void *ud, h2o_req_t *req) {
   mw_web *w = ud;
   int cors = origin_allowed(w, find_header_str(req, "origin"));
+  /* An answer without CORS headers depends on Origin as much as one with
+   * them (add_cors says so there): a cache must not give it to a page of
+   * an allowed origin. */
+  if (!cors && w->n_origins) add_header_s(req, "vary", "Origin");
   if (mw_ws_wanted(req))
     return mw_ws_serve(w->ws, req, cors || !find_header_str(req, "origin").base);
   if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")))
@@ -1345,6 +1386,7 @@ static int on_req(void *ud, h2o_req_t *req) {
     if (read_frames(w, wc, p, body, blen, find_header_str(req, "grpc-encoding")) != 0)
       goto done;
     wc->unary = m->kind == MW_KIND_UNARY;
+    grpc_web_coding(w, wc, m, find_header_str(req, "grpc-accept-encoding"));
     break;
   case MW_WEB_CONNECT_STREAM:
     if (m->kind == MW_KIND_UNARY) {
@@ -1470,6 +1512,8 @@ static void web_free(mw_web *w) {
   for (size_t i = 0; i < w->n_origins; i++) free(w->origins[i]);
   free(w->origins);
   free(w->allow_headers);
+  free(w->expose_headers);
+  mw_compress_policy_free(&w->compress);
   free(w);
 }
 
@@ -1493,7 +1537,14 @@ mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_web_rest_fn res
     mw_buf_puts(&ah, cfg->http.cors_headers.v[i]);
   }
   w->allow_headers = mw_buf_take(&ah, NULL);
-  if (!w->origins || !w->allow_headers) {
+  mw_buf eh = {0};
+  mw_buf_puts(&eh, EXPOSE_HEADERS);
+  for (size_t i = 0; i < cfg->http.cors_expose.n; i++)
+    mw_buf_printf(&eh, ", %s, Trailer-%s", cfg->http.cors_expose.v[i],
+                  cfg->http.cors_expose.v[i]);
+  w->expose_headers = mw_buf_take(&eh, NULL);
+  if (!w->origins || !w->allow_headers || !w->expose_headers ||
+      mw_compress_policy_init(&w->compress, cfg) != 0) {
     mw_diag_add(diag, "http: out of memory");
     web_free(w);
     return NULL;

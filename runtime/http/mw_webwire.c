@@ -5,6 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "compress/mw_inflate.h"
+
 static int ieq(const char *a, size_t al, const char *b) {
   size_t bl = strlen(b);
   return al == bl && strncasecmp(a, b, bl) == 0;
@@ -206,7 +208,7 @@ void mw_web_percent_encode(mw_buf *b, const char *s, size_t len) {
   }
 }
 
-int mw_web_accepted_coding(const char *v, size_t len) {
+int mw_web_accepted_codings(const char *v, size_t len) {
   int gzip = 0, deflate = 0;
   if (!v) return 0;
   size_t i = 0;
@@ -233,7 +235,14 @@ int mw_web_accepted_coding(const char *v, size_t len) {
     }
     i = e + 1;
   }
-  return gzip ? 2 : deflate ? 1 : 0;
+  return (gzip << MW_CODING_GZIP) | (deflate << MW_CODING_DEFLATE);
+}
+
+int mw_web_accepted_coding(const char *v, size_t len) {
+  int mask = mw_web_accepted_codings(v, len);
+  return mask & (1 << MW_CODING_GZIP) ? MW_CODING_GZIP
+         : mask & (1 << MW_CODING_DEFLATE) ? MW_CODING_DEFLATE
+                                           : 0;
 }
 
 /* --- a minimal protobuf reader for google.rpc.Status ----------------------- */

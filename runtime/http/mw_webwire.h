@@ -65,6 +65,9 @@ int mw_web_code_http(int code);
  * else 1 deflate (compress/mw_inflate.h's mw_coding values), else 0. A
  * weight of 0 refuses a coding. v may be NULL. */
 int mw_web_accepted_coding(const char *v, size_t len);
+/* The same list as a set: bit 1 << MW_CODING_GZIP, bit 1 << MW_CODING_DEFLATE
+ * for each coding it accepts. */
+int mw_web_accepted_codings(const char *v, size_t len);
 
 /* grpc-message's percent-encoding (the gRPC spec: bytes outside 0x20..0x7e
  * and '%' as %XX). */

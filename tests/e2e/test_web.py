@@ -40,6 +40,7 @@ service W {
   rpc Peek(Req) returns (Resp);
   rpc Total(stream Req) returns (Resp);
   rpc Flood(Req) returns (stream Resp);
+  rpc Size(Req) returns (Resp);
 }
 """
 
@@ -88,6 +89,10 @@ function W.Flood(req, stream)
     stream:send{i = i, text = pad}
     marks:set(req.key, i)
   end
+end
+
+function W.Size(req)
+  return {i = #req.name}
 end
 
 function W.Total(stream)
@@ -452,6 +457,81 @@ class WebTest(unittest.TestCase):
         r, _, _ = self.post("/web.W/Echo", b"", "application/grpc-web-text+json")
         self.assertEqual(r.status, 415)
 
+    def test_cors_vary(self):
+        """Every answer says Vary: Origin when http.cors.origins is set, with
+        or without the CORS headers, so caches keep them apart."""
+        for origin in (ORIGIN, "https://evil.example.com", None):
+            h = {"origin": origin} if origin else {}
+            r, _, _ = self.grpc_web("/web.W/Echo", self.req(), headers=h)
+            self.assertEqual(r.getheader("vary"), "Origin", origin)
+            self.assertEqual(r.getheader("access-control-allow-origin"),
+                             ORIGIN if origin == ORIGIN else None)
+            r, _, _ = self.post("/web.W/Echo", self.req(), "image/jpeg", h)
+            self.assertEqual((r.status, r.getheader("vary")), (415, "Origin"), origin)
+
+    def test_edge_cases_more(self):
+        """The rest of the conformance suite's unexpected requests
+        (connect_server_unexpected, grpc_web_server_unexpected,
+        server_message_size)."""
+        # Connect unary, a codec it does not serve: 415
+        r, _, _ = self.post("/web.W/Echo", self.req(), "application/foo")
+        self.assertEqual(r.status, 415)
+        # gRPC-Web: DELETE is 405; an unknown codec 415 (not a gRPC-Web call)
+        r, _, _ = self.post("/web.W/Echo", frame(self.req()), "application/grpc-web",
+                            method="DELETE")
+        self.assertEqual(r.status, 405)
+        r, _, _ = self.post("/web.W/Echo", frame(self.req()), "application/grpc-web+foo")
+        self.assertEqual(r.status, 415)
+        # gRPC-Web, flag 0x01 with grpc-encoding: identity said outright
+        r, _, _ = self.post("/web.W/Echo", frame(self.req(), flags=1),
+                            "application/grpc-web+proto", {"grpc-encoding": "identity"})
+        self.assertEqual(r.getheader("grpc-status"), "13")
+        # text mode, unknown method
+        r, data, _ = self.grpc_web("/web.Nope/Echo", self.req(), text=True)
+        self.assertEqual(r.getheader("grpc-status"), "12")
+        # Connect streaming, an encoding it does not know
+        r, data, _ = self.post("/web.W/Count", frame(self.req(n=1), flags=1),
+                               "application/connect+proto", {"connect-content-encoding": "foo"})
+        self.assertEqual(json.loads(frames(data)[-1][1])["error"]["code"], "unimplemented")
+        # flags a request must not carry: Connect's end-of-stream (0x02),
+        # gRPC-Web's trailer frame (0x80)
+        r, data, _ = self.post("/web.W/Count", frame(self.req(n=1), flags=2),
+                               "application/connect+proto")
+        self.assertEqual(json.loads(frames(data)[-1][1])["error"]["code"], "internal")
+        r, _, _ = self.post("/web.W/Echo", frame(self.req(), flags=0x80),
+                            "application/grpc-web+proto")
+        self.assertEqual(r.getheader("grpc-status"), "13")
+        # server_message_size: a request message of exactly
+        # limits.max_receive_bytes (64 KiB) is served, 10 bytes more is
+        # resource_exhausted in each protocol (a call's error, not HTTP's 413)
+        limit = 64 * 1024
+        at = self.req(name="x" * (limit - 4))
+        self.assertEqual(len(at), limit)
+        over = self.req(name="x" * (limit + 6))
+        r, data, _ = self.post("/web.W/Size", at, "application/proto")
+        self.assertEqual((r.status, self.Resp.FromString(data).i), (200, limit - 4))
+        r, data, _ = self.post("/web.W/Size", over, "application/proto")
+        self.assertEqual((r.status, json.loads(data)["code"]), (429, "resource_exhausted"))
+        r, data, _ = self.grpc_web("/web.W/Size", at)
+        self.assertEqual(self.Resp.FromString(frames(data)[0][1]).i, limit - 4)
+        r, data, _ = self.grpc_web("/web.W/Size", over)
+        self.assertEqual(r.getheader("grpc-status"), "8")
+        r, data, _ = self.grpc_web("/web.W/Size", over, text=True)
+        self.assertEqual(r.getheader("grpc-status"), "8")
+        r, data, _ = self.post("/web.W/Count", frame(self.req(n=1, name="x" * (limit - 6))),
+                               "application/connect+proto")
+        self.assertEqual(json.loads(frames(data)[-1][1]), {})
+        r, data, _ = self.post("/web.W/Count", frame(self.req(n=1, name="x" * (limit + 6))),
+                               "application/connect+proto")
+        self.assertEqual(json.loads(frames(data)[-1][1])["error"]["code"],
+                         "resource_exhausted")
+        # client streams: the first or a later message over the limit
+        small = frame(self.req(n=1))
+        for body in (frame(over) + small, small + frame(over)):
+            r, data, _ = self.post("/web.W/Total", body, "application/connect+proto")
+            self.assertEqual(json.loads(frames(data)[-1][1])["error"]["code"],
+                             "resource_exhausted")
+
     # --- CORS ----------------------------------------------------------------------
     def test_cors(self):
         r, _, _ = self.post("/web.W/Echo", None, None, method="OPTIONS", headers={
@@ -650,6 +730,208 @@ class WebTest(unittest.TestCase):
         self.assertIn("http changes take effect at the next start", self.server.logs())
         with open(self.server.config_path, "w") as f:
             f.write(CONFIG)
+
+
+class _Recorder:
+    """A TCP proxy on loopback that keeps every byte each way, to check what
+    a real client and the server put on the wire."""
+
+    def __init__(self, port):
+        self.port = port
+        self.up, self.down = bytearray(), bytearray()
+        self.lock = threading.Lock()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.port))
+            for a, b, sink in ((c, u, self.up), (u, c, self.down)):
+                threading.Thread(target=self._pump, args=(a, b, sink), daemon=True).start()
+
+    def _pump(self, src, dst, sink):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                with self.lock:
+                    sink += data
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.sock.close()
+
+
+class GrpcWebCompressionTest(unittest.TestCase):
+    """gRPC-Web answers compressed per message (flag 0x01, grpc-encoding) by
+    the compression section, for clients whose grpc-accept-encoding allows
+    it; compressed requests read; connect-node's gRPC-Web transport with gzip
+    both ways, its wire recorded."""
+
+    CONFIG = CONFIG + """
+compression:
+  algorithm: gzip
+  min_bytes: 1KiB
+  methods:
+    /web.W/Echo: {algorithm: deflate}
+    /web.W/Count: {min_bytes: 0}
+    /web.W/Peek: {algorithm: none, min_bytes: 0}
+"""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = mwtest.ServiceDir({"web.proto": PROTO, "web.lua": LUA})
+        cls.protos = Protos(cls.dir.path)
+        cls.Req = cls.protos.msg("web.Req")
+        cls.Resp = cls.protos.msg("web.Resp")
+        cls.server = Server(cls.dir.path, config=cls.CONFIG)
+        cls.server.start()
+        deadline = time.monotonic() + 10
+        while "http listening on " not in cls.server.stdout() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        addr = cls.server.stdout().split("http listening on ")[1].split()[0]
+        cls.http_port = int(addr.rsplit(":", 1)[1])
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.server.stop()
+        cls.dir.cleanup()
+        found = [m for m in mwtest.SANITIZER_MARKS if m in cls.server.logs()]
+        if rc != 0 or found:
+            raise mwtest.ServerError("moonwire did not stop cleanly (exit %s) %s\n%s"
+                                     % (rc, found, cls.server.logs()))
+
+    def call(self, path, req, accept=None, text=False):
+        h = {"content-type": "application/grpc-web+proto"}
+        if accept is not None:
+            h["grpc-accept-encoding"] = accept
+        body = frame(self.Req(**req).SerializeToString())
+        if text:
+            h["content-type"] = "application/grpc-web-text"
+            h["accept"] = "application/grpc-web-text"
+            body = base64.b64encode(body)
+        c = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        c.request("POST", path, body, h)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r, frames(text_chunks(data) if text else data)
+
+    def test_per_message_compression(self):
+        # the section's gzip, for messages of min_bytes or more
+        r, fs = self.call("/web.W/Flood", {"n": 2, "key": "gz"}, "identity, gzip")
+        self.assertEqual(r.getheader("grpc-encoding"), "gzip")
+        self.assertEqual([f for f, _ in fs], [1, 1, 0x80])
+        self.assertLess(len(fs[0][1]), 200)
+        self.assertEqual([(m.i, len(m.text)) for m in
+                          (self.Resp.FromString(gzip.decompress(p)) for _, p in fs[:2])],
+                         [(1, 8192), (2, 8192)])
+        self.assertEqual(trailer_lines(fs[2][1])["grpc-status"], "0")
+        # a client that accepts only the other algorithm gets that one
+        r, fs = self.call("/web.W/Flood", {"n": 1, "key": "df"}, "deflate")
+        self.assertEqual(r.getheader("grpc-encoding"), "deflate")
+        self.assertEqual(self.Resp.FromString(zlib.decompress(fs[0][1])).i, 1)
+        # none accepted, or no header: identity
+        for accept in (None, "identity", "gzip;q=0"):
+            r, fs = self.call("/web.W/Flood", {"n": 1, "key": "id"}, accept)
+            self.assertIsNone(r.getheader("grpc-encoding"), accept)
+            self.assertEqual([f for f, _ in fs], [0, 0x80])
+        # small messages go uncompressed, each message deciding on its own
+        r, fs = self.call("/web.W/Echo", {"name": "s"}, "gzip")
+        self.assertEqual(r.getheader("grpc-encoding"), "gzip")
+        self.assertEqual([f for f, _ in fs], [0, 0x80])
+        self.assertEqual(self.Resp.FromString(fs[0][1]).text, "v1 hi s")
+
+    def test_method_rules(self):
+        big = "e" * 3000
+        # Echo's rule says deflate: taken when accepted, else gzip
+        r, fs = self.call("/web.W/Echo", {"name": big}, "gzip, deflate")
+        self.assertEqual(r.getheader("grpc-encoding"), "deflate")
+        self.assertEqual(self.Resp.FromString(zlib.decompress(fs[0][1])).text, "v1 hi " + big)
+        r, fs = self.call("/web.W/Echo", {"name": big}, "gzip")
+        self.assertEqual(r.getheader("grpc-encoding"), "gzip")
+        self.assertEqual(self.Resp.FromString(gzip.decompress(fs[0][1])).text, "v1 hi " + big)
+        # Count's min_bytes 0: even tiny messages
+        r, fs = self.call("/web.W/Count", {"n": 2}, "gzip")
+        self.assertEqual([f for f, _ in fs], [1, 1, 0x80])
+        self.assertEqual(self.Resp.FromString(gzip.decompress(fs[1][1])).i, 2)
+        # Peek's algorithm none wins over its min_bytes 0
+        r, fs = self.call("/web.W/Peek", {"key": "nothing"}, "gzip")
+        self.assertIsNone(r.getheader("grpc-encoding"))
+        self.assertEqual([f for f, _ in fs], [0, 0x80])
+
+    def test_compressed_requests(self):
+        """Requests compressed per message are read: deflate, and gzip in
+        text mode (base64 of the compressed envelope)."""
+        msg = self.Req(name="d" * 2000).SerializeToString()
+        c = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
+        c.request("POST", "/web.W/Size", frame(zlib.compress(msg), flags=1),
+                  {"content-type": "application/grpc-web+proto", "grpc-encoding": "deflate"})
+        r = c.getresponse()
+        fs = frames(r.read())
+        self.assertEqual(self.Resp.FromString(fs[0][1]).i, 2000)
+        c.request("POST", "/web.W/Size",
+                  base64.b64encode(frame(gzip.compress(msg), flags=1)),
+                  {"content-type": "application/grpc-web-text", "grpc-encoding": "gzip",
+                   "accept": "application/grpc-web-text"})
+        r = c.getresponse()
+        fs = frames(text_chunks(r.read()))
+        c.close()
+        self.assertEqual(self.Resp.FromString(fs[0][1]).i, 2000)
+        self.assertEqual(trailer_lines(fs[1][1])["grpc-status"], "0")
+
+    def test_text_mode(self):
+        big = "t" * 3000
+        r, fs = self.call("/web.W/Echo", {"name": big}, "gzip", text=True)
+        self.assertEqual(r.getheader("content-type"), "application/grpc-web-text+proto")
+        self.assertEqual(r.getheader("grpc-encoding"), "gzip")
+        self.assertEqual([f for f, _ in fs], [1, 0x80])
+        self.assertEqual(self.Resp.FromString(gzip.decompress(fs[0][1])).text, "v1 hi " + big)
+
+    def test_connect_node_gzip_both_ways(self):
+        fd, desc = tempfile.mkstemp(suffix=".binpb")
+        os.close(fd)
+        self.addCleanup(os.unlink, desc)
+        with open(desc, "wb") as f:
+            f.write(self.protos.fds.SerializeToString())
+        rec = _Recorder(self.http_port)
+        self.addCleanup(rec.close)
+        env = dict(os.environ, NODE_PATH=os.path.join(mwtest.SOURCE_DIR, "tests", "tools",
+                                                      "node_modules"))
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web_gzip.cjs")
+        r = subprocess.run(["node", script, "http://" + rec.addr, desc],
+                           capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = json.loads(r.stdout)
+        self.assertEqual(out["echo"], len("v1 hi ") + 3000)
+        self.assertEqual(out["flood"], [[1, 8192], [2, 8192], [3, 8192]])
+        self.assertEqual(out["fail"], {"code": "InvalidArgument", "message": "bad name"})
+        with rec.lock:
+            up, down = bytes(rec.up).lower(), bytes(rec.down).lower()
+        # the requests went compressed (3000 bytes of 'z' are a few dozen);
+        # the client names its encoding on every request
+        self.assertEqual(up.count(b"\r\ngrpc-encoding: gzip\r\n"), 3)
+        self.assertIn(b"\r\ngrpc-accept-encoding: gzip", up)
+        self.assertNotIn(b"z" * 100, up)
+        # the answers too: Echo's (deflate rule, gzip accepted) and Flood's
+        self.assertEqual(down.count(b"\r\ngrpc-encoding: gzip\r\n"), 2)
+        self.assertNotIn(b"x" * 100, down)
+        self.assertNotIn(b"z" * 100, down)
+        self.assertLess(len(down), 8192)
 
 
 class BoundsTest(unittest.TestCase):

@@ -1509,7 +1509,7 @@ static void test_http(void) {
   MW_CHECK_INT(load(&c, &d,
                     "http:\n  listen: 127.0.0.1:8080\n  max_connections: 10\n  timeout: 5s\n"
                     "  cors:\n    origins: [\"https://a.example.com\", \"http://localhost:3000\"]\n"
-                    "    headers: authorization\n"),
+                    "    headers: authorization\n    expose: [x-request-id, X-Trace]\n"),
                0);
   MW_CHECK_STR(c.http.listen, "127.0.0.1:8080");
   MW_CHECK_INT(c.http.max_connections, 10);
@@ -1518,6 +1518,8 @@ static void test_http(void) {
   MW_CHECK_STR(c.http.cors_origins.v[1], "http://localhost:3000");
   MW_CHECK_INT(c.http.cors_headers.n, 1);
   MW_CHECK_STR(c.http.cors_headers.v[0], "authorization");
+  MW_CHECK_INT(c.http.cors_expose.n, 2);
+  MW_CHECK_STR(c.http.cors_expose.v[1], "X-Trace");
   mw_config_free(&c);
   mw_config_free(&c); /* twice: harmless */
   mw_diag_free(&d);
@@ -1534,6 +1536,12 @@ static void test_http(void) {
   expect_one("http: {cors: {headers: [\"x y\"]}}\n",
              "t.yaml:1:25: http.cors.headers: 'x y' is not a header name (letters, digits, "
              "'-', '_')");
+  expect_one("http: {cors: {expose: \"a:b\"}}\n",
+             "t.yaml:1:23: http.cors.expose: 'a:b' is not a header name (letters, digits, "
+             "'-', '_')");
+  expect_one("http: {cors: {allow: []}}\n",
+             "t.yaml:1:15: unknown key 'allow' in 'http.cors' (valid keys: origins, headers, "
+             "expose)");
   expect_one("http: {max_connections: 0}\n",
              "t.yaml:1:25: http.max_connections: must be at least 1, got '0'");
   expect_one("http: {origins: []}\n",

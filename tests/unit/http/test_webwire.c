@@ -175,6 +175,12 @@ static void test_accepted_coding(void) {
     MW_CHECK_INT(mw_web_accepted_coding(cases[i].v, strlen(cases[i].v)), cases[i].want);
   }
   MW_CHECK_INT(mw_web_accepted_coding(NULL, 0), 0);
+  /* the set, for gRPC-Web's choice of the configured algorithm first */
+  MW_CHECK_INT(mw_web_accepted_codings("identity,deflate,gzip", 21), 6);
+  MW_CHECK_INT(mw_web_accepted_codings("deflate", 7), 2);
+  MW_CHECK_INT(mw_web_accepted_codings("gzip;q=0, deflate", 17), 2);
+  MW_CHECK_INT(mw_web_accepted_codings("identity", 8), 0);
+  MW_CHECK_INT(mw_web_accepted_codings(NULL, 0), 0);
 }
 
 static void test_error_json(void) {
