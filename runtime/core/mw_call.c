@@ -23,6 +23,7 @@
 #include "core/mw_compress.h"
 #include "core/mw_core_internal.h"
 #include "core/mw_loopback.h"
+#include "tls/mw_tlsctx.h"
 #include "core/mw_metadata.h"
 #include "metrics/mw_grpc_metrics.h"
 
@@ -135,6 +136,16 @@ void mw_call_auth_each(mw_call *c,
                        void (*fn)(void *ud, const char *name,
                                   const char *value, size_t len),
                        void *ud) {
+  if (c->lb_tls) {
+    /* The HTTP listener's client came over TLS: the internal connection is
+     * plaintext, so the identity is the one the listener verified and
+     * passed along, under the names gRPC's auth context uses. */
+    fn(ud, "transport_security_type", "ssl", 3);
+    fn(ud, "security_level", "TSI_PRIVACY_AND_INTEGRITY", 25);
+    if (c->lb_cert) mw_tlsctx_cert_each(c->lb_cert, strlen(c->lb_cert), fn, ud);
+    fn(ud, "ssl_session_reused", c->lb_tls_reused ? "true" : "false", c->lb_tls_reused ? 4 : 5);
+    return;
+  }
   /* A reference of our own for the walk: the call keeps the context, but
    * this does not depend on how. */
   grpc_auth_context *ac = grpc_call_auth_context(c->call);

@@ -30,7 +30,6 @@
 #include "google/protobuf/descriptor.upb.h"
 #include "http/mw_http.h"
 #include "http/mw_webwire.h"
-#include "tls/mw_tls.h"
 #include "upb/def.h"
 
 #define MAX_FRAMES 4096 /* request messages in one body at most */
@@ -919,17 +918,27 @@ static void start_call(mw_web *w, wcall *wc, parsed *p) {
     vals[n] = wc->last_event_id.base;
     lens[n++] = wc->last_event_id.len;
   }
-  char peer[96], auth[256];
+  char peer[96];
   peer_of(req, peer, sizeof peer);
+  int tls, reused;
+  char *cert = mw_http_peer_tls(req, &tls, &reused);
   const char *proto = wc->kind == MW_WEB_GRPC_WEB        ? "grpc-web"
                       : wc->kind == MW_WEB_GRPC_WEB_TEXT ? "grpc-web-text"
                       : wc->kind == MW_WEB_REST          ? "rest"
                                                          : "connect";
-  int al = snprintf(auth, sizeof auth, "%s;%s;%s;%s", mw_loopback_secret(), proto, peer,
-                    wc->sse ? "e" : "");
+  mw_buf auth = {0};
+  mw_buf_printf(&auth, "%s;%s;%s;%s%s%s;%s", mw_loopback_secret(), proto, peer,
+                wc->sse ? "e" : "", tls ? "t" : "", reused ? "r" : "", cert ? cert : "");
+  free(cert);
+  if (auth.oom) {
+    mw_buf_free(&auth);
+    local_error(wc, MW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    goto out;
+  }
   keys[n] = MW_LOOPBACK_KEY;
-  vals[n] = auth;
-  lens[n++] = (size_t)al;
+  vals[n] = auth.p;
+  lens[n++] = auth.len;
+  tofree[n - 1] = auth.p; /* freed with the -bin values, after the start */
 
   if (p->n_frames > INLINE_FRAMES) {
     msgs = calloc(p->n_frames, sizeof *msgs);
@@ -1611,21 +1620,6 @@ mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_web_rest_fn res
     w->origins[w->n_origins] = strdup(o->v[i]);
     if (w->origins[w->n_origins]) w->n_origins++;
   }
-  if (cfg->http.tls_cert) {
-    /* The files are checked as the gRPC listeners' are: each problem with
-     * its file's name, before anything listens. */
-    mw_tls_files tf = {cfg->http.tls_cert, cfg->http.tls_key, NULL};
-    mw_diag errs = {0};
-    mw_tls_set *set = mw_tls_load(&tf, 0, &errs, NULL);
-    for (size_t i = 0; i < errs.n; i++)
-      if (errs.msgs[i]) mw_diag_add(diag, "http.tls: %s", errs.msgs[i]);
-    mw_diag_free(&errs);
-    if (!set) {
-      web_free(w);
-      return NULL;
-    }
-    mw_tls_set_unref(set);
-  }
   const char *target = mw_server_internal_target(server);
   char err[256];
   w->lb = target ? mw_loopback_open(target, err, sizeof err) : NULL;
@@ -1643,6 +1637,8 @@ mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_web_rest_fn res
                        .max_body = max_body,
                        .tls_cert = cfg->http.tls_cert,
                        .tls_key = cfg->http.tls_key,
+                       .tls_client_ca = cfg->http.tls_client_ca,
+                       .tls_require_client_cert = cfg->http.tls_require_client_cert,
                        .raw = on_req,
                        .on_loop = on_loop,
                        .on_stop = on_stop};
