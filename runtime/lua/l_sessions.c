@@ -92,8 +92,10 @@ static void drain(void *arg) {
       mw_co_end(h, end.code, end.msg);
       return;
     }
-    int room = ls->event_ids ? send_with_id(h, ls->epoch, p) : mw_call_send(h->call, p->data,
-                                                                             p->len);
+    /* room:send's messages have no offset, so no id: a client resumes
+     * from the last publication it saw. */
+    int room = ls->event_ids && p->offset ? send_with_id(h, ls->epoch, p)
+                                          : mw_call_send(h->call, p->data, p->len);
     mw_sess_pub_unref(p);
     if (room < 0) {
       mw_co_end(h, MW_STATUS_RESOURCE_EXHAUSTED, "out of memory");

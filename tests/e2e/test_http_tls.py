@@ -144,6 +144,12 @@ class HttpClientCerts(unittest.TestCase):
             r = subprocess.run(["curl", "-sS", "http://%s/v1/me" % addr], capture_output=True,
                                text=True, timeout=20)
             self.assertEqual(json.loads(r.stdout), {"protocol": "rest", "transport": "none"})
+            # the internal header cannot be sent from outside to claim a certificate
+            fake = "0" * 64 + ";rest;ipv4:6.6.6.6:1;t;" + "QUJD"
+            r = subprocess.run(["curl", "-sS", "-H", "mw-loopback: " + fake,
+                                "http://%s/v1/me" % addr], capture_output=True, text=True,
+                               timeout=20)
+            self.assertEqual(json.loads(r.stdout), {"protocol": "rest", "transport": "none"})
 
 
 class HttpRotation(unittest.TestCase):

@@ -41,6 +41,7 @@ function Feed.Watch(req, stream, ctx)
   -- a message of the handler's own (not a publication): no id
   stream:send{text = "joined " .. tostring(sub.recovered) .. " " .. tostring(ctx.last_event_id) ..
                      " " .. (ctx.resume and ctx.resume.offset or -1)}
+  if req.topic == "direct" then feed:send(sub.id, {text = "to you"}) end  -- no offset: no id
   sub:wait()
 end
 
@@ -72,11 +73,12 @@ const seen = [];
 const post = (text) => fetch(base + "/v1/feed/es", {
   method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify({text})});
 let opens = 0, kicked = false;
-const es = new EventSource(base + "/v1/feed/es");
+const es = new EventSource(base + "/v1/feed/es");  // m1, m2 once it has joined
 es.onopen = () => { opens++; };
 es.onmessage = async (e) => {
   const d = JSON.parse(e.data);
   seen.push({id: e.lastEventId, text: d.text});
+  if (d.text.startsWith("joined nil")) { await post("m1"); await post("m2"); }
   if (d.text === "m2" && !kicked) {
     kicked = true;
     // the server ends the stream; m3 and m4 are published before the client is back
@@ -177,7 +179,7 @@ class SseTest(unittest.TestCase):
             epoch = epoch or e
             self.assertEqual(e, epoch)
             self.assertEqual(json.loads(ev[0]["data"]), {"text": "p%d" % i, "offset": str(off)})
-            time.sleep(0.1)
+            time.sleep(0.05)
 
     def resume_check(self, topic, headers=None, query=""):
         first = self.publish(topic, "a")
@@ -225,6 +227,14 @@ class SseTest(unittest.TestCase):
         ev, _ = read_events(r, 2)
         self.assertIn("joined nil nonsense -1", ev[1]["data"])
 
+    def test_messages_to_one_session_carry_no_id(self):
+        r = self.watch("/v1/feed/direct")
+        ev, _ = read_events(r, 3)
+        self.assertEqual(ev[2], {"data": json.dumps({"text": "to you"}, separators=(",", ":"))})
+        off = self.publish("direct", "all")
+        ev, _ = read_events(r, 1)
+        self.assertTrue(ev[0]["id"].endswith(":%d" % off))
+
     def test_ndjson_streams_carry_no_ids(self):
         c = http.client.HTTPConnection(self.host, int(self.port), timeout=5)
         c.request("GET", "/v1/feed/nd")
@@ -243,9 +253,6 @@ class SseTest(unittest.TestCase):
         base = "http://" + self.addr
         p = subprocess.Popen(["node", script, es, base], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
-        time.sleep(0.5)
-        self.publish("es", "m1")
-        self.publish("es", "m2")
         out, err = p.communicate(timeout=15)
         self.assertEqual(p.returncode, 0, out + err)
         got = json.loads(out)
