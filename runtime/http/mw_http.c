@@ -63,6 +63,15 @@ struct mw_http {
    * they started with (each SSL holds a reference to it). */
   mw_tls_source *tls;
   unsigned tls_seen;
+  /* Contexts replaced by a rotation. h2o makes a connection's SSL only
+   * when its first bytes arrive, from the context it was accepted with
+   * (a plain pointer), so a replaced context lives on until no connection
+   * can still be waiting for that: past the handshake timeout. */
+  struct retired_ctx {
+    SSL_CTX *ctx;
+    uint64_t at; /* the loop's clock (ms) when it was replaced */
+  } *retired;
+  size_t n_retired;
   h2o_timeout_t tls_timeout;
   h2o_timeout_entry_t tls_entry;
   int tls_timer;
@@ -119,14 +128,36 @@ static void on_accept(h2o_socket_t *listener, const char *err) {
   h2o_accept(&h->accept_ctx, sock);
 }
 
+static void free_retired(mw_http *h, int all) {
+  uint64_t now = h2o_now(h->loop), keep = h->config.handshake_timeout + 5000;
+  size_t out = 0;
+  for (size_t i = 0; i < h->n_retired; i++) {
+    if (all || now - h->retired[i].at > keep) mw_tlsctx_free(h->retired[i].ctx);
+    else h->retired[out++] = h->retired[i];
+  }
+  h->n_retired = out;
+  if (all) {
+    free(h->retired);
+    h->retired = NULL;
+  }
+}
+
 static void on_tls_look(h2o_timeout_entry_t *e) {
   mw_http *h = (mw_http *)((char *)e - offsetof(mw_http, tls_entry));
+  free_retired(h, 0);
   mw_tls_set *set = mw_tls_source_fetch(h->tls, &h->tls_seen);
-  if (set) {
+  struct retired_ctx *r =
+      set ? realloc(h->retired, (h->n_retired + 1) * sizeof *h->retired) : NULL;
+  if (r) h->retired = r;
+  if (set && !r) {
+    mw_log(MW_LOG_WARN, "%s.tls: out of memory; the previous certificate stays", h->name);
+    /* seen again at the next look */
+    h->tls_seen--;
+  } else if (set) {
     char err[512];
     SSL_CTX *ctx = mw_tlsctx_server_set(set, h->opts.tls_require_client_cert, err, sizeof err);
     if (ctx) {
-      mw_tlsctx_free(h->ssl_ctx);
+      h->retired[h->n_retired++] = (struct retired_ctx){h->ssl_ctx, h2o_now(h->loop)};
       h->ssl_ctx = ctx;
       h->accept_ctx.ssl_ctx = ctx;
       mw_log(MW_LOG_INFO, "%s.tls: new connections get the certificate %s", h->name,
@@ -270,7 +301,8 @@ mw_http *mw_http_start(const char *listen_addr, const mw_http_opts *opts, mw_htt
     char err[512];
     mw_tls_files tf = {opts->tls_cert, opts->tls_key, opts->tls_client_ca};
     mw_diag errs = {0};
-    h->tls = mw_tls_source_new(&tf, 1.0, &errs);
+    /* interval 0: the files are looked at on each tick of the timer below */
+    h->tls = mw_tls_source_new(&tf, 0, &errs);
     for (size_t i = 0; i < errs.n; i++)
       if (errs.msgs[i]) mw_diag_add(diag, "%s.tls: %s", h->name, errs.msgs[i]);
     mw_diag_free(&errs);
@@ -316,6 +348,7 @@ void mw_http_stop(mw_http *h) {
   if (h->loop) h2o_evloop_destroy(h->loop);
   if (h->config_ready) h2o_config_dispose(&h->config);
   mw_tlsctx_free(h->ssl_ctx);
+  free_retired(h, 1);
   mw_tls_source_free(h->tls);
   free(h);
 }

@@ -191,6 +191,15 @@ class HttpRotation(unittest.TestCase):
             self.assertEqual(rc, 0, err)
             self.assertEqual(json.loads(out)["cn"], "client-1")
             s.wait_log("new connections get the certificate")
+            # and back, with handshakes in flight as the contexts change: a
+            # connection accepted before a rotation still makes its SSL from
+            # the context it was accepted with
+            os.symlink("v1", tmp_link)
+            os.rename(tmp_link, os.path.join(d, "..data"))
+            deadline = time.monotonic() + 5
+            while presented_cert(port) != der("server.pem") and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertEqual(presented_cert(port), der("server.pem"))
 
 
 if __name__ == "__main__":
