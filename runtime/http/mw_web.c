@@ -1185,8 +1185,10 @@ static void take_last_event_id(h2o_req_t *req, const char **query, size_t *qlen,
   if (!v.base) return;
   char *dec = h2o_mem_alloc_pool(&req->pool, v.len + 1);
   long dl = pct_decode(v.base, v.len, dec);
-  if (dl < 0) dl = 0;
-  *id = h2o_iovec_init(dec, (size_t)dl);
+  /* a metadata value is printable ASCII: anything else is no id at all */
+  for (long i = 0; i < dl; i++)
+    if (dec[i] < 0x20 || dec[i] > 0x7e) dl = -1;
+  if (dl > 0) *id = h2o_iovec_init(dec, (size_t)dl);
   /* the parameter spans from its name to its '&' (or the end) */
   const char *start = v.base - strlen("lastEventId=");
   if (start > q.base && start[-1] != '&') return; /* a value of another parameter: left */

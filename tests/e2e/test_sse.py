@@ -226,6 +226,10 @@ class SseTest(unittest.TestCase):
         r = self.watch("/v1/feed/old", {"last-event-id": "nonsense"})
         ev, _ = read_events(r, 2)
         self.assertIn("joined nil nonsense -1", ev[1]["data"])
+        # a query value that cannot be metadata is dropped, not an error
+        r = self.watch("/v1/feed/old?lastEventId=%0Aa")
+        ev, _ = read_events(r, 2)
+        self.assertIn("joined nil nil -1", ev[1]["data"])
 
     def test_messages_to_one_session_carry_no_id(self):
         r = self.watch("/v1/feed/direct")
