@@ -128,8 +128,9 @@ static void on_accept(h2o_socket_t *listener, const char *err) {
   h2o_accept(&h->accept_ctx, sock);
 }
 
+/* all: at the stop, when the loop is gone already (its clock with it). */
 static void free_retired(mw_http *h, int all) {
-  uint64_t now = h2o_now(h->loop), keep = h->config.handshake_timeout + 5000;
+  uint64_t now = all ? 0 : h2o_now(h->loop), keep = h->config.handshake_timeout + 5000;
   size_t out = 0;
   for (size_t i = 0; i < h->n_retired; i++) {
     if (all || now - h->retired[i].at > keep) mw_tlsctx_free(h->retired[i].ctx);
