@@ -70,10 +70,10 @@ def http_addr(server):
     return server.stdout().split("http listening on ")[1].split()[0]
 
 
-def curl(port, *args, cacert="ca.pem"):
+def curl(port, *args, cacert="ca.pem", path="/v1/me"):
     r = subprocess.run(["curl", "-sS", "--max-time", "10", "--cacert", pki.path(cacert),
                         "--resolve", "localhost:%d:127.0.0.1" % port] + list(args) +
-                       ["https://localhost:%d/v1/me" % port],
+                       ["https://localhost:%d%s" % (port, path)],
                        capture_output=True, text=True, timeout=20)
     return r.returncode, r.stdout, r.stderr
 
@@ -114,6 +114,14 @@ class HttpClientCerts(unittest.TestCase):
             self.assertEqual(got["subject"], "CN=client-1")
             self.assertEqual(got["dns"], ["client-1.moonwire.test"])
             self.assertTrue(got["pem"])
+            # a Connect call of the same listener sees the same identity
+            rc, out, err = curl(port, "--cert", pki.path("client.pem"),
+                                "--key", pki.path("client.key"), "-H",
+                                "content-type: application/json", "-d", "{}",
+                                path="/whotest.W/Me")
+            self.assertEqual(rc, 0, err)
+            got = json.loads(out)
+            self.assertEqual((got["protocol"], got["cn"]), ("connect", "client-1"))
             # no certificate, or one of another CA: no handshake
             rc, _, err = curl(port)
             self.assertNotEqual(rc, 0)
