@@ -28,20 +28,26 @@ local function check_topic(topic, level)
   end
 end
 
---- room:join(topic, stream [, {resume = {offset =, epoch =}}]) -> sub. The
+--- room:join(topic, stream [, {resume = {offset =, epoch =} | false}]) -> sub. The
 -- stream receives every publication of topic from now on, and, when the
 -- resume's epoch is the topic's and its history still holds every
 -- publication after offset, those first (sub.recovered = true,
 -- sub.replayed = how many). sub.recovered is false when it could not
--- (the client reloads a snapshot), nil without a resume. It leaves when
+-- (the client reloads a snapshot), nil without a resume. Without resume
+-- the call's Last-Event-ID ("<epoch>:<offset>", ctx.resume) is the resume;
+-- resume = false joins from now whatever the client says. It leaves when
 -- the stream ends, or with sub:leave().
 function Room:join(topic, stream, opts)
   check_topic(topic, 2)
   local offset, epoch
-  if opts ~= nil then
-    if type(opts) ~= "table" then error("join: options (a table) expected", 2) end
-    local r = opts.resume
-    if r ~= nil then
+  if opts ~= nil and type(opts) ~= "table" then error("join: options (a table) expected", 2) end
+  local r = opts and opts.resume
+  if r == nil then
+    -- An event stream's client says where it left off in Last-Event-ID
+    -- (the ids the HTTP listener gives publications): resume from there.
+    offset, epoch = core.session_last_event_id(stream)
+  elseif r ~= false then
+    do
       if type(r) ~= "table" then error("join: resume = {offset =, epoch =} expected", 2) end
       offset, epoch = r.offset, r.epoch
       if offset == nil then offset = 0 end

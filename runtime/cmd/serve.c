@@ -103,6 +103,10 @@ static int same_http(const mw_config *a, const mw_config *b) {
          a->http.timeout_ms == b->http.timeout_ms &&
          same_str(a->http.tls_cert, b->http.tls_cert) &&
          same_str(a->http.tls_key, b->http.tls_key) &&
+         same_str(a->http.tls_client_ca, b->http.tls_client_ca) &&
+         a->http.tls_require_client_cert == b->http.tls_require_client_cert &&
+         a->http.sse_keepalive_ms == b->http.sse_keepalive_ms &&
+         a->http.sse_retry_ms == b->http.sse_retry_ms &&
          same_strvec(&a->http.cors_origins, &b->http.cors_origins) &&
          same_strvec(&a->http.cors_headers, &b->http.cors_headers);
 }

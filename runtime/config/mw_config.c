@@ -108,6 +108,7 @@ void mw_config_init(mw_config *c) {
   c->admin.timeout_ms = 10000;
   c->http.max_connections = 1024;
   c->http.timeout_ms = 30000;
+  c->http.sse_keepalive_ms = 15000;
   c->metrics.max_series = 1000;
   c->compression.algorithm = MW_CONFIG_COMPRESS_NONE;
   c->compression.min_bytes = 1024;
@@ -172,7 +173,8 @@ void mw_config_free(mw_config *c) {
   mw_strvec_free(&c->http.cors_expose);
   free(c->http.tls_cert);
   free(c->http.tls_key);
-  c->http.tls_cert = c->http.tls_key = NULL;
+  free(c->http.tls_client_ca);
+  c->http.tls_cert = c->http.tls_key = c->http.tls_client_ca = NULL;
   free(c->upstream);
   c->upstream = NULL;
   free(c->record);
@@ -915,8 +917,9 @@ static const char *const lua_keys[] = {"unsafe", NULL};
 static const char *const admin_keys[] = {"listen", "max_connections", "timeout", NULL};
 static const char *const metrics_keys[] = {"max_series", NULL};
 static const char *const http_keys[] = {"listen", "max_connections", "timeout", "cors", "tls",
-                                        "rules", NULL};
-static const char *const http_tls_keys[] = {"cert", "key", NULL};
+                                        "rules", "sse_keepalive", "sse_retry", NULL};
+static const char *const http_tls_keys[] = {"cert", "key", "client_ca", "require_client_cert",
+                                            NULL};
 static const char *const http_cors_keys[] = {"origins", "headers", "expose", NULL};
 static const char *const http_rule_keys[] = {"selector", "get", "put", "post", "delete", "patch",
                                              "custom", "body", "response_body",
@@ -2084,8 +2087,14 @@ static void http_cors_pair(ctx *x, mw_config *c, int idx, const node *k, const n
 
 static void http_tls_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
   (void)k;
-  if (idx == 0) tls_path(x, v, "http.tls.cert", &c->http.tls_cert);
-  else tls_path(x, v, "http.tls.key", &c->http.tls_key);
+  switch (idx) {
+  case 0: tls_path(x, v, "http.tls.cert", &c->http.tls_cert); return;
+  case 1: tls_path(x, v, "http.tls.key", &c->http.tls_key); return;
+  case 2: tls_path(x, v, "http.tls.client_ca", &c->http.tls_client_ca); return;
+  default:
+    bool_value(x, v, "http.tls.require_client_cert", &c->http.tls_require_client_cert);
+    return;
+  }
 }
 
 static void http_rules_value(ctx *x, mw_config *c, const node *v);
@@ -2114,9 +2123,23 @@ static void http_pair(ctx *x, mw_config *c, int idx, const node *k, const node *
     if (!c->http.tls_cert != !c->http.tls_key)
       ERR(x, v, "http.tls needs both cert and key (the certificate chain and its "
                 "private key, PEM files)");
+    else if (c->http.tls_client_ca && !c->http.tls_cert)
+      ERR(x, key_node(v, "client_ca"), "http.tls.client_ca needs http.tls.cert and key");
+    else if (c->http.tls_require_client_cert && !c->http.tls_client_ca)
+      ERR(x, key_node(v, "require_client_cert"),
+          "http.tls.require_client_cert needs http.tls.client_ca (the CAs client "
+          "certificates must chain to)");
     return;
   case 5: /* rules: REST bindings, further down */
     http_rules_value(x, c, v);
+    return;
+  case 6: /* sse_keepalive; 0: none */
+    if (number_value(x, v, "http.sse_keepalive", K_DURATION, 0, INT32_MAX, &val) == 0)
+      c->http.sse_keepalive_ms = val;
+    return;
+  case 7: /* sse_retry; 0: the client's own */
+    if (number_value(x, v, "http.sse_retry", K_DURATION, 0, INT32_MAX, &val) == 0)
+      c->http.sse_retry_ms = val;
     return;
   }
 }

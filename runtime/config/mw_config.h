@@ -215,6 +215,12 @@ typedef struct mw_config {
     mw_strvec cors_expose;   /* response headers a page may read beyond the status's */
     char *tls_cert;          /* owned path: serve HTTPS (ALPN h2, http/1.1); NULL: cleartext */
     char *tls_key;           /* owned path, with tls_cert */
+    char *tls_client_ca;     /* owned path: ask clients for a certificate; NULL: none */
+    int tls_require_client_cert; /* refuse clients without one; needs tls_client_ca */
+    int64_t sse_keepalive_ms; /* a comment on an idle event stream this often; 0: none;
+                                 default 15 s */
+    int64_t sse_retry_ms;     /* the reconnect delay an event stream asks of its client
+                                 (a retry: field); 0: none, the client's own */
   } http;
   struct {
     int64_t max_series; /* series per metric family at most; default 1000 */

@@ -23,6 +23,7 @@
 #include "core/mw_compress.h"
 #include "core/mw_core_internal.h"
 #include "core/mw_loopback.h"
+#include "tls/mw_tlsctx.h"
 #include "core/mw_metadata.h"
 #include "metrics/mw_grpc_metrics.h"
 
@@ -48,6 +49,9 @@ struct mw_call {
    * and core's peer). */
   const char *protocol;    /* static */
   char *lb_peer;           /* owned */
+  int event_ids;           /* the HTTP client reads server-sent events */
+  int lb_tls, lb_tls_reused; /* the HTTP client came over TLS (resumed) */
+  char *lb_cert;           /* owned: its verified certificate, base64 DER */
   int inflight;            /* batches started, not completed */
   int busy;                /* inside a hook: freeing waits */
   mw_tag recv_tag, send_tag, close_tag, final_tag, sendrecv_tag;
@@ -120,6 +124,7 @@ int mw_call_reading(const mw_call *c) {
 }
 
 const char *mw_call_protocol(const mw_call *c) { return c->protocol ? c->protocol : "grpc"; }
+int mw_call_event_ids(const mw_call *c) { return c->event_ids; }
 
 const char *mw_call_peer(mw_call *c) {
   if (c->lb_peer) return c->lb_peer;
@@ -131,6 +136,16 @@ void mw_call_auth_each(mw_call *c,
                        void (*fn)(void *ud, const char *name,
                                   const char *value, size_t len),
                        void *ud) {
+  if (c->lb_tls) {
+    /* The HTTP listener's client came over TLS: the internal connection is
+     * plaintext, so the identity is the one the listener verified and
+     * passed along, under the names gRPC's auth context uses. */
+    fn(ud, "transport_security_type", "ssl", 3);
+    fn(ud, "security_level", "TSI_PRIVACY_AND_INTEGRITY", 25);
+    if (c->lb_cert) mw_tlsctx_cert_each(c->lb_cert, strlen(c->lb_cert), fn, ud);
+    fn(ud, "ssl_session_reused", c->lb_tls_reused ? "true" : "false", c->lb_tls_reused ? 4 : 5);
+    return;
+  }
   /* A reference of our own for the walk: the call keeps the context, but
    * this does not depend on how. */
   grpc_auth_context *ac = grpc_call_auth_context(c->call);
@@ -236,6 +251,7 @@ static void call_free(mw_call *c) {
   grpc_metadata_array_destroy(&c->md);
   if (c->peer) gpr_free(c->peer);
   free(c->lb_peer);
+  free(c->lb_cert);
   grpc_call_unref(c->call);
   c->w->live_calls--;
   if (c->counted) atomic_fetch_sub(&c->w->counters->inflight, 1);
@@ -754,13 +770,16 @@ static void take_loopback_md(mw_call *c) {
     const grpc_metadata *m = &c->md.metadata[i];
     if (GRPC_SLICE_LENGTH(m->key) == klen &&
         memcmp(GRPC_SLICE_START_PTR(m->key), MW_LOOPBACK_KEY, klen) == 0) {
-      const char *proto, *peer;
-      size_t peer_len;
+      mw_lb_claims cl;
       if (!c->protocol &&
           mw_loopback_verify((const char *)GRPC_SLICE_START_PTR(m->value),
-                             GRPC_SLICE_LENGTH(m->value), &proto, &peer, &peer_len)) {
-        c->protocol = proto;
-        c->lb_peer = strndup(peer, peer_len);
+                             GRPC_SLICE_LENGTH(m->value), &cl)) {
+        c->protocol = cl.protocol;
+        c->lb_peer = strndup(cl.peer, cl.peer_len);
+        c->event_ids = cl.event_ids;
+        c->lb_tls = cl.tls;
+        c->lb_tls_reused = cl.tls_reused;
+        if (cl.cert_len) c->lb_cert = strndup(cl.cert, cl.cert_len);
       }
       continue;
     }

@@ -24,6 +24,10 @@ int mw_call_worker_id(const mw_call *c);
  * listener (core/mw_loopback.h) "grpc-web", "grpc-web-text", "connect". A
  * static string. */
 const char *mw_call_protocol(const mw_call *c);
+/* Whether the call's client is the HTTP listener answering server-sent
+ * events: session publications then carry their event id in front
+ * (core/mw_loopback.h, MW_LB_EVENT_ID_FIELD). */
+int mw_call_event_ids(const mw_call *c);
 /* The peer address ("ipv4:127.0.0.1:5555"), the HTTP client's for a call
  * of the HTTP listener; owned by the call. */
 const char *mw_call_peer(mw_call *c);

@@ -55,8 +55,8 @@ int mw_loopback_secret_init(void) {
 int mw_loopback_active(void) { return atomic_load_explicit(&secret_ready, memory_order_relaxed); }
 const char *mw_loopback_secret(void) { return secret; }
 
-int mw_loopback_verify(const char *v, size_t vl, const char **protocol, const char **peer,
-                       size_t *peer_len) {
+int mw_loopback_verify(const char *v, size_t vl, mw_lb_claims *out) {
+  memset(out, 0, sizeof *out);
   if (!mw_loopback_active() || vl < SECRET_HEX + 2 || v[SECRET_HEX] != ';') return 0;
   /* Constant time over the secret: a caller learns nothing from timing. */
   unsigned diff = 0;
@@ -67,13 +67,25 @@ int mw_loopback_verify(const char *v, size_t vl, const char **protocol, const ch
   if (!semi) return 0;
   static const char *const known[] = {"grpc-web", "grpc-web-text", "connect", "rest",
                                        "websocket", NULL};
-  *protocol = NULL;
   for (size_t i = 0; known[i]; i++)
     if (strlen(known[i]) == (size_t)(semi - p) && memcmp(known[i], p, (size_t)(semi - p)) == 0)
-      *protocol = known[i];
-  if (!*protocol) return 0;
-  *peer = semi + 1;
-  *peer_len = (size_t)(end - semi - 1);
+      out->protocol = known[i];
+  if (!out->protocol) return 0;
+  out->peer = semi + 1;
+  const char *pe = memchr(out->peer, ';', (size_t)(end - out->peer));
+  out->peer_len = (size_t)((pe ? pe : end) - out->peer);
+  if (!pe) return 1;
+  const char *f = pe + 1, *fe = memchr(f, ';', (size_t)(end - f));
+  if (!fe) fe = end;
+  for (; f < fe; f++) {
+    if (*f == 'e') out->event_ids = 1;
+    else if (*f == 't') out->tls = 1;
+    else if (*f == 'r') out->tls_reused = 1;
+  }
+  if (fe < end) {
+    out->cert = fe + 1;
+    out->cert_len = (size_t)(end - fe - 1);
+  }
   return 1;
 }
 

@@ -8,7 +8,7 @@
  * - The server side: an internal listener only this process's user can reach
  *   (a unix socket in a 0700 directory, core/mw_server.c opens it), and the
  *   per-process secret that authenticates the internal metadata
- *   (MW_LOOPBACK_KEY: "<secret>;<protocol>;<peer>"). The call layer
+ *   (MW_LOOPBACK_KEY: "<secret>;<protocol>;<peer>[;<flags>[;<cert>]]"). The call layer
  *   (core/mw_call.c) removes that key from every call's metadata before any
  *   handler sees it, and believes the protocol and the peer it names only
  *   when the secret matches (compared in constant time): an external client
@@ -37,11 +37,33 @@ int mw_loopback_secret_init(void);
 int mw_loopback_active(void);
 /* The secret as hex (64 characters), for the client side's metadata. */
 const char *mw_loopback_secret(void);
-/* Checks a MW_LOOPBACK_KEY value: 1 with the protocol (one of "grpc-web",
- * "grpc-web-text", "connect", "rest", "websocket", as a static string) and the peer span inside
- * v when the secret matches, else 0. */
-int mw_loopback_verify(const char *v, size_t vl, const char **protocol, const char **peer,
-                       size_t *peer_len);
+/* What an authenticated MW_LOOPBACK_KEY value says about its call. The
+ * flags are letters: 'e' the HTTP client reads server-sent events, so
+ * session publications carry their event id (MW_LB_EVENT_ID_FIELD); 't' it
+ * came over TLS; 'r' its TLS session was resumed. cert is the client
+ * certificate the HTTP listener verified, as base64 DER (no newlines, so it
+ * fits a metadata value), or empty. Spans point into the value. */
+typedef struct mw_lb_claims {
+  const char *protocol; /* "grpc-web", "grpc-web-text", "connect", "rest",
+                           "websocket" (static) */
+  const char *peer;
+  size_t peer_len;
+  int event_ids, tls, tls_reused;
+  const char *cert;
+  size_t cert_len;
+} mw_lb_claims;
+/* Checks a MW_LOOPBACK_KEY value: 1 with *out filled when the secret
+ * matches and the value is well formed, else 0. */
+int mw_loopback_verify(const char *v, size_t vl, mw_lb_claims *out);
+
+/* The field number of the event id a session publication carries to a
+ * call with the 'e' flag: a length-delimited field put before the
+ * message's own bytes, holding "<epoch>:<offset>". 19999 is in the range
+ * protobuf keeps for itself (19000 to 19999, which protoc refuses in a
+ * .proto), so no message type of a service can mean anything by it. Its
+ * tag is these three bytes. */
+#define MW_LB_EVENT_ID_FIELD 19999
+#define MW_LB_EVENT_ID_TAG "\xfa\xe1\x09"
 
 /* --- the client side ------------------------------------------------------ */
 typedef struct mw_loopback mw_loopback;

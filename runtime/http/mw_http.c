@@ -18,6 +18,7 @@
 #include <h2o.h>
 
 #include "base/mw_log.h"
+#include "tls/mw_tls.h"
 #include "tls/mw_tlsctx.h"
 
 #ifdef __SANITIZE_ADDRESS__
@@ -56,7 +57,24 @@ struct mw_http {
   int thread_started;
   _Atomic int stop;
   int config_ready, ctx_ready;
-  SSL_CTX *ssl_ctx; /* with TLS; NULL for cleartext */
+  SSL_CTX *ssl_ctx; /* with TLS, the one new handshakes get; NULL for cleartext */
+  /* The files behind it, looked at every second on the loop: a new set
+   * that passes the checks gets a new context; connections keep the one
+   * they started with (each SSL holds a reference to it). */
+  mw_tls_source *tls;
+  unsigned tls_seen;
+  /* Contexts replaced by a rotation. h2o makes a connection's SSL only
+   * when its first bytes arrive, from the context it was accepted with
+   * (a plain pointer), so a replaced context lives on until no connection
+   * can still be waiting for that: past the handshake timeout. */
+  struct retired_ctx {
+    SSL_CTX *ctx;
+    uint64_t at; /* the loop's clock (ms) when it was replaced */
+  } *retired;
+  size_t n_retired;
+  h2o_timeout_t tls_timeout;
+  h2o_timeout_entry_t tls_entry;
+  int tls_timer;
   size_t leftover; /* connections that outlived the stop */
 };
 
@@ -110,9 +128,75 @@ static void on_accept(h2o_socket_t *listener, const char *err) {
   h2o_accept(&h->accept_ctx, sock);
 }
 
+/* all: at the stop, when the loop is gone already (its clock with it). */
+static void free_retired(mw_http *h, int all) {
+  uint64_t now = all ? 0 : h2o_now(h->loop), keep = h->config.handshake_timeout + 5000;
+  size_t out = 0;
+  for (size_t i = 0; i < h->n_retired; i++) {
+    if (all || now - h->retired[i].at > keep) mw_tlsctx_free(h->retired[i].ctx);
+    else h->retired[out++] = h->retired[i];
+  }
+  h->n_retired = out;
+  if (all) {
+    free(h->retired);
+    h->retired = NULL;
+  }
+}
+
+static void on_tls_look(h2o_timeout_entry_t *e) {
+  mw_http *h = (mw_http *)((char *)e - offsetof(mw_http, tls_entry));
+  free_retired(h, 0);
+  mw_tls_set *set = mw_tls_source_fetch(h->tls, &h->tls_seen);
+  struct retired_ctx *r =
+      set ? realloc(h->retired, (h->n_retired + 1) * sizeof *h->retired) : NULL;
+  if (r) h->retired = r;
+  if (set && !r) {
+    mw_log(MW_LOG_WARN, "%s.tls: out of memory; the previous certificate stays", h->name);
+    /* seen again at the next look */
+    h->tls_seen--;
+  } else if (set) {
+    char err[512];
+    SSL_CTX *ctx = mw_tlsctx_server_set(set, h->opts.tls_require_client_cert, err, sizeof err);
+    if (ctx) {
+      h->retired[h->n_retired++] = (struct retired_ctx){h->ssl_ctx, h2o_now(h->loop)};
+      h->ssl_ctx = ctx;
+      h->accept_ctx.ssl_ctx = ctx;
+      mw_log(MW_LOG_INFO, "%s.tls: new connections get the certificate %s", h->name,
+             set->subject);
+    } else {
+      mw_log(MW_LOG_WARN, "%s.tls: %s; the previous certificate stays", h->name, err);
+    }
+    mw_tls_set_unref(set);
+  }
+  h2o_timeout_link(h->loop, &h->tls_timeout, &h->tls_entry);
+}
+
+char *mw_http_peer_tls(h2o_req_t *req, int *tls, int *reused) {
+  *tls = *reused = 0;
+  h2o_socket_t *sock =
+      req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+  if (!sock || !sock->ssl) return NULL;
+  *tls = 1;
+  *reused = h2o_socket_get_ssl_session_reused(sock) == 1;
+  /* h2o 2.2 gives no accessor for a socket's SSL: its record begins with
+   * the context the handshake used and the SSL made from it. Believed only
+   * when that SSL is one of that context's, else no certificate. */
+  struct h2o_ssl_head {
+    SSL_CTX *ctx;
+    SSL *ossl;
+  } *head = (struct h2o_ssl_head *)sock->ssl;
+  if (!head->ctx || !head->ossl || SSL_get_SSL_CTX(head->ossl) != head->ctx) return NULL;
+  return mw_tlsctx_peer_cert(head->ossl);
+}
+
 static void *http_main(void *arg) {
   mw_http *h = arg;
   while (!atomic_load(&h->stop)) h2o_evloop_run(h->loop, MW_HTTP_TURN_MS);
+  if (h->tls_timer) {
+    if (h2o_timeout_is_linked(&h->tls_entry)) h2o_timeout_unlink(&h->tls_entry);
+    h2o_timeout_dispose(h->loop, &h->tls_timeout);
+    h->tls_timer = 0;
+  }
   /* Idle HTTP/1 connections close, HTTP/2 ones get GOAWAY; requests in
    * progress get a moment to end. */
   h2o_socket_read_stop(h->listener);
@@ -216,12 +300,26 @@ mw_http *mw_http_start(const char *listen_addr, const mw_http_opts *opts, mw_htt
   h->ctx_ready = 1;
   if (opts->tls_cert) {
     char err[512];
-    h->ssl_ctx = mw_tlsctx_server(opts->tls_cert, opts->tls_key, err, sizeof err);
+    mw_tls_files tf = {opts->tls_cert, opts->tls_key, opts->tls_client_ca};
+    mw_diag errs = {0};
+    /* interval 0: the files are looked at on each tick of the timer below */
+    h->tls = mw_tls_source_new(&tf, 0, &errs);
+    for (size_t i = 0; i < errs.n; i++)
+      if (errs.msgs[i]) mw_diag_add(diag, "%s.tls: %s", h->name, errs.msgs[i]);
+    mw_diag_free(&errs);
+    mw_tls_set *set = h->tls ? mw_tls_source_fetch(h->tls, &h->tls_seen) : NULL;
+    h->ssl_ctx = set ? mw_tlsctx_server_set(set, opts->tls_require_client_cert, err, sizeof err)
+                     : NULL;
+    if (set && !h->ssl_ctx) mw_diag_add(diag, "%s.tls: %s", h->name, err);
+    mw_tls_set_unref(set);
     if (!h->ssl_ctx) {
-      mw_diag_add(diag, "%s.tls: %s", h->name, err);
       mw_http_stop(h);
       return NULL;
     }
+    h2o_timeout_init(h->loop, &h->tls_timeout, 1000);
+    h->tls_entry.cb = on_tls_look;
+    h2o_timeout_link(h->loop, &h->tls_timeout, &h->tls_entry);
+    h->tls_timer = 1;
   }
   h->accept_ctx.ctx = &h->ctx;
   h->accept_ctx.ssl_ctx = h->ssl_ctx;
@@ -251,5 +349,7 @@ void mw_http_stop(mw_http *h) {
   if (h->loop) h2o_evloop_destroy(h->loop);
   if (h->config_ready) h2o_config_dispose(&h->config);
   mw_tlsctx_free(h->ssl_ctx);
+  free_retired(h, 1);
+  mw_tls_source_free(h->tls);
   free(h);
 }

@@ -42,9 +42,15 @@ typedef struct mw_http_opts {
   /* The rest may be left zero (the admin listener does). */
   const char *name;     /* the config section, in messages; NULL: "admin" */
   size_t max_body;      /* request bodies at most; 0: 64 KiB */
-  /* TLS: PEM files of the certificate chain and its key (checked by the
-   * caller); ALPN offers h2 and http/1.1. NULL: cleartext (h2c). */
-  const char *tls_cert, *tls_key;
+  /* TLS: PEM files of the certificate chain and its key, checked at start
+   * (each problem named by file) and looked at every second afterwards: a
+   * replacement that passes the checks serves the next handshakes, the
+   * open connections go on with theirs (tls/mw_tls.h's source); ALPN
+   * offers h2 and http/1.1. NULL: cleartext (h2c). With tls_client_ca,
+   * clients are asked for a certificate, verified against it, and with
+   * tls_require_client_cert refused without one. */
+  const char *tls_cert, *tls_key, *tls_client_ca;
+  int tls_require_client_cert;
   /* A listener that answers asynchronously (http/mw_web.h): every request
    * goes to raw, on the server's thread, instead of the route function;
    * it answers through h2o itself (h2o_start_response / h2o_send). */
@@ -58,6 +64,12 @@ typedef struct mw_http_opts {
 } mw_http_opts;
 
 typedef struct mw_http mw_http;
+
+/* The TLS side of a request's connection, for the call it becomes: *tls 1
+ * over TLS, *reused 1 when its session was resumed, and the client's
+ * verified certificate as base64 DER (malloc'd, the caller frees it) or
+ * NULL. A cleartext connection: all zero. */
+char *mw_http_peer_tls(struct st_h2o_req_t *req, int *tls, int *reused);
 
 /* Binds listen ("host:port", port 0 picks one) on the calling thread, so
  * that a busy port is an error of the start, then serves on a new thread.

@@ -32,7 +32,6 @@
 #include "http/mw_http.h"
 #include "http/mw_websocket.h"
 #include "http/mw_webwire.h"
-#include "tls/mw_tls.h"
 #include "upb/def.h"
 
 #define MAX_FRAMES 4096 /* request messages in one body at most */
@@ -67,6 +66,12 @@ struct mw_web {
    * HTTP/1 connection look at their socket this often (see on_watch). */
   h2o_timeout_t watch_timeout;
   int watch_ready;
+  /* An event stream that sent nothing for this long gets a comment line, so
+   * that proxies and browsers keep it open (http.sse_keepalive; 0: none). */
+  uint64_t keepalive_ms;
+  uint64_t retry_ms; /* http.sse_retry: each event stream's retry: field; 0: none */
+  h2o_timeout_t keepalive_timeout;
+  int keepalive_ready;
 };
 
 /* One request and its loopback call; lives as long as h2o's request (its
@@ -98,6 +103,8 @@ typedef struct wcall {
   int sse;                   /* REST server stream: server-sent events, else NDJSON */
   const mw_method *m; /* with json: the method, in router's generation */
   h2o_timeout_entry_t watch; /* linked while an HTTP/1 request waits */
+  h2o_timeout_entry_t keepalive; /* SSE: linked while the stream is open */
+  h2o_iovec_t last_event_id; /* SSE: the lastEventId query parameter (req's pool) */
   mw_buf out;        /* the bytes h2o holds (valid until proceed) */
   mw_buf pend;       /* bytes waiting for the next proceed */
 } wcall;
@@ -288,6 +295,8 @@ static void stream_head(wcall *wc) {
     /* Each message is flushed as it comes; proxies must not hold them. */
     add_header_s(wc->req, "cache-control", "no-cache");
     add_header_s(wc->req, "x-accel-buffering", "no");
+    if (wc->sse && wc->w->retry_ms)
+      mw_buf_printf(&wc->pend, "retry: %llu\n\n", (unsigned long long)wc->w->retry_ms);
   }
   add_md_headers(wc, 0, wc->kind == MW_WEB_REST ? "grpc-metadata-" : "");
 }
@@ -308,6 +317,9 @@ static void flush(wcall *wc, int final) {
   h2o_iovec_t buf = h2o_iovec_init(wc->out.p ? wc->out.p : "", wc->out.len);
   if (final) wc->finished = 1;
   else wc->sending = 1;
+  if (h2o_timeout_is_linked(&wc->keepalive)) h2o_timeout_unlink(&wc->keepalive);
+  if (!final && wc->sse && wc->w->keepalive_ready)
+    h2o_timeout_link(wc->w->loop, &wc->w->keepalive_timeout, &wc->keepalive);
   h2o_send(wc->req, &buf, 1, final ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
 
@@ -475,6 +487,7 @@ static int plain(h2o_req_t *req, int cors, int status, const char *allow, const 
 
 static void wcall_free(wcall *wc) {
   if (h2o_timeout_is_linked(&wc->watch)) h2o_timeout_unlink(&wc->watch);
+  if (h2o_timeout_is_linked(&wc->keepalive)) h2o_timeout_unlink(&wc->keepalive);
   mw_lb_call_release(wc->lb);
   mw_router_unref(wc->router);
   if (wc->arena) upb_Arena_Free(wc->arena);
@@ -502,6 +515,25 @@ static void on_dispose(void *p) {
     }                                              \
   } while (0)
 
+/* A session publication on an event stream comes with its event id in
+ * front (core/mw_loopback.h, MW_LB_EVENT_ID_FIELD): *id gets it, and the
+ * message is what follows. Anything else is left as it is (*idl 0). */
+static void take_event_id(const char **data, size_t *len, const char **id, size_t *idl) {
+  static const size_t tl = sizeof MW_LB_EVENT_ID_TAG - 1;
+  const unsigned char *d = (const unsigned char *)*data;
+  if (*len < tl + 1 || memcmp(d, MW_LB_EVENT_ID_TAG, tl) != 0) return;
+  size_t n = d[tl];
+  if (n >= 128 || *len < tl + 1 + n) return;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = d[tl + 1 + i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || c == ':')) return;
+  }
+  *id = *data + tl + 1;
+  *idl = n;
+  *data += tl + 1 + n;
+  *len -= tl + 1 + n;
+}
+
 static void on_lb_message(void *self, const char *data, size_t len, int has_msg) {
   wcall *wc = self;
   if (!wc->req) return;
@@ -509,6 +541,9 @@ static void on_lb_message(void *self, const char *data, size_t len, int has_msg)
   if (!has_msg) {
     wc->ended = 1;
   } else {
+    const char *id = NULL;
+    size_t idl = 0;
+    if (wc->sse) take_event_id(&data, &len, &id, &idl);
     upb_Arena *arena;
     char err[200];
     size_t ol;
@@ -535,6 +570,11 @@ static void on_lb_message(void *self, const char *data, size_t len, int has_msg)
       return;
     }
     if (!wc->started && wc->pend.len == 0 && !wc->sending) stream_head(wc);
+    if (idl) {
+      mw_buf_puts(&wc->pend, "id: ");
+      mw_buf_put(&wc->pend, id, idl);
+      mw_buf_puts(&wc->pend, "\n");
+    }
     put_message(wc, out, ol);
     if (arena) upb_Arena_Free(arena);
     if (!wc->sending) flush(wc, 0);
@@ -708,6 +748,25 @@ static void on_watch(h2o_timeout_entry_t *e) {
   LEAVE(wc);
 }
 
+/* An event stream sent nothing for http.sse_keepalive: a comment line
+ * (which EventSource ignores) keeps proxies and the browser from taking
+ * it for dead. It also sends the head when no event came yet, so the
+ * client's open fires. Not while bytes wait for the client to read them:
+ * the stream is not idle then. */
+static void on_keepalive(h2o_timeout_entry_t *e) {
+  wcall *wc = (wcall *)((char *)e - offsetof(wcall, keepalive));
+  if (!wc->req || wc->finished || wc->ended) return;
+  if (wc->sending || wc->pend.len) {
+    h2o_timeout_link(wc->w->loop, &wc->w->keepalive_timeout, &wc->keepalive);
+    return;
+  }
+  ENTER(wc);
+  if (!wc->started) stream_head(wc);
+  mw_buf_puts(&wc->pend, ": keepalive\n\n");
+  flush(wc, 0);
+  LEAVE(wc);
+}
+
 /* --- requests ------------------------------------------------------------------------ */
 
 /* Request headers that are HTTP's or the protocols' own, not metadata. */
@@ -837,7 +896,7 @@ static void start_call(mw_web *w, wcall *wc, parsed *p) {
   /* Metadata: the request's own headers, then ours. */
   const char *inline_msgs[INLINE_FRAMES], **msgs = inline_msgs;
   size_t inline_lens[INLINE_FRAMES], *msg_lens = inline_lens;
-  size_t cap = req->headers.size + 1, n = 0;
+  size_t cap = req->headers.size + 2, n = 0;
   const char **keys = calloc(cap, sizeof *keys), **vals = calloc(cap, sizeof *vals);
   size_t *lens = calloc(cap, sizeof *lens);
   char **tofree = calloc(cap, sizeof *tofree);
@@ -876,16 +935,35 @@ static void start_call(mw_web *w, wcall *wc, parsed *p) {
     }
     keys[n++] = k;
   }
-  char peer[96], auth[256];
+  if (wc->last_event_id.base && find_header_str(req, "last-event-id").base == NULL) {
+    /* EventSource cannot set headers: a client that builds its URL gives
+     * the id it last saw as ?lastEventId=, and the handler reads it where
+     * the browser's own reconnect puts it. */
+    keys[n] = "last-event-id";
+    vals[n] = wc->last_event_id.base;
+    lens[n++] = wc->last_event_id.len;
+  }
+  char peer[96];
   peer_of(req, peer, sizeof peer);
+  int tls, reused;
+  char *cert = mw_http_peer_tls(req, &tls, &reused);
   const char *proto = wc->kind == MW_WEB_GRPC_WEB        ? "grpc-web"
                       : wc->kind == MW_WEB_GRPC_WEB_TEXT ? "grpc-web-text"
                       : wc->kind == MW_WEB_REST          ? "rest"
                                                          : "connect";
-  int al = snprintf(auth, sizeof auth, "%s;%s;%s", mw_loopback_secret(), proto, peer);
+  mw_buf auth = {0};
+  mw_buf_printf(&auth, "%s;%s;%s;%s%s%s;%s", mw_loopback_secret(), proto, peer,
+                wc->sse ? "e" : "", tls ? "t" : "", reused ? "r" : "", cert ? cert : "");
+  free(cert);
+  if (auth.oom) {
+    mw_buf_free(&auth);
+    local_error(wc, MW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    goto out;
+  }
   keys[n] = MW_LOOPBACK_KEY;
-  vals[n] = auth;
-  lens[n++] = (size_t)al;
+  vals[n] = auth.p;
+  lens[n++] = auth.len;
+  tofree[n - 1] = auth.p; /* freed with the -bin values, after the start */
 
   if (p->n_frames > INLINE_FRAMES) {
     msgs = calloc(p->n_frames, sizeof *msgs);
@@ -924,6 +1002,10 @@ static void start_call(mw_web *w, wcall *wc, parsed *p) {
   if (req->version < 0x200 && w->watch_ready) {
     wc->watch.cb = on_watch;
     h2o_timeout_link(w->loop, &w->watch_timeout, &wc->watch);
+  }
+  if (wc->sse && w->keepalive_ready) {
+    wc->keepalive.cb = on_keepalive;
+    h2o_timeout_link(w->loop, &w->keepalive_timeout, &wc->keepalive);
   }
 out:
   if (msgs != inline_msgs) free(msgs);
@@ -1132,6 +1214,38 @@ static void rest_error(wcall *wc, int code, const char *msg, size_t ml, const ch
 /* A request on a REST route: matched, its request made from the path, the
  * query and the body, and called. Returns 1 when answered (or started),
  * 0 when no route matched and the request is for the other protocols. */
+/* An event stream's lastEventId query parameter is not a field of the
+ * request: it is taken out of the query (a copy in the request's pool) and
+ * kept, percent-decoded, in *id. */
+static void take_last_event_id(h2o_req_t *req, const char **query, size_t *qlen,
+                               h2o_iovec_t *id) {
+  h2o_iovec_t q = h2o_iovec_init(*query, *qlen);
+  h2o_iovec_t v = query_param(q, "lastEventId");
+  if (!v.base) return;
+  char *dec = h2o_mem_alloc_pool(&req->pool, v.len + 1);
+  long dl = pct_decode(v.base, v.len, dec);
+  /* a metadata value is printable ASCII: anything else is no id at all */
+  for (long i = 0; i < dl; i++)
+    if (dec[i] < 0x20 || dec[i] > 0x7e) dl = -1;
+  if (dl > 0) *id = h2o_iovec_init(dec, (size_t)dl);
+  /* the parameter spans from its name to its '&' (or the end) */
+  const char *start = v.base - strlen("lastEventId=");
+  if (start > q.base && start[-1] != '&') return; /* a value of another parameter: left */
+  const char *end = v.base + v.len;
+  char *nq = h2o_mem_alloc_pool(&req->pool, q.len + 1);
+  size_t nl = (size_t)(start - q.base);
+  memcpy(nq, q.base, nl);
+  if (end < q.base + q.len) {
+    end++; /* its '&' */
+    memcpy(nq + nl, end, (size_t)(q.base + q.len - end));
+    nl += (size_t)(q.base + q.len - end);
+  } else if (nl > 0) {
+    nl--; /* the '&' before it */
+  }
+  *query = nl ? nq : NULL;
+  *qlen = nl;
+}
+
 static int rest_req(mw_web *w, h2o_req_t *req, mw_router *r, const mw_transcode *rest,
                     int cors, int others_may) {
   char method[16];
@@ -1140,6 +1254,10 @@ static int rest_req(mw_web *w, h2o_req_t *req, mw_router *r, const mw_transcode 
   size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
   const char *query = req->query_at != SIZE_MAX ? req->path.base + req->query_at + 1 : NULL;
   size_t qlen = query ? req->path.len - req->query_at - 1 : 0;
+  h2o_iovec_t acc = find_header(req, H2O_TOKEN_ACCEPT);
+  int sse = acc.base && h2o_strstr(acc.base, acc.len, H2O_STRLIT("text/event-stream")) != SIZE_MAX;
+  h2o_iovec_t last_id = h2o_iovec_init(NULL, 0);
+  if (sse && query) take_last_event_id(req, &query, &qlen, &last_id);
   h2o_iovec_t ct = find_header(req, H2O_TOKEN_CONTENT_TYPE);
   char ctype[128];
   snprintf(ctype, sizeof ctype, "%.*s", (int)(ct.len < 127 ? ct.len : 127), ct.base ? ct.base : "");
@@ -1197,9 +1315,8 @@ static int rest_req(mw_web *w, h2o_req_t *req, mw_router *r, const mw_transcode 
   if (m->kind == MW_KIND_SERVER_STREAMING) {
     /* Messages as they come: server-sent events when the client asks for
      * them (EventSource does), else one JSON object per line. */
-    h2o_iovec_t acc = find_header(req, H2O_TOKEN_ACCEPT);
-    wc->sse = acc.base && h2o_strstr(acc.base, acc.len, H2O_STRLIT("text/event-stream")) !=
-                              SIZE_MAX;
+    wc->sse = sse;
+    wc->last_event_id = last_id;
     wc->json = 1;
     wc->m = m;
   }
@@ -1485,6 +1602,10 @@ static void on_loop(void *ud, h2o_evloop_t *loop) {
   w->loop = loop;
   h2o_timeout_init(loop, &w->watch_timeout, 100);
   w->watch_ready = 1;
+  if (w->keepalive_ms) {
+    h2o_timeout_init(loop, &w->keepalive_timeout, w->keepalive_ms);
+    w->keepalive_ready = 1;
+  }
   int fd = dup(mw_loopback_fd(w->lb));
   if (fd < 0) return;
   w->lb_sock = h2o_evloop_socket_create(loop, fd, H2O_SOCKET_FLAG_DONT_READ);
@@ -1500,6 +1621,8 @@ static void on_stop(void *ud, size_t leftover) {
   if (w->watch_ready && !leftover) {
     h2o_timeout_dispose(w->loop, &w->watch_timeout);
     w->watch_ready = 0;
+    if (w->keepalive_ready) h2o_timeout_dispose(w->loop, &w->keepalive_timeout);
+    w->keepalive_ready = 0;
   }
   if (w->lb_sock) {
     h2o_socket_read_stop(w->lb_sock);
@@ -1527,6 +1650,8 @@ mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_web_rest_fn res
   w->server = server;
   w->rest = rest;
   w->max_body = (size_t)cfg->limits.max_receive_bytes;
+  w->keepalive_ms = cfg->http.sse_keepalive_ms > 0 ? (uint64_t)cfg->http.sse_keepalive_ms : 0;
+  w->retry_ms = cfg->http.sse_retry_ms > 0 ? (uint64_t)cfg->http.sse_retry_ms : 0;
   w->compress_min = cfg->compression.min_bytes > 0 ? (size_t)cfg->compression.min_bytes : 0;
   const mw_strvec *o = &cfg->http.cors_origins;
   w->origins = calloc(o->n ? o->n : 1, sizeof *w->origins);
@@ -1554,21 +1679,6 @@ mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_web_rest_fn res
     w->origins[w->n_origins] = strdup(o->v[i]);
     if (w->origins[w->n_origins]) w->n_origins++;
   }
-  if (cfg->http.tls_cert) {
-    /* The files are checked as the gRPC listeners' are: each problem with
-     * its file's name, before anything listens. */
-    mw_tls_files tf = {cfg->http.tls_cert, cfg->http.tls_key, NULL};
-    mw_diag errs = {0};
-    mw_tls_set *set = mw_tls_load(&tf, 0, &errs, NULL);
-    for (size_t i = 0; i < errs.n; i++)
-      if (errs.msgs[i]) mw_diag_add(diag, "http.tls: %s", errs.msgs[i]);
-    mw_diag_free(&errs);
-    if (!set) {
-      web_free(w);
-      return NULL;
-    }
-    mw_tls_set_unref(set);
-  }
   const char *target = mw_server_internal_target(server);
   char err[256];
   w->lb = target ? mw_loopback_open(target, err, sizeof err) : NULL;
@@ -1594,6 +1704,8 @@ mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_web_rest_fn res
                        .max_body = max_body,
                        .tls_cert = cfg->http.tls_cert,
                        .tls_key = cfg->http.tls_key,
+                       .tls_client_ca = cfg->http.tls_client_ca,
+                       .tls_require_client_cert = cfg->http.tls_require_client_cert,
                        .raw = on_req,
                        .on_loop = on_loop,
                        .on_stop = on_stop};

@@ -65,6 +65,12 @@ void mw_lsessions_open(lua_State *L); /* l_sessions.c: session_* (mw.sessions),
  * queue has room (the call's on_writable, mw_lcall.c). */
 struct mw_lcall;
 void mw_lsessions_on_writable(struct mw_lcall *h);
+/* l_sessions.c: where the call's client says it left off, from its
+ * Last-Event-ID (the last-event-id request metadata: "<epoch>:<offset>",
+ * the ids the HTTP listener gives session publications on an event
+ * stream). 1 with *offset and epoch (NUL-terminated) set; 0 when the call
+ * has none or it is not of that form. */
+int mw_lsessions_last_event_id(struct mw_lcall *h, unsigned long long *offset, char epoch[17]);
 /* l_sessions.c: frees the blocked publishers' notice, once no server runs
  * (cmd/serve.c, at the end); safe twice. */
 void mw_lsessions_free(void);

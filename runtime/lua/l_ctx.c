@@ -208,6 +208,21 @@ static void push_metadata(lua_State *L, mw_lcall *h) {
   }
 }
 
+/* Pushes the first value of request metadata key and 1, or nothing and 0. */
+static int push_metadata_first(lua_State *L, mw_lcall *h, const char *key) {
+  size_t n = mw_call_metadata_count(h->call), len = strlen(key);
+  for (size_t i = 0; i < n; i++) {
+    const char *k, *v;
+    size_t kl, vl;
+    mw_call_metadata_at(h->call, i, &k, &kl, &v, &vl);
+    if (kl == len && memcmp(k, key, len) == 0) {
+      lua_pushlstring(L, v, vl);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 /* ---- ctx.auth ----------------------------------------------------------- */
 
 /* The auth context's properties ctx.auth shows, by kind. The single values
@@ -417,6 +432,28 @@ static int ctx_index(lua_State *L) {
     lua_pushnumber(L, d);
   } else if (strcmp(key, "values") == 0) {
     lua_newtable(L);
+  } else if (strcmp(key, "last_event_id") == 0 || strcmp(key, "resume") == 0) {
+    unsigned long long off;
+    char epoch[17];
+    if (key[0] == 'l') {
+      if (!push_metadata_first(L, h, "last-event-id")) {
+        lua_pushboolean(L, 0); /* cached as absent */
+        lua_setfield(L, -2, key);
+        lua_pushnil(L);
+        return 1;
+      }
+    } else if (!mw_lsessions_last_event_id(h, &off, epoch)) {
+      lua_pushboolean(L, 0);
+      lua_setfield(L, -2, key);
+      lua_pushnil(L);
+      return 1;
+    } else {
+      lua_createtable(L, 0, 2);
+      lua_pushinteger(L, (lua_Integer)off);
+      lua_setfield(L, -2, "offset");
+      lua_pushstring(L, epoch);
+      lua_setfield(L, -2, "epoch");
+    }
   } else if (strcmp(key, "auth") == 0) {
     if (!push_auth(L, h)) {
       lua_pushboolean(L, 0); /* cached as absent; read as nil */

@@ -18,11 +18,14 @@
  * A message is encoded once per publication, as the room's type, and the
  * same bytes go to every stream. */
 #include <lauxlib.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/mw_status.h"
 #include "codec/mw_codec.h"
+#include "core/mw_loopback.h"
 #include "core/mw_post.h"
 #include "lua/l_api.h"
 #include "lua/mw_co.h"
@@ -44,6 +47,8 @@ typedef struct lsub {
   const mw_sess_room *room;
   mw_sess_sub *sub; /* the joiner's reference */
   int stalled;      /* the call's queue was full: on_writable resumes */
+  int event_ids;    /* the call's client wants each publication's event id */
+  char epoch[MW_SESS_EPOCH_LEN]; /* the topic's at the join, for those ids */
 } lsub;
 
 /* Publishers waiting for room in a full queue. */
@@ -52,6 +57,22 @@ static mw_notice g_notice = MW_NOTICE_INIT;
 /* --- delivery -------------------------------------------------------------------- */
 
 static void lsub_cancel(mw_lchild *c);
+
+/* A publication with its event id in front, "<epoch>:<offset>" as field
+ * MW_LB_EVENT_ID_FIELD, for the HTTP listener to take off and show as the
+ * server-sent event's id (core/mw_loopback.h). mw_call_send's result. */
+static int send_with_id(mw_lcall *h, const char *epoch, const mw_sess_pub *p) {
+  char id[MW_SESS_EPOCH_LEN + 24];
+  int il = snprintf(id, sizeof id, "%s:%llu", epoch, (unsigned long long)p->offset);
+  size_t head = sizeof MW_LB_EVENT_ID_TAG - 1 + 1 + (size_t)il; /* il < 128: one length byte */
+  char *block = malloc(head + p->len);
+  if (!block) return -1;
+  memcpy(block, MW_LB_EVENT_ID_TAG, sizeof MW_LB_EVENT_ID_TAG - 1);
+  block[sizeof MW_LB_EVENT_ID_TAG - 1] = (char)il;
+  memcpy(block + sizeof MW_LB_EVENT_ID_TAG, id, (size_t)il);
+  memcpy(block + head, p->data, p->len);
+  return mw_call_send_block(h->call, block, head + p->len);
+}
 
 /* As an event of the stream's call: queued publications into the call
  * until its queue is full. May end the call (the room closed the session),
@@ -71,7 +92,10 @@ static void drain(void *arg) {
       mw_co_end(h, end.code, end.msg);
       return;
     }
-    int room = mw_call_send(h->call, p->data, p->len);
+    /* room:send's messages have no offset, so no id: a client resumes
+     * from the last publication it saw. */
+    int room = ls->event_ids && p->offset ? send_with_id(h, ls->epoch, p)
+                                          : mw_call_send(h->call, p->data, p->len);
     mw_sess_pub_unref(p);
     if (room < 0) {
       mw_co_end(h, MW_STATUS_RESOURCE_EXHAUSTED, "out of memory");
@@ -270,11 +294,13 @@ static int l_session_join(lua_State *L) {
   ls->h = h;
   ls->room = r;
   j.owner = ls;
+  ls->event_ids = mw_call_event_ids(h->call);
   mw_sess_rc rc = r->backend->join(r->self, &j, &ls->sub);
   if (rc != MW_SESS_OK) {
     free(ls);
     return luaL_error(L, "join: %s", mw_sess_strerror(rc));
   }
+  memcpy(ls->epoch, j.epoch_now, sizeof ls->epoch);
   mw_co_child_add(h, &ls->child);
   /* Publications are sent while the handler may wait in stream:recv. */
   mw_call_sends_anytime(h->call);
@@ -288,6 +314,47 @@ static int l_session_join(lua_State *L) {
   else lua_pushnil(L);
   lua_pushinteger(L, (lua_Integer)j.replayed);
   return 5;
+}
+
+int mw_lsessions_last_event_id(mw_lcall *h, unsigned long long *offset, char epoch[17]) {
+  size_t n = mw_call_metadata_count(h->call);
+  for (size_t i = 0; i < n; i++) {
+    const char *k, *v;
+    size_t kl, vl;
+    mw_call_metadata_at(h->call, i, &k, &kl, &v, &vl);
+    if (kl != 13 || memcmp(k, "last-event-id", 13) != 0) continue;
+    const char *colon = memchr(v, ':', vl);
+    if (!colon || colon - v > MW_SESS_EPOCH_LEN - 1) return 0;
+    size_t el = (size_t)(colon - v), dl = vl - el - 1;
+    if (dl == 0 || dl > 19) return 0;
+    for (size_t j = 0; j < el; j++)
+      if (!((v[j] >= '0' && v[j] <= '9') || (v[j] >= 'a' && v[j] <= 'f'))) return 0;
+    unsigned long long o = 0;
+    for (size_t j = 0; j < dl; j++) {
+      if (colon[1 + j] < '0' || colon[1 + j] > '9') return 0;
+      o = o * 10 + (unsigned long long)(colon[1 + j] - '0');
+    }
+    if (o > (unsigned long long)INT64_MAX) return 0;
+    memcpy(epoch, v, el);
+    epoch[el] = 0;
+    *offset = o;
+    return 1;
+  }
+  return 0;
+}
+
+/* core.session_last_event_id(stream) -> offset, epoch | nil: the stream's
+ * Last-Event-ID, for join's resume when the handler gives none. */
+static int l_session_last_event_id(lua_State *L) {
+  /* Anything but a live stream: nothing (join itself says what is wrong). */
+  mw_handle *hd = luaL_testudata(L, 1, MW_MT_STREAM);
+  mw_lcall *h = hd ? hd->h : NULL;
+  unsigned long long off;
+  char epoch[MW_SESS_EPOCH_LEN];
+  if (!h || h->finished || !mw_lsessions_last_event_id(h, &off, epoch)) return 0;
+  lua_pushinteger(L, (lua_Integer)off);
+  lua_pushstring(L, epoch);
+  return 2;
 }
 
 static lsub *find_sub(mw_lcall *h, lua_Integer id) {
@@ -508,6 +575,7 @@ static const luaL_Reg funcs[] = {
     {"session_close", l_session_close},     {"session_list", l_session_list},
     {"session_history", l_session_history}, {"session_version", l_session_version},
     {"session_wait", l_session_wait},       {"session_config", l_session_config},
+    {"session_last_event_id", l_session_last_event_id},
     {NULL, NULL},
 };
 

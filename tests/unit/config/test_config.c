@@ -1503,6 +1503,7 @@ static void test_http(void) {
   MW_CHECK(c.http.listen == NULL);
   MW_CHECK_INT(c.http.max_connections, 1024);
   MW_CHECK_INT(c.http.timeout_ms, 30000);
+  MW_CHECK_INT(c.http.sse_keepalive_ms, 15000);
   MW_CHECK_INT(c.http.cors_origins.n, 0);
   mw_config_free(&c);
   mw_diag_free(&d);
@@ -1546,15 +1547,34 @@ static void test_http(void) {
              "t.yaml:1:25: http.max_connections: must be at least 1, got '0'");
   expect_one("http: {origins: []}\n",
              "t.yaml:1:8: unknown key 'origins' in 'http' (valid keys: listen, "
-             "max_connections, timeout, cors, tls, rules)");
+             "max_connections, timeout, cors, tls, rules, sse_keepalive, sse_retry)");
   expect_one("http: {tls: {cert: a.pem}}\n",
              "t.yaml:1:13: http.tls needs both cert and key (the certificate chain and its "
              "private key, PEM files)");
   MW_CHECK_INT(load(&c, &d, "http: {tls: {cert: a.pem, key: k/a.key}}\n"), 0);
   MW_CHECK(c.http.tls_cert && strstr(c.http.tls_cert, "/a.pem"));
   MW_CHECK(c.http.tls_key && strstr(c.http.tls_key, "/k/a.key"));
+  MW_CHECK(c.http.tls_client_ca == NULL);
   mw_config_free(&c);
   mw_diag_free(&d);
+  MW_CHECK_INT(load(&c, &d,
+                    "http: {sse_keepalive: 2s, tls: {cert: a.pem, key: a.key, client_ca: ca.pem, "
+                    "require_client_cert: true}}\n"),
+               0);
+  MW_CHECK_INT(c.http.sse_keepalive_ms, 2000);
+  MW_CHECK_INT(c.http.sse_retry_ms, 0);
+  MW_CHECK(c.http.tls_client_ca && strstr(c.http.tls_client_ca, "/ca.pem"));
+  MW_CHECK_INT(c.http.tls_require_client_cert, 1);
+  mw_config_free(&c);
+  mw_diag_free(&d);
+  MW_CHECK_INT(load(&c, &d, "http: {sse_keepalive: 0, sse_retry: 500ms}\n"), 0);
+  MW_CHECK_INT(c.http.sse_keepalive_ms, 0);
+  MW_CHECK_INT(c.http.sse_retry_ms, 500);
+  mw_config_free(&c);
+  mw_diag_free(&d);
+  expect_one("http: {tls: {cert: a.pem, key: a.key, require_client_cert: true}}\n",
+             "t.yaml:1:39: http.tls.require_client_cert needs http.tls.client_ca (the CAs "
+             "client certificates must chain to)");
 }
 
 static void test_http_rules(void) {
@@ -1642,7 +1662,7 @@ static void test_http_rules(void) {
              "a scalar");
   expect_one("http:\n  colour: x\n",
              "t.yaml:2:3: unknown key 'colour' in 'http' (valid keys: listen, max_connections, "
-             "timeout, cors, tls, rules)");
+             "timeout, cors, tls, rules, sse_keepalive, sse_retry)");
 }
 
 int main(void) {

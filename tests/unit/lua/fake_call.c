@@ -138,6 +138,10 @@ const char *mw_call_protocol(const mw_call *c) {
   alive((mw_call *)c, "mw_call_protocol");
   return "grpc";
 }
+int mw_call_event_ids(const mw_call *c) {
+  alive((mw_call *)c, "mw_call_event_ids");
+  return 0;
+}
 double mw_call_deadline(const mw_call *c) {
   alive(c, "mw_call_deadline");
   return c->deadline;

@@ -18,6 +18,8 @@
 #include "base/mw_log.h"
 #include "mw_test.h"
 #include "tls/mw_tls.h"
+#include "tls/mw_tlsctx.h"
+#include <openssl/ssl.h>
 
 #define DIR MW_TEST_TMP "/tls"
 #define LOG MW_TEST_TMP "/tls.log"
@@ -417,6 +419,73 @@ static void test_source_first_load_fails(void) {
   MW_CHECK_CONTAINS(err(0), DIR "/garbage.txt: no certificate in the certificate file");
 }
 
+/* ---- the HTTP listener's contexts (tls/mw_tlsctx.h) ------------------------ */
+
+static void test_context_of_a_set(void) {
+  write_certs("ctx.pem", &g_server, &g_ca);
+  write_key("ctx.key", &g_server);
+  write_certs("ctx-ca.pem", &g_ca, NULL);
+  mw_tls_set *s = load_at("ctx.pem", "ctx.key", "ctx-ca.pem", 0);
+  MW_CHECK(s != NULL);
+  if (!s) return;
+  char e[256] = "";
+  SSL_CTX *c = mw_tlsctx_server_set(s, 1, e, sizeof e);
+  MW_CHECK(c != NULL);
+  if (c) {
+    MW_CHECK_INT(SSL_CTX_get_verify_mode(c), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT);
+    MW_CHECK(X509_cmp(SSL_CTX_get0_certificate(c), g_server.x) == 0);
+    STACK_OF(X509) *chain = NULL;
+    MW_CHECK_INT(SSL_CTX_get0_chain_certs(c, &chain), 1);
+    MW_CHECK_INT(chain ? sk_X509_num(chain) : -1, 1); /* the CA after the leaf */
+    MW_CHECK_INT(sk_X509_NAME_num(SSL_CTX_get_client_CA_list(c)), 1);
+    mw_tlsctx_free(c);
+  }
+  c = mw_tlsctx_server_set(s, 0, e, sizeof e); /* asked for, not required */
+  MW_CHECK(c && SSL_CTX_get_verify_mode(c) == SSL_VERIFY_PEER);
+  mw_tlsctx_free(c);
+  mw_tls_set_unref(s);
+  s = load_at("ctx.pem", "ctx.key", NULL, 0); /* no client_ca: none asked for */
+  c = s ? mw_tlsctx_server_set(s, 0, e, sizeof e) : NULL;
+  MW_CHECK(c && SSL_CTX_get_verify_mode(c) == SSL_VERIFY_NONE);
+  mw_tlsctx_free(c);
+  mw_tls_set_unref(s);
+}
+
+typedef struct props {
+  char text[4096];
+  int pem;
+} props;
+
+static void collect(void *ud, const char *name, const char *v, size_t len) {
+  props *p = ud;
+  if (strcmp(name, "x509_pem_cert") == 0) {
+    p->pem = len > 27 && memcmp(v, "-----BEGIN CERTIFICATE-----", 27) == 0;
+    return;
+  }
+  size_t n = strlen(p->text);
+  snprintf(p->text + n, sizeof p->text - n, "%s=%.*s;", name, (int)len, v);
+}
+
+static void test_certificate_properties(void) {
+  unsigned char *der = NULL;
+  int n = i2d_X509(g_server.x, &der);
+  char *b64 = malloc((size_t)n * 2 + 4);
+  EVP_EncodeBlock((unsigned char *)b64, der, n);
+  OPENSSL_free(der);
+  props p = {{0}, 0};
+  mw_tlsctx_cert_each(b64, strlen(b64), collect, &p);
+  /* gRPC core's names, in the certificate's order */
+  MW_CHECK_STR(p.text, "x509_common_name=server;x509_subject=CN=server;"
+                       "x509_subject_alternative_name=localhost;peer_dns=localhost;"
+                       "x509_subject_alternative_name=127.0.0.1;peer_ip=127.0.0.1;");
+  MW_CHECK_INT(p.pem, 1);
+  free(b64);
+  props q = {{0}, 0};
+  mw_tlsctx_cert_each("bm90IGEgY2VydA==", 16, collect, &q); /* "not a cert" */
+  MW_CHECK_STR(q.text, "");
+  MW_CHECK_INT(q.pem, 0);
+}
+
 int main(void) {
   mkdir(MW_TEST_TMP, 0777);
   mkdir(DIR, 0777);
@@ -437,6 +506,8 @@ int main(void) {
   MW_RUN(test_source_link_swap);
   MW_RUN(test_source_interval);
   MW_RUN(test_source_first_load_fails);
+  MW_RUN(test_context_of_a_set);
+  MW_RUN(test_certificate_properties);
   cert_free(&g_ca);
   cert_free(&g_other_ca);
   cert_free(&g_server);
