@@ -198,6 +198,12 @@ int mw_cmd_parse(int argc, char **argv, options *o) {
     fprintf(stderr, "moonwire: --stub-all is an option of moonwire serve\n");
     return 2;
   }
+  if (!strcmp(o->cmd, "test") && (o->listen || o->admin || o->http || o->tls_cert ||
+                                  o->tls_key || o->tls_client_ca)) {
+    fprintf(stderr, "moonwire: moonwire test serves on a free loopback port, in "
+                    "plaintext: --listen, --admin, --http and --tls-* are options of serve\n");
+    return 2;
+  }
   if (o->proto && strcmp(o->cmd, "new")) {
     fprintf(stderr, "moonwire: --proto is an option of moonwire new\n");
     return 2;

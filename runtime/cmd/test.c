@@ -49,6 +49,19 @@ typedef struct testing {
 
 static testing *T;
 
+/* What the config says that a test run does otherwise: plaintext (the
+ * specs' client speaks it), one worker, no watching. The listener is
+ * options' (127.0.0.1:0). */
+static void under_test(mw_config *cfg) {
+  free(cfg->tls.cert);
+  free(cfg->tls.key);
+  free(cfg->tls.client_ca);
+  cfg->tls.cert = cfg->tls.key = cfg->tls.client_ca = NULL;
+  cfg->tls.require_client_cert = 0;
+  cfg->workers = 1;
+  cfg->reload.watch = 0;
+}
+
 /* A call of the spec's client. Holds its path, not its method: a reload
  * replaces the generation whose method table the codec reads. */
 typedef struct tcall {
@@ -134,6 +147,7 @@ static int t_reload(lua_State *L) {
   mw_diag diag = {0};
   mw_gen *g = NULL;
   if (mw_cmd_load_config(T->o, &ncfg, &diag) == 0) {
+    under_test(&ncfg);
     mw_cmd_shared_configure(&ncfg, NULL, &diag);
     mw_gen_options go = {.config = &ncfg, .n_states = 1, .mem = T->mem, .id = T->gen_id + 1};
     g = mw_gen_build(&go, &diag);
@@ -381,13 +395,15 @@ static int run_specs(const char *dir) {
   return rc;
 }
 
-int mw_cmd_test(const options *o) {
+int mw_cmd_test(const options *given) {
+  options o = *given;
+  o.listen = "127.0.0.1:0";
   testing t;
   memset(&t, 0, sizeof t);
-  t.o = o;
+  t.o = &o;
   T = &t;
   mw_diag diag = {0};
-  if (mw_cmd_load_config(o, &t.cfg, &diag) != 0) {
+  if (mw_cmd_load_config(&o, &t.cfg, &diag) != 0) {
     mw_cmd_print_diag(&diag);
     mw_diag_free(&diag);
     mw_config_free(&t.cfg);
@@ -398,9 +414,8 @@ int mw_cmd_test(const options *o) {
    * log for warnings and errors only, so that busted's output stays
    * readable. */
   mw_log_configure(MW_LOG_WARN, 0, 2);
-  t.cfg.workers = 1;
+  under_test(&t.cfg);
   mw_clock_set_virtual();
-  t.cfg.reload.watch = 0;
   signal(SIGPIPE, SIG_IGN);
   if (mw_cmd_client_configure(&t.cfg) != 0) {
     fprintf(stderr, "moonwire: out of memory\n");
@@ -439,7 +454,7 @@ int mw_cmd_test(const options *o) {
     rc = 1;
   } else {
     const char *const *dirs = (const char *const *)t.cfg.services.v;
-    rc = run_specs(o->dir ? o->dir : t.cfg.services.n ? dirs[0] : ".");
+    rc = run_specs(o.dir ? o.dir : t.cfg.services.n ? dirs[0] : ".");
   }
   mw_rpc_conn_free(t.conn);
   if (started) {

@@ -83,7 +83,14 @@ DEMO_STUBS = """
         data: {message: "found ada"}
 """
 
+# What a test run replaces: an address this host does not have, workers,
+# TLS files that do not exist.
 DEMO_CONFIG = """
+    listen: 203.0.113.1:50051
+    workers: 4
+    tls:
+      cert: /nonexistent/cert.pem
+      key: /nonexistent/key.pem
     client:
       allow: ["upstream.internal:9000"]
 """
@@ -248,6 +255,9 @@ class MoonwireTest(mwtest.TestCase):
         self.assertIn("unexpected argument", r.stderr)
         r = run_cli("test", "--nope")
         self.assertEqual(r.returncode, 64, r.stderr)
+        r = run_cli("test", "--listen", "127.0.0.1:0", HELLO)
+        self.assertEqual(r.returncode, 64, r.stderr)
+        self.assertIn("options of serve", r.stderr)
         r = run_cli("test", "/nonexistent/dir")
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("not a directory", r.stderr)
