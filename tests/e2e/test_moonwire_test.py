@@ -25,6 +25,7 @@ DEMO_PROTO = """
       rpc Count(Req) returns (Reply);
       rpc Ask(Req) returns (Reply);
       rpc Ticks(Req) returns (stream Reply);
+      rpc Remember(Req) returns (Reply);
     }
 
     // No handler: the stub file answers it.
@@ -66,6 +67,13 @@ DEMO_LUA = """
       return {message = "upstream said " .. res.message}
     end
 
+    function Slow.Remember(req)
+      local cache = mw.shared.cache
+      if cache:get(req.name) then return {message = "seen"} end
+      cache:set(req.name, true, 60)
+      return {message = "new"}
+    end
+
     function Slow.Ticks(req, stream)
       for i = 1, 3 do
         mw.sleep(req.seconds)
@@ -93,6 +101,8 @@ DEMO_CONFIG = """
       key: /nonexistent/key.pem
     client:
       allow: ["upstream.internal:9000"]
+    shared:
+      cache: {size: 1MiB}
 """
 
 # The clock: sleeps of an hour and a deadline of a minute, advanced past.
@@ -117,6 +127,15 @@ CLOCK_SPEC = """
         local res, err = f:wait()
         assert.is_nil(res)
         assert.are.equal(mw.DEADLINE_EXCEEDED, err.code)
+      end)
+
+      it("expires shared dict entries", function()
+        local function remember() return c:call("demo.Slow/Remember", {name = "ada"}).message end
+        assert.are.equal("new", remember())
+        mw.test.clock.advance(59)
+        assert.are.equal("seen", remember())
+        mw.test.clock.advance(2)
+        assert.are.equal("new", remember())
       end)
 
       it("paces a stream", function()
@@ -217,8 +236,8 @@ class MoonwireTest(mwtest.TestCase):
         r = run_cli("test", d, timeout=60)
         elapsed = time.monotonic() - t0
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("8 successes / 0 failures / 0 errors", r.stdout)
-        # an hour of sleep, a minute's deadline and 90 s of ticks, in seconds
+        self.assertIn("9 successes / 0 failures / 0 errors", r.stdout)
+        # an hour of sleep, a minute's deadline and TTL, 90 s of ticks: in seconds
         self.assertLess(elapsed, 20 * mwtest.SLOW, r.stdout)
 
     def test_new_writes_passing_specs(self):
