@@ -378,8 +378,15 @@ static int run_specs(const char *dir) {
   lua_setglobal(L, "arg");
   static const char boot[] =
       "local test = require 'moonwire.test'\n"
+      "local ok, runner = pcall(require, 'busted.runner')\n"
+      "if not ok then\n"
+      "  io.stderr:write('moonwire test: busted for Lua 5.4 is not installed (Debian, Ubuntu: ',\n"
+      "    'apt-get install lua-busted; else luarocks --lua-version 5.4 install busted)\\n',\n"
+      "    tostring(runner), '\\n')\n"
+      "  os.exit(1)\n"
+      "end\n"
       "test.start()\n"
-      "require 'busted.runner'({standalone = false})\n";
+      "runner({standalone = false})\n";
   int rc = 0;
   if (luaL_loadbuffer(L, boot, sizeof boot - 1, "=moonwire test") != LUA_OK ||
       mw_lutil_pcall(L, 0, 0) != LUA_OK) {
