@@ -96,6 +96,10 @@ M.shield = core.shield
 --- Outbound calls: mw.client(target, opts) (moonwire.client, docs/lua-api.md).
 M.client = require("moonwire.client").new
 
+--- The test harness of specs run by `moonwire test` (moonwire.test): mw.test.
+-- client(), mw.test.clock.advance(s), mw.test.reload().
+M.test = require "moonwire.test"
+
 --- Pipelines with compensation (moonwire.pipeline): mw.pipeline(name,
 -- steps, opts) -> p; p:run(state, ctx) -> state, or nil, err.
 M.pipeline = require("moonwire.pipeline").new

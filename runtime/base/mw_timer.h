@@ -32,6 +32,17 @@ typedef struct mw_timers {
 double mw_now(void);
 /* Wall clock in seconds since the epoch (deadlines are in it). */
 double mw_wall_now(void);
+/* The runtime's clock runs ahead of the system's by a skew, 0 except under
+ * moonwire test, whose specs move it forward (never back) to make sleeps,
+ * timers and deadlines fall due at once. Both clocks above include it;
+ * what crosses into gRPC core (a deadline it received, one it is given)
+ * is converted with mw_clock_skew. Any thread; seconds >= 0. */
+void mw_clock_advance(double seconds);
+double mw_clock_skew(void);
+/* moonwire test says so before its server starts: calls' deadlines then
+ * get timers of the runtime's own too (core's follow the system's clock). */
+void mw_clock_set_virtual(void);
+int mw_clock_is_virtual(void);
 
 void mw_timers_init(mw_timers *t);
 /* Arms e (t->fn set) to run at `when`; an armed e moves to the new time.

@@ -22,6 +22,7 @@ static const char usage[] =
     "usage: moonwire serve [-c FILE] [--listen HOST:PORT] [TLS FILES] [DIR]\n"
     "       moonwire check [-c FILE] [TLS FILES] [DIR]\n"
     "       moonwire new DIR [--proto FILE]\n"
+    "       moonwire test [-c FILE] [DIR]\n"
     "       moonwire call ADDR METHOD [JSON | @FILE | -] [OPTIONS]\n"
     "       moonwire list ADDR [SERVICE] [OPTIONS]\n"
     "       moonwire describe ADDR [SYMBOL] [OPTIONS]\n"
@@ -34,7 +35,10 @@ static const char usage[] =
     "          exit status 1 when there is any\n"
     "  new     make DIR a service directory that serves at once: FILE (and\n"
     "          its imports beside it) or a starter .proto, a .lua with a\n"
-    "          handler for every method, a moonwire.yaml\n"
+    "          handler for every method, a spec, a moonwire.yaml\n"
+    "  test    run the *_spec.lua files of DIR with busted, against DIR's\n"
+    "          services served in this process (docs/commands/test.md);\n"
+    "          busted's output and exit status\n"
     "  call, list, describe\n"
     "          a client of any gRPC server: call a method with JSON, list\n"
     "          services and methods, describe them in .proto syntax\n"
@@ -181,7 +185,8 @@ int mw_cmd_parse(int argc, char **argv, options *o) {
       return 2;
     }
   }
-  if (!o->cmd || (strcmp(o->cmd, "serve") && strcmp(o->cmd, "check") && strcmp(o->cmd, "new"))) {
+  if (!o->cmd || (strcmp(o->cmd, "serve") && strcmp(o->cmd, "check") && strcmp(o->cmd, "new") &&
+                 strcmp(o->cmd, "test"))) {
     fprintf(stderr, "moonwire: unknown command %s\n\n%s", o->cmd ? o->cmd : "", usage);
     return 2;
   }
@@ -191,6 +196,12 @@ int mw_cmd_parse(int argc, char **argv, options *o) {
   }
   if (o->stub_all && strcmp(o->cmd, "serve") && strcmp(o->cmd, "check")) {
     fprintf(stderr, "moonwire: --stub-all is an option of moonwire serve\n");
+    return 2;
+  }
+  if (!strcmp(o->cmd, "test") && (o->listen || o->admin || o->http || o->tls_cert ||
+                                  o->tls_key || o->tls_client_ca)) {
+    fprintf(stderr, "moonwire: moonwire test serves on a free loopback port, in "
+                    "plaintext: --listen, --admin, --http and --tls-* are options of serve\n");
     return 2;
   }
   if (o->proto && strcmp(o->cmd, "new")) {

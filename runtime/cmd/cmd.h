@@ -41,6 +41,9 @@ struct mw_gen;
  * Returns 1 when it added one. */
 int mw_cmd_nothing_to_serve(const mw_config *cfg, const struct mw_gen *g, mw_diag *diag);
 int mw_cmd_serve(const options *o);
+/* moonwire test [DIR] (cmd/test.c): the *_spec.lua files under busted
+ * against the directory served in-process; busted's exit status. */
+int mw_cmd_test(const options *o);
 /* moonwire new DIR [--proto FILE] (cmd/new.c). */
 int mw_cmd_new(const options *o);
 

@@ -4,7 +4,8 @@
  * beside it, or a starter one), a .lua with a handler for every method of
  * every service FILE defines (the signature its RPC kind needs, the request
  * and response fields in a comment above it) and a moonwire.yaml with the
- * common keys commented. FILE is compiled first, so a .proto with errors
+ * common keys commented, and a spec for moonwire test (a busted file that
+ * calls every method). FILE is compiled first, so a .proto with errors
  * writes nothing. Nothing existing is ever overwritten. */
 #include "cmd/cmd.h"
 
@@ -210,6 +211,82 @@ static char *handlers_lua(const mw_schema *s, size_t *len) {
   return mw_buf_take(&b, len);
 }
 
+/* "RouteGuide" -> "route_guide" (cap > 0). */
+static void snake_name(const char *s, char *out, size_t cap) {
+  size_t j = 0;
+  for (size_t i = 0; s[i] && j + 2 < cap; i++) {
+    char c = s[i];
+    if (c >= 'A' && c <= 'Z') {
+      if (i > 0 && j > 0 && out[j - 1] != '_' && !(s[i - 1] >= 'A' && s[i - 1] <= 'Z'))
+        out[j++] = '_';
+      c = (char)(c - 'A' + 'a');
+    } else if (c == '.') {
+      c = '_';
+    }
+    out[j++] = c;
+  }
+  out[j] = '\0';
+}
+
+/* The spec of one service: each method called once the way its kind is
+ * called, asserting only that the skeleton answers without an error, so
+ * the spec passes at once and keeps passing while the handlers are filled
+ * in; the place to write what they should answer. */
+static char *service_spec(const upb_ServiceDef *svc, const char *dir, const char *lua_name,
+                          size_t *len) {
+  mw_buf b = {0};
+  const char *full = upb_ServiceDef_FullName(svc);
+  mw_buf_printf(&b, "-- Specs of %s: `moonwire test %s` runs them\n"
+                    "-- with busted against the directory's services, served in the same\n"
+                    "-- process (docs/commands/test.md). Each calls a handler of %s\n"
+                    "-- once; write what yours should answer.\n"
+                    "local mw = require \"moonwire\"\n\n"
+                    "describe(\"%s\", function()\n"
+                    "  local c = mw.test.client()\n",
+                full, dir, lua_name, full);
+  for (int j = 0; j < upb_ServiceDef_MethodCount(svc); j++) {
+    const upb_MethodDef *md = upb_ServiceDef_Method(svc, j);
+    int cs = upb_MethodDef_ClientStreaming(md), ss = upb_MethodDef_ServerStreaming(md);
+    const char *name = upb_MethodDef_Name(md);
+    /* Requests: a message for one, a list of messages for a stream of them. */
+    const char *req = cs ? "{{}}" : "{}";
+    const char *what = !cs && !ss ? "answers" : !cs ? "streams" : !ss ? "takes a stream and answers"
+                                                                      : "chats";
+    mw_buf_printf(&b, "\n  it(\"%s %s\", function()\n"
+                      "    local %s, err = c:call(\"%s/%s\", %s)\n"
+                      "    assert.is_nil(err)\n"
+                      "    assert.is_table(%s)\n"
+                      "  end)\n",
+                  what, name, ss ? "replies" : "res", full, name, req, ss ? "replies" : "res");
+  }
+  mw_buf_puts(&b, "end)\n");
+  return mw_buf_take(&b, len);
+}
+
+/* A spec file for every service of the schema's own files, named after the
+ * service (route_guide_spec.lua); added to names. */
+static int write_specs(const mw_schema *s, const char *dir, const char *lua_name, mw_buf *names) {
+  size_t n = mw_schema_service_count(s);
+  for (size_t i = 0; i < n; i++) {
+    const upb_ServiceDef *svc = mw_schema_service(s, i);
+    /* Two services of one name in two packages: the full names tell them apart. */
+    int clash = 0;
+    for (size_t k = 0; k < n; k++)
+      clash |= k != i && !strcmp(upb_ServiceDef_Name(mw_schema_service(s, k)), upb_ServiceDef_Name(svc));
+    char base[200], file[220];
+    snake_name(clash ? upb_ServiceDef_FullName(svc) : upb_ServiceDef_Name(svc), base, sizeof base);
+    snprintf(file, sizeof file, "%s_spec.lua", base);
+    size_t len;
+    char *spec = service_spec(svc, dir, lua_name, &len);
+    if (!spec) return fail("out of memory%s%s", "", "");
+    int rc = write_new(dir, file, spec, len);
+    free(spec);
+    if (rc) return rc;
+    mw_buf_printf(names, "%s, ", file);
+  }
+  return 0;
+}
+
 static const char starter_proto[] =
     "syntax = \"proto3\";\n"
     "\n"
@@ -248,6 +325,37 @@ static const char starter_lua[] =
     "    mw.sleep(0.1)\n"
     "  end\n"
     "end\n";
+
+static const char starter_spec[] =
+    "-- Specs: `moonwire test %s` runs the *_spec.lua files with busted\n"
+    "-- against this directory's services, served in the same process\n"
+    "-- (docs/commands/test.md).\n"
+    "local mw = require \"moonwire\"\n"
+    "\n"
+    "describe(\"%s.%s\", function()\n"
+    "  local c = mw.test.client()\n"
+    "\n"
+    "  it(\"says hello\", function()\n"
+    "    local res, err = c:call(\"%s.%s/Hello\", {name = \"Ada\"})\n"
+    "    assert.is_nil(err)\n"
+    "    assert.are.equal(\"Hello, Ada\", res.message)\n"
+    "  end)\n"
+    "\n"
+    "  it(\"wants a name\", function()\n"
+    "    local res, err = c:call(\"%s.%s/Hello\", {name = \"\"})\n"
+    "    assert.is_nil(res)\n"
+    "    assert.are.equal(mw.INVALID_ARGUMENT, err.code)\n"
+    "  end)\n"
+    "\n"
+    "  it(\"counts\", function()\n"
+    "    -- the handler sleeps 0.1 s between replies: the test clock skips them\n"
+    "    local f = c:start(\"%s.%s/Count\", {to = 3})\n"
+    "    for _ = 1, 3 do mw.test.clock.advance(0.1) end\n"
+    "    local replies, err = f:wait()\n"
+    "    assert.is_nil(err)\n"
+    "    assert.are.same({{n = 1}, {n = 2}, {n = 3}}, replies)\n"
+    "  end)\n"
+    "end)\n";
 
 static const char config_yaml[] =
     "# Read by `moonwire serve %s` and `moonwire check %s`: the directory is\n"
@@ -328,11 +436,13 @@ int mw_cmd_new(const options *o) {
   size_t lua_len = 0;
   char lua_name[80], buf[4096];
   mw_buf written = {0}; /* "a.proto, b.proto, " for the summary */
+  mw_buf spec_names = {0}; /* "a_spec.lua, " likewise */
   snprintf(lua_name, sizeof lua_name, "%s.lua", name);
   if (!rc && schema) {
     rc = copy_sources(schema, root, o->dir, &written);
     if (!rc && !(lua = handlers_lua(schema, &lua_len))) rc = fail("out of memory%s%s", "", "");
     if (!rc) rc = write_new(o->dir, lua_name, lua, lua_len);
+    if (!rc) rc = write_specs(schema, o->dir, lua_name, &spec_names);
   } else if (!rc) {
     /* The service is the package in CamelCase: shop_api -> ShopApi. */
     char svc[64];
@@ -352,17 +462,27 @@ int mw_cmd_new(const options *o) {
       n = snprintf(buf, sizeof buf, starter_lua, svc, name, svc, svc, svc);
       rc = write_new(o->dir, lua_name, buf, (size_t)n);
     }
+    if (!rc) {
+      char spec_name[80];
+      snprintf(spec_name, sizeof spec_name, "%s_spec.lua", name);
+      n = snprintf(buf, sizeof buf, starter_spec, o->dir, name, svc, name, svc, name, svc, name, svc);
+      rc = write_new(o->dir, spec_name, buf, (size_t)n);
+      mw_buf_printf(&spec_names, "%s, ", spec_name);
+    }
   }
   if (!rc) {
     int n = snprintf(buf, sizeof buf, config_yaml, o->dir, o->dir);
     rc = write_new(o->dir, "moonwire.yaml", buf, (size_t)n);
   }
   if (!rc) {
-    printf("created %s: %s%s, moonwire.yaml\n", o->dir, written.p ? written.p : "", lua_name);
+    printf("created %s: %s%s, %smoonwire.yaml\n", o->dir, written.p ? written.p : "", lua_name,
+           spec_names.p ? spec_names.p : "");
     printf("  moonwire check %s     # load everything, report problems\n", o->dir);
+    printf("  moonwire test %s      # run the specs (*_spec.lua) with busted\n", o->dir);
     printf("  moonwire serve %s     # serve on 127.0.0.1:50051 (moonwire.yaml)\n", o->dir);
   }
   mw_buf_free(&written);
+  mw_buf_free(&spec_names);
   free(lua);
   free(root);
   mw_schema_free(schema);

@@ -156,7 +156,18 @@ static void add_int(grpc_arg *args, size_t *n, const char *key, int v) {
   (*n)++;
 }
 
+static char redirect[128]; /* mw_client_redirect's target; "" when off */
+
+void mw_client_redirect(const char *target) {
+  snprintf(redirect, sizeof redirect, "%s", target ? target : "");
+}
+
 static grpc_channel *channel_make(const mw_channel_opts *o, char *err, size_t errlen) {
+  mw_channel_opts redirected;
+  if (redirect[0]) {
+    redirected = (mw_channel_opts){.target = redirect};
+    o = &redirected;
+  }
   grpc_arg args[20];
   size_t n = 0;
   /* Only the allow-listed target is reached: no proxy from the environment,
@@ -535,6 +546,7 @@ static void pump_send(mw_ccall *c) {
 
 static gpr_timespec deadline_of(double d) {
   if (d <= 0) return gpr_inf_future(GPR_CLOCK_REALTIME);
+  d -= mw_clock_skew(); /* the runtime's clock (base/mw_timer.h) to core's */
   gpr_timespec t;
   t.tv_sec = (int64_t)d;
   t.tv_nsec = (int32_t)((d - (double)t.tv_sec) * 1e9);

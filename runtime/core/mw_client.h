@@ -49,6 +49,13 @@ void mw_client_shutdown(void);
  * scheme such as dns:/// or xds:) is refused. */
 int mw_client_allowed(const char *target, char *err, size_t errlen);
 
+/* Under moonwire test: every channel made from now on reaches target
+ * (the in-process server, plaintext) whatever it names, so that a
+ * handler's downstreams are answered by the directory's own handlers and
+ * stubs. The allow-list still judges the target as written. NULL: off.
+ * Set before any worker runs. */
+void mw_client_redirect(const char *target);
+
 /* --- channels ------------------------------------------------------------- */
 /* How to reach a target. Equal options share one cached channel. */
 typedef struct mw_channel_opts {

@@ -106,6 +106,11 @@ static int compile_only(lua_State *L, const char *path, mw_diag *diag) {
   return rc != LUA_OK;
 }
 
+int mw_vm_is_spec(const char *path) {
+  size_t n = strlen(path), k = sizeof "_spec.lua" - 1;
+  return n >= k && strcmp(path + n - k, "_spec.lua") == 0;
+}
+
 /* Runs fn on every service script: the top-level regular *.lua files of
  * each dir, in alphabetical order. Returns how many failed; an unreadable
  * dir counts, and is reported unless quiet_dirs. */
@@ -122,7 +127,7 @@ static int for_each_script(lua_State *L, const char *const *dirs, size_t n_dirs,
       continue;
     }
     for (size_t k = 0; k < paths.n; k++)
-      if (fn(L, paths.v[k], diag) != 0) bad++;
+      if (!mw_vm_is_spec(paths.v[k]) && fn(L, paths.v[k], diag) != 0) bad++;
     mw_strvec_free(&paths);
   }
   return bad;

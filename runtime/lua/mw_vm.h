@@ -28,7 +28,11 @@ lua_State *mw_vm_new(const mw_vm_options *o);
 /* Closes a state made by mw_vm_new, and its allocator. NULL is ignored. */
 void mw_vm_close(lua_State *L);
 
-/* Runs every top-level *.lua of the dirs in L, in alphabetical order.
+/* Whether a file is a spec of moonwire test (NAME_spec.lua), which
+ * scripts, check and serve leave alone. */
+int mw_vm_is_spec(const char *path);
+/* Runs every top-level *.lua of the dirs in L but the specs, in
+ * alphabetical order.
  * Problems go to diag with file and line; returns how many files failed
  * (an unreadable dir counts). */
 int mw_vm_run_scripts(lua_State *L, const char *const *dirs, size_t n_dirs,

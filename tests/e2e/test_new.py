@@ -26,7 +26,8 @@ class NewTest(mwtest.TestCase):
         d = self.path("my-shop")
         r = run_cli("new", d)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(sorted(os.listdir(d)), ["moonwire.yaml", "my_shop.lua", "my_shop.proto"])
+        self.assertEqual(sorted(os.listdir(d)), ["moonwire.yaml", "my_shop.lua", "my_shop.proto",
+                                                   "my_shop_spec.lua"])
         self.assertIn("moonwire serve " + d, r.stdout)
         c = run_cli("check", d)
         self.assertEqual(c.returncode, 0, c.stderr)
