@@ -23,6 +23,7 @@ local setmetatable, rawget, select = setmetatable, rawget, select
 local min, random = math.min, math.random
 local unary, start, open, deadline_of = core.client_unary, core.client_start, core.client_open,
                                         core.client_deadline
+local relay = core.client_relay
 local wall = core.wall_now
 local next, rawset = next, rawset
 local method_info = core.client_method
@@ -373,6 +374,23 @@ function Stream:_done(code)
     m_seconds:observe(now() - self.t0, self.p.labels)
   end
 end
+--- s:relay(stream): for a proxy, the next message of either side of a
+-- client- or bidi-streaming handler: "in", request (nil: the client
+-- half-closed) from the handler's stream, or "out", reply from s; at s's
+-- end "out", nil, err (nil when it ended OK), trailers. Whichever side is
+-- not returned keeps its message for the next call.
+function Stream:relay(stream)
+  while true do
+    local side, msg, code, message, bin, trailers = relay(self.s, stream)
+    if side == "in" or (side == "out" and msg ~= nil) then return side, msg end
+    if side == "out" then
+      self:_done(code)
+      if code == 0 then return "out", nil, nil, trailers end
+      return "out", nil, make_error(code, message, bin, trailers), trailers
+    end
+  end
+end
+
 --- for msg in s:iter() do ... end: raises the error of a stream that fails,
 -- so that an unhandled failure ends the handler's call with its status.
 function Stream:iter()

@@ -872,8 +872,21 @@ local function canonical(v)
   return "{" .. concat(parts, ",") .. "}"
 end
 
--- --record: the call seen upstream as a stub file, once per distinct
--- request (the check is process-wide, through the use counters).
+-- Writes stubs sts (the stubs of one call seen upstream) as one stub file,
+-- once per distinct request sequence key (the check is process-wide,
+-- through the use counters).
+local function save_stubs(path, sts, key)
+  local svc, method = path:match "^/([^/]+)/(.+)$"
+  local first = core.stub_take("record:" .. path .. " " .. key, 1)
+  if not first then return end
+  local _, seq = core.stub_take("record-seq:" .. path, 0)
+  local text = core.json_encode(core.json_array(sts))
+  local ok, e = core.stub_save(("%s.%s.%d.stubs.json"):format(svc, method, seq), text .. "\n")
+  if not ok then require("moonwire").log.warn("--record: cannot write a stub", {error = e}) end
+end
+
+-- --record: a unary or server- or client-streaming call seen upstream as
+-- a stub.
 local function save_recording(path, input_type, output_type, kind, reqs, replies, err)
   local svc, method = path:match "^/([^/]+)/(.+)$"
   local st = {service = svc, method = method, output = {}}
@@ -893,22 +906,52 @@ local function save_recording(path, input_type, output_type, kind, reqs, replies
     st.output.error = err.message or ""
     st.output.code = err.code
   end
-  local key = canonical(st.inputs or st.input)
-  local first = core.stub_take("record:" .. path .. " " .. key, 1)
-  if not first then return end
-  local _, seq = core.stub_take("record-seq:" .. path, 0)
-  local text = core.json_encode(core.json_array({st}))
-  local ok, e = core.stub_save(("%s.%s.%d.stubs.json"):format(svc, method, seq), text .. "\n")
-  if not ok then require("moonwire").log.warn("--record: cannot write a stub", {error = e}) end
+  save_stubs(path, {st}, canonical(st.inputs or st.input))
 end
 
--- Forwards one call upstream (unary, server and client streams), relays
--- the replies and the status, and records it when asked.
+-- --record of a bidi call: one stub per request message, whose `inputs`
+-- are the requests up to it and whose `output.stream` the replies that
+-- came after it (those before the first request go with the first), the
+-- status on the last. The bidi stub handler answers each message with the
+-- stub that matches every message so far, so a replay sends the same
+-- replies at the same turns, and a client that waits for each reply
+-- before its next request is answered as the upstream answered it.
+local function save_bidi(path, input_type, output_type, steps, err)
+  if #steps == 0 then return end
+  local svc, method = path:match "^/([^/]+)/(.+)$"
+  local sts, inputs = {}, {}
+  for i, step in ipairs(steps) do
+    inputs[i] = {equals = to_json(step.req, input_type)}
+    local st = {service = svc, method = method, inputs = core.json_array({}),
+                output = {stream = core.json_array({})}}
+    for j = 1, i do st.inputs[j] = inputs[j] end
+    for j, r in ipairs(step.replies) do st.output.stream[j] = to_json(r, output_type) end
+    sts[i] = st
+  end
+  if err then
+    sts[#sts].output.error = err.message or ""
+    sts[#sts].output.code = err.code
+  end
+  save_stubs(path, sts, canonical(inputs))
+end
+
+-- Response metadata of the upstream handed on, but for what gRPC sets.
+local function pass_metadata(md, ctx, trailers)
+  for k, v in pairs(md or {}) do
+    if not (k:find "^grpc%-" or k:find "^:" or k == "content-type" or k == "te") then
+      if trailers then ctx:set_trailer(k, v) else ctx:set_header(k, v) end
+    end
+  end
+end
+
+-- Forwards one call upstream, relays the replies and the status, and
+-- records it when asked. A bidi call is relayed both ways as messages
+-- arrive (s:relay), with the upstream's headers and trailers.
 local function forwarder(path, kind, input_type, output_type, upstream, recording)
   local mw = require "moonwire"
   local ch
   local function channel()
-    ch = ch or mw.client(upstream)
+    ch = ch or mw.client(upstream.address, upstream.tls and {tls = upstream.tls} or nil)
     return ch
   end
   local function opts(ctx)
@@ -954,7 +997,51 @@ local function forwarder(path, kind, input_type, output_type, upstream, recordin
       return res
     end
   end
-  return nil -- bidi: not forwarded (docs/stubs.md)
+  -- pre: the requests the stub engine read before it chose to forward.
+  return function(stream, ctx, pre)
+    local s, err = channel():stream(path, opts(ctx))
+    if not s then fail(err) end
+    local steps, early = recording and {} or nil, {}
+    local headers_sent, trailers = false, nil
+    for _, m in ipairs(pre or {}) do
+      if steps then steps[#steps + 1] = {req = m, replies = {}} end
+      s:send(m)
+    end
+    while true do
+      local side, msg, e, tr = s:relay(stream)
+      if side == "in" then
+        if msg == nil then
+          s:close_send()
+        else
+          if steps then steps[#steps + 1] = {req = msg, replies = early} early = {} end
+          s:send(msg) -- false once the upstream ended: its status comes next
+        end
+      elseif msg == nil then
+        err, trailers = e, tr
+        break
+      else
+        if not headers_sent then
+          headers_sent = true
+          pass_metadata(s:headers(), ctx, false)
+        end
+        if steps then
+          local cur = steps[#steps]
+          if cur then cur.replies[#cur.replies + 1] = msg else early[#early + 1] = msg end
+        end
+        stream:send(msg)
+      end
+    end
+    if not headers_sent then pass_metadata(s:headers(), ctx, false) end
+    pass_metadata(trailers, ctx, true)
+    if steps then save_bidi(path, input_type, output_type, steps, err) end
+    if err then fail(err) end
+  end
+end
+
+-- A call handed to the upstream, in the admin API's history.
+local function record_upstream(path, req)
+  local ok, text = pcall(json_encode, req)
+  core.stub_record(path:match "^/([^/]+)/", path:match "[^/]+$", "upstream", ok and text or nil, 0)
 end
 
 local function handler(path, kind, output_type, stubs, stub_all, history, forward)
@@ -980,11 +1067,7 @@ local function handler(path, kind, output_type, stubs, stub_all, history, forwar
     local md = list and list.headers and ctx.metadata or nil
     local st, n = select(list, msgs, md)
     if not st and forward then
-      if history then
-        local ok, text = pcall(json_encode, req)
-        core.stub_record(path:match "^/([^/]+)/", path:match "[^/]+$", "upstream",
-                         ok and text or nil, 0)
-      end
+      if history then record_upstream(path, req) end
       return nil
     end
     if not st and fallback then st, n = fallback, 0 end
@@ -1039,8 +1122,16 @@ local function handler(path, kind, output_type, stubs, stub_all, history, forwar
   end
   -- bidi: each request message is answered on its own, by the stub that
   -- matches it (stubs with `inputs` are matched against every message so
-  -- far).
+  -- far). With an upstream, a method without stubs is forwarded whole, and
+  -- so is a call whose first message no stub matches (that message first).
   return function(stream, ctx)
+    if forward then
+      local l = stubs(path)
+      if not l or #l == 0 then
+        if history then record_upstream(path, nil) end
+        return forward(stream, ctx, nil)
+      end
+    end
     local reqs, first = {}, true
     for m in stream:iter() do
       reqs[#reqs + 1] = m
@@ -1048,6 +1139,10 @@ local function handler(path, kind, output_type, stubs, stub_all, history, forwar
       if not st or st == fallback then
         local all, k = select(list, reqs, list and list.headers and ctx.metadata or nil)
         if all then st, n = all, k end
+      end
+      if forward and first and (not st or st == fallback) then
+        if history then record_upstream(path, m) end
+        return forward(stream, ctx, reqs)
       end
       if history then record(path, st, m, not st and 12 or nil) end
       if not st then unimplemented(path, list, {m}, ctx.metadata) end

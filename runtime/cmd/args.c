@@ -52,7 +52,8 @@ static const char usage[] =
     "      --http ADDR       serve gRPC-Web and Connect for browsers and HTTP\n"
     "                        clients on ADDR (http.listen)\n"
     "      --upstream ADDR   forward calls that no handler or stub answers to\n"
-    "                        the gRPC server at ADDR (upstream)\n"
+    "                        the gRPC server at ADDR (upstream); https://ADDR:\n"
+    "                        over TLS, verified against the system's roots\n"
     "      --record DIR      write each call forwarded upstream, with its\n"
     "                        reply, as a stub file in DIR\n"
     "      --stub-all DIR    serve DIR, and answer every method that has no\n"
@@ -333,15 +334,25 @@ int mw_cmd_load_config(const options *o, mw_config *cfg, mw_diag *diag) {
   }
   if (o->stub_all) cfg->stub_all = 1;
   if (o->upstream) {
-    const char *problem = mw_config_check_address(o->upstream);
-    char *copy = problem ? NULL : strdup(o->upstream);
+    int tls = 0;
+    const char *addr = mw_config_upstream_address(o->upstream, &tls);
+    const char *problem = mw_config_check_address(addr);
+    char *copy = problem ? NULL : strdup(addr);
     if (problem) {
       mw_diag_add(diag, "--upstream %s: %s", o->upstream, problem);
     } else if (!copy) {
       mw_diag_add(diag, "--upstream: out of memory");
     } else {
+      /* The flag names the upstream anew: the config's TLS files were
+       * for the config's upstream. */
       free(cfg->upstream);
       cfg->upstream = copy;
+      free(cfg->upstream_tls.ca);
+      free(cfg->upstream_tls.cert);
+      free(cfg->upstream_tls.key);
+      free(cfg->upstream_tls.server_name);
+      memset(&cfg->upstream_tls, 0, sizeof cfg->upstream_tls);
+      cfg->upstream_tls.tls = tls;
     }
   }
   if (o->record) {

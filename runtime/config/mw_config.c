@@ -177,6 +177,11 @@ void mw_config_free(mw_config *c) {
   c->http.tls_cert = c->http.tls_key = c->http.tls_client_ca = NULL;
   free(c->upstream);
   c->upstream = NULL;
+  free(c->upstream_tls.ca);
+  free(c->upstream_tls.cert);
+  free(c->upstream_tls.key);
+  free(c->upstream_tls.server_name);
+  memset(&c->upstream_tls, 0, sizeof c->upstream_tls);
   free(c->record);
   c->record = NULL;
   for (size_t i = 0; i < c->n_methods; i++) {
@@ -914,6 +919,8 @@ static const char *const shutdown_keys[] = {"grace", "drain_delay", NULL};
 static const char *const tls_keys[] = {"cert", "key", "client_ca",
                                        "require_client_cert", NULL};
 static const char *const lua_keys[] = {"unsafe", NULL};
+static const char *const upstream_keys[] = {"address", "tls", NULL};
+static const char *const upstream_tls_keys[] = {"ca", "cert", "key", "server_name", NULL};
 static const char *const admin_keys[] = {"listen", "max_connections", "timeout", NULL};
 static const char *const metrics_keys[] = {"max_series", NULL};
 static const char *const http_keys[] = {"listen", "max_connections", "timeout", "cors", "tls",
@@ -1158,6 +1165,81 @@ static void address_value(ctx *x, const node *v, const char *key, char **dst) {
   }
   free(*dst);
   *dst = dup;
+}
+
+static void tls_path(ctx *x, const node *v, const char *key, char **dst);
+
+const char *mw_config_upstream_address(const char *s, int *tls) {
+  if (strncmp(s, "https://", 8) == 0) {
+    *tls = 1;
+    return s + 8;
+  }
+  if (strncmp(s, "http://", 7) == 0) {
+    *tls = 0;
+    return s + 7;
+  }
+  return s;
+}
+
+static void upstream_address(ctx *x, mw_config *c, const node *v, const char *key) {
+  if (want_scalar(x, v, key, "a HOST:PORT address or an https://HOST:PORT URL") != 0) return;
+  int tls = c->upstream_tls.tls;
+  const char *addr = mw_config_upstream_address(v->s, &tls);
+  const char *problem = mw_config_check_address(addr);
+  if (problem) {
+    ERR(x, v, "%s: invalid address '%s': %s", key, EX(v), problem);
+    return;
+  }
+  char *dup = strdup(addr);
+  if (!dup) {
+    ERR(x, v, "%s: out of memory", key);
+    return;
+  }
+  free(c->upstream);
+  c->upstream = dup;
+  c->upstream_tls.tls = tls;
+}
+
+static void upstream_tls_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  (void)k;
+  switch (idx) {
+  case 0: tls_path(x, v, "upstream.tls.ca", &c->upstream_tls.ca); return;
+  case 1: tls_path(x, v, "upstream.tls.cert", &c->upstream_tls.cert); return;
+  case 2: tls_path(x, v, "upstream.tls.key", &c->upstream_tls.key); return;
+  default:
+    if (want_scalar(x, v, "upstream.tls.server_name", "a host name") != 0) return;
+    free(c->upstream_tls.server_name);
+    c->upstream_tls.server_name = strdup(v->s);
+    if (!c->upstream_tls.server_name) ERR(x, v, "upstream.tls.server_name: out of memory");
+    return;
+  }
+}
+
+static void upstream_pair(ctx *x, mw_config *c, int idx, const node *k, const node *v) {
+  (void)k;
+  if (idx == 0) {
+    upstream_address(x, c, v, "upstream.address");
+    return;
+  }
+  /* tls: true (the system's roots), false, or the files' mapping */
+  if (v->type == N_MAP) {
+    c->upstream_tls.tls = 1;
+    walk_map(x, c, v, "upstream.tls", upstream_tls_keys, upstream_tls_pair);
+    if (!c->upstream_tls.cert != !c->upstream_tls.key)
+      ERR(x, v, "upstream.tls: cert and key go together (a client certificate and its key)");
+    return;
+  }
+  bool_value(x, v, "upstream.tls", &c->upstream_tls.tls);
+}
+
+/* upstream: HOST:PORT, https://HOST:PORT, or {address:, tls:}. */
+static void upstream_value(ctx *x, mw_config *c, const node *v) {
+  if (v->type != N_MAP) {
+    upstream_address(x, c, v, "upstream");
+    return;
+  }
+  walk_map(x, c, v, "upstream", upstream_keys, upstream_pair);
+  if (!c->upstream) ERR(x, v, "upstream: needs an address (HOST:PORT)");
 }
 
 static void lua_pair(ctx *x, mw_config *c, int idx, const node *k,
@@ -2854,7 +2936,7 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     if (want_section(x, v, key) == 0) walk_map(x, c, v, key, http_keys, http_pair);
     return;
   case 26: /* upstream: where stub mode forwards what nothing answers */
-    address_value(x, v, "upstream", &c->upstream);
+    upstream_value(x, c, v);
     return;
   default:
     return;

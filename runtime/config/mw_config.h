@@ -162,6 +162,13 @@ typedef struct mw_config {
   int reflection; /* serve grpc.reflection v1 and v1alpha; default 1 */
   char *upstream; /* upstream: HOST:PORT that stub mode forwards calls to
                      when neither a handler nor a stub answers; NULL: none */
+  /* TLS to the upstream (upstream.tls, or an https:// upstream): off while
+   * tls is 0; without ca the system's roots verify it. Paths absolute,
+   * resolved against the config file's directory (owned). */
+  struct {
+    int tls;
+    char *ca, *cert, *key, *server_name;
+  } upstream_tls;
   char *record;   /* serve --record DIR (absolute; no config key): where
                      calls forwarded upstream are written as stub files */
   int stub_all;   /* serve --stub-all: every method without a handler or stub
@@ -306,6 +313,10 @@ int mw_config_load_string(mw_config *c, const char *yaml, size_t len,
 /* What is wrong with a listen address ("HOST:PORT", "[IPv6]:PORT"), or NULL
  * when it is valid. */
 const char *mw_config_check_address(const char *addr);
+/* An upstream written as a URL: "https://HOST:PORT" (TLS, *tls = 1) or
+ * "http://HOST:PORT" (*tls = 0) -> the HOST:PORT inside s; anything else
+ * is s itself, *tls left as it was. */
+const char *mw_config_upstream_address(const char *s, int *tls);
 
 /* Frees everything c owns and resets it to defaults; safe to call twice. */
 void mw_config_free(mw_config *c);

@@ -123,5 +123,10 @@ struct mw_lcall *mw_handle_check(lua_State *L, int idx, const char *mt);
 void mw_lstream_on_message(struct mw_lcall *h, int ok, const char *data,
                            size_t len, int has_msg);
 void mw_lstream_on_writable(struct mw_lcall *h);
+/* A request read for core.client_relay (h->relay_in armed) goes here:
+ * l_client.c installs it when it opens, so that the stream layer does not
+ * link the outbound one. */
+extern void (*mw_lstream_relay_in)(struct mw_lcall *h, int ok, const char *data, size_t len,
+                                   int has_msg);
 
 #endif

@@ -170,7 +170,9 @@ static int l_wall_now(lua_State *L) {
 
 /* --- one outbound call ------------------------------------------------------ */
 
-enum { W_NONE = 0, W_RESULT, W_RECV, W_SEND };
+enum { W_NONE = 0, W_RESULT, W_RECV, W_SEND, W_RELAY };
+/* lout.relay: the relay's read of the replies. */
+enum { RELAY_IDLE = 0, RELAY_ASKED, RELAY_KEPT };
 
 typedef struct lout {
   mw_lchild link;     /* in h's children while h runs */
@@ -186,6 +188,10 @@ typedef struct lout {
   char *block;        /* a big request while it is encoded (owned: freed
                          once sent, or by the finalizer when Lua raised
                          through the encoder) */
+  int relay;          /* RELAY_*: core.client_relay's read of the replies */
+  char *relay_msg;    /* the reply it brought while the handler waited
+                         elsewhere (owned) */
+  size_t relay_len;
 } lout;
 
 static void out_child_cancel(mw_lchild *l) {
@@ -289,7 +295,7 @@ static int push_outcome(lua_State *L, lout *r) {
   return push_failure(L, r->cc, code, msg, mlen);
 }
 
-static const mw_wait_ops client_wait, client_recv_wait, client_send_wait;
+static const mw_wait_ops client_wait, client_recv_wait, client_send_wait, relay_wait;
 
 /* Whether h's handler waits on r now. */
 static int waits_on(const mw_lcall *h, const lout *r) {
@@ -355,10 +361,23 @@ static void wake_pushed(mw_lcall *h, int ok, int n) {
   wake_how(h, ok ? MW_WAKE_OK : MW_WAKE_RAISE, n);
 }
 
+/* A relay's wait ends with nothing pushed: core.client_relay is called
+ * again and takes what arrived. */
+static void relay_wake(mw_lcall *h, lout *r) {
+  r->waiting = 0;
+  h->wait_arg = NULL;
+  wake(h, 0);
+}
+
 static void ev_status(void *self) {
   lout *r = self;
   r->done = 1;
+  r->relay = r->relay == RELAY_KEPT ? RELAY_KEPT : RELAY_IDLE;
   mw_lcall *h = r->h;
+  if (h && h->wait == &relay_wait && h->wait_arg == r) {
+    relay_wake(h, r);
+    return;
+  }
   if (!h || !r->waiting || !waits_on(h, r)) return;
   int w = r->waiting;
   r->waiting = 0;
@@ -376,6 +395,20 @@ static void ev_status(void *self) {
 static void ev_message(void *self, int ok, const char *data, size_t len, int has_msg) {
   lout *r = self;
   mw_lcall *h = r->h;
+  if (r->relay == RELAY_ASKED) {
+    r->relay = RELAY_IDLE;
+    if (!ok || !has_msg) return; /* the status follows and wakes the relay */
+    r->relay_msg = malloc(len ? len : 1);
+    if (!r->relay_msg) {
+      mw_ccall_cancel(r->cc); /* a reply we cannot keep */
+      return;
+    }
+    memcpy(r->relay_msg, data, len);
+    r->relay_len = len;
+    r->relay = RELAY_KEPT;
+    if (h && h->wait == &relay_wait && h->wait_arg == r) relay_wake(h, r);
+    return;
+  }
   if (!ok || !has_msg) return; /* the status follows and wakes the reader */
   if (!h || r->waiting != W_RECV || !waits_on(h, r)) return;
   r->waiting = 0;
@@ -616,6 +649,9 @@ static int out_gc(lua_State *L) {
   lout *r = lua_touserdata(L, 1);
   free(r->block);
   r->block = NULL;
+  free(r->relay_msg);
+  r->relay_msg = NULL;
+  r->relay = RELAY_IDLE;
   if (r->h) mw_co_child_remove(r->h, &r->link);
   r->h = NULL;
   if (r->cc) mw_ccall_release(r->cc);
@@ -748,6 +784,132 @@ static int stream_headers(lua_State *L) {
   return 1;
 }
 
+/* --- relays ------------------------------------------------------------------ */
+
+/* A proxy's two directions in one handler, which waits on one thing at a
+ * time: core.client_relay keeps a read asked on each side (the handler's
+ * requests, the outbound stream's replies) and returns whichever came
+ * first, keeping the other for the next turn. Each side holds one message
+ * at most, so a slow side slows the other through flow control instead of
+ * buffering. The sends stay the handler's (stream:send, s:send), with
+ * their own waits. */
+
+static int relay_cancel(mw_lcall *h, int ending) { return client_cancel(h, ending); }
+static const mw_wait_ops relay_wait = {"client:relay", relay_cancel};
+
+static void relay_in_event(mw_lcall *h, int ok, const char *data, size_t len, int has_msg) {
+  if (!ok) {
+    h->relay_in = MW_RELAY_FAILED;
+  } else if (!has_msg) {
+    h->relay_in = MW_RELAY_END;
+    h->half_closed = 1;
+  } else {
+    h->relay_msg = malloc(len ? len : 1);
+    if (h->relay_msg) {
+      memcpy(h->relay_msg, data, len);
+      h->relay_len = len;
+      h->relay_in = MW_RELAY_MSG;
+    } else {
+      h->relay_in = MW_RELAY_FAILED;
+      h->oom = 1;
+    }
+  }
+  if (h->wait == &relay_wait) {
+    lout *r = h->wait_arg;
+    if (r) r->waiting = 0;
+    h->wait_arg = NULL;
+    mw_co_wake(h, MW_WAKE_OK, 0); /* an event of h's own call */
+  }
+}
+
+/* A request's bytes decoded onto L as "in", msg; raises INVALID_ARGUMENT
+ * when they do not decode. Frees data. */
+static int relay_push_in(lua_State *L, mw_lcall *h, char *data, size_t len) {
+  char err[MW_CODEC_ERRLEN];
+  char mem[1024];
+  upb_Arena *a = upb_Arena_Init(mem, sizeof mem, &upb_alloc_global);
+  lua_pushliteral(L, "in");
+  int rc = mw_codec_decode_push(L, data, len, h->m->input, a, err, sizeof err);
+  upb_Arena_Free(a);
+  free(data);
+  if (rc != 0) {
+    mw_lstatus_push(L, MW_STATUS_INVALID_ARGUMENT, err);
+    return lua_error(L);
+  }
+  return 2;
+}
+
+/* "out", nil, code, message, details_bin | nil, trailers: the outbound
+ * call's end (code 0 when it ended OK). */
+static int relay_push_end(lua_State *L, lout *r) {
+  lua_pushliteral(L, "out");
+  if (!r->cc)
+    return 1 + push_lit_failure(L, MW_STATUS_CANCELLED,
+                                "cancelled: the call that made it was cancelled or ended");
+  size_t mlen;
+  const char *msg = mw_ccall_message(r->cc, &mlen);
+  return 1 + push_failure(L, r->cc, mw_ccall_code(r->cc), msg, mlen);
+}
+
+/* core.client_relay(s, stream) -> "in", request | "in", nil (the client
+ * half-closed) | "out", reply | "out", nil, code, message, details_bin,
+ * trailers (the outbound call ended) | nothing: something arrived, ask
+ * again. s is an outbound stream, stream the handler's own (client- or
+ * bidi-streaming). */
+static int l_client_relay(lua_State *L) {
+  mw_lcall *h;
+  lout *r = check_out(L, MT_CSTREAM, &h);
+  mw_lcall *in = mw_handle_check(L, 2, MW_MT_STREAM);
+  if (in != h) return luaL_argerror(L, 2, "the running handler's own stream expected");
+  if (h->m->kind != MW_KIND_CLIENT_STREAMING && h->m->kind != MW_KIND_BIDI_STREAMING)
+    return luaL_error(L, "%s is not a client- or bidi-streaming method", h->m->path);
+  if (h->has_first) {
+    h->has_first = 0;
+    char *first = h->first;
+    h->first = NULL;
+    return relay_push_in(L, h, first, h->first_len);
+  }
+  switch (h->relay_in) {
+  case MW_RELAY_MSG: {
+    char *data = h->relay_msg;
+    h->relay_msg = NULL;
+    h->relay_in = MW_RELAY_NONE;
+    return relay_push_in(L, h, data, h->relay_len);
+  }
+  case MW_RELAY_END:
+    h->relay_in = MW_RELAY_NONE;
+    lua_pushliteral(L, "in");
+    lua_pushnil(L);
+    return 2;
+  case MW_RELAY_FAILED:
+    h->relay_in = MW_RELAY_NONE;
+    if (h->oom) return luaL_error(L, "out of memory");
+    return mw_co_raise_cancelled(L, h);
+  default:
+    break;
+  }
+  if (r->relay == RELAY_KEPT) {
+    char *data = r->relay_msg;
+    r->relay_msg = NULL;
+    r->relay = RELAY_IDLE;
+    lua_pushliteral(L, "out");
+    int n = push_message(L, r->m, data, r->relay_len);
+    free(data);
+    return 1 + n;
+  }
+  if (!r->cc || !r->h || r->done) return relay_push_end(L, r);
+  if (h->relay_in == MW_RELAY_NONE && !h->half_closed) {
+    h->relay_in = MW_RELAY_ARMED;
+    mw_call_recv(h->call);
+  }
+  /* -1 from recv: a read is asked already, or the replies ended and the
+   * status is on its way; either wakes this wait. */
+  if (r->relay == RELAY_IDLE && mw_ccall_recv(r->cc) == 0) r->relay = RELAY_ASKED;
+  r->waiting = W_RELAY;
+  h->wait_arg = r;
+  return mw_co_wait(L, h, &relay_wait);
+}
+
 /* --- config ----------------------------------------------------------------- */
 
 static void push_retry(lua_State *L, const mw_config_retry *r) {
@@ -855,10 +1017,12 @@ void mw_lclient_open(lua_State *L) {
   lua_pop(L, 1);
   new_mt(L, MT_FUTURE, future_methods, out_gc);
   new_mt(L, MT_CSTREAM, stream_methods, out_gc);
+  mw_lstream_relay_in = relay_in_event;
   static const luaL_Reg fns[] = {
       {"client_channel", l_client_channel}, {"client_deadline", l_client_deadline},
       {"client_unary", l_client_unary},     {"client_start", l_client_start},
       {"client_open", l_client_open},       {"client_config", l_client_config},
+      {"client_relay", l_client_relay},
       {"client_method", l_client_method},   {"wall_now", l_wall_now},
       {"in_handler", l_in_handler},
       {NULL, NULL}};

@@ -23,8 +23,14 @@ static mw_lcall *check_stream(lua_State *L) {
 static int recv_cancel(mw_lcall *h, int ending) { return !mw_call_reading(h->call); }
 static const mw_wait_ops recv_wait = {"stream:recv", recv_cancel};
 
+void (*mw_lstream_relay_in)(mw_lcall *h, int ok, const char *data, size_t len, int has_msg);
+
 void mw_lstream_on_message(mw_lcall *h, int ok, const char *data, size_t len,
                            int has_msg) {
+  if (h->relay_in == MW_RELAY_ARMED && mw_lstream_relay_in) {
+    mw_lstream_relay_in(h, ok, data, len, has_msg);
+    return;
+  }
   if (h->wait != &recv_wait) return;
   lua_State *co = h->co;
   if (!ok) {
@@ -56,6 +62,8 @@ static int stream_recv(lua_State *L) {
   mw_lcall *h = check_stream(L);
   if (h->m->kind != MW_KIND_CLIENT_STREAMING && h->m->kind != MW_KIND_BIDI_STREAMING)
     return luaL_error(L, "%s is not a client- or bidi-streaming method", h->m->path);
+  if (h->relay_in != MW_RELAY_NONE)
+    return luaL_error(L, "stream:recv: this call's requests are read by a relay");
   if (h->has_first) {
     h->has_first = 0;
     char err[MW_CODEC_ERRLEN];

@@ -463,9 +463,10 @@ static int l_stub_admin(lua_State *L) {
 /* --- upstream and --record -------------------------------------------------- */
 
 
-/* core.stub_upstream() -> the upstream address or nil, and whether calls
- * forwarded there are recorded (serve --record). Bind time only; it also
- * fixes the directory core.stub_save writes to. */
+/* core.stub_upstream() -> the upstream ({address =, tls = nil | true |
+ * {ca =, cert =, key =, server_name =}}, as mw.client takes them) or nil,
+ * and whether calls forwarded there are recorded (serve --record). Bind
+ * time only; it also fixes the directory core.stub_save writes to. */
 static int l_stub_upstream(lua_State *L) {
   mw_lstate *st = mw_lstate_of(L);
   if (!st || !st->cfg || !st->cfg->upstream) {
@@ -479,7 +480,28 @@ static int l_stub_upstream(lua_State *L) {
   free(record_dir);
   record_dir = dir;
   pthread_mutex_unlock(&record_mu);
-  lua_pushstring(L, st->cfg->upstream);
+  const mw_config *c = st->cfg;
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, c->upstream);
+  lua_setfield(L, -2, "address");
+  if (c->upstream_tls.tls) {
+    const char *names[] = {"ca", "cert", "key", "server_name"};
+    const char *vals[] = {c->upstream_tls.ca, c->upstream_tls.cert, c->upstream_tls.key,
+                          c->upstream_tls.server_name};
+    int files = 0;
+    for (int i = 0; i < 4; i++) files |= vals[i] != NULL;
+    if (files) {
+      lua_createtable(L, 0, 4);
+      for (int i = 0; i < 4; i++) {
+        if (!vals[i]) continue;
+        lua_pushstring(L, vals[i]);
+        lua_setfield(L, -2, names[i]);
+      }
+    } else {
+      lua_pushboolean(L, 1); /* the system's roots */
+    }
+    lua_setfield(L, -2, "tls");
+  }
   lua_pushboolean(L, dir != NULL);
   return 2;
 }

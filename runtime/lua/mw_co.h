@@ -94,6 +94,12 @@ struct mw_lcall {
   int oom;          /* the handler failed for want of memory */
   int big;          /* allocated as mw_lcall_big */
   int half_closed;  /* the client half-closed its side */
+  /* While core.client_relay reads the requests beside an outbound stream's
+   * replies (l_client.c): the state of that read (MW_RELAY_*) and the
+   * request it brought while the handler waited elsewhere (owned). */
+  int relay_in;
+  char *relay_msg;
+  size_t relay_len;
   /* A first message delivered with the call to a streaming handler. */
   char *first;
   size_t first_len;
@@ -104,6 +110,10 @@ struct mw_lcall {
                        error inside an interceptor's next() was raised
                        (l_intercept.c); 0 when none */
 };
+
+/* mw_lcall.relay_in: no relay read yet; a read asked for; a request, the
+ * half-close or a failed read kept until the handler takes it. */
+enum { MW_RELAY_NONE = 0, MW_RELAY_ARMED, MW_RELAY_MSG, MW_RELAY_END, MW_RELAY_FAILED };
 
 /* Unary and server-streaming calls decode their request into a first arena
  * block held in the record itself; streaming requests use scratch arenas

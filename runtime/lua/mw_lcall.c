@@ -79,6 +79,7 @@ static void lcall_on_done(void *self) {
   if (h->oom) lua_gc(L, LUA_GCCOLLECT);
   if (h->arena) upb_Arena_Free(h->arena);
   free(h->first);
+  free(h->relay_msg);
   free(h->out_block);
   if (h->big && tl_cached < MW_LCALL_CACHE) {
     tl_cache[tl_cached++] = (mw_lcall_big *)h;
