@@ -33,11 +33,12 @@ async function result(page) {
 }
 
 // Selects a method, puts a request in the editor, sends, waits for the end.
-async function call(page, path, request, metadata) {
+async function call(page, path, request, metadata, deadline) {
   await page.select("#method", path);
   const template = await page.$eval("#request", (e) => e.value);
   await page.$eval("#request", (e, v) => { e.value = v; }, JSON.stringify(request));
   await page.$eval("#metadata", (e, v) => { e.value = v; }, metadata || "");
+  await page.$eval("#deadline", (e, v) => { e.value = v; }, deadline || "");
   await page.$eval("#timing", (e) => { e.textContent = ""; });
   await page.click("#send");
   // The send button comes back when the call has ended.
@@ -87,6 +88,12 @@ async function main() {
     const stream = await call(page, "/console.Demo/Count", { n: 3, pause: 0.3 });
     stream.arrivals = await page.evaluate(() => window.arrivals);
     say({ step: "stream", ...stream });
+
+    // Metadata, response headers and trailers; a client stream; a deadline.
+    say({ step: "echo", ...(await call(page, "/console.Demo/Echo", {}, "x-from: browser")) });
+    say({ step: "sum", ...(await call(page, "/console.Demo/Sum", [{ n: 1 }, { n: 2 }, { n: 3 }])) });
+    say({ step: "deadline",
+          ...(await call(page, "/console.Demo/Count", { n: 3, pause: 0.5 }, "", "250")) });
 
     // An error with details.
     say({ step: "error", ...(await call(page, "/console.Demo/Fail", { name: "" })) });

@@ -37,7 +37,8 @@ message Resp { string text = 1; int32 i = 2; }
 service Demo {
   rpc Count(Req) returns (stream Resp);
   rpc Fail(Req) returns (Resp);
-  rpc Sum(stream Req) returns (Resp);%s
+  rpc Sum(stream Req) returns (Resp);
+  rpc Echo(Req) returns (Resp);%s
 }
 """
 
@@ -56,9 +57,15 @@ function Demo.Fail(req)
   mw.fail(mw.INVALID_ARGUMENT, "bad name", {mw.details.BadRequest{name = "must not be empty"}})
 end
 
+function Demo.Echo(req, ctx)
+  ctx:set_header("x-head", "h1")
+  ctx:set_trailer("x-trail", "t1")
+  return {text = ctx.metadata["x-from"] or "none"}
+end
+
 function Demo.Sum(stream)
   local n = 0
-  for req in stream:each() do n = n + req.n end
+  for req in stream:iter() do n = n + req.n end
   return {i = n}
 end
 %s
@@ -188,6 +195,21 @@ class ConsoleBrowserTest(unittest.TestCase):
             self.assertEqual([a["n"] for a in arr], [1, 2, 3], arr)
             self.assertTrue(arr[0]["status"].startswith("receiving"), arr)
             self.assertGreater(arr[2]["at"] - arr[0]["at"], 400, arr)
+
+            # Metadata sent; response headers and trailers apart.
+            ec = steps["echo"]
+            self.assertEqual(ec["messages"], [{"text": "browser"}])
+            self.assertIn(["x-head", "h1"], ec["headers"])
+            self.assertEqual(ec["trailers"], [["x-trail", "t1"]])
+
+            # A client stream: the editor holds an array of messages.
+            self.assertEqual(json.loads(steps["sum"]["template"])[0]["n"], 1)
+            self.assertEqual(steps["sum"]["messages"], [{"i": 6}], steps["sum"])
+
+            # The deadline field: the stream is cut after its first message.
+            dl = steps["deadline"]
+            self.assertEqual(dl["status"], "deadline_exceeded", dl)
+            self.assertEqual([m["text"] for m in dl["messages"]], ["part 1"])
 
             # The error: its status, message and details.
             e = steps["error"]
