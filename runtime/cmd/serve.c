@@ -103,7 +103,7 @@ static int same_http(const mw_config *a, const mw_config *b) {
          same_str(a->http.tls_cert, b->http.tls_cert) &&
          same_str(a->http.tls_key, b->http.tls_key) &&
          same_strvec(&a->http.cors_origins, &b->http.cors_origins) &&
-         same_strvec(&a->http.cors_headers, &b->http.cors_headers) && a->console == b->console;
+         same_strvec(&a->http.cors_headers, &b->http.cors_headers);
 }
 
 /* Whether two configs name the same TLS files (the server's listeners keep
@@ -152,7 +152,9 @@ static void reload(serving *sv, const char *why) {
     mw_log(MW_LOG_WARN, "tls changes take effect at the next start (replacing the "
                         "files themselves needs no restart)");
   if (!same_http(&ncfg, &sv->cfg))
-    mw_log(MW_LOG_WARN, "http and console changes take effect at the next start");
+    mw_log(MW_LOG_WARN, "http changes take effect at the next start");
+  if (ncfg.console != sv->cfg.console)
+    mw_log(MW_LOG_WARN, "console changes take effect at the next start");
   sv->gen_id++;
   mw_server_swap(sv->s, mw_gen_router(g));
   publish_served(g);
