@@ -144,10 +144,7 @@ static void message_json(tmpl *t, const upb_MessageDef *m) {
   t->depth--;
 }
 
-char *mw_console_template_json(const mw_router *r, const char *full_name, size_t *len) {
-  const upb_DefPool *pool = mw_schema_pool(mw_methods_schema(mw_router_methods(r)));
-  const upb_MessageDef *m = upb_DefPool_FindMessageByName(pool, full_name);
-  if (!m) return NULL;
+char *mw_console_template_json(const upb_MessageDef *m, size_t *len) {
   mw_buf b = {0};
   tmpl t = {.b = &b};
   message_json(&t, m);
@@ -257,6 +254,7 @@ int mw_console_serve(h2o_req_t *req, mw_server *server, const char *call_base) {
   if (restn > 0) rest++, restn--; /* the slash */
   if (restn == 0) {
     const mw_embedded *e = asset("index.html", 10);
+    if (!e) return answer(req, 404, "text/plain; charset=utf-8", H2O_STRLIT("not found\n"));
     return answer(req, 200, content_type_of(e->path), e->data, e->len);
   }
   if (restn == 6 && memcmp(rest, "schema", 6) == 0) {

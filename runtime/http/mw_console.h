@@ -25,6 +25,7 @@
 #include <stddef.h>
 
 #include "core/mw_server.h"
+#include "upb/def.h"
 
 struct st_h2o_req_t;
 struct mw_router;
@@ -43,8 +44,9 @@ int mw_console_serve(struct st_h2o_req_t *req, mw_server *server, const char *ca
  * NULL when out of memory). */
 char *mw_console_schema_json(const struct mw_router *r, const char *call_base, size_t *len);
 
-/* A request message of type full_name in r's schema, every field filled
- * from its type, as JSON (malloc'd; NULL when the type is unknown). */
-char *mw_console_template_json(const struct mw_router *r, const char *full_name, size_t *len);
+/* A message of type m with every field filled from its type (the rule of
+ * stub mode's default message, lua/moonwire/stub.lua), as proto3 JSON with
+ * JSON names: malloc'd, the caller's; NULL when out of memory. */
+char *mw_console_template_json(const upb_MessageDef *m, size_t *len);
 
 #endif
