@@ -8,7 +8,9 @@
 
 #include "base/mw_buf.h"
 #include "base/mw_embedded.h"
+#include "codec/mw_json.h"
 #include "core/mw_router.h"
+#include "http/mw_webwire.h"
 #include "schema/mw_methods.h"
 #include "upb/def.h"
 
@@ -212,8 +214,9 @@ static void add_header_s(h2o_req_t *req, const char *name, const char *v) {
 
 static int answer(h2o_req_t *req, int status, const char *ct, const char *body, size_t len) {
   req->res.status = status;
-  req->res.reason = status == 200 ? "OK" : status == 404 ? "Not Found"
-                  : status == 405 ? "Method Not Allowed" : "Internal Server Error";
+  req->res.reason = status == 200 ? "OK" : status == 400 ? "Bad Request"
+                  : status == 404 ? "Not Found" : status == 405 ? "Method Not Allowed"
+                  : "Internal Server Error";
   add_header(req, H2O_TOKEN_CONTENT_TYPE, ct);
   add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
   add_header_s(req, "x-content-type-options", "nosniff");
@@ -238,6 +241,87 @@ static const mw_embedded *asset(const char *name, size_t n) {
         memcmp(mw_console_assets[i].path, name, n) == 0)
       return &mw_console_assets[i];
   return NULL;
+}
+
+/* --- error details ------------------------------------------------------------ */
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* The query parameter name, percent-decoded into a malloc'd string (NULL
+ * when absent, malformed or out of memory). */
+static char *query_param(h2o_req_t *req, const char *name, size_t *len) {
+  if (req->query_at == SIZE_MAX) return NULL;
+  const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+  size_t nl = strlen(name);
+  while (q < end) {
+    const char *amp = memchr(q, '&', (size_t)(end - q));
+    const char *e = amp ? amp : end;
+    if ((size_t)(e - q) > nl && memcmp(q, name, nl) == 0 && q[nl] == '=') {
+      const char *v = q + nl + 1;
+      char *out = malloc((size_t)(e - v) + 1);
+      size_t n = 0;
+      for (; out && v < e; v++) {
+        if (*v == '%') {
+          int h = e - v > 2 ? hexval(v[1]) : -1, l = h >= 0 ? hexval(v[2]) : -1;
+          if (l < 0) {
+            free(out);
+            return NULL;
+          }
+          out[n++] = (char)(h * 16 + l);
+          v += 2;
+        } else {
+          out[n++] = *v == '+' ? ' ' : *v;
+        }
+      }
+      if (out) out[n] = 0;
+      if (len) *len = n;
+      return out;
+    }
+    q = e + 1;
+  }
+  return NULL;
+}
+
+/* GET /console/detail?type=T&value=B64: an error detail (a Connect
+ * error's {type, value}) as JSON, decoded with the live schema, which has
+ * the google.rpc details and the services' own types. */
+static int detail(h2o_req_t *req, mw_server *server) {
+  size_t vl = 0;
+  char *type = query_param(req, "type", NULL), *value = query_param(req, "value", &vl);
+  unsigned char *bin = value ? malloc(vl + 4) : NULL;
+  long bl = bin ? mw_web_b64_decode(value, vl, bin, 1) : -1;
+  int rc;
+  if (!type || bl < 0) {
+    rc = answer(req, 400, "text/plain; charset=utf-8",
+                H2O_STRLIT("a detail needs ?type=NAME&value=BASE64\n"));
+  } else {
+    mw_router *r = mw_server_router_acquire(server);
+    const upb_DefPool *pool = mw_schema_pool(mw_methods_schema(mw_router_methods(r)));
+    const upb_MessageDef *m = upb_DefPool_FindMessageByName(pool, type);
+    upb_Arena *a = m ? upb_Arena_New() : NULL;
+    const char *out = NULL;
+    size_t ol = 0;
+    char err[256];
+    if (!m)
+      rc = answer(req, 404, "text/plain; charset=utf-8",
+                  H2O_STRLIT("no such message type in the schema\n"));
+    else if (!a || mw_json_from_binary((const char *)bin, (size_t)bl, m, pool, 0, NULL, a, &out,
+                                       &ol, err, sizeof err) != MW_JSON_OK)
+      rc = answer(req, 400, "text/plain; charset=utf-8", H2O_STRLIT("cannot decode it\n"));
+    else
+      rc = answer(req, 200, "application/json", out, ol);
+    if (a) upb_Arena_Free(a);
+    mw_router_unref(r);
+  }
+  free(type);
+  free(value);
+  free(bin);
+  return rc;
 }
 
 int mw_console_serve(h2o_req_t *req, mw_server *server, const char *call_base) {
@@ -268,6 +352,7 @@ int mw_console_serve(h2o_req_t *req, mw_server *server, const char *call_base) {
     free(json);
     return 0;
   }
+  if (restn == 6 && memcmp(rest, "detail", 6) == 0) return detail(req, server);
   if (restn == 10 && memcmp(rest, "generation", 10) == 0) {
     mw_router *r = mw_server_router_acquire(server);
     char buf[48];

@@ -16,6 +16,8 @@
  *   type (the rule of stub mode's default message).
  * GET /console/generation: {"generation": N}, polled by the page to follow
  *   reloads.
+ * GET /console/detail?type=T&value=B64: an error detail (a Connect error's
+ *   type and base64 value) as JSON, decoded with the live schema.
  *
  * Threads: called on the HTTP server's thread; the schema is read from a
  * router reference held for the request. */

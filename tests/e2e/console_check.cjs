@@ -96,7 +96,10 @@ async function main() {
           ...(await call(page, "/console.Demo/Count", { n: 3, pause: 0.5 }, "", "250")) });
 
     // An error with details.
-    say({ step: "error", ...(await call(page, "/console.Demo/Fail", { name: "" })) });
+    await call(page, "/console.Demo/Fail", { name: "" });
+    // The details are decoded by the server after the call's end.
+    await page.waitForSelector("#error-details li[data-decoded]", { timeout: 5000 });
+    say({ step: "error", ...(await result(page)) });
 
     // A reload that adds a method: the page shows it without being reloaded.
     say({ step: "reload" });

@@ -216,7 +216,10 @@ class ConsoleBrowserTest(unittest.TestCase):
             self.assertEqual(e["status"], "invalid_argument (HTTP 400)")
             self.assertEqual(e["error"]["message"], "bad name")
             self.assertEqual(len(e["error"]["details"]), 1, e)
-            self.assertTrue(e["error"]["details"][0].startswith("google.rpc.BadRequest"), e)
+            kind, _, value = e["error"]["details"][0].partition(" ")
+            self.assertEqual(kind, "google.rpc.BadRequest", e)
+            self.assertIn("must not be empty",
+                          json.dumps(json.loads(value)), e)
             self.assertEqual(e["messages"], [])
 
             # The reload: the new method appeared without reloading the page,
@@ -267,6 +270,17 @@ class ConsoleHttpTest(unittest.TestCase):
             status, out = post_json(port, "/console.Demo/Fail", by["/console.Demo/Count"]["template"])
             self.assertEqual(out["code"], "invalid_argument")
             self.assertEqual(json.loads(get(port, "/console/generation")[2]), {"generation": 1})
+            # An error detail decoded with the live schema: a google.rpc
+            # type, or one of the services' own (here console.Resp{text:
+            # "hi"}, bytes 0a 02 68 69, unpadded base64 as Connect sends it).
+            status, _, body = get(port, "/console/detail?type=console.Resp&value=CgJoaQ")
+            self.assertEqual((status, json.loads(body)), (200, {"text": "hi"}))
+            status, _, body = get(port, "/console/detail?type=google.rpc.BadRequest&value=")
+            self.assertEqual((status, json.loads(body)), (200, {}))
+            self.assertEqual(get(port, "/console/detail?type=no.Such&value=")[0], 404)
+            self.assertEqual(get(port, "/console/detail?type=console.Resp&value=%%%")[0], 400)
+            self.assertEqual(get(port, "/console/detail?type=console.Resp&value=!!!!")[0], 400)
+            self.assertEqual(get(port, "/console/detail?value=CgJoaQ")[0], 400)
             # Only GET.
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             c.request("POST", "/console/schema", "{}", {"content-type": "application/json"})

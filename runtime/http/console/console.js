@@ -171,9 +171,25 @@
     list.textContent = "";
     for (const d of (err && err.details) || []) {
       const li = document.createElement("li");
-      li.textContent = d.type + (d.debug !== undefined ? " " + JSON.stringify(d.debug) : "") +
-        (d.value ? "  value (base64): " + d.value : "");
+      li.textContent = d.type + "  value (base64): " + (d.value || "");
       list.appendChild(li);
+      decodeDetail(d, li);
+    }
+  }
+
+  // A detail's bytes as JSON, decoded by the server with the live schema
+  // (the google.rpc details, and the services' own types); left as base64
+  // when its type is not known there.
+  async function decodeDetail(d, li) {
+    try {
+      const q = "type=" + encodeURIComponent(d.type) + "&value=" + encodeURIComponent(d.value || "");
+      const res = await fetch("/console/detail?" + q, { cache: "no-store" });
+      if (!res.ok) return;
+      const json = await res.json();
+      li.textContent = d.type + " " + JSON.stringify(json);
+      li.dataset.decoded = "1";
+    } catch (e) {
+      // the base64 form stays
     }
   }
 
