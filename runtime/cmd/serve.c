@@ -158,6 +158,8 @@ static void reload(serving *sv, const char *why) {
                         "files themselves needs no restart)");
   if (!same_http(&ncfg, &sv->cfg))
     mw_log(MW_LOG_WARN, "http changes take effect at the next start");
+  if (ncfg.console != sv->cfg.console)
+    mw_log(MW_LOG_WARN, "console changes take effect at the next start");
   sv->gen_id++;
   mw_server_swap(sv->s, mw_gen_router(g));
   publish_served(g);

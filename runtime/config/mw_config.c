@@ -104,6 +104,7 @@ void mw_config_init(mw_config *c) {
   c->shutdown_drain_delay_ms = 0;
   c->health = 1;
   c->reflection = 1;
+  c->console = 1;
   c->admin.max_connections = 64;
   c->admin.timeout_ms = 10000;
   c->http.max_connections = 1024;
@@ -851,7 +852,7 @@ static const char *const top_keys[] = {
     "keepalive", "reload", "log",      "shutdown_grace_ms", "protos",
     "shutdown", "health", "reflection", "tls", "methods", "transport", "lua",
     "compression", "interceptors", "tracing", "admin", "metrics", "client", "shared", "sessions",
-    "http", "upstream", NULL};
+    "http", "upstream", "console", NULL};
 
 typedef struct numfield {
   const char *key;
@@ -2937,6 +2938,9 @@ static void top_pair(ctx *x, mw_config *c, int idx, const node *k,
     return;
   case 26: /* upstream: where stub mode forwards what nothing answers */
     upstream_value(x, c, v);
+    return;
+  case 27: /* console: the browser console on the HTTP (or admin) listener */
+    bool_value(x, v, key, &c->console);
     return;
   default:
     return;

@@ -160,6 +160,8 @@ typedef struct mw_config {
   size_t n_methods;
   int health;     /* serve grpc.health.v1.Health; default 1 */
   int reflection; /* serve grpc.reflection v1 and v1alpha; default 1 */
+  int console;    /* the browser console at /console of the HTTP listener, or
+                     of the admin listener without one; default 1 */
   char *upstream; /* upstream: HOST:PORT that stub mode forwards calls to
                      when neither a handler nor a stub answers; NULL: none */
   /* TLS to the upstream (upstream.tls, or an https:// upstream): off while

@@ -557,7 +557,9 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
     }
     s->listeners[s->n_listeners++] = listener_name(cfg->listen.v[i], port);
   }
-  if (cfg->http.listen && !mw_diag_count(diag)) add_internal_listener(s, diag);
+  /* The HTTP listener's calls, or the console's on the admin listener. */
+  if ((cfg->http.listen || (cfg->admin.listen && cfg->console)) && !mw_diag_count(diag))
+    add_internal_listener(s, diag);
   if (mw_diag_count(diag)) {
     mw_server_free(s);
     return NULL;

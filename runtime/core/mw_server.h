@@ -41,7 +41,8 @@ size_t mw_server_listener_count(const mw_server *s);
 const char *mw_server_listener(const mw_server *s, size_t i);
 /* The internal listener's target ("unix:/tmp/moonwire-XXXXXX/grpc.sock")
  * for the HTTP listener's loopback calls (core/mw_loopback.h), opened by
- * mw_server_new when the config has http.listen; NULL otherwise. */
+ * mw_server_new when the config has http.listen (or admin.listen with the
+ * console on, whose calls take the same path); NULL otherwise. */
 const char *mw_server_internal_target(const mw_server *s);
 /* A reference to the current router (drop it with mw_router_unref), for a
  * thread other than the workers' that needs the current generation's

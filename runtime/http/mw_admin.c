@@ -8,8 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <h2o.h>
+
 #include "core/mw_debug.h"
+#include "http/mw_console.h"
 #include "http/mw_http.h"
+#include "http/mw_web.h"
 #include "lua/mw_health.h"
 #include "base/mw_buf.h"
 #include "base/mw_jscan.h"
@@ -25,6 +29,9 @@ struct mw_admin {
   mw_server *server;
   mw_lua_mem *mem;
   int n_mem;
+  /* The console's calls (/console/rpc/...), when the console is served
+   * here (console on, no HTTP listener); NULL otherwise. */
+  mw_web *web;
   pthread_mutex_t mu; /* config_json */
   char *config_json;  /* owned */
   size_t config_len;
@@ -209,6 +216,7 @@ char *mw_admin_config_json(const mw_config *c, size_t *len) {
   jstr(&b, &f, "upstream", c->upstream);
   jbool(&b, &f, "health", c->health);
   jbool(&b, &f, "reflection", c->reflection);
+  jbool(&b, &f, "console", c->console);
   jkey(&b, &f, "tls");
   s = 1;
   mw_buf_puts(&b, "{");
@@ -586,6 +594,33 @@ static void route(void *ud, const char *method, size_t mlen, const char *path, s
   }
 }
 
+/* --- the console (http/mw_console.h), when it is served here ------------- */
+
+/* Its pages, and its calls through a Connect handler of the admin's own
+ * (the methods' paths below MW_CONSOLE_RPC_PREFIX); everything else goes
+ * to route(). */
+static int console_raw(void *ud, h2o_req_t *req) {
+  mw_admin *a = ud;
+  size_t pl = strlen(MW_CONSOLE_RPC_PREFIX), n = req->path_normalized.len;
+  const char *p = req->path_normalized.base;
+  if (n > pl + 1 && memcmp(p, MW_CONSOLE_RPC_PREFIX "/", pl + 1) == 0) {
+    /* The handler finds the method by the normalized path. */
+    req->path_normalized = h2o_iovec_init(p + pl, n - pl);
+    return mw_web_handle(a->web, req);
+  }
+  return mw_console_serve(req, a->server, MW_CONSOLE_RPC_PREFIX);
+}
+
+static void console_on_loop(void *ud, h2o_evloop_t *loop) {
+  mw_admin *a = ud;
+  mw_web_on_loop(a->web, loop);
+}
+
+static void console_on_stop(void *ud, size_t leftover) {
+  mw_admin *a = ud;
+  mw_web_on_stop(a->web, leftover);
+}
+
 mw_admin *mw_admin_start(const mw_config *cfg, mw_server *server, mw_lua_mem *mem, int n_mem,
                          mw_diag *diag) {
   mw_admin *a = calloc(1, sizeof *a);
@@ -600,6 +635,16 @@ mw_admin *mw_admin_start(const mw_config *cfg, mw_server *server, mw_lua_mem *me
   mw_admin_set_config(a, cfg);
   mw_http_opts o = {.max_connections = (long)cfg->admin.max_connections,
                     .timeout_ms = (long)cfg->admin.timeout_ms};
+  if (cfg->console && !cfg->http.listen) {
+    a->web = mw_web_new(cfg, server, NULL, diag);
+    if (!a->web) {
+      mw_admin_stop(a);
+      return NULL;
+    }
+    o.raw = console_raw;
+    o.on_loop = console_on_loop;
+    o.on_stop = console_on_stop;
+  }
   a->http = mw_http_start(cfg->admin.listen, &o, route, a, diag);
   if (!a->http) {
     mw_admin_stop(a);
@@ -614,6 +659,8 @@ void mw_admin_stop(mw_admin *a) {
   if (!a) return;
   mw_http_stop(a->http);
   a->http = NULL;
+  mw_web_free(a->web); /* after the server: its requests are gone */
+  a->web = NULL;
   free(a->config_json);
   pthread_mutex_destroy(&a->mu);
   free(a);

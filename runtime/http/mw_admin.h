@@ -3,7 +3,12 @@
  * never by a gRPC worker. What it shows it gathers safely: metrics from
  * the registry (metrics/mw_metrics.h) and atomics, live calls by mail to
  * each worker (core/mw_debug.h), readiness from the health board's drain
- * state, the config from a copy rendered by the main thread. */
+ * state, the config from a copy rendered by the main thread.
+ *
+ * With console on and no HTTP listener, the browser console is here too
+ * (http/mw_console.h): its pages under /console, and its calls to
+ * /console/rpc/pkg.Service/Method answered by a Connect handler of the
+ * admin's own (http/mw_web.h, mw_web_new) on the admin's thread. */
 #ifndef MW_ADMIN_H
 #define MW_ADMIN_H
 

@@ -90,7 +90,10 @@ static size_t open_connections(mw_http *h) {
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req) {
   mw_http *h = ((route_handler *)self)->http;
-  if (h->opts.raw) return h->opts.raw(h->ud, req);
+  if (h->opts.raw) {
+    int rc = h->opts.raw(h->ud, req);
+    if (rc == 0 || !h->route) return rc;
+  }
   mw_http_reply r = {0};
   size_t plen = req->path_normalized.len;
   h->route(h->ud, req->method.base, req->method.len, req->path_normalized.base, plen,

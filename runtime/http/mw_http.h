@@ -53,7 +53,9 @@ typedef struct mw_http_opts {
   int tls_require_client_cert;
   /* A listener that answers asynchronously (http/mw_web.h): every request
    * goes to raw, on the server's thread, instead of the route function;
-   * it answers through h2o itself (h2o_start_response / h2o_send). */
+   * it answers through h2o itself (h2o_start_response / h2o_send) and
+   * returns 0. With a route function too, raw may return -1 to leave a
+   * request to it (the admin listener's console, http/mw_admin.h). */
   int (*raw)(void *ud, struct st_h2o_req_t *req);
   /* Called once with the event loop before it runs (on the starting
    * thread), to put the listener's own sockets on it. */

@@ -29,6 +29,7 @@
 #include "core/mw_loopback.h"
 #include "core/mw_router.h"
 #include "google/protobuf/descriptor.upb.h"
+#include "http/mw_console.h"
 #include "http/mw_http.h"
 #include "http/mw_websocket.h"
 #include "http/mw_webwire.h"
@@ -43,8 +44,9 @@
   "Grpc-Encoding, Grpc-Accept-Encoding, X-Grpc-Web, X-User-Agent"
 
 struct mw_web {
-  mw_http *http;
+  mw_http *http; /* NULL for a handler on another listener (mw_web_new) */
   mw_server *server;
+  int console;   /* serve the console's pages (http/mw_console.h) */
   mw_web_rest_fn rest; /* the REST routes of a router's generation (NULL: none) */
   mw_loopback *lb;
   mw_ws *ws;             /* the WebSocket calls (http/mw_websocket.h) */
@@ -1343,6 +1345,7 @@ static int rest_req(mw_web *w, h2o_req_t *req, mw_router *r, const mw_transcode 
 
 static int on_req(void *ud, h2o_req_t *req) {
   mw_web *w = ud;
+  if (w->console && mw_console_serve(req, w->server, "") == 0) return 0;
   int cors = origin_allowed(w, find_header_str(req, "origin"));
   /* An answer without CORS headers depends on Origin as much as one with
    * them (add_cors says so there): a cache must not give it to a page of
@@ -1640,8 +1643,8 @@ static void web_free(mw_web *w) {
   free(w);
 }
 
-mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_web_rest_fn rest,
-                     mw_diag *diag) {
+mw_web *mw_web_new(const mw_config *cfg, mw_server *server, mw_web_rest_fn rest,
+                   mw_diag *diag) {
   mw_web *w = calloc(1, sizeof *w);
   if (!w) {
     mw_diag_add(diag, "http: out of memory");
@@ -1695,6 +1698,14 @@ mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_web_rest_fn res
     web_free(w);
     return NULL;
   }
+  return w;
+}
+
+mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_web_rest_fn rest,
+                     mw_diag *diag) {
+  mw_web *w = mw_web_new(cfg, server, rest, diag);
+  if (!w) return NULL;
+  w->console = cfg->console;
   /* A body holds one message (or a few) plus envelopes; text mode a third
    * more for base64. */
   size_t max_body = w->max_body + w->max_body / 3 + 64;
@@ -1721,12 +1732,23 @@ mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_web_rest_fn res
 
 const char *mw_web_address(const mw_web *w) { return mw_http_address(w->http); }
 
-void mw_web_stop(mw_web *w) {
+int mw_web_handle(mw_web *w, struct st_h2o_req_t *req) { return on_req(w, req); }
+
+void mw_web_on_loop(mw_web *w, struct st_h2o_evloop_t *loop) { on_loop(w, loop); }
+
+void mw_web_on_stop(mw_web *w, size_t leftover) { on_stop(w, leftover); }
+
+void mw_web_free(mw_web *w) {
   if (!w) return;
-  mw_http_stop(w->http);
   /* Every request is gone, so every loopback call is released: their last
    * completions are run here. With connections left open, their calls are
    * left too (the process exits). */
   if (w->leftover == 0) mw_loopback_close(w->lb, 2000);
   web_free(w);
+}
+
+void mw_web_stop(mw_web *w) {
+  if (!w) return;
+  mw_http_stop(w->http);
+  mw_web_free(w);
 }

@@ -20,6 +20,9 @@
  * A client that goes away (its request disposed by h2o: a closed connection
  * or a reset stream) cancels the loopback call; the handler sees it.
  *
+ * With console on, GET /console and below are the browser console's
+ * (http/mw_console.h), ahead of REST routes.
+ *
  * Bounds: request bodies at most limits.max_receive_bytes (413 past it),
  * http.timeout for idle or slow connections, http.max_connections. */
 #ifndef MW_WEB_H
@@ -47,6 +50,22 @@ mw_web *mw_web_start(const mw_config *cfg, mw_server *server, mw_web_rest_fn res
                      mw_diag *diag);
 /* "host:port" with the port actually bound. */
 const char *mw_web_address(const mw_web *w);
+
+/* The same handler without a listener of its own, for requests another
+ * HTTP server hands it on that server's thread (the admin listener's
+ * console calls, http/mw_admin.h): the loopback channel is opened here,
+ * the rest is the server's to call. NULL with diag filled. */
+mw_web *mw_web_new(const mw_config *cfg, mw_server *server, mw_web_rest_fn rest,
+                   mw_diag *diag);
+struct st_h2o_req_t;
+struct st_h2o_evloop_t;
+/* Answers req as the listener would (mw_http_opts.raw); returns 0. */
+int mw_web_handle(mw_web *w, struct st_h2o_req_t *req);
+/* The server's on_loop and on_stop (mw_http_opts), passed on. */
+void mw_web_on_loop(mw_web *w, struct st_h2o_evloop_t *loop);
+void mw_web_on_stop(mw_web *w, size_t leftover);
+/* Frees a handler of mw_web_new once its server has stopped. NULL ok. */
+void mw_web_free(mw_web *w);
 /* Stops the thread (requests in flight are cancelled), closes the
  * loopback channel, frees w. NULL ok. */
 void mw_web_stop(mw_web *w);

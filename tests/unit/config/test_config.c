@@ -760,7 +760,7 @@ static void test_unknown_keys(void) {
              "services, proto_path, limits, keepalive, reload, log, "
              "shutdown_grace_ms, protos, shutdown, health, reflection, tls, methods, "
              "transport, lua, compression, interceptors, tracing, admin, metrics, client, "
-             "shared, sessions, http, upstream)");
+             "shared, sessions, http, upstream, console)");
 }
 
 static void test_duplicates(void) {
