@@ -105,6 +105,27 @@ class Readme(unittest.TestCase):
             self.assertEqual(r.returncode, 5)
             self.assertIn("NOT_FOUND (5): no such item: milk", r.stderr)
 
+    def test_stub(self):
+        # The README's stub file beside a copy of shop.proto answers Price
+        # with no Lua, and what no stub matches is UNIMPLEMENTED.
+        with open(README) as f:
+            text = f.read()
+        blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S)
+                  if b.startswith("# mock/cart.stubs.yaml\n")]
+        self.assertEqual(len(blocks), 1)
+        with open(os.path.join(SHOP, "shop.proto")) as f:
+            proto = f.read()
+        d = mwtest.ServiceDir({"shop.proto": proto, "cart.stubs.yaml": blocks[0]})
+        self.addCleanup(d.cleanup)
+        protos = Protos(SHOP)
+        Item = protos.msg("shop.Item")
+        with Server(d.path) as s:
+            price = protos.unary(s.channel(), "/shop.Cart/Price")
+            self.assertEqual(price(Item(sku="tea", quantity=2), timeout=10).cents, 900)
+            with self.assertRaises(grpc.RpcError) as e:
+                price(Item(sku="coffee", quantity=1), timeout=10)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+
 
 if __name__ == "__main__":
     mwtest.main()
