@@ -794,7 +794,7 @@ static int skip_header(const char *k, size_t kl) {
   return 0;
 }
 
-static void peer_of(h2o_req_t *req, char *out, size_t len) {
+void mw_web_peer(h2o_req_t *req, char *out, size_t len) {
   struct sockaddr_storage ss;
   socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
   char host[INET6_ADDRSTRLEN] = "?";
@@ -946,7 +946,7 @@ static void start_call(mw_web *w, wcall *wc, parsed *p) {
     lens[n++] = wc->last_event_id.len;
   }
   char peer[96];
-  peer_of(req, peer, sizeof peer);
+  mw_web_peer(req, peer, sizeof peer);
   int tls, reused;
   char *cert = mw_http_peer_tls(req, &tls, &reused);
   const char *proto = wc->kind == MW_WEB_GRPC_WEB        ? "grpc-web"

@@ -59,6 +59,9 @@ mw_web *mw_web_new(const mw_config *cfg, mw_server *server, mw_web_rest_fn rest,
                    mw_diag *diag);
 struct st_h2o_req_t;
 struct st_h2o_evloop_t;
+/* The client's address as gRPC names a peer ("ipv4:1.2.3.4:5678",
+ * "ipv6:[::1]:5678", else "unknown"), for the calls the listener starts. */
+void mw_web_peer(struct st_h2o_req_t *req, char *out, size_t len);
 /* Answers req as the listener would (mw_http_opts.raw); returns 0. */
 int mw_web_handle(mw_web *w, struct st_h2o_req_t *req);
 /* The server's on_loop and on_stop (mw_http_opts), passed on. */

@@ -2,14 +2,11 @@
 #define _GNU_SOURCE /* POLLRDHUP */
 #include "http/mw_websocket.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 
 #include <h2o.h>
 #include <h2o/http1.h>
@@ -19,6 +16,7 @@
 #include "base/mw_timer.h"
 #include "codec/mw_json.h"
 #include "core/mw_router.h"
+#include "http/mw_web.h"
 #include "http/mw_webwire.h"
 #include "http/mw_wsframe.h"
 #include "upb/def.h"
@@ -656,23 +654,6 @@ static long pct_decode(h2o_mem_pool_t *pool, const char *s, size_t n, char **out
   return (long)ol;
 }
 
-static void peer_of(h2o_req_t *req, char *out, size_t len) {
-  struct sockaddr_storage ss;
-  socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
-  char host[INET6_ADDRSTRLEN] = "?";
-  if (sl && ss.ss_family == AF_INET) {
-    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-    snprintf(out, len, "ipv4:%s:%u", host, ntohs(a->sin_port));
-  } else if (sl && ss.ss_family == AF_INET6) {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-    snprintf(out, len, "ipv6:[%s]:%u", host, ntohs(a->sin6_port));
-  } else {
-    snprintf(out, len, "unknown");
-  }
-}
-
 /* The call's metadata, deadline and encoding from the upgrade request:
  * headers (for clients that can set them), and the query, which is all a
  * browser's WebSocket can set: encoding=json|proto, timeout=<ms>,
@@ -869,7 +850,7 @@ int mw_ws_serve(mw_ws *ws, h2o_req_t *req, int origin_ok) {
   } else if (read_args(c, req, a) == 0) {
     c->one_request = c->m->kind == MW_KIND_UNARY || c->m->kind == MW_KIND_SERVER_STREAMING;
     char peer[96], auth[256];
-    peer_of(req, peer, sizeof peer);
+    mw_web_peer(req, peer, sizeof peer);
     int al = snprintf(auth, sizeof auth, "%s;websocket;%s", mw_loopback_secret(), peer);
     a->keys[a->n] = MW_LOOPBACK_KEY;
     a->vals[a->n] = auth;

@@ -116,7 +116,16 @@ def rapid_reset(port, n, message=False):
     try:
         if batch:
             s.sendall(b"".join(batch))
-        s.settimeout(2)
+    except OSError:
+        closed = True
+    return closed_by_peer(s, closed, 2)
+
+
+def closed_by_peer(s, closed, wait):
+    """Reads s until the peer closes it or wait seconds pass; closes s.
+    Returns whether the peer closed it (or closed is already set)."""
+    try:
+        s.settimeout(wait)
         while s.recv(65536):
             pass
         closed = True
@@ -147,15 +156,7 @@ def hpack_bomb(port, streams=200, refs=1000):
         except OSError:
             closed = True
             break
-    try:
-        s.settimeout(3)
-        while s.recv(65536):
-            pass
-        closed = True
-    except OSError as e:
-        closed = closed or not isinstance(e, socket.timeout)
-    s.close()
-    return closed
+    return closed_by_peer(s, closed, 3)
 
 
 def hwm_kib(pid):
