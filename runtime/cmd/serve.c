@@ -188,6 +188,7 @@ static long rss_mib(void) {
 typedef struct guard {
   int shedding;
   long outside_mib; /* resident outside the Lua states at the tick before */
+  long lua_mib;     /* held by the Lua states at the tick before */
   mw_conns *conns; /* the gRPC listeners' connections, made at the first need */
 } guard;
 
@@ -210,9 +211,12 @@ static mw_conns *listener_conns(const mw_server *s) {
  * so an OOM kill is never the first sign. Shedding cannot bound what core
  * 1.51 spends inside a connection (a Rapid Reset flood's streams are never
  * calls of ours), so while over the limit with the memory outside the Lua
- * states growing, the guard also closes the connection that received the
- * most in the last tick, one per tick. Memory that handlers hold is Lua's
- * and left to them: their calls finish and give it back. From 90 % of the
+ * states growing and the Lua states not, the guard also closes the
+ * connection that received the most in the last tick, one per tick. Memory
+ * that handlers hold is Lua's and left to them: their calls finish and give
+ * it back. While Lua grows, what grows beside it may be its own (blocks the
+ * allocator keeps, a sanitizer's quarantine), so no connection is judged
+ * then. From 90 % of the
  * limit the census samples every tick, so that "the most" is measured over
  * the last tick, not over a connection's life. */
 #define MW_GUARD_MS 200
@@ -238,14 +242,16 @@ static int guard_memory(serving *sv, guard *gd) {
   mw_server_shed_for_memory(sv->s, gd->shedding ? (int)now : 0);
   size_t lua = 0;
   for (int i = 0; i < sv->workers; i++) lua += atomic_load(&sv->mem[i].used);
-  long outside = now - (long)(lua >> 20);
+  long lua_mib = (long)(lua >> 20), outside = now - lua_mib;
+  int lua_grew = lua_mib > gd->lua_mib;
+  gd->lua_mib = lua_mib;
   if (!near) {
     gd->outside_mib = outside;
     return MW_GUARD_MS;
   }
   if (!gd->conns) gd->conns = listener_conns(sv->s);
   mw_conn_cut cut;
-  if (gd->conns && now > limit && outside > gd->outside_mib &&
+  if (gd->conns && now > limit && outside > gd->outside_mib && !lua_grew &&
       mw_conns_cut_busiest(gd->conns, &cut) == 1)
     mw_log(MW_LOG_WARN, "memory guard: %ld MiB resident, %ld MiB of it outside Lua and "
                         "growing: closed the connection from %s (%llu bytes received in "
