@@ -203,24 +203,26 @@ static mw_conns *listener_conns(const mw_server *s) {
   return mw_conns_new(ports, n);
 }
 
-/* The memory guard, every MW_GUARD_MS while limits.max_rss_mb is set (every
- * MW_GUARD_NEAR_MS from 90 % of it, where a flood gains tens of MiB a
- * tick): over
- * the limit, new calls are shed (the calls in flight finish and give their
- * memory back); under 90 % of it, they are taken again. Logged both ways,
- * so an OOM kill is never the first sign. Shedding cannot bound what core
- * 1.51 spends inside a connection (a Rapid Reset flood's streams are never
- * calls of ours), so while over the limit with the memory outside the Lua
- * states growing and the Lua states not, the guard also closes the
- * connection that received the most in the last tick, one per tick. Memory
- * that handlers hold is Lua's and left to them: their calls finish and give
- * it back. While Lua grows, what grows beside it may be its own (blocks the
+/* The memory guard, every MW_GUARD_MS while limits.max_rss_mb is set (a
+ * flood gains tens of MiB in 50 ms; a look costs a read of
+ * /proc/self/statm): over the limit, new calls are shed (the calls in
+ * flight finish and give their memory back); under 90 % of it, they are
+ * taken again. Logged both ways, so an OOM kill is never the first sign.
+ * Shedding cannot bound what core 1.51 spends inside a connection (a Rapid
+ * Reset flood's streams are never calls of ours), so while over the limit
+ * with the memory outside the Lua states growing and the Lua states not,
+ * the guard also closes the connection that received the most in the last
+ * tick, one per tick, when that is a flood's worth (MW_GUARD_FLOOD_BYTES:
+ * the calls of a client that merely talks are never cut; an HPACK bomb
+ * sends tens of KiB a tick, Rapid Reset hundreds). Memory that handlers
+ * hold is Lua's and left to them: their calls finish and give it back.
+ * While Lua grows, what grows beside it may be its own (blocks the
  * allocator keeps, a sanitizer's quarantine), so no connection is judged
- * then. From 90 % of the
- * limit the census samples every tick, so that "the most" is measured over
- * the last tick, not over a connection's life. */
-#define MW_GUARD_MS 200
-#define MW_GUARD_NEAR_MS 50
+ * then. From 90 % of the limit the census samples every tick, so that
+ * "the most" is measured over the last tick, not over a connection's
+ * life. */
+#define MW_GUARD_MS 50
+#define MW_GUARD_FLOOD_BYTES 4096
 /* Returns the milliseconds to the next tick. */
 static int guard_memory(serving *sv, guard *gd) {
   long limit = (long)sv->cfg.limits.max_rss_mb, now = rss_mib();
@@ -252,15 +254,15 @@ static int guard_memory(serving *sv, guard *gd) {
   if (!gd->conns) gd->conns = listener_conns(sv->s);
   mw_conn_cut cut;
   if (gd->conns && now > limit && outside > gd->outside_mib && !lua_grew &&
-      mw_conns_cut_busiest(gd->conns, &cut) == 1)
+      mw_conns_cut_busiest(gd->conns, MW_GUARD_FLOOD_BYTES, &cut) == 1)
     mw_log(MW_LOG_WARN, "memory guard: %ld MiB resident, %ld MiB of it outside Lua and "
                         "growing: closed the connection from %s (%llu bytes received in "
                         "the last %d ms or waiting unread)",
-           now, outside, cut.peer, (unsigned long long)cut.bytes, MW_GUARD_NEAR_MS);
+           now, outside, cut.peer, (unsigned long long)cut.bytes, MW_GUARD_MS);
   else if (gd->conns)
     mw_conns_sample(gd->conns);
   gd->outside_mib = outside;
-  return MW_GUARD_NEAR_MS;
+  return MW_GUARD_MS;
 }
 
 /* Shortens a poll timeout (ms, -1: none) so that poll returns by due. */

@@ -161,7 +161,24 @@ static void peer_name(int fd, char *buf, size_t len) {
   snprintf(buf, len, v6 ? "[%s]:%d" : "%s:%d", host, port);
 }
 
-int mw_conns_cut_busiest(mw_conns *c, mw_conn_cut *out) {
+/* What waits in a cut socket's receive queue would still be read by core
+ * after shutdown(2) (Linux reads out the queue before end-of-file), and a
+ * flood's queue holds MiB of streams for core to spend memory on: read it
+ * out here and drop it. Core, reading beside us, sees a frame cut short or
+ * end-of-file, and tears the connection down either way. What the peer
+ * sends after the cut resets the connection (its data meets a socket shut
+ * for reading), so this ends. */
+static void discard_queued(int fd) {
+  static char sink[65536];
+  size_t total = 0;
+  while (total < ((size_t)64 << 20)) {
+    ssize_t got = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+    if (got <= 0) break;
+    total += (size_t)got;
+  }
+}
+
+int mw_conns_cut_busiest(mw_conns *c, uint64_t min_bytes, mw_conn_cut *out) {
   conn *v;
   long n = take(c, &v);
   if (n < 0) return -1;
@@ -181,8 +198,9 @@ int mw_conns_cut_busiest(mw_conns *c, mw_conn_cut *out) {
     }
   }
   int cut = 0;
-  /* A connection that received nothing lately costs nothing lately. */
-  if (best < (size_t)n && most > 0) {
+  /* A connection that received little lately costs little lately: the
+   * calls of a client that merely talks are not what floods core. */
+  if (best < (size_t)n && most > 0 && most >= min_bytes) {
     /* Core may have closed the descriptor since the census and the number
      * may name another file now: cut only the same socket. */
     conn again;
@@ -190,6 +208,7 @@ int mw_conns_cut_busiest(mw_conns *c, mw_conn_cut *out) {
       peer_name(v[best].fd, out->peer, sizeof out->peer);
       out->bytes = most;
       cut = shutdown(v[best].fd, SHUT_RDWR) == 0;
+      if (cut) discard_queued(v[best].fd);
     }
   }
   keep(c, v, (size_t)n);

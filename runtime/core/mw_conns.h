@@ -39,9 +39,9 @@ typedef struct mw_conn_cut {
 
 /* Takes a sample and shuts down the connection that received the most
  * since the sample before (a connection new since then counts everything
- * it has received) plus what waits unread in its receive queue. Returns
- * 1 with *out filled when one was cut, 0 when none received anything,
- * -1 when /proc/self/fd cannot be read. */
-int mw_conns_cut_busiest(mw_conns *c, mw_conn_cut *out);
+ * it has received) plus what waits unread in its receive queue, when that
+ * is at least min_bytes. Returns 1 with *out filled when one was cut, 0
+ * when none received min_bytes, -1 when /proc/self/fd cannot be read. */
+int mw_conns_cut_busiest(mw_conns *c, uint64_t min_bytes, mw_conn_cut *out);
 
 #endif

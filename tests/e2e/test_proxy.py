@@ -270,7 +270,9 @@ class FrontProxy(mwtest.TestCase):
             peak = hwm_kib(s.pid) // 1024
             print("\nflood against limits.max_rss_mb %d: peak %d MiB" % (limit, peak))
             if not mwtest.SANITIZED:  # (its quarantine keeps freed memory)
-                self.assertLess(peak, limit + 80, s.logs())
+                # Without the guard Rapid Reset peaks at the limit + 200
+                # MiB; with it, at + 20 to + 100, by where its tick falls.
+                self.assertLess(peak, limit + 120, s.logs())
                 self.assertTrue(s.wait_log("taking calls again", timeout=10), s.logs())
                 self.assertEqual(check(request, timeout=10).status, 1)
             bystander.close()

@@ -88,8 +88,10 @@ function S.Publish(req)
   local t0 = mw.now()
   for i = 1, req.n do
     off = room:publish(req.topic, {kind = "pub", seq = i, text = pad})
-    -- paced: a client that reads keeps up with the publications
-    if req.pace > 0 and i % 10 == 0 then mw.sleep(req.pace / 1000) end
+    -- paced: a client that reads keeps up with the publications (bursts
+    -- of 4, a quarter of the room's buffer, leave a reader that the test
+    -- machine stalls for a while 12 messages of slack)
+    if req.pace > 0 and i % 4 == 0 then mw.sleep(req.pace / 1000) end
   end
   return {offset = off, seconds = mw.now() - t0}
 end
@@ -297,7 +299,7 @@ class TestSessions(unittest.TestCase):
 
     def test_slow_subscriber_drop_oldest_loses_the_oldest(self):
         n = 300
-        slow, fast, fast_got, rf, p, res = self.slow_and_fast("slow_drop", n, size=16384, pace=10)
+        slow, fast, fast_got, rf, p, res = self.slow_and_fast("slow_drop", n, size=16384, pace=10 * mwtest.SLOW)
         p.join(30)
         self.assertIn("resp", res, "the publisher never waits under drop_oldest: %s" % res)
         rf.join(30)
@@ -314,7 +316,7 @@ class TestSessions(unittest.TestCase):
 
     def test_slow_subscriber_close_ends_it_with_resource_exhausted(self):
         n = 300
-        slow, fast, fast_got, rf, p, res = self.slow_and_fast("slow_close", n, size=16384, pace=10)
+        slow, fast, fast_got, rf, p, res = self.slow_and_fast("slow_close", n, size=16384, pace=10 * mwtest.SLOW)
         p.join(30)
         self.assertIn("resp", res, res)
         rf.join(30)

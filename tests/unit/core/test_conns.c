@@ -56,16 +56,23 @@ static void test_census_and_cut(void) {
 
   /* Nobody sent anything since the sample: nothing to cut. */
   mw_conn_cut cut;
-  MW_CHECK_INT(mw_conns_cut_busiest(c, &cut), 0);
+  MW_CHECK_INT(mw_conns_cut_busiest(c, 0, &cut), 0);
+
+  /* A client that talks a little is under the flood's mark: not cut. */
+  static char junk[200000];
+  MW_CHECK_INT(send(idle_c, junk, 1000, MSG_DONTWAIT), 1000);
+  usleep(50000);
+  MW_CHECK_INT(mw_conns_cut_busiest(c, 64 * 1024, &cut), 0);
+  MW_CHECK(!peer_closed(idle_c));
+  MW_CHECK_INT(recv(idle_s, junk, sizeof junk, MSG_DONTWAIT), 1000);
 
   /* One client floods: what it sent waits unread (the server never reads,
    * as core does not keep up with a flood), the others send a little. */
-  static char junk[200000];
   ssize_t sent = send(flood_c, junk, sizeof junk, MSG_DONTWAIT);
   MW_CHECK(sent > 100000);
   MW_CHECK_INT(send(elsewhere_c, junk, 50000, MSG_DONTWAIT), 50000);
   usleep(50000);
-  MW_CHECK_INT(mw_conns_cut_busiest(c, &cut), 1);
+  MW_CHECK_INT(mw_conns_cut_busiest(c, 64 * 1024, &cut), 1);
   struct sockaddr_in me;
   socklen_t len = sizeof me;
   char want[64];
@@ -80,7 +87,7 @@ static void test_census_and_cut(void) {
   /* A cut connection is on its way out: it is neither counted nor cut
    * again, though its descriptor is still open (it is core's to close). */
   MW_CHECK_INT(mw_conns_sample(c), 1);
-  MW_CHECK_INT(mw_conns_cut_busiest(c, &cut), 0);
+  MW_CHECK_INT(mw_conns_cut_busiest(c, 0, &cut), 0);
 
   mw_conns_free(c);
   mw_conns_free(NULL);
