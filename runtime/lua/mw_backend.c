@@ -62,7 +62,7 @@ static int l_bind(lua_State *L) {
   lua_bound *b = &bound[i];
   if (b->ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, b->ref);
   b->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  b->params = ar.isvararg ? MW_LCALL_VARARG : ar.nparams; /* Lua allows < 250 */
+  b->params = ar.isvararg ? MW_LCALL_VARARG : ar.nparams; /* never 255: Lua allows < 250 */
   return 0;
 }
 
