@@ -2,14 +2,14 @@
  *
  *   mw_call (core) --ops/self--> mw_lcall --co--> coroutine (slot in the
  *        ^                          |  ^           pool table of st)
- *        |                          |  |             stack: [ctx] [stream]
+ *        |                          |  |             stack: [ctx?] [stream?]
  *        +------ h->call -----------+  +-- mw_handle.h (cleared at on_done)
  *
  * The call owns the mw_lcall (freed at on_done, lua/mw_lcall.c); the pool
  * table owns the coroutine; the coroutine's bottom slots anchor the ctx
- * and stream handles for the call's whole life; the lcall owns its arena,
- * its copy of a first streaming message and a big response block while it
- * is being encoded. */
+ * (made only for a handler that takes it) and stream handles for the
+ * call's whole life; the lcall owns its arena, its copy of a first
+ * streaming message and a big response block while it is being encoded. */
 #include "lua/mw_co.h"
 #include "metrics/mw_grpc_metrics.h"
 #include "metrics/mw_metrics.h"

@@ -60,7 +60,8 @@ struct mw_lcall {
   mw_lstate *st;
   lua_State *co;    /* the handler's coroutine, from st's pool */
   int co_slot;      /* its slot in the pool table */
-  int anchors;      /* stack slots below the handler: ctx [, stream] */
+  int anchors;      /* stack slots below the handler: [ctx?, stream?] (ctx
+                       only for a handler that takes it: mw_lcall.h) */
   struct mw_handle *handles[2]; /* ctx and stream (NULL: none), which the
                                    anchors keep alive until on_done */
   int cancel_ref;   /* table of on_cancel functions, LUA_NOREF when none */

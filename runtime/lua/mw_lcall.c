@@ -124,7 +124,7 @@ static mw_lcall *lcall_new(const mw_method *m) {
   return h;
 }
 
-void mw_lcall_start(mw_lstate *st, int fn_ref, mw_call *c, const char *first,
+void mw_lcall_start(mw_lstate *st, int fn_ref, int fn_params, mw_call *c, const char *first,
                     size_t first_len, int has_first) {
   const mw_method *m = mw_call_method(c);
   mw_lcall *h = lcall_new(m);
@@ -136,13 +136,22 @@ void mw_lcall_start(mw_lstate *st, int fn_ref, mw_call *c, const char *first,
   h->st = st;
   mw_call_attach(c, &lua_call_ops, h);
   lua_State *co = mw_co_acquire(st, h);
+  /* ctx is the last argument: a handler that declares fewer parameters
+   * cannot see it, and nothing else reaches it (interceptors get theirs
+   * through the wrapper bound in the handler's place, which takes it), so
+   * it is not made at all: the userdata and its collection were most of
+   * what ctx cost a call. */
+  int with_ctx = fn_params >= (m->kind == MW_KIND_SERVER_STREAMING ? 3 : 2);
   /* Below the handler the stack anchors ctx (and stream) for the call's
-   * whole life, whatever the handler does with them: [ctx] or [ctx, stream]. */
-  mw_handle_push(co, h, MW_HANDLE_CTX);
-  h->anchors = 1;
+   * whole life, whatever the handler does with them: [ctx?, stream?]. */
+  int ctx_slot = 0, stream_slot = 0;
+  if (with_ctx) {
+    mw_handle_push(co, h, MW_HANDLE_CTX);
+    ctx_slot = ++h->anchors;
+  }
   if (m->kind != MW_KIND_UNARY) {
     mw_handle_push(co, h, MW_HANDLE_STREAM);
-    h->anchors = 2;
+    stream_slot = ++h->anchors;
   }
   lua_rawgeti(co, LUA_REGISTRYINDEX, fn_ref); /* [anchors, fn] */
   int nargs = 0;
@@ -161,12 +170,15 @@ void mw_lcall_start(mw_lstate *st, int fn_ref, mw_call *c, const char *first,
     h->first_len = first_len;
     h->has_first = 1;
   }
-  if (m->kind != MW_KIND_UNARY) {
-    lua_pushvalue(co, 2); /* stream */
+  if (stream_slot) {
+    lua_pushvalue(co, stream_slot);
     nargs++;
   }
-  lua_pushvalue(co, 1); /* ctx: [anchors, fn, request?, stream?, ctx] */
-  mw_co_resume(h, nargs + 1);
+  if (ctx_slot) {
+    lua_pushvalue(co, ctx_slot); /* [anchors, fn, request?, stream?, ctx] */
+    nargs++;
+  }
+  mw_co_resume(h, nargs);
 }
 
 void mw_lcall_thread_exit(void) {

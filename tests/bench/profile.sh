@@ -23,6 +23,9 @@
 #              runs beside it outside valgrind
 #   ADMIN=1 in the environment turns the admin listener on (metrics counted),
 #   to measure what the metrics cost per call.
+#   CTX=0 in the environment serves the same echo with a Unary handler that
+#   declares no ctx parameter (function(req)), to measure what making ctx
+#   costs a call.
 #   MODE=server-stream|client-stream|bidi|bidi-duplex in the environment
 #   profiles a streaming method instead (load from mwload, one connection,
 #   STREAMS streams, default 10; CALLS is then the seconds of load, default
@@ -140,6 +143,14 @@ YAML
     extra_yaml="client: {allow: [\"127.0.0.1:$bport\"]}" ;;
   *) echo "profile: INTERCEPT is none, lua, access_log, trace1, trace0, idem_first, idem_replay, idem_nokey or client, not $intercept" >&2; exit 2 ;;
 esac
+if [ "${CTX:-1}" = 0 ]; then
+  mkdir -p "$out/noctx"
+  sed 's/^function Echo\.Unary(req, ctx)$/function Echo.Unary(req)/' "$services/echo.lua" \
+    > "$out/noctx/echo.lua"
+  grep -q '^function Echo\.Unary(req)$' "$out/noctx/echo.lua" ||
+    { echo "profile: CTX=0: no Echo.Unary(req, ctx) in $services/echo.lua" >&2; exit 2; }
+  services=$out/noctx
+fi
 cat > "$out/moonwire.yaml" <<YAML
 workers: 1
 services: [$services$extra_dirs]

@@ -66,6 +66,16 @@ static const char proto_src[] =
     "  rpc SessPub(Msg) returns (Msg);\n"
     "  rpc SessClose(Msg) returns (Msg);\n"
     "  rpc SessList(Msg) returns (Msg);\n"
+    "  rpc Lone(Msg) returns (Msg);\n"
+    "  rpc Pair(Msg) returns (Msg);\n"
+    "  rpc Vararg(Msg) returns (Msg);\n"
+    "  rpc VarargFeed(Msg) returns (stream Msg);\n"
+    "  rpc VarargChat(stream Msg) returns (stream Msg);\n"
+    "  rpc LoneFeed(Msg) returns (stream Msg);\n"
+    "  rpc LoneChat(stream Msg) returns (stream Msg);\n"
+    "  rpc LoneSleep(Msg) returns (Msg);\n"
+    "  rpc Watched(Msg) returns (Msg);\n"
+    "  rpc WatchedChat(stream Msg) returns (stream Msg);\n"
     "}\n";
 
 static const char lua_src[] =
@@ -300,6 +310,55 @@ static const char lua_src[] =
     "  return {text = tostring(ok) .. ':' .. tostring(err)}\n"
     "end\n"
     "\n"
+    "-- ctx is made only for a handler that declares it (or takes ...):\n"
+    "-- these see the same as if it were always made.\n"
+    "function T.Lone(req) return {text = 'lone:' .. req.text .. ':' .. select('#', req)} end\n"
+    "function T.Pair(req, ctx)\n"
+    "  return {text = ('%s:%s:%s'):format(req.text, ctx.method, type(ctx))}\n"
+    "end\n"
+    "function T.Vararg(...)\n"
+    "  local req, ctx = ...\n"
+    "  return {text = ('%d:%s:%s'):format(select('#', ...), req.text, ctx.method_name)}\n"
+    "end\n"
+    "function T.VarargFeed(...)\n"
+    "  local req, stream, ctx = ...\n"
+    "  stream:send{text = ('%d:%s:%s'):format(select('#', ...), req.text, ctx.kind)}\n"
+    "end\n"
+    "function T.VarargChat(...)\n"
+    "  local stream, ctx = ...\n"
+    "  for m in stream:iter() do\n"
+    "    stream:send{text = ('%d:%s:%s'):format(select('#', ...), m.text, ctx.kind)}\n"
+    "  end\n"
+    "end\n"
+    "function T.LoneFeed(req, stream)\n"
+    "  stream:send{text = 'a:' .. req.text}\n"
+    "  stream:send{text = 'b:' .. req.text}\n"
+    "end\n"
+    "function T.LoneChat(stream)\n"
+    "  for m in stream:iter() do stream:send{text = 'lone:' .. m.text} end\n"
+    "end\n"
+    "function T.LoneSleep(req)\n"
+    "  mw.sleep(5)\n"
+    "  bump('lone_sleep_after')\n"
+    "  return {text = 'slept'}\n"
+    "end\n"
+    "-- Interceptors that read ctx around handlers that do not take it.\n"
+    "function T.Watched(req) return {text = 'w:' .. req.text} end\n"
+    "mw.intercept('/co.T/Watched', function(req, ctx, next)\n"
+    "  ctx:on_done(function(code) counters.watched_done = code .. ':' .. ctx.method_name end)\n"
+    "  ctx:set_header('x-seen', ctx.method_name)\n"
+    "  local res = next(req, ctx)\n"
+    "  res.text = res.text .. ':' .. ctx.kind\n"
+    "  return res\n"
+    "end)\n"
+    "function T.WatchedChat(stream)\n"
+    "  for m in stream:iter() do stream:send{text = m.text} end\n"
+    "end\n"
+    "mw.intercept('/co.T/WatchedChat', {\n"
+    "  recv = function(msg, ctx) msg.text = ctx.method_name .. '<' .. msg.text; return msg end,\n"
+    "  send = function(msg, ctx) msg.text = msg.text .. '>' .. ctx.kind; return msg end,\n"
+    "})\n"
+    "\n"
     "function T.Chat(stream, ctx)\n"
     "  while true do\n"
     "    local m = stream:recv()\n"
@@ -493,6 +552,99 @@ static void test_unbound_method_has_no_handler(void) {
   MW_CHECK(m != NULL);
   MW_CHECK(m && mw_lua_backend_handler(g_b, m->index) == NULL);
   MW_CHECK(mw_lua_backend_handler(g_b, method("Echo")->index) != NULL);
+}
+
+/* ---- ctx, made only for a handler that can receive it ----------------------------- */
+
+static const char *call_text(const char *name, const char *text) {
+  static char buf[1024];
+  mw_call *c = start(name, text);
+  snprintf(buf, sizeof buf, "%.500s|%.256s", c->finish_code == MW_STATUS_OK ? "OK" : c->finish_msg,
+           sent(c, 0));
+  fake_done(c);
+  fake_call_free(c);
+  return buf;
+}
+
+static void test_ctx_by_declared_parameters(void) {
+  MW_CHECK_STR(call_text("Lone", "x"), "OK|lone:x:1");
+  MW_CHECK_STR(call_text("Pair", "y"), "OK|y:/co.T/Pair:userdata");
+  /* f(...) gets ctx as if it had named it */
+  MW_CHECK_STR(call_text("Vararg", "z"), "OK|2:z:Vararg");
+  mw_call *c = start("VarargFeed", "f");
+  MW_CHECK_INT(c->finish_code, MW_STATUS_OK);
+  MW_CHECK_STR(sent(c, 0), "3:f:server_stream");
+  fake_done(c);
+  fake_call_free(c);
+  c = start_raw("VarargChat", NULL, 0, 0);
+  size_t n = enc("m");
+  fake_message(c, 1, enc_buf, n, 1);
+  fake_message(c, 1, NULL, 0, 0);
+  MW_CHECK_INT(c->finish_code, MW_STATUS_OK);
+  MW_CHECK_STR(sent(c, 0), "2:m:bidi_stream");
+  fake_done(c);
+  fake_call_free(c);
+}
+
+/* Without ctx the stream is the only anchor: the handler still gets it. */
+static void test_stream_handlers_without_ctx(void) {
+  mw_call *c = start("LoneFeed", "q");
+  MW_CHECK_STR(c->trace, "@start attach send send finish:OK");
+  MW_CHECK_STR(sent(c, 0), "a:q");
+  MW_CHECK_STR(sent(c, 1), "b:q");
+  fake_done(c);
+  fake_call_free(c);
+  c = start_raw("LoneChat", NULL, 0, 0);
+  size_t n = enc("one");
+  fake_message(c, 1, enc_buf, n, 1);
+  n = enc("two");
+  fake_message(c, 1, enc_buf, n, 1);
+  fake_message(c, 1, NULL, 0, 0);
+  MW_CHECK_INT(c->finish_code, MW_STATUS_OK);
+  MW_CHECK_STR(sent(c, 0), "lone:one");
+  MW_CHECK_STR(sent(c, 1), "lone:two");
+  fake_done(c);
+  fake_call_free(c);
+}
+
+/* Cancellation and the end of a call reach a handler without ctx as any. */
+static void test_cancel_and_done_without_ctx(void) {
+  long before = probe_int("counters.lone_sleep_after");
+  mw_call *c = start("LoneSleep", "");
+  fake_cancel(c);
+  MW_CHECK_STR(c->trace, "@start attach timer+ watch @cancel timer- finish:CANCELLED");
+  MW_CHECK_STR(c->finish_msg, "the call was cancelled");
+  fake_done(c);
+  fake_call_free(c);
+  c = start("LoneSleep", "");
+  fake_done(c);
+  MW_CHECK_STR(c->trace, "@start attach timer+ watch @done timer-");
+  MW_CHECK_INT(fake_timers_pending(), 0);
+  fake_call_free(c);
+  MW_CHECK_INT(probe_int("counters.lone_sleep_after"), before);
+  /* the state goes on serving */
+  MW_CHECK_STR(call_text("Lone", "after"), "OK|lone:after:1");
+}
+
+/* An interceptor gets the call's ctx whatever the handler declares: its
+ * fields, set_header and on_done (run at the end), and the stream hooks'. */
+static void test_interceptor_ctx_around_a_handler_without_it(void) {
+  mw_call *c = start("Watched", "v");
+  MW_CHECK_INT(c->finish_code, MW_STATUS_OK);
+  MW_CHECK_STR(sent(c, 0), "w:v:unary");
+  MW_CHECK_STR(c->headers, "x-seen=Watched;");
+  MW_CHECK_STR(probe("counters.watched_done"), "nil");
+  fake_done(c);
+  fake_call_free(c);
+  MW_CHECK_STR(probe("counters.watched_done"), "0:Watched");
+  c = start_raw("WatchedChat", NULL, 0, 0);
+  size_t n = enc("hi");
+  fake_message(c, 1, enc_buf, n, 1);
+  fake_message(c, 1, NULL, 0, 0);
+  MW_CHECK_INT(c->finish_code, MW_STATUS_OK);
+  MW_CHECK_STR(sent(c, 0), "WatchedChat<hi>bidi_stream");
+  fake_done(c);
+  fake_call_free(c);
 }
 
 /* ---- mw.sleep ------------------------------------------------------------------ */
@@ -1319,6 +1471,10 @@ int main(void) {
   RUN(test_unary_bad_request);
   RUN(test_headers_and_trailers);
   RUN(test_unbound_method_has_no_handler);
+  RUN(test_ctx_by_declared_parameters);
+  RUN(test_stream_handlers_without_ctx);
+  RUN(test_cancel_and_done_without_ctx);
+  RUN(test_interceptor_ctx_around_a_handler_without_it);
   RUN(test_sleep_then_timer_fires);
   RUN(test_sleep_zero_and_negative);
   RUN(test_cancel_during_sleep);
