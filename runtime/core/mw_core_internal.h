@@ -86,6 +86,13 @@ typedef struct mw_worker {
   size_t max_response_md;     /* response headers, and trailers, at most
                                  (mw_server.c says how it is derived) */
   size_t max_receive_bytes;   /* limits.max_receive_bytes, once inflated */
+  /* A request message that came in several slices is gathered here for
+   * the backend rather than into a new block per message (mw_call.c):
+   * owned by the worker, at most MW_RECV_GATHER_MAX bytes, lent to one
+   * message at a time. */
+  char *gather;
+  size_t gather_cap;
+  int gather_lent;
   const struct mw_compress_policy *compress; /* the server's */
   int cq_shut;
   pthread_t thread;

@@ -740,6 +740,8 @@ void mw_server_free(mw_server *s) {
       grpc_completion_queue_destroy(w->cq);
     }
     mw_timers_free(&w->timers);
+    free(w->gather);
+    w->gather = NULL;
     mw_mailbox_free(w->mailbox);
     w->mailbox = NULL;
     mw_router_unref(w->router);

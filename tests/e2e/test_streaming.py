@@ -562,6 +562,21 @@ class StreamShapes(Base):
             reqs.close()
             call.cancel()
 
+    def test_big_requests_arrive_whole_one_after_another(self):
+        # Requests past one HTTP/2 frame (16 KiB) come in several slices and
+        # are gathered into one block the worker lends to each message in
+        # turn; past 64 KiB each gets its own. Every message differs, so a
+        # block that still held an earlier one's bytes would show.
+        sizes = [5000, 20000, 100, 40000, 70000, 17000, 65536, 90000, 30000, 1]
+        texts = ["%d:" % i + chr(ord("a") + i) * n for i, n in enumerate(sizes)]
+        echoed = [m.text for m in self.stub("bidi", "Chat")(
+            iter([self.Req(text=t) for t in texts]), timeout=TIMEOUT)]
+        self.assertEqual([len(t) for t in echoed], [len(t) for t in texts])
+        self.assertEqual(echoed, texts)
+        for t in texts:  # the first message of a call, and a unary request
+            self.assertEqual(self.unary("Unary", text=t).text, t)
+        self.assertServing()
+
     def test_server_stream_fails_after_partial_output(self):
         for n in (0, 1, 5):
             with self.subTest(n=n):
