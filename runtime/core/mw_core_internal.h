@@ -79,7 +79,7 @@ typedef struct mw_worker {
   mw_router *router;          /* this worker's reference to the current one */
   unsigned gen_seen;          /* server generation counter when taken */
   _Atomic size_t live_calls;  /* written by the worker, read by anyone */
-  size_t live_slots;
+  _Atomic size_t live_slots;  /* request slots posted: the same */
   size_t send_queue_messages; /* limits.send_queue_messages */
   size_t send_queue_bytes;    /* limits.send_queue_bytes */
   size_t max_send_bytes;      /* limits.max_send_bytes: one response message */

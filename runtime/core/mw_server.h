@@ -85,6 +85,9 @@ size_t mw_server_live_calls(const mw_server *s);
 void mw_server_read_stats(const mw_server *s, mw_server_stats *out);
 int mw_server_workers(const mw_server *s);
 void mw_server_worker_load(const mw_server *s, int worker, size_t *live, size_t *queued);
+/* Request slots one worker has posted now (grows with a burst of calls,
+ * see mw_server.c); from any thread. */
+size_t mw_server_worker_slots(const mw_server *s, int worker);
 void mw_server_note_reload_failure(mw_server *s);
 /* A descriptor that becomes readable when a listener has stopped accepting
  * for good (gRPC core 1.51 gives up on a listener whose accept fails, for

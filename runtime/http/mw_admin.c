@@ -313,6 +313,13 @@ static void render_metrics(mw_admin *a, mw_buf *b) {
     snprintf(wbuf, sizeof wbuf, "%d", i);
     mw_metrics_render_sample(b, "moonwire_queued_send_bytes", lab, 1, (double)queued);
   }
+  mw_metrics_render_header(b, "moonwire_request_slots",
+                           "Requests for new calls posted to gRPC core, per worker.", "gauge");
+  for (int i = 0; i < n; i++) {
+    snprintf(wbuf, sizeof wbuf, "%d", i);
+    mw_metrics_render_sample(b, "moonwire_request_slots", lab, 1,
+                             (double)mw_server_worker_slots(a->server, i));
+  }
   mw_metrics_render_header(b, "moonwire_lua_memory_bytes",
                            "Memory held by the Lua states of each worker.", "gauge");
   for (int i = 0; i < a->n_mem; i++) {
