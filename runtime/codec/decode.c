@@ -1,6 +1,7 @@
 /* Codec, wire -> Lua (mw_codec_decode_push, every call's hot path): the
- * protobuf wire format parsed straight into Lua tables, driven by the
- * descriptors, with no upb_Message in between. Where the wire format leaves
+ * protobuf wire format parsed straight into Lua tables, driven by each
+ * message type's plan (codec/mw_codec_plan.h: the descriptors read once,
+ * the field names ready as Lua strings), with no upb_Message in between. Where the wire format leaves
  * a choice (merging, unknown fields, closed enums) it does what upb 1.51's
  * decoder did; test_codec.c checks it against upb_Decode and the reflection
  * path. */
@@ -216,7 +217,8 @@ static int push_wval(mw_ctx *c, const upb_FieldDef *f, upb_FieldType ft,
   }
 }
 
-/* The value of an implicit-presence field that is not on the wire. */
+/* The value of an implicit-presence field that is not on the wire (a map
+ * entry's key or value; a message's fields have push_plan_default). */
 static void push_default(lua_State *L, const upb_FieldDef *f) {
   switch (upb_FieldDef_CType(f)) {
     case kUpb_CType_Bool: lua_pushboolean(L, 0); break;

@@ -1,9 +1,10 @@
 /* Codec, Lua -> wire (mw_codec_encode_buf, every reply's hot path, and
  * mw_codec_encode): the bytes of a Lua table written straight into a
- * buffer, driven by the descriptors, with no upb_Message in between. Single
- * values go through the checks of convert.c, as on the reflection path, so
- * both give the same errors; the bytes are upb_Encode's for the same
- * message (test_codec.c compares them). */
+ * buffer, driven by each message type's plan (codec/mw_codec_plan.h), with
+ * no upb_Message in between. Single values go through the checks of
+ * convert.c, as on the reflection path, so both give the same errors; the
+ * bytes are upb_Encode's for the same message (test_codec.c compares
+ * them). */
 #include "codec/mw_codec.h"
 
 #include <stdbool.h>

@@ -2,8 +2,9 @@
  * outside codec/ includes it): what the descriptors say about each field
  * (number, type, wire type, presence, oneof, sub-message), read once per
  * message type instead of through upb's accessors for every field of every
- * message, and the field names as Lua strings, so that tables are read and
- * written with lua_rawget / lua_rawset and ready keys.
+ * message, and the field names as Lua strings: tables are written with
+ * lua_rawset and ready keys, and a table's keys are found among the fields
+ * by their string's address instead of by hashing the name.
  *
  * Plans live in the Lua state, so each state has its own strings: the
  * registry holds a cache (with the schema epoch it was filled in, see

@@ -2,6 +2,7 @@
  * mw_codec_plan.h for where they live and why they stay valid). */
 #include "codec/mw_codec_plan.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -11,18 +12,41 @@
 #include "codec/mw_codec_internal.h"
 #include "schema/mw_schema.h"
 
-/* The registry holds, under short string keys (which Lua finds by their
- * address in its string cache, then by their stored hash: fewer
- * instructions than a light userdata key), the key table of the plan found
- * last, which most lookups want again (a request and its reply, a stream's
- * messages), and the cache: a userdata with the epoch its table of plans
- * (message address -> key table, its uservalue) was filled in. */
-#define LAST_KEY "mw.plan"
+/* The registry holds the cache (under a short string key): a userdata with
+ * the epoch its table of plans (message address -> key table, its
+ * uservalue) was filled in, and the registry reference that holds the key
+ * table of the plan found last, which most lookups want again (a request
+ * and its reply, a stream's messages). */
 #define CACHE_KEY "mw.plans"
 
 typedef struct {
   unsigned epoch;
+  int last_ref;     /* registry index of the last plan's key table */
+  unsigned version; /* changes with what last_ref holds */
 } mw_plan_cache;
+
+/* Caches that went, with their states: a thread's memo (below) of a state
+ * is good only while none went, as a later state may get a gone one's
+ * registry address. */
+static atomic_uint caches_gone;
+
+/* The plan found last on this thread, to find it again without a lookup by
+ * name in the registry: good while its state (known by the address of its
+ * registry) lives, its cache's last_ref still holds that plan's key table
+ * and the schema epoch is the one it was found in. */
+static _Thread_local struct {
+  const void *registry;
+  mw_plan_cache *pc;
+  unsigned version, epoch, gone;
+  const upb_MessageDef *m;
+  mw_plan *p;
+} memo;
+
+static int cache_gc(lua_State *L) {
+  (void)L;
+  atomic_fetch_add_explicit(&caches_gone, 1, memory_order_acq_rel);
+  return 0;
+}
 
 static void fill_field(mw_plan *p, int i, const upb_FieldDef *f) {
   mw_pfield *pf = &p->f[i];
@@ -123,20 +147,29 @@ static mw_plan *build(lua_State *L, const upb_MessageDef *m, unsigned epoch) {
   return p;
 }
 
-/* The plan of m from the cache (a miss: built and added), its key table
- * pushed, the cache emptied first if the epoch changed. */
-static mw_plan *lookup(lua_State *L, const upb_MessageDef *m, unsigned epoch) {
-  mw_plan_cache *pc;
-  luaL_checkstack(L, 6, "codec plan");
-  if (lua_getfield(L, LUA_REGISTRYINDEX, CACHE_KEY) == LUA_TUSERDATA) {
-    pc = lua_touserdata(L, -1);
-  } else {
-    lua_pop(L, 1);
-    pc = lua_newuserdatauv(L, sizeof *pc, 1);
-    pc->epoch = epoch + 1; /* emptied below */
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, CACHE_KEY);
-  }
+/* Pushes the state's cache, made on first use. */
+static mw_plan_cache *cache_push(lua_State *L, unsigned epoch) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, CACHE_KEY) == LUA_TUSERDATA)
+    return lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  mw_plan_cache *pc = lua_newuserdatauv(L, sizeof *pc, 1);
+  pc->epoch = epoch + 1; /* its table is made by the first lookup */
+  pc->version = 0;
+  lua_pushboolean(L, 0);
+  pc->last_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, cache_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, CACHE_KEY);
+  return pc;
+}
+
+/* The plan of m from the cache at the top (a miss: built and added), its
+ * key table pushed, the cache emptied first if the epoch changed. */
+static mw_plan *lookup(lua_State *L, mw_plan_cache *pc, const upb_MessageDef *m,
+                       unsigned epoch) {
   if (pc->epoch != epoch) {
     lua_newtable(L);
     lua_setiuservalue(L, -2, 1);
@@ -154,24 +187,45 @@ static mw_plan *lookup(lua_State *L, const upb_MessageDef *m, unsigned epoch) {
     lua_pushvalue(L, -1);
     lua_rawsetp(L, -3, m);
   }
-  /* cache, plans, K */
-  lua_replace(L, -3);
-  lua_pop(L, 1);
+  lua_replace(L, -2); /* cache, K */
   return p;
 }
 
 mw_plan *mw_plan_push(lua_State *L, const upb_MessageDef *m) {
   unsigned epoch = mw_schema_epoch();
+  unsigned gone = atomic_load_explicit(&caches_gone, memory_order_acquire);
+  const void *registry = lua_topointer(L, LUA_REGISTRYINDEX);
   /* Callers leave room for the key table and two more values. */
-  if (lua_getfield(L, LUA_REGISTRYINDEX, LAST_KEY) == LUA_TTABLE) {
-    lua_rawgeti(L, -1, 1);
-    mw_plan *p = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    if (p->m == m && p->epoch == epoch) return p;
+  if (memo.registry == registry && memo.m == m && memo.epoch == epoch &&
+      memo.gone == gone && memo.pc->version == memo.version) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, memo.pc->last_ref);
+    return memo.p;
   }
-  lua_pop(L, 1);
-  mw_plan *p = lookup(L, m, epoch);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, LUA_REGISTRYINDEX, LAST_KEY);
+  luaL_checkstack(L, 6, "codec plan");
+  mw_plan_cache *pc = cache_push(L, epoch);
+  mw_plan *p = NULL;
+  if (lua_rawgeti(L, LUA_REGISTRYINDEX, pc->last_ref) == LUA_TTABLE) {
+    lua_rawgeti(L, -1, 1);
+    p = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (p->m != m || p->epoch != epoch) p = NULL;
+  }
+  if (p) {
+    lua_replace(L, -2);
+  } else {
+    lua_pop(L, 1);
+    p = lookup(L, pc, m, epoch);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, LUA_REGISTRYINDEX, pc->last_ref);
+    pc->version++;
+    lua_replace(L, -2);
+  }
+  memo.registry = registry;
+  memo.pc = pc;
+  memo.version = pc->version;
+  memo.epoch = epoch;
+  memo.gone = gone;
+  memo.m = m;
+  memo.p = p;
   return p;
 }

@@ -7,6 +7,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,6 +229,49 @@ static void test_two_states(void) {
   mw_schema_free(s);
 }
 
+/* A bump allocator over one region, started again for each state: a state
+ * made after another closed gets the same addresses for the same steps,
+ * its registry included, and the old bytes are left where it has not
+ * written yet. */
+static union {
+  max_align_t align;
+  char bytes[16 << 20];
+} region;
+static size_t region_used;
+
+static void *bump_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  if (nsize == 0) return NULL;
+  if (ptr && nsize <= osize) return ptr;
+  size_t at = (region_used + 15) & ~(size_t)15;
+  if (at + nsize > sizeof region.bytes) return NULL;
+  region_used = at + nsize;
+  if (ptr) memcpy(region.bytes + at, ptr, osize);
+  return region.bytes + at;
+}
+
+/* A state closed and a new one made at the same addresses: what the thread
+ * remembers of the old state's plans must not be taken for the new one's. */
+static void test_state_remade(void) {
+  mw_schema *s = load("remade", V1);
+  MW_CHECK(s != NULL);
+  if (!s) return;
+  const upb_MessageDef *m = msg(s, "pt.M");
+  char hex[256];
+  const void *first = NULL;
+  for (int round = 0; round < 3; round++) {
+    region_used = 0;
+    lua_State *L = lua_newstate(bump_alloc, NULL);
+    luaL_openlibs(L);
+    if (round == 0) first = lua_topointer(L, LUA_REGISTRYINDEX);
+    MW_CHECK(lua_topointer(L, LUA_REGISTRYINDEX) == first);
+    MW_CHECK_STR(enc(L, m, "{a = 'x', b = 2}", hex, sizeof hex), "0a01781002");
+    MW_CHECK(dec_check(L, m, "\x0a\x01y", 3, "t.a == 'y' and t.b == 0"));
+    lua_close(L);
+  }
+  mw_schema_free(s);
+}
+
 /* What the plan path cannot encode is encoded again the lua_next way, whose
  * error is the one reported: an unknown key (the plan's fields all found,
  * the table has one more), also in a nested message and an Any's body; a
@@ -307,6 +351,7 @@ static void test_long_names_and_wide(void) {
 int main(void) {
   MW_RUN(test_reload_changes_fields);
   MW_RUN(test_two_states);
+  MW_RUN(test_state_remade);
   MW_RUN(test_unknown_key_errors);
   MW_RUN(test_long_names_and_wide);
   return mw_test_done();
