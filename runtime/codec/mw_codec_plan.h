@@ -57,7 +57,6 @@ typedef struct {
   bool packed_out;  /* written packed */
   bool implicit;    /* proto3 without presence: a default is not written */
   bool dflt;        /* decode: a table lacking it gets its default */
-  bool closed_enum; /* proto2 enum */
   int16_t oneof_bit; /* bit of its real oneof in a 64-bit mask, or -1 */
 } mw_pfield;
 

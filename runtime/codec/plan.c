@@ -68,7 +68,6 @@ static void fill_field(mw_plan *p, int i, const upb_FieldDef *f) {
   pf->kf = pf->vf = NULL;
   pf->kt = pf->vt = 0;
   pf->enum_zero = NULL;
-  pf->closed_enum = false;
   pf->packed_in = pf->packed_out = false;
   if (upb_FieldDef_IsMap(f)) {
     pf->kind = MW_PK_MAP;
@@ -93,7 +92,6 @@ static void fill_field(mw_plan *p, int i, const upb_FieldDef *f) {
     const upb_EnumDef *e = upb_FieldDef_EnumSubDef(f);
     const upb_EnumValueDef *ev = upb_EnumDef_FindValueByNumber(e, 0);
     pf->enum_zero = ev ? upb_EnumValueDef_Name(ev) : NULL;
-    pf->closed_enum = upb_FileDef_Syntax(upb_EnumDef_File(e)) == kUpb_Syntax_Proto2;
   }
   /* Presence: proto3 scalars outside any oneof (a proto3 optional has a
    * synthetic one) have none: their defaults are not written, and a table
