@@ -1,6 +1,7 @@
 /* Codec, wire -> Lua (mw_codec_decode_push, every call's hot path): the
- * protobuf wire format parsed straight into Lua tables, driven by the
- * descriptors, with no upb_Message in between. Where the wire format leaves
+ * protobuf wire format parsed straight into Lua tables, driven by each
+ * message type's plan (codec/mw_codec_plan.h: the descriptors read once,
+ * the field names ready as Lua strings), with no upb_Message in between. Where the wire format leaves
  * a choice (merging, unknown fields, closed enums) it does what upb 1.51's
  * decoder did; test_codec.c checks it against upb_Decode and the reflection
  * path. */
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "codec/mw_codec_internal.h"
+#include "codec/mw_codec_plan.h"
 
 /* Decoder results besides 0 and -1 (the message is in c->err already):
  * problems of the bytes themselves, worded as upb's decoder status was and
@@ -215,7 +217,8 @@ static int push_wval(mw_ctx *c, const upb_FieldDef *f, upb_FieldType ft,
   }
 }
 
-/* The value of an implicit-presence field that is not on the wire. */
+/* The value of an implicit-presence field that is not on the wire (a map
+ * entry's key or value; a message's fields have push_plan_default). */
 static void push_default(lua_State *L, const upb_FieldDef *f) {
   switch (upb_FieldDef_CType(f)) {
     case kUpb_CType_Bool: lua_pushboolean(L, 0); break;
@@ -236,43 +239,42 @@ static void push_default(lua_State *L, const upb_FieldDef *f) {
   }
 }
 
-/* The decoding of one message into its table. */
+/* The value of plan field pf when a new table lacks it (pf->dflt). */
+static void push_plan_default(lua_State *L, const mw_pfield *pf) {
+  switch (pf->kind) {
+    case MW_PK_ARRAY:
+    case MW_PK_MAP: lua_createtable(L, 0, 0); return;
+  }
+  switch (pf->type) {
+    case kUpb_FieldType_Bool: lua_pushboolean(L, 0); break;
+    case kUpb_FieldType_Float:
+    case kUpb_FieldType_Double: lua_pushnumber(L, 0.0); break;
+    case kUpb_FieldType_String:
+    case kUpb_FieldType_Bytes: lua_pushliteral(L, ""); break;
+    case kUpb_FieldType_Enum:
+      if (pf->enum_zero)
+        lua_pushstring(L, pf->enum_zero);
+      else
+        lua_pushinteger(L, 0);
+      break;
+    default: lua_pushinteger(L, 0); break;
+  }
+}
+
+/* The decoding of one message into its table, driven by its plan: fields
+ * are set with lua_rawset and the plan's keys (the tables are the
+ * decoder's own, without metatables). */
 typedef struct {
-  const upb_MessageDef *m;
+  mw_plan *pl;
+  int k;        /* absolute index of the plan's key table */
   int t;        /* absolute index of the table */
   bool merging; /* the table came from an earlier occurrence: merge into it */
-  bool proto3;
-  int n;                      /* fields of m */
-  size_t skip;                /* a field's name is its full name from here on */
-  const upb_FieldDef *open_f; /* repeated or map field whose table is at t+1 */
-  lua_Integer open_n;         /* elements in that array */
-  const upb_FieldDef *last;   /* the field read last, for the next lookup */
-  uint64_t *seen;             /* a bit per field index set in this table */
+  int open_i;   /* repeated or map field whose table is at t+1, or -1 */
+  lua_Integer open_n; /* elements in that array */
+  int last;     /* the field read last (index), for the next lookup; -1 */
+  uint64_t *seen; /* a bit per field index set in this table */
   uint64_t seen0[4];
 } mw_dframe;
-
-/* upb_FieldDef_Name is a strrchr over the full name; the full name of a
- * field of m starts with m's full name and a dot. */
-static const char *fr_name(const mw_dframe *fr, const upb_FieldDef *f) {
-  return upb_FieldDef_FullName(f) + fr->skip;
-}
-
-/* The field with number num: fields mostly come in declaration order (and
- * repeated ones in runs), so the one after the last is tried first. */
-static const upb_FieldDef *fr_field(mw_dframe *fr, uint32_t num) {
-  const upb_FieldDef *f = fr->last;
-  if (f) {
-    if (upb_FieldDef_Number(f) == num) return f;
-    uint32_t i = upb_FieldDef_Index(f) + 1;
-    if ((int)i < fr->n) {
-      f = upb_MessageDef_Field(fr->m, (int)i);
-      if (upb_FieldDef_Number(f) == num) return fr->last = f;
-    }
-  }
-  f = upb_MessageDef_FindFieldByNumber(fr->m, num);
-  if (f) fr->last = f;
-  return f;
-}
 
 static bool fr_seen(const mw_dframe *fr, uint32_t i) {
   return (fr->seen[i >> 6] >> (i & 63)) & 1;
@@ -286,9 +288,14 @@ static void fr_unmark(mw_dframe *fr, uint32_t i) {
   fr->seen[i >> 6] &= ~(UINT64_C(1) << (i & 63));
 }
 
-static int dec_msg(mw_ctx *c, const upb_MessageDef *m, const char **pp,
+/* Pushes the key (field name) of field i. */
+static inline void fr_key(lua_State *L, const mw_dframe *fr, int i) {
+  lua_rawgeti(L, fr->k, MW_PLAN_KEY(i));
+}
+
+static int dec_msg(mw_ctx *c, mw_plan *pl, int k, const char **pp,
                    const char *end, uint32_t group, int into);
-static int dec_body(mw_ctx *c, const upb_MessageDef *m, const char **pp,
+static int dec_body(mw_ctx *c, mw_plan *pl, int k, const char **pp,
                     const char *end, uint32_t group, int into, int extra);
 
 /* How many values of the field whose tag (num, wt) was just read follow
@@ -304,22 +311,21 @@ static int count_run(const char *p, const char *end, uint32_t num, int wt) {
   return n;
 }
 
-/* Makes the table of repeated or map field f the one at t + 1, unless it is
+/* Makes the table of repeated or map field i the one at t + 1, unless it is
  * already. A new table is sized for count elements, or (count 0) for the
  * run of values starting at p. */
-static void open_container(mw_ctx *c, mw_dframe *fr, const upb_FieldDef *f,
-                           size_t count, const char *p, const char *end,
-                           uint32_t num, int wt) {
+static void open_container(mw_ctx *c, mw_dframe *fr, int i, size_t count,
+                           const char *p, const char *end, uint32_t num,
+                           int wt) {
   lua_State *L = c->L;
-  if (fr->open_f == f) return;
+  if (fr->open_i == i) return;
   lua_settop(L, fr->t);
-  uint32_t i = upb_FieldDef_Index(f);
-  const char *name = fr_name(fr, f);
-  fr->open_f = f;
-  bool had = fr->merging || fr_seen(fr, i);
-  fr_mark(fr, i);
+  fr->open_i = i;
+  bool had = fr->merging || fr_seen(fr, (uint32_t)i);
+  fr_mark(fr, (uint32_t)i);
   if (had) {
-    if (lua_getfield(L, fr->t, name) == LUA_TTABLE) {
+    fr_key(L, fr, i);
+    if (lua_rawget(L, fr->t) == LUA_TTABLE) {
       fr->open_n = (lua_Integer)lua_rawlen(L, -1);
       return;
     }
@@ -328,27 +334,29 @@ static void open_container(mw_ctx *c, mw_dframe *fr, const upb_FieldDef *f,
   int n = count > INT32_MAX ? INT32_MAX
           : count           ? (int)count
                             : count_run(p, end, num, wt);
-  if (upb_FieldDef_IsMap(f))
+  if (fr->pl->f[i].kind == MW_PK_MAP)
     lua_createtable(L, 0, n);
   else
     lua_createtable(L, n, 0);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, fr->t, name);
+  fr_key(L, fr, i);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, fr->t);
   fr->open_n = 0;
 }
 
 /* A member of a oneof is being set: the others go (the last one wins). */
 static void clear_oneof(mw_ctx *c, mw_dframe *fr, const upb_OneofDef *o,
-                        const upb_FieldDef *keep) {
+                        int keep) {
   lua_State *L = c->L;
-  int n = upb_OneofDef_FieldCount(o);
-  for (int i = 0; i < n; i++) {
-    const upb_FieldDef *g = upb_OneofDef_Field(o, i);
-    uint32_t gi = upb_FieldDef_Index(g);
-    if (g == keep || !(fr->merging || fr_seen(fr, gi))) continue;
+  const mw_plan *pl = fr->pl;
+  for (int i = 0; i < pl->n; i++) {
+    if (pl->f[i].o != o || i == keep ||
+        !(fr->merging || fr_seen(fr, (uint32_t)i)))
+      continue;
+    fr_key(L, fr, i);
     lua_pushnil(L);
-    lua_setfield(L, fr->t, fr_name(fr, g));
-    fr_unmark(fr, gi);
+    lua_rawset(L, fr->t);
+    fr_unmark(fr, (uint32_t)i);
   }
 }
 
@@ -387,18 +395,19 @@ static void seg_wire_key(mw_ctx *c, upb_FieldType kt, const mw_wval *k) {
   }
 }
 
-/* One entry of map field f (bytes s, n) into the map table at t + 1. The
+/* One entry of map field i (bytes s, n) into the map table at t + 1. The
  * entry is read twice: first for the key (so that errors in the value have
  * the key in their path), then for the value; a message value that appears
  * more than once is merged. As upb 1.51 did, an entry with a field other
  * than key and value is dropped (after its key and value are checked), and
  * a closed enum value the enum lacks stays a number. */
-static int dec_map_entry(mw_ctx *c, mw_dframe *fr, const upb_FieldDef *f,
-                         const char *s, size_t n) {
+static int dec_map_entry(mw_ctx *c, mw_dframe *fr, int i, const char *s,
+                         size_t n) {
   lua_State *L = c->L;
-  const upb_FieldDef *kf, *vf;
-  mw_codec_map_fields(f, &kf, &vf);
-  upb_FieldType kt = upb_FieldDef_Type(kf), vt = upb_FieldDef_Type(vf);
+  const mw_pfield *pf = &fr->pl->f[i];
+  const upb_FieldDef *kf = pf->kf, *vf = pf->vf;
+  upb_FieldType kt = pf->kt, vt = pf->vt;
+  bool proto3 = fr->pl->proto3;
   mw_wval k = {0, "", 0}, v = {0, "", 0};
   int nk = 0, nv = 0, rc = 0;
   bool drop = false;
@@ -421,15 +430,16 @@ static int dec_map_entry(mw_ctx *c, mw_dframe *fr, const upb_FieldDef *f,
   }
   seg_wire_key(c, kt, &k);
   if (nk) {
-    if ((rc = push_wval(c, kf, kt, &k, fr->proto3)) < 0) return rc;
+    if ((rc = push_wval(c, kf, kt, &k, proto3)) < 0) return rc;
   } else {
     push_default(L, kf);
   }
   if (vt == kUpb_FieldType_Message) {
-    const upb_MessageDef *sub = upb_FieldDef_MessageSubDef(vf);
+    mw_plan *sub = mw_plan_push_sub(L, fr->pl, fr->k, i);
+    int sk = lua_gettop(L);
     if (nv <= 1) {
       const char *q = v.s;
-      rc = dec_msg(c, sub, &q, v.s + v.n, 0, 0);
+      rc = dec_msg(c, sub, sk, &q, v.s + v.n, 0, 0);
     } else { /* merge every occurrence, in order */
       int into = 0;
       for (p = s; p < end;) { /* read once already: well-formed */
@@ -443,15 +453,16 @@ static int dec_map_entry(mw_ctx *c, mw_dframe *fr, const upb_FieldDef *f,
         }
         if (!(p = rd_value(p, end, wt, &w))) return DEC_MALFORMED;
         const char *q = w.s;
-        if ((rc = dec_msg(c, sub, &q, w.s + w.n, 0, into)) < 0) return rc;
+        if ((rc = dec_msg(c, sub, sk, &q, w.s + w.n, 0, into)) < 0) return rc;
         if (into)
           lua_replace(L, into);
         else
           into = lua_gettop(L);
       }
     }
+    if (rc == 0) lua_remove(L, sk);
   } else if (nv) {
-    rc = push_wval(c, vf, vt, &v, fr->proto3);
+    rc = push_wval(c, vf, vt, &v, proto3);
     if (rc == 1) { /* a closed enum's unknown number */
       lua_pushinteger(L, (int32_t)(uint32_t)v.u);
       rc = 0;
@@ -469,34 +480,28 @@ static int dec_map_entry(mw_ctx *c, mw_dframe *fr, const upb_FieldDef *f,
   return 0;
 }
 
-/* Whether wire type wt can carry field f: its own, or a packed run of a
- * repeated packable field. */
-static bool wire_type_fits(const upb_FieldDef *f, int wt) {
-  upb_FieldType ft = upb_FieldDef_Type(f);
-  if (upb_FieldDef_IsMap(f)) return wt == MW_WT_LEN;
-  if (wt == mw_wire_type[ft]) return true;
-  return wt == MW_WT_LEN && upb_FieldDef_IsRepeated(f) && mw_codec_packable(ft);
-}
-
-/* Field f (number num) with wire type wt at *pp. */
-static int dec_field(mw_ctx *c, mw_dframe *fr, const upb_FieldDef *f,
-                     uint32_t num, int wt, const char **pp, const char *end) {
+/* Field i (number num) with wire type wt at *pp. */
+static int dec_field(mw_ctx *c, mw_dframe *fr, int i, uint32_t num, int wt,
+                     const char **pp, const char *end) {
   lua_State *L = c->L;
   const char *p = *pp;
-  upb_FieldType ft = upb_FieldDef_Type(f);
+  mw_pfield *pf = &fr->pl->f[i];
+  const upb_FieldDef *f = pf->f;
+  upb_FieldType ft = pf->type;
+  bool proto3 = fr->pl->proto3;
   int want = mw_wire_type[ft], rc = 0;
   mw_wval v;
 
-  if (upb_FieldDef_IsRepeated(f)) {
-    if (upb_FieldDef_IsMap(f)) {
-      const char *at = p;
-      if (wt != MW_WT_LEN || !(p = rd_value(p, end, wt, &v)))
-        return DEC_MALFORMED;
-      open_container(c, fr, f, 0, at, end, num, wt);
-      *pp = p;
-      return dec_map_entry(c, fr, f, v.s, v.n);
-    }
-    if (wt == MW_WT_LEN && mw_codec_packable(ft)) { /* packed */
+  if (pf->kind == MW_PK_MAP) {
+    const char *at = p;
+    if (wt != MW_WT_LEN || !(p = rd_value(p, end, wt, &v)))
+      return DEC_MALFORMED;
+    open_container(c, fr, i, 0, at, end, num, wt);
+    *pp = p;
+    return dec_map_entry(c, fr, i, v.s, v.n);
+  }
+  if (pf->kind == MW_PK_ARRAY) {
+    if (wt == MW_WT_LEN && pf->packed_in) { /* packed */
       if (!(p = rd_value(p, end, wt, &v))) return DEC_MALFORMED;
       size_t count = 0;
       if (want == MW_WT_32BIT) {
@@ -506,14 +511,14 @@ static int dec_field(mw_ctx *c, mw_dframe *fr, const upb_FieldDef *f,
         if (v.n % 8) return DEC_MALFORMED;
         count = v.n / 8;
       } else {
-        for (size_t i = 0; i < v.n; i++) count += (unsigned char)v.s[i] < 0x80;
+        for (size_t j = 0; j < v.n; j++) count += (unsigned char)v.s[j] < 0x80;
       }
-      open_container(c, fr, f, count ? count : 1, NULL, NULL, 0, 0);
+      open_container(c, fr, i, count ? count : 1, NULL, NULL, 0, 0);
       for (const char *q = v.s, *e = v.s + v.n; q < e;) {
         mw_wval w;
         if (!(q = rd_value(q, e, want, &w))) return DEC_MALFORMED;
         mw_seg_index(c, (int64_t)fr->open_n + 1);
-        if ((rc = push_wval(c, f, ft, &w, fr->proto3)) < 0) return rc;
+        if ((rc = push_wval(c, f, ft, &w, proto3)) < 0) return rc;
         if (rc == 0) lua_rawseti(L, fr->t + 1, ++fr->open_n);
         mw_seg_pop(c);
       }
@@ -521,20 +526,22 @@ static int dec_field(mw_ctx *c, mw_dframe *fr, const upb_FieldDef *f,
       return 0;
     }
     if (wt != want) return DEC_MALFORMED;
-    open_container(c, fr, f, 0, p, end, num, wt);
+    open_container(c, fr, i, 0, p, end, num, wt);
     mw_seg_index(c, (int64_t)fr->open_n + 1);
     if (ft == kUpb_FieldType_Message || ft == kUpb_FieldType_Group) {
-      const upb_MessageDef *sub = upb_FieldDef_MessageSubDef(f);
+      mw_plan *sub = mw_plan_push_sub(L, fr->pl, fr->k, i);
+      int sk = lua_gettop(L);
       if (ft == kUpb_FieldType_Group) {
-        rc = dec_msg(c, sub, &p, end, num, 0);
+        rc = dec_msg(c, sub, sk, &p, end, num, 0);
       } else {
         if (!(p = rd_value(p, end, wt, &v))) return DEC_MALFORMED;
         const char *q = v.s;
-        rc = dec_msg(c, sub, &q, v.s + v.n, 0, 0);
+        rc = dec_msg(c, sub, sk, &q, v.s + v.n, 0, 0);
       }
+      if (rc == 0) lua_remove(L, sk);
     } else {
       if (!(p = rd_value(p, end, wt, &v))) return DEC_MALFORMED;
-      rc = push_wval(c, f, ft, &v, fr->proto3);
+      rc = push_wval(c, f, ft, &v, proto3);
     }
     if (rc < 0) return rc;
     if (rc == 0) lua_rawseti(L, fr->t + 1, ++fr->open_n);
@@ -544,42 +551,49 @@ static int dec_field(mw_ctx *c, mw_dframe *fr, const upb_FieldDef *f,
   }
 
   if (wt != want) return DEC_MALFORMED;
-  uint32_t fi = upb_FieldDef_Index(f);
-  const upb_OneofDef *o = upb_FieldDef_ContainingOneof(f);
-  if (o && upb_OneofDef_IsSynthetic(o)) o = NULL;
-  const char *name = fr_name(fr, f);
-  if (ft == kUpb_FieldType_Message || ft == kUpb_FieldType_Group) {
-    const upb_MessageDef *sub = upb_FieldDef_MessageSubDef(f);
-    if (o) clear_oneof(c, fr, o, f);
+  const upb_OneofDef *o = pf->o;
+  if (pf->kind == MW_PK_MESSAGE) {
+    if (o) clear_oneof(c, fr, o, i);
+    fr_key(L, fr, i);
+    int key = lua_gettop(L);
     /* A message field seen again is merged into the table it has. */
     int into = 0;
-    if (fr->merging || fr_seen(fr, fi)) {
-      if (lua_getfield(L, fr->t, name) == LUA_TTABLE)
+    if (fr->merging || fr_seen(fr, (uint32_t)i)) {
+      lua_pushvalue(L, key);
+      if (lua_rawget(L, fr->t) == LUA_TTABLE)
         into = lua_gettop(L);
       else
         lua_pop(L, 1);
     }
+    mw_plan *sub = mw_plan_push_sub(L, fr->pl, fr->k, i);
+    int sk = lua_gettop(L);
     if (ft == kUpb_FieldType_Group) {
-      rc = dec_msg(c, sub, &p, end, num, into);
+      rc = dec_msg(c, sub, sk, &p, end, num, into);
     } else {
       if (!(p = rd_value(p, end, wt, &v))) return DEC_MALFORMED;
       const char *q = v.s;
-      rc = dec_msg(c, sub, &q, v.s + v.n, 0, into);
+      rc = dec_msg(c, sub, sk, &q, v.s + v.n, 0, into);
     }
     if (rc < 0) return rc;
-    lua_setfield(L, fr->t, name);
-    if (into) lua_pop(L, 1);
+    lua_copy(L, -1, key + 1);
+    lua_settop(L, key + 1);
+    lua_rawset(L, fr->t);
   } else {
     if (!(p = rd_value(p, end, wt, &v))) return DEC_MALFORMED;
-    if ((rc = push_wval(c, f, ft, &v, fr->proto3)) < 0) return rc;
+    fr_key(L, fr, i);
+    if ((rc = push_wval(c, f, ft, &v, proto3)) < 0) return rc;
     if (rc == 1) { /* dropped closed-enum number: nothing changes */
+      lua_pop(L, 1);
       *pp = p;
       return 0;
     }
-    if (o) clear_oneof(c, fr, o, f);
-    lua_setfield(L, fr->t, name);
+    if (o) {
+      /* clear_oneof leaves the stack as it is */
+      clear_oneof(c, fr, o, i);
+    }
+    lua_rawset(L, fr->t);
   }
-  fr_mark(fr, fi);
+  fr_mark(fr, (uint32_t)i);
   *pp = p;
   return 0;
 }
@@ -589,6 +603,7 @@ static int dec_field(mw_ctx *c, mw_dframe *fr, const upb_FieldDef *f,
 static int dec_fields(mw_ctx *c, mw_dframe *fr, const char **pp,
                       const char *end, uint32_t group) {
   const char *p = *pp;
+  const mw_plan *pl = fr->pl;
   while (p < end) {
     uint32_t num;
     int wt, rc = 0;
@@ -598,16 +613,18 @@ static int dec_fields(mw_ctx *c, mw_dframe *fr, const char **pp,
       *pp = p;
       return 0;
     }
-    const upb_FieldDef *f = fr_field(fr, num);
-    if (!f || !wire_type_fits(f, wt)) {
+    int i = mw_plan_find(pl, num, fr->last);
+    if (i >= 0) fr->last = i;
+    if (i < 0 ||
+        !(wt == pl->f[i].wt || (wt == MW_WT_LEN && pl->f[i].packed_in))) {
       /* Unknown fields are skipped, and so is a known number with a wire
        * type its field cannot have (a peer whose schema changed the
        * field's type), as protobuf's own parsers do. */
       if (!(p = skip_value(p, end, num, wt, c->depth, &rc))) return rc;
       continue;
     }
-    mw_seg_field(c, f);
-    if ((rc = dec_field(c, fr, f, num, wt, &p, end)) < 0) return rc;
+    mw_seg_field(c, pl->f[i].f);
+    if ((rc = dec_field(c, fr, i, num, wt, &p, end)) < 0) return rc;
     mw_seg_pop(c);
   }
   if (group) return DEC_MALFORMED;
@@ -615,24 +632,22 @@ static int dec_fields(mw_ctx *c, mw_dframe *fr, const char **pp,
   return 0;
 }
 
-/* The fields of m into a new table (extra: more hash slots) or, with into,
- * into the table at that index; either way the table is left on top. Fields
- * without presence that are not on the wire get their defaults in a new
- * table. */
-static int dec_body(mw_ctx *c, const upb_MessageDef *m, const char **pp,
+/* The fields of pl's message into a new table (extra: more hash slots) or,
+ * with into, into the table at that index; either way the table is left on
+ * top. k is the plan's key table. Fields without presence that are not on
+ * the wire get their defaults in a new table. */
+static int dec_body(mw_ctx *c, mw_plan *pl, int k, const char **pp,
                     const char *end, uint32_t group, int into, int extra) {
   lua_State *L = c->L;
-  int n = upb_MessageDef_FieldCount(m);
+  int n = pl->n;
   size_t words = ((size_t)n + 63) / 64;
   mw_dframe fr;
-  fr.m = m;
+  fr.pl = pl;
+  fr.k = k;
   fr.merging = into != 0;
-  fr.proto3 = upb_MessageDef_Syntax(m) == kUpb_Syntax_Proto3;
-  fr.n = n;
-  fr.skip = strlen(upb_MessageDef_FullName(m)) + 1;
-  fr.open_f = NULL;
+  fr.open_i = -1;
   fr.open_n = 0;
-  fr.last = NULL;
+  fr.last = -1;
   if (words <= sizeof fr.seen0 / sizeof fr.seen0[0]) {
     fr.seen = fr.seen0;
   } else {
@@ -654,16 +669,10 @@ static int dec_body(mw_ctx *c, const upb_MessageDef *m, const char **pp,
    * outside any oneof (proto3 optional has a synthetic one) their defaults;
    * the others (with presence) stay nil. */
   for (int i = 0; i < n; i++) {
-    if (fr_seen(&fr, (uint32_t)i)) continue;
-    const upb_FieldDef *f = upb_MessageDef_Field(m, i);
-    if (upb_FieldDef_IsRepeated(f))
-      lua_createtable(L, 0, 0);
-    else if (fr.proto3 && !upb_FieldDef_IsSubMessage(f) &&
-             !upb_FieldDef_ContainingOneof(f))
-      push_default(L, f);
-    else
-      continue;
-    lua_setfield(L, fr.t, fr_name(&fr, f));
+    if (!pl->f[i].dflt || fr_seen(&fr, (uint32_t)i)) continue;
+    fr_key(L, &fr, i);
+    push_plan_default(L, &pl->f[i]);
+    lua_rawset(L, fr.t);
   }
   return 0;
 }
@@ -672,10 +681,11 @@ static int dec_body(mw_ctx *c, const upb_MessageDef *m, const char **pp,
  * when the type is in the pool. With into (an Any seen before in the same
  * field) the fields merge as upb merged them: each one the wire lacks is
  * taken from the earlier table. */
-static int dec_any(mw_ctx *c, const upb_MessageDef *m, const char *p,
+static int dec_any(mw_ctx *c, const mw_plan *pl, const char *p,
                    const char *end, int into) {
   lua_State *L = c->L;
-  bool proto3 = upb_MessageDef_Syntax(m) == kUpb_Syntax_Proto3;
+  const upb_MessageDef *m = pl->m;
+  bool proto3 = pl->proto3;
   const char *url = "", *val = "";
   size_t ulen = 0, vlen = 0;
   bool has_url = false, has_val = false;
@@ -759,11 +769,19 @@ static int dec_any(mw_ctx *c, const upb_MessageDef *m, const char *p,
   if (upb_MessageDef_WellKnownType(packed) == kUpb_WellKnown_Any) {
     /* An Any in an Any: the inner one goes under "value", as in JSON. */
     lua_createtable(L, 0, 2);
+    mw_plan *ppl = mw_plan_push(L, packed);
+    int pk = lua_gettop(L);
     mw_seg_name(c, "value", 5);
-    rc = dec_msg(c, packed, &q, val + vlen, 0, 0);
-    if (rc == 0) lua_setfield(L, -2, "value");
+    rc = dec_msg(c, ppl, pk, &q, val + vlen, 0, 0);
+    if (rc == 0) {
+      lua_remove(L, pk);
+      lua_setfield(L, -2, "value");
+    }
   } else {
-    rc = dec_body(c, packed, &q, val + vlen, 0, 0, 1);
+    mw_plan *ppl = mw_plan_push(L, packed);
+    int pk = lua_gettop(L);
+    rc = dec_body(c, ppl, pk, &q, val + vlen, 0, 0, 1);
+    if (rc == 0) lua_remove(L, pk);
   }
   c->nseg = nseg;
   if (rc < -1)
@@ -775,20 +793,20 @@ static int dec_any(mw_ctx *c, const upb_MessageDef *m, const char *p,
   return 0;
 }
 
-/* A message of type m at *pp (up to end, or to the end tag of group number
- * group): its table is pushed (or the one at into, merged into). */
-static int dec_msg(mw_ctx *c, const upb_MessageDef *m, const char **pp,
+/* A message of pl's type at *pp (up to end, or to the end tag of group
+ * number group): its table is pushed (or the one at into, merged into). */
+static int dec_msg(mw_ctx *c, mw_plan *pl, int k, const char **pp,
                    const char *end, uint32_t group, int into) {
   if (++c->depth > MW_CODEC_MAX_DEPTH)
     return mw_codec_fail(c, "message nesting deeper than %d",
                          MW_CODEC_MAX_DEPTH);
-  if (!lua_checkstack(c->L, 12)) return mw_codec_fail(c, "Lua stack overflow");
+  if (!lua_checkstack(c->L, 16)) return mw_codec_fail(c, "Lua stack overflow");
   int rc;
-  if (group == 0 && upb_MessageDef_WellKnownType(m) == kUpb_WellKnown_Any) {
-    rc = dec_any(c, m, *pp, end, into);
+  if (group == 0 && pl->any) {
+    rc = dec_any(c, pl, *pp, end, into);
     *pp = end;
   } else {
-    rc = dec_body(c, m, pp, end, group, into, 0);
+    rc = dec_body(c, pl, k, pp, end, group, into, 0);
   }
   c->depth--;
   return rc;
@@ -804,9 +822,19 @@ int mw_codec_decode_push(lua_State *L, const char *buf, size_t len,
   mw_ctx_init(&c, L, a, inner, sizeof inner);
   int top = lua_gettop(L);
   const char *p = buf ? buf : "";
-  int rc = dec_msg(&c, m, &p, p + len, 0, 0);
+  if (!lua_checkstack(L, 4)) {
+    if (err && errlen)
+      snprintf(err, errlen, "cannot decode %s: Lua stack overflow",
+               upb_MessageDef_FullName(m));
+    return -1;
+  }
+  mw_plan *pl = mw_plan_push(L, m);
+  int rc = dec_msg(&c, pl, top + 1, &p, p + len, 0, 0);
   if (c.own_arena) upb_Arena_Free(c.own_arena);
-  if (rc == 0) return 0;
+  if (rc == 0) {
+    lua_replace(L, top + 1); /* the table, where the plan's keys were */
+    return 0;
+  }
   lua_settop(L, top);
   if (err && errlen)
     snprintf(err, errlen, "cannot decode %s: %s", upb_MessageDef_FullName(m),

@@ -1,9 +1,10 @@
 /* Codec, Lua -> wire (mw_codec_encode_buf, every reply's hot path, and
  * mw_codec_encode): the bytes of a Lua table written straight into a
- * buffer, driven by the descriptors, with no upb_Message in between. Single
- * values go through the checks of convert.c, as on the reflection path, so
- * both give the same errors; the bytes are upb_Encode's for the same
- * message (test_codec.c compares them). */
+ * buffer, driven by each message type's plan (codec/mw_codec_plan.h), with
+ * no upb_Message in between. Single values go through the checks of
+ * convert.c, as on the reflection path, so both give the same errors; the
+ * bytes are upb_Encode's for the same message (test_codec.c compares
+ * them). */
 #include "codec/mw_codec.h"
 
 #include <stdbool.h>
@@ -14,6 +15,7 @@
 #include <lauxlib.h>
 
 #include "codec/mw_codec_internal.h"
+#include "codec/mw_codec_plan.h"
 
 static bool wb_grow(mw_ctx *c, size_t need) {
   mw_wbuf *b = &c->out;
@@ -191,28 +193,33 @@ static bool is_zero(upb_FieldType ft, const upb_MessageValue *v) {
   }
 }
 
-static int enc_msg(mw_ctx *c, const upb_MessageDef *m, int t);
-static int enc_fields(mw_ctx *c, const upb_MessageDef *m, int t,
-                      bool skip_type);
+static int enc_msg(mw_ctx *c, mw_plan *pl, int k, int t);
+static int enc_fields(mw_ctx *c, mw_plan *pl, int k, int t, bool skip_type);
 
 /* One value of field f (type ft) at vi as field number num: a singular
  * value (skip_zero: not written when it is the default), an element of an
- * unpacked array, or a map entry's key or value. */
-static int enc_value(mw_ctx *c, const upb_FieldDef *f, upb_FieldType ft, int vi,
+ * unpacked array, or a map entry's key or value. A message value's plan is
+ * that of field i of pl (whose key table is at k). */
+static int enc_value(mw_ctx *c, mw_plan *pl, int pk, int fi,
+                     const upb_FieldDef *f, upb_FieldType ft, int vi,
                      uint32_t num, bool skip_zero) {
   lua_State *L = c->L;
   if (ft == kUpb_FieldType_Message || ft == kUpb_FieldType_Group) {
-    const upb_MessageDef *sub = upb_FieldDef_MessageSubDef(f);
     if (lua_type(L, vi) != LUA_TTABLE)
       return mw_codec_fail(c, "expected table for message %s, got %s",
-                           upb_MessageDef_FullName(sub), luaL_typename(L, vi));
+                           upb_MessageDef_FullName(pl->f[fi].sub),
+                           luaL_typename(L, vi));
+    mw_plan *sub = mw_plan_push_sub(L, pl, pk, fi);
+    int sk = lua_gettop(L);
     if (ft == kUpb_FieldType_Group) {
-      if (wr_raw_tag(c, num, MW_WT_SGROUP) < 0 || enc_msg(c, sub, vi) < 0)
+      if (wr_raw_tag(c, num, MW_WT_SGROUP) < 0 || enc_msg(c, sub, sk, vi) < 0)
         return -1;
+      lua_settop(L, sk - 1);
       return wr_raw_tag(c, num, MW_WT_EGROUP);
     }
     size_t slot;
-    if (wr_open(c, num, &slot) < 0 || enc_msg(c, sub, vi) < 0) return -1;
+    if (wr_open(c, num, &slot) < 0 || enc_msg(c, sub, sk, vi) < 0) return -1;
+    lua_settop(L, sk - 1);
     return wr_close(c, slot);
   }
   /* The common cases first; anything else (and every error) goes through
@@ -274,16 +281,18 @@ static int enc_value(mw_ctx *c, const upb_FieldDef *f, upb_FieldType ft, int vi,
   return wr_scalar(c, ft, num, &v);
 }
 
-/* A repeated field from a sequence 1..n; packable types are packed when
- * the field is. */
-static int enc_array(mw_ctx *c, const upb_FieldDef *f, int t) {
+/* Repeated field i of pl from a sequence 1..n; packable types are packed
+ * when the field is. */
+static int enc_array(mw_ctx *c, mw_plan *pl, int pk, int fi, int t) {
   lua_State *L = c->L;
+  const mw_pfield *pf = &pl->f[fi];
+  const upb_FieldDef *f = pf->f;
   lua_Unsigned n;
   if (mw_codec_check_sequence(c, f, t, &n) < 0) return -1;
   if (n == 0) return 0;
-  upb_FieldType ft = upb_FieldDef_Type(f);
-  uint32_t num = upb_FieldDef_Number(f);
-  bool packed = upb_FieldDef_IsPacked(f) && mw_codec_packable(ft);
+  upb_FieldType ft = pf->type;
+  uint32_t num = pf->num;
+  bool packed = pf->packed_out;
   size_t slot = 0;
   if (packed && wr_open(c, num, &slot) < 0) return -1;
   for (lua_Unsigned i = 1; i <= n; i++) {
@@ -294,7 +303,7 @@ static int enc_array(mw_ctx *c, const upb_FieldDef *f, int t) {
       upb_MessageValue v;
       if (mw_codec_to_value(c, f, vi, &v) < 0 || wr_scalar(c, ft, 0, &v) < 0)
         return -1;
-    } else if (enc_value(c, f, ft, vi, num, false) < 0) {
+    } else if (enc_value(c, pl, pk, fi, f, ft, vi, num, false) < 0) {
       return -1;
     }
     mw_seg_pop(c);
@@ -303,17 +312,17 @@ static int enc_array(mw_ctx *c, const upb_FieldDef *f, int t) {
   return packed ? wr_close(c, slot) : 0;
 }
 
-/* A map: one entry per key, both key and value always written (as upb
- * does), in the order lua_next gives. */
-static int enc_map(mw_ctx *c, const upb_FieldDef *f, int t) {
+/* Map field i of pl: one entry per key, both key and value always written
+ * (as upb does), in the order lua_next gives. */
+static int enc_map(mw_ctx *c, mw_plan *pl, int pk, int fi, int t) {
   lua_State *L = c->L;
   if (lua_type(L, t) != LUA_TTABLE)
     return mw_codec_fail(c, "expected table for map, got %s",
                          luaL_typename(L, t));
-  const upb_FieldDef *kf, *vf;
-  mw_codec_map_fields(f, &kf, &vf);
-  upb_FieldType kt = upb_FieldDef_Type(kf), vt = upb_FieldDef_Type(vf);
-  uint32_t num = upb_FieldDef_Number(f);
+  const mw_pfield *pf = &pl->f[fi];
+  const upb_FieldDef *kf = pf->kf, *vf = pf->vf;
+  upb_FieldType kt = pf->kt, vt = pf->vt;
+  uint32_t num = pf->num;
   lua_pushnil(L);
   while (lua_next(L, t)) {
     int vi = lua_gettop(L);
@@ -323,7 +332,8 @@ static int enc_map(mw_ctx *c, const upb_FieldDef *f, int t) {
     if (mw_codec_to_value(c, kf, vi - 1, &k) < 0 ||
         wr_open(c, num, &slot) < 0 ||
         wr_scalar(c, kt, kUpb_MapEntry_KeyFieldNumber, &k) < 0 ||
-        enc_value(c, vf, vt, vi, kUpb_MapEntry_ValueFieldNumber, false) < 0 ||
+        enc_value(c, pl, pk, fi, vf, vt, vi, kUpb_MapEntry_ValueFieldNumber,
+                  false) < 0 ||
         wr_close(c, slot) < 0)
       return -1;
     mw_seg_pop(c);
@@ -401,15 +411,26 @@ static int sort_fields(mw_ctx *c, size_t e0) {
   return 0;
 }
 
-/* Every key of the table at t is a field name of m (skip_type: but "@type"
- * of an Any body), checked and converted in the order lua_next gives, as
- * fill_fields (reflect.c) does; the bytes are sorted by field number at
- * the end. */
-static int enc_fields(mw_ctx *c, const upb_MessageDef *m, int t,
-                      bool skip_type) {
+/* One field (index i of pl) whose value is at vi. */
+static int enc_field(mw_ctx *c, mw_plan *pl, int k, int i, int vi) {
+  const mw_pfield *pf = &pl->f[i];
+  switch (pf->kind) {
+    case MW_PK_MAP: return enc_map(c, pl, k, i, vi);
+    case MW_PK_ARRAY: return enc_array(c, pl, k, i, vi);
+  }
+  return enc_value(c, pl, k, i, pf->f, pf->type, vi, pf->num, pf->implicit);
+}
+
+/* The lua_next path: every key of the table at t is a field name of pl's
+ * message (skip_type: but "@type" of an Any body), checked and converted in
+ * the order lua_next gives, as fill_fields (reflect.c) does; the bytes are
+ * sorted by field number at the end. Its errors are the ones users see:
+ * the first wrong key or value in table order. */
+static int enc_fields_next(mw_ctx *c, mw_plan *pl, int k, int t,
+                           bool skip_type) {
   lua_State *L = c->L;
+  const upb_MessageDef *m = pl->m;
   size_t e0 = c->nent;
-  bool proto3 = upb_MessageDef_Syntax(m) == kUpb_Syntax_Proto3;
   lua_pushnil(L);
   while (lua_next(L, t)) {
     int vi = lua_gettop(L);
@@ -429,35 +450,25 @@ static int enc_fields(mw_ctx *c, const upb_MessageDef *m, int t,
       }
       return mw_codec_fail_unknown(c, key, klen, m);
     }
+    int i = (int)upb_FieldDef_Index(f);
+    const mw_pfield *pf = &pl->f[i];
     mw_seg_field(c, f);
-    /* Presence: proto3 scalars outside any oneof (a proto3 optional has a
-     * synthetic one) have none, and their defaults are not written. */
-    o = upb_FieldDef_ContainingOneof(f);
-    bool implicit = proto3 && !o;
-    if (o && upb_OneofDef_IsSynthetic(o)) o = NULL;
+    o = pf->o;
     if (o) {
-      for (size_t i = e0; i < c->nent; i++) {
-        if (c->ents[i].o == o)
+      for (size_t j = e0; j < c->nent; j++) {
+        if (c->ents[j].o == o)
           return mw_codec_fail(c, "oneof '%s' already has '%s' set",
                                upb_OneofDef_Name(o),
-                               upb_FieldDef_Name(c->ents[i].f));
+                               upb_FieldDef_Name(c->ents[j].f));
       }
     }
     mw_ent *e = ent_push(c);
     if (!e) return mw_codec_fail_oom(c);
     e->o = o;
     e->f = f;
-    e->num = upb_FieldDef_Number(f);
+    e->num = pf->num;
     e->start = c->out.len;
-    int rc;
-    if (upb_FieldDef_IsRepeated(f)) {
-      rc = upb_FieldDef_IsMap(f) ? enc_map(c, f, vi) : enc_array(c, f, vi);
-    } else {
-      upb_FieldType ft = upb_FieldDef_Type(f);
-      rc = enc_value(c, f, ft, vi, e->num,
-                     implicit && ft != kUpb_FieldType_Message);
-    }
-    if (rc < 0) return -1;
+    if (enc_field(c, pl, k, i, vi) < 0) return -1;
     mw_seg_pop(c);
     lua_pop(L, 1);
   }
@@ -466,12 +477,79 @@ static int enc_fields(mw_ctx *c, const upb_MessageDef *m, int t,
   return rc;
 }
 
+/* Fields a message may have for the plan path: where each one's value is
+ * on the stack is kept in an array on the C stack. */
+#define PLAN_FIELDS_MAX 64
+
+/* The plan path: the table's keys from lua_next, each found in the plan by
+ * the address of its string (no hashing of names, see mw_plan_by_key), the
+ * values left on the Lua stack; then the fields are written in number
+ * order, so the bytes need no sorting. It stops at the first problem of any
+ * kind (a key that is no field, two members of a oneof, a bad value)
+ * without a message of its own: encode_top then does it all again the
+ * lua_next way, which finds the problem users are told of, as they always
+ * were (the first in table order). */
+static int enc_fields_plan(mw_ctx *c, mw_plan *pl, int k, int t,
+                           bool skip_type) {
+  lua_State *L = c->L;
+  int at[PLAN_FIELDS_MAX]; /* stack index of field i's value, or 0 */
+  memset(at, 0, (size_t)pl->n * sizeof at[0]);
+  uint64_t oneofs = 0;
+  int base = lua_gettop(L), found = 0;
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    /* (a light userdata has an address too: only a string is a name) */
+    if (lua_type(L, -2) != LUA_TSTRING) return -1;
+    int i = mw_plan_by_key(pl, lua_topointer(L, -2));
+    if (i < 0) { /* a long name, "@type" of an Any's body, or no field */
+      size_t klen;
+      const char *key = lua_tolstring(L, -2, &klen);
+      const upb_FieldDef *f = NULL;
+      const upb_OneofDef *o = NULL;
+      if (upb_MessageDef_FindByNameWithSize(pl->m, key, klen, &f, &o) && f) {
+        i = (int)upb_FieldDef_Index(f);
+      } else if (skip_type && klen == 5 && memcmp(key, "@type", 5) == 0) {
+        lua_pop(L, 1);
+        continue;
+      } else {
+        return -1;
+      }
+    }
+    int bit = pl->f[i].oneof_bit;
+    if (bit >= 0) {
+      if (oneofs & (UINT64_C(1) << bit)) return -1;
+      oneofs |= UINT64_C(1) << bit;
+    }
+    at[i] = lua_gettop(L);
+    /* each pair stays: room for the next one (at most one per field) */
+    if ((++found & 7) == 0 && !lua_checkstack(L, 20)) return -1;
+    lua_pushvalue(L, -2);
+  }
+  for (int j = 0; found && j < pl->n; j++) {
+    int i = (int)pl->order[j];
+    if (!at[i]) continue;
+    mw_seg_field(c, pl->f[i].f);
+    if (enc_field(c, pl, k, i, at[i]) < 0) return -1;
+    mw_seg_pop(c);
+    found--;
+  }
+  lua_settop(L, base);
+  return 0;
+}
+
+static int enc_fields(mw_ctx *c, mw_plan *pl, int k, int t, bool skip_type) {
+  if (c->slow || pl->wide_oneofs || pl->n > PLAN_FIELDS_MAX)
+    return enc_fields_next(c, pl, k, t, skip_type);
+  return enc_fields_plan(c, pl, k, t, skip_type);
+}
+
 /* An Any given as {["@type"] = url, <fields of that type>} or
  * {["@type"] = url, ["@value"] = bytes} (the "@type" value on top), checked
  * as fill_any (reflect.c) does; the packed message is written in place as
  * the value. */
-static int enc_any(mw_ctx *c, const upb_MessageDef *m, int t) {
+static int enc_any(mw_ctx *c, const mw_plan *pl, int t) {
   lua_State *L = c->L;
+  const upb_MessageDef *m = pl->m;
   mw_any_table a;
   if (mw_codec_read_any_table(c, m, t, &a) < 0) return -1;
   const char *url = a.url;
@@ -493,7 +571,9 @@ static int enc_any(mw_ctx *c, const upb_MessageDef *m, int t) {
     return a.vlen ? wr_bytes(c, kUpb_Any_ValueFieldNumber, a.value, a.vlen) : 0;
   size_t mark = c->out.len, slot;
   if (wr_open(c, kUpb_Any_ValueFieldNumber, &slot) < 0) return -1;
-  if (upb_MessageDef_WellKnownType(packed) == kUpb_WellKnown_Any) {
+  mw_plan *ppl = mw_plan_push(L, packed);
+  int pk = lua_gettop(L);
+  if (ppl->any) {
     /* An Any in an Any: the inner one is under "value", as in JSON. */
     if (mw_codec_check_any_in_any_keys(c, t, m) < 0) return -1;
     lua_pushliteral(L, "value");
@@ -503,13 +583,14 @@ static int enc_any(mw_ctx *c, const upb_MessageDef *m, int t) {
         return mw_codec_fail(c, "expected table for message %s, got %s",
                              upb_MessageDef_FullName(packed),
                              luaL_typename(L, -1));
-      if (enc_msg(c, packed, lua_gettop(L)) < 0) return -1;
+      if (enc_msg(c, ppl, pk, lua_gettop(L)) < 0) return -1;
       mw_seg_pop(c);
     }
     lua_pop(L, 1);
-  } else if (enc_fields(c, packed, t, true) < 0) {
+  } else if (enc_fields(c, ppl, pk, t, true) < 0) {
     return -1;
   }
+  lua_settop(L, pk - 1);
   if (c->out.len == slot + 1) { /* an empty value is not written */
     c->out.len = mark;
     return 0;
@@ -517,25 +598,25 @@ static int enc_any(mw_ctx *c, const upb_MessageDef *m, int t) {
   return wr_close(c, slot);
 }
 
-/* The fields of the table at t as message m (like fill_message in
- * reflect.c). */
-static int enc_msg(mw_ctx *c, const upb_MessageDef *m, int t) {
+/* The fields of the table at t as pl's message (like fill_message in
+ * reflect.c); k is the plan's key table. */
+static int enc_msg(mw_ctx *c, mw_plan *pl, int k, int t) {
   lua_State *L = c->L;
   if (++c->depth > MW_CODEC_MAX_DEPTH)
     return mw_codec_fail(c, "message nesting deeper than %d",
                          MW_CODEC_MAX_DEPTH);
-  if (!lua_checkstack(L, 8)) return mw_codec_fail(c, "Lua stack overflow");
+  if (!lua_checkstack(L, 24)) return mw_codec_fail(c, "Lua stack overflow");
   int rc;
-  if (upb_MessageDef_WellKnownType(m) == kUpb_WellKnown_Any) {
+  if (pl->any) {
     lua_pushliteral(L, "@type");
     if (lua_rawget(L, t) != LUA_TNIL) {
-      rc = enc_any(c, m, t);
+      rc = enc_any(c, pl, t);
       c->depth--;
       return rc;
     }
     lua_pop(L, 1);
   }
-  rc = enc_fields(c, m, t, false);
+  rc = enc_fields(c, pl, k, t, false);
   c->depth--;
   return rc;
 }
@@ -554,8 +635,27 @@ static int encode_top(mw_ctx *c, int idx, const upb_MessageDef *m) {
   if (lua_type(L, idx) != LUA_TTABLE)
     rc = mw_codec_fail(c, "expected table for message %s, got %s",
                        upb_MessageDef_FullName(m), luaL_typename(L, idx));
-  else
-    rc = enc_msg(c, m, idx);
+  else if (!lua_checkstack(L, 4))
+    rc = mw_codec_fail(c, "Lua stack overflow");
+  else {
+    mw_plan *pl = mw_plan_push(L, m);
+    int k = lua_gettop(L);
+    c->slow = false;
+    rc = enc_msg(c, pl, k, idx);
+    if (rc < 0) {
+      /* The plan path stopped at a problem; the lua_next path finds the
+       * one to report, from the start again. */
+      lua_settop(L, k);
+      c->out.len = 0;
+      c->nent = 0;
+      c->depth = 0;
+      c->nseg = 0;
+      c->oom = false;
+      if (c->err && c->errlen) c->err[0] = '\0';
+      c->slow = true;
+      rc = enc_msg(c, pl, k, idx);
+    }
+  }
   lua_settop(L, top);
   return rc;
 }

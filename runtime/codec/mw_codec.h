@@ -56,6 +56,15 @@
  *     pushed by the push/decode functions and none by the others. Only a Lua
  *     out-of-memory error can still unwind through these functions.
  *
+ * Plans: each Lua state keeps, in its registry, a plan per message type
+ * it has converted (codec/mw_codec_plan.h: the fields as read from the
+ * descriptors, their names as Lua strings), built on first use. They are
+ * keyed by the upb_MessageDef's address and the schema epoch
+ * (schema/mw_schema.h): a pool that went through the codec and is freed
+ * while such a state lives must be freed after mw_schema_epoch_bump(), as
+ * mw_schema_free does, or a later pool's message at the same address would
+ * be taken for the old one.
+ *
  * The wire format (decode_push, encode_buf, encode): as upb 1.51's decoder
  * and encoder had it, unless said otherwise.
  *   - Unknown fields (groups too) are skipped, and so is a known field

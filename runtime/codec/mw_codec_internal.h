@@ -94,6 +94,7 @@ typedef struct {
   char *err;
   size_t errlen;
   /* encoder (encode.c) only */
+  bool slow; /* the lua_next path, for the error to report (encode.c) */
   mw_wbuf out;
   mw_ent *ents; /* a stack shared by the nested tables: ent0, then arena */
   size_t nent, ent_cap;

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -514,9 +515,22 @@ mw_schema *mw_schema_new(void) {
   return s;
 }
 
+static atomic_uint schema_epoch;
+
+unsigned mw_schema_epoch(void) {
+  return atomic_load_explicit(&schema_epoch, memory_order_acquire);
+}
+
+void mw_schema_epoch_bump(void) {
+  atomic_fetch_add_explicit(&schema_epoch, 1, memory_order_acq_rel);
+}
+
 void mw_schema_free(mw_schema *s) {
   if (!s) return;
-  if (s->pool) upb_DefPool_Free(s->pool);
+  if (s->pool) {
+    mw_schema_epoch_bump();
+    upb_DefPool_Free(s->pool);
+  }
   free(s->services);
   mw_strvec_free(&s->files);
   for (size_t i = 0; i < s->n_recs; i++) {

@@ -74,6 +74,20 @@ char *mw_protoc_compile(const char *const *files, size_t n_files,
                         const char *const *includes, size_t n_includes,
                         size_t *len, mw_diag *diag);
 
+/* Frees the schema. Its pool goes only after mw_schema_epoch_bump(), so
+ * that nothing cached by a message's address (the codec's plans) can be
+ * taken for a message of a later pool at the same address. */
 void mw_schema_free(mw_schema *s);
+
+/* A number that changes before any schema's pool is freed: what was cached
+ * for a upb_MessageDef's address while it had one value is to be built
+ * again once it has another (an address of a freed pool may come back in a
+ * later one). Read from any thread. */
+unsigned mw_schema_epoch(void);
+
+/* Changes mw_schema_epoch(): mw_schema_free calls it, and so must whoever
+ * frees a upb_DefPool of their own that went through the codec while a Lua
+ * state that saw it lives on. */
+void mw_schema_epoch_bump(void);
 
 #endif
