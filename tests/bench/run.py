@@ -5,11 +5,14 @@ Every server implements bench.Echo (tests/bench/proto/bench.proto) and is
 pinned to core 0; the load generators run on core 1. Unary load comes from
 h2load POSTing a prebuilt gRPC frame (each server is first checked to answer
 it with grpc-status 0); streaming load from mwload (tests/bench/client), a C
-client on gRPC core. Every figure is the median of --runs runs, and the
+client on gRPC core, and from h2load POSTing prebuilt streams of messages
+(it reads the answers as bytes, so it is cheaper per message than any gRPC
+client and can drive the fastest servers at 64 B). Every figure is the median of --runs runs, and the
 report gives Moonwire's ratio to each peer measured in the same run.
 
 usage: run.py [--build-dir build] [--runs 3] [--seconds 5] [--servers a,b]
-              [--out docs/benchmarks.md] [--smoke]
+              [--stream-servers a,b] [--stream-clients mwload,h2load]
+              [--no-unary] [--unary-only] [--out docs/benchmarks.md] [--smoke]
 
 --smoke runs Moonwire alone, briefly, once: it checks the harness works
 (ctest runs it) and writes no report unless --out is given.
@@ -18,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -125,8 +129,8 @@ class Server:
                 self.proc.wait()
 
 
-def frame(payload):
-    """A gRPC request frame for bench.Msg{payload, text = "bench", n = 1}."""
+def frame(payload, n=1):
+    """A gRPC request frame for bench.Msg{payload, text = "bench", n}."""
     def varint(v):
         out = b""
         while True:
@@ -135,7 +139,7 @@ def frame(payload):
             out += bytes([b | (0x80 if v else 0)])
             if not v:
                 return out
-    body = (b"\x0a" + varint(payload) + b"x" * payload + b"\x12\x05bench" + b"\x18\x01")
+    body = (b"\x0a" + varint(payload) + b"x" * payload + b"\x12\x05bench" + b"\x18" + varint(n))
     return b"\x00" + struct.pack(">I", len(body)) + body
 
 
@@ -234,7 +238,8 @@ def measure(name, args, logdir):
             res["unary " + case] = r
             log("  %-12s unary %-14s %9.0f calls/s  p50 %.2f ms  p99 %.2f ms"
                 % (name, case, r["rps"], r["p50_ms"], r["p99_ms"]))
-        if not args.unary_only and name in args.stream_servers:
+        if (not args.unary_only and name in args.stream_servers
+                and "mwload" in args.stream_clients):
             for key, _, mode, opts, field in stream_cases(args.smoke):
                 r = mwload(args.build_dir, mode, srv.target, args.seconds, opts)
                 r["rate"] = r[field]
@@ -244,6 +249,15 @@ def measure(name, args, logdir):
                     % (name, key, r[field], field, r.get("client_cpu_pct", 0),
                        ", client-bound" if r.get("client_cpu_pct", 0) >= CLIENT_BOUND_PCT
                        else ""))
+        if (not args.unary_only and name in args.stream_servers
+                and "h2load" in args.stream_clients):
+            for key, _, method, body, payload, n in h2_cases(args.smoke):
+                r = h2stream(srv.target, method, body, payload, n, args.seconds, logdir)
+                r["rss_after_kib"] = srv.rss_kib()
+                res[key] = r
+                log("  %-12s %-22s %10.0f messages/s (h2load CPU %.0f %%%s)"
+                    % (name, key, r["rate"], r["client_cpu_pct"],
+                       ", client-bound" if r["client_cpu_pct"] >= CLIENT_BOUND_PCT else ""))
         if srv.proc.poll() is not None:
             raise RuntimeError("%s exited during the run (status %s)"
                                % (name, srv.proc.returncode))
@@ -363,6 +377,67 @@ def report(results, scaling, idle, args):
     return "\n".join(out) + "\n"
 
 
+# The same modes driven by h2load (nghttp2, C), which does not parse the
+# messages one by one: it POSTs a prebuilt body and reads the answer as
+# bytes. It reaches rates mwload, which pays gRPC core's batch and
+# completion for every message as the servers do, cannot give grpc-go at
+# 64 B. Each request is one stream of H2_PER_STREAM[size] messages:
+# ServerStream with n = that many (the answer streamed), ClientStream and
+# Bidi with that many messages in the body (Bidi echoes each, reading and
+# writing at once). messages/s = streams done per second x messages per
+# stream; the client's CPU is its rusage over its wall time.
+H2_MODES = [  # (key, label, method, messages come from the request body)
+    ("h2 server_stream", "Server streaming, messages/s", "ServerStream", False),
+    ("h2 client_stream", "Client streaming, messages/s", "ClientStream", True),
+    ("h2 duplex", "Bidi full duplex, echoes/s", "Bidi", True),
+]
+# Messages per stream, by (payload, concurrent streams): a case's rate is
+# counted in whole streams, so 100 at once get fewer each (a window of a
+# few seconds must see many rounds of them end).
+H2_PER_STREAM = {(64, 1): 10000, (64, 100): 200, (4096, 1): 500, (4096, 100): 10}
+
+
+def h2_cases(smoke=False):
+    """(key, label, method, body is messages, payload, streams) for every case."""
+    out = []
+    for key, label, method, body in H2_MODES:
+        for size, size_label in STREAM_SIZES:
+            for n in STREAM_COUNTS:
+                if smoke and (size != 64 or n != 100):
+                    continue
+                lab = "%s, %s, %d stream%s,%s" % (label.split(",")[0], size_label, n,
+                                                  "" if n == 1 else "s",
+                                                  label.rsplit(",", 1)[1])
+                out.append(("%s %d %d" % (key, size, n), lab, method, body, size, n))
+    return out
+
+
+def h2stream(target, method, body_msgs, payload, streams, seconds, logdir):
+    per = H2_PER_STREAM[(payload, streams)]
+    path = os.path.join(logdir, "h2-%s-%d-%d.bin" % (method, payload, streams))
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            f.write(frame(payload) * per if body_msgs else frame(payload, per))
+    cmd = ["taskset", "-c", LOAD_CPU, "h2load", "-c", "1", "-m", str(streams),
+           "-D", str(seconds), "--warm-up-time", "1",
+           "-H", "content-type: application/grpc", "-H", "te: trailers",
+           "-d", path, "http://%s/bench.Echo/%s" % (target, method)]
+    # The only child waited for in between is h2load (taskset execs it),
+    # so the children's rusage grows by its CPU alone.
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    wall = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed",
+                     out)
+    if not m or not done or int(done.group(3)) != 0 or int(done.group(2)) == 0:
+        raise RuntimeError("h2load %s failed:\n%s" % (method, out))
+    return {"rate": float(m.group(1)) * per, "client_cpu_pct": 100.0 * cpu / wall}
+
+
 def spread(runs, path):
     """median, min, max over the runs (None when no run has the value)."""
     vals = []
@@ -377,25 +452,14 @@ def spread(runs, path):
     return statistics.median(vals), min(vals), max(vals)
 
 
-def stream_report(results, args):
-    """The streaming matrix: each figure's median with its spread, the
-    client's CPU, and Moonwire's ratios to grpc-go and the C echo, left out
-    where the client was the limit."""
-    names = [n for n in ["moonwire", "go", "cecho", "cpp", "node", "python"]
-             if n in results and n in args.stream_servers]
-    peers = [n for n in ("go", "cecho") if n in names and n != "moonwire"]
-    out = ["", "## Streaming", "",
-           "mwload (C on gRPC core, one thread, one connection) on core 1, %d s per "
-           "case after 1 s of warm-up, %d run(s): each cell is the median, [the "
-           "lowest - the highest], then the client's CPU over the window as a share "
-           "of its core (median). A cell marked **client-bound** had the client at "
-           "%.0f %% of its core or more: it measured the client, and gets no ratio. "
-           "Ratios are Moonwire's median over the peer's, measured in the same run."
-           % (args.seconds, args.runs, CLIENT_BOUND_PCT), ""]
-    out.append("| case | " + " | ".join(LABELS[n] for n in names) + " | " +
-               "".join("Moonwire / %s | " % LABELS[n] for n in peers))
-    out.append("|" + "---|" * (1 + len(names) + len(peers)))
-    for key, label, _, _, _ in stream_cases(args.smoke):
+def stream_table(results, args, names, peers, cases):
+    """Rows of one streaming table: each figure's median with its spread,
+    the client's CPU, and Moonwire's ratios, left out where the client was
+    the limit."""
+    out = ["| case | " + " | ".join(LABELS[n] for n in names) + " | " +
+           "".join("Moonwire / %s | " % LABELS[n] for n in peers),
+           "|" + "---|" * (1 + len(names) + len(peers))]
+    for key, label in cases:
         cells, med, bound = [], {}, {}
         for n in names:
             sp = spread(results[n], (key, "rate"))
@@ -418,6 +482,40 @@ def stream_report(results, args):
                 ratios.append(ratio(med["moonwire"], med[p]))
         out.append("| %s | %s | %s" % (label, " | ".join(cells),
                                          "".join(r + " | " for r in ratios)))
+    return out
+
+
+def stream_report(results, args):
+    """The streaming matrix under each client, and the memory after it."""
+    names = [n for n in ["moonwire", "go", "cecho", "cpp", "node", "python"]
+             if n in results and n in args.stream_servers]
+    peers = [n for n in ("go", "cpp", "cecho") if n in names]
+    out = ["", "## Streaming", ""]
+    if "mwload" in args.stream_clients:
+        out += ["mwload (C on gRPC core, one thread, one connection) on core 1, %d s per "
+                "case after 1 s of warm-up, %d run(s): each cell is the median, [the "
+                "lowest - the highest], then the client's CPU over the window as a share "
+                "of its core (median). A cell marked **client-bound** had the client at "
+                "%.0f %% of its core or more: it measured the client, and gets no ratio. "
+                "Ratios are Moonwire's median over the peer's, measured in the same run."
+                % (args.seconds, args.runs, CLIENT_BOUND_PCT), ""]
+        out += stream_table(results, args, names, peers,
+                            [(c[0], c[1]) for c in stream_cases(args.smoke)])
+    if "h2load" in args.stream_clients:
+        out += ["", "### Streaming driven by h2load", "",
+                "h2load (nghttp2) on core 1, one connection, %d s per case after 1 s of "
+                "warm-up, %d run(s): each stream POSTs a prebuilt body and reads the "
+                "answer as bytes, so the client does not pay a gRPC library's work per "
+                "message and stays under the servers that mwload cannot drive to their "
+                "limit. Server streaming asks for %d messages of 64 B (%d of 4 KiB) a "
+                "stream with one stream at a time, %d (%d) each with 100 at once; client "
+                "streaming and full duplex send as many in the body (full "
+                "duplex: Bidi, which echoes each while the body still comes in). The "
+                "client's CPU is its rusage over its wall time, warm-up included."
+                % (args.seconds, args.runs, H2_PER_STREAM[(64, 1)], H2_PER_STREAM[(4096, 1)],
+                   H2_PER_STREAM[(64, 100)], H2_PER_STREAM[(4096, 100)]), ""]
+        out += stream_table(results, args, names, peers,
+                            [(c[0], c[1]) for c in h2_cases(args.smoke)])
     rss = []
     for n in names:
         vals = [r[k]["rss_after_kib"] for r in results[n] for k in r
@@ -444,6 +542,8 @@ def main():
                     help="streaming and memory only (no h2load cases)")
     ap.add_argument("--stream-servers", default="moonwire,go,cecho,cpp",
                     help="the servers the streaming matrix runs against")
+    ap.add_argument("--stream-clients", default="mwload,h2load",
+                    help="the streaming load clients: mwload, h2load or both")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     args.build_dir = os.path.abspath(args.build_dir)
@@ -452,6 +552,7 @@ def main():
         args.idle_streams = 200
     names = [n for n in args.servers.split(",") if n]
     args.stream_servers = [n for n in args.stream_servers.split(",") if n]
+    args.stream_clients = [n for n in args.stream_clients.split(",") if n]
     for tool in ("h2load", "nghttp", "taskset"):
         if not shutil.which(tool):
             sys.exit("run.py: %s is missing (tests/bench/setup.sh installs it)" % tool)
