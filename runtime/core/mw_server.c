@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -179,6 +180,19 @@ void mw_server_note_reload_failure(mw_server *s) {
 
 /* --- request slots ---------------------------------------------------------- */
 
+/* Puts a slot that is not posted on its group's idle list. */
+static void park(mw_slot *sl) {
+  sl->next = sl->group->idle;
+  sl->group->idle = sl;
+}
+
+/* Moves the worker's count of posted slots by d; only its thread writes
+ * it, the admin thread reads it. */
+static void count_posted(mw_worker *w, int d) {
+  size_t n = atomic_load_explicit(&w->live_slots, memory_order_relaxed);
+  atomic_store_explicit(&w->live_slots, n + (size_t)(ptrdiff_t)d, memory_order_relaxed);
+}
+
 static int post_slot(mw_server *s, mw_slot *sl) {
   grpc_call_error e;
   grpc_metadata_array_init(&sl->md);
@@ -198,15 +212,11 @@ static int post_slot(mw_server *s, mw_slot *sl) {
     grpc_metadata_array_destroy(&sl->md);
     if (sl->reg < 0) grpc_call_details_destroy(&sl->details);
     mw_log(MW_LOG_ERROR, "cannot request calls (%d)", (int)e);
-    sl->next = sl->group->idle;
-    sl->group->idle = sl;
+    park(sl);
     return -1;
   }
   sl->group->posted++;
-  mw_worker *w = sl->w; /* only its thread writes live_slots */
-  atomic_store_explicit(&w->live_slots,
-                        atomic_load_explicit(&w->live_slots, memory_order_relaxed) + 1,
-                        memory_order_relaxed);
+  count_posted(sl->w, 1);
   return 0;
 }
 
@@ -232,8 +242,7 @@ static void on_slot_arrival(mw_server *s, mw_slot *sl) {
   unsigned long gap = beat - g->last_beat;
   size_t live = atomic_load_explicit(&w->live_calls, memory_order_relaxed);
   g->last_beat = beat;
-  sl->next = g->idle;
-  g->idle = sl;
+  park(sl);
   if (gap <= MW_SLOTS_DENSE && live >= g->want) {
     if (g->want < g->max) g->want++;
   } else if (g->want > 1 && (gap > MW_SLOTS_DENSE || live + 1 < g->want)) {
@@ -246,17 +255,14 @@ void mw_server_on_slot(void *slot, int ok) {
   mw_slot *sl = slot;
   mw_worker *w = sl->w;
   mw_server *s = w->server;
-  atomic_store_explicit(&w->live_slots,
-                        atomic_load_explicit(&w->live_slots, memory_order_relaxed) - 1,
-                        memory_order_relaxed);
+  count_posted(w, -1);
   sl->group->posted--;
   if (!ok) {
     /* The server is shutting down: the slot is not posted again. */
     grpc_metadata_array_destroy(&sl->md);
     if (sl->reg < 0) grpc_call_details_destroy(&sl->details);
     if (sl->payload) grpc_byte_buffer_destroy(sl->payload);
-    sl->next = sl->group->idle;
-    sl->group->idle = sl;
+    park(sl);
     if (!atomic_load(&s->stopping)) fill_group(s, sl->group);
     return;
   }
@@ -283,12 +289,10 @@ void mw_server_on_slot(void *slot, int ok) {
     deadline = sl->details.deadline;
     grpc_call_details_destroy(&sl->details);
   }
-  if (atomic_load(&s->stopping)) {
-    sl->next = sl->group->idle;
-    sl->group->idle = sl;
-  } else {
+  if (atomic_load(&s->stopping))
+    park(sl);
+  else
     on_slot_arrival(s, sl);
-  }
   mw_server_refresh(w);
   mw_call_arrived(w, call, path, path_len, deadline, &md, payload, has_payload);
   grpc_metadata_array_destroy(&md);
@@ -700,8 +704,7 @@ int mw_server_start(mw_server *s) {
         sl->w = w;
         sl->group = g;
         sl->reg = reg;
-        sl->next = g->idle;
-        g->idle = sl;
+        park(sl);
       }
       fill_group(s, g);
       if (g->posted == 0) return -1;

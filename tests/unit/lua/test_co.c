@@ -556,6 +556,18 @@ static void test_unbound_method_has_no_handler(void) {
 
 /* ---- ctx, made only for a handler that can receive it ----------------------------- */
 
+/* A bidi call of name that gets msgs (n of them) and then the client's
+ * half-close. */
+static mw_call *chat(const char *name, const char *const *msgs, size_t n) {
+  mw_call *c = start_raw(name, NULL, 0, 0);
+  for (size_t i = 0; i < n; i++) {
+    size_t len = enc(msgs[i]);
+    fake_message(c, 1, enc_buf, len, 1);
+  }
+  fake_message(c, 1, NULL, 0, 0);
+  return c;
+}
+
 static const char *call_text(const char *name, const char *text) {
   static char buf[1024];
   mw_call *c = start(name, text);
@@ -576,10 +588,7 @@ static void test_ctx_by_declared_parameters(void) {
   MW_CHECK_STR(sent(c, 0), "3:f:server_stream");
   fake_done(c);
   fake_call_free(c);
-  c = start_raw("VarargChat", NULL, 0, 0);
-  size_t n = enc("m");
-  fake_message(c, 1, enc_buf, n, 1);
-  fake_message(c, 1, NULL, 0, 0);
+  c = chat("VarargChat", (const char *const[]){"m"}, 1);
   MW_CHECK_INT(c->finish_code, MW_STATUS_OK);
   MW_CHECK_STR(sent(c, 0), "2:m:bidi_stream");
   fake_done(c);
@@ -594,12 +603,7 @@ static void test_stream_handlers_without_ctx(void) {
   MW_CHECK_STR(sent(c, 1), "b:q");
   fake_done(c);
   fake_call_free(c);
-  c = start_raw("LoneChat", NULL, 0, 0);
-  size_t n = enc("one");
-  fake_message(c, 1, enc_buf, n, 1);
-  n = enc("two");
-  fake_message(c, 1, enc_buf, n, 1);
-  fake_message(c, 1, NULL, 0, 0);
+  c = chat("LoneChat", (const char *const[]){"one", "two"}, 2);
   MW_CHECK_INT(c->finish_code, MW_STATUS_OK);
   MW_CHECK_STR(sent(c, 0), "lone:one");
   MW_CHECK_STR(sent(c, 1), "lone:two");
@@ -637,10 +641,7 @@ static void test_interceptor_ctx_around_a_handler_without_it(void) {
   fake_done(c);
   fake_call_free(c);
   MW_CHECK_STR(probe("counters.watched_done"), "0:Watched");
-  c = start_raw("WatchedChat", NULL, 0, 0);
-  size_t n = enc("hi");
-  fake_message(c, 1, enc_buf, n, 1);
-  fake_message(c, 1, NULL, 0, 0);
+  c = chat("WatchedChat", (const char *const[]){"hi"}, 1);
   MW_CHECK_INT(c->finish_code, MW_STATUS_OK);
   MW_CHECK_STR(sent(c, 0), "WatchedChat<hi>bidi_stream");
   fake_done(c);
