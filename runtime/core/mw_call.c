@@ -64,6 +64,8 @@ struct mw_call {
   int eos_wait;   /* an end of stream waits a moment to be told from a
                      cancellation (see on_recv) */
   mw_timer eos;   /* that wait (it holds the call as a batch in flight) */
+  double eos_at;  /* when the end of stream came (mw_now) */
+  int eos_told;   /* it was handed over as a half-close */
   int close_started, close_done, close_cancelled;
   int cancelled;
 
@@ -984,15 +986,55 @@ static void deliver(mw_call *c, int ok, const char *data, size_t len, int has_ms
   else pump(c);
 }
 
-/* How long an end of stream waits for a cancellation to show (seconds). */
-#define MW_EOS_WAIT 0.001
+/* How long an end of stream waits for a cancellation to show (seconds).
+ * A cancellation read on this worker's thread queues its completion with
+ * the read's, and the events already queued run before the wait ends; one
+ * read on another thread (another worker polled the connection) follows
+ * within tens of microseconds on an unloaded machine, and up to
+ * milliseconds when the threads compete for cores (docs/performance.md,
+ * "The end of a request stream"). So the wait learns: each worker starts
+ * at MW_EOS_WAIT_MIN, and a cancellation that shows during a wait, or
+ * just after one ended as a half-close, raises it to twice the time it
+ * took (at most MW_EOS_WAIT_MAX, the longest the old fixed wait took);
+ * each half-close handed over brings it 1/32 of the way back. The worker
+ * does not sleep in core's poller meanwhile (a millisecond at the least)
+ * but polls its queue between short sleeps. Near the call's deadline,
+ * where core's timer thread does the cancelling, the wait is the longest
+ * one on the plain timers. */
+#define MW_EOS_WAIT_MIN 0.0001
+#define MW_EOS_WAIT_MAX 0.002
+#define MW_EOS_NEAR_DEADLINE 0.005
+
+/* A cancellation showed `took` seconds after its call's end of stream. */
+static void eos_learn(mw_worker *w, double took) {
+  if (took >= MW_EOS_WAIT_MAX) return; /* later than any wait: a cancel after the end */
+  double want = 2 * took;
+  if (want > MW_EOS_WAIT_MAX) want = MW_EOS_WAIT_MAX;
+  if (want > w->eos_wait) w->eos_wait = want;
+}
 
 static void eos_timer(mw_timer *e) {
   mw_call *c = (mw_call *)((char *)e - offsetof(mw_call, eos));
   c->eos_wait = 0;
   c->inflight--;
+  if (!c->cancelled) {
+    mw_worker *w = c->w;
+    c->eos_told = 1;
+    if (w->eos_wait > MW_EOS_WAIT_MIN) w->eos_wait -= (w->eos_wait - MW_EOS_WAIT_MIN) / 32;
+  }
   deliver(c, !c->cancelled, NULL, 0, 0);
   maybe_free(c);
+}
+
+/* Arms the wait of an end of stream; 0, or -1 when out of memory. */
+static int eos_arm(mw_call *c) {
+  mw_worker *w = c->w;
+  c->eos.fn = eos_timer;
+  c->eos_at = mw_now();
+  if (c->deadline != 0 && c->deadline - mw_wall_now() < MW_EOS_NEAR_DEADLINE)
+    return mw_timers_add(&w->timers, &c->eos, c->eos_at + MW_EOS_WAIT_MAX);
+  double wait = w->eos_wait > MW_EOS_WAIT_MIN ? w->eos_wait : MW_EOS_WAIT_MIN;
+  return mw_timers_add(&w->settle, &c->eos, c->eos_at + wait);
 }
 
 static void on_recv(mw_call *c, int ok) {
@@ -1016,8 +1058,7 @@ static void on_recv(mw_call *c, int ok) {
      * queued by the same transport event, so the end of stream is handed
      * over a moment later, when that completion has had its turn. */
     if (!c->cancelled && c->close_started && !c->close_done) {
-      c->eos.fn = eos_timer;
-      if (mw_timers_add(&c->w->timers, &c->eos, mw_now() + MW_EOS_WAIT) == 0) {
+      if (eos_arm(c) == 0) {
         c->eos_wait = 1;
         c->inflight++; /* the timer holds the call */
         return;
@@ -1065,6 +1106,7 @@ static void on_send(mw_call *c, int ok) {
 
 static void on_close(mw_call *c) {
   c->close_done = 1;
+  if (c->close_cancelled && (c->eos_wait || c->eos_told)) eos_learn(c->w, mw_now() - c->eos_at);
   if (c->close_cancelled) mark_cancelled(c);
 }
 

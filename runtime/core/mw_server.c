@@ -577,6 +577,7 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
     w->compress = &s->compress;
     w->observe = cfg->admin.listen != NULL;
     mw_timers_init(&w->timers);
+    mw_timers_init(&w->settle);
     w->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, w->cq, NULL);
     w->wake_tag = (mw_tag){MW_TAG_WAKE, 0, w};
@@ -836,6 +837,7 @@ void mw_server_free(mw_server *s) {
       grpc_completion_queue_destroy(w->cq);
     }
     mw_timers_free(&w->timers);
+    mw_timers_free(&w->settle);
     free(w->gather);
     w->gather = NULL;
     mw_mailbox_free(w->mailbox);

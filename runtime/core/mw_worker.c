@@ -1,9 +1,13 @@
 /* The worker loop: one thread per worker blocks in its completion queue
  * until the next event or timer, and turns each completed tag into the next
- * step. Nothing polls: mail from other threads (a new generation, the
- * server shutting down, later cross-worker messages) arrives as a wake tag
- * on the same queue (core/mw_mailbox.h). */
+ * step. Nothing polls, but for the fraction of a millisecond an end of
+ * stream waits to be told from a cancellation (mw_core_internal.h,
+ * settle): mail from other threads (a new generation, the server shutting
+ * down, later cross-worker messages) arrives as a wake tag on the same
+ * queue (core/mw_mailbox.h). */
 #include <stdatomic.h>
+#include <sys/prctl.h>
+#include <time.h>
 
 #include <grpc/support/time.h>
 
@@ -31,10 +35,25 @@ static int dispatch(mw_worker *w, grpc_event ev) {
   return 1;
 }
 
+/* How long a worker sleeps between polls while an end of stream waits;
+ * the thread's timer slack is set to the same, or the kernel's default
+ * 50 microseconds would be added to each sleep. */
+#define MW_SETTLE_NAP_NS 20000
+/* A nap that takes this long (an unhurried one takes 60 to 120
+ * microseconds on a virtual machine's timers) says the cores are
+ * contended: a thread about to queue a cancellation may be waiting for one
+ * too. For MW_SETTLE_LATE_HOLD after that, an end of stream waits
+ * MW_SETTLE_LATE_EXTRA longer (about the fixed wait of before, which told
+ * every cancellation under the same load). Seconds. */
+#define MW_SETTLE_LATE 0.0003
+#define MW_SETTLE_LATE_HOLD 0.1
+#define MW_SETTLE_LATE_EXTRA 0.002
+
 /* Most events a worker takes from its queue before due timers run. */
 #define MW_DRAIN_MAX 256
 
 static gpr_timespec until_next_timer(const mw_worker *w) {
+  if (w->settle.n) return gpr_inf_past(GPR_CLOCK_MONOTONIC); /* poll, don't sleep */
   double next = mw_timers_next(&w->timers);
   if (next < 0) return gpr_inf_future(GPR_CLOCK_MONOTONIC);
   double wait = next - mw_now();
@@ -48,21 +67,39 @@ void *mw_worker_main(void *arg) {
   int open = 1;
   tl_self = w;
   mw_metrics_thread_shard(w->id); /* this thread's slots in the registry */
+  prctl(PR_SET_TIMERSLACK, (unsigned long)MW_SETTLE_NAP_NS, 0, 0, 0);
   while (open) {
     atomic_fetch_add_explicit(&w->beat, 1, memory_order_relaxed);
-    open = dispatch(w, grpc_completion_queue_next(w->cq, until_next_timer(w), NULL));
-    if (open && w->timers.n) {
-      double next = mw_timers_next(&w->timers);
-      if (next >= 0 && next <= mw_now()) {
+    grpc_event ev = grpc_completion_queue_next(w->cq, until_next_timer(w), NULL);
+    open = dispatch(w, ev);
+    /* Nothing queued while an end of stream waits: sleep a little, which
+     * also lets a thread that is to queue its cancellation have this core
+     * (mw_core_internal.h, settle). */
+    if (open && ev.type == GRPC_QUEUE_TIMEOUT && w->settle.n) {
+      struct timespec nap = {0, MW_SETTLE_NAP_NS};
+      double t0 = mw_now();
+      nanosleep(&nap, NULL);
+      double t1 = mw_now();
+      if (t1 - t0 > MW_SETTLE_LATE) w->settle_late_until = t1 + MW_SETTLE_LATE_HOLD;
+    }
+    if (open && (w->timers.n || w->settle.n)) {
+      double now = mw_now(), next = mw_timers_next(&w->timers);
+      double settle = mw_timers_next(&w->settle);
+      double held = now < w->settle_late_until ? now - MW_SETTLE_LATE_EXTRA : now;
+      if ((next >= 0 && next <= now) || (settle >= 0 && settle <= held)) {
         /* Events already queued go first: a timer that fell due while this
          * thread was busy or descheduled must not overtake what happened
          * before it (an end of stream waits for a cancellation this way). */
         for (int i = 0; open && i < MW_DRAIN_MAX; i++) {
-          grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
-          if (ev.type == GRPC_QUEUE_TIMEOUT) break;
-          open = dispatch(w, ev);
+          grpc_event q = grpc_completion_queue_next(w->cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL);
+          if (q.type == GRPC_QUEUE_TIMEOUT) break;
+          open = dispatch(w, q);
         }
-        if (open) mw_timers_run(&w->timers, mw_now());
+        if (open) {
+          now = mw_now();
+          mw_timers_run(&w->timers, now);
+          mw_timers_run(&w->settle, now < w->settle_late_until ? now - MW_SETTLE_LATE_EXTRA : now);
+        }
       }
     }
     if (open && !w->cq_shut && mw_server_worker_may_close(w)) {
