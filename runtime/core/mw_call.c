@@ -998,9 +998,10 @@ static void deliver(mw_call *c, int ok, const char *data, size_t len, int has_ms
  * took (at most MW_EOS_WAIT_MAX, the longest the old fixed wait took);
  * each half-close handed over brings it 1/32 of the way back. The worker
  * does not sleep in core's poller meanwhile (a millisecond at the least)
- * but polls its queue between short sleeps, and while those come back
- * late (contended cores) it holds every wait 2 ms longer (mw_worker.c).
- * A learnt wait alone was not enough there. Near the call's deadline,
+ * but polls its queue and yields its core between polls, and while a
+ * yield gives the core away for long (contended cores) it holds every
+ * wait 2 ms longer (mw_worker.c): a learnt wait alone was not enough
+ * there. Near the call's deadline,
  * where core's timer thread does the cancelling, the wait is the longest
  * one on the plain timers. */
 #define MW_EOS_WAIT_MIN 0.0001

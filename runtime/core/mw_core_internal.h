@@ -71,9 +71,9 @@ typedef struct mw_worker {
   grpc_completion_queue *cq;
   mw_timers timers;
   /* Ends of stream waiting to be told from a cancellation (mw_call.c,
-   * on_recv): while any waits the worker polls its queue between short
-   * sleeps, so each is handed over after eos_wait, not after the
-   * millisecond that is the shortest sleep core's poller takes. */
+   * on_recv): while any waits the worker polls its queue and yields its
+   * core between polls, so each is handed over after eos_wait, not after
+   * the millisecond that is the shortest sleep core's poller takes. */
   mw_timers settle;
   double eos_wait;            /* that wait, as learnt (mw_call.c); 0 until then */
   double settle_late_until;   /* the cores are contended until then (mw_worker.c) */
