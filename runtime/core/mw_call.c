@@ -1001,9 +1001,8 @@ static void deliver(mw_call *c, int ok, const char *data, size_t len, int has_ms
  * but polls its queue and yields its core between polls, and while a
  * yield gives the core away for long (contended cores) it holds every
  * wait 2 ms longer (mw_worker.c): a learnt wait alone was not enough
- * there. Near the call's deadline,
- * where core's timer thread does the cancelling, the wait is the longest
- * one on the plain timers. */
+ * there. Near the call's deadline, where core's timer thread does the
+ * cancelling, the wait is the longest one on the plain timers. */
 #define MW_EOS_WAIT_MIN 0.0001
 #define MW_EOS_WAIT_MAX 0.002
 #define MW_EOS_NEAR_DEADLINE 0.005

@@ -44,6 +44,12 @@ static int dispatch(mw_worker *w, grpc_event ev) {
 #define MW_SETTLE_LATE_HOLD 0.1
 #define MW_SETTLE_LATE_EXTRA 0.002
 
+/* The time ends of stream are judged at: now, or MW_SETTLE_LATE_EXTRA
+ * earlier while the cores are contended. */
+static double settle_clock(const mw_worker *w, double now) {
+  return now < w->settle_late_until ? now - MW_SETTLE_LATE_EXTRA : now;
+}
+
 /* Most events a worker takes from its queue before due timers run. */
 #define MW_DRAIN_MAX 256
 
@@ -79,8 +85,7 @@ void *mw_worker_main(void *arg) {
     if (open && (w->timers.n || w->settle.n)) {
       double now = mw_now(), next = mw_timers_next(&w->timers);
       double settle = mw_timers_next(&w->settle);
-      double held = now < w->settle_late_until ? now - MW_SETTLE_LATE_EXTRA : now;
-      if ((next >= 0 && next <= now) || (settle >= 0 && settle <= held)) {
+      if ((next >= 0 && next <= now) || (settle >= 0 && settle <= settle_clock(w, now))) {
         /* Events already queued go first: a timer that fell due while this
          * thread was busy or descheduled must not overtake what happened
          * before it (an end of stream waits for a cancellation this way). */
@@ -92,7 +97,7 @@ void *mw_worker_main(void *arg) {
         if (open) {
           now = mw_now();
           mw_timers_run(&w->timers, now);
-          mw_timers_run(&w->settle, now < w->settle_late_until ? now - MW_SETTLE_LATE_EXTRA : now);
+          mw_timers_run(&w->settle, settle_clock(w, now));
         }
       }
     }
