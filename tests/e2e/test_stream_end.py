@@ -100,7 +100,7 @@ class StreamEnd(mwtest.TestCase):
         """ % WORKERS).start()
         cls.ch = cls.server.channel()
         cls.collect = cls.protos.client_stream(cls.ch, "/se.S/Collect")
-        cls.echo = cls.protos._call(cls.ch, "/se.S/Echo", "stream_stream")
+        cls.echo = cls.protos.bidi(cls.ch, "/se.S/Echo")
         cls.counts = cls.protos.unary(cls.ch, "/se.S/Counts")
 
     @classmethod
