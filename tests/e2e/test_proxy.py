@@ -225,9 +225,13 @@ class FrontProxy(mwtest.TestCase):
         print("\nrapid reset, %d streams: Moonwire RSS +%d KiB directly, +%d KiB behind nginx"
               % (n, direct, proxied))
         if not mwtest.SANITIZED:  # (its quarantine keeps freed memory)
-            self.assertGreater(direct, 16384)   # core 1.51 alone: tens of MiB
-            self.assertLess(proxied, direct / 4)
-            self.assertLess(proxied, 16384)
+            # Directly, core 1.51 keeps tens of MiB (28-65 MiB seen: how many
+            # resets it takes in per read depends on the machine's load).
+            # Behind nginx Moonwire sees only the streams nginx opens, and
+            # the growth is its allocator's working set (3.5-8 MiB seen).
+            self.assertGreater(direct, 16384)
+            self.assertLess(proxied, 12288)
+            self.assertLess(proxied, direct / 2)
 
     def test_rapid_reset_direct_meets_the_memory_guard(self):
         # Directly, core 1.51 spends the memory inside the connection, where
@@ -286,7 +290,8 @@ class SystemdUnit(mwtest.TestCase):
         # relies on (SIGTERM drains, exits 75 and 70, the raised file limit,
         # the memory guard below MemoryMax) is tested where it is built.
         here = os.path.dirname(os.path.abspath(__file__))
-        unit = open(os.path.join(here, "..", "..", "docs", "deploy", "moonwire.service")).read()
+        with open(os.path.join(here, "..", "..", "docs", "deploy", "moonwire.service")) as f:
+            unit = f.read()
         self.assertIn("ExecStart=/usr/local/bin/moonwire ", unit)
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "moonwire.service")
