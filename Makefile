@@ -81,6 +81,8 @@ bench-client: build
 # (client: the server is a gateway making one outbound call per call)
 #              [ADMIN=1: with the admin listener, so metrics count]
 #              [CTX=0: the Unary handler declares no ctx (function(req))]
+#              [SERVER=cecho|cecho-mwt: the bench's C echo on gRPC core instead,
+#               with core's channel defaults or with Moonwire's]
 # Per streamed message instead: make profile MODE=server-stream|client-stream|bidi|bidi-duplex
 #              [PAYLOAD=64] [SECONDS=4 (of load)] [STREAMS=10] [WRITE_BATCH=16 (client-stream, bidi-duplex)]
 PAYLOAD ?= 16
@@ -88,12 +90,13 @@ CALLS ?= 20000
 INTERCEPT ?= none
 ADMIN ?= 0
 CTX ?= 1
+SERVER ?= moonwire
 MODE ?= unary
 STREAMS ?= 10
 WRITE_BATCH ?=
 profile: build
 	tests/bench/setup.sh
-	ADMIN=$(ADMIN) CTX=$(CTX) MODE=$(MODE) STREAMS=$(STREAMS) WRITE_BATCH=$(WRITE_BATCH) \
+	ADMIN=$(ADMIN) CTX=$(CTX) SERVER=$(SERVER) MODE=$(MODE) STREAMS=$(STREAMS) WRITE_BATCH=$(WRITE_BATCH) \
 	  tests/bench/profile.sh $(BUILD) $(PAYLOAD) $(if $(filter unary,$(MODE)),$(CALLS),$(or $(SECONDS),4)) $(INTERCEPT)
 
 # libFuzzer over the codec, the config loader, descriptor sets and the

@@ -115,17 +115,25 @@ cpp_build() {
 
 # ---- C: gRPC core, the ceiling ---------------------------------------------
 cecho_build() {
-  local bin=$out/bench-cecho rt=$here/../../runtime
-  if stale "$bin" "$peers/cecho/cecho.c" "$rt/base/mw_absl.cc" "$rt/base/mw_absl.h"; then
+  local bin=$out/bench-cecho rt=$here/../../runtime build=$out/..
+  # --moonwire-transport takes Moonwire's channel arguments from the runtime's
+  # own code (core/mw_transport.c over the config's defaults), linked from the
+  # build's static libraries.
+  local libs="$build/libmwcore.a $build/libmwconfig.a $build/libmwbase.a"
+  for lib in $libs; do
+    [ -f "$lib" ] || die "$lib is missing: build Moonwire first (make build)"
+  done
+  # shellcheck disable=SC2086
+  if stale "$bin" "$peers/cecho/cecho.c" "$rt/base/mw_absl.cc" "$rt/base/mw_absl.h" $libs; then
     say "cecho: building bench-cecho"
     # Abseil tuned as Moonwire tunes it (runtime/base/mw_absl.cc), so that the
     # ceiling runs gRPC core exactly as Moonwire does.
     "$CXX" -std=c++14 -O2 -Wall -Wextra -Werror -I"$rt" -c "$rt/base/mw_absl.cc" \
       -o "$out/cecho-absl.o" || die "building bench-cecho failed"
-    # shellcheck disable=SC2046
+    # shellcheck disable=SC2046,SC2086
     "$CC" -std=c11 -O2 -Wall -Wextra -Wpedantic -Wshadow -Werror -I"$rt" \
-      $(pkg-config --cflags grpc) "$peers/cecho/cecho.c" "$out/cecho-absl.o" \
-      -o "$bin.tmp" $(pkg-config --libs grpc absl_synchronization) -lstdc++ ||
+      $(pkg-config --cflags grpc) "$peers/cecho/cecho.c" "$out/cecho-absl.o" $libs \
+      -o "$bin.tmp" $(pkg-config --libs grpc absl_synchronization yaml-0.1) -lstdc++ ||
       die "building bench-cecho failed"
     mv -f "$bin.tmp" "$bin"
   fi

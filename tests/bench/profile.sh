@@ -32,6 +32,10 @@
 #   4): prints instructions per streamed message (bidi: per round trip).
 #   WRITE_BATCH=K passes --write-batch K to mwload (client-stream and
 #   bidi-duplex: the client buffers K messages per write).
+#   SERVER=cecho profiles the benchmark's C echo on gRPC core instead (its
+#   main thread is the worker), SERVER=cecho-mwt the same with Moonwire's
+#   channel arguments (bench-cecho --moonwire-transport): what gRPC core
+#   alone costs a call, with core's defaults and with Moonwire's.
 # Writes BUILD_DIR/bench/profile/: the callgrind files, and prints the
 # worker thread's instructions per call and the runtime's share of them.
 set -euo pipefail
@@ -158,19 +162,26 @@ proto_path: [$here/proto]
 protos: [bench.proto]
 log: {level: warn}
 $extra_yaml
+${PROFILE_YAML:-}
 YAML
 if [ "${ADMIN:-0}" = 1 ]; then
   echo 'admin: {listen: "127.0.0.1:0"}' >> "$out/moonwire.yaml"
 fi
 
 rm -f "$out"/callgrind.out*
+case ${SERVER:-moonwire} in
+  moonwire) server_cmd=("$build/moonwire" serve -c "$out/moonwire.yaml" --listen "127.0.0.1:$port") ;;
+  cecho) server_cmd=("$build/bench/bench-cecho" "$port") ;;
+  cecho-mwt) server_cmd=("$build/bench/bench-cecho" "$port" --moonwire-transport) ;;
+  *) echo "profile: SERVER is moonwire, cecho or cecho-mwt, not $SERVER" >&2; exit 2 ;;
+esac
+[ -x "${server_cmd[0]}" ] || { echo "profile: ${server_cmd[0]} is missing (tests/bench/build.sh builds it)" >&2; exit 1; }
 valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out/callgrind.out" \
-  "$build/moonwire" serve -c "$out/moonwire.yaml" --listen "127.0.0.1:$port" \
-  >"$out/server.log" 2>&1 &
+  "${server_cmd[@]}" >"$out/server.log" 2>&1 &
 vg=$!
 trap 'kill -INT $vg 2>/dev/null || true; [ -z "${collector:-}" ] || kill $collector 2>/dev/null || true; [ -z "$backend" ] || kill $backend 2>/dev/null || true' EXIT
 for _ in $(seq 150); do
-  grep -q "serving" "$out/server.log" 2>/dev/null && break
+  grep -q "serving\|listening on" "$out/server.log" 2>/dev/null && break
   sleep 0.2
 done
 load() {

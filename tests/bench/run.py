@@ -75,6 +75,10 @@ def servers(build):
         "moonwire": (moonwire(1), {}),
         "moonwire-2w": (moonwire(2), {}),
         "cecho": (lambda p: [os.path.join(bench, "bench-cecho"), str(p)], {}),
+        # the same C echo with Moonwire's channel arguments (core/mw_transport.h):
+        # Moonwire against it is what Moonwire adds to a call, nothing else
+        "cecho-mwt": (lambda p: [os.path.join(bench, "bench-cecho"), str(p),
+                                 "--moonwire-transport"], {}),
         "cpp": (lambda p: [os.path.join(bench, "bench-cpp"), str(p)], {}),
         "go": (lambda p: [os.path.join(bench, "bench-go"), str(p)], {"GOMAXPROCS": "1"}),
         "node": (lambda p: ["node", "--v8-pool-size=1",
@@ -85,6 +89,7 @@ def servers(build):
 
 
 LABELS = {"moonwire": "Moonwire (Lua)", "cecho": "C echo on gRPC core (ceiling)",
+          "cecho-mwt": "C echo, Moonwire's transport settings",
           "cpp": "C++ gRPC callback", "go": "grpc-go", "node": "Node grpc-js",
           "python": "Python grpc.aio", "moonwire-2w": "Moonwire, 2 workers"}
 
@@ -317,7 +322,8 @@ def ratio(a, b, higher_better=True):
 
 
 def report(results, scaling, idle, args):
-    names = [n for n in ["moonwire", "cecho", "go", "cpp", "node", "python"] if n in results]
+    names = [n for n in ["moonwire", "cecho", "cecho-mwt", "go", "cpp", "node", "python"]
+             if n in results]
     peers = [n for n in names if n != "moonwire"]
     rows = []
     metrics = []
@@ -487,9 +493,9 @@ def stream_table(results, args, names, peers, cases):
 
 def stream_report(results, args):
     """The streaming matrix under each client, and the memory after it."""
-    names = [n for n in ["moonwire", "go", "cecho", "cpp", "node", "python"]
+    names = [n for n in ["moonwire", "go", "cecho", "cecho-mwt", "cpp", "node", "python"]
              if n in results and n in args.stream_servers]
-    peers = [n for n in ("go", "cpp", "cecho") if n in names]
+    peers = [n for n in ("go", "cpp", "cecho", "cecho-mwt") if n in names]
     out = ["", "## Streaming", ""]
     if "mwload" in args.stream_clients:
         out += ["mwload (C on gRPC core, one thread, one connection) on core 1, %d s per "
@@ -533,7 +539,7 @@ def main():
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--servers", default="moonwire,cecho,go,cpp,node,python")
+    ap.add_argument("--servers", default="moonwire,cecho,cecho-mwt,go,cpp,node,python")
     ap.add_argument("--idle-streams", type=int, default=10000)
     ap.add_argument("--out", default=None)
     ap.add_argument("--json", default=None, help="write the raw results here too")
@@ -594,7 +600,7 @@ def main():
             scaling.append((w, statistics.median(vals)))
             log("  moonwire %d worker(s), unpinned: %.0f calls/s" % (w, scaling[-1][1]))
     idle = {}
-    for n in [x for x in names if x in ("moonwire", "go", "cpp", "cecho")]:
+    for n in [x for x in names if x in ("moonwire", "go", "cpp", "cecho", "cecho-mwt")]:
         idle[n] = idle_streams(n, args, args.idle_streams)
         log("  %-12s %d idle streams: %.0f bytes each"
             % (n, idle[n]["opened"], idle[n]["bytes_per_stream"]))

@@ -16,7 +16,14 @@
  *   Bidi          each message echoed as it arrives; the echo and the read of
  *                 the next message share one batch.
  *
- * usage: bench-cecho PORT        (listens on 127.0.0.1:PORT)
+ * usage: bench-cecho PORT [--moonwire-transport]   (listens on 127.0.0.1:PORT)
+ *
+ *   By default gRPC core runs with its own defaults (as grpc-go and the C++
+ *   server run with theirs), plus a 64 MiB receive limit. With
+ *   --moonwire-transport it runs with the channel arguments Moonwire's
+ *   defaults give (core/mw_transport.h: limits, keepalive, connection idle
+ *   and age, the hardened transport, the resource quota), so that Moonwire
+ *   against it measures only what Moonwire adds to a call.
  *
  * Threads: this program runs everything on its main thread. gRPC core 1.51
  * still starts its own helper threads (timer manager, executor, resolver
@@ -38,6 +45,8 @@
 #include <grpc/slice.h>
 
 #include "base/mw_absl.h"
+#include "config/mw_config.h"
+#include "core/mw_transport.h"
 #include <grpc/support/time.h>
 
 enum method { M_UNARY, M_SSTREAM, M_CSTREAM, M_BIDI, M_COUNT };
@@ -455,8 +464,9 @@ static void on_io(struct ecall *c, int ok) {
 /* ---- main -------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
-  if (argc != 2 || atoi(argv[1]) <= 0 || atoi(argv[1]) > 65535) {
-    fprintf(stderr, "usage: bench-cecho PORT\n");
+  int moonwire_transport = argc == 3 && strcmp(argv[2], "--moonwire-transport") == 0;
+  if ((argc != 2 && !moonwire_transport) || atoi(argv[1]) <= 0 || atoi(argv[1]) > 65535) {
+    fprintf(stderr, "usage: bench-cecho PORT [--moonwire-transport]\n");
     return 2;
   }
   char addr[64];
@@ -473,15 +483,26 @@ int main(int argc, char **argv) {
   grpc_init();
   cq = grpc_completion_queue_create_for_next(NULL);
 
-  grpc_arg args[2];
-  args[0].type = GRPC_ARG_INTEGER;
-  args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-  args[0].value.integer = 64 << 20;
-  args[1].type = GRPC_ARG_INTEGER;
-  args[1].key = GRPC_ARG_ALLOW_REUSEPORT;
-  args[1].value.integer = 0;
-  grpc_channel_args chargs = {2, args};
+  grpc_arg args[MW_TRANSPORT_MAX_ARGS];
+  grpc_resource_quota *quota = NULL;
+  size_t n = 0;
+  if (moonwire_transport) {
+    mw_config cfg;
+    mw_config_init(&cfg);
+    n = mw_transport_args(&cfg, args, &quota);
+    mw_config_free(&cfg);
+  } else {
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = 64 << 20;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_ALLOW_REUSEPORT;
+    args[1].value.integer = 0;
+    n = 2;
+  }
+  grpc_channel_args chargs = {n, args};
   server = grpc_server_create(&chargs, NULL);
+  if (quota) grpc_resource_quota_unref(quota); /* the server holds its own */
   grpc_server_register_completion_queue(server, cq, NULL);
   for (int m = 0; m < M_COUNT; m++) {
     grpc_server_register_method_payload_handling ph =
