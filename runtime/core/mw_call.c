@@ -261,7 +261,28 @@ static void call_free(mw_call *c) {
   if (c->service_limit) atomic_fetch_sub(&c->service_limit->live, 1);
   mw_router_unref(c->router);
   free(c->path_buf);
+  mw_worker *w = c->w;
+#ifndef __SANITIZE_ADDRESS__ /* there, every record is freed and poisoned */
+  if (w->n_spare_calls < MW_SPARE_CALLS) {
+    w->spare_calls[w->n_spare_calls++] = c;
+    return;
+  }
+#endif
   free(c);
+}
+
+/* A zeroed call record: a spare the worker kept, or a new one. glibc's
+ * calloc bypasses its per-thread cache (~490 instructions a call in make
+ * profile), and gcc turns malloc followed by a memset of the same size
+ * into calloc, so records are reused rather than allocated each time. */
+static mw_call *call_alloc(mw_worker *w) {
+  mw_call *c = w->n_spare_calls ? w->spare_calls[--w->n_spare_calls] : malloc(sizeof *c);
+  if (c) memset(c, 0, sizeof *c);
+  return c;
+}
+
+void mw_call_spares_free(mw_worker *w) {
+  while (w->n_spare_calls) free(w->spare_calls[--w->n_spare_calls]);
 }
 
 /* Frees the call once nothing refers to it any more, telling the backend
@@ -841,7 +862,7 @@ void mw_call_arrived(mw_worker *w, grpc_call *call, const char *path,
                      size_t path_len, gpr_timespec deadline,
                      grpc_metadata_array *md, grpc_byte_buffer *payload,
                      int has_payload) {
-  mw_call *c = calloc(1, sizeof *c);
+  mw_call *c = call_alloc(w);
   if (!c) {
     if (payload) grpc_byte_buffer_destroy(payload);
     grpc_metadata_array_destroy(md);

@@ -784,6 +784,7 @@ void mw_server_free(mw_server *s) {
     }
     mw_timers_free(&w->timers);
     mw_timers_free(&w->settle);
+    mw_call_spares_free(w);
     free(w->gather);
     w->gather = NULL;
     mw_mailbox_free(w->mailbox);

@@ -18,7 +18,7 @@
 #define GRAIN 16
 #define CLASSES 16                  /* blocks of 16, 32, ... 256 bytes */
 #define SMALL (GRAIN * CLASSES)     /* the largest cached block */
-#define CACHE_MAX (256 * 1024)      /* bytes a state keeps for reuse */
+#define CACHE_MAX MW_LALLOC_CACHE_MAX
 
 struct mw_lalloc {
   mw_lua_mem *mem;

@@ -32,6 +32,9 @@
 #   4): prints instructions per streamed message (bidi: per round trip).
 #   WRITE_BATCH=K passes --write-batch K to mwload (client-stream and
 #   bidi-duplex: the client buffers K messages per write).
+#   PROFILE_YAML='...' in the environment adds its lines to Moonwire's
+#   config (e.g. 'keepalive: {max_connection_idle_ms: 0,
+#   max_connection_age_ms: 0}'), to measure what a setting costs.
 #   SERVER=cecho profiles the benchmark's C echo on gRPC core instead (its
 #   main thread is the worker), SERVER=cecho-mwt the same with Moonwire's
 #   channel arguments (bench-cecho --moonwire-transport): what gRPC core
