@@ -445,7 +445,7 @@ static int dec_map_entry(mw_ctx *c, mw_dframe *fr, int i, const char *s,
       for (p = s; p < end;) { /* read once already: well-formed */
         uint32_t num = 0;
         int wt = 0;
-        mw_wval w;
+        mw_wval w = {0, NULL, 0}; /* as v in dec_field: for -O3 */
         if (!(p = rd_tag(p, end, &num, &wt))) return DEC_MALFORMED;
         if (num != kUpb_MapEntry_ValueFieldNumber) {
           if (!(p = skip_value(p, end, num, wt, c->depth, &rc))) return rc;
@@ -490,7 +490,11 @@ static int dec_field(mw_ctx *c, mw_dframe *fr, int i, uint32_t num, int wt,
   upb_FieldType ft = pf->type;
   bool proto3 = fr->pl->proto3;
   int want = mw_wire_type[ft], rc = 0;
-  mw_wval v;
+  /* Zeroed: rd_value fills only the members of the wire type it read, and
+   * -O3 (CMAKE_BUILD_TYPE=Release) cannot see that a message field's
+   * value is always length-delimited, so it warns, and warnings fail the
+   * build. */
+  mw_wval v = {0, NULL, 0};
 
   if (pf->kind == MW_PK_MAP) {
     const char *at = p;

@@ -82,6 +82,7 @@ static inline char *wr_tag(char *q, uint32_t num, int wt) {
 /* A tag of wire type LEN and one byte for the length, which wr_close sets
  * (moving the body when the length needs more bytes). */
 static int wr_open(mw_ctx *c, uint32_t num, size_t *slot) {
+  *slot = 0; /* set on failure too: -O3 cannot see that callers stop then */
   if (!wb_reserve(c, 6)) return mw_codec_fail_oom(c);
   char *q = wr_tag(c->out.p + c->out.len, num, MW_WT_LEN);
   *slot = (size_t)(q - c->out.p);
