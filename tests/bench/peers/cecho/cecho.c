@@ -93,6 +93,11 @@ static grpc_server *server;
 static grpc_completion_queue *cq;
 static void *handles[M_COUNT];
 static int shutting_down;
+/* Calls allocated and not yet freed (requested slots included). The queue
+ * is shut down only once the server's shutdown has completed and this is
+ * 0: a call whose last event is still queued may start one more batch,
+ * and a batch on a shut queue aborts core. */
+static long live_calls;
 static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig) {
@@ -196,6 +201,7 @@ static grpc_slice flatten(grpc_byte_buffer *bb) {
 
 static void request_call(enum method m) {
   struct ecall *c = xcalloc(1, sizeof *c);
+  live_calls++;
   c->m = m;
   c->t_new = (struct tag){c, EV_NEW};
   c->t_io = (struct tag){c, EV_IO};
@@ -209,6 +215,7 @@ static void request_call(enum method m) {
 }
 
 static void free_call(struct ecall *c) {
+  live_calls--;
   if (c->call != NULL) grpc_call_unref(c->call);
   grpc_metadata_array_destroy(&c->md);
   if (c->in != NULL) grpc_byte_buffer_destroy(c->in);
@@ -526,12 +533,16 @@ int main(int argc, char **argv) {
   fflush(stdout);
 
   int shutdown_tag = 0;
-  int cq_shut = 0;
+  int server_down = 0, cq_shut = 0;
   for (;;) {
     if (stop_requested && !shutting_down) {
       shutting_down = 1;
       grpc_server_shutdown_and_notify(server, cq, &shutdown_tag);
       grpc_server_cancel_all_calls(server);
+    }
+    if (server_down && live_calls == 0 && !cq_shut) {
+      cq_shut = 1;
+      grpc_completion_queue_shutdown(cq);
     }
     grpc_event ev = grpc_completion_queue_next(
         cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
@@ -540,10 +551,7 @@ int main(int argc, char **argv) {
     if (ev.type == GRPC_QUEUE_TIMEOUT) continue;
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
     if (ev.tag == &shutdown_tag) {
-      if (!cq_shut) {
-        cq_shut = 1;
-        grpc_completion_queue_shutdown(cq);
-      }
+      server_down = 1;
       continue;
     }
     struct tag *t = ev.tag;
