@@ -261,8 +261,8 @@ static void call_free(mw_call *c) {
   if (c->service_limit) atomic_fetch_sub(&c->service_limit->live, 1);
   mw_router_unref(c->router);
   free(c->path_buf);
-  mw_worker *w = c->w;
 #ifndef __SANITIZE_ADDRESS__ /* there, every record is freed and poisoned */
+  mw_worker *w = c->w;
   if (w->n_spare_calls < MW_SPARE_CALLS) {
     w->spare_calls[w->n_spare_calls++] = c;
     return;
