@@ -62,11 +62,11 @@ typedef struct mw_counters {
   _Atomic unsigned long reloads, reload_failures;
 } mw_counters;
 
-/* One worker: a thread, its completion queue, its timers and mailbox, and
- * its reference to the current router. Owned by the server. */
 /* How many freed call records a worker keeps (about 700 bytes each). */
 #define MW_SPARE_CALLS 64
 
+/* One worker: a thread, its completion queue, its timers and mailbox, and
+ * its reference to the current router. Owned by the server. */
 typedef struct mw_worker {
   int id;
   mw_server *server;
