@@ -7,7 +7,6 @@
 #include "core/mw_server.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stddef.h>

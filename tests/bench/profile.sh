@@ -178,6 +178,11 @@ case ${SERVER:-moonwire} in
   cecho-mwt) server_cmd=("$build/bench/bench-cecho" "$port" --moonwire-transport) ;;
   *) echo "profile: SERVER is moonwire, cecho or cecho-mwt, not $SERVER" >&2; exit 2 ;;
 esac
+if [ "${SERVER:-moonwire}" != moonwire ] &&
+  { [ "$intercept" != none ] || [ "${ADMIN:-0}" = 1 ] || [ "${CTX:-1}" = 0 ] || [ -n "${PROFILE_YAML:-}" ]; }; then
+  echo "profile: INTERCEPT, ADMIN, CTX and PROFILE_YAML configure Moonwire; SERVER=$SERVER takes none" >&2
+  exit 2
+fi
 [ -x "${server_cmd[0]}" ] || { echo "profile: ${server_cmd[0]} is missing (tests/bench/build.sh builds it)" >&2; exit 1; }
 valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$out/callgrind.out" \
   "${server_cmd[@]}" >"$out/server.log" 2>&1 &
