@@ -61,11 +61,6 @@ struct mw_call {
   int want_recv;   /* the backend asked for a message inside an event: the read
                       starts at the pump, with the send when there is one */
   int sends_anytime; /* mw_call_sends_anytime: never a send with the read */
-  int eos_wait;   /* an end of stream waits a moment to be told from a
-                     cancellation (see on_recv) */
-  mw_timer eos;   /* that wait (it holds the call as a batch in flight) */
-  double eos_at;  /* when the end of stream came (mw_now) */
-  int eos_told;   /* it was handed over as a half-close */
   int close_started, close_done, close_cancelled;
   int cancelled;
 
@@ -122,7 +117,7 @@ void mw_call_attach(mw_call *c, const mw_call_ops *ops, void *self) {
   c->self = self;
 }
 int mw_call_reading(const mw_call *c) {
-  return c->recv_started || c->want_recv || c->eos_wait;
+  return c->recv_started || c->want_recv;
 }
 
 const char *mw_call_protocol(const mw_call *c) { return c->protocol ? c->protocol : "grpc"; }
@@ -1007,59 +1002,6 @@ static void deliver(mw_call *c, int ok, const char *data, size_t len, int has_ms
   else pump(c);
 }
 
-/* How long an end of stream waits for a cancellation to show (seconds).
- * A cancellation read on this worker's thread queues its completion with
- * the read's, and the events already queued run before the wait ends; one
- * read on another thread (another worker polled the connection) follows
- * within tens of microseconds on an unloaded machine, and up to
- * milliseconds when the threads compete for cores (docs/performance.md,
- * "The end of a request stream"). So the wait learns: each worker starts
- * at MW_EOS_WAIT_MIN, and a cancellation that shows during a wait, or
- * just after one ended as a half-close, raises it to twice the time it
- * took (at most MW_EOS_WAIT_MAX, the longest the old fixed wait took);
- * each half-close handed over brings it 1/32 of the way back. The worker
- * does not sleep in core's poller meanwhile (a millisecond at the least)
- * but polls its queue and yields its core between polls, and while a
- * yield gives the core away for long (contended cores) it holds every
- * wait 2 ms longer (mw_worker.c): a learnt wait alone was not enough
- * there. Near the call's deadline, where core's timer thread does the
- * cancelling, the wait is the longest one on the plain timers. */
-#define MW_EOS_WAIT_MIN 0.0001
-#define MW_EOS_WAIT_MAX 0.002
-#define MW_EOS_NEAR_DEADLINE 0.005
-
-/* A cancellation showed `took` seconds after its call's end of stream. */
-static void eos_learn(mw_worker *w, double took) {
-  if (took >= MW_EOS_WAIT_MAX) return; /* later than any wait: a cancel after the end */
-  double want = 2 * took;
-  if (want > MW_EOS_WAIT_MAX) want = MW_EOS_WAIT_MAX;
-  if (want > w->eos_wait) w->eos_wait = want;
-}
-
-static void eos_timer(mw_timer *e) {
-  mw_call *c = (mw_call *)((char *)e - offsetof(mw_call, eos));
-  c->eos_wait = 0;
-  c->inflight--;
-  if (!c->cancelled) {
-    mw_worker *w = c->w;
-    c->eos_told = 1;
-    if (w->eos_wait > MW_EOS_WAIT_MIN) w->eos_wait -= (w->eos_wait - MW_EOS_WAIT_MIN) / 32;
-  }
-  deliver(c, !c->cancelled, NULL, 0, 0);
-  maybe_free(c);
-}
-
-/* Arms the wait of an end of stream; 0, or -1 when out of memory. */
-static int eos_arm(mw_call *c) {
-  mw_worker *w = c->w;
-  c->eos.fn = eos_timer;
-  c->eos_at = mw_now();
-  if (c->deadline != 0 && c->deadline - mw_wall_now() < MW_EOS_NEAR_DEADLINE)
-    return mw_timers_add(&w->timers, &c->eos, c->eos_at + MW_EOS_WAIT_MAX);
-  double wait = w->eos_wait > MW_EOS_WAIT_MIN ? w->eos_wait : MW_EOS_WAIT_MIN;
-  return mw_timers_add(&w->settle, &c->eos, c->eos_at + wait);
-}
-
 static void on_recv(mw_call *c, int ok) {
   c->recv_started = 0;
   grpc_byte_buffer *bb = c->recv_buf;
@@ -1075,18 +1017,14 @@ static void on_recv(mw_call *c, int ok) {
     return;
   }
   if (!bb) {
-    /* gRPC core ends a pending read the same way when the client
-     * half-closes and when the stream is reset (cancel, deadline): only the
-     * RECV_CLOSE_ON_SERVER completion that follows tells them apart. It is
-     * queued by the same transport event, so the end of stream is handed
-     * over a moment later, when that completion has had its turn. */
-    if (!c->cancelled && c->close_started && !c->close_done) {
-      if (eos_arm(c) == 0) {
-        c->eos_wait = 1;
-        c->inflight++; /* the timer holds the call */
-        return;
-      }
-    }
+    /* gRPC core ends a pending read with no message both when the client
+     * half-closes and when the stream is reset (a cancel, the deadline, a
+     * closed connection), and queues the RECV_CLOSE_ON_SERVER completion
+     * that says which only after it, from whichever thread read the reset:
+     * a thread descheduled between the two made any wait for it too short
+     * now and then. Whether the read failed is set before the read's own
+     * completion is queued, so it tells them apart at once. */
+    if (grpc_call_failed_before_recv_message(c->call)) mark_cancelled(c);
     deliver(c, !c->cancelled, NULL, 0, 0);
     return;
   }
@@ -1129,7 +1067,6 @@ static void on_send(mw_call *c, int ok) {
 
 static void on_close(mw_call *c) {
   c->close_done = 1;
-  if (c->close_cancelled && (c->eos_wait || c->eos_told)) eos_learn(c->w, mw_now() - c->eos_at);
   if (c->close_cancelled) mark_cancelled(c);
 }
 

@@ -73,17 +73,10 @@ typedef struct mw_worker {
   mw_counters *counters;      /* the server's */
   grpc_completion_queue *cq;
   mw_timers timers;
-  /* Ends of stream waiting to be told from a cancellation (mw_call.c,
-   * on_recv): while any waits the worker polls its queue and yields its
-   * core between polls, so each is handed over after eos_wait, not after
-   * the millisecond that is the shortest sleep core's poller takes. */
-  mw_timers settle;
   /* Freed call records kept for the worker's next calls (mw_call.c,
    * call_alloc): owned here, freed by mw_call_spares_free. */
   struct mw_call *spare_calls[MW_SPARE_CALLS];
   int n_spare_calls;
-  double eos_wait;            /* that wait, as learnt (mw_call.c); 0 until then */
-  double settle_late_until;   /* the cores are contended until then (mw_worker.c) */
   mw_mailbox *mailbox;
   mw_tag wake_tag;
   mw_mail gen_mail;           /* "a new generation is current" */

@@ -522,7 +522,6 @@ mw_server *mw_server_new(const mw_config *cfg, mw_router *router,
     w->compress = &s->compress;
     w->observe = cfg->admin.listen != NULL;
     mw_timers_init(&w->timers);
-    mw_timers_init(&w->settle);
     w->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, w->cq, NULL);
     w->wake_tag = (mw_tag){MW_TAG_WAKE, 0, w};
@@ -782,7 +781,6 @@ void mw_server_free(mw_server *s) {
       grpc_completion_queue_destroy(w->cq);
     }
     mw_timers_free(&w->timers);
-    mw_timers_free(&w->settle);
     mw_call_spares_free(w);
     free(w->gather);
     w->gather = NULL;
