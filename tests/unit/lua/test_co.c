@@ -56,6 +56,8 @@ static const char proto_src[] =
     "  rpc Collect(stream Msg) returns (Msg);\n"
     "  rpc CollectCatch(stream Msg) returns (Msg);\n"
     "  rpc KeepStream(stream Msg) returns (Msg);\n"
+    "  rpc StreamMisuse(stream Msg) returns (Msg);\n"
+    "  rpc IterLate(Msg) returns (Msg);\n"
     "  rpc Chat(stream Msg) returns (stream Msg);\n"
     "  rpc HealthWait(Msg) returns (Msg);\n"
     "  rpc HealthSet(Msg) returns (Msg);\n"
@@ -165,6 +167,30 @@ static const char lua_src[] =
     "  stream:recv()\n"
     "  bump('keep_resumed')\n"
     "  return {text = 'kept'}\n"
+    "end\n"
+    "\n"
+    "local kept_iter\n"
+    "-- stream's methods on values that are not a stream; an iterator kept\n"
+    "-- for IterLate, called after its call has ended.\n"
+    "function T.StreamMisuse(stream, ctx)\n"
+    "  local out = {}\n"
+    "  local function try(f, ...)\n"
+    "    local ok, err = pcall(f, ...)\n"
+    "    out[#out + 1] = ok and 'ok' or tostring(err):match('^bad argument #1 to .-%((.*)%)$')\n"
+    "  end\n"
+    "  try(stream.recv, ctx)\n"
+    "  try(stream.send, {}, {text = 'x'})\n"
+    "  try(stream.iter, 42)\n"
+    "  try(stream.recv, coroutine.create(print))\n"
+    "  kept_iter = stream:iter()\n"
+    "  local m = kept_iter()\n"
+    "  out[#out + 1] = m.text\n"
+    "  return {text = table.concat(out, '|')}\n"
+    "end\n"
+    "\n"
+    "function T.IterLate(req, ctx)\n"
+    "  local ok, err = pcall(kept_iter)\n"
+    "  return {text = tostring(ok) .. ':' .. tostring(err):gsub('^.-: ', '')}\n"
     "end\n"
     "\n"
     "function T.Touch(req, ctx)\n"
@@ -802,6 +828,26 @@ static void test_recv_message_then_half_close(void) {
   MW_CHECK_INT(c->finish_code, MW_STATUS_OK);
   MW_CHECK_INT(c->n_sent, 2);
   MW_CHECK_INT(c->reading, 0);
+  fake_done(c);
+  fake_call_free(c);
+}
+
+/* stream's methods tell a stream from any other value (ctx, a status,
+ * a table, a number) and say which they wanted; an iterator kept past its
+ * call says the call has ended. */
+static void test_stream_methods_check_their_stream(void) {
+  mw_call *c = start_raw("StreamMisuse", NULL, 0, 0);
+  size_t n = enc("one");
+  fake_message(c, 1, enc_buf, n, 1);
+  MW_CHECK_INT(c->finish_code, MW_STATUS_OK);
+  MW_CHECK_STR(sent(c, 0), "moonwire.stream expected, got moonwire.ctx|"
+                           "moonwire.stream expected, got table|"
+                           "moonwire.stream expected, got number|"
+                           "moonwire.stream expected, got thread|one");
+  fake_done(c);
+  fake_call_free(c);
+  c = start("IterLate", "");
+  MW_CHECK_STR(sent(c, 0), "false:the call has ended");
   fake_done(c);
   fake_call_free(c);
 }
@@ -1486,6 +1532,7 @@ int main(void) {
   RUN(test_on_cancel_registered_after_the_cancel);
   RUN(test_on_cancel_never_cancelled);
   RUN(test_recv_message_then_half_close);
+  RUN(test_stream_methods_check_their_stream);
   RUN(test_recv_after_half_close_reads_nothing);
   RUN(test_first_message_with_the_call);
   RUN(test_first_message_that_does_not_decode);
