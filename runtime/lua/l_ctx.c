@@ -35,8 +35,30 @@ void mw_handle_push(lua_State *L, mw_lcall *h, int which) {
   lua_setmetatable(L, -2);
 }
 
+/* ctx's __index and its methods hold its metatable as upvalue 1
+ * (mw_lctx_open): telling a ctx from any other value is one comparison,
+ * where luaL_checkudata looks the metatable up by name in the registry
+ * (~300 instructions; a method call checks twice, in __index and in the
+ * method). */
+static mw_handle *ctx_handle(lua_State *L) {
+  mw_handle *hd = lua_touserdata(L, 1);
+  int is = hd && lua_getmetatable(L, 1);
+  if (is) {
+    is = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+  }
+  if (!is) luaL_typeerror(L, 1, MW_MT_CTX);
+  return hd;
+}
+
+static mw_lcall *ctx_call(lua_State *L) {
+  mw_handle *hd = ctx_handle(L);
+  if (!hd->h) luaL_error(L, "the call has ended");
+  return hd->h;
+}
+
 static int ctx_remaining(lua_State *L) {
-  mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
+  mw_lcall *h = ctx_call(L);
   double d = mw_call_deadline(h->call);
   double left = d == 0 ? HUGE_VAL : d - mw_wall_now();
   lua_pushnumber(L, left > 0 ? left : 0);
@@ -48,7 +70,7 @@ static int ctx_remaining(lua_State *L) {
  * (wall seconds), so that mw.now() - start is its age; core keeps it on the
  * monotonic clock, which a clock step cannot disturb. */
 static int ctx_io(lua_State *L) {
-  mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
+  mw_lcall *h = ctx_call(L);
   const mw_call_io *io = mw_call_io_of(h->call);
   lua_createtable(L, 0, 7);
   lua_pushinteger(L, (lua_Integer)io->msgs_in);
@@ -72,7 +94,7 @@ static int ctx_io(lua_State *L) {
  * now (never lengthens it); at the deadline the call ends with
  * DEADLINE_EXCEEDED as if the client had asked for it. */
 static int ctx_set_deadline(lua_State *L) {
-  mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
+  mw_lcall *h = ctx_call(L);
   double secs = luaL_checknumber(L, 2);
   luaL_argcheck(L, secs == secs && secs >= 0, 2, "expected seconds >= 0");
   if (mw_call_set_deadline(h->call, mw_wall_now() + secs) != 0)
@@ -85,13 +107,13 @@ static int ctx_set_deadline(lua_State *L) {
 }
 
 static int ctx_cancelled(lua_State *L) {
-  mw_handle *hd = luaL_checkudata(L, 1, MW_MT_CTX);
+  mw_handle *hd = ctx_handle(L);
   lua_pushboolean(L, !hd->h || mw_call_cancelled(hd->h->call));
   return 1;
 }
 
 static int set_md(lua_State *L, int trailer) {
-  mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
+  mw_lcall *h = ctx_call(L);
   size_t kl, vl;
   const char *k = luaL_checklstring(L, 2, &kl);
   const char *v = luaL_checklstring(L, 3, &vl);
@@ -109,7 +131,7 @@ static int ctx_set_trailer(lua_State *L) { return set_md(L, 1); }
  * (the runtime's own grpc-* entries left out), for an interceptor that
  * keeps a reply to give again (idempotency). */
 static int ctx_response_metadata(lua_State *L) {
-  mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
+  mw_lcall *h = ctx_call(L);
   for (int t = 0; t < 2; t++) {
     size_t n = mw_call_response_md_count(h->call, t);
     lua_createtable(L, (int)n, 0);
@@ -131,7 +153,7 @@ static int ctx_response_metadata(lua_State *L) {
 }
 
 static int ctx_on_cancel(lua_State *L) {
-  mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
+  mw_lcall *h = ctx_call(L);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (mw_call_cancelled(h->call)) {
     /* Already cancelled: the functions registered before have run; this
@@ -157,7 +179,7 @@ static int ctx_on_cancel(lua_State *L) {
  * the final counts and code is the status the call ended with. Errors are
  * logged. For access logs and metrics, which want what the client got. */
 static int ctx_on_done(lua_State *L) {
-  mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
+  mw_lcall *h = ctx_call(L);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (h->done_ref == 0) {
     lua_newtable(L);
@@ -171,7 +193,7 @@ static int ctx_on_done(lua_State *L) {
 
 /* ctx:metadata_values(key) -> every value of a repeated key, in order. */
 static int ctx_metadata_values(lua_State *L) {
-  mw_lcall *h = mw_handle_check(L, 1, MW_MT_CTX);
+  mw_lcall *h = ctx_call(L);
   size_t kl;
   const char *key = luaL_checklstring(L, 2, &kl);
   lua_newtable(L);
@@ -385,13 +407,11 @@ static const luaL_Reg ctx_methods[] = {
 };
 
 static int ctx_index(lua_State *L) {
-  mw_handle *hd = luaL_checkudata(L, 1, MW_MT_CTX);
+  mw_handle *hd = ctx_handle(L);
   const char *key = luaL_checkstring(L, 2);
-  /* methods first: [ctx, key, mt, methods] */
-  lua_getmetatable(L, 1);
-  lua_getfield(L, -1, "__methods");
-  if (lua_getfield(L, -1, key) != LUA_TNIL) return 1;
-  lua_pop(L, 3);
+  /* methods first (upvalue 2): [ctx, key, method] */
+  if (lua_getfield(L, lua_upvalueindex(2), key) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
   /* then the cache: [ctx, key, cache] */
   if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -550,9 +570,11 @@ void mw_lctx_open(lua_State *L) {
   lua_pushcfunction(L, l_ctx_values_peek);
   lua_setfield(L, -2, "ctx_values_peek");
   if (luaL_newmetatable(L, MW_MT_CTX)) { /* [core, mt] */
-    luaL_newlib(L, ctx_methods);
-    lua_setfield(L, -2, "__methods");
-    lua_pushcfunction(L, ctx_index);
+    lua_pushvalue(L, -1); /* upvalue 1 of ctx_index and of each method */
+    luaL_newlibtable(L, ctx_methods);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, ctx_methods, 1); /* [core, mt, mt, methods] */
+    lua_pushcclosure(L, ctx_index, 2);
     lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);

@@ -182,6 +182,9 @@ static const char lua_src[] =
     "  try(stream.send, {}, {text = 'x'})\n"
     "  try(stream.iter, 42)\n"
     "  try(stream.recv, coroutine.create(print))\n"
+    "  try(ctx.remaining, stream)\n"
+    "  try(ctx.cancelled, {})\n"
+    "  out[#out + 1] = tostring(ctx:cancelled())\n"
     "  kept_iter = stream:iter()\n"
     "  local m = kept_iter()\n"
     "  out[#out + 1] = m.text\n"
@@ -832,10 +835,10 @@ static void test_recv_message_then_half_close(void) {
   fake_call_free(c);
 }
 
-/* stream's methods tell a stream from any other value (ctx, a status,
- * a table, a number) and say which they wanted; an iterator kept past its
- * call says the call has ended. */
-static void test_stream_methods_check_their_stream(void) {
+/* stream's and ctx's methods tell their handle from any other value (the
+ * other handle, a table, a number, a thread) and say which they wanted;
+ * an iterator kept past its call says the call has ended. */
+static void test_handle_methods_check_their_handle(void) {
   mw_call *c = start_raw("StreamMisuse", NULL, 0, 0);
   size_t n = enc("one");
   fake_message(c, 1, enc_buf, n, 1);
@@ -843,7 +846,9 @@ static void test_stream_methods_check_their_stream(void) {
   MW_CHECK_STR(sent(c, 0), "moonwire.stream expected, got moonwire.ctx|"
                            "moonwire.stream expected, got table|"
                            "moonwire.stream expected, got number|"
-                           "moonwire.stream expected, got thread|one");
+                           "moonwire.stream expected, got thread|"
+                           "moonwire.ctx expected, got moonwire.stream|"
+                           "moonwire.ctx expected, got table|false|one");
   fake_done(c);
   fake_call_free(c);
   c = start("IterLate", "");
@@ -1532,7 +1537,7 @@ int main(void) {
   RUN(test_on_cancel_registered_after_the_cancel);
   RUN(test_on_cancel_never_cancelled);
   RUN(test_recv_message_then_half_close);
-  RUN(test_stream_methods_check_their_stream);
+  RUN(test_handle_methods_check_their_handle);
   RUN(test_recv_after_half_close_reads_nothing);
   RUN(test_first_message_with_the_call);
   RUN(test_first_message_that_does_not_decode);
