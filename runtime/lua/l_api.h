@@ -117,6 +117,12 @@ enum { MW_HANDLE_CTX = 0, MW_HANDLE_STREAM = 1 };
 void mw_handle_push(lua_State *L, struct mw_lcall *h, int which);
 /* The live call of the handle at idx, raising when it has ended. */
 struct mw_lcall *mw_handle_check(lua_State *L, int idx, const char *mt);
+/* The handle at index 1 for a handle's own method (or __index), which
+ * holds the handle's metatable (named mt) as upvalue 1; raises a type
+ * error for any other value. One comparison, where luaL_checkudata (in
+ * mw_handle_check) looks the metatable up by name in the registry, ~300
+ * instructions a check. */
+mw_handle *mw_handle_self(lua_State *L, const char *mt);
 
 /* l_stream.c: the call's read and writable events, for a handler that may
  * be waiting in stream:recv or stream:send. */

@@ -35,21 +35,21 @@ void mw_handle_push(lua_State *L, mw_lcall *h, int which) {
   lua_setmetatable(L, -2);
 }
 
-/* ctx's __index and its methods hold its metatable as upvalue 1
- * (mw_lctx_open): telling a ctx from any other value is one comparison,
- * where luaL_checkudata looks the metatable up by name in the registry
- * (~300 instructions; a method call checks twice, in __index and in the
- * method). */
-static mw_handle *ctx_handle(lua_State *L) {
+mw_handle *mw_handle_self(lua_State *L, const char *mt) {
   mw_handle *hd = lua_touserdata(L, 1);
   int is = hd && lua_getmetatable(L, 1);
   if (is) {
     is = lua_rawequal(L, -1, lua_upvalueindex(1));
     lua_pop(L, 1);
   }
-  if (!is) luaL_typeerror(L, 1, MW_MT_CTX);
+  if (!is) luaL_typeerror(L, 1, mt);
   return hd;
 }
+
+/* ctx's __index and its methods hold its metatable as upvalue 1
+ * (mw_lctx_open; a method call checks twice, in __index and in the
+ * method). */
+static mw_handle *ctx_handle(lua_State *L) { return mw_handle_self(L, MW_MT_CTX); }
 
 static mw_lcall *ctx_call(lua_State *L) {
   mw_handle *hd = ctx_handle(L);
