@@ -143,7 +143,7 @@ static const luaL_Reg stream_methods[] = {
 void mw_lstream_open(lua_State *L) {
   if (luaL_newmetatable(L, MW_MT_STREAM)) {
     luaL_newlibtable(L, stream_methods);
-    lua_pushvalue(L, -2); /* each method's upvalue: check_stream */
+    lua_pushvalue(L, -2); /* each method's upvalue: check_handle */
     luaL_setfuncs(L, stream_methods, 1);
     lua_setfield(L, -2, "__index");
   }
